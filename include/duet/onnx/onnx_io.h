@@ -1,0 +1,26 @@
+// ONNX import and export through the ONNX protobuf library. Every data type
+// (packed INT4/UINT4, FP8, strings), raw and typed fields and external data
+// (location/offset/length relative to the model file) are supported.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "duet/core/tensor.h"
+#include "duet/ir/graph.h"
+
+namespace duet::onnx_io {
+
+// Loads MODEL.onnx; throws duet::Error with one line naming the problem.
+std::unique_ptr<ir::Model> load_model(const std::string& path);
+// Parses a serialized ModelProto; external data resolves against base_dir.
+std::unique_ptr<ir::Model> parse_model(const void* data, size_t size, const std::string& base_dir = "");
+
+std::string serialize_model(const ir::Model& model);
+void save_model(const ir::Model& model, const std::string& path);
+
+// A TensorProto file (.pb): the backend test suite's input_N.pb/output_N.pb.
+Tensor load_tensor_pb(const std::string& path, std::string* name = nullptr);
+void save_tensor_pb(const Tensor& tensor, const std::string& name, const std::string& path);
+Tensor parse_tensor_pb(const std::string& bytes, const std::string& base_dir = "", std::string* name = nullptr);
+
+}  // namespace duet::onnx_io

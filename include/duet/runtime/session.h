@@ -1,0 +1,51 @@
+// Session: checks a model once (verifier, every op known, opsets supported),
+// then runs it on the reference kernels. Values die after their last use and
+// their buffers return to a pool that later nodes reuse; intra-op threads are
+// configurable. Same inputs give the same bits.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "duet/core/tensor.h"
+#include "duet/ir/graph.h"
+
+namespace duet::runtime {
+
+constexpr int64_t kMaxOnnxOpset = 25;
+
+struct SessionOptions {
+  int threads = 1;
+};
+
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<const ir::Model> model, SessionOptions options = {});
+  ~Session();
+
+  // Runs with inputs by name; returns the graph outputs in graph order.
+  // Throws duet::Error naming a wrong input name, dtype or shape.
+  std::vector<NamedTensor> run(const std::map<std::string, Tensor>& feeds);
+
+  const ir::Model& model() const { return *model_; }
+  // Bytes currently held by the buffer pool (for tests of buffer reuse).
+  size_t pooled_bytes() const;
+  size_t allocation_count() const;  // fresh allocations made by the pool so far
+
+ private:
+  class Impl;
+  std::shared_ptr<const ir::Model> model_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Checks that every op of the graph (subgraphs included) is registered and
+// the opsets are ones Duet implements; throws duet::Unsupported naming the op.
+void check_supported(const ir::Model& model);
+
+}  // namespace duet::runtime

@@ -1,0 +1,247 @@
+#include "duet/ir/graph.h"
+
+#include <functional>
+#include <set>
+#include <unordered_set>
+
+namespace duet::ir {
+
+std::string ValueType::str() const {
+  switch (kind) {
+    case Kind::Tensor: return std::string(dtype_name(dtype)) + "[" + shape.str() + "]";
+    case Kind::Sequence: return "sequence";
+    case Kind::Optional: return "optional";
+    case Kind::Map: return "map";
+    case Kind::SparseTensor: return "sparse_tensor";
+    default: return "unknown";
+  }
+}
+
+const Attribute* Node::attr(const std::string& n) const {
+  for (auto& a : attributes) if (a.name == n) return &a;
+  return nullptr;
+}
+
+int64_t Node::attr_int(const std::string& n, int64_t def) const {
+  auto* a = attr(n);
+  if (!a) return def;
+  DUET_CHECK(a->type == AttrType::Int, label(), ": attribute '", n, "' must be an int");
+  return a->i;
+}
+
+float Node::attr_float(const std::string& n, float def) const {
+  auto* a = attr(n);
+  if (!a) return def;
+  if (a->type == AttrType::Int) return static_cast<float>(a->i);
+  DUET_CHECK(a->type == AttrType::Float, label(), ": attribute '", n, "' must be a float");
+  return a->f;
+}
+
+std::string Node::attr_string(const std::string& n, const std::string& def) const {
+  auto* a = attr(n);
+  if (!a) return def;
+  DUET_CHECK(a->type == AttrType::String, label(), ": attribute '", n, "' must be a string");
+  return a->s;
+}
+
+std::vector<int64_t> Node::attr_ints(const std::string& n, std::vector<int64_t> def) const {
+  auto* a = attr(n);
+  if (!a) return def;
+  if (a->type == AttrType::Int) return {a->i};
+  DUET_CHECK(a->type == AttrType::Ints, label(), ": attribute '", n, "' must be a list of ints");
+  return a->ints;
+}
+
+std::vector<float> Node::attr_floats(const std::string& n, std::vector<float> def) const {
+  auto* a = attr(n);
+  if (!a) return def;
+  if (a->type == AttrType::Float) return {a->f};
+  DUET_CHECK(a->type == AttrType::Floats, label(), ": attribute '", n, "' must be a list of floats");
+  return a->floats;
+}
+
+std::vector<std::string> Node::attr_strings(const std::string& n) const {
+  auto* a = attr(n);
+  if (!a) return {};
+  if (a->type == AttrType::String) return {a->s};
+  DUET_CHECK(a->type == AttrType::Strings, label(), ": attribute '", n, "' must be a list of strings");
+  return a->strings;
+}
+
+const Graph* Node::attr_graph(const std::string& n) const {
+  auto* a = attr(n);
+  if (!a) return nullptr;
+  DUET_CHECK(a->type == AttrType::Graph && a->g, label(), ": attribute '", n, "' must be a graph");
+  return a->g.get();
+}
+
+std::string Node::label() const {
+  return name.empty() ? op_type + " node (output '" + (outputs.empty() || !outputs[0] ? std::string("?") : outputs[0]->name) + "')"
+                      : op_type + " '" + name + "'";
+}
+
+Value* Graph::value(const std::string& name) {
+  auto it = values_.find(name);
+  if (it != values_.end()) return it->second.get();
+  auto v = std::make_unique<Value>();
+  v->name = name;
+  Value* raw = v.get();
+  values_.emplace(name, std::move(v));
+  return raw;
+}
+
+Value* Graph::find_value(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? nullptr : it->second.get();
+}
+
+Node* Graph::add_node(std::string op_type, std::vector<Value*> ins, std::vector<Value*> outs,
+                      std::string name, std::string domain) {
+  auto n = std::make_unique<Node>();
+  n->op_type = std::move(op_type);
+  n->domain = std::move(domain);
+  n->name = std::move(name);
+  n->inputs = std::move(ins);
+  n->outputs = std::move(outs);
+  for (size_t i = 0; i < n->outputs.size(); ++i) {
+    if (n->outputs[i]) {
+      n->outputs[i]->producer = n.get();
+      n->outputs[i]->producer_output = static_cast<int>(i);
+    }
+  }
+  nodes.push_back(std::move(n));
+  return nodes.back().get();
+}
+
+std::vector<std::string> Graph::outer_scope_names() const {
+  std::unordered_set<std::string> defined;
+  for (auto* v : inputs) defined.insert(v->name);
+  for (auto& [n, t] : initializers) defined.insert(n);
+  std::vector<std::string> result;
+  std::unordered_set<std::string> seen;
+  std::function<void(const Graph&)> visit = [&](const Graph& g) {
+    for (auto& node : g.nodes) {
+      for (auto* in : node->inputs) {
+        if (in && !defined.count(in->name) && !in->producer && !seen.count(in->name)) {
+          bool local = false;
+          for (auto* gi : g.inputs) local |= gi == in;
+          if (!local && !g.initializers.count(in->name)) {
+            seen.insert(in->name);
+            result.push_back(in->name);
+          }
+        }
+      }
+      for (auto& a : node->attributes) {
+        if (a.g) for (auto& n : a.g->outer_scope_names()) if (!defined.count(n) && !seen.count(n)) {
+          // a name defined by a node of this graph is not outer scope
+          Value* v = find_value(n);
+          if (v && v->producer) continue;
+          seen.insert(n);
+          result.push_back(n);
+        }
+        for (auto& sg : a.graphs) for (auto& n : sg->outer_scope_names()) if (!defined.count(n) && !seen.count(n)) {
+          Value* v = find_value(n);
+          if (v && v->producer) continue;
+          seen.insert(n);
+          result.push_back(n);
+        }
+      }
+    }
+  };
+  visit(*this);
+  return result;
+}
+
+void Graph::topological_sort() {
+  std::unordered_map<const Node*, int> pending;
+  std::unordered_map<const Value*, std::vector<Node*>> users;
+  // A node depends on producers of its inputs and of values its subgraphs capture.
+  auto deps_of = [&](const Node* n) {
+    std::vector<const Value*> deps;
+    for (auto* in : n->inputs) if (in) deps.push_back(in);
+    for (auto& a : n->attributes) {
+      std::vector<const Graph*> gs;
+      if (a.g) gs.push_back(a.g.get());
+      for (auto& g : a.graphs) gs.push_back(g.get());
+      for (auto* g : gs)
+        for (auto& name : g->outer_scope_names())
+          if (auto* v = find_value(name)) deps.push_back(v);
+    }
+    return deps;
+  };
+  std::vector<Node*> ready;
+  for (auto& n : nodes) {
+    int count = 0;
+    std::set<const Value*> uniq;
+    for (auto* v : deps_of(n.get())) {
+      if (v->producer && uniq.insert(v).second) {
+        ++count;
+        users[v].push_back(n.get());
+      }
+    }
+    pending[n.get()] = count;
+    if (count == 0) ready.push_back(n.get());
+  }
+  std::vector<std::unique_ptr<Node>> sorted;
+  std::unordered_map<Node*, std::unique_ptr<Node>*> owner;
+  for (auto& n : nodes) owner[n.get()] = &n;
+  size_t head = 0;
+  // Keep the original order where possible: process ready nodes in input order.
+  std::vector<Node*> order;
+  while (head < ready.size()) {
+    Node* n = ready[head++];
+    order.push_back(n);
+    for (auto* out : n->outputs) {
+      if (!out) continue;
+      for (Node* u : users[out]) if (--pending[u] == 0) ready.push_back(u);
+    }
+  }
+  if (order.size() != nodes.size()) {
+    for (auto& n : nodes) if (pending[n.get()] > 0) fail("graph has a cycle or an undefined input at ", n->label());
+  }
+  for (Node* n : order) sorted.push_back(std::move(*owner[n]));
+  nodes = std::move(sorted);
+}
+
+int64_t Model::opset(const std::string& d) const {
+  for (auto& o : opset_imports) {
+    if (o.domain == d || (d.empty() && o.domain == "ai.onnx") || (d == "ai.onnx" && o.domain.empty())) return o.version;
+  }
+  return 0;
+}
+
+namespace {
+void verify_graph(const Graph& g, const std::unordered_set<std::string>& outer) {
+  std::unordered_set<std::string> defined = outer;
+  for (auto* v : g.inputs) defined.insert(v->name);
+  for (auto& [n, t] : g.initializers) defined.insert(n);
+  std::unordered_set<std::string> produced;
+  for (auto& node : g.nodes) {
+    DUET_CHECK(!node->op_type.empty(), "node '", node->name, "' has no op_type");
+    for (size_t i = 0; i < node->inputs.size(); ++i) {
+      auto* in = node->inputs[i];
+      if (!in) continue;
+      DUET_CHECK(defined.count(in->name), node->label(), ": input ", i, " '", in->name,
+                 "' is not defined before use");
+    }
+    for (auto& a : node->attributes) {
+      if (a.g) verify_graph(*a.g, defined);
+      for (auto& sg : a.graphs) verify_graph(*sg, defined);
+    }
+    for (auto* out : node->outputs) {
+      if (!out) continue;
+      DUET_CHECK(produced.insert(out->name).second, node->label(), ": output '", out->name,
+                 "' is already produced by another node");
+      DUET_CHECK(!g.initializers.count(out->name) || true, "");
+      defined.insert(out->name);
+    }
+  }
+  for (auto* out : g.outputs) {
+    DUET_CHECK(defined.count(out->name), "graph output '", out->name, "' is not produced by any node");
+  }
+}
+}  // namespace
+
+void verify(const Graph& graph) { verify_graph(graph, {}); }
+
+}  // namespace duet::ir

@@ -1,0 +1,26 @@
+#include "families.h"
+
+namespace duet::ops {
+
+const std::vector<Family>& all_families() {
+  static const std::vector<Family> families = {
+      {"elementwise", register_elementwise},
+      {"activation", register_activation},
+      {"cast", register_cast},
+      {"tensor", register_tensor},
+      {"indexing", register_indexing},
+      {"reduce", register_reduce},
+      {"conv", register_conv},
+      {"pool", register_pool},
+      {"normalization", register_normalization},
+      {"resize", register_resize},
+      {"matmul", register_matmul},
+      {"quantize", register_quantize},
+      {"loss", register_loss},
+      {"attention", register_attention},
+      {"control_flow", register_control_flow},
+  };
+  return families;
+}
+
+}  // namespace duet::ops

@@ -1,0 +1,33 @@
+// The op families. Each family file defines register_<family>(Registry&) and
+// registers its ops there; adding a family means one line in families.cc.
+#pragma once
+#include <vector>
+
+#include "duet/ops/registry.h"
+
+namespace duet::ops {
+
+struct Family {
+  const char* name;
+  void (*register_fn)(Registry&);
+};
+
+void register_elementwise(Registry&);    // elementwise.cc: math, comparison, logical, bitwise, Where, variadic
+void register_activation(Registry&);     // activation.cc: Relu..Gelu, Softmax/LogSoftmax/Hardmax
+void register_cast(Registry&);           // cast.cc: Cast, CastLike
+void register_tensor(Registry&);         // tensor.cc: shape and data movement
+void register_indexing(Registry&);       // indexing.cc: Gather*/Scatter*, TopK, ArgMax, NonZero, CumSum...
+void register_reduce(Registry&);         // reduce.cc: Reduce*
+void register_conv(Registry&);           // conv.cc: Conv, ConvTranspose
+void register_pool(Registry&);           // pool.cc: pooling
+void register_normalization(Registry&);  // normalization.cc: BatchNorm, LayerNorm, ...
+void register_resize(Registry&);         // resize.cc: Resize, Upsample, GridSample
+void register_matmul(Registry&);         // matmul.cc: MatMul, Gemm, Einsum
+void register_quantize(Registry&);       // quantize.cc: Q/DQ and integer ops
+void register_loss(Registry&);           // loss.cc: SoftmaxCrossEntropyLoss, NLL
+void register_attention(Registry&);      // attention.cc: Attention, RotaryEmbedding
+void register_control_flow(Registry&);   // control_flow.cc: If, Loop, Scan
+
+const std::vector<Family>& all_families();
+
+}  // namespace duet::ops

@@ -1,0 +1,274 @@
+#include "duet/runtime/session.h"
+
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "duet/ops/registry.h"
+#include "parallel.h"
+
+namespace duet::runtime {
+
+namespace {
+
+// Reuses freed buffers of the same rounded size: with values released after
+// their last use, steady-state runs allocate nothing new.
+class PoolAllocator final : public Allocator, public std::enable_shared_from_this<PoolAllocator> {
+ public:
+  std::shared_ptr<uint8_t> allocate(size_t bytes) override {
+    const size_t size = round(bytes);
+    uint8_t* block = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        block = it->second.back();
+        it->second.pop_back();
+        pooled_ -= size;
+      }
+    }
+    if (!block) {
+      block = static_cast<uint8_t*>(std::aligned_alloc(64, size + 64));
+      if (!block) throw std::bad_alloc();
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++allocations_;
+    }
+    std::weak_ptr<PoolAllocator> weak = weak_from_this();
+    return std::shared_ptr<uint8_t>(block, [weak, size](uint8_t* p) {
+      if (auto pool = weak.lock()) pool->release(p, size);
+      else std::free(p);
+    });
+  }
+  ~PoolAllocator() override {
+    for (auto& [s, blocks] : free_) for (auto* b : blocks) std::free(b);
+  }
+  size_t pooled() const { std::lock_guard<std::mutex> lock(mutex_); return pooled_; }
+  size_t allocations() const { std::lock_guard<std::mutex> lock(mutex_); return allocations_; }
+
+ private:
+  static size_t round(size_t bytes) {
+    size_t s = 64;
+    while (s < bytes) s = s < (1u << 20) ? s * 2 : s + (1u << 20);
+    return s;
+  }
+  void release(uint8_t* p, size_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_[size].push_back(p);
+    pooled_ += size;
+  }
+  mutable std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<uint8_t*>> free_;
+  size_t pooled_ = 0;
+  size_t allocations_ = 0;
+};
+
+struct Scope {
+  std::unordered_map<std::string, Tensor> values;
+  const Scope* parent = nullptr;
+  const Tensor* find(const std::string& name) const {
+    for (const Scope* s = this; s; s = s->parent) {
+      auto it = s->values.find(name);
+      if (it != s->values.end()) return &it->second;
+    }
+    return nullptr;
+  }
+};
+
+// For each value, the index of the last node of the graph that reads it
+// (directly or from a subgraph). Values not listed live to the end.
+std::unordered_map<std::string, size_t> last_uses(const ir::Graph& g) {
+  std::unordered_map<std::string, size_t> last;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    auto& node = *g.nodes[i];
+    for (auto* in : node.inputs) if (in) last[in->name] = i;
+    for (auto& a : node.attributes) {
+      std::vector<const ir::Graph*> subs;
+      if (a.g) subs.push_back(a.g.get());
+      for (auto& sg : a.graphs) subs.push_back(sg.get());
+      for (auto* sg : subs) for (auto& n : sg->outer_scope_names()) last[n] = i;
+    }
+  }
+  for (auto* out : g.outputs) last.erase(out->name);
+  return last;
+}
+
+void check_graph_supported(const ir::Graph& g, const ir::Model& model, const ops::Registry& reg) {
+  for (auto& node : g.nodes) {
+    if (!reg.find(node->domain, node->op_type)) {
+      const std::string domain = node->domain.empty() ? "ai.onnx" : node->domain;
+      unsupported("unknown op '", node->op_type, "' (domain ", domain, ", opset ", model.opset(node->domain), ") at ",
+                  node->label());
+    }
+    for (auto& a : node->attributes) {
+      if (a.g) check_graph_supported(*a.g, model, reg);
+      for (auto& sg : a.graphs) check_graph_supported(*sg, model, reg);
+    }
+  }
+}
+
+}  // namespace
+
+void check_supported(const ir::Model& model) {
+  for (auto& o : model.opset_imports) {
+    if (o.domain.empty() || o.domain == "ai.onnx") {
+      if (o.version > kMaxOnnxOpset || o.version < 1) {
+        unsupported("ONNX opset ", o.version, " is not supported (Duet implements opsets 1 to ", kMaxOnnxOpset, ")");
+      }
+    }
+  }
+  check_graph_supported(*model.graph, model, ops::Registry::builtin());
+}
+
+class Session::Impl final : public ops::SubgraphRunner {
+ public:
+  Impl(const ir::Model& model, SessionOptions options)
+      : model_(model), options_(options), pool_(std::make_shared<PoolAllocator>()), parallel_(options.threads) {}
+
+  std::vector<Tensor> run(const ir::Graph& body, const std::vector<Tensor>& inputs) override {
+    DUET_CHECK(inputs.size() <= body.inputs.size(), "subgraph '", body.name, "' takes ", body.inputs.size(),
+               " inputs, got ", inputs.size());
+    Scope scope;
+    scope.parent = current_scope_;
+    for (size_t i = 0; i < inputs.size(); ++i) scope.values[body.inputs[i]->name] = inputs[i];
+    return run_graph(body, scope);
+  }
+
+  std::vector<Tensor> run_graph(const ir::Graph& g, Scope& scope) {
+    for (auto& [name, t] : g.initializers) {
+      if (!scope.values.count(name)) scope.values[name] = t;
+    }
+    auto& last = liveness(g);
+    const ops::Registry& reg = ops::Registry::builtin();
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& node = *g.nodes[i];
+      const ops::OpDef* def = reg.find(node.domain, node.op_type);
+      DUET_CHECK(def, "unknown op '", node.op_type, "' at ", node.label());
+      ops::KernelContext ctx{node};
+      ctx.opset = model_.opset(node.domain);
+      if (ctx.opset == 0 && node.domain.empty()) ctx.opset = kMaxOnnxOpset;
+      ctx.allocator = pool_.get();
+      ctx.parallel = &parallel_;
+      ctx.subgraphs = this;
+      for (auto* in : node.inputs) {
+        if (!in) { ctx.inputs.push_back(nullptr); continue; }
+        const Tensor* t = scope.find(in->name);
+        DUET_CHECK(t, node.label(), ": input '", in->name, "' has no value");
+        ctx.inputs.push_back(t);
+      }
+      ctx.outputs.resize(node.outputs.size());
+      const Scope* saved = current_scope_;
+      current_scope_ = &scope;
+      try {
+        def->kernel(ctx);
+      } catch (const Unsupported& e) {
+        current_scope_ = saved;
+        throw Unsupported(node.label() + ": " + e.what());
+      } catch (const Error& e) {
+        current_scope_ = saved;
+        const std::string msg = e.what();
+        if (msg.find(node.op_type) != std::string::npos) throw;
+        throw Error(node.label() + ": " + msg);
+      } catch (const std::bad_alloc&) {
+        current_scope_ = saved;
+        throw Error(node.label() + ": out of memory");
+      }
+      current_scope_ = saved;
+      for (size_t k = 0; k < node.outputs.size(); ++k) {
+        if (!node.outputs[k]) continue;
+        DUET_CHECK(ctx.outputs[k].defined() || k > 0 || node.op_type == "Optional", node.label(),
+                   ": kernel produced no output ", k);
+        if (ctx.outputs[k].defined()) scope.values[node.outputs[k]->name] = std::move(ctx.outputs[k]);
+      }
+      // Release values whose last reader was this node.
+      for (auto* in : node.inputs) {
+        if (!in) continue;
+        auto it = last.find(in->name);
+        if (it != last.end() && it->second == i) scope.values.erase(in->name);
+      }
+    }
+    std::vector<Tensor> outputs;
+    for (auto* out : g.outputs) {
+      const Tensor* t = scope.find(out->name);
+      DUET_CHECK(t, "graph '", g.name, "': output '", out->name, "' was not computed");
+      outputs.push_back(*t);
+    }
+    return outputs;
+  }
+
+  const std::unordered_map<std::string, size_t>& liveness(const ir::Graph& g) {
+    auto it = liveness_.find(&g);
+    if (it == liveness_.end()) it = liveness_.emplace(&g, last_uses(g)).first;
+    return it->second;
+  }
+
+  const ir::Model& model_;
+  SessionOptions options_;
+  std::shared_ptr<PoolAllocator> pool_;
+  OpenMPParallel parallel_;
+  const Scope* current_scope_ = nullptr;
+  std::unordered_map<const ir::Graph*, std::unordered_map<std::string, size_t>> liveness_;
+};
+
+Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options) : model_(std::move(model)) {
+  DUET_CHECK(model_ && model_->graph, "session needs a model");
+  ir::verify(*model_->graph);
+  check_supported(*model_);
+  impl_ = std::make_unique<Impl>(*model_, options);
+}
+
+Session::~Session() = default;
+
+namespace {
+void check_feed(const ir::Value& input, const Tensor& t) {
+  const auto& type = input.type;
+  if (type.kind != ir::ValueType::Kind::Tensor) unsupported("input '", input.name, "' is a ", type.str(), "; only tensors are supported");
+  if (type.dtype != DType::Undefined && type.dtype != t.dtype()) {
+    fail("input '", input.name, "' must be ", dtype_name(type.dtype), ", got ", dtype_name(t.dtype()));
+  }
+  if (!type.shape.rank_known) return;
+  if (type.shape.rank() != t.rank()) {
+    fail("input '", input.name, "' must have shape ", type.shape.str(), " (rank ", type.shape.rank(), "), got ",
+         dims_str(t.dims()), " (rank ", t.rank(), ")");
+  }
+  for (size_t i = 0; i < t.rank(); ++i) {
+    const Dim& d = type.shape.dims[i];
+    if (d.known() && d.value != t.dims()[i]) {
+      fail("input '", input.name, "' must have shape ", type.shape.str(), ", got ", dims_str(t.dims()),
+           " (dimension ", i, " is ", t.dims()[i], ", expected ", d.value, ")");
+    }
+  }
+}
+}  // namespace
+
+std::vector<NamedTensor> Session::run(const std::map<std::string, Tensor>& feeds) {
+  const ir::Graph& g = *model_->graph;
+  Scope scope;
+  std::unordered_set<std::string> input_names;
+  for (auto* in : g.inputs) input_names.insert(in->name);
+  for (auto& [name, t] : feeds) {
+    if (!input_names.count(name)) {
+      std::string names;
+      for (auto* in : g.inputs) if (!g.initializers.count(in->name)) names += (names.empty() ? "" : ", ") + in->name;
+      fail("unknown input name '", name, "'; the model's inputs are: ", names);
+    }
+  }
+  for (auto* in : g.inputs) {
+    auto it = feeds.find(in->name);
+    if (it == feeds.end()) {
+      DUET_CHECK(g.initializers.count(in->name), "missing input '", in->name, "' (", in->type.str(), ")");
+      continue;
+    }
+    check_feed(*in, it->second);
+    scope.values[in->name] = it->second;
+  }
+  auto outputs = impl_->run_graph(g, scope);
+  std::vector<NamedTensor> result;
+  for (size_t i = 0; i < outputs.size(); ++i) result.push_back({g.outputs[i]->name, std::move(outputs[i])});
+  return result;
+}
+
+size_t Session::pooled_bytes() const { return impl_->pool_->pooled(); }
+size_t Session::allocation_count() const { return impl_->pool_->allocations(); }
+
+}  // namespace duet::runtime

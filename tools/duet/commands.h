@@ -1,0 +1,15 @@
+// One file per subcommand; each adds itself to the CLI11 app and returns the
+// function that runs it.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace duet::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_info(CLI::App& app);
+Runner add_run(CLI::App& app);
+Runner add_conform(CLI::App& app);
+
+}  // namespace duet::cli

@@ -1,0 +1,36 @@
+// duet: the command-line tool, thin over the library.
+#include <iostream>
+#include <map>
+
+#include "commands.h"
+#include "duet/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Duet: hardware/algorithm co-design toolkit for neural networks"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "duet 0.1.0");
+  std::map<CLI::App*, duet::cli::Runner> runners;
+  auto add = [&](duet::cli::Runner (*fn)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    auto runner = fn(app);
+    auto subs = app.get_subcommands({});
+    if (subs.size() > before) runners[subs.back()] = runner;
+  };
+  add(duet::cli::add_info);
+  add(duet::cli::add_run);
+  add(duet::cli::add_conform);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "duet: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -158,6 +158,24 @@ std::vector<int64_t> Tensor::to_int_vector() const {
   return v;
 }
 
+Tensor Tensor::make_sequence(DType element_type, std::vector<Tensor> elements) {
+  Tensor t;
+  t.sequence_ = std::make_shared<const std::vector<Tensor>>(std::move(elements));
+  t.sequence_elem_ = element_type;
+  return t;
+}
+
+Tensor Tensor::make_none() {
+  Tensor t;
+  t.none_ = true;
+  return t;
+}
+
+const std::vector<Tensor>& Tensor::sequence() const {
+  DUET_CHECK(sequence_, "value is not a sequence");
+  return *sequence_;
+}
+
 bool Tensor::same_bits(const Tensor& o) const {
   if (dtype_ != o.dtype_ || dims_ != o.dims_) return false;
   if (dtype_ == DType::String) return strings() == o.strings();

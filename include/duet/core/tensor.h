@@ -46,7 +46,7 @@ class Tensor {
   template <typename T>
   static Tensor scalar(T v) { return from_vector<T>({v}, {}); }
 
-  bool defined() const { return dtype_ != DType::Undefined; }
+  bool defined() const { return dtype_ != DType::Undefined || sequence_ || none_; }
   DType dtype() const { return dtype_; }
   const Dims& dims() const { return dims_; }
   size_t rank() const { return dims_.size(); }
@@ -74,6 +74,15 @@ class Tensor {
   const QuantParams* quant() const { return quant_.get(); }
   void set_quant(QuantParams q) { quant_ = std::make_shared<QuantParams>(std::move(q)); }
 
+  // ONNX sequence and optional values travel through kernels as Tensors too:
+  // a sequence holds its element tensors; an empty optional holds nothing.
+  static Tensor make_sequence(DType element_type, std::vector<Tensor> elements);
+  static Tensor make_none();
+  bool is_sequence() const { return sequence_ != nullptr; }
+  bool is_none() const { return none_; }
+  const std::vector<Tensor>& sequence() const;
+  DType sequence_element_type() const { return sequence_elem_; }
+
   bool same_bits(const Tensor& other) const;  // dtype, shape and bytes identical
   std::string describe() const;               // "float32[1x3x48x192]"
 
@@ -84,6 +93,9 @@ class Tensor {
   std::shared_ptr<uint8_t> buffer_;
   std::shared_ptr<std::vector<std::string>> strings_;
   std::shared_ptr<QuantParams> quant_;
+  std::shared_ptr<const std::vector<Tensor>> sequence_;
+  DType sequence_elem_ = DType::Undefined;
+  bool none_ = false;
 };
 
 // Packed sub-byte access (int4/uint4/float4e2m1: two per byte, low nibble

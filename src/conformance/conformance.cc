@@ -105,6 +105,25 @@ std::string compare(const Tensor& expected, const Tensor& actual, const Toleranc
 }
 
 namespace {
+// Sequences compare element by element; an empty optional equals only another.
+std::string compare_values(const Tensor& expected, const Tensor& actual, const Tolerance& tol, double* err) {
+  if (expected.is_none() || actual.is_none()) {
+    return expected.is_none() == actual.is_none() ? "" : (expected.is_none() ? "expected an empty optional" : "expected a value, got an empty optional");
+  }
+  if (expected.is_sequence() || actual.is_sequence()) {
+    if (!expected.is_sequence() || !actual.is_sequence()) return "sequence vs tensor";
+    if (expected.sequence().size() != actual.sequence().size()) {
+      return "sequence length " + std::to_string(actual.sequence().size()) + ", expected " + std::to_string(expected.sequence().size());
+    }
+    for (size_t i = 0; i < expected.sequence().size(); ++i) {
+      std::string d = compare_values(expected.sequence()[i], actual.sequence()[i], tol, err);
+      if (!d.empty()) return "sequence element " + std::to_string(i) + ": " + d;
+    }
+    return "";
+  }
+  return compare(expected, actual, tol, err);
+}
+
 std::vector<std::string> sorted_files(const fs::path& dir, const std::string& prefix) {
   std::vector<std::pair<int, std::string>> files;
   for (auto& e : fs::directory_iterator(dir)) {
@@ -128,11 +147,15 @@ CaseResult run_case(const std::string& case_dir, int threads) {
   try {
     std::shared_ptr<ir::Model> model = onnx_io::load_model((fs::path(case_dir) / "model.onnx").string());
     const ir::Graph& g = *model->graph;
+    auto supported_kind = [](const ir::ValueType& t) {
+      return t.kind == ir::ValueType::Kind::Tensor || t.kind == ir::ValueType::Kind::Sequence ||
+             t.kind == ir::ValueType::Kind::Optional;
+    };
     for (auto* in : g.inputs) {
-      if (in->type.kind != ir::ValueType::Kind::Tensor) unsupported("input '", in->name, "' is a ", in->type.str());
+      if (!supported_kind(in->type)) unsupported("input '", in->name, "' is a ", in->type.str());
     }
     for (auto* out : g.outputs) {
-      if (out->type.kind != ir::ValueType::Kind::Tensor) unsupported("output '", out->name, "' is a ", out->type.str());
+      if (!supported_kind(out->type)) unsupported("output '", out->name, "' is a ", out->type.str());
     }
     runtime::Session session(model, {threads});
     std::vector<fs::path> sets;
@@ -150,18 +173,16 @@ CaseResult run_case(const std::string& case_dir, int threads) {
       for (auto* in : g.inputs) if (!g.initializers.count(in->name)) formal.push_back(in);
       DUET_CHECK(inputs.size() <= formal.size(), "test data has ", inputs.size(), " inputs, model takes ", formal.size());
       for (size_t i = 0; i < inputs.size(); ++i) {
-        std::string name;
-        Tensor t = onnx_io::load_tensor_pb(inputs[i], &name);
-        feeds[formal[i]->name] = t;
+        feeds[formal[i]->name] = onnx_io::load_value_pb(inputs[i], formal[i]->type);
       }
       auto outputs = session.run(feeds);
       auto expected_files = sorted_files(set, "output_");
       DUET_CHECK(expected_files.size() == outputs.size(), "model produced ", outputs.size(), " outputs, test expects ",
                  expected_files.size());
       for (size_t i = 0; i < outputs.size(); ++i) {
-        Tensor expected = onnx_io::load_tensor_pb(expected_files[i]);
+        Tensor expected = onnx_io::load_value_pb(expected_files[i], g.outputs[i]->type);
         double err = 0;
-        std::string diff = compare(expected, outputs[i].tensor, tol, &err);
+        std::string diff = compare_values(expected, outputs[i].tensor, tol, &err);
         r.max_abs_error = std::max(r.max_abs_error, err);
         if (!diff.empty()) {
           r.status = Status::Failed;

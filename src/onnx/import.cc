@@ -1,5 +1,6 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <onnx/onnx_pb.h>
+#include <onnx/onnx-data.pb.h>
 
 #include <cstring>
 #include <filesystem>
@@ -321,6 +322,49 @@ Tensor load_tensor_pb(const std::string& path, std::string* name) {
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
+}
+
+}  // namespace duet::onnx_io
+
+namespace duet::onnx_io {
+
+namespace {
+Tensor sequence_from_proto(const onnx::SequenceProto& s, const std::string& base_dir);
+
+Tensor optional_from_proto(const onnx::OptionalProto& o, const std::string& base_dir) {
+  if (o.has_tensor_value()) return tensor_from_proto(o.tensor_value(), base_dir);
+  if (o.has_sequence_value()) return sequence_from_proto(o.sequence_value(), base_dir);
+  if (o.has_optional_value()) return optional_from_proto(o.optional_value(), base_dir);
+  DUET_CHECK(!o.has_map_value() && !o.has_sparse_tensor_value(), "optional holding a map or sparse tensor is not supported");
+  return Tensor::make_none();
+}
+
+Tensor sequence_from_proto(const onnx::SequenceProto& s, const std::string& base_dir) {
+  DUET_CHECK(s.map_values_size() == 0 && s.sparse_tensor_values_size() == 0 && s.optional_values_size() == 0,
+             "sequences of maps, sparse tensors or optionals are not supported");
+  std::vector<Tensor> items;
+  for (auto& t : s.tensor_values()) items.push_back(tensor_from_proto(t, base_dir));
+  for (auto& q : s.sequence_values()) items.push_back(sequence_from_proto(q, base_dir));
+  DType dt = items.empty() ? static_cast<DType>(dtype_is_valid(s.elem_type()) ? s.elem_type() : 1) : items[0].dtype();
+  return Tensor::make_sequence(dt, items);
+}
+}  // namespace
+
+Tensor load_value_pb(const std::string& path, const ir::ValueType& type) {
+  const std::string dir = fs::path(path).parent_path().string();
+  if (type.kind == ir::ValueType::Kind::Tensor || type.kind == ir::ValueType::Kind::Unknown) return load_tensor_pb(path);
+  const std::string bytes = read_file(path);
+  if (type.kind == ir::ValueType::Kind::Sequence) {
+    onnx::SequenceProto s;
+    DUET_CHECK(s.ParseFromString(bytes), path, ": not a valid SequenceProto");
+    return sequence_from_proto(s, dir);
+  }
+  if (type.kind == ir::ValueType::Kind::Optional) {
+    onnx::OptionalProto o;
+    DUET_CHECK(o.ParseFromString(bytes), path, ": not a valid OptionalProto");
+    return optional_from_proto(o, dir);
+  }
+  unsupported(path, ": values of type ", type.str(), " are not supported");
 }
 
 }  // namespace duet::onnx_io

@@ -19,6 +19,7 @@ const std::vector<Family>& all_families() {
       {"loss", register_loss},
       {"attention", register_attention},
       {"control_flow", register_control_flow},
+      {"sequence", register_sequence},
   };
   return families;
 }

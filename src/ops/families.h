@@ -27,6 +27,7 @@ void register_quantize(Registry&);       // quantize.cc: Q/DQ and integer ops
 void register_loss(Registry&);           // loss.cc: SoftmaxCrossEntropyLoss, NLL
 void register_attention(Registry&);      // attention.cc: Attention, RotaryEmbedding
 void register_control_flow(Registry&);   // control_flow.cc: If, Loop, Scan
+void register_sequence(Registry&);       // sequence.cc: Sequence*, SplitToSequence, Optional*
 
 const std::vector<Family>& all_families();
 

@@ -222,7 +222,13 @@ Session::~Session() = default;
 namespace {
 void check_feed(const ir::Value& input, const Tensor& t) {
   const auto& type = input.type;
-  if (type.kind != ir::ValueType::Kind::Tensor) unsupported("input '", input.name, "' is a ", type.str(), "; only tensors are supported");
+  if (type.kind == ir::ValueType::Kind::Sequence) {
+    DUET_CHECK(t.is_sequence(), "input '", input.name, "' must be a sequence");
+    return;
+  }
+  if (type.kind == ir::ValueType::Kind::Optional) return;
+  if (type.kind != ir::ValueType::Kind::Tensor) unsupported("input '", input.name, "' is a ", type.str(), "; only tensors, sequences and optionals are supported");
+  DUET_CHECK(!t.is_sequence() && !t.is_none(), "input '", input.name, "' must be a tensor");
   if (type.dtype != DType::Undefined && type.dtype != t.dtype()) {
     fail("input '", input.name, "' must be ", dtype_name(type.dtype), ", got ", dtype_name(t.dtype()));
   }

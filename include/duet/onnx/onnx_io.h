@@ -21,6 +21,9 @@ void save_model(const ir::Model& model, const std::string& path);
 // A TensorProto file (.pb): the backend test suite's input_N.pb/output_N.pb.
 Tensor load_tensor_pb(const std::string& path, std::string* name = nullptr);
 void save_tensor_pb(const Tensor& tensor, const std::string& name, const std::string& path);
+// A test-data value of the given kind: TensorProto, SequenceProto or
+// OptionalProto (the suite's sequence and optional inputs/outputs).
+Tensor load_value_pb(const std::string& path, const ir::ValueType& type);
 Tensor parse_tensor_pb(const std::string& bytes, const std::string& base_dir = "", std::string* name = nullptr);
 
 }  // namespace duet::onnx_io

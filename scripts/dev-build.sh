@@ -9,4 +9,4 @@ dir=$root/build-$name
 if [ ! -f "$dir/build.ninja" ]; then
   cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDUET_TESTS=OFF >/dev/null
 fi
-ninja -C "$dir" ${@:-duet_cli}
+ninja -C "$dir" -j "${JOBS:-2}" ${@:-duet_cli}

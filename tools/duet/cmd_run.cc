@@ -1,10 +1,102 @@
+// duet run MODEL --input NAME=FILE... --output-dir DIR: run on the reference
+// executor; FILE is an ONNX TensorProto (.pb) or NumPy (.npy) file, outputs are
+// written in the format of the inputs.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
 #include "commands.h"
+#include "duet/io/tensor_file.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/runtime/session.h"
 
 namespace duet::cli {
 
+namespace {
+std::string safe_filename(const std::string& name) {
+  std::string s = name;
+  for (char& c : s) if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) c = '_';
+  return s.empty() ? "output" : s;
+}
+}  // namespace
+
 Runner add_run(CLI::App& app) {
-  app.add_subcommand("run", "(not yet)");
-  return [] { return 0; };
+  struct Options {
+    std::string model;
+    std::vector<std::string> inputs;
+    std::string output_dir;
+    int threads = 1;
+    bool json = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("run", "Run a model on the reference executor");
+  cmd->add_option("model", o->model, "ONNX model file")->required();
+  cmd->add_option("--input,-i", o->inputs, "NAME=FILE (.pb TensorProto or .npy); FILE alone for a single-input model");
+  cmd->add_option("--output-dir,-o", o->output_dir, "Write each output to DIR/NAME.pb (or .npy when the inputs were .npy)");
+  cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
+  cmd->add_flag("--json", o->json, "Print the outputs' summary as JSON");
+  return [o]() {
+    std::shared_ptr<ir::Model> model = onnx_io::load_model(o->model);
+    runtime::Session session(model, {o->threads});
+    const ir::Graph& g = *model->graph;
+    std::vector<const ir::Value*> formal;
+    for (auto* in : g.inputs) if (!g.initializers.count(in->name)) formal.push_back(in);
+    std::map<std::string, Tensor> feeds;
+    bool npy = false;
+    for (auto& spec : o->inputs) {
+      std::string name, file;
+      const auto eq = spec.find('=');
+      if (eq == std::string::npos) {
+        DUET_CHECK(formal.size() == 1, "--input '", spec, "' has no NAME=; the model has ", formal.size(),
+                   " inputs, so name each one");
+        name = formal[0]->name;
+        file = spec;
+      } else {
+        name = spec.substr(0, eq);
+        file = spec.substr(eq + 1);
+      }
+      npy |= file.size() > 4 && file.substr(file.size() - 4) == ".npy";
+      DUET_CHECK(!feeds.count(name), "input '", name, "' given twice");
+      feeds[name] = io::load_tensor_file(file);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    auto outputs = session.run(feeds);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!o->output_dir.empty()) std::filesystem::create_directories(o->output_dir);
+    nlohmann::json j = {{"model", o->model}, {"seconds", seconds}, {"outputs", nlohmann::json::array()}};
+    for (auto& out : outputs) {
+      nlohmann::json jo = {{"name", out.name}};
+      if (out.tensor.is_sequence()) {
+        jo["type"] = "sequence";
+        jo["length"] = out.tensor.sequence().size();
+      } else if (!out.tensor.is_none()) {
+        jo["type"] = dtype_name(out.tensor.dtype());
+        jo["shape"] = out.tensor.dims();
+        if (!o->output_dir.empty()) {
+          const std::string path = (std::filesystem::path(o->output_dir) / (safe_filename(out.name) + (npy ? ".npy" : ".pb"))).string();
+          io::save_tensor_file(out.tensor, out.name, path);
+          jo["file"] = path;
+        }
+      }
+      j["outputs"].push_back(jo);
+    }
+    if (o->json) {
+      std::cout << j.dump(1) << "\n";
+    } else {
+      for (auto& jo : j["outputs"]) {
+        std::cout << "output " << jo["name"].get<std::string>() << "  " << jo.value("type", std::string("none"));
+        if (jo.contains("shape")) std::cout << "[" << dims_str(jo["shape"].get<Dims>()) << "]";
+        if (jo.contains("file")) std::cout << "  -> " << jo["file"].get<std::string>();
+        std::cout << "\n";
+      }
+      std::cout << "ran in " << std::fixed << std::setprecision(1) << seconds * 1000 << " ms (reference executor, measured, "
+                << o->threads << " thread" << (o->threads > 1 ? "s" : "") << ")\n";
+    }
+    return 0;
+  };
 }
 
 }  // namespace duet::cli

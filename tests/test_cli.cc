@@ -1,0 +1,101 @@
+// Bad input gives one clear line naming the problem and a non-zero exit.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+
+using namespace duet::testing;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kModel = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+const std::string kSample = source_dir() + "/data/samples/cls/sample_0.pb";
+
+fs::path scratch() {
+  fs::path p = fs::temp_directory_path() / ("duet_cli_" + std::to_string(::getpid()));
+  fs::create_directories(p);
+  return p;
+}
+
+// Exactly one line, starting with "duet: error:", containing `needle`.
+void expect_one_line_error(const CommandResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LT(r.exit_code, 128) << "crashed: " << r.output;
+  EXPECT_EQ(r.output.rfind("duet: error:", 0), 0u) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+}
+}  // namespace
+
+TEST(CliErrors, MissingModelFile) {
+  expect_one_line_error(run_command(cli() + " info /nonexistent/model.onnx"), "file not found");
+}
+
+TEST(CliErrors, TruncatedModel) {
+  auto dir = scratch();
+  std::ifstream in(kModel, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::ofstream(dir / "truncated.onnx", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  expect_one_line_error(run_command(cli() + " info " + (dir / "truncated.onnx").string()), "not a valid ONNX model");
+}
+
+TEST(CliErrors, GarbageModel) {
+  auto dir = scratch();
+  std::ofstream(dir / "garbage.onnx") << "this is not a protobuf at all, just text\n";
+  expect_one_line_error(run_command(cli() + " run " + (dir / "garbage.onnx").string()), "not a valid ONNX model");
+}
+
+TEST(CliErrors, UnknownOp) {
+  DUET_REQUIRE_SHARED();
+  // A suite model whose op Duet does not implement (string/ML ops are out of scope).
+  const std::string m = shared_dir() + "/conformance/onnx-backend/node/test_tfidfvectorizer_tf_only_bigrams_skip0/model.onnx";
+  expect_one_line_error(run_command(cli() + " run " + m), "unknown op 'TfIdfVectorizer'");
+}
+
+TEST(CliErrors, WrongInputName) {
+  expect_one_line_error(run_command(cli() + " run " + kModel + " --input nope=" + kSample), "unknown input name 'nope'");
+}
+
+TEST(CliErrors, WrongInputShape) {
+  auto dir = scratch();
+  auto r = run_command(cli() + " run " + kModel + " --input x=" + kSample + " --output-dir " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The classifier's output is 1x2: feeding it as x has the wrong rank.
+  expect_one_line_error(run_command(cli() + " run " + kModel + " --input x=" + (dir / "softmax_0.tmp_0.pb").string()),
+                        "input 'x' must have shape");
+}
+
+TEST(CliErrors, WrongInputDtype) {
+  DUET_REQUIRE_SHARED();
+  // An int64 tensor from the suite fed to the float classifier.
+  const std::string t = shared_dir() + "/conformance/onnx-backend/node/test_argmax_default_axis_example/test_data_set_0/output_0.pb";
+  expect_one_line_error(run_command(cli() + " run " + kModel + " --input x=" + t), "must be float32");
+}
+
+TEST(CliErrors, MalformedShapeOption) {
+  expect_one_line_error(run_command(cli() + " info " + kModel + " --shape x=1x3xx48"), "malformed shape");
+}
+
+TEST(Cli, EveryCommandHasHelp) {
+  for (const char* c : {"info", "run", "conform"}) {
+    auto r = run_command(cli() + " " + c + " --help");
+    EXPECT_EQ(r.exit_code, 0) << c;
+    EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+  }
+}
+
+TEST(Cli, InfoReportsFlopsAtBoundShapesAsJson) {
+  auto r = run_command(cli() + " info " + kModel + " --shape x=1x3x48x192 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"flops\""), std::string::npos);
+  EXPECT_NE(r.output.find("\"nodes_with_unknown_shapes\": 0"), std::string::npos) << r.output;
+}
+
+TEST(Cli, RunWritesOutputsInTheInputFormat) {
+  auto dir = scratch() / "run";
+  auto r = run_command(cli() + " run " + kModel + " --input x=" + kSample + " --output-dir " + dir.string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "softmax_0.tmp_0.pb")) << r.output;
+}

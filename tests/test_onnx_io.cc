@@ -1,0 +1,135 @@
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "duet/io/tensor_file.h"
+#include "duet/onnx/onnx_io.h"
+#include "test_util.h"
+
+using namespace duet;
+namespace fs = std::filesystem;
+
+namespace {
+std::string bundled_model() { return testing::source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx"; }
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("duet_test_" + name + "_" + std::to_string(::getpid()));
+  fs::create_directories(p);
+  return p;
+}
+}  // namespace
+
+TEST(OnnxIO, ExportRoundTripsTheBundledModelBitExactly) {
+  auto model = onnx_io::load_model(bundled_model());
+  const std::string bytes = onnx_io::serialize_model(*model);
+  auto again = onnx_io::parse_model(bytes.data(), bytes.size());
+  ASSERT_EQ(again->graph->nodes.size(), model->graph->nodes.size());
+  ASSERT_EQ(again->graph->initializers.size(), model->graph->initializers.size());
+  for (auto& [name, t] : model->graph->initializers) {
+    EXPECT_TRUE(again->graph->initializers.at(name).same_bits(t)) << name;
+  }
+  // Serializing the re-imported model gives the same bytes: export is stable.
+  EXPECT_EQ(onnx_io::serialize_model(*again), bytes);
+}
+
+TEST(OnnxIO, ExportedModelPassesOnnxChecker) {
+  if (testing::run_command("python3 -c 'import onnx'").exit_code != 0) GTEST_SKIP() << "python3 onnx (checker) is not installed";
+  auto model = onnx_io::load_model(bundled_model());
+  const fs::path dir = temp_dir("checker");
+  const std::string out = (dir / "exported.onnx").string();
+  onnx_io::save_model(*model, out);
+  auto r = testing::run_command("python3 -c \"import onnx; onnx.checker.check_model(onnx.load('" + out +
+                                "'), full_check=True); print('checker ok')\"");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("checker ok"), std::string::npos) << r.output;
+  fs::remove_all(dir);
+}
+
+TEST(OnnxIO, ReadsExternalDataRelativeToTheModel) {
+  const fs::path dir = temp_dir("external");
+  std::vector<float> weights = {1.5f, -2.0f, 3.25f, 4.0f};
+  {
+    std::ofstream f(dir / "weights.bin", std::ios::binary);
+    const char pad[8] = {};
+    f.write(pad, 8);  // data starts at offset 8
+    f.write(reinterpret_cast<const char*>(weights.data()), 16);
+  }
+  onnx::ModelProto mp;
+  mp.set_ir_version(8);
+  mp.add_opset_import()->set_version(17);
+  auto* g = mp.mutable_graph();
+  g->set_name("g");
+  auto* init = g->add_initializer();
+  init->set_name("w");
+  init->set_data_type(onnx::TensorProto::FLOAT);
+  init->add_dims(2);
+  init->add_dims(2);
+  init->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto add_kv = [&](const char* k, const char* v) {
+    auto* e = init->add_external_data();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  add_kv("location", "weights.bin");
+  add_kv("offset", "8");
+  add_kv("length", "16");
+  auto* out = g->add_output();
+  out->set_name("w");
+  {
+    std::ofstream f(dir / "model.onnx", std::ios::binary);
+    f << mp.SerializeAsString();
+  }
+  auto model = onnx_io::load_model((dir / "model.onnx").string());
+  const Tensor& w = model->graph->initializers.at("w");
+  ASSERT_EQ(w.dims(), (Dims{2, 2}));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(w.data<float>()[i], weights[i]);
+  // A location that leaves the model's folder is refused.
+  add_kv("location", "../escape.bin");
+  init->mutable_external_data()->DeleteSubrange(0, 3);
+  {
+    std::ofstream f(dir / "bad.onnx", std::ios::binary);
+    f << mp.SerializeAsString();
+  }
+  EXPECT_THROW(onnx_io::load_model((dir / "bad.onnx").string()), Error);
+  fs::remove_all(dir);
+}
+
+TEST(OnnxIO, TypedFieldsAndPackedInt4Decode) {
+  onnx::TensorProto p;
+  p.set_data_type(onnx::TensorProto::INT4);
+  p.add_dims(3);
+  p.add_int32_data(0x78);  // elements 0 (-8) and 1 (7)
+  p.add_int32_data(0x0F);  // element 2 (-1)
+  Tensor t = onnx_io::parse_tensor_pb(p.SerializeAsString());
+  EXPECT_EQ(subbyte_get(t, 0), -8);
+  EXPECT_EQ(subbyte_get(t, 1), 7);
+  EXPECT_EQ(subbyte_get(t, 2), -1);
+
+  onnx::TensorProto h;
+  h.set_data_type(onnx::TensorProto::FLOAT16);
+  h.add_dims(1);
+  h.add_int32_data(0x3C00);  // 1.0
+  EXPECT_EQ(onnx_io::parse_tensor_pb(h.SerializeAsString()).get_double(0), 1.0);
+
+  onnx::TensorProto bad;
+  bad.set_data_type(onnx::TensorProto::FLOAT);
+  bad.add_dims(4);
+  bad.add_float_data(1.0f);
+  EXPECT_THROW(onnx_io::parse_tensor_pb(bad.SerializeAsString()), Error);
+}
+
+TEST(TensorFile, NpyRoundTrip) {
+  const fs::path dir = temp_dir("npy");
+  Tensor t = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  io::save_npy(t, (dir / "a.npy").string());
+  Tensor back = io::load_npy((dir / "a.npy").string());
+  EXPECT_TRUE(back.same_bits(t));
+  if (testing::run_command("python3 -c 'import numpy'").exit_code == 0) {
+    auto r = testing::run_command("python3 -c \"import numpy as np; a=np.load('" + (dir / "a.npy").string() +
+                                  "'); print(a.shape, a.dtype, a.sum())\"");
+    EXPECT_NE(r.output.find("(2, 3) float32 21.0"), std::string::npos) << r.output;
+  }
+  fs::remove_all(dir);
+}

@@ -162,8 +162,11 @@ class Session::Impl final : public ops::SubgraphRunner {
       try {
         def->kernel(ctx);
       } catch (const Unsupported& e) {
+        // Kernels name their node; add the label only where one did not.
         current_scope_ = saved;
-        throw Unsupported(node.label() + ": " + e.what());
+        const std::string msg = e.what();
+        if (msg.find(node.op_type) != std::string::npos) throw;
+        throw Unsupported(node.label() + ": " + msg);
       } catch (const Error& e) {
         current_scope_ = saved;
         const std::string msg = e.what();

@@ -13,7 +13,7 @@
 
 namespace duet::runtime {
 
-constexpr int64_t kMaxOnnxOpset = 25;
+constexpr int64_t kMaxOnnxOpset = 28;
 
 struct SessionOptions {
   int threads = 1;

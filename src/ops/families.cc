@@ -20,6 +20,15 @@ const std::vector<Family>& all_families() {
       {"attention", register_attention},
       {"control_flow", register_control_flow},
       {"sequence", register_sequence},
+      {"recurrent", register_recurrent},
+      {"detection", register_detection},
+      {"linalg", register_linalg},
+      {"signal", register_signal},
+      {"training", register_training},
+      {"causal_conv", register_causal_conv},
+      {"linear_attention", register_linear_attention},
+      {"strings", register_strings},
+      {"ml", register_ml},
   };
   return families;
 }

@@ -28,6 +28,15 @@ void register_loss(Registry&);           // loss.cc: SoftmaxCrossEntropyLoss, NL
 void register_attention(Registry&);      // attention.cc: Attention, RotaryEmbedding
 void register_control_flow(Registry&);   // control_flow.cc: If, Loop, Scan
 void register_sequence(Registry&);       // sequence.cc: Sequence*, SplitToSequence, Optional*
+void register_recurrent(Registry&);           // recurrent.cc: RNN, GRU, LSTM
+void register_detection(Registry&);           // detection.cc: NonMaxSuppression
+void register_linalg(Registry&);              // linalg.cc: Det
+void register_signal(Registry&);              // signal.cc: DFT, STFT, window functions, MelWeightMatrix
+void register_training(Registry&);            // training.cc: Adam, Adagrad, Momentum (ai.onnx.preview.training)
+void register_causal_conv(Registry&);         // causal_conv.cc: CausalConvWithState
+void register_linear_attention(Registry&);    // linear_attention.cc: LinearAttention
+void register_strings(Registry&);             // strings.cc: StringConcat, StringSplit, StringNormalizer, RegexFullMatch, TfIdfVectorizer
+void register_ml(Registry&);                  // ml.cc: ai.onnx.ml ops
 
 const std::vector<Family>& all_families();
 

@@ -9,6 +9,7 @@ packages=(
   libdnnl-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   libgtest-dev libbenchmark-dev libopenmpi-dev
   clang libclang-rt-14-dev python3 python3-pip
+  python3-onnx python3-numpy python3-torch python3-torchvision
 )
 missing=()
 for p in "${packages[@]}"; do

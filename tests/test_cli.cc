@@ -6,7 +6,7 @@
 
 #include "test_util.h"
 
-using namespace duet::testing;
+using namespace duet::testutil;
 namespace fs = std::filesystem;
 
 namespace {

@@ -19,7 +19,7 @@ namespace {
 
 std::map<std::string, int> read_floors() {
   std::map<std::string, int> floors;
-  std::ifstream f(testing::source_dir() + "/tests/conformance_floor.txt");
+  std::ifstream f(testutil::source_dir() + "/tests/conformance_floor.txt");
   std::string line;
   while (std::getline(f, line)) {
     if (line.empty() || line[0] == '#') continue;
@@ -34,7 +34,7 @@ std::map<std::string, int> read_floors() {
 
 std::set<std::string> known_failures() {
   std::set<std::string> names;
-  std::ifstream f(testing::source_dir() + "/tests/conformance_known_failures.txt");
+  std::ifstream f(testutil::source_dir() + "/tests/conformance_known_failures.txt");
   std::string line;
   while (std::getline(f, line)) {
     if (line.empty() || line[0] == '#') continue;
@@ -48,7 +48,7 @@ void check_folder(const std::string& folder) {
   const auto floors = read_floors();
   ASSERT_TRUE(floors.count(folder)) << "no floor for " << folder << " in tests/conformance_floor.txt";
   const auto known = known_failures();
-  const auto cases = conformance::find_cases({testing::shared_dir() + "/conformance/onnx-backend/" + folder});
+  const auto cases = conformance::find_cases({testutil::shared_dir() + "/conformance/onnx-backend/" + folder});
   int passed = 0;
   std::vector<std::string> unexplained;
   for (auto& c : cases) {

@@ -12,7 +12,7 @@ using namespace duet;
 namespace fs = std::filesystem;
 
 namespace {
-std::string bundled_model() { return testing::source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx"; }
+std::string bundled_model() { return testutil::source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx"; }
 
 fs::path temp_dir(const std::string& name) {
   fs::path p = fs::temp_directory_path() / ("duet_test_" + name + "_" + std::to_string(::getpid()));
@@ -35,12 +35,12 @@ TEST(OnnxIO, ExportRoundTripsTheBundledModelBitExactly) {
 }
 
 TEST(OnnxIO, ExportedModelPassesOnnxChecker) {
-  if (testing::run_command("python3 -c 'import onnx'").exit_code != 0) GTEST_SKIP() << "python3 onnx (checker) is not installed";
+  if (testutil::run_command("python3 -c 'import onnx'").exit_code != 0) GTEST_SKIP() << "python3 onnx (checker) is not installed";
   auto model = onnx_io::load_model(bundled_model());
   const fs::path dir = temp_dir("checker");
   const std::string out = (dir / "exported.onnx").string();
   onnx_io::save_model(*model, out);
-  auto r = testing::run_command("python3 -c \"import onnx; onnx.checker.check_model(onnx.load('" + out +
+  auto r = testutil::run_command("python3 -c \"import onnx; onnx.checker.check_model(onnx.load('" + out +
                                 "'), full_check=True); print('checker ok')\"");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("checker ok"), std::string::npos) << r.output;
@@ -98,7 +98,7 @@ TEST(OnnxIO, ReadsExternalDataRelativeToTheModel) {
 
 TEST(OnnxIO, TypedFieldsAndPackedInt4Decode) {
   onnx::TensorProto p;
-  p.set_data_type(onnx::TensorProto::INT4);
+  p.set_data_type(22);  // INT4 (newer than this libonnx's enum)
   p.add_dims(3);
   p.add_int32_data(0x78);  // elements 0 (-8) and 1 (7)
   p.add_int32_data(0x0F);  // element 2 (-1)
@@ -126,8 +126,8 @@ TEST(TensorFile, NpyRoundTrip) {
   io::save_npy(t, (dir / "a.npy").string());
   Tensor back = io::load_npy((dir / "a.npy").string());
   EXPECT_TRUE(back.same_bits(t));
-  if (testing::run_command("python3 -c 'import numpy'").exit_code == 0) {
-    auto r = testing::run_command("python3 -c \"import numpy as np; a=np.load('" + (dir / "a.npy").string() +
+  if (testutil::run_command("python3 -c 'import numpy'").exit_code == 0) {
+    auto r = testutil::run_command("python3 -c \"import numpy as np; a=np.load('" + (dir / "a.npy").string() +
                                   "'); print(a.shape, a.dtype, a.sum())\"");
     EXPECT_NE(r.output.find("(2, 3) float32 21.0"), std::string::npos) << r.output;
   }

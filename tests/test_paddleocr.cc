@@ -20,7 +20,7 @@ struct CaseRun {
 };
 
 std::vector<CaseRun> run_testdata(const std::string& model_file, const std::string& testdata, int threads = 2) {
-  const fs::path root = fs::path(testing::shared_dir()) / "models/paddleocr";
+  const fs::path root = fs::path(testutil::shared_dir()) / "models/paddleocr";
   std::shared_ptr<ir::Model> model = onnx_io::load_model((root / model_file).string());
   runtime::Session session(model, {threads});
   std::vector<CaseRun> runs;
@@ -71,7 +71,7 @@ TEST(PaddleOCR, ClassifierMatchesOnnxRuntime) {
 TEST(PaddleOCR, RecognizerMatchesOnnxRuntimeAndDecodesIdentically) {
   DUET_REQUIRE_SHARED();
   std::vector<std::string> keys;
-  std::ifstream f(fs::path(testing::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
+  std::ifstream f(fs::path(testutil::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
   for (std::string line; std::getline(f, line);) keys.push_back(line);
   for (auto& r : run_testdata("ch_PP-OCRv4_rec_infer.onnx", "rec")) {
     EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);

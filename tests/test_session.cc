@@ -8,9 +8,9 @@ using namespace duet;
 
 namespace {
 std::shared_ptr<ir::Model> bundled() {
-  return onnx_io::load_model(testing::source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx");
+  return onnx_io::load_model(testutil::source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx");
 }
-Tensor sample() { return onnx_io::load_tensor_pb(testing::source_dir() + "/data/samples/cls/sample_0.pb"); }
+Tensor sample() { return onnx_io::load_tensor_pb(testutil::source_dir() + "/data/samples/cls/sample_0.pb"); }
 }  // namespace
 
 TEST(Session, SameInputSameBitsAcrossRunsAndThreadCounts) {
@@ -38,7 +38,7 @@ TEST(Session, BuffersAreReusedSoSteadyStateRunsAllocateNothing) {
 TEST(Session, ClassifierPutsUprightAndRotatedSamplesInTheRightClass) {
   runtime::Session s(bundled(), {2});
   auto prob_upright = [&](int i) {
-    auto out = s.run({{"x", onnx_io::load_tensor_pb(testing::source_dir() + "/data/samples/cls/sample_" + std::to_string(i) + ".pb")}});
+    auto out = s.run({{"x", onnx_io::load_tensor_pb(testutil::source_dir() + "/data/samples/cls/sample_" + std::to_string(i) + ".pb")}});
     return out[0].tensor.data<float>()[0];
   };
   EXPECT_GT(prob_upright(0), 0.5f);

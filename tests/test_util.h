@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <string>
 
-namespace duet::testing {
+namespace duet::testutil {
 
 // ../shared beside the repository (DUET_SHARED overrides). Empty when absent.
 inline std::string shared_dir() {
@@ -19,7 +19,7 @@ inline std::string shared_dir() {
 
 #define DUET_REQUIRE_SHARED()                                                                  \
   do {                                                                                         \
-    if (::duet::testing::shared_dir().empty())                                                 \
+    if (::duet::testutil::shared_dir().empty())                                                 \
       GTEST_SKIP() << "../shared (conformance suite and models) is not present beside the repository"; \
   } while (0)
 
@@ -43,4 +43,4 @@ inline CommandResult run_command(const std::string& cmd) {
 inline std::string cli() { return DUET_CLI; }
 inline std::string source_dir() { return DUET_SOURCE_DIR; }
 
-}  // namespace duet::testing
+}  // namespace duet::testutil

@@ -109,11 +109,53 @@ void loop_kernel(KernelContext& ctx) {
   }
 }
 
-void scan_kernel(KernelContext& ctx) {
+// Scan-8: a leading optional sequence_lens input and a batch axis 0 on every
+// state and scan input; each batch element is scanned on its own along axis 1.
+void scan8_kernel(KernelContext& ctx) {
   const ir::Graph* body = ctx.node.attr_graph("body");
   DUET_CHECK(body, ctx.node.label(), ": missing body");
-  // Opset 8 had a leading sequence_lens input and a batch axis; Duet runs opset 9+.
-  DUET_CHECK(ctx.opset >= 9, ctx.node.label(), ": Scan before opset 9 (batched form) is not supported");
+  const int64_t n_scan_in = ctx.node.attr_int("num_scan_inputs", -1);
+  DUET_CHECK(n_scan_in >= 1 && static_cast<size_t>(n_scan_in) + 1 <= ctx.num_inputs(), ctx.node.label(),
+             ": num_scan_inputs must be between 1 and the number of inputs");
+  const size_t n_state = ctx.num_inputs() - 1 - n_scan_in;
+  const size_t n_scan_out = ctx.num_outputs() - n_state;
+  auto dirs = ctx.node.attr_ints("directions", std::vector<int64_t>(n_scan_in, 0));
+  DUET_CHECK(dirs.size() == static_cast<size_t>(n_scan_in), ctx.node.label(), ": directions has the wrong length");
+  const Tensor& first = ctx.input(1 + n_state);
+  DUET_CHECK(first.rank() >= 2, ctx.node.label(), ": scan inputs need a batch and a sequence axis");
+  const int64_t batch = first.dims()[0], max_len = first.dims()[1];
+  std::vector<std::vector<Tensor>> state_out(n_state), scan_out(n_scan_out);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = ctx.has_input(0) ? ctx.input(0).get_int(b) : max_len;
+    DUET_CHECK(len >= 0 && len <= max_len, ctx.node.label(), ": sequence length ", len, " out of range");
+    std::vector<Tensor> state;
+    for (size_t i = 0; i < n_state; ++i) state.push_back(take(ctx.input(1 + i), 0, b));
+    std::vector<Tensor> seqs;
+    for (int64_t j = 0; j < n_scan_in; ++j) {
+      const Tensor& x = ctx.input(1 + n_state + j);
+      DUET_CHECK(x.rank() >= 2 && x.dims()[0] == batch, ctx.node.label(), ": scan inputs must share the batch size");
+      seqs.push_back(take(x, 0, b));
+    }
+    std::vector<std::vector<Tensor>> outs(n_scan_out);
+    for (int64_t it = 0; it < len; ++it) {
+      std::vector<Tensor> args = state;
+      for (int64_t j = 0; j < n_scan_in; ++j) args.push_back(take(seqs[j], 0, dirs[j] ? len - 1 - it : it));
+      auto res = ctx.subgraphs->run(*body, args);
+      DUET_CHECK(res.size() == n_state + n_scan_out, ctx.node.label(), ": body produced ", res.size(), " outputs");
+      for (size_t i = 0; i < n_state; ++i) state[i] = res[i];
+      for (size_t k = 0; k < n_scan_out; ++k) outs[k].push_back(res[n_state + k]);
+    }
+    for (size_t i = 0; i < n_state; ++i) state_out[i].push_back(state[i]);
+    for (size_t k = 0; k < n_scan_out; ++k) scan_out[k].push_back(stack(outs[k], 0, ctx.node, DType::Float32));
+  }
+  for (size_t i = 0; i < n_state; ++i) ctx.set_output(i, stack(state_out[i], 0, ctx.node, ctx.input(1 + i).dtype()));
+  for (size_t k = 0; k < n_scan_out; ++k) ctx.set_output(n_state + k, stack(scan_out[k], 0, ctx.node, DType::Float32));
+}
+
+void scan_kernel(KernelContext& ctx) {
+  if (ctx.opset < 9) return scan8_kernel(ctx);
+  const ir::Graph* body = ctx.node.attr_graph("body");
+  DUET_CHECK(body, ctx.node.label(), ": missing body");
   const int64_t n_scan_in = ctx.node.attr_int("num_scan_inputs", -1);
   DUET_CHECK(n_scan_in >= 1 && static_cast<size_t>(n_scan_in) <= ctx.num_inputs(), ctx.node.label(),
              ": num_scan_inputs must be between 1 and the number of inputs");

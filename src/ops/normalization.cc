@@ -463,6 +463,8 @@ void lp_norm_kernel(KernelContext& ctx) {
           norm += p == 1 ? std::fabs(v) : v * v;
         }
         if (p == 2) norm = std::sqrt(norm);
+        // A zero vector stays zero (the ONNX reference divides by 1 there).
+        if (norm == 0) norm = 1;
         for (int64_t k = 0; k < len; ++k) dst[base + k * inner] = store<T>(load(src[base + k * inner]) / norm);
       }
     });

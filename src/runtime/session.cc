@@ -208,7 +208,7 @@ class Session::Impl final : public ops::SubgraphRunner {
   const ir::Model& model_;
   SessionOptions options_;
   std::shared_ptr<PoolAllocator> pool_;
-  OpenMPParallel parallel_;
+  ThreadPool parallel_;
   const Scope* current_scope_ = nullptr;
   std::unordered_map<const ir::Graph*, std::unordered_map<std::string, size_t>> liveness_;
 };

@@ -27,6 +27,7 @@ const std::vector<Family>& all_families() {
       {"training", register_training},
       {"causal_conv", register_causal_conv},
       {"linear_attention", register_linear_attention},
+      {"flex_attention", register_flex_attention},
       {"strings", register_strings},
       {"ml", register_ml},
   };

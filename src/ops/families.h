@@ -35,6 +35,7 @@ void register_signal(Registry&);              // signal.cc: DFT, STFT, window fu
 void register_training(Registry&);            // training.cc: Adam, Adagrad, Momentum (ai.onnx.preview.training)
 void register_causal_conv(Registry&);         // causal_conv.cc: CausalConvWithState
 void register_linear_attention(Registry&);    // linear_attention.cc: LinearAttention
+void register_flex_attention(Registry&);      // flex_attention.cc: FlexAttention (ai.onnx.preview)
 void register_strings(Registry&);             // strings.cc: StringConcat, StringSplit, StringNormalizer, RegexFullMatch, TfIdfVectorizer
 void register_ml(Registry&);                  // ml.cc: ai.onnx.ml ops
 

@@ -117,6 +117,7 @@ Runner add_info(CLI::App& app) {
       j["flops"] = flops;
       j["bytes"] = bytes;
       j["nodes_with_unknown_shapes"] = unknown;
+      j["unresolved_nodes"] = inferred.unresolved;
       j["supported"] = support_problem.empty();
       if (!support_problem.empty()) j["unsupported"] = support_problem;
       nlohmann::json ops = nlohmann::json::object();

@@ -1,5 +1,7 @@
 #include "duet/passes/shape_inference.h"
 
+#include <algorithm>
+
 #include "duet/runtime/session.h"
 
 namespace duet::passes {
@@ -37,6 +39,31 @@ void merge(ir::ValueType& into, const ir::ValueType& inferred) {
       if (d.known() || !d.symbol.empty()) into.shape.dims[i] = d;
     }
   }
+}
+
+// Shape and Size depend only on the input's type: fold them as soon as the
+// shape is known, so Shape -> Slice -> Concat -> Reshape chains resolve.
+bool fold_from_type(const ir::Node& n, ShapeInferenceResult& result) {
+  if ((n.op_type != "Shape" && n.op_type != "Size") || !n.domain.empty() || n.inputs.empty() || !n.inputs[0] ||
+      n.outputs.empty() || !n.outputs[0])
+    return false;
+  const ir::ValueType& t = n.inputs[0]->type;
+  if (t.kind != ir::ValueType::Kind::Tensor || !t.shape.fully_known()) return false;
+  const Dims dims = t.shape.concrete();
+  Tensor value;
+  if (n.op_type == "Size") {
+    value = Tensor::scalar<int64_t>(numel(dims));
+  } else {
+    const int64_t rank = static_cast<int64_t>(dims.size());
+    auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + rank : v, 0, rank); };
+    const int64_t start = clamp(n.attr_int("start", 0)), end = clamp(n.attr_int("end", rank));
+    std::vector<int64_t> v;
+    for (int64_t i = start; i < end; ++i) v.push_back(dims[i]);
+    value = Tensor::from_vector<int64_t>(v, {static_cast<int64_t>(v.size())});
+  }
+  n.outputs[0]->type = type_of(value);
+  result.constants[n.outputs[0]->name] = value;
+  return true;
 }
 
 bool has_subgraph(const ir::Node& n) {
@@ -80,6 +107,7 @@ ShapeInferenceResult infer_shapes(ir::Model& model, const ShapeInferenceOptions&
       continue;
     }
     const int64_t opset = model.opset(node.domain) ? model.opset(node.domain) : runtime::kMaxOnnxOpset;
+    if (fold_from_type(node, result)) continue;
     bool all_constant = !has_subgraph(node);
     int64_t elements = 0;
     std::vector<const Tensor*> values;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <unordered_map>
 
@@ -322,6 +323,7 @@ TreeModel build_tree_model(const ir::Node& node, int64_t num_features) {
   int64_t max_target = -1;
   for (int64_t t : m.leaf_targets) max_target = std::max(max_target, t);
   m.n_targets = node.attr_int("n_targets", max_target + 1);
+  if (m.n_targets < 0) fail(node.label(), ": n_targets must be >= 0, got ", m.n_targets);
   for (int64_t t : m.leaf_targets)
     if (t < 0 || t >= m.n_targets) fail(node.label(), ": leaf target ", t, " is outside [0, ", m.n_targets, ")");
   m.roots = node.attr_ints("tree_roots");
@@ -496,6 +498,34 @@ std::vector<ir::ValueType> tree_ensemble_infer(InferContext& ctx) {
   return one(ctx.inputs[0].dtype, Shape({rows, Dim(targets)}));
 }
 
+// Cost: one comparison per level walked (the depth of each tree bounds it)
+// and one add per tree, for every row.
+Cost tree_ensemble_cost(const CostContext& ctx) {
+  Cost c = default_cost(ctx);
+  const ir::Node& node = ctx.node;
+  const auto true_ids = node.attr_ints("nodes_truenodeids");
+  const auto false_ids = node.attr_ints("nodes_falsenodeids");
+  const auto true_leafs = node.attr_ints("nodes_trueleafs");
+  const auto false_leafs = node.attr_ints("nodes_falseleafs");
+  const size_t n = true_ids.size();
+  if (false_ids.size() != n || true_leafs.size() != n || false_leafs.size() != n) return c;
+  // Depth of each interior node's subtree, children before parents.
+  std::vector<int64_t> depth(n, -1);
+  std::function<int64_t(int64_t, int)> depth_of = [&](int64_t id, int guard) -> int64_t {
+    if (id < 0 || id >= static_cast<int64_t>(n) || guard > 4096) return 0;
+    if (depth[id] >= 0) return depth[id];
+    const int64_t t = true_leafs[id] ? 0 : depth_of(true_ids[id], guard + 1);
+    const int64_t f = false_leafs[id] ? 0 : depth_of(false_ids[id], guard + 1);
+    return depth[id] = 1 + std::max(t, f);
+  };
+  double per_row = 0;
+  for (int64_t root : node.attr_ints("tree_roots")) per_row += static_cast<double>(depth_of(root, 0)) + 1;
+  const ir::ValueType& x = ctx.inputs[0];
+  if (x.shape.fully_known() && x.shape.rank() >= 1)
+    c.flops = per_row * static_cast<double>(x.shape.rank() == 2 ? x.shape.dims[0].value : 1);
+  return c;
+}
+
 // ---------------------------------------------------------------------------
 // ArrayFeatureExtractor: gathers indices along the last axis. A 1-D input
 // gives a [1, K] output (as onnxruntime does).
@@ -516,8 +546,8 @@ void array_feature_extractor_kernel(KernelContext& ctx) {
   Dims out_dims = x.rank() == 1 ? Dims{1} : Dims(x.dims().begin(), x.dims().end() - 1);
   out_dims.push_back(k);
   Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
-  const int64_t outer = last == 0 ? numel(out_dims) / std::max<int64_t>(k, 1) : x.numel() / last;
   if (k == 0) return;
+  const int64_t outer = x.numel() / last;  // last > 0: some index was in range
   ctx.parallel_for(outer, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o)
       for (int64_t j = 0; j < k; ++j) copy_element(x, o * last + indices[j], y, o * k + j);
@@ -554,16 +584,16 @@ void binarizer_kernel(KernelContext& ctx) {
   });
 }
 
-void add_ml(Registry& r, const char* name, KernelFn kernel, InferFn infer) {
+void add_ml(Registry& r, const char* name, KernelFn kernel, InferFn infer, CostFn cost = default_cost) {
   r.add({.domain = kMlDomain, .name = name, .kernel = std::move(kernel), .infer = std::move(infer),
-         .cost = default_cost, .family = {}});
+         .cost = std::move(cost), .family = {}});
 }
 
 }  // namespace
 
 void register_ml(Registry& r) {
   add_ml(r, "LabelEncoder", label_encoder_kernel, label_encoder_infer);
-  add_ml(r, "TreeEnsemble", tree_ensemble_kernel, tree_ensemble_infer);
+  add_ml(r, "TreeEnsemble", tree_ensemble_kernel, tree_ensemble_infer, tree_ensemble_cost);
   add_ml(r, "ArrayFeatureExtractor", array_feature_extractor_kernel, array_feature_extractor_infer);
   add_ml(r, "Binarizer", binarizer_kernel, infer_same_as(0));
 }

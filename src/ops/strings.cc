@@ -4,7 +4,10 @@
 // round-trips. Case mapping uses a built-in table (Latin, Greek, Cyrillic) so
 // results do not depend on the host's installed locales.
 #include <algorithm>
+#include <exception>
+#include <functional>
 #include <map>
+#include <pthread.h>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -64,7 +67,7 @@ std::u32string utf8_decode(std::string_view s) {
 }
 
 void utf8_append(std::string& out, char32_t cp) {
-  if (cp >= kEscapeBase && cp < kEscapeBase + 0x100 && cp >= kEscapeBase + 0x80) {
+  if (cp >= kEscapeBase + 0x80 && cp <= kEscapeBase + 0xFF) {
     out.push_back(static_cast<char>(cp - kEscapeBase));  // escaped raw byte
   } else if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));
@@ -408,6 +411,37 @@ std::wstring to_wide(const std::string& s) {
   return std::wstring(u.begin(), u.end());
 }
 
+// libstdc++'s std::regex recurses once or more per input character, so long
+// strings overflow an ordinary thread stack. Matching runs on a thread with a
+// large (lazily committed) stack, and inputs are capped so that the cap fits.
+constexpr size_t kRegexStackBytes = size_t{1} << 30;
+constexpr size_t kRegexMaxChars = 100000;
+
+void run_on_big_stack(const std::function<void()>& fn, const ir::Node& node) {
+  struct Job {
+    const std::function<void()>* fn;
+    std::exception_ptr error;
+  } job{&fn, nullptr};
+  auto entry = [](void* arg) -> void* {
+    auto* j = static_cast<Job*>(arg);
+    try {
+      (*j->fn)();
+    } catch (...) {
+      j->error = std::current_exception();
+    }
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kRegexStackBytes);
+  pthread_t thread;
+  const int rc = pthread_create(&thread, &attr, entry, &job);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) fail(node.label(), ": could not start the regex matching thread");
+  pthread_join(thread, nullptr);
+  if (job.error) std::rethrow_exception(job.error);
+}
+
 void regex_full_match_kernel(KernelContext& ctx) {
   static_assert(sizeof(wchar_t) == 4, "RegexFullMatch decodes to UTF-32 wchar_t");
   const Tensor& x = string_input(ctx, 0);
@@ -425,13 +459,18 @@ void regex_full_match_kernel(KernelContext& ctx) {
   Tensor& y = ctx.allocate_output(0, DType::Bool, x.dims());
   const auto& sx = x.strings();
   uint8_t* out = y.data<uint8_t>();
-  for (size_t i = 0; i < sx.size(); ++i) {
-    try {
-      out[i] = std::regex_match(to_wide(sx[i]), re) ? 1 : 0;
-    } catch (const std::regex_error& e) {
-      fail(ctx.node.label(), ": regex matching failed on element ", i, ": ", e.what());
+  for (size_t i = 0; i < sx.size(); ++i)
+    if (sx[i].size() > kRegexMaxChars * 4 || (sx[i].size() > kRegexMaxChars && to_wide(sx[i]).size() > kRegexMaxChars))
+      unsupported(ctx.node.label(), ": element ", i, " is longer than ", kRegexMaxChars, " characters");
+  run_on_big_stack([&] {
+    for (size_t i = 0; i < sx.size(); ++i) {
+      try {
+        out[i] = std::regex_match(to_wide(sx[i]), re) ? 1 : 0;
+      } catch (const std::regex_error& e) {
+        fail(ctx.node.label(), ": regex matching failed on element ", i, ": ", e.what());
+      }
     }
-  }
+  }, ctx.node);
 }
 
 // ---------------------------------------------------------------------------
@@ -576,6 +615,18 @@ void tfidf_kernel(KernelContext& ctx) {
   });
 }
 
+// Cost: one trie lookup per (start, skip, length) step of every row.
+Cost tfidf_cost(const CostContext& ctx) {
+  Cost c = default_cost(ctx);
+  const ir::ValueType& x = ctx.inputs[0];
+  if (!x.shape.fully_known()) return c;
+  const double items = static_cast<double>(numel(x.shape.concrete()));
+  const double skips = static_cast<double>(std::max<int64_t>(0, ctx.node.attr_int("max_skip_count", 0)) + 1);
+  const double max_n = static_cast<double>(std::max<int64_t>(1, ctx.node.attr_int("max_gram_length", 1)));
+  c.flops = items * skips * max_n;
+  return c;
+}
+
 std::vector<ir::ValueType> tfidf_infer(InferContext& ctx) {
   int64_t out = 0;
   for (int64_t v : ctx.node.attr_ints("ngram_indexes")) out = std::max(out, v + 1);
@@ -585,8 +636,8 @@ std::vector<ir::ValueType> tfidf_infer(InferContext& ctx) {
   return one(DType::Float32, Shape::unknown_rank());
 }
 
-void add_string_op(Registry& r, const char* name, KernelFn kernel, InferFn infer) {
-  r.add({.domain = "", .name = name, .kernel = std::move(kernel), .infer = std::move(infer), .cost = default_cost,
+void add_string_op(Registry& r, const char* name, KernelFn kernel, InferFn infer, CostFn cost = default_cost) {
+  r.add({.domain = "", .name = name, .kernel = std::move(kernel), .infer = std::move(infer), .cost = std::move(cost),
          .family = {}});
 }
 
@@ -598,7 +649,7 @@ void register_strings(Registry& r) {
   add_string_op(r, "StringNormalizer", string_normalizer_kernel, string_normalizer_infer);
   add_string_op(r, "RegexFullMatch", regex_full_match_kernel,
                 [](InferContext& c) { return one(DType::Bool, c.inputs[0].shape); });
-  add_string_op(r, "TfIdfVectorizer", tfidf_kernel, tfidf_infer);
+  add_string_op(r, "TfIdfVectorizer", tfidf_kernel, tfidf_infer, tfidf_cost);
 }
 
 }  // namespace duet::ops

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "duet/onnx/onnx_io.h"
 #include "test_util.h"
 
 using namespace duet::testutil;
@@ -48,10 +49,27 @@ TEST(CliErrors, GarbageModel) {
 }
 
 TEST(CliErrors, UnknownOp) {
-  DUET_REQUIRE_SHARED();
-  // A suite model whose op Duet does not implement (string/ML ops are out of scope).
-  const std::string m = shared_dir() + "/conformance/onnx-backend/node/test_tfidfvectorizer_tf_only_bigrams_skip0/model.onnx";
-  expect_one_line_error(run_command(cli() + " run " + m), "unknown op 'TfIdfVectorizer'");
+  duet::ir::Model model;
+  model.opset_imports.push_back({"", 17});
+  auto& g = *model.graph;
+  g.inputs.push_back(g.value("x"));
+  g.add_node("FrobnicateV2", {g.value("x")}, {g.value("y")}, "frob");
+  g.outputs.push_back(g.value("y"));
+  const std::string path = (scratch() / "unknown_op.onnx").string();
+  duet::onnx_io::save_model(model, path);
+  expect_one_line_error(run_command(cli() + " run " + path), "unknown op 'FrobnicateV2'");
+}
+
+TEST(CliErrors, UnsupportedOpset) {
+  duet::ir::Model model;
+  model.opset_imports.push_back({"", 99});
+  auto& g = *model.graph;
+  g.inputs.push_back(g.value("x"));
+  g.add_node("Relu", {g.value("x")}, {g.value("y")});
+  g.outputs.push_back(g.value("y"));
+  const std::string path = (scratch() / "opset99.onnx").string();
+  duet::onnx_io::save_model(model, path);
+  expect_one_line_error(run_command(cli() + " run " + path), "opset 99 is not supported");
 }
 
 TEST(CliErrors, WrongInputName) {

@@ -5,7 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-120}
 "$root/scripts/install-deps.sh"
-cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+# -O1 with line tables: instrumented builds compile 2-3x faster than -O2 -g and fuzz as well.
+cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" -DCMAKE_CXX_COMPILER=clang++ \
   -DDUET_FUZZ=ON -DDUET_TESTS=OFF >/dev/null
 ninja -C "$root/build-fuzz" fuzz_model_loader
 corpus="$root/build-fuzz/corpus"

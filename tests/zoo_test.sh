@@ -5,16 +5,17 @@
 set -euo pipefail
 build=$1
 duet=$build/duet
+zoo=${DUET_ZOO_DIR:-$build/zoo}
 py=/usr/bin/python3
 if ! $py -c "import torch, torchvision, onnx" 2>/dev/null; then
   echo "SKIP: Debian python3-torch, python3-torchvision and python3-onnx are needed to export the zoo"
   exit 77
 fi
 src=$(cd "$(dirname "$0")/.." && pwd)
-$py "$src/tools/python/make_zoo.py" "$build/zoo" 2>&1 | grep -v -i warning
-"$duet" conform "$build/zoo" --threads 2 -v
-"$duet" conform "$build/zoo" --threads 2 --json > "$build/zoo.json"
-python3 - "$build/zoo.json" <<'PY'
+$py "$src/tools/python/make_zoo.py" "$zoo" 2>&1 | grep -v -i warning
+"$duet" conform "$zoo" --threads 2 -v
+"$duet" conform "$zoo" --threads 2 --json > "$zoo.json"
+python3 - "$zoo.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for c in d["cases"]:

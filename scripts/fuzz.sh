@@ -18,6 +18,6 @@ if [ -d "$shared" ]; then
     [ -f "$shared/$t/model.onnx" ] && cp "$shared/$t/model.onnx" "$corpus/$t.onnx"
   done
 fi
-"$root/build-fuzz/fuzz_model_loader" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+"$root/build-fuzz/fuzz/fuzz_model_loader" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
   -print_final_stats=1 2>&1 | tail -15
 echo "fuzz: ${seconds}s without a crash"

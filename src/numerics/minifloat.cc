@@ -4,7 +4,52 @@
 #include <cmath>
 #include <limits>
 
+#include "duet/core/error.h"
+
 namespace duet::numerics {
+
+const char* rounding_name(Rounding r) {
+  switch (r) {
+    case Rounding::NearestEven: return "nearest-even";
+    case Rounding::TowardZero: return "toward-zero";
+    case Rounding::NearestAway: return "nearest-away";
+    case Rounding::Stochastic: return "stochastic";
+  }
+  return "?";
+}
+
+const char* overflow_name(Overflow o) {
+  switch (o) {
+    case Overflow::Saturate: return "saturate";
+    case Overflow::Infinity: return "infinity";
+    case Overflow::NaN: return "nan";
+  }
+  return "?";
+}
+
+Rounding parse_rounding(const std::string& s) {
+  if (s == "rne" || s == "nearest-even" || s == "nearest") return Rounding::NearestEven;
+  if (s == "rtz" || s == "toward-zero" || s == "truncate") return Rounding::TowardZero;
+  if (s == "rna" || s == "nearest-away") return Rounding::NearestAway;
+  if (s == "sr" || s == "stochastic") return Rounding::Stochastic;
+  fail("unknown rounding mode '", s, "' (expected rne, rtz, rna or sr)");
+}
+
+Overflow parse_overflow(const std::string& s) {
+  if (s == "saturate" || s == "sat") return Overflow::Saturate;
+  if (s == "infinity" || s == "inf") return Overflow::Infinity;
+  if (s == "nan") return Overflow::NaN;
+  fail("unknown overflow mode '", s, "' (expected saturate, inf or nan)");
+}
+
+uint64_t stochastic_bits(uint64_t seed, uint64_t index) {
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(seed + 0x9E3779B97F4A7C15ull) ^ (index * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull));
+}
 
 uint32_t Minifloat::max_finite_bits() const {
   const uint32_t exp_all = (1u << exponent_bits) - 1;
@@ -37,8 +82,19 @@ uint32_t Minifloat::infinity_bits() const {
   return ((1u << exponent_bits) - 1) << mantissa_bits;
 }
 
-uint32_t Minifloat::encode(float x, Rounding rounding, Overflow overflow) const {
-  const uint32_t sign_bit = 1u << (total_bits() - 1);
+double Minifloat::max_finite() const { return decode_double(max_finite_bits()); }
+double Minifloat::min_normal() const { return std::ldexp(1.0, min_exponent()); }
+double Minifloat::min_subnormal() const { return std::ldexp(1.0, min_exponent() - mantissa_bits); }
+double Minifloat::epsilon() const { return std::ldexp(1.0, -mantissa_bits); }
+
+bool Minifloat::fits_fp32() const {
+  if (specials == Specials::ExponentOnly) return false;
+  const int exp_all = (1 << exponent_bits) - 1;
+  const int emax = (specials == Specials::IEEE ? exp_all - 1 : exp_all) - bias;
+  return exponent_bits <= 8 && mantissa_bits <= 23 && min_exponent() >= -126 && emax <= 127;
+}
+
+uint32_t Minifloat::encode(float x, Rounding rounding, Overflow overflow, uint64_t random_bits) const {
   if (specials == Specials::ExponentOnly) {
     // E8M0: value 2^(e-127). Round the exponent (ties away, as the OCP MX spec's
     // reference conversion does for the nearest power of two).
@@ -47,31 +103,33 @@ uint32_t Minifloat::encode(float x, Rounding rounding, Overflow overflow) const 
     int e = 0;
     const float m = std::frexp(x, &e);  // x = m * 2^e, m in [0.5, 1)
     int exp2 = e - 1;                   // x = (2m) * 2^(e-1)
-    if (rounding != Rounding::TowardZero && 2.0f * m >= 1.5f) exp2 += 1;
+    if (rounding == Rounding::NearestEven || rounding == Rounding::NearestAway) {
+      if (2.0f * m >= 1.5f) exp2 += 1;
+    } else if (rounding == Rounding::Stochastic) {
+      // Round up with probability (x - 2^k) / 2^k, the distance to the lower power of two.
+      if (static_cast<double>(random_bits >> 11) * 0x1p-53 < 2.0 * m - 1.0) exp2 += 1;
+    }
     const int biased = exp2 + bias;
     if (biased < 0) return 0;
     if (biased > 254) return overflow == Overflow::Saturate ? 0xFE : 0xFF;
     return static_cast<uint32_t>(biased);
   }
+  // Integer-only and branch-light: the rounding decisions depend on low mantissa
+  // bits, which no branch predictor can guess, so they are computed as 0/1 values.
   const uint32_t fbits = std::bit_cast<uint32_t>(x);
-  const bool negative = (fbits >> 31) != 0;
-  const uint32_t sign = negative ? sign_bit : 0u;
-  if (std::isnan(x)) return specials == Specials::NoNaN ? 0u : (nan_bits() | (specials == Specials::FNUZ ? 0u : sign));
-  const uint32_t max_bits = max_finite_bits();
-  auto overflowed = [&]() -> uint32_t {
-    if (overflow == Overflow::Saturate || specials == Specials::NoNaN) return sign | max_bits;
-    if (specials == Specials::IEEE) return sign | infinity_bits();
-    return specials == Specials::FNUZ ? nan_bits() : (sign | nan_bits());
-  };
-  if (std::isinf(x)) return overflowed();
-  uint32_t fexp = (fbits >> 23) & 0xFF;
-  uint64_t significand = fbits & 0x7FFFFF;
-  if (fexp == 0) {
-    if (significand == 0) return specials == Specials::FNUZ ? 0u : sign;
-    fexp = 1;  // subnormal float: value = significand * 2^(1-127-23)
-  } else {
-    significand |= 0x800000;
+  const uint32_t sign = (fbits >> 31) << (total_bits() - 1);
+  const uint32_t abs_bits = fbits & 0x7FFFFFFFu;
+  uint32_t fexp = abs_bits >> 23;
+  if (fexp == 0xFF) {
+    if (abs_bits != 0x7F800000u) {  // NaN
+      return specials == Specials::NoNaN ? 0u : (nan_bits() | (specials == Specials::FNUZ ? 0u : sign));
+    }
+    return overflow_bits(sign, overflow);  // infinity counts as an overflow
   }
+  if (abs_bits == 0) return specials == Specials::FNUZ ? 0u : sign;
+  const uint32_t is_normal = fexp != 0;
+  const uint64_t significand = (abs_bits & 0x7FFFFFu) | (is_normal << 23);
+  fexp += 1 - is_normal;  // FP32 subnormals: value = significand * 2^(1-127-23)
   const int e = static_cast<int>(fexp) - 127;  // value = significand * 2^(e-23)
   const int emin = 1 - bias;
   const int te = e < emin ? emin : e;
@@ -80,33 +138,42 @@ uint32_t Minifloat::encode(float x, Rounding rounding, Overflow overflow) const 
   uint64_t q;
   if (shift <= 0) {
     q = significand << (-shift);
-  } else if (shift > 40) {
-    q = 0;
-    if (rounding == Rounding::NearestEven || rounding == Rounding::NearestAway) q = 0;
+  } else if (shift >= 64) {
+    q = 0;  // below 2^-40 of the smallest subnormal: zero in every rounding mode here
   } else {
     q = significand >> shift;
     const uint64_t rem = significand & ((uint64_t{1} << shift) - 1);
     const uint64_t half = uint64_t{1} << (shift - 1);
-    if (rounding == Rounding::NearestEven) {
-      if (rem > half || (rem == half && (q & 1))) ++q;
-    } else if (rounding == Rounding::NearestAway) {
-      if (rem >= half) ++q;
+    switch (rounding) {
+      case Rounding::NearestEven: q += (rem > half) | ((rem == half) & q & 1); break;
+      case Rounding::NearestAway: q += rem >= half; break;
+      case Rounding::Stochastic:
+        // Add a uniform integer in [0, 2^shift): rounds up with probability rem / 2^shift.
+        q += (rem + (random_bits >> (64 - shift))) >> shift;
+        break;
+      case Rounding::TowardZero: break;
     }
   }
   // For normal numbers q carries the hidden bit; adding it to the exponent
   // field shifted by one encodes normals and subnormals alike, and a rounding
   // carry moves into the exponent on its own.
   const uint64_t magnitude = (static_cast<uint64_t>(te - emin) << mantissa_bits) + q;
-  if (magnitude > max_bits) return overflowed();
+  if (magnitude > max_finite_bits()) return overflow_bits(sign, overflow);
   if (magnitude == 0 && specials == Specials::FNUZ) return 0;
   return sign | static_cast<uint32_t>(magnitude);
 }
 
-float Minifloat::decode(uint32_t bits) const {
+uint32_t Minifloat::overflow_bits(uint32_t sign, Overflow overflow) const {
+  if (overflow == Overflow::Saturate || specials == Specials::NoNaN) return sign | max_finite_bits();
+  if (specials == Specials::IEEE && overflow == Overflow::Infinity) return sign | infinity_bits();
+  return specials == Specials::FNUZ ? nan_bits() : (sign | nan_bits());
+}
+
+double Minifloat::decode_double(uint32_t bits) const {
   if (specials == Specials::ExponentOnly) {
     bits &= 0xFF;
-    if (bits == 0xFF) return std::numeric_limits<float>::quiet_NaN();
-    return std::ldexp(1.0f, static_cast<int>(bits) - bias);
+    if (bits == 0xFF) return std::numeric_limits<double>::quiet_NaN();
+    return std::ldexp(1.0, static_cast<int>(bits) - bias);
   }
   const int total = total_bits();
   const uint32_t sign_bit = 1u << (total - 1);
@@ -116,12 +183,12 @@ float Minifloat::decode(uint32_t bits) const {
   const uint32_t exp_all = (1u << exponent_bits) - 1;
   const uint32_t exp_field = magnitude >> mantissa_bits;
   const uint32_t man_field = magnitude & ((1u << mantissa_bits) - 1);
-  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
   switch (specials) {
     case Specials::IEEE:
       if (exp_field == exp_all) {
         if (man_field != 0) return nan;
-        return negative ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+        return negative ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
       }
       break;
     case Specials::FiniteNaN:
@@ -132,16 +199,19 @@ float Minifloat::decode(uint32_t bits) const {
       break;
     default: break;
   }
-  float value;
+  double value;
   if (exp_field == 0) {
-    value = std::ldexp(static_cast<float>(man_field), 1 - bias - mantissa_bits);
+    value = std::ldexp(static_cast<double>(man_field), 1 - bias - mantissa_bits);
   } else {
-    value = std::ldexp(static_cast<float>(man_field | (1u << mantissa_bits)),
+    value = std::ldexp(static_cast<double>(man_field | (1u << mantissa_bits)),
                        static_cast<int>(exp_field) - bias - mantissa_bits);
   }
   return negative ? -value : value;
 }
 
+float Minifloat::decode(uint32_t bits) const { return static_cast<float>(decode_double(bits)); }
+
+const Minifloat& fp32() { static const Minifloat f{"float32", 8, 23, 127, Specials::IEEE}; return f; }
 const Minifloat& fp16() { static const Minifloat f{"float16", 5, 10, 15, Specials::IEEE}; return f; }
 const Minifloat& bf16() { static const Minifloat f{"bfloat16", 8, 7, 127, Specials::IEEE}; return f; }
 const Minifloat& tf32() { static const Minifloat f{"tf32", 8, 10, 127, Specials::IEEE}; return f; }

@@ -11,5 +11,6 @@ using Runner = std::function<int()>;
 Runner add_info(CLI::App& app);
 Runner add_run(CLI::App& app);
 Runner add_conform(CLI::App& app);
+Runner add_formats(CLI::App& app);
 
 }  // namespace duet::cli

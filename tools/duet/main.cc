@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_info);
   add(duet::cli::add_run);
   add(duet::cli::add_conform);
+  add(duet::cli::add_formats);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

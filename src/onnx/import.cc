@@ -94,23 +94,23 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   switch (dt) {
     case DType::Float32:
       count_check(p.float_data_size(), n);
-      std::memcpy(t.raw(), p.float_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.float_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     case DType::Complex64:
       count_check(p.float_data_size(), 2 * n);
-      std::memcpy(t.raw(), p.float_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.float_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     case DType::Float64:
       count_check(p.double_data_size(), n);
-      std::memcpy(t.raw(), p.double_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.double_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     case DType::Complex128:
       count_check(p.double_data_size(), 2 * n);
-      std::memcpy(t.raw(), p.double_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.double_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     case DType::Int64:
       count_check(p.int64_data_size(), n);
-      std::memcpy(t.raw(), p.int64_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.int64_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     case DType::UInt32:
       count_check(p.uint64_data_size(), n);
@@ -118,11 +118,11 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
       break;
     case DType::UInt64:
       count_check(p.uint64_data_size(), n);
-      std::memcpy(t.raw(), p.uint64_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.uint64_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     case DType::Int32:
       count_check(p.int32_data_size(), n);
-      std::memcpy(t.raw(), p.int32_data().data(), nbytes);
+      if (nbytes) std::memcpy(t.raw(), p.int32_data().data(), nbytes);  // empty repeated fields have a null data()
       break;
     default: {
       // int32_data holds one element (or, for sub-byte types, one packed byte) per entry.

@@ -16,17 +16,6 @@ using ew::binary_loop;
 using ew::compute_t;
 using ew::unary_loop;
 
-template <typename Fn>
-void dispatch_floats(const KernelContext& ctx, DType t, Fn&& fn) {
-  switch (t) {
-    case DType::Float32: return fn(TypeTag<float>{});
-    case DType::Float64: return fn(TypeTag<double>{});
-    case DType::Float16: return fn(TypeTag<float16>{});
-    case DType::BFloat16: return fn(TypeTag<bfloat16>{});
-    default: unsupported(ctx.node.label(), ": data type ", dtype_name(t), " is not supported (float types only)");
-  }
-}
-
 // Float types plus the signed and unsigned integers (Relu, PRelu, Shrink, ...).
 template <typename Fn>
 void dispatch_numeric_types(const KernelContext& ctx, DType t, Fn&& fn) {
@@ -39,7 +28,7 @@ void dispatch_numeric_types(const KernelContext& ctx, DType t, Fn&& fn) {
     case DType::UInt32: return fn(TypeTag<uint32_t>{});
     case DType::Int64: return fn(TypeTag<int64_t>{});
     case DType::UInt64: return fn(TypeTag<uint64_t>{});
-    default: return dispatch_floats(ctx, t, fn);
+    default: return dispatch_float(t, fn);
   }
 }
 
@@ -48,7 +37,7 @@ template <typename Op>
 void float_activation(KernelContext& ctx, Op op) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
-  dispatch_floats(ctx, x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
     unary_loop<T, T>(ctx, x, y, [&](T v) { return static_cast<T>(op(static_cast<C>(v))); });
@@ -215,7 +204,7 @@ void swiglu_kernel(KernelContext& ctx) {
              dims_str(b.dims()), ")");
   const float alpha = attr(ctx, "alpha", 1.0f);
   Tensor& y = ctx.allocate_output(0, a.dtype(), a.dims());
-  dispatch_floats(ctx, a.dtype(), [&](auto tag) {
+  dispatch_float(a.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
     binary_loop<T, T, T>(ctx, a, b, y, [alpha](T va, T vb) {
@@ -248,7 +237,7 @@ void softmax_family(KernelContext& ctx, SoftmaxKind kind) {
   }
   if (rank == 0) n = 1;
   Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
-  dispatch_floats(ctx, x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
     const T* px = x.data<T>();

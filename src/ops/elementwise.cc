@@ -41,17 +41,6 @@ void dispatch_arith(const KernelContext& ctx, DType t, Fn&& fn) {
 }
 
 template <typename Fn>
-void dispatch_floats(const KernelContext& ctx, DType t, Fn&& fn) {
-  switch (t) {
-    case DType::Float32: return fn(TypeTag<float>{});
-    case DType::Float64: return fn(TypeTag<double>{});
-    case DType::Float16: return fn(TypeTag<float16>{});
-    case DType::BFloat16: return fn(TypeTag<bfloat16>{});
-    default: unsupported(ctx.node.label(), ": data type ", dtype_name(t), " is not supported (float types only)");
-  }
-}
-
-template <typename Fn>
 void dispatch_ints(const KernelContext& ctx, DType t, Fn&& fn) {
   switch (t) {
     case DType::Int8: return fn(TypeTag<int8_t>{});
@@ -74,7 +63,7 @@ void dispatch_all_floats(const KernelContext& ctx, DType t, Fn&& fn) {
     case DType::Float8E4M3FNUZ: return fn(TypeTag<float8e4m3fnuz>{});
     case DType::Float8E5M2: return fn(TypeTag<float8e5m2>{});
     case DType::Float8E5M2FNUZ: return fn(TypeTag<float8e5m2fnuz>{});
-    default: return dispatch_floats(ctx, t, fn);
+    default: return dispatch_float(t, fn);
   }
 }
 
@@ -254,7 +243,7 @@ template <typename Op>
 void float_unary(KernelContext& ctx, Op op) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
-  dispatch_floats(ctx, x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
     unary_loop<T, T>(ctx, x, y, [&](T v) { return static_cast<T>(op(static_cast<C>(v))); });
@@ -498,7 +487,7 @@ void variadic_fold(KernelContext& ctx, Op op, bool floats_only, bool mean) {
       for (int64_t i = 0; i < y.numel(); ++i) py[i] = static_cast<T>(static_cast<C>(py[i]) / n);
     }
   };
-  if (floats_only) dispatch_floats(ctx, first.dtype(), run); else dispatch_arith(ctx, first.dtype(), run);
+  if (floats_only) dispatch_float(first.dtype(), run); else dispatch_arith(ctx, first.dtype(), run);
 }
 
 // np.maximum / np.minimum: NaN wins.

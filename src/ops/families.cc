@@ -30,6 +30,7 @@ const std::vector<Family>& all_families() {
       {"flex_attention", register_flex_attention},
       {"strings", register_strings},
       {"ml", register_ml},
+      {"fused", register_fused},
   };
   return families;
 }

@@ -38,6 +38,7 @@ void register_linear_attention(Registry&);    // linear_attention.cc: LinearAtte
 void register_flex_attention(Registry&);      // flex_attention.cc: FlexAttention (ai.onnx.preview)
 void register_strings(Registry&);             // strings.cc: StringConcat, StringSplit, StringNormalizer, RegexFullMatch, TfIdfVectorizer
 void register_ml(Registry&);                  // ml.cc: ai.onnx.ml ops
+void register_fused(Registry&);               // fused.cc: com.duet FusedConv, FusedMatMul (graph optimizer output)
 
 const std::vector<Family>& all_families();
 

@@ -12,5 +12,6 @@ Runner add_info(CLI::App& app);
 Runner add_run(CLI::App& app);
 Runner add_conform(CLI::App& app);
 Runner add_formats(CLI::App& app);
+Runner add_optimize_graph(CLI::App& app);
 
 }  // namespace duet::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_run);
   add(duet::cli::add_conform);
   add(duet::cli::add_formats);
+  add(duet::cli::add_optimize_graph);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

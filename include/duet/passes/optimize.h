@@ -1,0 +1,48 @@
+// Graph optimization passes. Each rewrites model.graph in place, keeps graph
+// input/output names, and leaves a graph whose reference execution equals the
+// original's within float rounding (folds change the order of float ops).
+//
+//   fold_constants     Constant nodes and nodes whose inputs are all constant
+//                      become initializers (random ops excluded)
+//   eliminate_noops    Identity, inference Dropout, Cast to the same type,
+//                      Reshape of Reshape
+//   fold_batchnorm     Conv -> BatchNormalization into the Conv's weights
+//   fold_conv_affine   Conv -> Mul/Add/Sub/Div by a per-channel constant into
+//                      the Conv's weights and bias
+//   fuse_matmul_bias   MatMul -> Add(bias along the last axis) into FusedMatMul
+//   fuse_post_ops      Conv/MatMul -> residual Add, activations (Relu, Clip,
+//                      HardSigmoid, Sigmoid, Tanh, Gelu, LeakyRelu, and the
+//                      x·HardSigmoid(x), x·Clip(x+3,0,6)/6 and x·Sigmoid(x)
+//                      patterns) and scalar affine steps into com.duet
+//                      FusedConv / FusedMatMul post-op chains
+//   remove_dead        nodes whose outputs nobody reads, unused initializers
+#pragma once
+#include <map>
+#include <string>
+
+#include "duet/ir/graph.h"
+
+namespace duet::passes {
+
+struct OptimizeOptions {
+  bool fold_constants = true;
+  bool eliminate_noops = true;
+  bool fold_batchnorm = true;
+  bool fuse = true;                          // affine folding, bias and post-op fusion
+  int64_t fold_limit_elements = 1 << 24;     // largest constant a fold may create
+};
+
+// Rewrites done per pass, by pass name ("fold_batchnorm": 3, ...).
+using OptimizeReport = std::map<std::string, int>;
+
+OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options = {});
+
+int fold_constants(ir::Model& model, int64_t limit_elements = 1 << 24);
+int eliminate_noops(ir::Model& model);
+int fold_batchnorm(ir::Model& model);
+int fold_conv_affine(ir::Model& model);
+int fuse_matmul_bias(ir::Model& model);
+int fuse_post_ops(ir::Model& model);
+int remove_dead(ir::Model& model);
+
+}  // namespace duet::passes

@@ -1,0 +1,187 @@
+// Fused ops (domain com.duet) that the graph optimizer forms: a matrix op,
+// an optional residual sum and a post-op chain, in one node. Their reference
+// kernels compose the reference kernels of the parts, so a fused graph gives
+// the same values as the unfused one on the reference executor; the fast CPU
+// backend runs them as single primitives.
+//
+//   FusedConv(X, W, B?, Z?)   = post_ops(Conv(X, W, B) + Z)     Conv's attributes
+//   FusedMatMul(A, B, C?, Z?) = post_ops(MatMul(A, B) + C + Z)  C: bias broadcast along the last axis
+#include <cmath>
+#include <sstream>
+
+#include "duet/ops/kernel_util.h"
+#include "duet/ops/post_ops.h"
+#include "families.h"
+
+namespace duet::ops {
+
+namespace {
+
+struct PostOpInfo {
+  PostOpKind kind;
+  const char* name;
+  int arity;
+};
+
+constexpr PostOpInfo kPostOps[] = {
+    {PostOpKind::Relu, "Relu", 1},       {PostOpKind::Clip, "Clip", 2},   {PostOpKind::HardSigmoid, "HardSigmoid", 2},
+    {PostOpKind::HardSwish, "HardSwish", 0}, {PostOpKind::Sigmoid, "Sigmoid", 0}, {PostOpKind::Tanh, "Tanh", 0},
+    {PostOpKind::Silu, "Silu", 0},       {PostOpKind::GeluErf, "GeluErf", 0}, {PostOpKind::GeluTanh, "GeluTanh", 0},
+    {PostOpKind::Linear, "Linear", 2},
+};
+
+const PostOpInfo& info(PostOpKind k) {
+  for (auto& i : kPostOps) if (i.kind == k) return i;
+  fail("unknown post-op kind ", static_cast<int>(k));
+}
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+const char* post_op_name(PostOpKind kind) { return info(kind).name; }
+int post_op_arity(PostOpKind kind) { return info(kind).arity; }
+
+float PostOp::apply(float x) const {
+  switch (kind) {
+    case PostOpKind::Relu: return x > 0 ? x : x * a;
+    case PostOpKind::Clip: return std::fmin(std::fmax(x, a), b);
+    case PostOpKind::HardSigmoid: return std::fmax(0.0f, std::fmin(1.0f, a * x + b));
+    case PostOpKind::HardSwish: return x * std::fmax(0.0f, std::fmin(1.0f, x / 6.0f + 0.5f));
+    case PostOpKind::Sigmoid: return sigmoid(x);
+    case PostOpKind::Tanh: return std::tanh(x);
+    case PostOpKind::Silu: return x * sigmoid(x);
+    case PostOpKind::GeluErf: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+    case PostOpKind::GeluTanh:
+      return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case PostOpKind::Linear: return a * x + b;
+  }
+  return x;
+}
+
+std::string PostOp::str() const {
+  std::ostringstream s;
+  s << post_op_name(kind);
+  const int n = post_op_arity(kind);
+  if (n > 0) s << "(" << a;
+  if (n > 1) s << ", " << b;
+  if (n > 0) s << ")";
+  return s.str();
+}
+
+std::vector<PostOp> read_post_ops(const ir::Node& node) {
+  const auto names = node.attr_strings("activations");
+  const auto params = node.attr_floats("activation_params");
+  std::vector<PostOp> ops;
+  size_t p = 0;
+  for (auto& name : names) {
+    const PostOpInfo* found = nullptr;
+    for (auto& i : kPostOps) if (name == i.name) found = &i;
+    if (!found) fail(node.label(), ": unknown activation '", name, "' in the post-op chain");
+    PostOp op{found->kind};
+    if (p + found->arity > params.size())
+      fail(node.label(), ": activation_params has ", params.size(), " values, too few for the chain");
+    if (found->arity > 0) op.a = params[p];
+    if (found->arity > 1) op.b = params[p + 1];
+    p += found->arity;
+    ops.push_back(op);
+  }
+  if (p != params.size()) fail(node.label(), ": activation_params has ", params.size(), " values, the chain takes ", p);
+  return ops;
+}
+
+void write_post_ops(ir::Node& node, const std::vector<PostOp>& ops) {
+  std::erase_if(node.attributes, [](const ir::Attribute& a) {
+    return a.name == "activations" || a.name == "activation_params";
+  });
+  if (ops.empty()) return;
+  ir::Attribute names{.name = "activations", .type = ir::AttrType::Strings};
+  ir::Attribute params{.name = "activation_params", .type = ir::AttrType::Floats};
+  for (auto& op : ops) {
+    names.strings.push_back(post_op_name(op.kind));
+    const int n = post_op_arity(op.kind);
+    if (n > 0) params.floats.push_back(op.a);
+    if (n > 1) params.floats.push_back(op.b);
+  }
+  node.attributes.push_back(std::move(names));
+  node.attributes.push_back(std::move(params));
+}
+
+void apply_post_ops(const std::vector<PostOp>& ops, float* data, int64_t n) {
+  for (auto& op : ops) {
+    for (int64_t i = 0; i < n; ++i) data[i] = op.apply(data[i]);
+  }
+}
+
+namespace {
+
+// Runs the ONNX op `op_type` on the first `count` inputs of ctx with ctx's
+// node (and so its attributes); returns its first output.
+Tensor run_part(KernelContext& ctx, const char* op_type, size_t count) {
+  const OpDef* def = Registry::builtin().find("", op_type);
+  KernelContext part{ctx.node};
+  part.opset = 21;
+  for (size_t i = 0; i < count; ++i) part.inputs.push_back(ctx.optional_input(i));
+  part.outputs.resize(1);
+  part.allocator = ctx.allocator;
+  part.parallel = ctx.parallel;
+  def->kernel(part);
+  return part.outputs[0];
+}
+
+void finish(KernelContext& ctx, Tensor y, size_t z_index) {
+  if (y.dtype() != DType::Float32) unsupported(ctx.node.label(), ": fused ops take float32, got ", dtype_name(y.dtype()));
+  float* out = y.data<float>();
+  if (const Tensor* z = ctx.optional_input(z_index)) {
+    if (z->dtype() != DType::Float32 || z->dims() != y.dims())
+      fail(ctx.node.label(), ": the residual input Z is ", z->describe(), ", the result is ", y.describe());
+    const float* zp = z->data<float>();
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] += zp[i];
+  }
+  apply_post_ops(read_post_ops(ctx.node), out, y.numel());
+  ctx.set_output(0, std::move(y));
+}
+
+void fused_conv_kernel(KernelContext& ctx) { finish(ctx, run_part(ctx, "Conv", 3), 3); }
+
+void fused_matmul_kernel(KernelContext& ctx) {
+  Tensor y = run_part(ctx, "MatMul", 2);
+  if (const Tensor* c = ctx.optional_input(2)) {
+    const int64_t n = y.rank() ? y.dims().back() : 1;
+    if (c->dtype() != DType::Float32 || c->numel() != n)
+      fail(ctx.node.label(), ": bias C must be float32 with ", n, " elements (the last axis), got ", c->describe());
+    float* out = y.data<float>();
+    const float* cp = c->data<float>();
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] += cp[i % n];
+  }
+  finish(ctx, std::move(y), 3);
+}
+
+InferFn infer_as(const char* op_type, size_t inputs) {
+  return [op_type, inputs](InferContext& ctx) {
+    InferContext part = ctx;
+    part.inputs.resize(std::min(part.inputs.size(), inputs));
+    part.values.resize(std::min(part.values.size(), inputs));
+    return Registry::builtin().find("", op_type)->infer(part);
+  };
+}
+
+CostFn cost_as(const char* op_type) {
+  return [op_type](const CostContext& c) {
+    Cost cost = Registry::builtin().find("", op_type)->cost(c);
+    const double elements = c.outputs.empty() ? 0 : value_bytes(c.outputs[0]) / 4;
+    cost.flops += elements * (read_post_ops(c.node).size() + (c.inputs.size() > 3 ? 1 : 0));
+    return cost;
+  };
+}
+
+}  // namespace
+
+void register_fused(Registry& r) {
+  r.add({.domain = "com.duet", .name = "FusedConv", .kernel = fused_conv_kernel, .infer = infer_as("Conv", 3),
+         .cost = cost_as("Conv")});
+  r.add({.domain = "com.duet", .name = "FusedMatMul", .kernel = fused_matmul_kernel, .infer = infer_as("MatMul", 2),
+         .cost = cost_as("MatMul")});
+}
+
+}  // namespace duet::ops

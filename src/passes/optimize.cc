@@ -1,0 +1,598 @@
+#include "duet/passes/optimize.h"
+
+#include <cmath>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "duet/ops/post_ops.h"
+#include "duet/ops/registry.h"
+#include "duet/passes/shape_inference.h"
+#include "duet/runtime/session.h"
+
+namespace duet::passes {
+
+namespace {
+
+using ir::Graph;
+using ir::Node;
+using ir::Value;
+using ops::PostOp;
+using ops::PostOpKind;
+
+// Who reads each value. Graph outputs and subgraph captures count as readers
+// that cannot be rewritten, so values they read are never folded away.
+struct Uses {
+  std::unordered_map<const Value*, std::vector<std::pair<Node*, size_t>>> readers;
+  std::unordered_set<const Value*> pinned;  // graph outputs, subgraph captures
+
+  explicit Uses(Graph& g) {
+    for (auto* out : g.outputs) pinned.insert(out);
+    for (auto& n : g.nodes) {
+      for (size_t i = 0; i < n->inputs.size(); ++i)
+        if (n->inputs[i]) readers[n->inputs[i]].push_back({n.get(), i});
+      for (auto& a : n->attributes) {
+        std::vector<const Graph*> subs;
+        if (a.g) subs.push_back(a.g.get());
+        for (auto& s : a.graphs) subs.push_back(s.get());
+        for (auto* s : subs)
+          for (auto& name : s->outer_scope_names())
+            if (auto* v = g.find_value(name)) pinned.insert(v);
+      }
+    }
+  }
+  size_t count(const Value* v) const {
+    auto it = readers.find(v);
+    return it == readers.end() ? 0 : it->second.size();
+  }
+  // The only reader of v, or null when v has several, none, or is pinned.
+  Node* sole_reader(const Value* v) const {
+    if (pinned.count(v) || count(v) != 1) return nullptr;
+    return readers.at(v)[0].first;
+  }
+  const std::vector<std::pair<Node*, size_t>>& of(const Value* v) const {
+    static const std::vector<std::pair<Node*, size_t>> none;
+    auto it = readers.find(v);
+    return it == readers.end() ? none : it->second;
+  }
+};
+
+bool is_graph_input(const Graph& g, const Value* v) {
+  for (auto* in : g.inputs) if (in == v) return true;
+  return false;
+}
+
+// The value of v when it is a constant (an initializer that no graph input overrides).
+const Tensor* constant(const Graph& g, const Value* v) {
+  if (!v) return nullptr;
+  auto it = g.initializers.find(v->name);
+  if (it == g.initializers.end() || is_graph_input(g, v)) return nullptr;
+  return &it->second;
+}
+
+std::optional<float> scalar(const Graph& g, const Value* v) {
+  const Tensor* t = constant(g, v);
+  if (!t || t->numel() != 1 || t->dtype() != DType::Float32) return std::nullopt;
+  return t->data<float>()[0];
+}
+
+bool is(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+
+std::string fresh_name(Graph& g, const std::string& base) {
+  for (int i = 0;; ++i) {
+    std::string name = base + (i ? "_" + std::to_string(i) : "");
+    if (!g.find_value(name) && !g.initializers.count(name)) return name;
+  }
+}
+
+Value* add_initializer(Graph& g, const std::string& base, Tensor t) {
+  const std::string name = fresh_name(g, base);
+  Value* v = g.value(name);
+  v->type.dtype = t.dtype();
+  v->type.shape = Shape::from(t.dims());
+  g.initializers[name] = std::move(t);
+  g.initializer_order.push_back(name);
+  return v;
+}
+
+void drop_nodes(Graph& g, const std::unordered_set<const Node*>& dead) {
+  if (dead.empty()) return;
+  std::erase_if(g.nodes, [&](const std::unique_ptr<Node>& n) { return dead.count(n.get()) > 0; });
+}
+
+// Points every reader of `from` at `to`. False (nothing changed) when `from`
+// is a graph output or captured by a subgraph.
+bool replace_uses(Graph& g, const Uses& uses, Value* from, Value* to) {
+  if (uses.pinned.count(from)) return false;
+  for (auto [n, i] : uses.of(from)) n->inputs[i] = to;
+  return true;
+}
+
+void ensure_opset(ir::Model& model, const std::string& domain) {
+  if (model.opset(domain) == 0) model.opset_imports.push_back({domain, 1});
+}
+
+// --- constants --------------------------------------------------------------
+
+bool is_random(const Node& n) {
+  static const std::unordered_set<std::string> random = {"RandomNormal", "RandomUniform", "RandomNormalLike",
+                                                         "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"};
+  return random.count(n.op_type) > 0;
+}
+
+bool has_subgraph(const Node& n) {
+  for (auto& a : n.attributes) if (a.g || !a.graphs.empty()) return true;
+  return false;
+}
+
+// --- conv weights ------------------------------------------------------------
+
+// A float32 Conv (or FusedConv without Z or post-ops) whose weights and bias
+// are constants this graph may rewrite.
+bool foldable_conv(const Graph& g, const Node* n) {
+  if (!n) return false;
+  const bool fused = n->domain == "com.duet" && n->op_type == "FusedConv";
+  if (!is(n, "Conv") && !fused) return false;
+  if (fused && (n->has_input(3) || n->has_attr("activations"))) return false;
+  const Tensor* w = constant(g, n->inputs.size() > 1 ? n->inputs[1] : nullptr);
+  if (!w || w->dtype() != DType::Float32 || w->rank() < 3) return false;
+  if (n->has_input(2)) {
+    const Tensor* b = constant(g, n->inputs[2]);
+    if (!b || b->dtype() != DType::Float32 || b->numel() != w->dim(0)) return false;
+  }
+  return true;
+}
+
+// Gives conv new weights y = scale[o]·conv(x) + shift[o].
+void rescale_conv(Graph& g, Node* conv, const std::vector<double>& scale, const std::vector<double>& shift) {
+  const Tensor& w = *constant(g, conv->inputs[1]);
+  const int64_t cout = w.dim(0), per = w.numel() / cout;
+  Tensor nw(DType::Float32, w.dims());
+  Tensor nb(DType::Float32, {cout});
+  const float* b = conv->has_input(2) ? constant(g, conv->inputs[2])->data<float>() : nullptr;
+  for (int64_t o = 0; o < cout; ++o) {
+    for (int64_t k = 0; k < per; ++k)
+      nw.data<float>()[o * per + k] = static_cast<float>(w.data<float>()[o * per + k] * scale[o]);
+    nb.data<float>()[o] = static_cast<float>((b ? b[o] : 0.0) * scale[o] + shift[o]);
+  }
+  const std::string base = conv->outputs[0]->name;
+  conv->inputs[1] = add_initializer(g, base + "_w", std::move(nw));
+  if (conv->inputs.size() < 3) conv->inputs.resize(3, nullptr);
+  conv->inputs[2] = add_initializer(g, base + "_b", std::move(nb));
+}
+
+// Per-output-channel values of a constant that broadcasts against a conv
+// output of rank `rank` along the channel axis only; empty when it does not.
+std::vector<double> per_channel(const Tensor* c, size_t rank, int64_t channels) {
+  if (!c || c->dtype() != DType::Float32 || c->rank() > rank) return {};
+  Dims d(rank - c->rank(), 1);
+  d.insert(d.end(), c->dims().begin(), c->dims().end());
+  for (size_t i = 0; i < rank; ++i)
+    if (d[i] != 1 && !(i == 1 && d[i] == channels)) return {};
+  std::vector<double> v(channels);
+  for (int64_t o = 0; o < channels; ++o) v[o] = c->data<float>()[c->numel() == 1 ? 0 : o];
+  return v;
+}
+
+// --- post-ops ----------------------------------------------------------------
+
+bool is_fused(const Node* n, const char* op) { return n && n->domain == "com.duet" && n->op_type == op; }
+
+// The single-input activation n as a post-op.
+std::optional<PostOp> activation_post_op(const Graph& g, const Node* n, int64_t opset) {
+  if (!n || !n->domain.empty()) return std::nullopt;
+  const std::string& op = n->op_type;
+  if (op == "Relu") return PostOp{PostOpKind::Relu, 0};
+  if (op == "LeakyRelu") return PostOp{PostOpKind::Relu, n->attr_float("alpha", 0.01f)};
+  if (op == "HardSigmoid")
+    return PostOp{PostOpKind::HardSigmoid, n->attr_float("alpha", 0.2f), n->attr_float("beta", 0.5f)};
+  if (op == "HardSwish") return PostOp{PostOpKind::HardSwish};
+  if (op == "Sigmoid") return PostOp{PostOpKind::Sigmoid};
+  if (op == "Tanh") return PostOp{PostOpKind::Tanh};
+  if (op == "Gelu")
+    return PostOp{n->attr_string("approximate", "none") == "tanh" ? PostOpKind::GeluTanh : PostOpKind::GeluErf};
+  if (op == "Clip") {
+    float lo = -INFINITY, hi = INFINITY;
+    if (opset < 11) {
+      lo = n->attr_float("min", lo);
+      hi = n->attr_float("max", hi);
+    } else {
+      if (n->has_input(1)) { auto v = scalar(g, n->inputs[1]); if (!v) return std::nullopt; lo = *v; }
+      if (n->has_input(2)) { auto v = scalar(g, n->inputs[2]); if (!v) return std::nullopt; hi = *v; }
+    }
+    return PostOp{PostOpKind::Clip, lo, hi};
+  }
+  return std::nullopt;
+}
+
+// n = a (op) c or c (op) a with a scalar constant c, as a Linear post-op.
+std::optional<PostOp> affine_post_op(const Graph& g, const Node* n, const Value* a) {
+  if (!n || !n->domain.empty() || n->inputs.size() != 2) return std::nullopt;
+  const bool first = n->inputs[0] == a;
+  auto c = scalar(g, n->inputs[first ? 1 : 0]);
+  if (!c || n->inputs[first ? 0 : 1] != a) return std::nullopt;
+  if (n->op_type == "Mul") return PostOp{PostOpKind::Linear, *c, 0};
+  if (n->op_type == "Add") return PostOp{PostOpKind::Linear, 1, *c};
+  if (n->op_type == "Sub") return first ? PostOp{PostOpKind::Linear, 1, -*c} : PostOp{PostOpKind::Linear, -1, *c};
+  if (n->op_type == "Div" && first && *c != 0) return PostOp{PostOpKind::Linear, 1 / *c, 0};
+  return std::nullopt;
+}
+
+bool is_scale_by(const Graph& g, const Node* n, const Value* a, double factor) {
+  auto op = affine_post_op(g, n, a);
+  return op && op->b == 0 && std::fabs(op->a - factor) < 1e-6 * std::fabs(factor);
+}
+
+// What a fusion step absorbs: the nodes and the value the producer takes over.
+struct Match {
+  std::vector<PostOp> post_ops;
+  Value* residual = nullptr;
+  std::vector<const Node*> absorbed;
+  Value* result = nullptr;
+};
+
+// x·f(x) patterns over value a (two readers): x·Sigmoid(x), x·HardSigmoid(x)
+// with the HardSwish constants, and x·Clip(x+3, 0, 6)/6 in either order.
+std::optional<Match> gated_match(const Graph& g, const Uses& uses, const Value* a, int64_t opset) {
+  const auto& rs = uses.of(a);
+  if (rs.size() != 2 || uses.pinned.count(a)) return std::nullopt;
+  for (int first = 0; first < 2; ++first) {
+    Node* gate = rs[first].first;
+    Node* mul = rs[1 - first].first;
+    if (!is(mul, "Mul") || mul->inputs.size() != 2 || !gate->outputs.size()) continue;
+    Value* s = gate->outputs[0];
+    auto mul_reads = [&](const Value* gated) {
+      return (mul->inputs[0] == a && mul->inputs[1] == gated) || (mul->inputs[1] == a && mul->inputs[0] == gated);
+    };
+    if (is(gate, "Sigmoid") && uses.sole_reader(s) == mul && mul_reads(s))
+      return Match{{PostOp{PostOpKind::Silu}}, nullptr, {gate, mul}, mul->outputs[0]};
+    if (is(gate, "HardSigmoid") && uses.sole_reader(s) == mul && mul_reads(s) &&
+        std::fabs(gate->attr_float("alpha", 0.2f) - 1.0f / 6) < 1e-6 && gate->attr_float("beta", 0.5f) == 0.5f)
+      return Match{{PostOp{PostOpKind::HardSwish}}, nullptr, {gate, mul}, mul->outputs[0]};
+    // Add(a, 3) -> Clip(0, 6) -> [ /6 ] -> Mul(a, .) -> [ /6 ]
+    auto shift = affine_post_op(g, gate, a);
+    if (!shift || shift->a != 1 || shift->b != 3) continue;
+    Node* clip = uses.sole_reader(s);
+    auto bound = activation_post_op(g, clip, opset);
+    if (!is(clip, "Clip") || !bound || bound->a != 0 || bound->b != 6) continue;
+    Value* c = clip->outputs[0];
+    Node* next = uses.sole_reader(c);
+    if (next == mul && mul_reads(c)) {
+      Node* div = uses.sole_reader(mul->outputs[0]);
+      if (is_scale_by(g, div, mul->outputs[0], 1.0 / 6))
+        return Match{{PostOp{PostOpKind::HardSwish}}, nullptr, {gate, clip, mul, div}, div->outputs[0]};
+    } else if (next && is_scale_by(g, next, c, 1.0 / 6) && uses.sole_reader(next->outputs[0]) == mul &&
+               mul_reads(next->outputs[0])) {
+      return Match{{PostOp{PostOpKind::HardSwish}}, nullptr, {gate, clip, next, mul}, mul->outputs[0]};
+    }
+  }
+  return std::nullopt;
+}
+
+bool same_shape(const ir::ValueType& a, const ir::ValueType& b) {
+  if (!a.shape.rank_known || !b.shape.rank_known || a.shape.rank() != b.shape.rank()) return false;
+  for (size_t i = 0; i < a.shape.rank(); ++i) {
+    const Dim &x = a.shape.dims[i], &y = b.shape.dims[i];
+    if (x.known() && y.known() && x.value == y.value) continue;
+    if (!x.known() && !y.known() && !x.symbol.empty() && x.symbol == y.symbol) continue;
+    return false;
+  }
+  return true;
+}
+
+std::optional<Match> next_match(const Graph& g, const Uses& uses, Node* producer, int64_t opset) {
+  Value* a = producer->outputs[0];
+  if (auto m = gated_match(g, uses, a, opset)) return m;
+  Node* n = uses.sole_reader(a);
+  if (!n || n->outputs.empty() || !n->outputs[0]) return std::nullopt;
+  if (auto op = activation_post_op(g, n, opset)) return Match{{*op}, nullptr, {n}, n->outputs[0]};
+  if (auto op = affine_post_op(g, n, a)) return Match{{*op}, nullptr, {n}, n->outputs[0]};
+  // Residual sum: only before any post-op, and only between equal shapes.
+  const size_t z_index = 3;
+  if (is(n, "Add") && n->inputs.size() == 2 && !producer->has_attr("activations") && !producer->has_input(z_index)) {
+    Value* z = n->inputs[0] == a ? n->inputs[1] : n->inputs[0];
+    if (z != a && !constant(g, z) && a->type.dtype == DType::Float32 && same_shape(a->type, z->type) &&
+        same_shape(a->type, n->outputs[0]->type))
+      return Match{{}, z, {n}, n->outputs[0]};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int fold_constants(ir::Model& model, int64_t limit) {
+  Graph& g = *model.graph;
+  const ops::Registry& reg = ops::Registry::builtin();
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node& n = *node;
+    if (is_random(n) || has_subgraph(n) || n.op_type == "Constant" && n.has_attr("sparse_value")) continue;
+    bool all_constant = true;
+    std::vector<const Tensor*> inputs;
+    for (auto* in : n.inputs) {
+      const Tensor* t = in ? constant(g, in) : nullptr;
+      if (in && !t) all_constant = false;
+      inputs.push_back(t);
+    }
+    if (!all_constant || (n.inputs.empty() && n.op_type != "Constant")) continue;
+    const ops::OpDef* def = reg.find(n.domain, n.op_type);
+    if (!def) continue;
+    ops::KernelContext ctx{n};
+    ctx.opset = model.opset(n.domain);
+    if (ctx.opset == 0 && n.domain.empty()) ctx.opset = runtime::kMaxOnnxOpset;
+    ctx.inputs = inputs;
+    ctx.outputs.resize(n.outputs.size());
+    try {
+      def->kernel(ctx);
+    } catch (const Error&) {
+      continue;  // leave it to run time, where the error names the node
+    }
+    bool ok = true;
+    for (size_t k = 0; k < n.outputs.size(); ++k) {
+      const Tensor& t = ctx.outputs[k];
+      if (!n.outputs[k]) continue;
+      if (!t.defined() || t.is_sequence() || t.is_none() || t.numel() > limit) ok = false;
+    }
+    if (!ok) continue;
+    for (size_t k = 0; k < n.outputs.size(); ++k) {
+      Value* v = n.outputs[k];
+      if (!v) continue;
+      v->producer = nullptr;
+      v->producer_output = -1;
+      v->type.dtype = ctx.outputs[k].dtype();
+      v->type.shape = Shape::from(ctx.outputs[k].dims());
+      g.initializers[v->name] = ctx.outputs[k];
+      g.initializer_order.push_back(v->name);
+    }
+    dead.insert(&n);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+int eliminate_noops(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node& n = *node;
+    if (n.inputs.empty() || !n.inputs[0] || n.outputs.empty() || !n.outputs[0]) continue;
+    bool noop = false;
+    if (is(&n, "Identity")) noop = true;
+    if (is(&n, "Dropout")) {
+      const bool mask_used = n.outputs.size() > 1 && n.outputs[1] && (uses.count(n.outputs[1]) || uses.pinned.count(n.outputs[1]));
+      const bool training = n.has_input(2) && (!constant(g, n.inputs[2]) || constant(g, n.inputs[2])->get_int(0) != 0);
+      const bool legacy_training = model.opset("") < 7 && n.attr_int("is_test", 0) == 0;
+      noop = !mask_used && !training && !legacy_training;
+    }
+    if (is(&n, "Cast") && n.inputs[0]->type.dtype != DType::Undefined &&
+        static_cast<int64_t>(n.inputs[0]->type.dtype) == n.attr_int("to", -1))
+      noop = true;
+    if (is(&n, "Reshape") && n.inputs[0]->producer && is(n.inputs[0]->producer, "Reshape") &&
+        uses.sole_reader(n.inputs[0]) == &n) {
+      // Reshape(Reshape(x, s1), s2) == Reshape(x, s2) unless s2 copies dims (0) from the middle shape.
+      const Tensor* s2 = constant(g, n.has_input(1) ? n.inputs[1] : nullptr);
+      bool copies = !s2;
+      if (s2) for (int64_t v : s2->to_int_vector()) copies |= v == 0;
+      if (!copies) {
+        Node* inner = n.inputs[0]->producer;
+        n.inputs[0] = inner->inputs[0];
+        dead.insert(inner);
+        continue;
+      }
+    }
+    if (noop && replace_uses(g, uses, n.outputs[0], n.inputs[0])) dead.insert(&n);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+int fold_batchnorm(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* conv = node.get();
+    if (dead.count(conv) || !foldable_conv(g, conv)) continue;
+    Node* bn = uses.sole_reader(conv->outputs[0]);
+    if (!is(bn, "BatchNormalization") || bn->inputs.size() < 5 || bn->attr_int("training_mode", 0) != 0) continue;
+    bool extra_outputs = false;
+    for (size_t k = 1; k < bn->outputs.size(); ++k)
+      extra_outputs |= bn->outputs[k] && (uses.count(bn->outputs[k]) || uses.pinned.count(bn->outputs[k]));
+    if (extra_outputs) continue;
+    const int64_t cout = constant(g, conv->inputs[1])->dim(0);
+    const Tensor *scale = constant(g, bn->inputs[1]), *bias = constant(g, bn->inputs[2]),
+                 *mean = constant(g, bn->inputs[3]), *var = constant(g, bn->inputs[4]);
+    bool ok = true;
+    for (const Tensor* t : {scale, bias, mean, var}) ok &= t && t->dtype() == DType::Float32 && t->numel() == cout;
+    if (!ok) continue;
+    const double eps = bn->attr_float("epsilon", 1e-5f);
+    std::vector<double> s(cout), shift(cout);
+    for (int64_t o = 0; o < cout; ++o) {
+      s[o] = scale->data<float>()[o] / std::sqrt(static_cast<double>(var->data<float>()[o]) + eps);
+      shift[o] = bias->data<float>()[o] - mean->data<float>()[o] * s[o];
+    }
+    rescale_conv(g, conv, s, shift);
+    conv->outputs[0] = bn->outputs[0];
+    bn->outputs[0]->producer = conv;
+    dead.insert(bn);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+int fold_conv_affine(ir::Model& model) {
+  int total = 0;
+  for (;;) {
+    Graph& g = *model.graph;
+    Uses uses(g);
+    std::unordered_set<const Node*> dead;
+    for (auto& node : g.nodes) {
+      Node* conv = node.get();
+      if (dead.count(conv) || !foldable_conv(g, conv)) continue;
+      Value* a = conv->outputs[0];
+      Node* n = uses.sole_reader(a);
+      if (!n || !n->domain.empty() || n->inputs.size() != 2 || dead.count(n)) continue;
+      const bool first = n->inputs[0] == a;
+      const Value* other = n->inputs[first ? 1 : 0];
+      if (other == a) continue;
+      const Tensor& w = *constant(g, conv->inputs[1]);
+      const int64_t cout = w.dim(0);
+      auto c = per_channel(constant(g, other), w.rank(), cout);
+      if (c.empty() || !n->outputs[0]) continue;
+      std::vector<double> scale(cout, 1.0), shift(cout, 0.0);
+      if (n->op_type == "Mul") scale = c;
+      else if (n->op_type == "Add") shift = c;
+      else if (n->op_type == "Sub" && first) for (int64_t o = 0; o < cout; ++o) shift[o] = -c[o];
+      else if (n->op_type == "Div" && first) for (int64_t o = 0; o < cout; ++o) scale[o] = 1.0 / c[o];
+      else continue;
+      rescale_conv(g, conv, scale, shift);
+      conv->outputs[0] = n->outputs[0];
+      n->outputs[0]->producer = conv;
+      dead.insert(n);
+    }
+    drop_nodes(g, dead);
+    total += static_cast<int>(dead.size());
+    if (dead.empty()) return total;
+  }
+}
+
+int fuse_matmul_bias(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* mm = node.get();
+    if (!is(mm, "MatMul") || mm->inputs.size() != 2) continue;
+    const Tensor* b = constant(g, mm->inputs[1]);
+    if (!b || b->dtype() != DType::Float32 || b->rank() != 2) continue;
+    Value* a = mm->outputs[0];
+    Node* add = uses.sole_reader(a);
+    if (!is(add, "Add") || add->inputs.size() != 2) continue;
+    Value* other = add->inputs[0] == a ? add->inputs[1] : add->inputs[0];
+    const Tensor* c = constant(g, other);
+    const int64_t n = b->dim(1);
+    if (!c || c->dtype() != DType::Float32 || c->numel() != n || (c->rank() && c->dims().back() != n)) continue;
+    if (!a->type.shape.rank_known || c->rank() > a->type.shape.rank()) continue;
+    ensure_opset(model, "com.duet");
+    mm->op_type = "FusedMatMul";
+    mm->domain = "com.duet";
+    mm->inputs.push_back(add_initializer(g, a->name + "_bias", c->reshaped({n})));
+    mm->outputs[0] = add->outputs[0];
+    add->outputs[0]->producer = mm;
+    dead.insert(add);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+int fuse_post_ops(ir::Model& model) {
+  int total = 0;
+  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  for (;;) {
+    Graph& g = *model.graph;
+    Uses uses(g);
+    std::unordered_set<const Node*> dead;
+    bool residual_added = false;
+    for (auto& node : g.nodes) {
+      Node* p = node.get();
+      if (dead.count(p) || p->outputs.empty() || !p->outputs[0]) continue;
+      if (p->outputs[0]->type.dtype != DType::Float32) continue;
+      const bool conv = is(p, "Conv") || is_fused(p, "FusedConv");
+      if (!conv && !is(p, "MatMul") && !is_fused(p, "FusedMatMul")) continue;
+      auto m = next_match(g, uses, p, opset);
+      if (!m) continue;
+      bool clash = false;
+      for (auto* n : m->absorbed) clash |= dead.count(n) > 0;
+      if (clash) continue;
+      ensure_opset(model, "com.duet");
+      if (p->domain.empty()) {
+        p->op_type = conv ? "FusedConv" : "FusedMatMul";
+        p->domain = "com.duet";
+      }
+      const size_t z_index = 3;
+      if (m->residual) {
+        p->inputs.resize(z_index + 1, nullptr);
+        p->inputs[z_index] = m->residual;
+        residual_added = true;
+      }
+      auto chain = ops::read_post_ops(*p);
+      chain.insert(chain.end(), m->post_ops.begin(), m->post_ops.end());
+      ops::write_post_ops(*p, chain);
+      p->outputs[0] = m->result;
+      m->result->producer = p;
+      for (auto* n : m->absorbed) dead.insert(n);
+    }
+    drop_nodes(g, dead);
+    if (residual_added) g.topological_sort();
+    total += static_cast<int>(dead.size());
+    if (dead.empty()) return total;
+  }
+}
+
+int remove_dead(ir::Model& model) {
+  Graph& g = *model.graph;
+  int removed = 0;
+  for (;;) {
+    Uses uses(g);
+    std::unordered_set<const Node*> dead;
+    for (auto& n : g.nodes) {
+      bool used = false;
+      for (auto* out : n->outputs) used |= out && (uses.count(out) || uses.pinned.count(out));
+      if (!used) dead.insert(n.get());
+    }
+    drop_nodes(g, dead);
+    removed += static_cast<int>(dead.size());
+    if (dead.empty()) break;
+  }
+  Uses uses(g);
+  std::vector<std::string> unused;
+  for (auto& [name, t] : g.initializers) {
+    const Value* v = g.find_value(name);
+    if (!v || (!uses.count(v) && !uses.pinned.count(v) && !is_graph_input(g, v))) unused.push_back(name);
+  }
+  for (auto& name : unused) g.initializers.erase(name);
+  std::erase_if(g.initializer_order, [&](const std::string& n) { return !g.initializers.count(n); });
+  return removed + static_cast<int>(unused.size());
+}
+
+OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
+  OptimizeReport report;
+  {
+    // Shape subgraphs that static shapes resolve become constants.
+    Graph& g = *model.graph;
+    auto known = infer_shapes(model);
+    int folded = 0;
+    for (auto& [name, t] : known.constants) {
+      Value* v = g.find_value(name);
+      if (!v || !v->producer || v->producer->op_type == "Constant" || g.initializers.count(name) || t.is_sequence() || t.is_none()) continue;
+      // The producer keeps a fresh, unread output; remove_dead drops it.
+      Node* p = v->producer;
+      for (auto*& out : p->outputs)
+        if (out == v) {
+          out = g.value(fresh_name(g, name + "_folded"));
+          out->producer = p;
+        }
+      v->producer = nullptr;
+      g.initializers[name] = t;
+      g.initializer_order.push_back(name);
+      ++folded;
+    }
+    if (folded) report["fold_shapes"] = folded;
+  }
+  if (options.fold_constants) report["fold_constants"] = fold_constants(model, options.fold_limit_elements);
+  if (options.eliminate_noops) report["eliminate_noops"] = eliminate_noops(model);
+  if (options.fold_batchnorm) report["fold_batchnorm"] = fold_batchnorm(model);
+  if (options.fuse) {
+    report["fold_conv_affine"] = fold_conv_affine(model);
+    infer_shapes(model);
+    report["fuse_matmul_bias"] = fuse_matmul_bias(model);
+    report["fuse_post_ops"] = fuse_post_ops(model);
+  }
+  report["remove_dead"] = remove_dead(model);
+  model.graph->topological_sort();
+  ir::verify(*model.graph);
+  infer_shapes(model);
+  return report;
+}
+
+}  // namespace duet::passes

@@ -142,13 +142,16 @@ std::vector<std::string> sorted_files(const fs::path& dir, const std::string& pr
 }
 }  // namespace
 
-CaseResult run_case(const std::string& case_dir, int threads) {
+CaseResult run_case(const std::string& case_dir, int threads, const std::string& backend) {
   CaseResult r;
   r.path = case_dir;
   r.name = fs::path(case_dir).filename().string();
   const auto start = std::chrono::steady_clock::now();
   try {
     std::shared_ptr<ir::Model> model = onnx_io::load_model((fs::path(case_dir) / "model.onnx").string());
+    runtime::SessionOptions options;
+    options.threads = threads;
+    options.backend = backend;
     const ir::Graph& g = *model->graph;
     auto supported_kind = [](const ir::ValueType& t) {
       return t.kind == ir::ValueType::Kind::Tensor || t.kind == ir::ValueType::Kind::Sequence ||
@@ -160,7 +163,8 @@ CaseResult run_case(const std::string& case_dir, int threads) {
     for (auto* out : g.outputs) {
       if (!supported_kind(out->type)) unsupported("output '", out->name, "' is a ", out->type.str());
     }
-    runtime::Session session(model, {threads});
+    runtime::prepare_model(*model, options);
+    runtime::Session session(model, options);
     std::vector<fs::path> sets;
     for (auto& e : fs::directory_iterator(case_dir)) {
       if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());

@@ -113,6 +113,32 @@ void apply_post_ops(const std::vector<PostOp>& ops, float* data, int64_t n) {
   }
 }
 
+std::optional<PostOp> activation_post_op(const ir::Node& n, int64_t opset, const ConstantFn& constant) {
+  if (!n.domain.empty()) return std::nullopt;
+  const std::string& op = n.op_type;
+  if (op == "Relu") return PostOp{PostOpKind::Relu, 0};
+  if (op == "LeakyRelu") return PostOp{PostOpKind::Relu, n.attr_float("alpha", 0.01f)};
+  if (op == "HardSigmoid")
+    return PostOp{PostOpKind::HardSigmoid, n.attr_float("alpha", 0.2f), n.attr_float("beta", 0.5f)};
+  if (op == "HardSwish") return PostOp{PostOpKind::HardSwish};
+  if (op == "Sigmoid") return PostOp{PostOpKind::Sigmoid};
+  if (op == "Tanh") return PostOp{PostOpKind::Tanh};
+  if (op == "Gelu")
+    return PostOp{n.attr_string("approximate", "none") == "tanh" ? PostOpKind::GeluTanh : PostOpKind::GeluErf};
+  if (op != "Clip") return std::nullopt;
+  float bounds[2] = {-INFINITY, INFINITY};
+  for (int k = 0; k < 2; ++k) {
+    if (opset < 11) {
+      bounds[k] = n.attr_float(k ? "max" : "min", bounds[k]);
+    } else if (n.has_input(k + 1)) {
+      const Tensor* t = constant(n.inputs[k + 1]);
+      if (!t || t->numel() != 1 || t->dtype() != DType::Float32) return std::nullopt;
+      bounds[k] = t->data<float>()[0];
+    }
+  }
+  return PostOp{PostOpKind::Clip, bounds[0], bounds[1]};
+}
+
 namespace {
 
 // Runs the ONNX op `op_type` on the first `count` inputs of ctx with ctx's

@@ -177,31 +177,9 @@ std::vector<double> per_channel(const Tensor* c, size_t rank, int64_t channels) 
 
 bool is_fused(const Node* n, const char* op) { return n && n->domain == "com.duet" && n->op_type == op; }
 
-// The single-input activation n as a post-op.
 std::optional<PostOp> activation_post_op(const Graph& g, const Node* n, int64_t opset) {
-  if (!n || !n->domain.empty()) return std::nullopt;
-  const std::string& op = n->op_type;
-  if (op == "Relu") return PostOp{PostOpKind::Relu, 0};
-  if (op == "LeakyRelu") return PostOp{PostOpKind::Relu, n->attr_float("alpha", 0.01f)};
-  if (op == "HardSigmoid")
-    return PostOp{PostOpKind::HardSigmoid, n->attr_float("alpha", 0.2f), n->attr_float("beta", 0.5f)};
-  if (op == "HardSwish") return PostOp{PostOpKind::HardSwish};
-  if (op == "Sigmoid") return PostOp{PostOpKind::Sigmoid};
-  if (op == "Tanh") return PostOp{PostOpKind::Tanh};
-  if (op == "Gelu")
-    return PostOp{n->attr_string("approximate", "none") == "tanh" ? PostOpKind::GeluTanh : PostOpKind::GeluErf};
-  if (op == "Clip") {
-    float lo = -INFINITY, hi = INFINITY;
-    if (opset < 11) {
-      lo = n->attr_float("min", lo);
-      hi = n->attr_float("max", hi);
-    } else {
-      if (n->has_input(1)) { auto v = scalar(g, n->inputs[1]); if (!v) return std::nullopt; lo = *v; }
-      if (n->has_input(2)) { auto v = scalar(g, n->inputs[2]); if (!v) return std::nullopt; hi = *v; }
-    }
-    return PostOp{PostOpKind::Clip, lo, hi};
-  }
-  return std::nullopt;
+  if (!n) return std::nullopt;
+  return ops::activation_post_op(*n, opset, [&](const Value* v) { return constant(g, v); });
 }
 
 // n = a (op) c or c (op) a with a scalar constant c, as a Linear post-op.
@@ -516,7 +494,15 @@ int fuse_post_ops(ir::Model& model) {
         residual_added = true;
       }
       auto chain = ops::read_post_ops(*p);
-      chain.insert(chain.end(), m->post_ops.begin(), m->post_ops.end());
+      for (auto& op : m->post_ops) {
+        // Consecutive affine steps compose into one.
+        if (op.kind == PostOpKind::Linear && !chain.empty() && chain.back().kind == PostOpKind::Linear) {
+          PostOp& last = chain.back();
+          last = PostOp{PostOpKind::Linear, op.a * last.a, op.a * last.b + op.b};
+        } else {
+          chain.push_back(op);
+        }
+      }
       ops::write_post_ops(*p, chain);
       p->outputs[0] = m->result;
       m->result->producer = p;

@@ -6,6 +6,8 @@
 #include <unordered_set>
 
 #include "duet/ops/registry.h"
+#include "duet/passes/optimize.h"
+#include "duet/runtime/backend.h"
 #include "parallel.h"
 
 namespace duet::runtime {
@@ -75,24 +77,6 @@ struct Scope {
   }
 };
 
-// For each value, the index of the last node of the graph that reads it
-// (directly or from a subgraph). Values not listed live to the end.
-std::unordered_map<std::string, size_t> last_uses(const ir::Graph& g) {
-  std::unordered_map<std::string, size_t> last;
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    auto& node = *g.nodes[i];
-    for (auto* in : node.inputs) if (in) last[in->name] = i;
-    for (auto& a : node.attributes) {
-      std::vector<const ir::Graph*> subs;
-      if (a.g) subs.push_back(a.g.get());
-      for (auto& sg : a.graphs) subs.push_back(sg.get());
-      for (auto* sg : subs) for (auto& n : sg->outer_scope_names()) last[n] = i;
-    }
-  }
-  for (auto* out : g.outputs) last.erase(out->name);
-  return last;
-}
-
 void check_graph_supported(const ir::Graph& g, const ir::Model& model, const ops::Registry& reg) {
   for (auto& node : g.nodes) {
     if (!reg.find(node->domain, node->op_type)) {
@@ -134,60 +118,131 @@ class Session::Impl final : public ops::SubgraphRunner {
     return run_graph(body, scope);
   }
 
+  // What runs, in order: single nodes on the reference kernels, or compiled
+  // partitions of a backend (top-level graph only).
+  struct Step {
+    const ir::Node* node = nullptr;
+    int partition = -1;
+    std::vector<const ir::Value*> inputs, outputs;
+  };
+  struct Plan {
+    std::vector<Step> steps;
+    std::unordered_map<std::string, size_t> last_use;  // values released after this step
+  };
+
+  void compile_partitions(Backend& backend, const BackendOptions& options) {
+    specs_ = partition(model_, backend);
+    for (auto& spec : specs_) partitions_.push_back(backend.compile(model_, spec, options));
+  }
+
+  const Plan& plan(const ir::Graph& g) {
+    auto it = plans_.find(&g);
+    if (it != plans_.end()) return it->second;
+    Plan p;
+    std::unordered_map<const ir::Node*, int> first_of;
+    std::unordered_set<const ir::Node*> in_partition;
+    if (&g == model_.graph.get()) {
+      for (size_t k = 0; k < specs_.size(); ++k) {
+        first_of[specs_[k].nodes.front()] = static_cast<int>(k);
+        for (auto* n : specs_[k].nodes) in_partition.insert(n);
+      }
+    }
+    for (auto& node : g.nodes) {
+      auto f = first_of.find(node.get());
+      if (f != first_of.end()) {
+        const PartitionSpec& spec = specs_[f->second];
+        p.steps.push_back({nullptr, f->second, spec.inputs, spec.outputs});
+      } else if (!in_partition.count(node.get())) {
+        Step step{node.get()};
+        step.inputs.assign(node->inputs.begin(), node->inputs.end());
+        step.outputs.assign(node->outputs.begin(), node->outputs.end());
+        p.steps.push_back(std::move(step));
+      }
+    }
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      const Step& step = p.steps[i];
+      for (auto* in : step.inputs) if (in) p.last_use[in->name] = i;
+      if (!step.node) continue;
+      for (auto& a : step.node->attributes) {
+        std::vector<const ir::Graph*> subs;
+        if (a.g) subs.push_back(a.g.get());
+        for (auto& sg : a.graphs) subs.push_back(sg.get());
+        for (auto* sg : subs) for (auto& n : sg->outer_scope_names()) p.last_use[n] = i;
+      }
+    }
+    for (auto* out : g.outputs) p.last_use.erase(out->name);
+    return plans_.emplace(&g, std::move(p)).first->second;
+  }
+
+  void run_partition(const Step& step, Scope& scope) {
+    std::vector<const Tensor*> inputs;
+    for (auto* in : step.inputs) {
+      const Tensor* t = scope.find(in->name);
+      DUET_CHECK(t, "partition input '", in->name, "' has no value");
+      inputs.push_back(t);
+    }
+    auto outputs = partitions_[step.partition]->run(inputs, *pool_);
+    for (size_t k = 0; k < outputs.size(); ++k) scope.values[step.outputs[k]->name] = std::move(outputs[k]);
+  }
+
+  void run_node(const ir::Node& node, Scope& scope) {
+    const ops::OpDef* def = ops::Registry::builtin().find(node.domain, node.op_type);
+    DUET_CHECK(def, "unknown op '", node.op_type, "' at ", node.label());
+    ops::KernelContext ctx{node};
+    ctx.opset = model_.opset(node.domain);
+    if (ctx.opset == 0 && node.domain.empty()) ctx.opset = kMaxOnnxOpset;
+    ctx.allocator = pool_.get();
+    ctx.parallel = &parallel_;
+    ctx.subgraphs = this;
+    for (auto* in : node.inputs) {
+      if (!in) { ctx.inputs.push_back(nullptr); continue; }
+      const Tensor* t = scope.find(in->name);
+      DUET_CHECK(t, node.label(), ": input '", in->name, "' has no value");
+      ctx.inputs.push_back(t);
+    }
+    ctx.outputs.resize(node.outputs.size());
+    const Scope* saved = current_scope_;
+    current_scope_ = &scope;
+    try {
+      def->kernel(ctx);
+    } catch (const Unsupported& e) {
+      // Kernels name their node; add the label only where one did not.
+      current_scope_ = saved;
+      const std::string msg = e.what();
+      if (msg.find(node.op_type) != std::string::npos) throw;
+      throw Unsupported(node.label() + ": " + msg);
+    } catch (const Error& e) {
+      current_scope_ = saved;
+      const std::string msg = e.what();
+      if (msg.find(node.op_type) != std::string::npos) throw;
+      throw Error(node.label() + ": " + msg);
+    } catch (const std::bad_alloc&) {
+      current_scope_ = saved;
+      throw Error(node.label() + ": out of memory");
+    }
+    current_scope_ = saved;
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (!node.outputs[k]) continue;
+      DUET_CHECK(ctx.outputs[k].defined() || k > 0 || node.op_type == "Optional", node.label(),
+                 ": kernel produced no output ", k);
+      if (ctx.outputs[k].defined()) scope.values[node.outputs[k]->name] = std::move(ctx.outputs[k]);
+    }
+  }
+
   std::vector<Tensor> run_graph(const ir::Graph& g, Scope& scope) {
     for (auto& [name, t] : g.initializers) {
       if (!scope.values.count(name)) scope.values[name] = t;
     }
-    auto& last = liveness(g);
-    const ops::Registry& reg = ops::Registry::builtin();
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      const ir::Node& node = *g.nodes[i];
-      const ops::OpDef* def = reg.find(node.domain, node.op_type);
-      DUET_CHECK(def, "unknown op '", node.op_type, "' at ", node.label());
-      ops::KernelContext ctx{node};
-      ctx.opset = model_.opset(node.domain);
-      if (ctx.opset == 0 && node.domain.empty()) ctx.opset = kMaxOnnxOpset;
-      ctx.allocator = pool_.get();
-      ctx.parallel = &parallel_;
-      ctx.subgraphs = this;
-      for (auto* in : node.inputs) {
-        if (!in) { ctx.inputs.push_back(nullptr); continue; }
-        const Tensor* t = scope.find(in->name);
-        DUET_CHECK(t, node.label(), ": input '", in->name, "' has no value");
-        ctx.inputs.push_back(t);
-      }
-      ctx.outputs.resize(node.outputs.size());
-      const Scope* saved = current_scope_;
-      current_scope_ = &scope;
-      try {
-        def->kernel(ctx);
-      } catch (const Unsupported& e) {
-        // Kernels name their node; add the label only where one did not.
-        current_scope_ = saved;
-        const std::string msg = e.what();
-        if (msg.find(node.op_type) != std::string::npos) throw;
-        throw Unsupported(node.label() + ": " + msg);
-      } catch (const Error& e) {
-        current_scope_ = saved;
-        const std::string msg = e.what();
-        if (msg.find(node.op_type) != std::string::npos) throw;
-        throw Error(node.label() + ": " + msg);
-      } catch (const std::bad_alloc&) {
-        current_scope_ = saved;
-        throw Error(node.label() + ": out of memory");
-      }
-      current_scope_ = saved;
-      for (size_t k = 0; k < node.outputs.size(); ++k) {
-        if (!node.outputs[k]) continue;
-        DUET_CHECK(ctx.outputs[k].defined() || k > 0 || node.op_type == "Optional", node.label(),
-                   ": kernel produced no output ", k);
-        if (ctx.outputs[k].defined()) scope.values[node.outputs[k]->name] = std::move(ctx.outputs[k]);
-      }
-      // Release values whose last reader was this node.
-      for (auto* in : node.inputs) {
+    const Plan& p = plan(g);
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      const Step& step = p.steps[i];
+      if (step.node) run_node(*step.node, scope);
+      else run_partition(step, scope);
+      // Release values whose last reader was this step.
+      for (auto* in : step.inputs) {
         if (!in) continue;
-        auto it = last.find(in->name);
-        if (it != last.end() && it->second == i) scope.values.erase(in->name);
+        auto it = p.last_use.find(in->name);
+        if (it != p.last_use.end() && it->second == i) scope.values.erase(in->name);
       }
     }
     std::vector<Tensor> outputs;
@@ -199,18 +254,14 @@ class Session::Impl final : public ops::SubgraphRunner {
     return outputs;
   }
 
-  const std::unordered_map<std::string, size_t>& liveness(const ir::Graph& g) {
-    auto it = liveness_.find(&g);
-    if (it == liveness_.end()) it = liveness_.emplace(&g, last_uses(g)).first;
-    return it->second;
-  }
-
   const ir::Model& model_;
   SessionOptions options_;
   std::shared_ptr<PoolAllocator> pool_;
   ThreadPool parallel_;
   const Scope* current_scope_ = nullptr;
-  std::unordered_map<const ir::Graph*, std::unordered_map<std::string, size_t>> liveness_;
+  std::unordered_map<const ir::Graph*, Plan> plans_;
+  std::vector<PartitionSpec> specs_;
+  std::vector<std::unique_ptr<CompiledPartition>> partitions_;
 };
 
 Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options) : model_(std::move(model)) {
@@ -218,9 +269,22 @@ Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options)
   ir::verify(*model_->graph);
   check_supported(*model_);
   impl_ = std::make_unique<Impl>(*model_, options);
+  if (options.backend == "cpu") {
+    auto backend = make_cpu_backend();
+    impl_->compile_partitions(*backend, {options.threads, options.precision});
+  } else if (options.backend != "reference") {
+    fail("unknown backend '", options.backend, "' (choose reference or cpu)");
+  }
 }
 
 Session::~Session() = default;
+
+void prepare_model(ir::Model& model, const SessionOptions& options) {
+  if (options.backend == "cpu") {
+    check_supported(model);
+    passes::optimize(model);
+  }
+}
 
 namespace {
 void check_feed(const ir::Value& input, const Tensor& t) {
@@ -279,5 +343,11 @@ std::vector<NamedTensor> Session::run(const std::map<std::string, Tensor>& feeds
 
 size_t Session::pooled_bytes() const { return impl_->pool_->pooled(); }
 size_t Session::allocation_count() const { return impl_->pool_->allocations(); }
+
+std::vector<std::vector<const ir::Node*>> Session::partitions() const {
+  std::vector<std::vector<const ir::Node*>> result;
+  for (auto& spec : impl_->specs_) result.push_back(spec.nodes);
+  return result;
+}
 
 }  // namespace duet::runtime

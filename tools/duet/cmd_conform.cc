@@ -19,6 +19,7 @@ Runner add_conform(CLI::App& app) {
     bool verbose = false;
     std::string filter;
     int threads = 1;
+    std::string backend = "reference";
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("conform", "Run ONNX backend test folders (model.onnx + test_data_set_*) and classify each case");
@@ -27,6 +28,7 @@ Runner add_conform(CLI::App& app) {
   cmd->add_flag("-v,--verbose", o->verbose, "Print every case that did not pass, with the reason");
   cmd->add_option("--filter", o->filter, "Only cases whose name matches this regular expression");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--backend", o->backend, "reference, or cpu (graph optimizer + oneDNN)")->check(CLI::IsMember({"reference", "cpu"}));
   return [o]() {
     auto cases = conformance::find_cases(o->dirs);
     if (!o->filter.empty()) {
@@ -40,7 +42,7 @@ Runner add_conform(CLI::App& app) {
     std::map<conformance::Status, int> counts;
     nlohmann::json jcases = nlohmann::json::array();
     for (auto& c : cases) {
-      auto r = conformance::run_case(c, o->threads);
+      auto r = conformance::run_case(c, o->threads, o->backend);
       counts[r.status]++;
       nlohmann::json j = {{"name", r.name}, {"status", conformance::status_name(r.status)}};
       if (!r.detail.empty()) j["detail"] = r.detail;

@@ -35,7 +35,8 @@ std::string compare(const Tensor& expected, const Tensor& actual, const Toleranc
 // ONNX backend test runner gives its own tolerance.
 Tolerance tolerance_for(const std::string& case_name);
 
-CaseResult run_case(const std::string& case_dir, int threads = 1);
+// backend "reference" or "cpu" (the graph optimizer, then the oneDNN backend).
+CaseResult run_case(const std::string& case_dir, int threads = 1, const std::string& backend = "reference");
 
 // Every case folder under dirs (a dir that is itself a case is run as one).
 std::vector<std::string> find_cases(const std::vector<std::string>& dirs);

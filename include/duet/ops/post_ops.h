@@ -7,6 +7,8 @@
 // step) and `activation_params` (floats, the params of every step, in order;
 // each kind takes a fixed number, see kPostOpArity).
 #pragma once
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,12 @@ int post_op_arity(PostOpKind kind);
 // unknown name or a params count that does not match.
 std::vector<PostOp> read_post_ops(const ir::Node& node);
 void write_post_ops(ir::Node& node, const std::vector<PostOp>& ops);
+
+// The single-input activation `node` (Relu, LeakyRelu, HardSigmoid, HardSwish,
+// Sigmoid, Tanh, Gelu, Clip with constant bounds) as a post-op; nullopt for
+// anything else. `constant` gives the value of a constant input (or null).
+using ConstantFn = std::function<const Tensor*(const ir::Value*)>;
+std::optional<PostOp> activation_post_op(const ir::Node& node, int64_t opset, const ConstantFn& constant);
 
 // Applies the chain in place to n floats.
 void apply_post_ops(const std::vector<PostOp>& ops, float* data, int64_t n);

@@ -10,6 +10,7 @@
 
 #include "duet/core/tensor.h"
 #include "duet/ir/graph.h"
+#include "duet/runtime/backend.h"
 
 namespace duet::runtime {
 
@@ -17,6 +18,11 @@ constexpr int64_t kMaxOnnxOpset = 28;
 
 struct SessionOptions {
   int threads = 1;
+  // "reference": every node on the reference kernels. "cpu": nodes the oneDNN
+  // backend claims run there in partitions (run passes::optimize first so
+  // that types are inferred and fusions formed); the rest on reference kernels.
+  std::string backend = "reference";
+  Precision precision{};
 };
 
 struct NamedTensor {
@@ -37,12 +43,18 @@ class Session {
   // Bytes currently held by the buffer pool (for tests of buffer reuse).
   size_t pooled_bytes() const;
   size_t allocation_count() const;  // fresh allocations made by the pool so far
+  // The nodes of each backend partition (empty for the reference backend).
+  std::vector<std::vector<const ir::Node*>> partitions() const;
 
  private:
   class Impl;
   std::shared_ptr<const ir::Model> model_;
   std::unique_ptr<Impl> impl_;
 };
+
+// Readies a model for a session with these options: the cpu backend gets the
+// graph optimizer's passes (types inferred, fusions formed) first.
+void prepare_model(ir::Model& model, const SessionOptions& options);
 
 // Checks that every op of the graph (subgraphs included) is registered and
 // the opsets are ones Duet implements; throws duet::Unsupported naming the op.

@@ -1,0 +1,684 @@
+// The oneDNN CPU backend. Claims Conv/FusedConv, ConvTranspose, MatMul/
+// FusedMatMul, BatchNormalization, pooling, Resize (integer nearest),
+// Concat, elementwise Add/Sub/Mul/Div and activations on float32, 4-d where
+// the op has a spatial layout.
+//
+// A compiled partition builds one Plan per input shape: every node lowered to
+// a oneDNN primitive whose source/destination formats are left to oneDNN
+// ("any"), so activations stay in its blocked layouts (nChw8c on AVX2,
+// nChw16c on AVX-512) between primitives; reorders appear only where a
+// primitive wants another layout, and at the partition's boundary, where
+// values are plain row-major Tensors. Weights are reordered into the
+// primitive's preferred format once, when the plan is built. All
+// intermediates share one arena whose offsets come from liveness (values
+// whose lifetimes do not overlap share bytes), so a run allocates only the
+// output Tensors, from the session's pool.
+#include <cmath>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "../../ops/conv_util.h"
+#include "duet/ops/post_ops.h"
+#include "duet/runtime/backend.h"
+
+// oneDNN (Debian) runs on OpenMP (libgomp); its thread count is OpenMP's.
+extern "C" void omp_set_num_threads(int);
+
+namespace duet::runtime {
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+using ops::PostOp;
+using ops::PostOpKind;
+
+const Tensor* constant_of(const ir::Graph& g, const ir::Value* v) {
+  if (!v) return nullptr;
+  auto it = g.initializers.find(v->name);
+  if (it == g.initializers.end()) return nullptr;
+  for (auto* in : g.inputs) if (in == v) return nullptr;
+  return &it->second;
+}
+
+bool is_f32(const ir::Value* v) { return v && v->type.dtype == DType::Float32; }
+bool rank_is(const ir::Value* v, size_t r) { return v && v->type.shape.rank_known && v->type.shape.rank() == r; }
+
+tag plain_tag(size_t rank) {
+  switch (rank) {
+    case 1: return tag::a;
+    case 2: return tag::ab;
+    case 3: return tag::abc;
+    case 4: return tag::abcd;
+    case 5: return tag::abcde;
+    default: fail("oneDNN backend: rank ", rank, " is not supported");
+  }
+}
+
+memory::dims to_dims(const Dims& d) { return memory::dims(d.begin(), d.end()); }
+
+// oneDNN eltwise steps for one post-op (HardSigmoid takes two).
+std::vector<std::tuple<dnnl::algorithm, float, float>> eltwise_steps(const PostOp& op) {
+  using a = dnnl::algorithm;
+  switch (op.kind) {
+    case PostOpKind::Relu: return {{a::eltwise_relu, op.a, 0.f}};
+    case PostOpKind::Clip: return {{a::eltwise_clip, op.a, op.b}};
+    case PostOpKind::HardSigmoid: return {{a::eltwise_linear, op.a, op.b}, {a::eltwise_clip, 0.f, 1.f}};
+    case PostOpKind::HardSwish: return {{a::eltwise_hardswish, 0.f, 0.f}};
+    case PostOpKind::Sigmoid: return {{a::eltwise_logistic, 0.f, 0.f}};
+    case PostOpKind::Tanh: return {{a::eltwise_tanh, 0.f, 0.f}};
+    case PostOpKind::Silu: return {{a::eltwise_swish, 1.f, 0.f}};
+    case PostOpKind::GeluErf: return {{a::eltwise_gelu_erf, 0.f, 0.f}};
+    case PostOpKind::GeluTanh: return {{a::eltwise_gelu_tanh, 0.f, 0.f}};
+    case PostOpKind::Linear: return {{a::eltwise_linear, op.a, op.b}};
+  }
+  return {};
+}
+
+using EltwiseStep = std::tuple<dnnl::algorithm, float, float>;
+
+// oneDNN 2.6's x86 convolutions compute wrong values with three or more
+// post-ops (tests/test_cpu_backend.cc holds the case); primitives take at most
+// two and later steps run as separate eltwise primitives.
+constexpr size_t kMaxPostOps = 2;
+
+std::vector<EltwiseStep> flatten(const std::vector<PostOp>& chain) {
+  std::vector<EltwiseStep> steps;
+  for (auto& op : chain)
+    for (auto& step : eltwise_steps(op)) steps.push_back(step);
+  return steps;
+}
+
+// The attribute for a primitive with an optional sum and the first eltwise
+// steps; the steps that do not fit are returned in `rest`.
+dnnl::primitive_attr post_op_attr(const std::vector<PostOp>& chain, bool sum, std::vector<EltwiseStep>& rest) {
+  dnnl::post_ops po;
+  if (sum) po.append_sum(1.0f);
+  rest.clear();
+  for (auto& [alg, alpha, beta] : flatten(chain)) {
+    if (static_cast<size_t>(po.len()) < kMaxPostOps) po.append_eltwise(1.0f, alg, alpha, beta);
+    else rest.push_back({alg, alpha, beta});
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  return attr;
+}
+
+// ---------------------------------------------------------------------------
+// Capability query.
+
+// DUET_CPU_OPS=Conv,FusedConv,... limits the claimed op types (for bisecting
+// a mismatch against the reference executor).
+bool op_allowed(const std::string& op) {
+  static const char* env = std::getenv("DUET_CPU_OPS");
+  if (!env) return true;
+  const std::string list = std::string(",") + env + ",";
+  return list.find("," + op + ",") != std::string::npos;
+}
+
+bool claims_node(const ir::Model& model, const ir::Node& n) {
+  const ir::Graph& g = *model.graph;
+  if (!op_allowed(n.op_type)) return false;
+  auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
+  if (n.outputs.empty() || !is_f32(n.outputs[0])) return false;
+  const std::string& op = n.op_type;
+  const bool duet = n.domain == "com.duet", onnx = n.domain.empty();
+  if (!duet && !onnx) return false;
+  if ((onnx && op == "Conv") || (duet && op == "FusedConv")) {
+    const Tensor* w = constant_of(g, in(1));
+    if (!rank_is(in(0), 4) || !is_f32(in(0)) || !w || w->rank() != 4 || w->dtype() != DType::Float32) return false;
+    if (n.has_input(2) && !constant_of(g, in(2))) return false;
+    if (n.has_input(3) && !rank_is(in(3), 4)) return false;
+    return true;
+  }
+  if (onnx && op == "ConvTranspose") {
+    const Tensor* w = constant_of(g, in(1));
+    if (!rank_is(in(0), 4) || !w || w->rank() != 4 || w->dtype() != DType::Float32) return false;
+    if (n.has_input(2) && !constant_of(g, in(2))) return false;
+    for (int64_t p : n.attr_ints("output_padding")) if (p != 0) return false;
+    return !n.has_attr("output_shape") && n.attr_string("auto_pad", "NOTSET") == "NOTSET";
+  }
+  if ((onnx && op == "MatMul") || (duet && op == "FusedMatMul")) {
+    const Tensor* b = constant_of(g, in(1));
+    const bool a_ok = rank_is(in(0), 2) || rank_is(in(0), 3);
+    if (!a_ok || !b || b->rank() != 2 || b->dtype() != DType::Float32) return false;
+    if (n.has_input(2) && !constant_of(g, in(2))) return false;
+    return !n.has_input(3) || (in(3)->type.shape.rank_known && in(3)->type.shape.rank() == in(0)->type.shape.rank());
+  }
+  if (onnx && op == "BatchNormalization") {
+    if (!rank_is(in(0), 4) || n.attr_int("training_mode", 0) != 0) return false;
+    for (size_t k = 1; k < n.outputs.size(); ++k) if (n.outputs[k]) return false;
+    for (size_t i = 1; i < 5; ++i) {
+      const Tensor* t = constant_of(g, in(i));
+      if (!t || t->dtype() != DType::Float32) return false;
+    }
+    return true;
+  }
+  if (onnx && (op == "GlobalAveragePool" || op == "GlobalMaxPool")) return rank_is(in(0), 4);
+  if (onnx && (op == "MaxPool" || op == "AveragePool")) {
+    if (!rank_is(in(0), 4) || n.outputs.size() > 1 && n.outputs[1]) return false;
+    for (int64_t d : n.attr_ints("dilations")) if (d != 1) return false;
+    if (op == "AveragePool" && n.attr_int("ceil_mode", 0)) return false;
+    return n.attr_int("storage_order", 0) == 0;
+  }
+  if (onnx && op == "Resize") {
+    if (!rank_is(in(0), 4) || n.attr_string("mode", "nearest") != "nearest") return false;
+    if (n.attr_string("coordinate_transformation_mode", "half_pixel") != "asymmetric") return false;
+    if (n.attr_string("nearest_mode", "round_prefer_floor") != "floor") return false;
+    const Tensor* scales = constant_of(g, in(2));
+    if (!scales || scales->numel() != 4 || n.has_input(3)) return false;
+    for (int64_t i = 0; i < 4; ++i) {
+      const double s = scales->get_double(i);
+      if (s != std::floor(s) || s < 1 || (i < 2 && s != 1)) return false;
+    }
+    return true;
+  }
+  if (onnx && op == "Concat") {
+    const size_t rank = n.inputs.size() && n.inputs[0] && n.inputs[0]->type.shape.rank_known ? n.inputs[0]->type.shape.rank() : 0;
+    if (rank != 4 || (n.attr_int("axis", 0) != 1 && n.attr_int("axis", 0) != -3)) return false;
+    for (auto* v : n.inputs) if (!rank_is(v, 4) || !is_f32(v) || constant_of(g, v)) return false;
+    return true;
+  }
+  if (onnx && (op == "Add" || op == "Mul" || op == "Sub" || op == "Div")) {
+    if (n.inputs.size() != 2 || !rank_is(n.outputs[0], 4)) return false;
+    // The first operand must have the output's shape; the second broadcasts into it.
+    const auto& out = n.outputs[0]->type.shape;
+    const auto& a = n.inputs[0]->type.shape;
+    const bool commutative = op == "Add" || op == "Mul";
+    auto full = [&](const Shape& s) { return s.rank_known && s.rank() == 4 && s.str() == out.str(); };
+    auto fits = [&](const Shape& s) {
+      if (!s.rank_known || s.rank() > 4) return false;
+      const size_t off = 4 - s.rank();
+      for (size_t i = 0; i < s.rank(); ++i) {
+        const Dim& d = s.dims[i];
+        if (d.known() && d.value == 1) continue;
+        if (!(d == out.dims[i + off])) return false;
+      }
+      return true;
+    };
+    const auto& b = n.inputs[1]->type.shape;
+    if (!is_f32(n.inputs[0]) || !is_f32(n.inputs[1])) return false;
+    if (full(a) && fits(b)) return true;
+    return commutative && full(b) && fits(a);
+  }
+  if (onnx) {
+    auto post = ops::activation_post_op(n, model.opset("") ? model.opset("") : 21,
+                                        [&](const ir::Value* v) { return constant_of(g, v); });
+    return post && rank_is(in(0), 4);
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// Plans.
+
+struct Slot {
+  memory::desc md;
+  memory mem;
+  int def = -1, last = -1;  // steps that write it first and read it last
+  size_t offset = 0;
+  bool external = false;    // a partition input or output: handle set per run
+};
+
+struct Step {
+  dnnl::primitive prim;
+  std::unordered_map<int, int> slots;        // argument -> slot
+  std::unordered_map<int, memory> constants; // argument -> packed weights, bias...
+};
+
+class Plan {
+ public:
+  Plan(const ir::Model& model, const PartitionSpec& spec, const std::vector<const Tensor*>& inputs,
+       const BackendOptions& options, dnnl::engine& engine)
+      : model_(model), g_(*model.graph), options_(options), engine_(engine), stream_(engine) {
+    for (size_t i = 0; i < spec.inputs.size(); ++i) {
+      const Tensor& t = *inputs[i];
+      if (t.dtype() != DType::Float32) fail("oneDNN backend: input '", spec.inputs[i]->name, "' is ", t.describe());
+      memory::desc md(to_dims(t.dims()), dt::f32, plain_tag(t.rank()));
+      const int s = new_slot(md);
+      slots_[s].external = true;
+      input_slots_.push_back(s);
+      value_[spec.inputs[i]->name] = s;
+    }
+    for (auto* n : spec.nodes) lower(*n);
+    for (auto* out : spec.outputs) {
+      const int src = slot_of(out);
+      const memory::desc& md = slots_[src].md;
+      memory::desc plain(md.dims(), dt::f32, plain_tag(md.dims().size()));
+      const int dst = new_slot(plain);
+      slots_[dst].external = true;
+      reorder(src, dst);
+      output_slots_.push_back(dst);
+      const memory::dims d = md.dims();  // dims() returns a fresh vector each call
+      output_dims_.push_back(Dims(d.begin(), d.end()));
+    }
+    allocate();
+  }
+
+  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc) {
+    for (size_t i = 0; i < input_slots_.size(); ++i)
+      slots_[input_slots_[i]].mem.set_data_handle(const_cast<void*>(inputs[i]->raw()));
+    std::vector<Tensor> outputs;
+    for (size_t i = 0; i < output_slots_.size(); ++i) {
+      outputs.emplace_back(DType::Float32, output_dims_[i], &alloc);
+      slots_[output_slots_[i]].mem.set_data_handle(outputs.back().raw());
+    }
+    for (auto& step : steps_) step.prim.execute(stream_, args_[&step - steps_.data()]);
+    stream_.wait();
+    return outputs;
+  }
+
+ private:
+  int new_slot(const memory::desc& md) {
+    slots_.push_back({md});
+    return static_cast<int>(slots_.size()) - 1;
+  }
+  int slot_of(const ir::Value* v) {
+    auto it = value_.find(v->name);
+    if (it == value_.end()) fail("oneDNN backend: value '", v->name, "' has no producer in the partition");
+    return it->second;
+  }
+  int add_step(dnnl::primitive prim, std::unordered_map<int, int> slots, std::unordered_map<int, memory> constants = {}) {
+    const int index = static_cast<int>(steps_.size());
+    for (auto& [arg, s] : slots) {
+      Slot& slot = slots_[s];
+      if (arg == DNNL_ARG_DST && slot.def < 0) slot.def = index;
+      slot.last = index;
+    }
+    steps_.push_back({std::move(prim), std::move(slots), std::move(constants)});
+    return index;
+  }
+  void reorder(int src, int dst) {
+    dnnl::reorder::primitive_desc pd(engine_, slots_[src].md, engine_, slots_[dst].md);
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+  }
+  // The value in slot s in layout md: s itself, or a reordered copy.
+  int as_layout(int s, const memory::desc& md) {
+    if (slots_[s].md == md) return s;
+    const int d = new_slot(md);
+    reorder(s, d);
+    return d;
+  }
+  // A constant tensor packed into md (weights in the primitive's format).
+  memory pack(const Tensor& t, const memory::desc& user, const memory::desc& md) {
+    keep_.push_back(t);
+    memory src(user, engine_, const_cast<void*>(t.raw()));
+    if (user == md) return src;
+    memory dst(md, engine_);
+    dnnl::reorder(src, dst).execute(stream_, src, dst);
+    stream_.wait();
+    return dst;
+  }
+  memory vector_memory(const Tensor& t) {
+    keep_.push_back(t);
+    return memory(memory::desc({t.numel()}, dt::f32, tag::a), engine_, const_cast<void*>(t.raw()));
+  }
+  const Tensor& constant(const ir::Node& n, size_t i) {
+    const Tensor* t = constant_of(g_, n.inputs[i]);
+    if (!t) fail(n.label(), ": input ", i, " must be a constant");
+    return *t;
+  }
+  void define(const ir::Node& n, int s) { value_[n.outputs[0]->name] = s; }
+
+  // Eltwise primitives for steps, starting from slot s; returns the last slot.
+  int eltwise(int s, const std::vector<EltwiseStep>& steps) {
+    for (auto [alg, alpha, beta] : steps) {
+      dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, slots_[s].md, alpha, beta},
+                                               engine_);
+      const int d = new_slot(pd.dst_desc());
+      add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+      s = d;
+    }
+    return s;
+  }
+
+  void lower(const ir::Node& n) {
+    const std::string& op = n.op_type;
+    if (op == "Conv" || op == "FusedConv") return conv(n);
+    if (op == "ConvTranspose") return deconv(n);
+    if (op == "MatMul" || op == "FusedMatMul") return matmul(n);
+    if (op == "BatchNormalization") return batchnorm(n);
+    if (op == "GlobalAveragePool" || op == "GlobalMaxPool" || op == "MaxPool" || op == "AveragePool") return pool(n);
+    if (op == "Resize") return resize(n);
+    if (op == "Concat") return concat(n);
+    if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return binary(n);
+    auto post = ops::activation_post_op(n, model_.opset("") ? model_.opset("") : 21,
+                                        [&](const ir::Value* v) { return constant_of(g_, v); });
+    if (!post) unsupported("oneDNN backend: ", n.label(), " is not supported");
+    define(n, eltwise(slot_of(n.inputs[0]), eltwise_steps(*post)));
+  }
+
+  void conv(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const memory::dims xd = slots_[x].md.dims();
+    const Tensor& w = constant(n, 1);
+    const int64_t groups = n.attr_int("group", 1);
+    if (xd[1] != w.dim(1) * groups) fail(n.label(), ": input has ", xd[1], " channels, weights expect ", w.dim(1) * groups);
+    const auto geo = ops::window::resolve(n, {xd[2], xd[3]}, {w.dim(2), w.dim(3)}, false);
+    const memory::dims out = {xd[0], w.dim(0), geo.out[0], geo.out[1]};
+    memory::dims wd = {w.dim(0), w.dim(1), w.dim(2), w.dim(3)};
+    tag wtag = tag::oihw;
+    if (groups > 1) {
+      wd = {groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
+      wtag = tag::goihw;
+    }
+    const bool has_bias = n.has_input(2);
+    const bool has_sum = n.has_input(3);
+    const auto chain = ops::read_post_ops(n);
+    memory::desc src_any(xd, dt::f32, tag::any), w_any(wd, dt::f32, tag::any), dst_any(out, dt::f32, tag::any);
+    memory::desc bias_md = has_bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any, w_any, bias_md, dst_any,
+        {geo.stride[0], geo.stride[1]}, {geo.dilation[0] - 1, geo.dilation[1] - 1},
+        {geo.pad_begin[0], geo.pad_begin[1]}, {geo.pad_end[0], geo.pad_end[1]});
+    std::vector<EltwiseStep> rest;
+    dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(chain, has_sum, rest), engine_);
+    const int src = as_layout(x, pd.src_desc());
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(wd, dt::f32, wtag), pd.weights_desc())}};
+    if (has_bias) consts[DNNL_ARG_BIAS] = vector_memory(constant(n, 2));
+    const int dst = new_slot(pd.dst_desc());
+    if (has_sum) reorder(slot_of(n.inputs[3]), dst);
+    add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, eltwise(dst, rest));
+  }
+
+  void deconv(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const memory::dims xd = slots_[x].md.dims();
+    const Tensor& w = constant(n, 1);  // [Cin, Cout/group, kh, kw]
+    const int64_t groups = n.attr_int("group", 1);
+    const int64_t cout = w.dim(1) * groups;
+    auto ints = [&](const char* name, int64_t def) { return ops::window::spatial_ints(n, name, 2, def); };
+    const auto stride = ints("strides", 1), dil = ints("dilations", 1);
+    auto pads = n.attr_ints("pads");
+    if (pads.empty()) pads.assign(4, 0);
+    std::vector<int64_t> kernel = {w.dim(2), w.dim(3)};
+    memory::dims out = {xd[0], cout, 0, 0};
+    for (int i = 0; i < 2; ++i)
+      out[2 + i] = (xd[2 + i] - 1) * stride[i] - pads[i] - pads[i + 2] + dil[i] * (kernel[i] - 1) + 1;
+    memory::dims wd = {cout, w.dim(0), w.dim(2), w.dim(3)};
+    tag wtag = tag::iohw;
+    if (groups > 1) {
+      wd = {groups, w.dim(1), w.dim(0) / groups, w.dim(2), w.dim(3)};
+      wtag = tag::giohw;
+    }
+    const bool has_bias = n.has_input(2);
+    memory::desc bias_md = has_bias ? memory::desc({cout}, dt::f32, tag::a) : memory::desc();
+    dnnl::deconvolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+        memory::desc(xd, dt::f32, tag::any), memory::desc(wd, dt::f32, tag::any), bias_md,
+        memory::desc(out, dt::f32, tag::any), {stride[0], stride[1]}, {dil[0] - 1, dil[1] - 1}, {pads[0], pads[1]},
+        {pads[2], pads[3]});
+    dnnl::deconvolution_forward::primitive_desc pd(desc, engine_);
+    const int src = as_layout(x, pd.src_desc());
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(wd, dt::f32, wtag), pd.weights_desc())}};
+    if (has_bias) consts[DNNL_ARG_BIAS] = vector_memory(constant(n, 2));
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, dst);
+  }
+
+  void matmul(const ir::Node& n) {
+    const int a0 = slot_of(n.inputs[0]);
+    const memory::dims ad = slots_[a0].md.dims();
+    const Tensor& b = constant(n, 1);
+    const int64_t k = b.dim(0), cols = b.dim(1);
+    if (ad.back() != k) fail(n.label(), ": A has ", ad.back(), " columns, B has ", k, " rows");
+    const bool batched = ad.size() == 3;
+    const memory::dims bd = batched ? memory::dims{1, k, cols} : memory::dims{k, cols};
+    memory::dims od = ad;
+    od.back() = cols;
+    const int a = as_layout(a0, memory::desc(ad, dt::f32, plain_tag(ad.size())));
+    const bool has_bias = n.has_input(2), has_sum = n.has_input(3);
+    memory::desc bias_md;
+    if (has_bias) bias_md = memory::desc(batched ? memory::dims{1, 1, cols} : memory::dims{1, cols}, dt::f32, plain_tag(ad.size()));
+    memory::desc dst_md(od, dt::f32, plain_tag(od.size()));
+    dnnl::matmul::desc desc(memory::desc(ad, dt::f32, plain_tag(ad.size())), memory::desc(bd, dt::f32, tag::any),
+                            bias_md, dst_md);
+    const auto chain = n.op_type == "FusedMatMul" ? ops::read_post_ops(n) : std::vector<PostOp>{};
+    std::vector<EltwiseStep> rest;
+    dnnl::matmul::primitive_desc pd(desc, post_op_attr(chain, has_sum, rest), engine_);
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(b, memory::desc(bd, dt::f32, plain_tag(bd.size())), pd.weights_desc())}};
+    if (has_bias) {
+      const Tensor& c = constant(n, 2);
+      keep_.push_back(c);
+      consts[DNNL_ARG_BIAS] = memory(bias_md, engine_, const_cast<void*>(c.raw()));
+    }
+    const int dst = new_slot(pd.dst_desc());
+    if (has_sum) reorder(slot_of(n.inputs[3]), dst);
+    add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, eltwise(dst, rest));
+  }
+
+  void batchnorm(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+                       dnnl::normalization_flags::use_shift;
+    dnnl::batch_normalization_forward::primitive_desc pd(
+        {dnnl::prop_kind::forward_inference, slots_[x].md, n.attr_float("epsilon", 1e-5f), flags}, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    std::unordered_map<int, memory> consts = {{DNNL_ARG_SCALE, vector_memory(constant(n, 1))},
+                                              {DNNL_ARG_SHIFT, vector_memory(constant(n, 2))},
+                                              {DNNL_ARG_MEAN, vector_memory(constant(n, 3))},
+                                              {DNNL_ARG_VARIANCE, vector_memory(constant(n, 4))}};
+    add_step(dnnl::batch_normalization_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, dst);
+  }
+
+  void pool(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const memory::dims xd = slots_[x].md.dims();
+    const bool global = n.op_type.rfind("Global", 0) == 0;
+    const bool max = n.op_type.find("Max") != std::string::npos;
+    memory::dims kernel = {xd[2], xd[3]}, stride = {1, 1}, pl = {0, 0}, pr = {0, 0}, out = {xd[0], xd[1], 1, 1};
+    if (!global) {
+      const auto k = n.attr_ints("kernel_shape");
+      if (k.size() != 2) fail(n.label(), ": kernel_shape must have 2 values");
+      const auto geo = ops::window::resolve(n, {xd[2], xd[3]}, k, n.attr_int("ceil_mode", 0) != 0);
+      for (int i = 0; i < 2; ++i) {
+        kernel[i] = k[i];
+        stride[i] = geo.stride[i];
+        pl[i] = geo.pad_begin[i];
+        out[2 + i] = geo.out[i];
+        pr[i] = (geo.out[i] - 1) * geo.stride[i] + k[i] - xd[2 + i] - geo.pad_begin[i];
+      }
+    }
+    const auto alg = max ? dnnl::algorithm::pooling_max
+                         : (n.attr_int("count_include_pad", 0) ? dnnl::algorithm::pooling_avg_include_padding
+                                                               : dnnl::algorithm::pooling_avg_exclude_padding);
+    dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, slots_[x].md,
+                                              memory::desc(out, dt::f32, tag::any), stride, kernel, pl, pr},
+                                             engine_);
+    const int src = as_layout(x, pd.src_desc());
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
+  void resize(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const memory::dims xd = slots_[x].md.dims();
+    const Tensor& scales = constant(n, 2);
+    const std::vector<float> factors = {static_cast<float>(scales.get_double(2)), static_cast<float>(scales.get_double(3))};
+    memory::dims out = {xd[0], xd[1], xd[2] * static_cast<int64_t>(factors[0]), xd[3] * static_cast<int64_t>(factors[1])};
+    dnnl::resampling_forward::primitive_desc pd(
+        {dnnl::prop_kind::forward_inference, dnnl::algorithm::resampling_nearest, factors, slots_[x].md,
+         memory::desc(out, dt::f32, tag::any)},
+        engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::resampling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
+  void concat(const ir::Node& n) {
+    std::vector<memory::desc> mds;
+    std::unordered_map<int, int> args;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const int s = slot_of(n.inputs[i]);
+      mds.push_back(slots_[s].md);
+      args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = s;
+    }
+    dnnl::concat::primitive_desc pd(1, mds, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    args[DNNL_ARG_DST] = dst;
+    add_step(dnnl::concat(pd), args);
+    define(n, dst);
+  }
+
+  void binary(const ir::Node& n) {
+    const std::string& op = n.op_type;
+    auto operand = [&](size_t i) -> std::pair<int, const Tensor*> {
+      if (const Tensor* t = constant_of(g_, n.inputs[i])) return {-1, t};
+      return {slot_of(n.inputs[i]), nullptr};
+    };
+    auto a = operand(0), b = operand(1);
+    auto dims_of = [&](const std::pair<int, const Tensor*>& o) {
+      if (o.second) {
+        memory::dims d(4 - o.second->rank(), 1);
+        for (int64_t v : o.second->dims()) d.push_back(v);
+        return d;
+      }
+      return slots_[o.first].md.dims();
+    };
+    // src0 must have the output's shape: swap the operands of Add/Mul when the first one broadcasts.
+    memory::dims out = dims_of(a);
+    for (size_t i = 0; i < 4; ++i) out[i] = std::max(out[i], dims_of(b)[i]);
+    if ((op == "Add" || op == "Mul") && (a.first < 0 || dims_of(a) != out)) std::swap(a, b);
+    if (a.first >= 0 && dims_of(a) != out) unsupported(n.label(), ": oneDNN backend cannot broadcast the first operand");
+    if (a.first < 0) unsupported(n.label(), ": oneDNN backend needs a non-constant first operand");
+    const memory::desc& amd = slots_[a.first].md;
+    const memory::dims bd = dims_of(b);
+    const bool same = bd == amd.dims();
+    int bslot;
+    if (b.second) {
+      memory::desc md(bd, dt::f32, tag::abcd);
+      keep_.push_back(*b.second);
+      bslot = -1;
+      const auto alg = op == "Add" ? dnnl::algorithm::binary_add : op == "Sub" ? dnnl::algorithm::binary_sub
+                       : op == "Mul" ? dnnl::algorithm::binary_mul : dnnl::algorithm::binary_div;
+      dnnl::binary::primitive_desc pd({alg, amd, md, memory::desc(amd.dims(), dt::f32, tag::any)}, engine_);
+      const int dst = new_slot(pd.dst_desc());
+      add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_DST, dst}},
+               {{DNNL_ARG_SRC_1, memory(md, engine_, const_cast<void*>(b.second->raw()))}});
+      define(n, dst);
+      return;
+    }
+    bslot = same ? as_layout(b.first, amd) : as_layout(b.first, memory::desc(bd, dt::f32, tag::abcd));
+    const auto alg = op == "Add" ? dnnl::algorithm::binary_add : op == "Sub" ? dnnl::algorithm::binary_sub
+                     : op == "Mul" ? dnnl::algorithm::binary_mul : dnnl::algorithm::binary_div;
+    dnnl::binary::primitive_desc pd({alg, amd, slots_[bslot].md, memory::desc(amd.dims(), dt::f32, tag::any)}, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_SRC_1, bslot}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
+  // Offsets in one arena: first fit by size over the slots live at the same time.
+  void allocate() {
+    std::vector<int> order;
+    for (size_t s = 0; s < slots_.size(); ++s)
+      if (!slots_[s].external && slots_[s].def >= 0) order.push_back(static_cast<int>(s));
+    std::sort(order.begin(), order.end(), [&](int x, int y) { return slots_[x].md.get_size() > slots_[y].md.get_size(); });
+    std::vector<int> placed;
+    size_t total = 0;
+    for (int s : order) {
+      Slot& slot = slots_[s];
+      const size_t size = (slot.md.get_size() + 63) / 64 * 64;
+      std::vector<std::pair<size_t, size_t>> busy;
+      for (int p : placed) {
+        const Slot& o = slots_[p];
+        if (o.def <= slot.last && slot.def <= o.last) busy.push_back({o.offset, o.offset + (o.md.get_size() + 63) / 64 * 64});
+      }
+      std::sort(busy.begin(), busy.end());
+      size_t offset = 0;
+      for (auto [b, e] : busy) {
+        if (offset + size <= b) break;
+        offset = std::max(offset, e);
+      }
+      slot.offset = offset;
+      total = std::max(total, offset + size);
+      placed.push_back(s);
+    }
+    arena_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, std::max<size_t>(total, 64))));
+    arena_bytes_ = total;
+    for (auto& slot : slots_) {
+      slot.mem = slot.external ? memory(slot.md, engine_, DNNL_MEMORY_NONE)
+                               : memory(slot.md, engine_, arena_.get() + slot.offset);
+    }
+    for (auto& step : steps_) {
+      std::unordered_map<int, memory> args = step.constants;
+      for (auto [arg, s] : step.slots) args[arg] = slots_[s].mem;
+      args_.push_back(std::move(args));
+    }
+  }
+
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+
+  const ir::Model& model_;
+  const ir::Graph& g_;
+  BackendOptions options_;
+  dnnl::engine& engine_;
+  dnnl::stream stream_;
+  std::deque<Slot> slots_;  // deque: references stay valid as slots are added
+  std::vector<Step> steps_;
+  std::vector<std::unordered_map<int, memory>> args_;
+  std::unordered_map<std::string, int> value_;
+  std::vector<int> input_slots_, output_slots_;
+  std::vector<Dims> output_dims_;
+  std::vector<Tensor> keep_;  // constants whose bytes oneDNN memories point at
+  std::unique_ptr<uint8_t, Free> arena_;
+  size_t arena_bytes_ = 0;
+};
+
+class DnnlPartition final : public CompiledPartition {
+ public:
+  DnnlPartition(const ir::Model& model, PartitionSpec spec, BackendOptions options)
+      : model_(model), spec_(std::move(spec)), options_(options), engine_(dnnl::engine::kind::cpu, 0) {}
+
+  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc) override {
+    std::vector<Dims> key;
+    for (auto* t : inputs) key.push_back(t->dims());
+    auto it = plans_.find(key);
+    if (it == plans_.end()) {
+      try {
+        it = plans_.emplace(key, std::make_unique<Plan>(model_, spec_, inputs, options_, engine_)).first;
+      } catch (const dnnl::error& e) {
+        fail("oneDNN backend: building the partition that starts at ", spec_.nodes.front()->label(),
+             " failed: ", e.what());
+      }
+    }
+    omp_set_num_threads(options_.threads);
+    return it->second->run(inputs, alloc);
+  }
+
+ private:
+  const ir::Model& model_;
+  PartitionSpec spec_;
+  BackendOptions options_;
+  dnnl::engine engine_;
+  std::map<std::vector<Dims>, std::unique_ptr<Plan>> plans_;
+};
+
+class DnnlBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  bool claims(const ir::Model& model, const ir::Node& node) const override { return claims_node(model, node); }
+  std::unique_ptr<CompiledPartition> compile(const ir::Model& model, const PartitionSpec& spec,
+                                             const BackendOptions& options) override {
+    return std::make_unique<DnnlPartition>(model, spec, options);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<DnnlBackend>(); }
+
+}  // namespace duet::runtime

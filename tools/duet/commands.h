@@ -13,5 +13,6 @@ Runner add_run(CLI::App& app);
 Runner add_conform(CLI::App& app);
 Runner add_formats(CLI::App& app);
 Runner add_optimize_graph(CLI::App& app);
+Runner add_bench(CLI::App& app);
 
 }  // namespace duet::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_conform);
   add(duet::cli::add_formats);
   add(duet::cli::add_optimize_graph);
+  add(duet::cli::add_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

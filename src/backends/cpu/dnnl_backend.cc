@@ -203,7 +203,10 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     const auto& b = n.inputs[1]->type.shape;
     if (!is_f32(n.inputs[0]) || !is_f32(n.inputs[1])) return false;
     if (full(a) && fits(b)) return true;
-    return commutative && full(b) && fits(a);
+    // Add/Mul of two 4-d values whose symbolic shapes do not tell which one
+    // broadcasts: decided when the plan is built (one must have the output's shape).
+    if (commutative && a.rank_known && b.rank_known && a.rank() == 4 && b.rank() <= 4) return true;
+    return false;
   }
   if (onnx) {
     auto post = ops::activation_post_op(n, model.opset("") ? model.opset("") : 21,
@@ -553,29 +556,34 @@ class Plan {
     if ((op == "Add" || op == "Mul") && (a.first < 0 || dims_of(a) != out)) std::swap(a, b);
     if (a.first >= 0 && dims_of(a) != out) unsupported(n.label(), ": oneDNN backend cannot broadcast the first operand");
     if (a.first < 0) unsupported(n.label(), ": oneDNN backend needs a non-constant first operand");
-    const memory::desc& amd = slots_[a.first].md;
+    const memory::desc amd = slots_[a.first].md;
     const memory::dims bd = dims_of(b);
-    const bool same = bd == amd.dims();
-    int bslot;
-    if (b.second) {
-      memory::desc md(bd, dt::f32, tag::abcd);
-      keep_.push_back(*b.second);
-      bslot = -1;
-      const auto alg = op == "Add" ? dnnl::algorithm::binary_add : op == "Sub" ? dnnl::algorithm::binary_sub
-                       : op == "Mul" ? dnnl::algorithm::binary_mul : dnnl::algorithm::binary_div;
-      dnnl::binary::primitive_desc pd({alg, amd, md, memory::desc(amd.dims(), dt::f32, tag::any)}, engine_);
-      const int dst = new_slot(pd.dst_desc());
-      add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_DST, dst}},
-               {{DNNL_ARG_SRC_1, memory(md, engine_, const_cast<void*>(b.second->raw()))}});
-      define(n, dst);
-      return;
-    }
-    bslot = same ? as_layout(b.first, amd) : as_layout(b.first, memory::desc(bd, dt::f32, tag::abcd));
     const auto alg = op == "Add" ? dnnl::algorithm::binary_add : op == "Sub" ? dnnl::algorithm::binary_sub
                      : op == "Mul" ? dnnl::algorithm::binary_mul : dnnl::algorithm::binary_div;
-    dnnl::binary::primitive_desc pd({alg, amd, slots_[bslot].md, memory::desc(amd.dims(), dt::f32, tag::any)}, engine_);
+    // The second operand's layout: the first's when the shapes match; for a
+    // broadcast operand the first candidate that gets a jit kernel (a plain
+    // [1,C,1,1] beside a blocked src0 sends oneDNN 2.6 to its reference code).
+    std::vector<memory::desc> candidates;
+    if (bd == amd.dims()) candidates.push_back(amd);
+    for (tag t : {tag::aBcd8b, tag::aBcd16b, tag::abcd}) candidates.push_back(memory::desc(bd, dt::f32, t));
+    dnnl::binary::primitive_desc pd;
+    for (auto& md : candidates) {
+      try {
+        pd = dnnl::binary::primitive_desc({alg, amd, md, memory::desc(amd.dims(), dt::f32, tag::any)}, engine_);
+      } catch (const dnnl::error&) {
+        continue;
+      }
+      if (std::string(pd.impl_info_str()).find("ref") == std::string::npos) break;
+    }
+    const memory::desc bmd = pd.src1_desc();
     const int dst = new_slot(pd.dst_desc());
-    add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_SRC_1, bslot}, {DNNL_ARG_DST, dst}});
+    if (b.second) {
+      const memory::desc user(bd, dt::f32, tag::abcd);
+      add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_DST, dst}},
+               {{DNNL_ARG_SRC_1, pack(*b.second, user, bmd)}});
+    } else {
+      add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_SRC_1, as_layout(b.first, bmd)}, {DNNL_ARG_DST, dst}});
+    }
     define(n, dst);
   }
 

@@ -1,0 +1,131 @@
+// duet bench MODEL: measured latency of a model on this machine — warm-up
+// runs, then median/min/max over --runs, throughput, and the process's peak
+// RSS. Inputs are seeded uniform [0, 1) tensors of the model's input shapes
+// (bind unknown dimensions with --shape).
+#include <sys/resource.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <set>
+
+#include "commands.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/runtime/session.h"
+
+namespace duet::cli {
+
+std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>& specs);  // cmd_info.cc
+
+namespace {
+
+Tensor random_input(const ir::Value& v, const std::map<std::string, Dims>& shapes) {
+  Dims dims;
+  auto it = shapes.find(v.name);
+  if (it != shapes.end()) {
+    dims = it->second;
+  } else {
+    if (!v.type.shape.rank_known || !v.type.shape.fully_known())
+      fail("input '", v.name, "' has shape ", v.type.shape.str(), "; bind it with --shape ", v.name, "=DIMS");
+    dims = v.type.shape.concrete();
+  }
+  if (v.type.dtype != DType::Float32) unsupported("input '", v.name, "' is ", dtype_name(v.type.dtype), "; duet bench feeds float32 inputs");
+  Tensor t(DType::Float32, dims);
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+  return t;
+}
+
+double peak_rss_mb() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_maxrss / 1024.0;
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  struct Options {
+    std::string model;
+    std::vector<std::string> shapes;
+    std::string backend = "cpu";
+    int threads = 1, runs = 20, warmup = 3;
+    bool json = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("bench", "Measure a model's latency on this machine (median of several runs)");
+  cmd->add_option("model", o->model, "ONNX model file")->required();
+  cmd->add_option("--shape", o->shapes, "Bind an input shape, NAME=1x3x640x640 (repeatable)");
+  cmd->add_option("--backend", o->backend, "cpu (graph optimizer + oneDNN, default) or reference")
+      ->check(CLI::IsMember({"reference", "cpu"}));
+  cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--runs", o->runs, "Timed runs")->check(CLI::Range(1, 100000));
+  cmd->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000));
+  cmd->add_flag("--json", o->json, "Print as JSON");
+  return [o]() {
+    std::shared_ptr<ir::Model> model = onnx_io::load_model(o->model);
+    runtime::SessionOptions options;
+    options.threads = o->threads;
+    options.backend = o->backend;
+    const auto shapes = parse_shape_bindings(o->shapes);
+    std::map<std::string, Tensor> feeds;
+    for (auto* in : model->graph->inputs)
+      if (!model->graph->initializers.count(in->name)) feeds[in->name] = random_input(*in, shapes);
+    const auto t0 = std::chrono::steady_clock::now();
+    runtime::prepare_model(*model, options);
+    runtime::Session session(model, options);
+    const double setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    for (int i = 0; i < o->warmup; ++i) session.run(feeds);
+    std::vector<double> ms;
+    for (int i = 0; i < o->runs; ++i) {
+      const auto s = std::chrono::steady_clock::now();
+      session.run(feeds);
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+    }
+    std::vector<double> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                            : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    const size_t partitions = session.partitions().size();
+    size_t claimed = 0;
+    std::set<const ir::Node*> in_partition;
+    for (auto& p : session.partitions()) {
+      claimed += p.size();
+      in_partition.insert(p.begin(), p.end());
+    }
+    std::map<std::string, int> on_reference;  // op types left to the reference kernels
+    if (o->backend != "reference")
+      for (auto& n : model->graph->nodes) if (!in_partition.count(n.get())) on_reference[n->op_type]++;
+    if (o->json) {
+      nlohmann::json j = {{"model", o->model}, {"backend", o->backend}, {"threads", o->threads},
+                          {"runs", o->runs}, {"median_ms", median}, {"min_ms", sorted.front()},
+                          {"max_ms", sorted.back()}, {"throughput_per_s", 1000.0 / median},
+                          {"setup_ms", setup_ms}, {"peak_rss_mb", peak_rss_mb()}, {"nodes", model->graph->nodes.size()},
+                          {"partitions", partitions}, {"nodes_in_partitions", claimed},
+                          {"reference_ops", on_reference}, {"measured", true}};
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    std::cout << std::fixed << std::setprecision(2) << o->model << " (" << o->backend << " backend, " << o->threads
+              << " thread" << (o->threads > 1 ? "s" : "") << ", measured)\n"
+              << "  latency median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back()
+              << " ms over " << o->runs << " runs\n"
+              << "  throughput " << 1000.0 / median << " inferences/s\n"
+              << "  setup " << setup_ms << " ms; peak RSS " << peak_rss_mb() << " MB\n"
+              << "  " << model->graph->nodes.size() << " nodes after optimization, " << claimed << " in " << partitions
+              << " backend partition" << (partitions == 1 ? "" : "s") << "\n";
+    if (!on_reference.empty()) {
+      std::cout << "  on reference kernels:";
+      for (auto& [op, count] : on_reference) std::cout << " " << op << "×" << count;
+      std::cout << "\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace duet::cli

@@ -66,6 +66,7 @@ Topology parse_topology_csv(const std::string& text, const std::string& name) {
     ++line_number;
     if (trim(line).empty()) continue;
     auto fields = split(line);
+    if (std::all_of(fields.begin(), fields.end(), [](const std::string& f) { return f.empty(); })) continue;  // ",,,,"
     if (!header_seen) {
       header_seen = true;
       const std::string h = lower(line);

@@ -12,5 +12,8 @@ Runner add_info(CLI::App& app);
 Runner add_run(CLI::App& app);
 Runner add_conform(CLI::App& app);
 Runner add_formats(CLI::App& app);
+Runner add_devices(CLI::App& app);
+Runner add_simulate(CLI::App& app);
+Runner add_calibrate_host(CLI::App& app);
 
 }  // namespace duet::cli

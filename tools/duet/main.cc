@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   add(duet::cli::add_run);
   add(duet::cli::add_conform);
   add(duet::cli::add_formats);
+  add(duet::cli::add_devices);
+  add(duet::cli::add_simulate);
+  add(duet::cli::add_calibrate_host);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

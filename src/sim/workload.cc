@@ -98,7 +98,7 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
     if (g.is_initializer(v) || opts.input_shapes.count(v->name)) continue;
     auto& s = v->type.shape;
     if (!s.rank_known || s.rank() == 0) continue;
-    s.dims[0] = Dim::named("batch");  // exported models often fix it at 1
+    if (!(s.dims[0].known() && s.dims[0].value == batch)) s.dims[0] = Dim::named("batch");  // exports often fix it at 1
     Dims d;
     for (size_t i = 0; i < s.rank(); ++i) {
       if (i == 0) { d.push_back(batch); continue; }

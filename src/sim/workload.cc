@@ -98,7 +98,10 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
     if (g.is_initializer(v) || opts.input_shapes.count(v->name)) continue;
     auto& s = v->type.shape;
     if (!s.rank_known || s.rank() == 0) continue;
-    if (!(s.dims[0].known() && s.dims[0].value == batch)) s.dims[0] = Dim::named("batch");  // exports often fix it at 1
+    // Batch 1 keeps a fully known input as exported (its batch axis need not be
+    // dimension 0); other batches replace dimension 0, often fixed at 1 by exporters.
+    if (batch == 1 && s.fully_known()) continue;
+    s.dims[0] = Dim::named("batch");
     Dims d;
     for (size_t i = 0; i < s.rank(); ++i) {
       if (i == 0) { d.push_back(batch); continue; }

@@ -14,5 +14,8 @@ Runner add_conform(CLI::App& app);
 Runner add_formats(CLI::App& app);
 Runner add_optimize_graph(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_devices(CLI::App& app);
+Runner add_simulate(CLI::App& app);
+Runner add_calibrate_host(CLI::App& app);
 
 }  // namespace duet::cli

@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
   add(duet::cli::add_formats);
   add(duet::cli::add_optimize_graph);
   add(duet::cli::add_bench);
+  add(duet::cli::add_devices);
+  add(duet::cli::add_simulate);
+  add(duet::cli::add_calibrate_host);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

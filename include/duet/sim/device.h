@@ -1,0 +1,86 @@
+// Device catalog: one TOML file per device in devices/ (schema: docs/devices.md).
+// Every number carries its source; the host CPU's numbers are measured by
+// `duet calibrate-host` and written to devices/host.toml.
+#pragma once
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "duet/sim/energy.h"
+#include "duet/sim/memory.h"
+#include "duet/sim/systolic.h"
+
+namespace duet::sim {
+
+// Formats a device can compute in, narrowest storage last.
+const std::vector<std::string>& precisions();  // fp32 tf32 bf16 fp16 fp8 int8
+double precision_bytes(const std::string& precision);  // storage bytes per element; throws on unknown
+
+struct MatrixEngine {
+  std::string model = "roofline";  // "systolic": fold-based cycles (sim/systolic.h); "roofline": peak rate
+  int64_t rows = 0, cols = 0, count = 1;
+  std::vector<std::string> dataflows;  // first is the default
+  double clock_hz = 0;
+  std::map<std::string, double> peak_flops;  // dense peak, FLOP/s (a MAC is two)
+  double sparsity_2to4_speedup = 1;
+  SramSizes sram;  // systolic: per-engine ifmap / filter / ofmap buffers
+  std::string source;
+};
+
+struct VectorEngine {
+  std::map<std::string, double> peak_flops;
+  std::string source;
+};
+
+struct MemoryLevel {
+  std::string name;
+  bool on_chip = false;
+  double capacity_bytes = 0;
+  double bandwidth_bytes_per_s = 0;  // 0: not modelled as a bound
+  double energy_pj_per_byte = -1;    // < 0: from the technology table
+  std::string source;
+};
+
+struct Device {
+  std::string id, name, kind, source, path;
+  bool calibrated = true;  // false: the host entry before `duet calibrate-host` ran
+  std::string note;
+  MatrixEngine matrix;
+  VectorEngine vector;
+  std::vector<MemoryLevel> memory;  // nearest first; the last off-chip level is DRAM
+  double host_link_bytes_per_s = 0, host_link_latency_s = 0;
+  std::string host_link_source;
+  double tdp_w = 0, idle_w = 0;
+  std::string power_source;
+  std::optional<double> price_per_hour_usd;
+  std::string cloud_instance, cloud_source;
+  std::set<std::string> supported_ops;    // "*": every op
+  std::set<std::string> unsupported_ops;  // exceptions to "*"
+  TechnologyTable energy;
+
+  bool supports_op(const std::string& op) const;
+  bool matrix_supports(const std::string& precision) const { return matrix.peak_flops.count(precision) > 0; }
+  bool vector_supports(const std::string& precision) const { return vector.peak_flops.count(precision) > 0; }
+  const MemoryLevel& dram() const;            // throws if the device lists none
+  const MemoryLevel* largest_on_chip() const;  // null when none listed
+  double dram_pj_per_byte() const;
+};
+
+// Overrides applied to a device file before it is read: "matrix.rows=128",
+// "memory.0.bandwidth_gbs=900" (array index), "matrix.peak_tflops.int8=400".
+struct Override {
+  std::string key, value;
+};
+Override parse_override(const std::string& spec);  // KEY=VALUE
+
+std::string default_devices_dir();  // $DUET_DEVICES, else the source tree's devices/
+Device load_device_file(const std::string& path, const std::vector<Override>& overrides = {});
+Device parse_device_toml(const std::string& text, const std::string& origin,
+                         const std::vector<Override>& overrides = {});
+std::vector<Device> load_catalog(const std::string& dir);
+// By id (file stem); throws listing the known ids when absent.
+Device find_device(const std::string& dir, const std::string& id, const std::vector<Override>& overrides = {});
+
+}  // namespace duet::sim

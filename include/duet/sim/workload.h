@@ -1,0 +1,44 @@
+// What a device model costs: the nodes of a model (or the rows of a SCALE-Sim
+// topology) at one batch size, with the FLOPs and tensor sizes the op
+// registry reports, and, for Conv/MatMul/Gemm, their GEMM lowering.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "duet/ir/graph.h"
+#include "duet/sim/systolic.h"
+#include "duet/sim/topology.h"
+
+namespace duet::sim {
+
+struct WorkItem {
+  std::string name, op;
+  bool matrix = false;  // runs on a matrix engine (GEMM lowering in `gemm`)
+  Gemm gemm;
+  double flops = 0;
+  double weight_elements = 0;  // constant inputs (initializers)
+  double input_elements = 0;   // activations read
+  double output_elements = 0;
+  // Where each activation input comes from: index of the producing item, or
+  // -1 for a model input (which starts on the host).
+  std::vector<int> producers;
+  std::vector<double> producer_elements;
+  bool model_output = false;  // an output goes back to the host
+};
+
+struct Workload {
+  std::string name;
+  int64_t batch = 1;
+  std::vector<WorkItem> items;
+  int unknown_cost_nodes = 0;  // nodes left out: shapes not known
+};
+
+Workload workload_from_topology(const Topology& topo, int64_t batch);
+// Binds the first dimension of every model input to `batch` (other unknown
+// dimensions must be fixed by `input_shapes`), infers shapes, and costs every
+// node that is not folded into a constant. Rewrites the graph's value types
+// (shape inference), so calls for several batches may share one model.
+Workload workload_from_model(ir::Model& model, int64_t batch,
+                             const std::map<std::string, Dims>& input_shapes = {});
+
+}  // namespace duet::sim

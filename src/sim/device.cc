@@ -1,0 +1,300 @@
+#include "duet/sim/device.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "duet/core/error.h"
+
+namespace duet::sim {
+
+const std::vector<std::string>& precisions() {
+  static const std::vector<std::string> all{"fp32", "tf32", "bf16", "fp16", "fp8", "int8"};
+  return all;
+}
+
+double precision_bytes(const std::string& p) {
+  if (p == "fp32" || p == "tf32") return 4;  // tf32 is stored as fp32
+  if (p == "bf16" || p == "fp16") return 2;
+  if (p == "fp8" || p == "int8") return 1;
+  fail("unknown precision '", p, "' (expected fp32, tf32, bf16, fp16, fp8 or int8)");
+}
+
+bool Device::supports_op(const std::string& op) const {
+  if (unsupported_ops.count(op)) return false;
+  return supported_ops.count("*") || supported_ops.count(op);
+}
+
+const MemoryLevel& Device::dram() const {
+  for (auto it = memory.rbegin(); it != memory.rend(); ++it)
+    if (!it->on_chip) return *it;
+  fail("device '", id, "' lists no off-chip memory level");
+}
+
+const MemoryLevel* Device::largest_on_chip() const {
+  const MemoryLevel* best = nullptr;
+  for (auto& m : memory)
+    if (m.on_chip && (!best || m.capacity_bytes > best->capacity_bytes)) best = &m;
+  return best;
+}
+
+double Device::dram_pj_per_byte() const {
+  const auto& d = dram();
+  return d.energy_pj_per_byte >= 0 ? d.energy_pj_per_byte : energy.dram_pj_per_byte;
+}
+
+Override parse_override(const std::string& spec) {
+  const auto eq = spec.find('=');
+  DUET_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(),
+             "--set expects KEY=VALUE (e.g. matrix.rows=128), got '", spec, "'");
+  return {spec.substr(0, eq), spec.substr(eq + 1)};
+}
+
+std::string default_devices_dir() {
+  if (const char* env = std::getenv("DUET_DEVICES")) return env;
+  return DUET_DEVICES_DIR;
+}
+
+namespace {
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  std::string p;
+  while (std::getline(ss, p, '.')) parts.push_back(p);
+  return parts;
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// A command-line value as TOML would read it: integer, float, boolean, or string.
+void assign(toml::table& t, const std::string& k, const std::string& v) {
+  char* end = nullptr;
+  const long long i = std::strtoll(v.c_str(), &end, 10);
+  if (end && *end == '\0') { t.insert_or_assign(k, int64_t(i)); return; }
+  const double d = std::strtod(v.c_str(), &end);
+  if (end && *end == '\0') { t.insert_or_assign(k, d); return; }
+  if (v == "true" || v == "false") { t.insert_or_assign(k, v == "true"); return; }
+  t.insert_or_assign(k, v);
+}
+
+void apply_override(toml::table& root, const Override& o, const std::string& origin) {
+  auto parts = split_key(o.key);
+  DUET_CHECK(!parts.empty(), "--set: empty key");
+  toml::table* t = &root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    toml::node* next = t->get(parts[i]);
+    if (next && next->is_array() && i + 2 < parts.size() + 1 && all_digits(parts[i + 1])) {
+      auto& arr = *next->as_array();
+      const size_t index = std::stoul(parts[i + 1]);
+      DUET_CHECK(index < arr.size() && arr[index].is_table(), "--set ", o.key, ": ", origin, " has no ", parts[i],
+                 " entry ", index);
+      t = arr[index].as_table();
+      ++i;
+      if (i + 1 >= parts.size()) fail("--set ", o.key, ": names a table, not a value");
+      continue;
+    }
+    if (!next) {
+      t->insert(parts[i], toml::table{});
+      next = t->get(parts[i]);
+    }
+    DUET_CHECK(next->is_table(), "--set ", o.key, ": '", parts[i], "' in ", origin, " is not a table");
+    t = next->as_table();
+  }
+  assign(*t, parts.back(), o.value);
+}
+
+double num(const toml::table& t, const std::string& key, double def, const std::string& where) {
+  const toml::node* n = t.get(key);
+  if (!n) return def;
+  if (auto v = n->value<double>()) return *v;
+  fail(where, ": '", key, "' must be a number");
+}
+
+std::string str(const toml::table& t, const std::string& key, const std::string& def = "") {
+  if (auto v = t[key].value<std::string>()) return *v;
+  return def;
+}
+
+std::vector<std::string> strings(const toml::table& t, const std::string& key) {
+  std::vector<std::string> out;
+  if (auto* a = t[key].as_array())
+    for (auto& e : *a)
+      if (auto s = e.value<std::string>()) out.push_back(*s);
+  return out;
+}
+
+std::map<std::string, double> peaks(const toml::table* t, const std::string& where) {
+  std::map<std::string, double> out;
+  if (!t) return out;
+  for (auto& [k, v] : *t) {
+    const std::string key(k.str());
+    if (key == "source") continue;
+    precision_bytes(key);  // rejects unknown formats
+    auto d = v.value<double>();
+    DUET_CHECK(d && *d > 0, where, ": peak for '", key, "' must be a positive number of TFLOP/s");
+    out[key] = *d * 1e12;
+  }
+  return out;
+}
+
+double capacity(const toml::table& t, const std::string& where) {
+  if (t.contains("capacity_bytes")) return num(t, "capacity_bytes", 0, where);
+  if (t.contains("capacity_kib")) return num(t, "capacity_kib", 0, where) * 1024;
+  if (t.contains("capacity_mib")) return num(t, "capacity_mib", 0, where) * 1024 * 1024;
+  if (t.contains("capacity_gib")) return num(t, "capacity_gib", 0, where) * 1024.0 * 1024 * 1024;
+  return 0;
+}
+
+Device decode(const toml::table& root, const std::string& origin) {
+  Device d;
+  d.path = origin;
+  std::string stem = std::filesystem::path(origin).stem().string();
+  d.id = str(root, "id", stem);
+  d.name = str(root, "name", d.id);
+  d.kind = str(root, "kind", "accelerator");
+  d.source = str(root, "source");
+  d.note = str(root, "note");
+  d.calibrated = root["calibrated"].value_or(true);
+
+  if (auto* m = root["matrix"].as_table()) {
+    const std::string w = origin + " [matrix]";
+    d.matrix.model = str(*m, "model", "roofline");
+    DUET_CHECK(d.matrix.model == "roofline" || d.matrix.model == "systolic", w, ": model must be roofline or systolic, got '",
+               d.matrix.model, "'");
+    d.matrix.rows = int64_t(num(*m, "rows", 0, w));
+    d.matrix.cols = int64_t(num(*m, "cols", 0, w));
+    d.matrix.count = int64_t(num(*m, "count", 1, w));
+    d.matrix.clock_hz = num(*m, "clock_ghz", 0, w) * 1e9;
+    d.matrix.dataflows = strings(*m, "dataflows");
+    for (auto& f : d.matrix.dataflows) parse_dataflow(f);
+    if (auto df = (*m)["dataflow"].value<std::string>()) {  // --set matrix.dataflow=os picks the default
+      parse_dataflow(*df);
+      d.matrix.dataflows.insert(d.matrix.dataflows.begin(), *df);
+    }
+    d.matrix.sparsity_2to4_speedup = num(*m, "sparsity_2to4_speedup", 1, w);
+    d.matrix.sram.ifmap_bytes = num(*m, "ifmap_sram_kib", 64, w) * 1024;
+    d.matrix.sram.filter_bytes = num(*m, "filter_sram_kib", 64, w) * 1024;
+    d.matrix.sram.ofmap_bytes = num(*m, "ofmap_sram_kib", 64, w) * 1024;
+    d.matrix.peak_flops = peaks((*m)["peak_tflops"].as_table(), w);
+    d.matrix.source = str(*m, "source");
+    if (d.matrix.model == "systolic") {
+      DUET_CHECK(d.matrix.rows > 0 && d.matrix.cols > 0 && d.matrix.count > 0 && d.matrix.clock_hz > 0, w,
+                 ": a systolic engine needs rows, cols, count and clock_ghz > 0");
+      if (d.matrix.dataflows.empty()) d.matrix.dataflows.push_back("ws");
+      if (d.matrix.peak_flops.empty())  // one MAC per PE per cycle at the array's format
+        d.matrix.peak_flops["int8"] = 2.0 * d.matrix.rows * d.matrix.cols * d.matrix.count * d.matrix.clock_hz;
+    }
+  }
+  if (auto* v = root["vector"].as_table()) {
+    d.vector.peak_flops = peaks((*v)["peak_tflops"].as_table(), origin + " [vector]");
+    d.vector.source = str(*v, "source");
+  }
+  if (auto* arr = root["memory"].as_array()) {
+    for (auto& e : *arr) {
+      auto* t = e.as_table();
+      DUET_CHECK(t, origin, ": [[memory]] entries must be tables");
+      MemoryLevel level;
+      level.name = str(*t, "name", "memory");
+      const std::string w = origin + " [[memory]] " + level.name;
+      level.on_chip = (*t)["on_chip"].value_or(false);
+      level.capacity_bytes = capacity(*t, w);
+      level.bandwidth_bytes_per_s = num(*t, "bandwidth_gbs", 0, w) * 1e9;
+      level.energy_pj_per_byte = num(*t, "energy_pj_per_byte", -1, w);
+      level.source = str(*t, "source");
+      d.memory.push_back(level);
+    }
+  }
+  if (auto* h = root["host_link"].as_table()) {
+    d.host_link_bytes_per_s = num(*h, "bandwidth_gbs", 0, origin) * 1e9;
+    d.host_link_latency_s = num(*h, "latency_us", 0, origin) * 1e-6;
+    d.host_link_source = str(*h, "source");
+  }
+  if (auto* p = root["power"].as_table()) {
+    d.tdp_w = num(*p, "tdp_w", 0, origin);
+    d.idle_w = num(*p, "idle_w", 0, origin);
+    d.power_source = str(*p, "source");
+  }
+  if (auto* c = root["cloud"].as_table()) {
+    if (c->contains("price_per_hour_usd")) d.price_per_hour_usd = num(*c, "price_per_hour_usd", 0, origin);
+    d.cloud_instance = str(*c, "instance");
+    d.cloud_source = str(*c, "source");
+  }
+  if (auto* o = root["ops"].as_table()) {
+    for (auto& s : strings(*o, "supported")) d.supported_ops.insert(s);
+    for (auto& s : strings(*o, "unsupported")) d.unsupported_ops.insert(s);
+  } else {
+    d.supported_ops.insert("*");
+  }
+  if (auto* e = root["energy"].as_table()) {
+    const std::string w = origin + " [energy]";
+    auto& tt = d.energy;
+    tt.source = str(*e, "source", tt.source);
+    tt.dram_pj_per_byte = num(*e, "dram_pj_per_byte", tt.dram_pj_per_byte, w);
+    tt.link_pj_per_byte = num(*e, "link_pj_per_byte", tt.link_pj_per_byte, w);
+    tt.sram_8k_pj_per_byte = num(*e, "sram_8k_pj_per_byte", tt.sram_8k_pj_per_byte, w);
+    tt.sram_32k_pj_per_byte = num(*e, "sram_32k_pj_per_byte", tt.sram_32k_pj_per_byte, w);
+    tt.sram_1m_pj_per_byte = num(*e, "sram_1m_pj_per_byte", tt.sram_1m_pj_per_byte, w);
+    if (auto* mul = (*e)["mul_pj"].as_table())
+      for (auto& [k, v] : *mul) tt.mul_pj[std::string(k.str())] = v.value_or(0.0);
+    if (auto* add = (*e)["add_pj"].as_table())
+      for (auto& [k, v] : *add) tt.add_pj[std::string(k.str())] = v.value_or(0.0);
+  }
+  if (d.calibrated) {
+    DUET_CHECK(!d.matrix.peak_flops.empty() || !d.vector.peak_flops.empty(), origin,
+               ": no peak rate in [matrix.peak_tflops] or [vector.peak_tflops]");
+    d.dram();
+  }
+  return d;
+}
+
+}  // namespace
+
+Device parse_device_toml(const std::string& text, const std::string& origin, const std::vector<Override>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    fail(origin, ":", e.source().begin.line, ": ", e.description());
+  }
+  for (auto& o : overrides) apply_override(root, o, origin);
+  return decode(root, origin);
+}
+
+Device load_device_file(const std::string& path, const std::vector<Override>& overrides) {
+  std::ifstream f(path);
+  DUET_CHECK(f.good(), "cannot open device file '", path, "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_device_toml(ss.str(), path, overrides);
+}
+
+std::vector<Device> load_catalog(const std::string& dir) {
+  DUET_CHECK(std::filesystem::is_directory(dir), "device catalog '", dir, "' is not a folder");
+  std::vector<std::string> files;
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".toml") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  std::vector<Device> out;
+  for (auto& f : files) out.push_back(load_device_file(f));
+  return out;
+}
+
+Device find_device(const std::string& dir, const std::string& id, const std::vector<Override>& overrides) {
+  const auto path = std::filesystem::path(dir) / (id + ".toml");
+  if (!std::filesystem::exists(path)) {
+    std::string known;
+    if (std::filesystem::is_directory(dir))
+      for (auto& d : load_catalog(dir)) known += (known.empty() ? "" : ", ") + d.id;
+    fail("unknown device '", id, "' (known: ", known, ")");
+  }
+  return load_device_file(path.string(), overrides);
+}
+
+}  // namespace duet::sim

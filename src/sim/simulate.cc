@@ -1,0 +1,205 @@
+#include "duet/sim/simulate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "duet/core/error.h"
+
+namespace duet::sim {
+
+EnergyBreakdown& EnergyBreakdown::operator+=(const EnergyBreakdown& o) {
+  compute_j += o.compute_j;
+  on_chip_j += o.on_chip_j;
+  dram_j += o.dram_j;
+  transfer_j += o.transfer_j;
+  return *this;
+}
+
+void validate(const SimOptions& o) {
+  precision_bytes(o.precision);
+  DUET_CHECK(o.auto_cast == "none" || o.auto_cast == "matmul" || o.auto_cast == "all",
+             "--auto-cast must be none, matmul or all, got '", o.auto_cast, "'");
+  DUET_CHECK(o.auto_cast_type == "bf16" || o.auto_cast_type == "fp16" || o.auto_cast_type == "tf32" ||
+                 o.auto_cast_type == "fp8",
+             "--auto-cast-type must be bf16, fp16, tf32 or fp8, got '", o.auto_cast_type, "'");
+}
+
+namespace {
+
+std::string node_precision(const WorkItem& item, const SimOptions& o) {
+  if (o.auto_cast == "all" || (o.auto_cast == "matmul" && item.matrix)) return o.auto_cast_type;
+  return o.precision;
+}
+
+// The format a device computes the node in, or "" when it cannot run it.
+std::string runnable_precision(const Device& d, const WorkItem& item, const std::string& p, std::string& why) {
+  if (!d.calibrated) { why = d.id + " is not calibrated"; return ""; }
+  if (!d.supports_op(item.op)) { why = item.op + " not supported"; return ""; }
+  if (item.matrix) {
+    if (d.matrix_supports(p)) return p;
+    why = "no " + p + " matrix rate";
+    return "";
+  }
+  if (d.vector_supports(p)) return p;
+  if (d.vector_supports("fp32")) return "fp32";  // elementwise work widens to fp32
+  if (d.matrix.peak_flops.count(p) && d.vector.peak_flops.empty()) return p;
+  why = "no " + p + " vector rate";
+  return "";
+}
+
+double ceil_div(double a, double b) { return std::ceil(a / b); }
+
+// Node on one device at compute format `p` (storage bytes from the node's own format).
+void cost_on(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
+             int64_t batch, NodeResult& r) {
+  const bool sparse = o.sparse_2to4 && item.matrix && d.matrix.sparsity_2to4_speedup > 1;
+  // 2:4 keeps half the weights plus a 2-bit index per kept value.
+  const double weight_bytes = item.weight_elements * (sparse ? 0.5 * (bytes_per + 0.25) : bytes_per);
+  const double act_bytes = (item.input_elements + item.output_elements) * bytes_per;
+  const MemoryLevel& dram = d.dram();
+  const TechnologyTable& tech = d.energy;
+  double compute_s = 0, dram_bytes = weight_bytes + act_bytes, on_chip_bytes = 0, fill_s = 0;
+  double on_chip_capacity = d.largest_on_chip() ? d.largest_on_chip()->capacity_bytes : 32 * 1024;
+
+  if (item.matrix && d.matrix.model == "systolic") {
+    const auto& m = d.matrix;
+    Dataflow df = parse_dataflow(m.dataflows.front());
+    if (o.dataflow && std::count(m.dataflows.begin(), m.dataflows.end(), dataflow_name(*o.dataflow))) df = *o.dataflow;
+    r.dataflow = dataflow_name(df);
+    const ArrayShape array{m.rows, m.cols, df};
+    Gemm g = item.gemm;  // engines split the output columns
+    g.n = std::max<int64_t>(1, (g.n + m.count - 1) / m.count);
+    const SystolicResult s = simulate_gemm(g, array);
+    r.systolic_cycles = s.cycles + 1;
+    r.mapping_efficiency = s.mapping_efficiency;
+    r.compute_utilization = s.compute_utilization;
+    const double native_peak = 2.0 * m.rows * m.cols * m.count * m.clock_hz;
+    compute_s = double(s.cycles + 1) / m.clock_hz * native_peak / m.peak_flops.at(p);
+    const MemoryTraffic t = gemm_traffic(g, array, s, m.sram, bytes_per);
+    // The ifmap is broadcast to every engine; filters and outputs are per engine.
+    dram_bytes = t.ifmap_dram_read_bytes + m.count * (t.filter_dram_read_bytes + t.ofmap_dram_write_bytes + t.ofmap_dram_read_bytes);
+    if (sparse) dram_bytes -= m.count * t.filter_dram_read_bytes * (1 - 0.5 * (bytes_per + 0.25) / bytes_per);
+    on_chip_bytes = m.count * (t.sram_read_bytes + t.sram_write_bytes);
+    on_chip_capacity = m.sram.ifmap_bytes;
+    if (dram.bandwidth_bytes_per_s > 0) fill_s = double(m.rows) * m.cols * bytes_per / dram.bandwidth_bytes_per_s;
+  } else if (item.matrix) {
+    compute_s = item.flops / d.matrix.peak_flops.at(p);
+    // Tiled GEMM: each 128-wide tile of one operand re-reads the other from on-chip memory.
+    const double t = 128, M = double(item.gemm.m), N = double(item.gemm.n), K = double(item.gemm.k);
+    on_chip_bytes = (M * K * ceil_div(N, t) + K * N * ceil_div(M, t) + M * N) * bytes_per * double(item.gemm.repeats);
+  } else {
+    const double peak = d.vector.peak_flops.count(p) ? d.vector.peak_flops.at(p) : d.matrix.peak_flops.at(p);
+    compute_s = item.flops / peak;
+    on_chip_bytes = weight_bytes + act_bytes;
+  }
+  if (sparse) compute_s /= d.matrix.sparsity_2to4_speedup;
+
+  double memory_s = dram.bandwidth_bytes_per_s > 0 ? dram_bytes / dram.bandwidth_bytes_per_s : 0;
+  for (auto& level : d.memory)
+    if (level.on_chip && level.bandwidth_bytes_per_s > 0) memory_s = std::max(memory_s, on_chip_bytes / level.bandwidth_bytes_per_s);
+
+  r.precision = p;
+  r.flops = item.flops;
+  r.dram_bytes = dram_bytes;
+  r.on_chip_bytes = on_chip_bytes;
+  r.compute_s = compute_s;
+  r.memory_s = memory_s;
+  r.time_s = std::max(compute_s, memory_s) + fill_s;
+  r.bound = compute_s >= memory_s ? "compute" : "memory";
+  r.intensity = dram_bytes > 0 ? item.flops / dram_bytes : 0;
+  const double macs = item.matrix ? item.gemm.macs() : 0;
+  r.energy.compute_j = 1e-12 * (item.matrix ? macs * tech.mac_pj(p) : item.flops * tech.op_pj(p));
+  r.energy.on_chip_j = 1e-12 * on_chip_bytes * tech.sram_pj_per_byte(on_chip_capacity);
+  r.energy.dram_j = 1e-12 * dram_bytes * d.dram_pj_per_byte();
+
+  // Roofline crossover: FLOPs and activations grow with the batch, weights do not.
+  const double peak = item.matrix ? d.matrix.peak_flops.at(p)
+                                  : (d.vector.peak_flops.count(p) ? d.vector.peak_flops.at(p) : d.matrix.peak_flops.at(p));
+  const double bw = dram.bandwidth_bytes_per_s;
+  if (bw > 0) {
+    const double f1 = item.flops / double(batch), a1 = act_bytes / double(batch);
+    const double slope = f1 / peak - a1 / bw;
+    if (slope > 0) {
+      const double b = std::max(1.0, std::ceil(weight_bytes / bw / slope));
+      r.compute_bound_batch = b <= double(1 << 20) ? int64_t(b) : -1;
+    }
+  }
+}
+
+}  // namespace
+
+SimResult simulate(const Workload& w, const Device& device, const Device* host, const SimOptions& options) {
+  validate(options);
+  DUET_CHECK(device.calibrated, "device '", device.id, "': ", device.note.empty() ? "not calibrated" : device.note);
+  SimResult out;
+  out.device_id = device.id;
+  out.device_name = device.name;
+  out.batch = w.batch;
+  const std::string base = options.precision;
+  out.peak_flops = device.matrix.peak_flops.count(base) ? device.matrix.peak_flops.at(base)
+                   : device.vector.peak_flops.count(base) ? device.vector.peak_flops.at(base) : 0;
+  if (out.peak_flops == 0)
+    for (auto& [k, v] : device.matrix.peak_flops) out.peak_flops = std::max(out.peak_flops, v);
+  out.dram_bandwidth = device.dram().bandwidth_bytes_per_s;
+  const bool device_is_host = host && host->id == device.id;
+  const double link_bw = device.host_link_bytes_per_s > 0 ? device.host_link_bytes_per_s : 0;
+
+  std::vector<bool> placed_on_host(w.items.size(), false);
+  for (size_t i = 0; i < w.items.size(); ++i) {
+    const WorkItem& item = w.items[i];
+    NodeResult r;
+    r.name = item.name;
+    r.op = item.op;
+    r.matrix = item.matrix;
+    const std::string wanted = node_precision(item, options);
+    const double bytes_per = precision_bytes(wanted);
+    std::string why;
+    std::string p = runnable_precision(device, item, wanted, why);
+    if (!p.empty()) {
+      cost_on(device, item, p, bytes_per, options, w.batch, r);
+    } else {
+      DUET_CHECK(host && host->calibrated, "node '", item.name, "' (", item.op, ") cannot run on ", device.id, " (", why,
+                 ") and the host CPU is not calibrated: run `duet calibrate-host`");
+      std::string host_why;
+      std::string hp = runnable_precision(*host, item, wanted, host_why);
+      if (hp.empty()) hp = runnable_precision(*host, item, "fp32", host_why);
+      DUET_CHECK(!hp.empty(), "node '", item.name, "' (", item.op, ") runs neither on ", device.id, " (", why,
+                 ") nor on the host (", host_why, ")");
+      cost_on(*host, item, hp, precision_bytes(hp), options, w.batch, r);
+      r.on_host = true;
+      r.fallback_reason = why;
+      placed_on_host[i] = true;
+      ++out.host_nodes;
+    }
+    // Transfers where a producer ran on the other side (model inputs start on the host).
+    if (!device_is_host && link_bw > 0) {
+      for (size_t k = 0; k < item.producers.size(); ++k) {
+        const int j = item.producers[k];
+        const bool producer_on_host = j < 0 || placed_on_host[size_t(j)];
+        if (producer_on_host != r.on_host) {
+          const double bytes = item.producer_elements[k] * bytes_per;
+          r.transfer_bytes += bytes;
+          r.transfer_s += bytes / link_bw + device.host_link_latency_s;
+        }
+      }
+      if (item.model_output && !r.on_host) {
+        const double bytes = item.output_elements * bytes_per;
+        r.transfer_bytes += bytes;
+        r.transfer_s += bytes / link_bw + device.host_link_latency_s;
+      }
+      r.energy.transfer_j = 1e-12 * r.transfer_bytes * device.energy.link_pj_per_byte;
+      r.time_s += r.transfer_s;
+    }
+    out.latency_s += r.time_s;
+    out.energy += r.energy;
+    out.nodes.push_back(std::move(r));
+  }
+  out.throughput_per_s = out.latency_s > 0 ? double(w.batch) / out.latency_s : 0;
+  out.static_energy_j = device.idle_w * out.latency_s;
+  out.energy_per_inference_j = (out.energy.total() + out.static_energy_j) / double(w.batch);
+  if (device.price_per_hour_usd)
+    out.cost_per_million_usd = *device.price_per_hour_usd / 3600.0 * out.latency_s / double(w.batch) * 1e6;
+  return out;
+}
+
+}  // namespace duet::sim

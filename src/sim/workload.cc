@@ -1,0 +1,157 @@
+#include "duet/sim/workload.h"
+
+#include <map>
+
+#include "duet/core/error.h"
+#include <algorithm>
+#include "duet/passes/shape_inference.h"
+
+namespace duet::sim {
+
+Workload workload_from_topology(const Topology& topo, int64_t batch) {
+  DUET_CHECK(batch > 0, "batch must be positive, got ", batch);
+  Workload w;
+  w.name = topo.name;
+  w.batch = batch;
+  for (size_t i = 0; i < topo.layers.size(); ++i) {
+    const auto& l = topo.layers[i];
+    WorkItem item;
+    item.name = l.name;
+    item.op = l.is_conv ? "Conv" : "Gemm";
+    item.matrix = true;
+    item.gemm = l.gemm(batch);
+    item.flops = 2 * item.gemm.macs();
+    item.weight_elements = l.weight_elements();
+    item.input_elements = l.input_elements(batch);
+    item.output_elements = l.output_elements(batch);
+    item.producers = {int(i) - 1};  // a chain: each layer reads the one before
+    item.producer_elements = {item.input_elements};
+    item.model_output = i + 1 == topo.layers.size();
+    w.items.push_back(item);
+  }
+  return w;
+}
+
+namespace {
+
+double elements(const ir::ValueType& t) {
+  if (t.kind != ir::ValueType::Kind::Tensor || !t.shape.rank_known || !t.shape.fully_known()) return 0;
+  return double(numel(t.shape.concrete()));
+}
+
+Dims dims_of(const ir::Value* v) {
+  if (!v || !v->type.shape.rank_known || !v->type.shape.fully_known()) return {};
+  return v->type.shape.concrete();
+}
+
+int64_t product(const Dims& d, size_t from, size_t to) {
+  int64_t p = 1;
+  for (size_t i = from; i < to && i < d.size(); ++i) p *= d[i];
+  return p;
+}
+
+// GEMM lowering of Conv / MatMul / Gemm from the inferred shapes; false when
+// shapes are missing.
+bool lower_to_gemm(const ir::Node& n, const ir::Graph& g, Gemm& out) {
+  if (n.op_type == "Conv") {
+    Dims x = dims_of(n.inputs[0]), w = dims_of(n.inputs[1]), y = dims_of(n.outputs[0]);
+    if (x.size() < 3 || w.size() != x.size() || y.size() != x.size()) return false;
+    const int64_t groups = n.has_attr("group") ? n.attr("group")->i : 1;
+    out.m = y[0] * product(y, 2, y.size());
+    out.n = w[0] / groups;
+    out.k = w[1] * product(w, 2, w.size());
+    out.repeats = groups;
+    return true;
+  }
+  if (n.op_type == "MatMul") {
+    Dims a = dims_of(n.inputs[0]), b = dims_of(n.inputs[1]);
+    if (a.empty() || b.empty()) return false;
+    if (a.size() == 1) a.insert(a.begin(), 1);
+    if (b.size() == 1) b.push_back(1);
+    const int64_t M = a[a.size() - 2], K = a.back(), N = b.back();
+    if (b.size() == 2) {  // shared weights: fold the leading dims into M
+      out = {product(a, 0, a.size() - 2) * M, N, K, 1};
+    } else {
+      Dims y = dims_of(n.outputs[0]);
+      out = {M, N, K, y.size() >= 2 ? product(y, 0, y.size() - 2) : 1};
+    }
+    return true;
+  }
+  if (n.op_type == "Gemm") {
+    Dims a = dims_of(n.inputs[0]), b = dims_of(n.inputs[1]);
+    if (a.size() != 2 || b.size() != 2) return false;
+    const bool ta = n.has_attr("transA") && n.attr("transA")->i, tb = n.has_attr("transB") && n.attr("transB")->i;
+    out = {ta ? a[1] : a[0], tb ? b[0] : b[1], ta ? a[0] : a[1], 1};
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std::string, Dims>& input_shapes) {
+  DUET_CHECK(batch > 0, "batch must be positive, got ", batch);
+  ir::Graph& g = *model.graph;
+  passes::ShapeInferenceOptions opts;
+  opts.input_shapes = input_shapes;
+  for (auto* v : g.inputs) {
+    if (g.is_initializer(v) || opts.input_shapes.count(v->name)) continue;
+    auto& s = v->type.shape;
+    if (!s.rank_known || s.rank() == 0) continue;
+    // Batch 1 keeps a fully known input as exported (its batch axis need not be
+    // dimension 0); other batches replace dimension 0, often fixed at 1 by exporters.
+    if (batch == 1 && s.fully_known()) continue;
+    s.dims[0] = Dim::named("batch");
+    Dims d;
+    for (size_t i = 0; i < s.rank(); ++i) {
+      if (i == 0) { d.push_back(batch); continue; }
+      DUET_CHECK(s.dims[i].known(), "model input '", v->name, "' has unknown dimension ", i, " (", s.str(),
+                 "): bind it with --shape ", v->name, "=...");
+      d.push_back(s.dims[i].value);
+    }
+    opts.input_shapes[v->name] = d;
+  }
+  auto inferred = passes::infer_shapes(model, opts);
+  auto costs = passes::node_costs(model);
+
+  Workload w;
+  w.name = g.name;
+  w.batch = batch;
+  std::map<const ir::Node*, int> index;
+  std::map<std::string, bool> is_output;
+  for (auto* v : g.outputs) is_output[v->name] = true;
+  for (auto& c : costs) {
+    const ir::Node& n = *c.node;
+    bool folded = !n.outputs.empty();
+    for (auto* o : n.outputs) folded = folded && o && inferred.constants.count(o->name);
+    if (folded) continue;  // shape arithmetic evaluated at compile time
+    if (!c.known) { ++w.unknown_cost_nodes; continue; }
+    WorkItem item;
+    item.name = n.name.empty() ? n.op_type + "_" + std::to_string(w.items.size()) : n.name;
+    item.op = n.op_type;
+    item.flops = c.cost.flops;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const ir::Value* v = n.inputs[i];
+      if (!v) continue;
+      const double e = elements(v->type);
+      const bool constant = g.is_initializer(v) || inferred.constants.count(v->name) ||
+                            (v->producer && !index.count(v->producer) && !std::count(g.inputs.begin(), g.inputs.end(), v));
+      if (constant) { item.weight_elements += e; continue; }
+      item.input_elements += e;
+      item.producers.push_back(v->producer && index.count(v->producer) ? index[v->producer] : -1);
+      item.producer_elements.push_back(e);
+    }
+    for (auto* o : n.outputs) {
+      if (!o) continue;
+      item.output_elements += elements(o->type);
+      if (is_output.count(o->name)) item.model_output = true;
+    }
+    item.matrix = lower_to_gemm(n, g, item.gemm);
+    if (item.matrix) item.flops = std::max(item.flops, 2 * item.gemm.macs());
+    index[&n] = int(w.items.size());
+    w.items.push_back(std::move(item));
+  }
+  return w;
+}
+
+}  // namespace duet::sim

@@ -1,0 +1,163 @@
+// Device catalog, per-node simulation (roofline, systolic, energy, fallback)
+// and the `duet devices` / `duet simulate` commands.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "duet/core/error.h"
+#include "duet/sim/device.h"
+#include "duet/sim/report.h"
+#include "duet/sim/simulate.h"
+#include "duet/sim/topology.h"
+#include "test_util.h"
+
+namespace duet::sim {
+namespace {
+
+const std::string kDevices = std::string(DUET_SOURCE_DIR) + "/devices";
+const std::string kData = std::string(DUET_SOURCE_DIR) + "/tests/data/scalesim/";
+
+const char* kHost = R"(
+name = "test host"
+calibrated = true
+source = "test fixture"
+[matrix.peak_tflops]
+fp32 = 0.1
+[vector.peak_tflops]
+fp32 = 0.1
+[[memory]]
+name = "DRAM"
+bandwidth_gbs = 20
+)";
+
+TEST(SimDevices, CatalogShipsTheListedDevicesWithSources) {
+  auto catalog = load_catalog(kDevices);
+  std::set<std::string> ids;
+  for (auto& d : catalog) {
+    ids.insert(d.id);
+    EXPECT_FALSE(d.source.empty()) << d.id;
+    if (!d.calibrated) continue;
+    EXPECT_FALSE(d.matrix.source.empty()) << d.id;
+    for (auto& m : d.memory) EXPECT_FALSE(m.source.empty()) << d.id << " " << m.name;
+    EXPECT_GT(d.dram().bandwidth_bytes_per_s, 0) << d.id;
+  }
+  for (const char* id : {"host", "t4", "a10g", "a100", "h100", "tpu-v1", "tpu-v4", "inferentia1", "inferentia2", "gaudi2",
+                         "generic-systolic"})
+    EXPECT_TRUE(ids.count(id)) << id;
+}
+
+TEST(SimDevices, OverridesReachEveryParameter) {
+  auto d = find_device(kDevices, "generic-systolic",
+                       {parse_override("matrix.rows=128"), parse_override("matrix.dataflow=os"),
+                        parse_override("memory.1.bandwidth_gbs=100"), parse_override("matrix.peak_tflops.int8=40")});
+  EXPECT_EQ(d.matrix.rows, 128);
+  EXPECT_EQ(d.matrix.dataflows.front(), "os");
+  EXPECT_DOUBLE_EQ(d.dram().bandwidth_bytes_per_s, 100e9);
+  EXPECT_DOUBLE_EQ(d.matrix.peak_flops.at("int8"), 40e12);
+  EXPECT_THROW(parse_override("matrix.rows"), Error);
+  EXPECT_THROW(find_device(kDevices, "no-such-device"), Error);
+  EXPECT_THROW(parse_device_toml("[matrix]\nmodel = \"magic\"\n", "bad.toml"), Error);
+}
+
+TEST(SimSimulate, SystolicDeviceReproducesTheGoldenCycles) {
+  auto d = find_device(kDevices, "generic-systolic");
+  auto w = workload_from_topology(read_topology_csv(kData + "alexnet_conv1.csv"), 1);
+  SimOptions o;
+  o.precision = "int8";
+  auto r = simulate(w, d, nullptr, o);
+  ASSERT_EQ(r.nodes.size(), 1u);
+  EXPECT_EQ(r.nodes[0].systolic_cycles, 112284);  // cycle numbers 0..112283
+  EXPECT_EQ(r.nodes[0].dataflow, "ws");
+  o.dataflow = Dataflow::OutputStationary;
+  EXPECT_EQ(simulate(w, d, nullptr, o).nodes[0].systolic_cycles, 121125);
+}
+
+TEST(SimSimulate, UnsupportedPrecisionFallsBackToTheHostWithTransfers) {
+  auto tpu = find_device(kDevices, "tpu-v1");
+  auto host = parse_device_toml(kHost, "host.toml");
+  auto w = workload_from_topology(read_topology_csv(kData + "resnet18.csv"), 1);
+  SimOptions fp32;
+  auto on_host = simulate(w, tpu, &host, fp32);  // TPU v1 has no fp32 rate
+  EXPECT_EQ(on_host.host_nodes, int(w.items.size()));
+  EXPECT_DOUBLE_EQ(on_host.energy.transfer_j, 0);  // never leaves the host
+  SimOptions mixed;
+  mixed.auto_cast = "matmul";
+  mixed.auto_cast_type = "fp8";  // TPU v1 has int8 only: still the host
+  EXPECT_EQ(simulate(w, tpu, &host, mixed).host_nodes, int(w.items.size()));
+  SimOptions int8;
+  int8.precision = "int8";
+  auto on_tpu = simulate(w, tpu, &host, int8);
+  EXPECT_EQ(on_tpu.host_nodes, 0);
+  EXPECT_GT(on_tpu.energy.transfer_j, 0);  // input up, output down
+  EXPECT_LT(on_tpu.latency_s, on_host.latency_s);
+  EXPECT_THROW(simulate(w, tpu, nullptr, fp32), Error);  // no host to fall back to
+  SimOptions bad;
+  bad.auto_cast = "sometimes";
+  EXPECT_THROW(simulate(w, tpu, &host, bad), Error);
+}
+
+TEST(SimSimulate, DramDominatesGemvEnergyAtBatchOneAndFallsWithBatch) {
+  // A transformer layer's projections at one token per sequence: GEMV-shaped.
+  auto topo = parse_topology_csv(
+      "Layer, M, N, K,\nqkv, 1, 3072, 1024,\nattn_out, 1, 1024, 1024,\nffn_up, 1, 4096, 1024,\nffn_down, 1, 1024, 4096,\n",
+      "encoder_layer");
+  auto a100 = find_device(kDevices, "a100");
+  SimOptions bf16;
+  bf16.precision = "bf16";
+  double previous = 1;
+  for (int64_t batch : {1, 8, 64, 512}) {
+    auto r = simulate(workload_from_topology(topo, batch), a100, nullptr, bf16);
+    const double share = r.energy.dram_j / r.energy.total();
+    if (batch == 1) EXPECT_GT(share, 0.5) << "DRAM share at batch 1: " << share;
+    EXPECT_LT(share, previous) << "batch " << batch;
+    previous = share;
+    if (batch == 1) {
+      for (auto& n : r.nodes) {
+        EXPECT_EQ(n.bound, "memory") << n.name;
+        EXPECT_GT(n.compute_bound_batch, 1) << n.name;
+      }
+    }
+  }
+}
+
+TEST(SimSimulate, ReportIsSelfContainedAndLabelledModelled) {
+  auto w = workload_from_topology(read_topology_csv(kData + "resnet18.csv"), 1);
+  auto r = simulate(w, find_device(kDevices, "t4"), nullptr, {});
+  auto html = html_report("t", {r});
+  EXPECT_NE(html.find("modelled"), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org"));  // only the SVG namespace
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  auto j = to_json(r);
+  EXPECT_EQ(j["modelled"], true);
+  EXPECT_EQ(j["nodes"].size(), w.items.size());
+}
+
+TEST(SimCli, SimulateAndDevicesCommands) {
+  using testutil::run_command;
+  const std::string cli = DUET_CLI;
+  auto ok = run_command(cli + " simulate " + kData + "alexnet_conv1.csv --device generic-systolic --precision int8 --batch 1,2 --json");
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  auto j = nlohmann::json::parse(ok.output);
+  EXPECT_EQ(j["results"].size(), 2u);
+  EXPECT_EQ(j["results"][0]["nodes"][0]["systolic"]["cycles"], 112284);
+  auto help = run_command(cli + " simulate --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("--auto-cast"), std::string::npos);
+  for (const std::string& bad : std::vector<std::string>{" simulate " + kData + "resnet18.csv --device nope",
+                                " simulate " + kData + "resnet18.csv --device t4 --batch 0",
+                                " simulate " + kData + "resnet18.csv --device t4 --precision fp64",
+                                " simulate " + kData + "resnet18.csv --device t4 --dataflow rs",
+                                " simulate /nonexistent.csv --device t4"}) {
+    auto r = run_command(cli + bad);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.output.find("duet: error: "), std::string::npos) << bad << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << bad << ": " << r.output;
+  }
+  auto list = run_command(cli + " devices");
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_NE(list.output.find("tpu-v4"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace duet::sim

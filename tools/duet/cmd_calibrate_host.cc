@@ -1,0 +1,36 @@
+// duet calibrate-host [--out devices/host.toml]: measures this CPU's FP32 peak
+// and memory bandwidths and writes its catalog entry.
+#include <fstream>
+#include <iostream>
+
+#include "commands.h"
+#include "duet/core/error.h"
+#include "duet/sim/calibrate.h"
+#include "duet/sim/device.h"
+
+namespace duet::cli {
+
+Runner add_calibrate_host(CLI::App& app) {
+  struct Options {
+    std::string out = sim::default_devices_dir() + "/host.toml";
+    double seconds = 0.3;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("calibrate-host", "Measure this CPU (FP32 peak, cache and DRAM bandwidth) and write its device file");
+  cmd->add_option("--out", o->out, "Device file to write (default: the catalog's host.toml)");
+  cmd->add_option("--seconds", o->seconds, "Seconds per microbenchmark")->check(CLI::Range(0.01, 60.0));
+  return [o]() {
+    auto c = sim::calibrate_host(o->seconds);
+    const std::string text = sim::host_toml(c);
+    sim::parse_device_toml(text, o->out);  // what we write must load
+    std::ofstream f(o->out);
+    DUET_CHECK(f.good(), "cannot write '", o->out, "'");
+    f << text;
+    std::cout << "host: " << c.cpu_model << ", " << c.threads << " threads: FP32 " << c.fp32_flops / 1e9 << " GFLOP/s, cache "
+              << c.cache_bytes_per_s / 1e9 << " GB/s, DRAM " << c.dram_bytes_per_s / 1e9 << " GB/s (" << c.seconds
+              << " s); wrote " << o->out << "\n";
+    return 0;
+  };
+}
+
+}  // namespace duet::cli

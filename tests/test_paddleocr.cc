@@ -19,10 +19,15 @@ struct CaseRun {
   Tensor expected, actual;
 };
 
-std::vector<CaseRun> run_testdata(const std::string& model_file, const std::string& testdata, int threads = 2) {
+std::vector<CaseRun> run_testdata(const std::string& model_file, const std::string& testdata,
+                                  const std::string& backend = "reference", int threads = 2) {
   const fs::path root = fs::path(testutil::shared_dir()) / "models/paddleocr";
   std::shared_ptr<ir::Model> model = onnx_io::load_model((root / model_file).string());
-  runtime::Session session(model, {threads});
+  runtime::SessionOptions options;
+  options.threads = threads;
+  options.backend = backend;
+  runtime::prepare_model(*model, options);
+  runtime::Session session(model, options);
   std::vector<CaseRun> runs;
   std::vector<fs::path> sets;
   for (auto& e : fs::directory_iterator(root / "testdata" / testdata)) if (e.is_directory()) sets.push_back(e.path());
@@ -63,23 +68,32 @@ std::string ctc_decode(const Tensor& probs, const std::vector<std::string>& keys
 
 }  // namespace
 
-TEST(PaddleOCR, ClassifierMatchesOnnxRuntime) {
+// Each model on the reference executor and on the cpu backend (graph
+// optimizer + oneDNN partitions).
+class PaddleOCR : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PaddleOCR, ClassifierMatchesOnnxRuntime) {
   DUET_REQUIRE_SHARED();
-  for (auto& r : run_testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx", "cls")) EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
+  for (auto& r : run_testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx", "cls", GetParam()))
+    EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
 }
 
-TEST(PaddleOCR, RecognizerMatchesOnnxRuntimeAndDecodesIdentically) {
+TEST_P(PaddleOCR, RecognizerMatchesOnnxRuntimeAndDecodesIdentically) {
   DUET_REQUIRE_SHARED();
   std::vector<std::string> keys;
   std::ifstream f(fs::path(testutil::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
   for (std::string line; std::getline(f, line);) keys.push_back(line);
-  for (auto& r : run_testdata("ch_PP-OCRv4_rec_infer.onnx", "rec")) {
+  for (auto& r : run_testdata("ch_PP-OCRv4_rec_infer.onnx", "rec", GetParam())) {
     EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
     EXPECT_EQ(ctc_decode(r.actual, keys), ctc_decode(r.expected, keys));
   }
 }
 
-TEST(PaddleOCR, DetectorMatchesOnnxRuntime) {
+TEST_P(PaddleOCR, DetectorMatchesOnnxRuntime) {
   DUET_REQUIRE_SHARED();
-  for (auto& r : run_testdata("ch_PP-OCRv4_det_infer.onnx", "det")) EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
+  for (auto& r : run_testdata("ch_PP-OCRv4_det_infer.onnx", "det", GetParam()))
+    EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, PaddleOCR, ::testing::Values("reference", "cpu"),
+                         [](const auto& info) { return info.param; });

@@ -14,3 +14,9 @@ for sample in "$root"/data/samples/cls/*.pb; do
   echo; echo "== duet run $(basename "$sample") =="
   "$duet" run "$model" --input "x=$sample" --output-dir "$out/$(basename "$sample" .pb)"
 done
+echo; echo "== duet bench: oneDNN cpu backend (measured) =="
+"$duet" bench "$model" --shape x=1x3x48x192 --threads 2 --runs 50
+echo; echo "== duet simulate: the same model on accelerators (modelled) =="
+"$duet" simulate "$model" --shape x=1x3x48x192 --device t4,a100,h100,inferentia2,tpu-v4 --batch 1 \
+  --auto-cast matmul --report "$out/simulate.html"
+echo; echo "report: $out/simulate.html"

@@ -95,7 +95,13 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
   passes::ShapeInferenceOptions opts;
   opts.input_shapes = input_shapes;
   for (auto* v : g.inputs) {
-    if (g.is_initializer(v) || opts.input_shapes.count(v->name)) continue;
+    if (g.is_initializer(v)) continue;
+    auto bound = opts.input_shapes.find(v->name);
+    if (bound != opts.input_shapes.end()) {
+      // --shape binds the other dimensions; the batch still replaces dimension 0.
+      if (batch != 1 && !bound->second.empty()) bound->second[0] = batch;
+      continue;
+    }
     auto& s = v->type.shape;
     if (!s.rank_known || s.rank() == 0) continue;
     // Batch 1 keeps a fully known input as exported (its batch axis need not be

@@ -43,7 +43,7 @@ std::set<std::string> known_failures() {
   return names;
 }
 
-void check_folder(const std::string& folder) {
+void check_folder(const std::string& folder, const std::string& backend = "reference") {
   DUET_REQUIRE_SHARED();
   const auto floors = read_floors();
   ASSERT_TRUE(floors.count(folder)) << "no floor for " << folder << " in tests/conformance_floor.txt";
@@ -52,11 +52,11 @@ void check_folder(const std::string& folder) {
   int passed = 0;
   std::vector<std::string> unexplained;
   for (auto& c : cases) {
-    auto r = conformance::run_case(c, 1);
+    auto r = conformance::run_case(c, 1, backend);
     if (r.status == conformance::Status::Passed) ++passed;
     else if (!known.count(r.name)) unexplained.push_back(r.name + " (" + conformance::status_name(r.status) + "): " + r.detail);
   }
-  std::cout << folder << ": " << passed << " of " << cases.size() << " cases pass\n";
+  std::cout << folder << " (" << backend << " backend): " << passed << " of " << cases.size() << " cases pass\n";
   EXPECT_GE(passed, floors.at(folder)) << folder << ": pass count dropped below the committed floor";
   std::string list;
   for (auto& u : unexplained) list += "  " + u + "\n";
@@ -70,3 +70,10 @@ TEST(Conformance, NodeTests) { check_folder("node"); }
 TEST(Conformance, PytorchConverted) { check_folder("pytorch-converted"); }
 TEST(Conformance, PytorchOperator) { check_folder("pytorch-operator"); }
 TEST(Conformance, Simple) { check_folder("simple"); }
+
+// The same suite through the graph optimizer and the oneDNN cpu backend: the
+// same floors and the same explained exceptions hold.
+TEST(ConformanceCpuBackend, NodeTests) { check_folder("node", "cpu"); }
+TEST(ConformanceCpuBackend, PytorchConverted) { check_folder("pytorch-converted", "cpu"); }
+TEST(ConformanceCpuBackend, PytorchOperator) { check_folder("pytorch-operator", "cpu"); }
+TEST(ConformanceCpuBackend, Simple) { check_folder("simple", "cpu"); }

@@ -1,5 +1,6 @@
 #include "duet/runtime/session.h"
 
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <unordered_map>
@@ -181,7 +182,7 @@ class Session::Impl final : public ops::SubgraphRunner {
       DUET_CHECK(t, "partition input '", in->name, "' has no value");
       inputs.push_back(t);
     }
-    auto outputs = partitions_[step.partition]->run(inputs, *pool_);
+    auto outputs = partitions_[step.partition]->run(inputs, *pool_, options_.profile ? &times_ : nullptr);
     for (size_t k = 0; k < outputs.size(); ++k) scope.values[step.outputs[k]->name] = std::move(outputs[k]);
   }
 
@@ -236,8 +237,15 @@ class Session::Impl final : public ops::SubgraphRunner {
     const Plan& p = plan(g);
     for (size_t i = 0; i < p.steps.size(); ++i) {
       const Step& step = p.steps[i];
-      if (step.node) run_node(*step.node, scope);
-      else run_partition(step, scope);
+      if (!step.node) {
+        run_partition(step, scope);
+      } else if (options_.profile && &g == model_.graph.get()) {
+        const auto start = std::chrono::steady_clock::now();
+        run_node(*step.node, scope);
+        times_[step.node] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      } else {
+        run_node(*step.node, scope);
+      }
       // Release values whose last reader was this step.
       for (auto* in : step.inputs) {
         if (!in) continue;
@@ -262,6 +270,7 @@ class Session::Impl final : public ops::SubgraphRunner {
   std::unordered_map<const ir::Graph*, Plan> plans_;
   std::vector<PartitionSpec> specs_;
   std::vector<std::unique_ptr<CompiledPartition>> partitions_;
+  NodeTimes times_;
 };
 
 Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options) : model_(std::move(model)) {
@@ -343,6 +352,9 @@ std::vector<NamedTensor> Session::run(const std::map<std::string, Tensor>& feeds
 
 size_t Session::pooled_bytes() const { return impl_->pool_->pooled(); }
 size_t Session::allocation_count() const { return impl_->pool_->allocations(); }
+
+const NodeTimes& Session::node_times() const { return impl_->times_; }
+void Session::reset_node_times() { impl_->times_.clear(); }
 
 std::vector<std::vector<const ir::Node*>> Session::partitions() const {
   std::vector<std::vector<const ir::Node*>> result;

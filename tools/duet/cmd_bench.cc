@@ -20,6 +20,7 @@
 namespace duet::cli {
 
 std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>& specs);  // cmd_info.cc
+int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, int threads, int runs, bool json);  // cmd_bench_gemm.cc
 
 namespace {
 
@@ -55,23 +56,33 @@ Runner add_bench(CLI::App& app) {
     std::vector<std::string> shapes;
     std::string backend = "cpu";
     int threads = 1, runs = 20, warmup = 3;
-    bool json = false;
+    int64_t m = 1024, n = 1024, k = 1024;
+    std::string dtype = "fp32";
+    bool json = false, profile = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Measure a model's latency on this machine (median of several runs)");
-  cmd->add_option("model", o->model, "ONNX model file")->required();
+  cmd->add_option("model", o->model, "ONNX model file, or 'gemm' for a oneDNN GEMM against the measured peak")->required();
+  cmd->add_option("--m", o->m, "gemm: rows of A and C")->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--n", o->n, "gemm: columns of B and C")->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--k", o->k, "gemm: the reduction length")->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--dtype", o->dtype, "gemm: fp32, bf16 (FP32 accumulation) or int8 (u8 x s8 -> s32)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--shape", o->shapes, "Bind an input shape, NAME=1x3x640x640 (repeatable)");
   cmd->add_option("--backend", o->backend, "cpu (graph optimizer + oneDNN, default) or reference")
       ->check(CLI::IsMember({"reference", "cpu"}));
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   cmd->add_option("--runs", o->runs, "Timed runs")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000));
+  cmd->add_flag("--profile", o->profile, "Also time every node: per-node time and the share per op type");
   cmd->add_flag("--json", o->json, "Print as JSON");
   return [o]() {
+    if (o->model == "gemm") return run_gemm_bench(o->m, o->n, o->k, o->dtype, o->threads, o->runs, o->json);
     std::shared_ptr<ir::Model> model = onnx_io::load_model(o->model);
     runtime::SessionOptions options;
     options.threads = o->threads;
     options.backend = o->backend;
+    options.profile = o->profile;
     const auto shapes = parse_shape_bindings(o->shapes);
     std::map<std::string, Tensor> feeds;
     for (auto* in : model->graph->inputs)
@@ -81,6 +92,7 @@ Runner add_bench(CLI::App& app) {
     runtime::Session session(model, options);
     const double setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     for (int i = 0; i < o->warmup; ++i) session.run(feeds);
+    session.reset_node_times();
     std::vector<double> ms;
     for (int i = 0; i < o->runs; ++i) {
       const auto s = std::chrono::steady_clock::now();
@@ -101,6 +113,20 @@ Runner add_bench(CLI::App& app) {
     std::map<std::string, int> on_reference;  // op types left to the reference kernels
     if (o->backend != "reference")
       for (auto& n : model->graph->nodes) if (!in_partition.count(n.get())) on_reference[n->op_type]++;
+    struct NodeRow {
+      std::string label, op;
+      double ms;
+    };
+    std::vector<NodeRow> rows;
+    std::map<std::string, double> per_op;
+    double profiled = 0;
+    for (auto& [node, total] : session.node_times()) {
+      const double ms_per_run = total / o->runs;
+      rows.push_back({node->label(), node->op_type, ms_per_run});
+      per_op[node->op_type] += ms_per_run;
+      profiled += ms_per_run;
+    }
+    std::sort(rows.begin(), rows.end(), [](const NodeRow& a, const NodeRow& b) { return a.ms > b.ms; });
     if (o->json) {
       nlohmann::json j = {{"model", o->model}, {"backend", o->backend}, {"threads", o->threads},
                           {"runs", o->runs}, {"median_ms", median}, {"min_ms", sorted.front()},
@@ -108,6 +134,11 @@ Runner add_bench(CLI::App& app) {
                           {"setup_ms", setup_ms}, {"peak_rss_mb", peak_rss_mb()}, {"nodes", model->graph->nodes.size()},
                           {"partitions", partitions}, {"nodes_in_partitions", claimed},
                           {"reference_ops", on_reference}, {"measured", true}};
+      if (o->profile) {
+        nlohmann::json nodes = nlohmann::json::array();
+        for (auto& r : rows) nodes.push_back({{"node", r.label}, {"op", r.op}, {"ms", r.ms}});
+        j["profile"] = {{"nodes", nodes}, {"per_op_ms", per_op}, {"profiled_ms", profiled}};
+      }
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -123,6 +154,17 @@ Runner add_bench(CLI::App& app) {
       std::cout << "  on reference kernels:";
       for (auto& [op, count] : on_reference) std::cout << " " << op << "×" << count;
       std::cout << "\n";
+    }
+    if (o->profile) {
+      std::vector<std::pair<std::string, double>> ops(per_op.begin(), per_op.end());
+      std::sort(ops.begin(), ops.end(), [](auto& a, auto& b) { return a.second > b.second; });
+      std::cout << "  profile (ms per run, measured; backend primitives charged to their node):\n";
+      for (auto& [op, ms] : ops)
+        std::cout << "    " << std::left << std::setw(22) << op << std::right << std::setw(9) << ms << " ms "
+                  << std::setw(6) << std::setprecision(1) << 100 * ms / profiled << "%\n" << std::setprecision(2);
+      std::cout << "  slowest nodes:\n";
+      for (size_t i = 0; i < rows.size() && i < 10; ++i)
+        std::cout << "    " << std::setw(9) << rows[i].ms << " ms  " << rows[i].label << "\n";
     }
     return 0;
   };

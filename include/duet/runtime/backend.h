@@ -6,6 +6,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "duet/core/tensor.h"
@@ -28,13 +29,19 @@ struct PartitionSpec {
   std::vector<const ir::Value*> outputs;
 };
 
+// Measured milliseconds per node, accumulated over runs (profiling).
+using NodeTimes = std::unordered_map<const ir::Node*, double>;
+
 class CompiledPartition {
  public:
   virtual ~CompiledPartition() = default;
   // inputs follow spec.inputs; outputs (one per spec.outputs) are allocated
   // from alloc. Plans are cached per input shape, so a new shape costs one
-  // compilation and later runs with that shape allocate nothing.
-  virtual std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc) = 0;
+  // compilation and later runs with that shape allocate nothing. With times
+  // set, each primitive is timed and charged to the node it was lowered from
+  // (layout reorders to the node that needed them).
+  virtual std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc,
+                                  NodeTimes* times = nullptr) = 0;
 };
 
 class Backend {

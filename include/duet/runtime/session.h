@@ -23,6 +23,7 @@ struct SessionOptions {
   // that types are inferred and fusions formed); the rest on reference kernels.
   std::string backend = "reference";
   Precision precision{};
+  bool profile = false;  // time every node (and every backend primitive); see Session::node_times
 };
 
 struct NamedTensor {
@@ -43,6 +44,10 @@ class Session {
   // Bytes currently held by the buffer pool (for tests of buffer reuse).
   size_t pooled_bytes() const;
   size_t allocation_count() const;  // fresh allocations made by the pool so far
+  // With options.profile: measured milliseconds per top-level node, summed
+  // over the runs since the last reset.
+  const NodeTimes& node_times() const;
+  void reset_node_times();
   // The nodes of each backend partition (empty for the reference backend).
   std::vector<std::vector<const ir::Node*>> partitions() const;
 

@@ -13,6 +13,7 @@
 // intermediates share one arena whose offsets come from liveness (values
 // whose lifetimes do not overlap share bytes), so a run allocates only the
 // output Tensors, from the session's pool.
+#include <chrono>
 #include <cmath>
 #include <deque>
 #include <map>
@@ -55,6 +56,7 @@ tag plain_tag(size_t rank) {
     case 3: return tag::abc;
     case 4: return tag::abcd;
     case 5: return tag::abcde;
+    case 6: return tag::abcdef;
     default: fail("oneDNN backend: rank ", rank, " is not supported");
   }
 }
@@ -123,6 +125,11 @@ bool op_allowed(const std::string& op) {
 bool claims_node(const ir::Model& model, const ir::Node& n) {
   const ir::Graph& g = *model.graph;
   if (!op_allowed(n.op_type)) return false;
+  // Every computed operand must have a known rank of at least 1 (oneDNN has no 0-d memory).
+  for (auto* v : n.inputs)
+    if (v && !constant_of(g, v) && (!v->type.shape.rank_known || v->type.shape.rank() == 0)) return false;
+  for (auto* v : n.outputs)
+    if (v && (!v->type.shape.rank_known || v->type.shape.rank() == 0)) return false;
   auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
   if (n.outputs.empty() || !is_f32(n.outputs[0])) return false;
   const std::string& op = n.op_type;
@@ -141,6 +148,11 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     if (n.has_input(2) && !constant_of(g, in(2))) return false;
     for (int64_t p : n.attr_ints("output_padding")) if (p != 0) return false;
     return !n.has_attr("output_shape") && n.attr_string("auto_pad", "NOTSET") == "NOTSET";
+  }
+  if (onnx && op == "MatMul" && !constant_of(g, in(1))) {
+    // Both operands computed (attention scores): equal ranks 3 or 4, batch dims broadcast.
+    const bool ok = (rank_is(in(0), 3) && rank_is(in(1), 3)) || (rank_is(in(0), 4) && rank_is(in(1), 4));
+    return ok && is_f32(in(0)) && is_f32(in(1));
   }
   if ((onnx && op == "MatMul") || (duet && op == "FusedMatMul")) {
     const Tensor* b = constant_of(g, in(1));
@@ -184,15 +196,18 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     return true;
   }
   if (onnx && (op == "Add" || op == "Mul" || op == "Sub" || op == "Div")) {
-    if (n.inputs.size() != 2 || !rank_is(n.outputs[0], 4)) return false;
+    const ir::Value* out_v = n.outputs[0];
+    if (n.inputs.size() != 2 || !out_v->type.shape.rank_known) return false;
+    const size_t rank = out_v->type.shape.rank();
+    if (rank < 1 || rank > 5) return false;
     // The first operand must have the output's shape; the second broadcasts into it.
-    const auto& out = n.outputs[0]->type.shape;
+    const auto& out = out_v->type.shape;
     const auto& a = n.inputs[0]->type.shape;
     const bool commutative = op == "Add" || op == "Mul";
-    auto full = [&](const Shape& s) { return s.rank_known && s.rank() == 4 && s.str() == out.str(); };
+    auto full = [&](const Shape& s) { return s.rank_known && s.rank() == rank && s.str() == out.str() && s.str().find('?') == std::string::npos; };
     auto fits = [&](const Shape& s) {
-      if (!s.rank_known || s.rank() > 4) return false;
-      const size_t off = 4 - s.rank();
+      if (!s.rank_known || s.rank() > rank) return false;
+      const size_t off = rank - s.rank();
       for (size_t i = 0; i < s.rank(); ++i) {
         const Dim& d = s.dims[i];
         if (d.known() && d.value == 1) continue;
@@ -203,15 +218,26 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     const auto& b = n.inputs[1]->type.shape;
     if (!is_f32(n.inputs[0]) || !is_f32(n.inputs[1])) return false;
     if (full(a) && fits(b)) return true;
-    // Add/Mul of two 4-d values whose symbolic shapes do not tell which one
-    // broadcasts: decided when the plan is built (one must have the output's shape).
-    if (commutative && a.rank_known && b.rank_known && a.rank() == 4 && b.rank() <= 4) return true;
-    return false;
+    // Add/Mul of values whose symbolic shapes do not tell which one broadcasts:
+    // decided when the plan is built (one must have the output's shape).
+    return commutative && a.rank_known && b.rank_known && a.rank() == rank && b.rank() <= rank;
+  }
+  if (onnx && op == "Softmax") {
+    if (!in(0) || !in(0)->type.shape.rank_known || !is_f32(in(0))) return false;
+    const int64_t rank = static_cast<int64_t>(in(0)->type.shape.rank());
+    const int64_t axis = n.attr_int("axis", model.opset("") >= 13 ? -1 : 1);
+    return rank >= 1 && rank <= 5 && (axis == -1 || axis == rank - 1);
+  }
+  if (onnx && op == "Transpose") {
+    if (!in(0) || !in(0)->type.shape.rank_known || !is_f32(in(0))) return false;
+    const size_t rank = in(0)->type.shape.rank();
+    return rank >= 2 && rank <= 6;
   }
   if (onnx) {
     auto post = ops::activation_post_op(n, model.opset("") ? model.opset("") : 21,
                                         [&](const ir::Value* v) { return constant_of(g, v); });
-    return post && rank_is(in(0), 4);
+    return post && in(0) && in(0)->type.shape.rank_known && in(0)->type.shape.rank() >= 1 &&
+           in(0)->type.shape.rank() <= 5;
   }
   return false;
 }
@@ -229,6 +255,7 @@ struct Slot {
 
 struct Step {
   dnnl::primitive prim;
+  const ir::Node* node = nullptr;            // the node it was lowered from (profiling)
   std::unordered_map<int, int> slots;        // argument -> slot
   std::unordered_map<int, memory> constants; // argument -> packed weights, bias...
 };
@@ -247,9 +274,13 @@ class Plan {
       input_slots_.push_back(s);
       value_[spec.inputs[i]->name] = s;
     }
-    for (auto* n : spec.nodes) lower(*n);
+    for (auto* n : spec.nodes) {
+      current_ = n;
+      lower(*n);
+    }
     for (auto* out : spec.outputs) {
       const int src = slot_of(out);
+      current_ = out->producer;
       const memory::desc& md = slots_[src].md;
       memory::desc plain(md.dims(), dt::f32, plain_tag(md.dims().size()));
       const int dst = new_slot(plain);
@@ -262,16 +293,26 @@ class Plan {
     allocate();
   }
 
-  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc) {
+  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc, NodeTimes* times) {
     for (size_t i = 0; i < input_slots_.size(); ++i)
       slots_[input_slots_[i]].mem.set_data_handle(const_cast<void*>(inputs[i]->raw()));
+    for (auto [step, slot] : view_inputs_) args_[step][DNNL_ARG_SRC].set_data_handle(slots_[slot].mem.get_data_handle());
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < output_slots_.size(); ++i) {
       outputs.emplace_back(DType::Float32, output_dims_[i], &alloc);
       slots_[output_slots_[i]].mem.set_data_handle(outputs.back().raw());
     }
-    for (auto& step : steps_) step.prim.execute(stream_, args_[&step - steps_.data()]);
-    stream_.wait();
+    if (!times) {
+      for (size_t i = 0; i < steps_.size(); ++i) steps_[i].prim.execute(stream_, args_[i]);
+      stream_.wait();
+      return outputs;
+    }
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      steps_[i].prim.execute(stream_, args_[i]);
+      stream_.wait();
+      (*times)[steps_[i].node] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    }
     return outputs;
   }
 
@@ -292,7 +333,7 @@ class Plan {
       if (arg == DNNL_ARG_DST && slot.def < 0) slot.def = index;
       slot.last = index;
     }
-    steps_.push_back({std::move(prim), std::move(slots), std::move(constants)});
+    steps_.push_back({std::move(prim), current_, std::move(slots), std::move(constants)});
     return index;
   }
   void reorder(int src, int dst) {
@@ -343,7 +384,10 @@ class Plan {
     const std::string& op = n.op_type;
     if (op == "Conv" || op == "FusedConv") return conv(n);
     if (op == "ConvTranspose") return deconv(n);
+    if (op == "MatMul" && !constant_of(g_, n.inputs[1])) return matmul_runtime(n);
     if (op == "MatMul" || op == "FusedMatMul") return matmul(n);
+    if (op == "Softmax") return softmax(n);
+    if (op == "Transpose") return transpose(n);
     if (op == "BatchNormalization") return batchnorm(n);
     if (op == "GlobalAveragePool" || op == "GlobalMaxPool" || op == "MaxPool" || op == "AveragePool") return pool(n);
     if (op == "Resize") return resize(n);
@@ -460,6 +504,64 @@ class Plan {
     define(n, eltwise(dst, rest));
   }
 
+  // A slot in the plain row-major layout of its dims.
+  int plain(int s) {
+    const memory::dims d = slots_[s].md.dims();
+    return as_layout(s, memory::desc(d, dt::f32, plain_tag(d.size())));
+  }
+
+  void matmul_runtime(const ir::Node& n) {
+    const int a = plain(slot_of(n.inputs[0])), b = plain(slot_of(n.inputs[1]));
+    const memory::dims ad = slots_[a].md.dims(), bd = slots_[b].md.dims();
+    const size_t r = ad.size();
+    if (ad[r - 1] != bd[r - 2]) fail(n.label(), ": A has ", ad[r - 1], " columns, B has ", bd[r - 2], " rows");
+    memory::dims od = ad;
+    od[r - 1] = bd[r - 1];
+    for (size_t i = 0; i + 2 < r; ++i) {
+      if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1) fail(n.label(), ": batch dimensions ", ad[i], " and ", bd[i], " do not broadcast");
+      od[i] = std::max(ad[i], bd[i]);
+    }
+    dnnl::matmul::primitive_desc pd({slots_[a].md, slots_[b].md, memory::desc(od, dt::f32, plain_tag(r))}, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
+  void softmax(const ir::Node& n) {
+    const int x = plain(slot_of(n.inputs[0]));
+    const int axis = static_cast<int>(slots_[x].md.dims().size()) - 1;
+    dnnl::softmax_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, slots_[x].md, axis}, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::softmax_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
+  // Transpose as a reorder: the source viewed with permuted axes, written plain.
+  void transpose(const ir::Node& n) {
+    const int x = plain(slot_of(n.inputs[0]));
+    const memory::dims xd = slots_[x].md.dims();
+    const int rank = static_cast<int>(xd.size());
+    std::vector<int64_t> perm = n.attr_ints("perm");
+    if (perm.empty()) for (int i = rank - 1; i >= 0; --i) perm.push_back(i);
+    if (static_cast<int>(perm.size()) != rank) fail(n.label(), ": perm has ", perm.size(), " entries for rank ", rank);
+    std::vector<int> inverse(rank, -1);
+    memory::dims od(rank);
+    for (int i = 0; i < rank; ++i) {
+      const int64_t p = perm[i] < 0 ? perm[i] + rank : perm[i];
+      if (p < 0 || p >= rank || inverse[p] >= 0) fail(n.label(), ": perm is not a permutation");
+      inverse[p] = i;
+      od[i] = xd[p];
+    }
+    // The view reads x's bytes; a slot that aliases them would complicate
+    // liveness, so the view is only the reorder's source descriptor.
+    const memory::desc view = slots_[x].md.permute_axes(inverse);
+    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(rank)));
+    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
+    views_.push_back({static_cast<int>(steps_.size()), view});
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
   void batchnorm(const ir::Node& n) {
     const int x = slot_of(n.inputs[0]);
     const auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
@@ -535,16 +637,32 @@ class Plan {
     define(n, dst);
   }
 
+  // A copy of slot s with its dims padded with leading ones to `rank`.
+  int with_rank(int s, size_t rank) {
+    const int p = plain(s);
+    memory::dims d = slots_[p].md.dims();
+    if (d.size() == rank) return p;
+    d.insert(d.begin(), rank - d.size(), 1);
+    const memory::desc view = slots_[p].md.reshape(d);
+    const int dst = new_slot(memory::desc(d, dt::f32, plain_tag(rank)));
+    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
+    views_.push_back({static_cast<int>(steps_.size()), view});
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, p}, {DNNL_ARG_DST, dst}});
+    return dst;
+  }
+
   void binary(const ir::Node& n) {
     const std::string& op = n.op_type;
+    const size_t rank = std::max(n.inputs[0]->type.shape.rank(), n.inputs[1]->type.shape.rank());
     auto operand = [&](size_t i) -> std::pair<int, const Tensor*> {
       if (const Tensor* t = constant_of(g_, n.inputs[i])) return {-1, t};
-      return {slot_of(n.inputs[i]), nullptr};
+      const int s = slot_of(n.inputs[i]);
+      return {slots_[s].md.dims().size() == rank ? s : with_rank(s, rank), nullptr};
     };
     auto a = operand(0), b = operand(1);
     auto dims_of = [&](const std::pair<int, const Tensor*>& o) {
       if (o.second) {
-        memory::dims d(4 - o.second->rank(), 1);
+        memory::dims d(rank - o.second->rank(), 1);
         for (int64_t v : o.second->dims()) d.push_back(v);
         return d;
       }
@@ -552,10 +670,9 @@ class Plan {
     };
     // src0 must have the output's shape: swap the operands of Add/Mul when the first one broadcasts.
     memory::dims out = dims_of(a);
-    for (size_t i = 0; i < 4; ++i) out[i] = std::max(out[i], dims_of(b)[i]);
+    for (size_t i = 0; i < rank; ++i) out[i] = std::max(out[i], dims_of(b)[i]);
     if ((op == "Add" || op == "Mul") && (a.first < 0 || dims_of(a) != out)) std::swap(a, b);
-    if (a.first >= 0 && dims_of(a) != out) unsupported(n.label(), ": oneDNN backend cannot broadcast the first operand");
-    if (a.first < 0) unsupported(n.label(), ": oneDNN backend needs a non-constant first operand");
+    if (a.first < 0 || dims_of(a) != out) unsupported(n.label(), ": oneDNN backend cannot broadcast the first operand");
     const memory::desc amd = slots_[a.first].md;
     const memory::dims bd = dims_of(b);
     const auto alg = op == "Add" ? dnnl::algorithm::binary_add : op == "Sub" ? dnnl::algorithm::binary_sub
@@ -565,7 +682,9 @@ class Plan {
     // [1,C,1,1] beside a blocked src0 sends oneDNN 2.6 to its reference code).
     std::vector<memory::desc> candidates;
     if (bd == amd.dims()) candidates.push_back(amd);
-    for (tag t : {tag::aBcd8b, tag::aBcd16b, tag::abcd}) candidates.push_back(memory::desc(bd, dt::f32, t));
+    if (rank == 4)
+      for (tag t : {tag::aBcd8b, tag::aBcd16b}) candidates.push_back(memory::desc(bd, dt::f32, t));
+    candidates.push_back(memory::desc(bd, dt::f32, plain_tag(rank)));
     dnnl::binary::primitive_desc pd;
     for (auto& md : candidates) {
       try {
@@ -578,7 +697,7 @@ class Plan {
     const memory::desc bmd = pd.src1_desc();
     const int dst = new_slot(pd.dst_desc());
     if (b.second) {
-      const memory::desc user(bd, dt::f32, tag::abcd);
+      const memory::desc user(bd, dt::f32, plain_tag(rank));
       add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, a.first}, {DNNL_ARG_DST, dst}},
                {{DNNL_ARG_SRC_1, pack(*b.second, user, bmd)}});
     } else {
@@ -624,6 +743,12 @@ class Plan {
       for (auto [arg, s] : step.slots) args[arg] = slots_[s].mem;
       args_.push_back(std::move(args));
     }
+    for (auto& [index, view] : views_) {
+      const int sid = steps_[index].slots.at(DNNL_ARG_SRC);
+      const Slot& src = slots_[sid];
+      if (src.external) view_inputs_.push_back({index, sid});
+      args_[index][DNNL_ARG_SRC] = memory(view, engine_, src.external ? DNNL_MEMORY_NONE : arena_.get() + src.offset);
+    }
   }
 
   struct Free {
@@ -642,6 +767,9 @@ class Plan {
   std::vector<int> input_slots_, output_slots_;
   std::vector<Dims> output_dims_;
   std::vector<Tensor> keep_;  // constants whose bytes oneDNN memories point at
+  const ir::Node* current_ = nullptr;  // the node being lowered
+  std::vector<std::pair<int, memory::desc>> views_;  // steps that read their source through a permuted view
+  std::vector<std::pair<int, int>> view_inputs_;     // (step, external slot) views of partition inputs
   std::unique_ptr<uint8_t, Free> arena_;
   size_t arena_bytes_ = 0;
 };
@@ -651,7 +779,7 @@ class DnnlPartition final : public CompiledPartition {
   DnnlPartition(const ir::Model& model, PartitionSpec spec, BackendOptions options)
       : model_(model), spec_(std::move(spec)), options_(options), engine_(dnnl::engine::kind::cpu, 0) {}
 
-  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc) override {
+  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc, NodeTimes* times) override {
     std::vector<Dims> key;
     for (auto* t : inputs) key.push_back(t->dims());
     auto it = plans_.find(key);
@@ -664,7 +792,7 @@ class DnnlPartition final : public CompiledPartition {
       }
     }
     omp_set_num_threads(options_.threads);
-    return it->second->run(inputs, alloc);
+    return it->second->run(inputs, alloc, times);
   }
 
  private:

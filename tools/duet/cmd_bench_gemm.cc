@@ -1,0 +1,86 @@
+// duet bench gemm --m M --n N --k K --dtype fp32|bf16|int8: oneDNN's matmul
+// on this machine against the arithmetic peak measured in the same run
+// (runtime/peaks.h). Weights are packed once, outside the timed loop, as the
+// cpu backend does for a model's weights.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "duet/core/error.h"
+#include "duet/runtime/peaks.h"
+
+extern "C" void omp_set_num_threads(int);
+
+namespace duet::cli {
+
+int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, int threads, int runs, bool json) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  omp_set_num_threads(threads);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  dt a_type = dt::f32, b_type = dt::f32, c_type = dt::f32;
+  runtime::PeakKind kind = runtime::PeakKind::FP32;
+  if (dtype == "bf16") { a_type = b_type = dt::bf16; kind = runtime::PeakKind::BF16; }
+  else if (dtype == "int8") { a_type = dt::u8; b_type = dt::s8; c_type = dt::s32; kind = runtime::PeakKind::INT8; }
+  else if (dtype != "fp32") fail("--dtype must be fp32, bf16 or int8, got '", dtype, "'");
+  dnnl::memory::desc a_md({m, k}, a_type, tag::ab), b_any({k, n}, b_type, tag::any), c_md({m, n}, c_type, tag::ab);
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc({a_md, b_any, c_md}, engine);
+  } catch (const dnnl::error& e) {
+    unsupported("oneDNN has no ", dtype, " matmul on this CPU (", e.what(), ")");
+  }
+  const std::string impl = pd.impl_info_str();
+  dnnl::memory a(a_md, engine), b(pd.weights_desc(), engine), c(c_md, engine);
+  // Small values: integers stay far from saturation, floats stay finite.
+  auto fill = [](dnnl::memory& mem) {
+    auto* p = static_cast<uint8_t*>(mem.get_data_handle());
+    for (size_t i = 0; i < mem.get_desc().get_size(); ++i) p[i] = static_cast<uint8_t>(i % 7 == 0 ? 0x3c : 0x01);
+  };
+  fill(a);
+  fill(b);
+  dnnl::matmul mm(pd);
+  auto once = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    mm.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    stream.wait();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int i = 0; i < 3; ++i) once();
+  std::vector<double> s;
+  for (int i = 0; i < runs; ++i) s.push_back(once());
+  std::sort(s.begin(), s.end());
+  const double median = s[s.size() / 2];
+  const double ops = 2.0 * m * n * k;
+  const double rate = ops / median;
+  const runtime::Peak peak = runtime::measure_peak(kind, threads);
+  const runtime::Peak fp32 = runtime::measure_peak(runtime::PeakKind::FP32, threads);
+  const double share = peak.ops_per_s > 0 ? rate / peak.ops_per_s : 0;
+  if (json) {
+    nlohmann::json j = {{"m", m}, {"n", n}, {"k", k}, {"dtype", dtype}, {"threads", threads}, {"runs", runs},
+                        {"median_ms", median * 1e3}, {"gops_per_s", rate / 1e9}, {"onednn_impl", impl},
+                        {"peak_gops_per_s", peak.ops_per_s / 1e9}, {"peak_instructions", peak.instructions},
+                        {"share_of_peak", share}, {"fp32_peak_gflops", fp32.ops_per_s / 1e9},
+                        {"cpu", runtime::cpu_features().describe()}, {"measured", true}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << std::fixed << std::setprecision(1) << "GEMM " << m << "x" << n << "x" << k << " " << dtype << ", "
+            << threads << " thread" << (threads > 1 ? "s" : "") << " (measured; CPU: " << runtime::cpu_features().describe()
+            << ")\n  oneDNN " << impl << ": median " << std::setprecision(3) << median * 1e3 << " ms = "
+            << std::setprecision(1) << rate / 1e9 << " GOP/s\n";
+  if (peak.ops_per_s > 0)
+    std::cout << "  measured " << dtype << " peak " << peak.ops_per_s / 1e9 << " GOP/s (" << peak.instructions
+              << "): " << 100 * share << "% of peak\n";
+  else
+    std::cout << "  " << dtype << " peak: " << peak.instructions << "; FP32 peak " << fp32.ops_per_s / 1e9
+              << " GFLOP/s, so this runs at " << 100 * rate / fp32.ops_per_s << "% of the FP32 peak\n";
+  return 0;
+}
+
+}  // namespace duet::cli

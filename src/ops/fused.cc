@@ -6,6 +6,7 @@
 //
 //   FusedConv(X, W, B?, Z?)   = post_ops(Conv(X, W, B) + Z)     Conv's attributes
 //   FusedMatMul(A, B, C?, Z?) = post_ops(MatMul(A, B) + C + Z)  C: bias broadcast along the last axis
+//   LayerNormalization(X, scale, B)                               ONNX opset-17 semantics, any model opset
 #include <cmath>
 #include <sstream>
 
@@ -204,6 +205,12 @@ CostFn cost_as(const char* op_type) {
 }  // namespace
 
 void register_fused(Registry& r) {
+  // LayerNormalization recognized from its primitive-op expansion (models older
+  // than opset 17 spell it out); same semantics as the ONNX op, last axis.
+  r.add({.domain = "com.duet", .name = "LayerNormalization",
+         .kernel = [](KernelContext& ctx) { Registry::builtin().find("", "LayerNormalization")->kernel(ctx); },
+         .infer = [](InferContext& ctx) { return Registry::builtin().find("", "LayerNormalization")->infer(ctx); },
+         .cost = [](const CostContext& c) { return Registry::builtin().find("", "LayerNormalization")->cost(c); }});
   r.add({.domain = "com.duet", .name = "FusedConv", .kernel = fused_conv_kernel, .infer = infer_as("Conv", 3),
          .cost = cost_as("Conv")});
   r.add({.domain = "com.duet", .name = "FusedMatMul", .kernel = fused_matmul_kernel, .infer = infer_as("MatMul", 2),

@@ -515,6 +515,81 @@ int fuse_post_ops(ir::Model& model) {
   }
 }
 
+namespace {
+
+// ReduceMean over the last axis only, keeping dims.
+bool is_last_axis_mean(const Graph& g, const Node* n, int64_t opset) {
+  if (!is(n, "ReduceMean") || n->attr_int("keepdims", 1) != 1) return false;
+  std::vector<int64_t> axes = n->attr_ints("axes");
+  if (n->inputs.size() > 1 && n->inputs[1]) {
+    const Tensor* t = constant(g, n->inputs[1]);
+    if (!t) return false;
+    axes = t->to_int_vector();
+  }
+  const auto& shape = n->inputs[0]->type.shape;
+  return axes.size() == 1 && (axes[0] == -1 || (shape.rank_known && axes[0] == static_cast<int64_t>(shape.rank()) - 1));
+}
+
+}  // namespace
+
+int fuse_layer_norm(ir::Model& model) {
+  Graph& g = *model.graph;
+  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  struct Found {
+    Value *x, *gamma, *beta, *y;
+    float eps;
+    std::string name;
+  };
+  std::vector<Found> found;  // nodes are added after the scan (adding invalidates its iterators)
+  for (auto& node : g.nodes) {
+    Node* mean = node.get();
+    if (dead.count(mean) || !is_last_axis_mean(g, mean, opset)) continue;
+    Value* x = mean->inputs[0];
+    Node* sub = uses.sole_reader(mean->outputs[0]);
+    if (!is(sub, "Sub") || sub->inputs[0] != x || sub->inputs[1] != mean->outputs[0]) continue;
+    Value* d = sub->outputs[0];
+    // d is read by Pow and by Div.
+    const auto& readers = uses.of(d);
+    if (readers.size() != 2 || uses.pinned.count(d)) continue;
+    Node *pow = nullptr, *div = nullptr;
+    for (auto [r, i] : readers) {
+      if (is(r, "Pow") && i == 0) pow = r;
+      if (is(r, "Div") && i == 0) div = r;
+    }
+    if (!pow || !div || scalar(g, pow->inputs[1]) != 2.0f) continue;
+    Node* var = uses.sole_reader(pow->outputs[0]);
+    if (!is_last_axis_mean(g, var, opset)) continue;
+    Node* add = uses.sole_reader(var->outputs[0]);
+    auto eps = add && is(add, "Add") ? scalar(g, add->inputs[1]) : std::nullopt;
+    if (!eps) continue;
+    Node* sqrt = uses.sole_reader(add->outputs[0]);
+    if (!is(sqrt, "Sqrt") || uses.sole_reader(sqrt->outputs[0]) != div || div->inputs[1] != sqrt->outputs[0]) continue;
+    Node* mul = uses.sole_reader(div->outputs[0]);
+    const Tensor* gamma = mul && is(mul, "Mul") ? constant(g, mul->inputs[1]) : nullptr;
+    if (!gamma || gamma->rank() != 1) continue;
+    Node* shift = uses.sole_reader(mul->outputs[0]);
+    const Tensor* beta = shift && is(shift, "Add") ? constant(g, shift->inputs[1]) : nullptr;
+    if (!beta || beta->rank() != 1 || beta->numel() != gamma->numel()) continue;
+    found.push_back({x, mul->inputs[1], shift->inputs[1], shift->outputs[0], *eps, mean->name + "_layernorm"});
+    for (const Node* n : {static_cast<const Node*>(mean), static_cast<const Node*>(sub), static_cast<const Node*>(pow),
+                          static_cast<const Node*>(var), static_cast<const Node*>(add), static_cast<const Node*>(sqrt),
+                          static_cast<const Node*>(div), static_cast<const Node*>(mul), static_cast<const Node*>(shift)})
+      dead.insert(n);
+  }
+  drop_nodes(g, dead);
+  for (auto& f : found) {
+    ensure_opset(model, "com.duet");
+    Node* ln = g.add_node("LayerNormalization", {f.x, f.gamma, f.beta}, {f.y}, f.name, "com.duet");
+    ln->attributes.push_back({.name = "axis", .type = ir::AttrType::Int, .i = -1});
+    ln->attributes.push_back({.name = "epsilon", .type = ir::AttrType::Float, .f = f.eps});
+    f.y->producer = ln;
+  }
+  if (!found.empty()) g.topological_sort();
+  return static_cast<int>(found.size());
+}
+
 int remove_dead(ir::Model& model) {
   Graph& g = *model.graph;
   int removed = 0;
@@ -573,6 +648,7 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     infer_shapes(model);
     report["fuse_matmul_bias"] = fuse_matmul_bias(model);
     report["fuse_post_ops"] = fuse_post_ops(model);
+    report["fuse_layer_norm"] = fuse_layer_norm(model);
   }
   report["remove_dead"] = remove_dead(model);
   model.graph->topological_sort();

@@ -15,6 +15,8 @@
 //                      x·HardSigmoid(x), x·Clip(x+3,0,6)/6 and x·Sigmoid(x)
 //                      patterns) and scalar affine steps into com.duet
 //                      FusedConv / FusedMatMul post-op chains
+//   fuse_layer_norm    ReduceMean/Sub/Pow 2/ReduceMean/Add eps/Sqrt/Div/Mul/Add
+//                      over the last axis into com.duet LayerNormalization
 //   remove_dead        nodes whose outputs nobody reads, unused initializers
 #pragma once
 #include <map>
@@ -43,6 +45,7 @@ int fold_batchnorm(ir::Model& model);
 int fold_conv_affine(ir::Model& model);
 int fuse_matmul_bias(ir::Model& model);
 int fuse_post_ops(ir::Model& model);
+int fuse_layer_norm(ir::Model& model);
 int remove_dead(ir::Model& model);
 
 }  // namespace duet::passes

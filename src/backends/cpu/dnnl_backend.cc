@@ -125,11 +125,15 @@ bool op_allowed(const std::string& op) {
 bool claims_node(const ir::Model& model, const ir::Node& n) {
   const ir::Graph& g = *model.graph;
   if (!op_allowed(n.op_type)) return false;
-  // Every computed operand must have a known rank of at least 1 (oneDNN has no 0-d memory).
+  // Every computed operand must have a known rank from 1 to 6 (oneDNN has no
+  // 0-d memory; plain layouts are spelled up to 6-d here).
+  auto rank_ok = [](const ir::Value* v) {
+    return v->type.shape.rank_known && v->type.shape.rank() >= 1 && v->type.shape.rank() <= 6;
+  };
   for (auto* v : n.inputs)
-    if (v && !constant_of(g, v) && (!v->type.shape.rank_known || v->type.shape.rank() == 0)) return false;
+    if (v && !constant_of(g, v) && !rank_ok(v)) return false;
   for (auto* v : n.outputs)
-    if (v && (!v->type.shape.rank_known || v->type.shape.rank() == 0)) return false;
+    if (v && !rank_ok(v)) return false;
   auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
   if (n.outputs.empty() || !is_f32(n.outputs[0])) return false;
   const std::string& op = n.op_type;
@@ -191,8 +195,8 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   }
   if (onnx && op == "Concat") {
     const size_t rank = n.inputs.size() && n.inputs[0] && n.inputs[0]->type.shape.rank_known ? n.inputs[0]->type.shape.rank() : 0;
-    if (rank != 4 || (n.attr_int("axis", 0) != 1 && n.attr_int("axis", 0) != -3)) return false;
-    for (auto* v : n.inputs) if (!rank_is(v, 4) || !is_f32(v) || constant_of(g, v)) return false;
+    if (rank < 1 || rank > 5) return false;
+    for (auto* v : n.inputs) if (!rank_is(v, rank) || !is_f32(v) || constant_of(g, v)) return false;
     return true;
   }
   if (onnx && (op == "Add" || op == "Mul" || op == "Sub" || op == "Div")) {
@@ -221,6 +225,20 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     // Add/Mul of values whose symbolic shapes do not tell which one broadcasts:
     // decided when the plan is built (one must have the output's shape).
     return commutative && a.rank_known && b.rank_known && a.rank() == rank && b.rank() <= rank;
+  }
+  if (op == "LayerNormalization" && (onnx || duet)) {
+    const Tensor *scale = constant_of(g, in(1)), *bias = constant_of(g, in(2));
+    if (!in(0) || !is_f32(in(0)) || !scale || scale->rank() != 1 || (n.has_input(2) && (!bias || bias->rank() != 1))) return false;
+    for (size_t k = 1; k < n.outputs.size(); ++k) if (n.outputs[k]) return false;
+    const int64_t rank = static_cast<int64_t>(in(0)->type.shape.rank());
+    const int64_t axis = n.attr_int("axis", -1);
+    return rank >= 2 && rank <= 5 && (axis == -1 || axis == rank - 1);
+  }
+  if (onnx && (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op == "Flatten")) {
+    if (!in(0) || !is_f32(in(0))) return false;
+    if (op == "Reshape") return constant_of(g, in(1)) && n.attr_int("allowzero", 0) == 0;
+    if (op == "Squeeze" || op == "Unsqueeze") return !n.has_input(1) || constant_of(g, in(1));
+    return true;
   }
   if (onnx && op == "Softmax") {
     if (!in(0) || !in(0)->type.shape.rank_known || !is_f32(in(0))) return false;
@@ -387,6 +405,8 @@ class Plan {
     if (op == "MatMul" && !constant_of(g_, n.inputs[1])) return matmul_runtime(n);
     if (op == "MatMul" || op == "FusedMatMul") return matmul(n);
     if (op == "Softmax") return softmax(n);
+    if (op == "LayerNormalization") return layer_norm(n);
+    if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op == "Flatten") return reshape(n);
     if (op == "Transpose") return transpose(n);
     if (op == "BatchNormalization") return batchnorm(n);
     if (op == "GlobalAveragePool" || op == "GlobalMaxPool" || op == "MaxPool" || op == "AveragePool") return pool(n);
@@ -562,6 +582,76 @@ class Plan {
     define(n, dst);
   }
 
+  void layer_norm(const ir::Node& n) {
+    const int x = plain(slot_of(n.inputs[0]));
+    const bool has_bias = n.has_input(2);
+    auto flags = dnnl::normalization_flags::use_scale;
+    if (has_bias) flags = flags | dnnl::normalization_flags::use_shift;
+    dnnl::layer_normalization_forward::primitive_desc pd(
+        {dnnl::prop_kind::forward_inference, slots_[x].md, n.attr_float("epsilon", 1e-5f), flags}, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    std::unordered_map<int, memory> consts = {{DNNL_ARG_SCALE, vector_memory(constant(n, 1))}};
+    if (has_bias) consts[DNNL_ARG_SHIFT] = vector_memory(constant(n, 2));
+    add_step(dnnl::layer_normalization_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, dst);
+  }
+
+  // Reshape, Squeeze, Unsqueeze, Flatten: a copy through a reshaped view of the
+  // plain source (an aliasing slot would complicate the arena's liveness).
+  void reshape(const ir::Node& n) {
+    const int x = plain(slot_of(n.inputs[0]));
+    const memory::dims xd = slots_[x].md.dims();
+    const int64_t rank = static_cast<int64_t>(xd.size());
+    int64_t total = 1;
+    for (auto d : xd) total *= d;
+    memory::dims od;
+    const std::string& op = n.op_type;
+    auto axes_of = [&](int64_t out_rank) {
+      std::vector<int64_t> axes = n.attr_ints("axes");
+      if (n.has_input(1)) axes = constant(n, 1).to_int_vector();
+      for (auto& a : axes) if (a < 0) a += out_rank;
+      return axes;
+    };
+    if (op == "Reshape") {
+      const auto shape = constant(n, 1).to_int_vector();
+      int64_t known = 1, infer = -1;
+      for (size_t i = 0; i < shape.size(); ++i) {
+        int64_t d = shape[i] == 0 ? (static_cast<int64_t>(i) < rank ? xd[i] : 0) : shape[i];
+        if (d == -1) { infer = static_cast<int64_t>(i); od.push_back(1); continue; }
+        od.push_back(d);
+        known *= d;
+      }
+      if (infer >= 0) od[infer] = known ? total / known : 0;
+    } else if (op == "Flatten") {
+      int64_t axis = n.attr_int("axis", 1);
+      if (axis < 0) axis += rank;
+      int64_t outer = 1;
+      for (int64_t i = 0; i < axis; ++i) outer *= xd[i];
+      od = {outer, outer ? total / outer : 0};
+    } else if (op == "Squeeze") {
+      const auto axes = axes_of(rank);
+      for (int64_t i = 0; i < rank; ++i) {
+        const bool drop = axes.empty() ? xd[i] == 1 : std::find(axes.begin(), axes.end(), i) != axes.end();
+        if (!drop) od.push_back(xd[i]);
+      }
+    } else {  // Unsqueeze
+      const auto axes = axes_of(rank + static_cast<int64_t>(n.has_input(1) ? constant(n, 1).numel() : n.attr_ints("axes").size()));
+      const int64_t out_rank = rank + static_cast<int64_t>(axes.size());
+      for (int64_t i = 0, j = 0; i < out_rank; ++i)
+        od.push_back(std::find(axes.begin(), axes.end(), i) != axes.end() ? 1 : xd[j++]);
+    }
+    int64_t out_total = 1;
+    for (auto d : od) out_total *= d;
+    if (out_total != total || od.empty() || od.size() > 6)
+      fail(n.label(), ": cannot reshape ", dims_str(Dims(xd.begin(), xd.end())), " to ", dims_str(Dims(od.begin(), od.end())));
+    const memory::desc view = slots_[x].md.reshape(od);
+    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(od.size())));
+    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
+    views_.push_back({static_cast<int>(steps_.size()), view});
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
   void batchnorm(const ir::Node& n) {
     const int x = slot_of(n.inputs[0]);
     const auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
@@ -625,12 +715,16 @@ class Plan {
   void concat(const ir::Node& n) {
     std::vector<memory::desc> mds;
     std::unordered_map<int, int> args;
+    const int rank = static_cast<int>(slots_[slot_of(n.inputs[0])].md.dims().size());
+    int axis = static_cast<int>(n.attr_int("axis", 0));
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank) fail(n.label(), ": axis ", n.attr_int("axis", 0), " is out of range for rank ", rank);
     for (size_t i = 0; i < n.inputs.size(); ++i) {
-      const int s = slot_of(n.inputs[i]);
+      const int s = rank == 4 && axis == 1 ? slot_of(n.inputs[i]) : plain(slot_of(n.inputs[i]));
       mds.push_back(slots_[s].md);
       args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = s;
     }
-    dnnl::concat::primitive_desc pd(1, mds, engine_);
+    dnnl::concat::primitive_desc pd(axis, mds, engine_);
     const int dst = new_slot(pd.dst_desc());
     args[DNNL_ARG_DST] = dst;
     add_step(dnnl::concat(pd), args);

@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="alternations per model; medians over rounds")
     ap.add_argument("--runs", type=int, default=10, help="timed runs per round")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--zoo", help="also race zoo models from this folder (tests/zoo_test.sh makes them: build/zoo)")
+    ap.add_argument("--models", default="det,rec,cls,resnet18,mobilenet_v2", help="which models, comma-separated")
     a = ap.parse_args()
     if not os.path.isdir(SHARED):
         sys.exit(f"race_ort: {SHARED} is not present (the PaddleOCR models live there)")
@@ -56,13 +58,21 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(ORT_RUNNER)
         runner = f.name
+    import onnxruntime
+    models = [(name, os.path.join(SHARED, rel), shape) for name, rel, shape in MODELS]
+    if a.zoo:
+        for name in ("resnet18", "mobilenet_v2"):
+            models.append((name, os.path.join(a.zoo, f"test_zoo_{name}", "model.onnx"), (1, 3, 224, 224)))
+    wanted = set(a.models.split(","))
     results = []
-    for name, rel, shape in MODELS:
-        model = os.path.join(SHARED, rel)
+    for name, model, shape in models:
+        if name not in wanted or not os.path.exists(model):
+            continue
         dims = "x".join(map(str, shape))
+        input_name = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"]).get_inputs()[0].name
         duet, ort = [], []
         for r in range(a.rounds):
-            out = subprocess.check_output([a.duet, "bench", model, "--shape", f"x={dims}", "--threads", str(a.threads),
+            out = subprocess.check_output([a.duet, "bench", model, "--shape", f"{input_name}={dims}", "--threads", str(a.threads),
                                            "--runs", str(a.runs), "--json"])
             duet.append(json.loads(out))
             out = subprocess.check_output([sys.executable, runner, model, dims, str(a.threads), str(a.runs)])

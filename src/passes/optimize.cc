@@ -283,7 +283,7 @@ int fold_constants(ir::Model& model, int64_t limit) {
   std::unordered_set<const Node*> dead;
   for (auto& node : g.nodes) {
     Node& n = *node;
-    if (is_random(n) || has_subgraph(n) || n.op_type == "Constant" && n.has_attr("sparse_value")) continue;
+    if (is_random(n) || has_subgraph(n) || (n.op_type == "Constant" && n.has_attr("sparse_value"))) continue;
     bool all_constant = true;
     std::vector<const Tensor*> inputs;
     for (auto* in : n.inputs) {

@@ -240,6 +240,14 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     if (op == "Squeeze" || op == "Unsqueeze") return !n.has_input(1) || constant_of(g, in(1));
     return true;
   }
+  if (onnx && op == "Slice" && model.opset("") >= 10) {
+    if (!in(0) || !is_f32(in(0))) return false;
+    for (size_t i = 1; i < n.inputs.size(); ++i)
+      if (n.inputs[i] && !constant_of(g, n.inputs[i])) return false;
+    if (n.has_input(4))
+      for (int64_t step : constant_of(g, in(4))->to_int_vector()) if (step != 1) return false;
+    return true;
+  }
   if (onnx && op == "Softmax") {
     if (!in(0) || !in(0)->type.shape.rank_known || !is_f32(in(0))) return false;
     const int64_t rank = static_cast<int64_t>(in(0)->type.shape.rank());
@@ -405,6 +413,7 @@ class Plan {
     if (op == "MatMul" && !constant_of(g_, n.inputs[1])) return matmul_runtime(n);
     if (op == "MatMul" || op == "FusedMatMul") return matmul(n);
     if (op == "Softmax") return softmax(n);
+    if (op == "Slice") return slice(n);
     if (op == "LayerNormalization") return layer_norm(n);
     if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op == "Flatten") return reshape(n);
     if (op == "Transpose") return transpose(n);
@@ -576,6 +585,33 @@ class Plan {
     // liveness, so the view is only the reorder's source descriptor.
     const memory::desc view = slots_[x].md.permute_axes(inverse);
     const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(rank)));
+    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
+    views_.push_back({static_cast<int>(steps_.size()), view});
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
+    define(n, dst);
+  }
+
+  // Slice with unit steps: a reorder from a sub-memory view of the plain source.
+  void slice(const ir::Node& n) {
+    const int x = plain(slot_of(n.inputs[0]));
+    const memory::dims xd = slots_[x].md.dims();
+    const int64_t rank = static_cast<int64_t>(xd.size());
+    const auto starts = constant(n, 1).to_int_vector(), ends = constant(n, 2).to_int_vector();
+    std::vector<int64_t> axes;
+    if (n.has_input(3)) axes = constant(n, 3).to_int_vector();
+    else for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+    if (starts.size() != ends.size() || axes.size() != starts.size()) fail(n.label(), ": starts, ends and axes differ in length");
+    memory::dims od = xd, offsets(rank, 0);
+    for (size_t i = 0; i < axes.size(); ++i) {
+      const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+      if (a < 0 || a >= rank) fail(n.label(), ": axis ", axes[i], " is out of range");
+      auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + xd[a] : v, 0, xd[a]); };
+      const int64_t b = clamp(starts[i]), e = clamp(ends[i]);
+      offsets[a] = b;
+      od[a] = std::max<int64_t>(0, e - b);
+    }
+    const memory::desc view = slots_[x].md.submemory_desc(od, offsets);
+    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(od.size())));
     dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
     views_.push_back({static_cast<int>(steps_.size()), view});
     add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});

@@ -5,11 +5,16 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-120}
 "$root/scripts/install-deps.sh"
-# -O1 with line tables: instrumented builds compile 2-3x faster than -O2 -g and fuzz as well.
-cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" -DCMAKE_CXX_COMPILER=clang++ \
-  -DDUET_FUZZ=ON -DDUET_TESTS=OFF >/dev/null
-ninja -C "$root/build-fuzz" fuzz_model_loader
-corpus="$root/build-fuzz/corpus"
+# The sanitizer build (scripts/sanitize.sh) already has the fuzz target; else build it alone.
+build="$root/build-asan"
+if [ ! -x "$build/fuzz/fuzz_model_loader" ]; then
+  build="$root/build-fuzz"
+  # -O1 with line tables: instrumented builds compile 2-3x faster than -O2 -g and fuzz as well.
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" -DCMAKE_CXX_COMPILER=clang++ \
+    -DDUET_FUZZ=ON -DDUET_TESTS=OFF >/dev/null
+  ninja -C "$build" fuzz_model_loader
+fi
+corpus="$build/corpus"
 mkdir -p "$corpus"
 cp "$root/data/models/"*.onnx "$corpus/" 2>/dev/null || true
 shared="$root/../shared/conformance/onnx-backend/node"
@@ -18,6 +23,6 @@ if [ -d "$shared" ]; then
     [ -f "$shared/$t/model.onnx" ] && cp "$shared/$t/model.onnx" "$corpus/$t.onnx"
   done
 fi
-"$root/build-fuzz/fuzz/fuzz_model_loader" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+"$build/fuzz/fuzz_model_loader" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
   -print_final_stats=1 2>&1 | tail -15
 echo "fuzz: ${seconds}s without a crash"

@@ -5,7 +5,9 @@
 // slice along `axis`) or blocked (same rank as x, `block_size` consecutive
 // elements along `axis` share one). Integer results round half to even and
 // saturate to the target type; float8 targets saturate unless saturate=0.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "duet/ops/kernel_util.h"
 #include "families.h"
@@ -167,6 +169,91 @@ DType quantize_output_type(const ir::Node& node, const Tensor* zp) {
   return DType::UInt8;
 }
 
+// Fast paths for the common case (float32 data and scales, int8/uint8 codes,
+// per tensor or per axis): the same arithmetic as the general loops (float
+// division then nearest-even, or an exact (x - zp) product rounded once), in
+// typed loops without per-element dispatch. They return false when they do not apply.
+// One code: x / s rounded to nearest-even, plus the zero point, saturated;
+// NaN gives the lowest code. Branch-free so that the per-tensor loop vectorizes.
+template <typename Q>
+inline Q quantize_one(float x, float s, float z) {
+  constexpr float lo = std::numeric_limits<Q>::min(), hi = std::numeric_limits<Q>::max();
+  float q = x / s;
+  const bool nan = q != q;
+  // Beyond +-1024 every code saturates; inside, adding and subtracting
+  // 1.5 * 2^23 rounds to the nearest integer, ties to even (default FP
+  // rounding mode; nearbyint is a slow library call).
+  q = std::min(std::max(q, -1024.0f), 1024.0f);
+  float v = (q + 12582912.0f) - 12582912.0f + z;
+  v = std::min(std::max(v, lo), hi);
+  return static_cast<Q>(nan ? lo : v);
+}
+
+template <typename Q>
+void quantize_f32(const float* x, const float* scale, const Q* zp, const QuantLayout& layout, int64_t n, Q* y,
+                  const KernelContext& ctx) {
+  ctx.parallel_for(n, [&](int64_t b, int64_t e) {
+    if (layout.mode == QuantLayout::Mode::PerTensor) {
+      const float s = scale[0], z = zp ? static_cast<float>(zp[0]) : 0.0f;
+      for (int64_t i = b; i < e; ++i) y[i] = quantize_one<Q>(x[i], s, z);
+      return;
+    }
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t si = layout.index(i);
+      y[i] = quantize_one<Q>(x[i], scale[si], zp ? static_cast<float>(zp[si]) : 0.0f);
+    }
+  });
+}
+
+bool quantize_fast(KernelContext& ctx, const Tensor& x, const Tensor& scale, const Tensor* zp, DType out_type,
+                   const QuantLayout& layout) {
+  if (x.dtype() != DType::Float32 || scale.dtype() != DType::Float32 || layout.mode == QuantLayout::Mode::Blocked ||
+      ctx.node.attr_int("precision", 0) != 0 || (out_type != DType::UInt8 && out_type != DType::Int8))
+    return false;
+  Tensor& y = ctx.allocate_output(0, out_type, x.dims());
+  if (out_type == DType::UInt8)
+    quantize_f32<uint8_t>(x.data<float>(), scale.data<float>(), zp ? zp->data<uint8_t>() : nullptr, layout, x.numel(),
+                          y.data<uint8_t>(), ctx);
+  else
+    quantize_f32<int8_t>(x.data<float>(), scale.data<float>(), zp ? zp->data<int8_t>() : nullptr, layout, x.numel(),
+                         y.data<int8_t>(), ctx);
+  return true;
+}
+
+template <typename Q>
+void dequantize_f32(const Q* x, const float* scale, const Q* zp, const QuantLayout& layout, int64_t n, float* y,
+                    const KernelContext& ctx) {
+  ctx.parallel_for(n, [&](int64_t b, int64_t e) {
+    if (layout.mode == QuantLayout::Mode::PerTensor) {
+      const float s = scale[0];
+      const int32_t z = zp ? zp[0] : 0;
+      for (int64_t i = b; i < e; ++i) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - z) * s;
+      return;
+    }
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t si = layout.index(i);
+      // (x - zp) is a small exact integer, so this single float product equals
+      // the spec's product in double rounded once to float.
+      y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - (zp ? static_cast<int32_t>(zp[si]) : 0)) * scale[si];
+    }
+  });
+}
+
+bool dequantize_fast(KernelContext& ctx, const Tensor& x, const Tensor& scale, const Tensor* zp, DType out_type,
+                     const QuantLayout& layout) {
+  if (out_type != DType::Float32 || scale.dtype() != DType::Float32 || layout.mode == QuantLayout::Mode::Blocked ||
+      (x.dtype() != DType::UInt8 && x.dtype() != DType::Int8))
+    return false;
+  Tensor& y = ctx.allocate_output(0, DType::Float32, x.dims());
+  if (x.dtype() == DType::UInt8)
+    dequantize_f32<uint8_t>(x.data<uint8_t>(), scale.data<float>(), zp ? zp->data<uint8_t>() : nullptr, layout,
+                            x.numel(), y.data<float>(), ctx);
+  else
+    dequantize_f32<int8_t>(x.data<int8_t>(), scale.data<float>(), zp ? zp->data<int8_t>() : nullptr, layout, x.numel(),
+                           y.data<float>(), ctx);
+  return true;
+}
+
 void quantize_linear_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& scale = ctx.input(1);
@@ -177,6 +264,7 @@ void quantize_linear_kernel(KernelContext& ctx) {
   const QuantLayout layout =
       quant_layout(x.dims(), scale, ctx.node.attr_int("axis", 1), ctx.node.attr_int("block_size", 0), ctx.node);
   check_zero_point_shape(zp, scale, ctx.node);
+  if ((!zp || zp->dtype() == out_type) && quantize_fast(ctx, x, scale, zp, out_type, layout)) return;
   const bool saturate = ctx.node.attr_int("saturate", 1) != 0;
   // x / scale is computed in x's type unless `precision` names another.
   const int64_t precision_attr = ctx.node.attr_int("precision", 0);
@@ -260,6 +348,7 @@ void dequantize_linear_kernel(KernelContext& ctx) {
   DUET_CHECK(out_type == DType::Float32 || out_type == DType::Float64 || out_type == DType::Float16 ||
                  out_type == DType::BFloat16,
              ctx.node.label(), ": DequantizeLinear output type ", dtype_name(out_type), " is not a float type");
+  if (dequantize_fast(ctx, x, scale, use_zp ? zp : nullptr, out_type, layout)) return;
   Tensor& y = ctx.allocate_output(0, out_type, x.dims());
   // (float(x) - zero_point) * scale in double, rounded once (through float32
   // for narrower outputs, as the float32 intermediate of the spec does).

@@ -52,7 +52,7 @@ double ceil_div(double a, double b) { return std::ceil(a / b); }
 
 // A node on a CPU with measured kernel rates (sim/cpu_model.h).
 void cost_on_cpu(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
-                 NodeResult& r) {
+                 int64_t batch, NodeResult& r) {
   const CpuNodeCost c = cpu_node_cost(*d.cpu, item, bytes_per, o.threads);
   const TechnologyTable& tech = d.energy;
   r.precision = p;
@@ -73,12 +73,21 @@ void cost_on_cpu(const Device& d, const WorkItem& item, const std::string& p, do
   const double on_chip_capacity = d.largest_on_chip() ? d.largest_on_chip()->capacity_bytes : 32 * 1024;
   r.energy.on_chip_j = 1e-12 * r.on_chip_bytes * tech.sram_pj_per_byte(on_chip_capacity);
   r.energy.dram_j = 1e-12 * r.dram_bytes * d.dram_pj_per_byte();
+  // Crossover on this model: compute and activations grow with the batch, weights do not.
+  if (c.memory_s > 0 && c.bytes > 0) {
+    const double weight_s = c.memory_s * std::min(1.0, item.weight_elements * bytes_per / c.bytes);
+    const double slope = (c.compute_s - (c.memory_s - weight_s)) / double(batch);
+    if (slope > 0) {
+      const double b = std::max(1.0, std::ceil(weight_s / slope));
+      r.compute_bound_batch = b <= double(1 << 20) ? int64_t(b) : -1;
+    }
+  }
 }
 
 // Node on one device at compute format `p` (storage bytes from the node's own format).
 void cost_on(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
              int64_t batch, NodeResult& r) {
-  if (d.cpu) return cost_on_cpu(d, item, p, bytes_per, o, r);
+  if (d.cpu) return cost_on_cpu(d, item, p, bytes_per, o, batch, r);
   const bool sparse = o.sparse_2to4 && item.matrix && d.matrix.sparsity_2to4_speedup > 1;
   // 2:4 keeps half the weights plus a 2-bit index per kept value.
   const double weight_bytes = item.weight_elements * (sparse ? 0.5 * (bytes_per + 0.25) : bytes_per);

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "duet/runtime/peaks.h"
+
 namespace duet::sim {
 
 namespace {
@@ -115,6 +117,11 @@ HostCalibration calibrate_host(double seconds_per_test) {
                                 on_all_threads(c.threads, [&] { return triad_rate(big, seconds_per_test); }));
   c.cache_bytes_per_s = on_all_threads(c.threads, [&] { return triad_rate(size_t(256 * 1024 / 12), seconds_per_test); });
   c.dram_capacity_bytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  c.simd_floats = runtime::cpu_features().avx512 ? 16 : 8;
+  for (int t : {1, c.threads}) {
+    if (!c.kernel_rates.empty() && c.kernel_rates.back().threads == t) continue;
+    c.kernel_rates.push_back(measure_kernel_rates(t, seconds_per_test));
+  }
   c.seconds = elapsed(t0);
   return c;
 }
@@ -144,6 +151,22 @@ std::string host_toml(const HostCalibration& c) {
     << "\nsource = \"triad over 3 x 64 MiB per thread (best of one and all threads); capacity from sysconf\"\n\n"
     << "[power]\nsource = \"not measurable here; energy uses the technology table only\"\n\n"
     << "[ops]\nsupported = [\"*\"]\n";
+  if (!c.kernel_rates.empty()) {
+    o << "\n# Host-CPU kernel model (sim/cpu_model.h): rates of oneDNN's own primitives, median of repeated\n"
+      << "# execute + wait, net of the per-primitive overhead; levels: a relu streaming half the level.\n"
+      << "[cpu_kernels]\nsimd_floats = " << c.simd_floats << "\n"
+      << "source = \"" << measured << "; oneDNN 3x3 conv 64->64 56x56, matmul 512^3, 3x3 depthwise 64ch 56x56, "
+      << "logistic on 4096 floats (exp), relu on 64 floats (overhead), relu chains over rings of 4 tensors spanning L2 / L3 / 4x L3 (bandwidth)\"\n";
+    for (auto& r : c.kernel_rates) {
+      o << "\n[[cpu_kernels.rates]]\nthreads = " << r.threads << "\nfma_gflops = " << r.fma_flops / 1e9
+        << "\nconv_gflops = " << r.conv_flops / 1e9 << "\nmatmul_gflops = " << r.matmul_flops / 1e9
+        << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
+      for (auto& l : r.levels)
+        o << "  { name = \"" << l.name << "\", capacity_bytes = " << std::fixed << std::setprecision(0) << l.capacity_bytes
+          << std::defaultfloat << std::setprecision(6) << ", bandwidth_gbs = " << l.bytes_per_s / 1e9 << " },\n";
+      o << "]\n";
+    }
+  }
   return o.str();
 }
 

@@ -246,6 +246,41 @@ Device decode(const toml::table& root, const std::string& origin) {
     if (auto* add = (*e)["add_pj"].as_table())
       for (auto& [k, v] : *add) tt.add_pj[std::string(k.str())] = v.value_or(0.0);
   }
+  if (auto* k = root["cpu_kernels"].as_table()) {
+    const std::string w = origin + " [cpu_kernels]";
+    CpuKernelModel m;
+    m.simd_floats = int(num(*k, "simd_floats", 8, w));
+    m.source = str(*k, "source");
+    if (auto* arr = (*k)["rates"].as_array()) {
+      for (auto& e : *arr) {
+        auto* t = e.as_table();
+        DUET_CHECK(t, w, ": rates entries must be tables");
+        CpuKernelRates r;
+        r.threads = int(num(*t, "threads", 1, w));
+        r.fma_flops = num(*t, "fma_gflops", 0, w) * 1e9;
+        r.conv_flops = num(*t, "conv_gflops", 0, w) * 1e9;
+        r.matmul_flops = num(*t, "matmul_gflops", 0, w) * 1e9;
+        r.depthwise_flops = num(*t, "depthwise_gflops", 0, w) * 1e9;
+        r.overhead_s = num(*t, "overhead_us", 0, w) * 1e-6;
+        r.transcendental_per_s = num(*t, "exp_gelements_per_s", 0, w) * 1e9;
+        DUET_CHECK(r.threads > 0 && r.fma_flops > 0 && r.conv_flops > 0 && r.matmul_flops > 0 && r.depthwise_flops > 0,
+                   w, ": every rates entry needs threads and positive fma/conv/matmul/depthwise_gflops");
+        if (auto* levels = (*t)["levels"].as_array())
+          for (auto& le : *levels) {
+            auto* lt = le.as_table();
+            DUET_CHECK(lt, w, ": levels entries must be tables");
+            CpuLevel l{str(*lt, "name", "memory"), capacity(*lt, w), num(*lt, "bandwidth_gbs", 0, w) * 1e9};
+            DUET_CHECK(l.bytes_per_s > 0, w, ": level '", l.name, "' needs a positive bandwidth_gbs");
+            r.levels.push_back(l);
+          }
+        DUET_CHECK(!r.levels.empty(), w, ": a rates entry lists no memory levels");
+        m.by_threads.push_back(r);
+      }
+    }
+    std::sort(m.by_threads.begin(), m.by_threads.end(), [](auto& a, auto& b) { return a.threads < b.threads; });
+    DUET_CHECK(!m.by_threads.empty(), w, ": no [[cpu_kernels.rates]] entry");
+    d.cpu = m;
+  }
   if (d.calibrated) {
     DUET_CHECK(!d.matrix.peak_flops.empty() || !d.vector.peak_flops.empty(), origin,
                ": no peak rate in [matrix.peak_tflops] or [vector.peak_tflops]");

@@ -34,6 +34,8 @@ nlohmann::json to_json(const SimResult& r, bool with_nodes) {
                      {"energy", energy(n.energy)},
                      {"compute_bound_from_batch", n.compute_bound_batch > 0 ? nlohmann::json(n.compute_bound_batch) : nlohmann::json()}};
     if (n.on_host) x["fallback_reason"] = n.fallback_reason;
+    if (!n.cpu_class.empty())
+      x["cpu_model"] = {{"class", n.cpu_class}, {"memory_level", n.cpu_level}, {"overhead_s", n.overhead_s}};
     if (n.systolic_cycles >= 0) {
       x["systolic"] = {{"dataflow", n.dataflow}, {"cycles", n.systolic_cycles}, {"mapping_efficiency", n.mapping_efficiency},
                        {"compute_utilization", n.compute_utilization}};
@@ -41,6 +43,23 @@ nlohmann::json to_json(const SimResult& r, bool with_nodes) {
     nodes.push_back(x);
   }
   return j;
+}
+
+nlohmann::json to_json(const HostValidation& v) {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (auto& r : v.rows) {
+    nlohmann::json x{{"name", r.name}, {"op", r.op}, {"class", r.cpu_class.empty() ? "folded" : r.cpu_class},
+                     {"modelled_s", r.modelled ? nlohmann::json(r.predicted_s) : nlohmann::json()},
+                     {"measured_s", r.measured ? nlohmann::json(r.measured_s) : nlohmann::json()}};
+    x["error"] = r.modelled && r.measured ? nlohmann::json(r.error()) : nlohmann::json();
+    nodes.push_back(x);
+  }
+  return {{"model", v.model}, {"device", v.device_id}, {"threads", v.threads}, {"runs", v.runs},
+          {"measured_total_s", v.measured_total_s}, {"measured_nodes_s", v.measured_nodes_s},
+          {"modelled_total_s", v.predicted_total_s}, {"total_error", v.total_error()},
+          {"median_abs_node_error", v.median_abs_node_error()}, {"load_average", v.load_average},
+          {"measured", "measured_* figures: timed on this machine (cpu backend, median of the runs)"},
+          {"modelled", "modelled_* figures: host-CPU kernel model from devices/host.toml"}, {"nodes", nodes}};
 }
 
 namespace {
@@ -167,15 +186,35 @@ std::string sweep_svg(const std::map<std::string, std::vector<const SimResult*>>
   return o.str();
 }
 
+std::string validation_html(const HostValidation& v) {
+  std::ostringstream o;
+  auto pct = [](double e) { std::ostringstream s; s << std::showpos << std::fixed << std::setprecision(1) << 100 * e << "%"; return s.str(); };
+  o << "<h2>Validation: measured vs modelled on this machine</h2><p class='note'>The <b>measured</b> column is timed here "
+       "(cpu backend, " << v.threads << " thread" << (v.threads > 1 ? "s" : "") << ", median of " << v.runs
+    << " runs, load average " << fmt(v.load_average) << "); the <b>modelled</b> column is the host-CPU model.</p>"
+    << "<p>Total: modelled " << fmt(v.predicted_total_s * 1e3, 4) << " ms, measured " << fmt(v.measured_total_s * 1e3, 4)
+    << " ms (median latency), error " << pct(v.total_error()) << "; median |per-node error| "
+    << fmt(100 * v.median_abs_node_error()) << "%.</p>"
+    << "<table><tr><th>node</th><th>op</th><th>class</th><th>modelled ms</th><th>measured ms</th><th>error</th></tr>";
+  for (auto& r : v.rows)
+    o << "<tr><td style='text-align:left'>" << esc(r.name) << "</td><td style='text-align:left'>" << esc(r.op)
+      << "</td><td>" << (r.modelled ? esc(r.cpu_class) : "folded") << "</td><td>" << fmt(r.predicted_s * 1e3) << "</td><td>"
+      << fmt(r.measured_s * 1e3) << "</td><td>" << (r.modelled && r.measured ? pct(r.error()) : "-") << "</td></tr>";
+  o << "</table>";
+  return o.str();
+}
+
 }  // namespace
 
-std::string html_report(const std::string& title, const std::vector<SimResult>& results) {
+std::string html_report(const std::string& title, const std::vector<SimResult>& results, const HostValidation* validation) {
   std::ostringstream o;
   o << "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" << esc(title) << "</title><style>"
     << "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
        "text-align:right}th{background:#eee}.note{color:#a00}</style></head><body>"
     << "<h1>" << esc(title) << "</h1><p class='note'>Every figure on this page is <b>modelled</b> by <code>duet simulate</code> "
-       "from the device catalog (devices/*.toml) and the op registry's costs; none is a measurement.</p>";
+       "from the device catalog (devices/*.toml) and the op registry's costs; none is a measurement"
+    << (validation ? ", except the measured column of the validation section" : "") << ".</p>";
+  if (validation) o << validation_html(*validation);
   o << "<h2>Device comparison (modelled)</h2><table><tr><th>device</th><th>batch</th><th>latency ms</th><th>inferences/s</th>"
        "<th>mJ/inference</th><th>DRAM share of energy</th><th>$ per 1M inferences</th><th>host-fallback nodes</th></tr>";
   std::map<std::string, std::vector<const SimResult*>> by_device;

@@ -17,6 +17,7 @@ EnergyBreakdown& EnergyBreakdown::operator+=(const EnergyBreakdown& o) {
 
 void validate(const SimOptions& o) {
   precision_bytes(o.precision);
+  DUET_CHECK(o.threads >= 1, "--threads must be at least 1, got ", o.threads);
   DUET_CHECK(o.auto_cast == "none" || o.auto_cast == "matmul" || o.auto_cast == "all",
              "--auto-cast must be none, matmul or all, got '", o.auto_cast, "'");
   DUET_CHECK(o.auto_cast_type == "bf16" || o.auto_cast_type == "fp16" || o.auto_cast_type == "tf32" ||
@@ -49,9 +50,44 @@ std::string runnable_precision(const Device& d, const WorkItem& item, const std:
 
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
+// A node on a CPU with measured kernel rates (sim/cpu_model.h).
+void cost_on_cpu(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
+                 int64_t batch, NodeResult& r) {
+  const CpuNodeCost c = cpu_node_cost(*d.cpu, item, bytes_per, o.threads);
+  const TechnologyTable& tech = d.energy;
+  r.precision = p;
+  r.flops = item.flops;
+  r.cpu_class = cpu_op_class_name(c.op_class);
+  r.cpu_level = c.level;
+  r.compute_s = c.compute_s;
+  r.memory_s = c.memory_s;
+  r.overhead_s = c.overhead_s;
+  r.time_s = c.time_s();
+  r.bound = c.overhead_s >= std::max(c.compute_s, c.memory_s) ? "overhead" : c.compute_s >= c.memory_s ? "compute" : "memory";
+  const bool in_dram = c.level == d.cpu->rates(o.threads).levels.back().name;
+  r.dram_bytes = in_dram ? c.bytes : 0;
+  r.on_chip_bytes = in_dram ? 0 : c.bytes;
+  r.intensity = c.bytes > 0 ? item.flops / c.bytes : 0;
+  const double macs = item.matrix ? item.gemm.macs() : 0;
+  r.energy.compute_j = 1e-12 * (item.matrix ? macs * tech.mac_pj(p) : item.flops * tech.op_pj(p));
+  const double on_chip_capacity = d.largest_on_chip() ? d.largest_on_chip()->capacity_bytes : 32 * 1024;
+  r.energy.on_chip_j = 1e-12 * r.on_chip_bytes * tech.sram_pj_per_byte(on_chip_capacity);
+  r.energy.dram_j = 1e-12 * r.dram_bytes * d.dram_pj_per_byte();
+  // Crossover on this model: compute and activations grow with the batch, weights do not.
+  if (c.memory_s > 0 && c.bytes > 0) {
+    const double weight_s = c.memory_s * std::min(1.0, item.weight_elements * bytes_per / c.bytes);
+    const double slope = (c.compute_s - (c.memory_s - weight_s)) / double(batch);
+    if (slope > 0) {
+      const double b = std::max(1.0, std::ceil(weight_s / slope));
+      r.compute_bound_batch = b <= double(1 << 20) ? int64_t(b) : -1;
+    }
+  }
+}
+
 // Node on one device at compute format `p` (storage bytes from the node's own format).
 void cost_on(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
              int64_t batch, NodeResult& r) {
+  if (d.cpu) return cost_on_cpu(d, item, p, bytes_per, o, batch, r);
   const bool sparse = o.sparse_2to4 && item.matrix && d.matrix.sparsity_2to4_speedup > 1;
   // 2:4 keeps half the weights plus a 2-bit index per kept value.
   const double weight_bytes = item.weight_elements * (sparse ? 0.5 * (bytes_per + 0.25) : bytes_per);
@@ -151,6 +187,7 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
     r.name = item.name;
     r.op = item.op;
     r.matrix = item.matrix;
+    r.node_index = item.node_index;
     const std::string wanted = node_precision(item, options);
     const double bytes_per = precision_bytes(wanted);
     std::string why;

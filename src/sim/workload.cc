@@ -34,6 +34,11 @@ Workload workload_from_topology(const Topology& topo, int64_t batch) {
 
 namespace {
 
+int64_t channels_4d(const ir::ValueType& t) {
+  if (t.kind != ir::ValueType::Kind::Tensor || !t.shape.rank_known || t.shape.rank() != 4 || !t.shape.dims[1].known()) return 0;
+  return t.shape.dims[1].value;
+}
+
 double elements(const ir::ValueType& t) {
   if (t.kind != ir::ValueType::Kind::Tensor || !t.shape.rank_known || !t.shape.fully_known()) return 0;
   return double(numel(t.shape.concrete()));
@@ -53,7 +58,7 @@ int64_t product(const Dims& d, size_t from, size_t to) {
 // GEMM lowering of Conv / MatMul / Gemm from the inferred shapes; false when
 // shapes are missing.
 bool lower_to_gemm(const ir::Node& n, const ir::Graph& g, Gemm& out) {
-  if (n.op_type == "Conv") {
+  if (n.op_type == "Conv" || n.op_type == "FusedConv") {
     Dims x = dims_of(n.inputs[0]), w = dims_of(n.inputs[1]), y = dims_of(n.outputs[0]);
     if (x.size() < 3 || w.size() != x.size() || y.size() != x.size()) return false;
     const int64_t groups = n.has_attr("group") ? n.attr("group")->i : 1;
@@ -63,7 +68,18 @@ bool lower_to_gemm(const ir::Node& n, const ir::Graph& g, Gemm& out) {
     out.repeats = groups;
     return true;
   }
-  if (n.op_type == "MatMul") {
+  if (n.op_type == "ConvTranspose") {
+    // Every input pixel times the Cin x (Cout x window) weights of its group.
+    Dims x = dims_of(n.inputs[0]), w = dims_of(n.inputs[1]);
+    if (x.size() < 3 || w.size() != x.size()) return false;
+    const int64_t groups = n.has_attr("group") ? n.attr("group")->i : 1;
+    out.m = x[0] * product(x, 2, x.size());
+    out.n = w[1] * product(w, 2, w.size());
+    out.k = w[0] / groups;
+    out.repeats = groups;
+    return true;
+  }
+  if (n.op_type == "MatMul" || n.op_type == "FusedMatMul") {
     Dims a = dims_of(n.inputs[0]), b = dims_of(n.inputs[1]);
     if (a.empty() || b.empty()) return false;
     if (a.size() == 1) a.insert(a.begin(), 1);
@@ -126,6 +142,8 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
   std::map<const ir::Node*, int> index;
   std::map<std::string, bool> is_output;
   for (auto* v : g.outputs) is_output[v->name] = true;
+  std::map<const ir::Node*, int> node_index;
+  for (size_t i = 0; i < g.nodes.size(); ++i) node_index[g.nodes[i].get()] = int(i);
   for (auto& c : costs) {
     const ir::Node& n = *c.node;
     bool folded = !n.outputs.empty();
@@ -146,13 +164,18 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
       item.input_elements += e;
       item.producers.push_back(v->producer && index.count(v->producer) ? index[v->producer] : -1);
       item.producer_elements.push_back(e);
+      item.input_channels.push_back(channels_4d(v->type));
     }
     for (auto* o : n.outputs) {
       if (!o) continue;
       item.output_elements += elements(o->type);
+      item.output_parts.push_back(elements(o->type));
+      item.output_channels.push_back(channels_4d(o->type));
       if (is_output.count(o->name)) item.model_output = true;
     }
+    item.node_index = node_index.at(&n);
     item.matrix = lower_to_gemm(n, g, item.gemm);
+    item.conv = item.matrix && (n.op_type == "Conv" || n.op_type == "FusedConv" || n.op_type == "ConvTranspose");
     if (item.matrix) item.flops = std::max(item.flops, 2 * item.gemm.macs());
     index[&n] = int(w.items.size());
     w.items.push_back(std::move(item));

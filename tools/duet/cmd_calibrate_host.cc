@@ -1,5 +1,6 @@
 // duet calibrate-host [--out devices/host.toml]: measures this CPU's FP32 peak
-// and memory bandwidths and writes its catalog entry.
+// and memory bandwidths, and the oneDNN kernel rates of the host-CPU model
+// (sim/cpu_model.h), and writes its catalog entry.
 #include <fstream>
 #include <iostream>
 
@@ -29,6 +30,13 @@ Runner add_calibrate_host(CLI::App& app) {
     std::cout << "host: " << c.cpu_model << ", " << c.threads << " threads: FP32 " << c.fp32_flops / 1e9 << " GFLOP/s, cache "
               << c.cache_bytes_per_s / 1e9 << " GB/s, DRAM " << c.dram_bytes_per_s / 1e9 << " GB/s (" << c.seconds
               << " s); wrote " << o->out << "\n";
+    for (auto& r : c.kernel_rates) {
+      std::cout << "  oneDNN at " << r.threads << " thread" << (r.threads > 1 ? "s" : "") << ": FMA " << r.fma_flops / 1e9
+                << " GFLOP/s, conv " << r.conv_flops / 1e9 << ", matmul " << r.matmul_flops / 1e9 << ", depthwise "
+                << r.depthwise_flops / 1e9 << " GFLOP/s; exp " << r.transcendental_per_s / 1e9 << " Gelem/s; overhead " << r.overhead_s * 1e6 << " us; streaming";
+      for (auto& l : r.levels) std::cout << " " << l.name << " " << l.bytes_per_s / 1e9;
+      std::cout << " GB/s\n";
+    }
     return 0;
   };
 }

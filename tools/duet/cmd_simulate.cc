@@ -1,7 +1,10 @@
 // duet simulate MODEL_OR_CSV --device A[,B] [--precision P] [--batch 1,8,64]
 //   [--dataflow os|ws|is] [--auto-cast none|matmul|all --auto-cast-type T]
-//   [--set key=value] [--json] [--report out.html]
+//   [--set key=value] [--threads N] [--validate [--runs N]] [--json] [--report out.html]
 // Costs an ONNX model or a SCALE-Sim topology CSV on devices from the catalog.
+// Devices with measured CPU kernel rates (the host) cost the graph the cpu
+// backend runs (passes::optimize first); --validate also runs it there and
+// reports measured against modelled per node.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -16,9 +19,11 @@
 #include "commands.h"
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/passes/optimize.h"
 #include "duet/sim/report.h"
 #include "duet/sim/simulate.h"
 #include "duet/sim/topology.h"
+#include "duet/sim/validate.h"
 
 namespace duet::cli {
 
@@ -41,6 +46,24 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+void print_validation(std::ostream& out, const sim::HostValidation& v) {
+  auto pct = [](double e) { std::ostringstream s; s << std::showpos << std::fixed << std::setprecision(1) << 100 * e << "%"; return s.str(); };
+  out << "\nvalidation on this machine (" << v.threads << " thread" << (v.threads > 1 ? "s" : "") << ", median of " << v.runs
+      << " runs, load average " << std::setprecision(3) << v.load_average << "):\n"
+      << std::left << std::setw(28) << "node" << std::setw(20) << "op" << std::setw(10) << "class" << std::right
+      << std::setw(14) << "modelled ms" << std::setw(14) << "measured ms" << std::setw(10) << "error" << "\n";
+  for (auto& r : v.rows) {
+    out << std::left << std::setw(28) << r.name.substr(0, 27) << std::setw(20) << r.op.substr(0, 19) << std::setw(10)
+        << (r.modelled ? r.cpu_class : "folded") << std::right << std::fixed << std::setprecision(3) << std::setw(14)
+        << r.predicted_s * 1e3 << std::setw(14) << r.measured_s * 1e3 << std::setw(10)
+        << (r.modelled && r.measured ? pct(r.error()) : "-") << "\n" << std::defaultfloat;
+  }
+  out << std::fixed << std::setprecision(2) << "total: modelled " << v.predicted_total_s * 1e3 << " ms, measured "
+      << v.measured_total_s * 1e3 << " ms (median latency; per-node medians sum to " << v.measured_nodes_s * 1e3
+      << " ms), error " << pct(v.total_error()) << "; median |node error| " << std::setprecision(1)
+      << 100 * v.median_abs_node_error() << "%\n" << std::defaultfloat;
+}
+
 }  // namespace
 
 Runner add_simulate(CLI::App& app) {
@@ -48,7 +71,8 @@ Runner add_simulate(CLI::App& app) {
     std::string input, report, dir = sim::default_devices_dir(), dataflow;
     std::vector<std::string> devices, batches{"1"}, sets, shapes;
     sim::SimOptions sim;
-    bool json = false, nodes = false;
+    bool json = false, nodes = false, validate = false;
+    int runs = 10;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("simulate", "Model latency, throughput, energy and cost of a model on accelerators (all figures modelled)");
@@ -63,6 +87,12 @@ Runner add_simulate(CLI::App& app) {
   cmd->add_option("--set", o->sets, "Override a device parameter, KEY=VALUE (e.g. matrix.rows=128); repeatable");
   cmd->add_option("--shape", o->shapes, "Bind an ONNX input shape, NAME=1x3x224x224 (batch still replaces dim 0)");
   cmd->add_option("--devices", o->dir, "Catalog folder (default: $DUET_DEVICES or the source tree's devices/)");
+  cmd->add_option("--threads", o->sim.threads, "Host CPU: threads the model runs on (kernel rates measured at that count)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_flag("--validate", o->validate,
+                "Host CPU: also run the model on the cpu backend and compare measured with modelled time per node");
+  cmd->add_option("--runs", o->runs, "--validate: measured rounds (median; each one plain and one profiled run)")
+      ->check(CLI::Range(1, 10000));
   cmd->add_flag("--json", o->json, "Print results as JSON");
   cmd->add_flag("--nodes", o->nodes, "Also print the per-node table (first device, first batch)");
   cmd->add_option("--report", o->report, "Write a self-contained HTML report");
@@ -93,37 +123,59 @@ Runner add_simulate(CLI::App& app) {
     if (std::filesystem::exists(std::filesystem::path(o->dir) / "host.toml")) host = sim::find_device(o->dir, "host");
 
     // Workloads per batch (shape inference once per batch, shared by all devices).
-    std::vector<sim::Workload> workloads;
-    if (ends_with(o->input, ".csv")) {
+    // CPUs with measured kernel rates cost the graph the cpu backend runs (optimized).
+    std::vector<sim::Workload> workloads, optimized;
+    const auto shapes = parse_shape_bindings(o->shapes);
+    const bool onnx = !ends_with(o->input, ".csv");
+    if (!onnx) {
       auto topo = sim::read_topology_csv(o->input);
       for (auto b : batches) workloads.push_back(sim::workload_from_topology(topo, b));
     } else {
       auto model = onnx_io::load_model(o->input);
       ir::verify(*model->graph);
-      const auto shapes = parse_shape_bindings(o->shapes);
-      for (auto b : batches) workloads.push_back(sim::workload_from_model(*model, b, shapes));
+      if (std::any_of(devices.begin(), devices.end(), [](auto& d) { return !d.cpu; }))
+        for (auto b : batches) workloads.push_back(sim::workload_from_model(*model, b, shapes));
+      if (std::any_of(devices.begin(), devices.end(), [](auto& d) { return d.cpu.has_value(); })) {
+        auto fresh = onnx_io::load_model(o->input);
+        passes::optimize(*fresh);
+        for (auto b : batches) optimized.push_back(sim::workload_from_model(*fresh, b, shapes));
+      }
     }
+    auto workloads_for = [&](const sim::Device& d) -> const std::vector<sim::Workload>& {
+      return d.cpu && onnx ? optimized : workloads;
+    };
     std::vector<sim::SimResult> results;
     for (auto& d : devices)
-      for (auto& w : workloads) results.push_back(sim::simulate(w, d, host ? &*host : nullptr, o->sim));
+      for (auto& w : workloads_for(d)) results.push_back(sim::simulate(w, d, host ? &*host : nullptr, o->sim));
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    std::optional<sim::HostValidation> validation;
+    if (o->validate) {
+      DUET_CHECK(onnx, "--validate runs an ONNX model, not a topology CSV");
+      DUET_CHECK(devices.size() == 1 && devices.front().cpu, "--validate compares the host CPU model: give --device host");
+      DUET_CHECK(batches.size() == 1 && batches.front() == 1, "--validate runs batch 1 (set other shapes with --shape)");
+      validation = sim::validate_host(o->input, shapes, devices.front(), o->sim, {o->runs, 2});
+    }
+    const auto& first_workload = workloads_for(devices.front()).front();
 
     const std::string title = "duet simulate " + o->input;
     if (!o->report.empty()) {
       std::ofstream f(o->report);
       DUET_CHECK(f.good(), "cannot write report '", o->report, "'");
-      f << sim::html_report(title, results);
+      f << sim::html_report(title, results, validation ? &*validation : nullptr);
     }
     if (o->json) {
       nlohmann::json j{{"input", o->input}, {"modelled", true}, {"precision", o->sim.precision},
                        {"auto_cast", o->sim.auto_cast}, {"auto_cast_type", o->sim.auto_cast_type},
                        {"seconds", elapsed}, {"results", nlohmann::json::array()}};
       for (auto& r : results) j["results"].push_back(sim::to_json(r));
+      if (validation) j["validation"] = sim::to_json(*validation);
       std::cout << j.dump(2) << "\n";
       return 0;
     }
-    std::cout << "All figures modelled (not measured). " << workloads.front().items.size() << " nodes";
-    if (workloads.front().unknown_cost_nodes) std::cout << " (" << workloads.front().unknown_cost_nodes << " left out: shapes unknown)";
+    std::cout << "All figures modelled (not measured)" << (validation ? ", except the validation below" : "") << ". "
+              << first_workload.items.size() << " nodes";
+    if (first_workload.unknown_cost_nodes) std::cout << " (" << first_workload.unknown_cost_nodes << " left out: shapes unknown)";
     std::cout << ", precision " << o->sim.precision;
     if (o->sim.auto_cast != "none") std::cout << ", auto-cast " << o->sim.auto_cast << " to " << o->sim.auto_cast_type;
     std::cout << "\n"
@@ -144,7 +196,7 @@ Runner add_simulate(CLI::App& app) {
     // Where each device's layers turn compute-bound (roofline, at the first batch's shapes).
     std::cout << "compute-bound from batch (roofline; layers: median / max):\n";
     for (size_t d = 0; d < devices.size(); ++d) {
-      const auto& r = results[d * workloads.size()];
+      const auto& r = results[d * batches.size()];
       std::vector<int64_t> b;
       int never = 0;
       for (auto& n : r.nodes) {
@@ -171,7 +223,8 @@ Runner add_simulate(CLI::App& app) {
                   << (n.on_host ? "host (" + n.fallback_reason + ")" : r.device_id) << "\n";
       }
     }
-    std::cout << "simulated " << workloads.front().items.size() << " nodes x " << devices.size() << " devices x " << batches.size()
+    if (validation) print_validation(std::cout, *validation);
+    std::cout << "simulated " << first_workload.items.size() << " nodes x " << devices.size() << " devices x " << batches.size()
               << " batches in " << std::setprecision(3) << elapsed * 1e3 << " ms"
               << (o->report.empty() ? "" : "; report: " + o->report) << "\n";
     return 0;

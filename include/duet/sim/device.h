@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/sim/cpu_model.h"
 #include "duet/sim/energy.h"
 #include "duet/sim/memory.h"
 #include "duet/sim/systolic.h"
@@ -59,6 +60,9 @@ struct Device {
   std::set<std::string> supported_ops;    // "*": every op
   std::set<std::string> unsupported_ops;  // exceptions to "*"
   TechnologyTable energy;
+  // [cpu_kernels]: the host CPU's measured kernel rates (sim/cpu_model.h); when
+  // present, nodes on this device are costed by the host-CPU kernel model.
+  std::optional<CpuKernelModel> cpu;
 
   bool supports_op(const std::string& op) const;
   bool matrix_supports(const std::string& precision) const { return matrix.peak_flops.count(precision) > 0; }

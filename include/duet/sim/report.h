@@ -1,16 +1,21 @@
 // Simulation results as JSON and as one self-contained HTML page (inline SVG,
 // no scripts or network): roofline with every node, per-node time and energy
-// bars, batch-sweep curves, device comparison. Every figure is labelled modelled.
+// bars, batch-sweep curves, device comparison. Every figure is labelled modelled,
+// except the host validation's measured times, labelled measured.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "duet/sim/simulate.h"
+#include "duet/sim/validate.h"
 
 namespace duet::sim {
 
 nlohmann::json to_json(const SimResult& r, bool with_nodes = true);
-std::string html_report(const std::string& title, const std::vector<SimResult>& results);
+nlohmann::json to_json(const HostValidation& v);  // labelled measured vs modelled
+// `validation`: adds a measured-vs-modelled section (the one measured part of the page).
+std::string html_report(const std::string& title, const std::vector<SimResult>& results,
+                        const HostValidation* validation = nullptr);
 
 }  // namespace duet::sim

@@ -20,6 +20,7 @@ struct SimOptions {
   std::string auto_cast_type = "bf16";
   std::optional<Dataflow> dataflow;  // systolic engines; default: the device's first
   bool sparse_2to4 = false;          // weights of matrix ops pruned 2:4
+  int threads = 1;                   // host CPU: rates measured at this many threads (sim/cpu_model.h)
 };
 void validate(const SimOptions& o);  // one clear error for a bad value
 
@@ -36,12 +37,15 @@ struct NodeResult {
   std::string fallback_reason;
   double flops = 0, dram_bytes = 0, on_chip_bytes = 0, transfer_bytes = 0;
   double compute_s = 0, memory_s = 0, transfer_s = 0, time_s = 0;
-  std::string bound;       // "compute" or "memory"
+  std::string bound;       // "compute", "memory" or "overhead" (host-CPU model)
   double intensity = 0;    // FLOPs per DRAM byte
   std::string dataflow;    // systolic engines
   int64_t systolic_cycles = -1;
   double mapping_efficiency = 0, compute_utilization = 0;
   EnergyBreakdown energy;
+  std::string cpu_class, cpu_level;  // host-CPU model: ceiling met, memory level holding the working set
+  double overhead_s = 0;             // host-CPU model: per-primitive overhead
+  int node_index = -1;               // the workload item's graph position
   int64_t compute_bound_batch = -1;  // smallest batch at which it is compute-bound (roofline); -1: none up to 2^20
 };
 

@@ -13,8 +13,10 @@ namespace duet::sim {
 
 struct WorkItem {
   std::string name, op;
+  int node_index = -1;  // position in the graph's node list (ONNX models)
   bool matrix = false;  // runs on a matrix engine (GEMM lowering in `gemm`)
   Gemm gemm;
+  bool conv = false;    // Conv / FusedConv / ConvTranspose (gemm.n: output channels per group)
   double flops = 0;
   double weight_elements = 0;  // constant inputs (initializers)
   double input_elements = 0;   // activations read
@@ -23,6 +25,11 @@ struct WorkItem {
   // -1 for a model input (which starts on the host).
   std::vector<int> producers;
   std::vector<double> producer_elements;
+  // Channels (dimension 1) of each 4-d activation input (as producers) and
+  // output; 0 for other ranks. CPU kernels store 4-d tensors channel-blocked.
+  std::vector<int64_t> input_channels;
+  std::vector<double> output_parts;
+  std::vector<int64_t> output_channels;
   bool model_output = false;  // an output goes back to the host
 };
 

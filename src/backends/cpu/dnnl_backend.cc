@@ -394,11 +394,28 @@ class Plan {
   }
   void define(const ir::Node& n, int s) { value_[n.outputs[0]->name] = s; }
 
+  // md's layout for other dims (same format tag), or "any" when it has no simple tag.
+  static memory::desc same_layout(const memory::desc& like, const memory::dims& dims) {
+    const size_t rank = like.dims().size();
+    std::vector<tag> tags = {plain_tag(rank)};
+    if (rank == 4) tags.insert(tags.end(), {tag::aBcd8b, tag::aBcd16b, tag::acdb});
+    for (tag t : tags)
+      if (memory::desc(like.dims(), like.data_type(), t) == like) return memory::desc(dims, like.data_type(), t);
+    return memory::desc(dims, like.data_type(), tag::any);
+  }
+
   // Eltwise primitives for steps, starting from slot s; returns the last slot.
   int eltwise(int s, const std::vector<EltwiseStep>& steps) {
     for (auto [alg, alpha, beta] : steps) {
       dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, slots_[s].md, alpha, beta},
                                                engine_);
+      // A blocked layout with few channels (det's 1-channel head) gets oneDNN
+      // 2.6's reference eltwise; the plain layout gets the jit kernel.
+      if (std::string(pd.impl_info_str()).find("ref") != std::string::npos) {
+        s = plain(s);
+        pd = dnnl::eltwise_forward::primitive_desc({dnnl::prop_kind::forward_inference, alg, slots_[s].md, alpha, beta},
+                                                   engine_);
+      }
       const int d = new_slot(pd.dst_desc());
       add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
       s = d;
@@ -741,7 +758,7 @@ class Plan {
     memory::dims out = {xd[0], xd[1], xd[2] * static_cast<int64_t>(factors[0]), xd[3] * static_cast<int64_t>(factors[1])};
     dnnl::resampling_forward::primitive_desc pd(
         {dnnl::prop_kind::forward_inference, dnnl::algorithm::resampling_nearest, factors, slots_[x].md,
-         memory::desc(out, dt::f32, tag::any)},
+         same_layout(slots_[x].md, out)},  // "any" picks plain, which then costs a reorder at the next concat
         engine_);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::resampling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
@@ -755,8 +772,16 @@ class Plan {
     int axis = static_cast<int>(n.attr_int("axis", 0));
     if (axis < 0) axis += rank;
     if (axis < 0 || axis >= rank) fail(n.label(), ": axis ", n.attr_int("axis", 0), " is out of range for rank ", rank);
+    // One layout for every input (that of the first): mixed layouts send oneDNN
+    // 2.6 to a slow generic concat.
+    const memory::desc first = slots_[slot_of(n.inputs[0])].md;
     for (size_t i = 0; i < n.inputs.size(); ++i) {
-      const int s = rank == 4 && axis == 1 ? slot_of(n.inputs[i]) : plain(slot_of(n.inputs[i]));
+      const int in = slot_of(n.inputs[i]);
+      int s = plain(in);
+      if (rank == 4 && axis == 1) {
+        const memory::desc target = same_layout(first, slots_[in].md.dims());
+        s = target.data.format_kind == dnnl_format_kind_any ? in : as_layout(in, target);
+      }
       mds.push_back(slots_[s].md);
       args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = s;
     }

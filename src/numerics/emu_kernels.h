@@ -1,0 +1,33 @@
+// Fast kernels behind emu::gemm (see duet/numerics/emu_gemm.h for the semantics they
+// reproduce). Inputs are already quantized: every value is exact in its format.
+#pragma once
+#include <cstdint>
+
+namespace duet::numerics::emu::kernels {
+
+enum class Family { F32Fma, F64Exact, Int32 };
+
+struct Args {
+  int64_t M = 0, N = 0, K = 0;
+  const float* A = nullptr;  // M×K, row stride lda
+  int64_t lda = 0;
+  const float* B = nullptr;  // K×N, row stride N
+  int64_t chunk = 0;         // products per chunk before the FP32 promotion; 0: none, R = acc
+  // Per-block scales (both null without): sa is M×nchunks (row stride sa_stride), sb nchunks×N.
+  const float* sa = nullptr;
+  int64_t sa_stride = 0;
+  const float* sb = nullptr;
+  float* R = nullptr;  // M×N, row stride N: the FP32 result r of step 3
+  // F64Exact: accumulator mantissa bits and rounding (0 nearest-even, 1 toward zero, 2 nearest-away).
+  int mantissa_bits = 23;
+  int rounding = 0;
+  // Int32: accumulator width and overflow behaviour.
+  int int_bits = 32;
+  bool saturate = false;
+};
+
+void run_portable(Family f, const Args& a);
+void run_avx2(Family f, const Args& a);  // callers check the CPU (avx2 and fma)
+bool cpu_has_avx2_fma();
+
+}  // namespace duet::numerics::emu::kernels

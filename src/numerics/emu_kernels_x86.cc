@@ -1,0 +1,234 @@
+// AVX2+FMA emu kernels: a GotoBLAS-style blocked GEMM (B packed in KC×NR panels,
+// A in MR×KC slivers, an MR×NR register tile) written once over a lane policy:
+//   F32Fma    8 floats,   acc = fma(a, b, acc)
+//   F64Exact  4 doubles,  acc = round_P(fma(a, b, acc))   (the FMA is exact by construction)
+//   Int32     8 int32s,   acc = saturate_or_wrap(acc + a·b)
+// Each output element sees its products in increasing k: K is split into KC blocks processed
+// in order, and the accumulator is stored exactly between blocks (or, with chunked
+// accumulation, KC is the chunk and each block ends with the FP32 promotion).
+//
+// The whole file compiles for AVX2+FMA (pragma below, after the includes, which are C headers
+// only, so no inline library code built for AVX2 can be picked by the linker for other files).
+// Callers check the CPU first.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "numerics/emu_kernels.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+namespace duet::numerics::emu::kernels {
+
+#if defined(__x86_64__)
+
+bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef uint64_t v4u __attribute__((vector_size(32)));
+
+struct LaneF32 {
+  using T = float;
+  using V = v8f;
+  static constexpr int W = 8, MR = 6, NR = 16, KC = 256, MC = 72;
+  static T from_float(float x) { return x; }
+  static float to_float(T x) { return x; }
+  V step(V acc, V a, V b) const { return _mm256_fmadd_ps(a, b, acc); }
+};
+
+// Rounding of an FP64 value to P mantissa bits on its bit pattern (sign-magnitude, so the
+// same integer operations round negative values symmetrically); a carry moves into the exponent.
+// Valid because the dispatcher only sends sums that stay in the accumulator's normal range.
+template <int Rounding>  // 0 nearest-even, 1 toward zero, 2 nearest-away
+struct LaneF64 {
+  using T = double;
+  using V = v4d;
+  static constexpr int W = 4, MR = 4, NR = 8, KC = 256, MC = 48;
+  v4u keep, bias;
+  int shift;
+  explicit LaneF64(int mantissa_bits) : shift(52 - mantissa_bits) {
+    keep = (v4u){} + ~((uint64_t{1} << shift) - 1);
+    bias = (v4u){} + (Rounding == 0 ? (uint64_t{1} << (shift - 1)) - 1 : uint64_t{1} << (shift - 1));
+  }
+  static T from_float(float x) { return x; }
+  static float to_float(T x) { return static_cast<float>(x); }
+  V step(V acc, V a, V b) const {
+    v4u u = (v4u)_mm256_fmadd_pd(a, b, acc);
+    if constexpr (Rounding == 0) u += bias + ((u >> shift) & 1);
+    if constexpr (Rounding == 2) u += bias;
+    return (V)(u & keep);
+  }
+};
+
+template <bool Saturate>
+struct LaneI32 {
+  using T = int32_t;
+  using V = v8i;
+  static constexpr int W = 8, MR = 6, NR = 16, KC = 256, MC = 72;
+  __m256i lo, hi;
+  int wrap_shift;
+  explicit LaneI32(int bits) : wrap_shift(32 - bits) {
+    const int64_t h = (int64_t{1} << (bits - 1)) - 1;
+    lo = _mm256_set1_epi32(static_cast<int32_t>(-h - 1));
+    hi = _mm256_set1_epi32(static_cast<int32_t>(h));
+  }
+  static T from_float(float x) { return static_cast<int32_t>(x); }
+  static float to_float(T x) { return static_cast<float>(x); }
+  V step(V acc, V a, V b) const {
+    const v8u sum = (v8u)acc + (v8u)a * (v8u)b;  // unsigned: wraps by definition
+    if constexpr (Saturate) {
+      return (V)_mm256_min_epi32(_mm256_max_epi32((__m256i)sum, lo), hi);
+    } else {
+      return ((V)(sum << wrap_shift)) >> wrap_shift;
+    }
+  }
+};
+
+template <typename T>
+struct Buffer {
+  T* p = nullptr;
+  explicit Buffer(int64_t n) {
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
+    p = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
+    if (p == nullptr) std::abort();
+  }
+  ~Buffer() { std::free(p); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+// One MR×NR tile over kc products; `tile` (row-major MR×NR) holds the accumulator in and out.
+template <typename L>
+[[gnu::always_inline]] inline void micro_kernel(const L& lane, const typename L::T* ap, const typename L::T* bp,
+                                                int64_t kc, typename L::T* tile) {
+  using V = typename L::V;
+  constexpr int MR = L::MR, NV = L::NR / L::W;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) std::memcpy(&acc[i][j], tile + i * L::NR + j * L::W, sizeof(V));
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) std::memcpy(&b[j], bp + k * L::NR + j * L::W, sizeof(V));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V a = (V){} + ap[k * MR + i];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = lane.step(acc[i][j], a, b[j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) std::memcpy(tile + i * L::NR + j * L::W, &acc[i][j], sizeof(V));
+  }
+}
+
+template <typename L>
+void drive(const L& lane, const Args& a) {
+  using T = typename L::T;
+  constexpr int64_t MR = L::MR, NR = L::NR;
+  const int64_t M = a.M, N = a.N, K = a.K;
+  const bool chunked = a.chunk > 0;
+  const int64_t KC = chunked ? (a.chunk < K ? a.chunk : K) : (L::KC < K ? L::KC : K);
+  const int64_t panels = (N + NR - 1) / NR;
+  const int64_t MC = L::MC;
+  Buffer<T> bpack(KC * panels * NR), apack(MC * KC);
+  Buffer<T> accbuf(chunked ? 1 : M * N);
+  if (chunked || K == 0) {
+    for (int64_t i = 0; i < M * N; ++i) a.R[i] = 0.0f;
+  } else {
+    std::memset(accbuf.p, 0, static_cast<size_t>(M * N) * sizeof(T));
+  }
+  if (K == 0) return;
+  alignas(64) T tile[MR * NR];
+  for (int64_t k0 = 0, c = 0; k0 < K; k0 += KC, ++c) {
+    const int64_t kc = K - k0 < KC ? K - k0 : KC;
+    for (int64_t q = 0; q < panels; ++q) {
+      T* dst = bpack.p + q * kc * NR;
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = a.B + (k0 + k) * N + q * NR;
+        for (int64_t j = 0; j < NR; ++j) dst[k * NR + j] = q * NR + j < N ? L::from_float(src[j]) : T{};
+      }
+    }
+    for (int64_t m0 = 0; m0 < M; m0 += MC) {
+      const int64_t mc = M - m0 < MC ? M - m0 : MC;
+      const int64_t slivers = (mc + MR - 1) / MR;
+      for (int64_t s = 0; s < slivers; ++s) {
+        T* dst = apack.p + s * kc * MR;
+        for (int64_t i = 0; i < MR; ++i) {
+          const int64_t m = m0 + s * MR + i;
+          const float* src = a.A + m * a.lda + k0;
+          for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = m < M ? L::from_float(src[k]) : T{};
+        }
+      }
+      for (int64_t q = 0; q < panels; ++q) {
+        const int64_t n0 = q * NR, nv = N - n0 < NR ? N - n0 : NR;
+        for (int64_t s = 0; s < slivers; ++s) {
+          const int64_t mb = m0 + s * MR, mv = M - mb < MR ? M - mb : MR;
+          std::memset(tile, 0, sizeof tile);
+          if (!chunked && k0 > 0) {
+            for (int64_t i = 0; i < mv; ++i) std::memcpy(tile + i * NR, accbuf.p + (mb + i) * N + n0, nv * sizeof(T));
+          }
+          micro_kernel(lane, apack.p + s * kc * MR, bpack.p + q * kc * NR, kc, tile);
+          if (!chunked) {
+            for (int64_t i = 0; i < mv; ++i) std::memcpy(accbuf.p + (mb + i) * N + n0, tile + i * NR, nv * sizeof(T));
+            continue;
+          }
+          for (int64_t i = 0; i < mv; ++i) {
+            float* r = a.R + (mb + i) * N + n0;
+            for (int64_t j = 0; j < nv; ++j) {
+              const float scale = a.sa ? a.sa[(mb + i) * a.sa_stride + c] * a.sb[c * N + n0 + j] : 1.0f;
+              r[j] = __builtin_fmaf(L::to_float(tile[i * NR + j]), scale, r[j]);
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!chunked) {
+    for (int64_t i = 0; i < M * N; ++i) a.R[i] = L::to_float(accbuf.p[i]);
+  }
+}
+
+}  // namespace
+
+void run_avx2(Family f, const Args& a) {
+  switch (f) {
+    case Family::F32Fma: drive(LaneF32{}, a); break;
+    case Family::F64Exact:
+      if (a.rounding == 0) drive(LaneF64<0>(a.mantissa_bits), a);
+      else if (a.rounding == 1) drive(LaneF64<1>(a.mantissa_bits), a);
+      else drive(LaneF64<2>(a.mantissa_bits), a);
+      break;
+    case Family::Int32:
+      if (a.saturate) drive(LaneI32<true>(a.int_bits), a);
+      else drive(LaneI32<false>(a.int_bits), a);
+      break;
+  }
+}
+
+#pragma GCC pop_options
+
+#else  // not x86-64: the dispatcher never calls run_avx2.
+
+bool cpu_has_avx2_fma() { return false; }
+void run_avx2(Family f, const Args& a) { run_portable(f, a); }
+
+#endif
+
+}  // namespace duet::numerics::emu::kernels

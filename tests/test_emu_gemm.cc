@@ -2,6 +2,7 @@
 // count, equals the slow exact reference bit for bit; the reference itself gives the values a
 // datapath with that accumulator gives (hand-computed cases); conv2d equals its im2col GEMM.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <bit>
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "duet/core/error.h"
 #include "duet/numerics/emu_gemm.h"
+#include "test_util.h"
 
 using namespace duet::numerics;
 using namespace duet::numerics::emu;
@@ -312,4 +314,19 @@ TEST(EmuGemm, RejectsSpecsItCannotHonour) {
   EXPECT_THROW(parse_accumulator("int12"), duet::Error);
   EXPECT_EQ(parse_accumulator("hopper:22:32:rne").fp.mantissa_bits, 22);
   EXPECT_EQ(parse_accumulator("hopper").chunk, 128);
+}
+
+TEST(EmuGemmCli, ReportsKernelTimeAndErrorAsJson) {
+  auto r = duet::testutil::run_command(duet::testutil::cli() +
+                                       " emu-gemm --a e4m3fn --acc hopper --m 16 --n 24 --k 300 --runs 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["kernel"], "f64-exact");
+  EXPECT_GT(j["measured_median_ms"].get<double>(), 0.0);
+  // E4M3 inputs (3 mantissa bits): a few percent of error against FP32, not zero, not garbage.
+  EXPECT_GT(j["rel_frobenius_error_vs_fp32"].get<double>(), 1e-3);
+  EXPECT_LT(j["rel_frobenius_error_vs_fp32"].get<double>(), 0.2);
+  auto bad = duet::testutil::run_command(duet::testutil::cli() + " emu-gemm --a bf16 --acc int32");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("integer accumulator needs integer input formats"), std::string::npos) << bad.output;
 }

@@ -44,6 +44,7 @@ struct LaneF32 {
   static constexpr int W = 8, MR = 6, NR = 16, KC = 256, MC = 72;
   static T from_float(float x) { return x; }
   static float to_float(T x) { return x; }
+  static V broadcast(T x) { return _mm256_set1_ps(x); }
   V step(V acc, V a, V b) const { return _mm256_fmadd_ps(a, b, acc); }
 };
 
@@ -63,6 +64,7 @@ struct LaneF64 {
   }
   static T from_float(float x) { return x; }
   static float to_float(T x) { return static_cast<float>(x); }
+  static V broadcast(T x) { return _mm256_set1_pd(x); }
   V step(V acc, V a, V b) const {
     v4u u = (v4u)_mm256_fmadd_pd(a, b, acc);
     if constexpr (Rounding == 0) u += bias + ((u >> shift) & 1);
@@ -85,6 +87,7 @@ struct LaneI32 {
   }
   static T from_float(float x) { return static_cast<int32_t>(x); }
   static float to_float(T x) { return static_cast<float>(x); }
+  static V broadcast(T x) { return (V)_mm256_set1_epi32(x); }
   V step(V acc, V a, V b) const {
     const v8u sum = (v8u)acc + (v8u)a * (v8u)b;  // unsigned: wraps by definition
     if constexpr (Saturate) {
@@ -126,7 +129,7 @@ template <typename L>
     for (int j = 0; j < NV; ++j) std::memcpy(&b[j], bp + k * L::NR + j * L::W, sizeof(V));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V a = (V){} + ap[k * MR + i];
+      const V a = L::broadcast(ap[k * MR + i]);  // not (V){} + x: 0.0 + -0.0 is +0.0
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = lane.step(acc[i][j], a, b[j]);
     }

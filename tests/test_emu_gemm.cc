@@ -161,13 +161,63 @@ TEST(EmuGemm, IntegerAccumulatorsAreTheInt32Kernel) {
   check_against_reference({"int8 int16 sat /64", chunked, KernelFamily::Int32});
 }
 
-TEST(EmuGemm, WhatNoFastKernelCoversGoesToTheReference) {
+TEST(EmuGemm, OtherFloatAccumulatorsAreTheGeneralF64Kernel) {
   check_against_reference({"fp16 fp16 accumulation", spec("fp16", "fp16", accumulator_float(fp16())),
-                           KernelFamily::Reference}, 5, 7, 40);
-  check_against_reference({"e5m2 hopper", spec("e5m2", "e5m2", accumulator_hopper_fp8()), KernelFamily::Reference}, 5, 7, 40);
+                           KernelFamily::F64General});
+  check_against_reference({"fp16 fp16 rtz accumulation", spec("fp16", "fp16", accumulator_float(fp16(), Rounding::TowardZero)),
+                           KernelFamily::F64General});
+  check_against_reference({"fp16 fp16 rna accumulation", spec("fp16", "fp16", accumulator_float(fp16(), Rounding::NearestAway)),
+                           KernelFamily::F64General});
+  check_against_reference({"fp32 into bf16", spec("fp32", "fp32", accumulator_float(bf16())), KernelFamily::F64General});
+  check_against_reference({"fp32 into bf16 rtz", spec("fp32", "fp32", accumulator_float(bf16(), Rounding::TowardZero)),
+                           KernelFamily::F64General});
+  check_against_reference({"e5m2 hopper", spec("e5m2", "e5m2", accumulator_hopper_fp8()), KernelFamily::F64General});
   Accumulator sat = accumulator_float(fp16());
   sat.overflow = Overflow::Saturate;
-  check_against_reference({"e4m3fn saturating fp16", spec("e4m3fn", "e4m3fn", sat), KernelFamily::Reference}, 5, 7, 40);
+  check_against_reference({"bf16 saturating fp16", spec("bf16", "bf16", sat), KernelFamily::F64General});
+  check_against_reference({"bf16 into e5m2fnuz", spec("bf16", "bf16", accumulator_float(e5m2fnuz())), KernelFamily::F64General});
+  check_against_reference({"fp16 into e4m3fn rtz", spec("fp16", "fp16", accumulator_float(e4m3fn(), Rounding::TowardZero)),
+                           KernelFamily::F64General});
+}
+
+// Sums that FP64 cannot hold exactly, where only the TwoSum error decides the rounding.
+TEST(EmuGemm, GeneralKernelUsesTheErrorTermForTiesAndTowardZeroEdges) {
+  struct Edge {
+    const char* name;
+    Accumulator acc;
+    std::vector<float> a, b;
+    float want;
+  };
+  const Edge edges[] = {
+      // 2^-30, then 2^30 + 2^22: a BF16 tie (quantum 2^23 at 2^30) broken upward by 2^-30.
+      {"bf16 tie", accumulator_float(bf16()), {0x1p-15f, 257.0f}, {0x1p-15f, 0x1p22f}, 0x1p30f + 0x1p23f},
+      {"bf16 tie, negative", accumulator_float(bf16()), {-0x1p-15f, 257.0f}, {0x1p-15f, 0x1p22f}, 0x1p30f},
+      {"bf16 tie rna", accumulator_float(bf16(), Rounding::NearestAway), {-0x1p-15f, 257.0f}, {0x1p-15f, 0x1p22f}, 0x1p30f},
+      // 2^20 - 2^-40 truncates to the FP32 value below 2^20 (half the quantum above it).
+      {"fp32 rtz edge", accumulator_float(fp32(), Rounding::TowardZero), {0x1p10f, -0x1p-20f}, {0x1p10f, 0x1p-20f},
+       0x1p20f - 0x1p-4f},
+      {"fp32 rtz inside", accumulator_float(fp32(), Rounding::TowardZero), {0x1p10f, -0x1p-20f}, {0x1.8p10f, 0x1p-20f},
+       0x1.8p20f - 0x1p-3f},
+      // FP16: 1024 - 2^-40 truncates to 1023.5.
+      {"fp16 rtz edge", accumulator_float(fp16(), Rounding::TowardZero), {32.0f, -0x1p-20f}, {32.0f, 0x1p-20f}, 1023.5f},
+  };
+  for (const Edge& e : edges) {
+    SCOPED_TRACE(e.name);
+    GemmSpec s = spec("fp32", "fp32", e.acc);
+    const int64_t K = static_cast<int64_t>(e.a.size());
+    float want = 0;
+    gemm_reference(s, 1, 1, K, e.a.data(), e.b.data(), &want);
+    EXPECT_EQ(want, e.want);
+    for (KernelPath p : fast_paths()) {
+      s.path = p;
+      float got = 0;
+      gemm(s, 1, 1, K, e.a.data(), e.b.data(), &got);
+      EXPECT_EQ(got, e.want) << path_name(p);
+    }
+  }
+}
+
+TEST(EmuGemm, WhatNoFastKernelCoversGoesToTheReference) {
   GemmSpec int16_inputs = spec("int16", "int16", accumulator_int(32, true));  // 2^30 products near 2^31
   check_against_reference({"int16 int32 saturating", int16_inputs, KernelFamily::Reference}, 5, 7, 40);
   check_against_reference({"int16 int32 wrapping", spec("int16", "int16", accumulator_int(32, false)),

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,9 +55,12 @@ void check_operand(const Operand& op, const char* name, int64_t rows, int64_t co
 int rounding_code(Rounding r) { return r == Rounding::NearestEven ? 0 : r == Rounding::TowardZero ? 1 : 2; }
 
 kernels::Family to_kernel(KernelFamily f) {
-  return f == KernelFamily::F32Fma ? kernels::Family::F32Fma
-         : f == KernelFamily::F64Exact ? kernels::Family::F64Exact
-                                       : kernels::Family::Int32;
+  switch (f) {
+    case KernelFamily::F32Fma: return kernels::Family::F32Fma;
+    case KernelFamily::F64Exact: return kernels::Family::F64Exact;
+    case KernelFamily::F64General: return kernels::Family::F64General;
+    default: return kernels::Family::Int32;
+  }
 }
 
 // Runs the kernel over row ranges, one per thread; rows are independent, so the result does not
@@ -72,6 +76,13 @@ void run_kernel(KernelFamily family, KernelPath path, const GemmSpec& spec, int6
   base.chunk = spec.acc.chunk;
   base.mantissa_bits = spec.acc.fp.mantissa_bits;
   base.rounding = rounding_code(spec.acc.rounding);
+  const Minifloat& af = spec.acc.fp;
+  base.min_exponent = af.min_exponent();
+  base.max_finite = af.max_finite();
+  base.overflow_pos = af.decode_double(af.overflow_bits(0, spec.acc.overflow));
+  base.overflow_neg = af.decode_double(af.overflow_bits(1u << (af.total_bits() - 1), spec.acc.overflow));
+  base.nan_value = af.decode_double(af.encode(std::numeric_limits<float>::quiet_NaN(), spec.acc.rounding, spec.acc.overflow));
+  base.unsigned_zero = af.specials == Specials::FNUZ;
   base.int_bits = spec.acc.int_bits;
   base.saturate = spec.acc.saturate;
   const int64_t nblk = spec.acc.chunk > 0 ? blocks(K, spec.acc.chunk) : 0;
@@ -260,6 +271,7 @@ const char* family_name(KernelFamily f) {
     case KernelFamily::Reference: return "reference";
     case KernelFamily::F32Fma: return "f32-fma";
     case KernelFamily::F64Exact: return "f64-exact";
+    case KernelFamily::F64General: return "f64-general";
     case KernelFamily::Int32: return "int32";
   }
   return "?";
@@ -285,11 +297,11 @@ KernelFamily choose_family(const GemmSpec& spec, int64_t K) {
   // F64Exact: within one chunk every partial sum is a multiple of the smallest product step q
   // and at most L·max|a|·max|b|; if that span fits FP64's 53 bits, acc + p is exact in FP64,
   // and if it lies in the accumulator's normal range no subnormal or overflow rule applies.
-  if (acc.fp.specials != Specials::IEEE || acc.overflow != Overflow::Infinity) return KernelFamily::Reference;
+  if (acc.fp.specials != Specials::IEEE || acc.overflow != Overflow::Infinity) return KernelFamily::F64General;
   const int64_t L = acc.chunk > 0 ? std::min<int64_t>(acc.chunk, K) : K;
   const double q = min_step(fa) * min_step(fb);
   const double bound = static_cast<double>(std::max<int64_t>(L, 1)) * max_abs(fa) * max_abs(fb);
-  if (bound / q > 0x1p53 || q < acc.fp.min_normal() || bound > acc.fp.max_finite()) return KernelFamily::Reference;
+  if (bound / q > 0x1p53 || q < acc.fp.min_normal() || bound > acc.fp.max_finite()) return KernelFamily::F64General;
   return KernelFamily::F64Exact;
 }
 

@@ -5,7 +5,7 @@
 
 namespace duet::numerics::emu::kernels {
 
-enum class Family { F32Fma, F64Exact, Int32 };
+enum class Family { F32Fma, F64Exact, F64General, Int32 };
 
 struct Args {
   int64_t M = 0, N = 0, K = 0;
@@ -21,6 +21,12 @@ struct Args {
   // F64Exact: accumulator mantissa bits and rounding (0 nearest-even, 1 toward zero, 2 nearest-away).
   int mantissa_bits = 23;
   int rounding = 0;
+  // F64General (also uses mantissa_bits and rounding): the accumulator format's smallest normal
+  // exponent, largest finite value, what overflow gives for each sign, what NaN gives, and
+  // whether zero is unsigned (FNUZ).
+  int min_exponent = -126;
+  double max_finite = 0, overflow_pos = 0, overflow_neg = 0, nan_value = 0;
+  bool unsigned_zero = false;
   // Int32: accumulator width and overflow behaviour.
   int int_bits = 32;
   bool saturate = false;

@@ -73,6 +73,81 @@ struct LaneF64 {
   }
 };
 
+// Any float accumulator: general_step of emu_kernels_portable.cc on four lanes (TwoSum, scale
+// by the quantum, round to an integer, fix ties and toward-zero edges with the error term,
+// then overflow, NaN and unsigned zero).
+template <int Rounding>
+struct LaneF64General {
+  using T = double;
+  using V = v4d;
+  static constexpr int W = 4, MR = 4, NR = 8, KC = 256, MC = 48;
+  __m256i emin, mbits, c2046, c7ff;
+  __m256d maxv, ovf_pos, ovf_neg, nan_value, sign, half, one, pow_m, inf;
+  bool unsigned_zero;
+  explicit LaneF64General(const Args& a) : unsigned_zero(a.unsigned_zero) {
+    emin = _mm256_set1_epi64x(a.min_exponent + 1023);
+    mbits = _mm256_set1_epi64x(a.mantissa_bits);
+    c2046 = _mm256_set1_epi64x(2046);
+    c7ff = _mm256_set1_epi64x(0x7FF);
+    maxv = _mm256_set1_pd(a.max_finite);
+    ovf_pos = _mm256_set1_pd(a.overflow_pos);
+    ovf_neg = _mm256_set1_pd(a.overflow_neg);
+    nan_value = _mm256_set1_pd(a.nan_value);
+    sign = _mm256_set1_pd(-0.0);
+    half = _mm256_set1_pd(0.5);
+    one = _mm256_set1_pd(1.0);
+    pow_m = _mm256_set1_pd(static_cast<double>(uint64_t{1} << a.mantissa_bits));
+    inf = _mm256_set1_pd(__builtin_inf());
+  }
+  static T from_float(float x) { return x; }
+  static float to_float(T x) { return static_cast<float>(x); }
+  static V broadcast(T x) { return _mm256_set1_pd(x); }
+  V step(V acc_v, V a, V b) const {
+    const __m256d acc = acc_v, p = _mm256_mul_pd(a, b);
+    const __m256d s = _mm256_add_pd(acc, p);
+    const __m256d bp = _mm256_sub_pd(s, acc), ap = _mm256_sub_pd(s, bp);
+    const __m256d e = _mm256_add_pd(_mm256_sub_pd(acc, ap), _mm256_sub_pd(p, bp));
+    const __m256i E = _mm256_and_si256(_mm256_srli_epi64(_mm256_castpd_si256(s), 52), c7ff);
+    const __m256i above = _mm256_cmpgt_epi64(E, emin);
+    const __m256i qe = _mm256_sub_epi64(_mm256_blendv_epi8(emin, E, above), mbits);
+    const __m256d Q = _mm256_castsi256_pd(_mm256_slli_epi64(qe, 52));
+    const __m256d inv_q = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_sub_epi64(c2046, qe), 52));
+    const __m256d t = _mm256_mul_pd(s, inv_q), f = _mm256_mul_pd(e, inv_q);
+    const __m256d tr = _mm256_round_pd(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256d frac = _mm256_andnot_pd(sign, _mm256_sub_pd(t, tr));
+    const __m256d f_nonzero = _mm256_cmp_pd(f, _mm256_setzero_pd(), _CMP_NEQ_OQ);
+    const __m256d f_sign = _mm256_and_pd(f, sign);
+    __m256d r;
+    if constexpr (Rounding == 1) {
+      const __m256d opposite = _mm256_xor_pd(f, t);  // sign bit set where f pulls toward zero
+      const __m256d fix = _mm256_and_pd(
+          _mm256_and_pd(_mm256_cmp_pd(frac, _mm256_setzero_pd(), _CMP_EQ_OQ), f_nonzero), opposite);
+      const __m256d edge = _mm256_and_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, t), pow_m, _CMP_EQ_OQ),
+                                         _mm256_castsi256_pd(above));
+      const __m256d delta = _mm256_or_pd(_mm256_blendv_pd(one, half, edge), f_sign);
+      r = _mm256_blendv_pd(tr, _mm256_add_pd(t, delta), fix);
+    } else {
+      if constexpr (Rounding == 0) {
+        r = _mm256_round_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      } else {
+        const __m256d away = _mm256_add_pd(tr, _mm256_or_pd(one, _mm256_and_pd(t, sign)));
+        r = _mm256_blendv_pd(tr, away, _mm256_cmp_pd(frac, half, _CMP_GE_OQ));
+      }
+      const __m256d tie = _mm256_and_pd(_mm256_cmp_pd(frac, half, _CMP_EQ_OQ), f_nonzero);
+      r = _mm256_blendv_pd(r, _mm256_add_pd(t, _mm256_or_pd(half, f_sign)), tie);
+    }
+    r = _mm256_or_pd(_mm256_andnot_pd(sign, r), _mm256_and_pd(t, sign));
+    __m256d v = _mm256_mul_pd(r, Q);
+    const __m256d abs_s = _mm256_andnot_pd(sign, s);
+    const __m256d over = _mm256_or_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, v), maxv, _CMP_GT_OQ),
+                                      _mm256_cmp_pd(abs_s, inf, _CMP_EQ_OQ));
+    v = _mm256_blendv_pd(v, _mm256_blendv_pd(ovf_pos, ovf_neg, s), over);
+    v = _mm256_blendv_pd(v, nan_value, _mm256_cmp_pd(s, s, _CMP_UNORD_Q));
+    if (unsigned_zero) v = _mm256_add_pd(v, _mm256_setzero_pd());
+    return v;
+  }
+};
+
 template <bool Saturate>
 struct LaneI32 {
   using T = int32_t;
@@ -217,6 +292,11 @@ void run_avx2(Family f, const Args& a) {
       if (a.rounding == 0) drive(LaneF64<0>(a.mantissa_bits), a);
       else if (a.rounding == 1) drive(LaneF64<1>(a.mantissa_bits), a);
       else drive(LaneF64<2>(a.mantissa_bits), a);
+      break;
+    case Family::F64General:
+      if (a.rounding == 0) drive(LaneF64General<0>(a), a);
+      else if (a.rounding == 1) drive(LaneF64General<1>(a), a);
+      else drive(LaneF64General<2>(a), a);
       break;
     case Family::Int32:
       if (a.saturate) drive(LaneI32<true>(a.int_bits), a);

@@ -40,10 +40,13 @@
 //  - F64Exact: float accumulators (any precision, rne/rtz/rna) when every partial sum of a chunk
 //    is exact in FP64 and inside the accumulator's normal range (FP8 E4M3 inputs, for example):
 //    acc + p is one FP64 FMA, the rounding is integer arithmetic on the FP64 bit pattern.
+//  - F64General: every other float accumulator (FP16 accumulation of FP16 inputs, E5M2 with
+//    a narrow accumulator, subnormal sums, saturating or FNUZ accumulators): TwoSum in FP64 gives
+//    acc + p exactly as s + e; s is rounded in units of the quantum and e breaks ties and
+//    decides toward-zero steps. About 15x the work of F64Exact per product.
 //  - Int32: integer accumulators when products and saturation fit 32-bit lanes (INT8/INT4
 //    inputs with INT32, saturating INT16 or INT24 accumulators).
-//  - Reference: everything else (FP16 accumulation of FP16 inputs, E5M2 with a narrow
-//    accumulator, saturating or FNUZ float accumulators).
+//  - Reference: the rest (integer accumulators whose sums need more than 32-bit lanes).
 // AVX2+FMA versions are used when the CPU has them; portable C++ otherwise. Results never
 // depend on the path or the thread count (tests compare every path with the reference).
 #pragma once
@@ -105,7 +108,7 @@ struct GemmSpec {
 };
 
 // Which kernel family serves this spec on this CPU (Reference when no fast one applies).
-enum class KernelFamily { Reference, F32Fma, F64Exact, Int32 };
+enum class KernelFamily { Reference, F32Fma, F64Exact, F64General, Int32 };
 const char* family_name(KernelFamily f);
 KernelFamily choose_family(const GemmSpec& spec, int64_t K);
 

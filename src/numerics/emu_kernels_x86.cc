@@ -41,7 +41,7 @@ typedef uint64_t v4u __attribute__((vector_size(32)));
 struct LaneF32 {
   using T = float;
   using V = v8f;
-  static constexpr int W = 8, MR = 6, NR = 16, KC = 256, MC = 72;
+  static constexpr int W = 8, MR = 4, NR = 16, KC = 256, MC = 64;
   static T from_float(float x) { return x; }
   static float to_float(T x) { return x; }
   static V broadcast(T x) { return _mm256_set1_ps(x); }
@@ -152,7 +152,7 @@ template <bool Saturate>
 struct LaneI32 {
   using T = int32_t;
   using V = v8i;
-  static constexpr int W = 8, MR = 6, NR = 16, KC = 256, MC = 72;
+  static constexpr int W = 8, MR = 4, NR = 16, KC = 256, MC = 64;
   __m256i lo, hi;
   int wrap_shift;
   explicit LaneI32(int bits) : wrap_shift(32 - bits) {

@@ -3,6 +3,7 @@
 #include "duet/numerics/emu_gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <exception>
 #include <limits>
@@ -63,8 +64,21 @@ kernels::Family to_kernel(KernelFamily f) {
   }
 }
 
-// Runs the kernel over row ranges, one per thread; rows are independent, so the result does not
-// depend on the split.
+// kernels::Parallel over `*self` threads (the caller and threads - 1 helpers): tasks are taken
+// from a shared counter, so a thread on a busy core simply takes fewer.
+void run_tasks(void* self, int64_t tasks, void* ctx, void (*task)(void*, int64_t)) {
+  const int threads = static_cast<int>(std::min<int64_t>(*static_cast<const int*>(self), tasks));
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t i = next++; i < tasks; i = next++) task(ctx, i);
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& h : helpers) h.join();
+}
+
+// Runs the kernel; rows are independent, so the result does not depend on the thread count.
 void run_kernel(KernelFamily family, KernelPath path, const GemmSpec& spec, int64_t M, int64_t N, int64_t K,
                 const float* qa, const float* qb, const std::vector<float>& sa, const std::vector<float>& sb,
                 float* R) {
@@ -90,36 +104,31 @@ void run_kernel(KernelFamily family, KernelPath path, const GemmSpec& spec, int6
     base.sb = sb.data();
     base.sa_stride = nblk;
   }
+  const int threads = static_cast<int>(std::clamp<int64_t>(spec.threads, 1, std::max<int64_t>(M, 1)));
+  if (path == KernelPath::AVX2) {
+    base.M = M;
+    base.A = qa;
+    base.R = R;
+    if (!sa.empty()) base.sa = sa.data();
+    kernels::Parallel par;
+    par.self = const_cast<int*>(&threads);
+    par.run = &run_tasks;
+    kernels::run_avx2(to_kernel(family), base, par);
+    return;
+  }
+  // Portable: contiguous row ranges, one per thread.
   auto run_rows = [&](int64_t m0, int64_t m1) {
     kernels::Args a = base;
     a.M = m1 - m0;
     a.A = qa + m0 * K;
     a.R = R + m0 * N;
     if (!sa.empty()) a.sa = sa.data() + m0 * nblk;
-    if (path == KernelPath::AVX2) kernels::run_avx2(to_kernel(family), a);
-    else kernels::run_portable(to_kernel(family), a);
+    kernels::run_portable(to_kernel(family), a);
   };
-  const int threads = static_cast<int>(std::clamp<int64_t>(spec.threads, 1, std::max<int64_t>(M, 1)));
-  if (threads == 1) {
-    run_rows(0, M);
-    return;
-  }
   std::vector<std::thread> pool;
-  std::vector<std::exception_ptr> errors(threads);
-  for (int t = 0; t < threads; ++t) {
-    const int64_t m0 = M * t / threads, m1 = M * (t + 1) / threads;
-    pool.emplace_back([&, t, m0, m1] {
-      try {
-        run_rows(m0, m1);
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
-    });
-  }
+  for (int t = 1; t < threads; ++t) pool.emplace_back(run_rows, M * t / threads, M * (t + 1) / threads);
+  run_rows(0, M / threads);
   for (auto& th : pool) th.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
 }
 
 // Block scales in the kernels' layout: A as M×nblk, B as nblk×N; an operand without block

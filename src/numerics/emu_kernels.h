@@ -32,8 +32,18 @@ struct Args {
   bool saturate = false;
 };
 
+// Runs task(ctx, i) for i in [0, tasks), on as many threads as the caller has, in any order;
+// returns when all are done. Plain function pointers keep the AVX2 file free of C++ library
+// templates (see emu_kernels_x86.cc).
+struct Parallel {
+  void* self = nullptr;
+  void (*run)(void* self, int64_t tasks, void* ctx, void (*task)(void* ctx, int64_t index)) = nullptr;
+};
+
 void run_portable(Family f, const Args& a);
-void run_avx2(Family f, const Args& a);  // callers check the CPU (avx2 and fma)
+// Callers check the CPU (avx2 and fma). Row blocks are spread over `par` dynamically (a busy
+// core takes fewer); each output row is computed by one task, so results never depend on it.
+void run_avx2(Family f, const Args& a, const Parallel& par);
 bool cpu_has_avx2_fma();
 
 }  // namespace duet::numerics::emu::kernels

@@ -217,90 +217,122 @@ template <typename L>
 }
 
 template <typename L>
-void drive(const L& lane, const Args& a) {
+struct Job {
   using T = typename L::T;
-  constexpr int64_t MR = L::MR, NR = L::NR;
-  const int64_t M = a.M, N = a.N, K = a.K;
-  const bool chunked = a.chunk > 0;
-  const int64_t KC = chunked ? (a.chunk < K ? a.chunk : K) : (L::KC < K ? L::KC : K);
-  const int64_t panels = (N + NR - 1) / NR;
-  const int64_t MC = L::MC;
-  Buffer<T> bpack(KC * panels * NR), apack(MC * KC);
-  Buffer<T> accbuf(chunked ? 1 : M * N);
-  if (chunked || K == 0) {
-    for (int64_t i = 0; i < M * N; ++i) a.R[i] = 0.0f;
-  } else {
-    std::memset(accbuf.p, 0, static_cast<size_t>(M * N) * sizeof(T));
+  const L* lane;
+  const Args* a;
+  int64_t KC, panels, kblocks;
+  T* bpack;  // kblocks × panels × (kc × NR)
+};
+
+// Packs K block kb of B into NR-column panels (zero columns past N).
+template <typename L>
+void pack_b_task(void* ctx, int64_t kb) {
+  using T = typename L::T;
+  constexpr int64_t NR = L::NR;
+  const Job<L>& job = *static_cast<const Job<L>*>(ctx);
+  const Args& a = *job.a;
+  const int64_t k0 = kb * job.KC, kc = a.K - k0 < job.KC ? a.K - k0 : job.KC;
+  T* base = job.bpack + kb * job.KC * job.panels * NR;
+  for (int64_t q = 0; q < job.panels; ++q) {
+    T* dst = base + q * kc * NR;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = a.B + (k0 + k) * a.N + q * NR;
+      for (int64_t j = 0; j < NR; ++j) dst[k * NR + j] = q * NR + j < a.N ? L::from_float(src[j]) : T{};
+    }
   }
-  if (K == 0) return;
+}
+
+// All of output rows [mb·MC, mb·MC + MC): K blocks in order, each through every panel.
+template <typename L>
+void rows_task(void* ctx, int64_t mb) {
+  using T = typename L::T;
+  constexpr int64_t MR = L::MR, NR = L::NR, MC = L::MC;
+  const Job<L>& job = *static_cast<const Job<L>*>(ctx);
+  const Args& a = *job.a;
+  const int64_t N = a.N, K = a.K, m0 = mb * MC, mc = a.M - m0 < MC ? a.M - m0 : MC;
+  const int64_t slivers = (mc + MR - 1) / MR;
+  const bool chunked = a.chunk > 0;
+  Buffer<T> apack(MC * job.KC), accbuf(chunked ? 1 : MC * N);
+  float* R = a.R + m0 * N;
+  if (chunked || K == 0) {
+    for (int64_t i = 0; i < mc * N; ++i) R[i] = 0.0f;
+    if (K == 0) return;
+  }
   alignas(64) T tile[MR * NR];
-  for (int64_t k0 = 0, c = 0; k0 < K; k0 += KC, ++c) {
-    const int64_t kc = K - k0 < KC ? K - k0 : KC;
-    for (int64_t q = 0; q < panels; ++q) {
-      T* dst = bpack.p + q * kc * NR;
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = a.B + (k0 + k) * N + q * NR;
-        for (int64_t j = 0; j < NR; ++j) dst[k * NR + j] = q * NR + j < N ? L::from_float(src[j]) : T{};
+  for (int64_t k0 = 0, c = 0; k0 < K; k0 += job.KC, ++c) {
+    const int64_t kc = K - k0 < job.KC ? K - k0 : job.KC;
+    for (int64_t s = 0; s < slivers; ++s) {
+      T* dst = apack.p + s * kc * MR;
+      for (int64_t i = 0; i < MR; ++i) {
+        const int64_t m = m0 + s * MR + i;
+        const float* src = a.A + m * a.lda + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = m < a.M ? L::from_float(src[k]) : T{};
       }
     }
-    for (int64_t m0 = 0; m0 < M; m0 += MC) {
-      const int64_t mc = M - m0 < MC ? M - m0 : MC;
-      const int64_t slivers = (mc + MR - 1) / MR;
+    const T* bblock = job.bpack + c * job.KC * job.panels * NR;
+    for (int64_t q = 0; q < job.panels; ++q) {
+      const int64_t n0 = q * NR, nv = N - n0 < NR ? N - n0 : NR;
       for (int64_t s = 0; s < slivers; ++s) {
-        T* dst = apack.p + s * kc * MR;
-        for (int64_t i = 0; i < MR; ++i) {
-          const int64_t m = m0 + s * MR + i;
-          const float* src = a.A + m * a.lda + k0;
-          for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = m < M ? L::from_float(src[k]) : T{};
+        const int64_t ib = s * MR, mv = mc - ib < MR ? mc - ib : MR;  // rows relative to m0
+        std::memset(tile, 0, sizeof tile);
+        if (!chunked && k0 > 0) {
+          for (int64_t i = 0; i < mv; ++i) std::memcpy(tile + i * NR, accbuf.p + (ib + i) * N + n0, nv * sizeof(T));
         }
-      }
-      for (int64_t q = 0; q < panels; ++q) {
-        const int64_t n0 = q * NR, nv = N - n0 < NR ? N - n0 : NR;
-        for (int64_t s = 0; s < slivers; ++s) {
-          const int64_t mb = m0 + s * MR, mv = M - mb < MR ? M - mb : MR;
-          std::memset(tile, 0, sizeof tile);
-          if (!chunked && k0 > 0) {
-            for (int64_t i = 0; i < mv; ++i) std::memcpy(tile + i * NR, accbuf.p + (mb + i) * N + n0, nv * sizeof(T));
-          }
-          micro_kernel(lane, apack.p + s * kc * MR, bpack.p + q * kc * NR, kc, tile);
-          if (!chunked) {
-            for (int64_t i = 0; i < mv; ++i) std::memcpy(accbuf.p + (mb + i) * N + n0, tile + i * NR, nv * sizeof(T));
-            continue;
-          }
-          for (int64_t i = 0; i < mv; ++i) {
-            float* r = a.R + (mb + i) * N + n0;
-            for (int64_t j = 0; j < nv; ++j) {
-              const float scale = a.sa ? a.sa[(mb + i) * a.sa_stride + c] * a.sb[c * N + n0 + j] : 1.0f;
-              r[j] = __builtin_fmaf(L::to_float(tile[i * NR + j]), scale, r[j]);
-            }
+        micro_kernel(*job.lane, apack.p + s * kc * MR, bblock + q * kc * NR, kc, tile);
+        if (!chunked) {
+          for (int64_t i = 0; i < mv; ++i) std::memcpy(accbuf.p + (ib + i) * N + n0, tile + i * NR, nv * sizeof(T));
+          continue;
+        }
+        for (int64_t i = 0; i < mv; ++i) {
+          float* r = R + (ib + i) * N + n0;
+          for (int64_t j = 0; j < nv; ++j) {
+            const float scale = a.sa ? a.sa[(m0 + ib + i) * a.sa_stride + c] * a.sb[c * N + n0 + j] : 1.0f;
+            r[j] = __builtin_fmaf(L::to_float(tile[i * NR + j]), scale, r[j]);
           }
         }
       }
     }
   }
   if (!chunked) {
-    for (int64_t i = 0; i < M * N; ++i) a.R[i] = L::to_float(accbuf.p[i]);
+    for (int64_t i = 0; i < mc * N; ++i) R[i] = L::to_float(accbuf.p[i]);
   }
+}
+
+template <typename L>
+void drive(const L& lane, const Args& a, const Parallel& par) {
+  using T = typename L::T;
+  const bool chunked = a.chunk > 0;
+  Job<L> job{};
+  job.lane = &lane;
+  job.a = &a;
+  job.KC = a.K == 0 ? 1 : chunked ? (a.chunk < a.K ? a.chunk : a.K) : (L::KC < a.K ? L::KC : a.K);
+  job.panels = (a.N + L::NR - 1) / L::NR;
+  job.kblocks = (a.K + job.KC - 1) / job.KC;
+  Buffer<T> bpack(job.kblocks * job.KC * job.panels * L::NR);
+  job.bpack = bpack.p;
+  par.run(par.self, job.kblocks, &job, pack_b_task<L>);
+  par.run(par.self, (a.M + L::MC - 1) / L::MC, &job, rows_task<L>);
 }
 
 }  // namespace
 
-void run_avx2(Family f, const Args& a) {
+void run_avx2(Family f, const Args& a, const Parallel& par) {
   switch (f) {
-    case Family::F32Fma: drive(LaneF32{}, a); break;
+    case Family::F32Fma: drive(LaneF32{}, a, par); break;
     case Family::F64Exact:
-      if (a.rounding == 0) drive(LaneF64<0>(a.mantissa_bits), a);
-      else if (a.rounding == 1) drive(LaneF64<1>(a.mantissa_bits), a);
-      else drive(LaneF64<2>(a.mantissa_bits), a);
+      if (a.rounding == 0) drive(LaneF64<0>(a.mantissa_bits), a, par);
+      else if (a.rounding == 1) drive(LaneF64<1>(a.mantissa_bits), a, par);
+      else drive(LaneF64<2>(a.mantissa_bits), a, par);
       break;
     case Family::F64General:
-      if (a.rounding == 0) drive(LaneF64General<0>(a), a);
-      else if (a.rounding == 1) drive(LaneF64General<1>(a), a);
-      else drive(LaneF64General<2>(a), a);
+      if (a.rounding == 0) drive(LaneF64General<0>(a), a, par);
+      else if (a.rounding == 1) drive(LaneF64General<1>(a), a, par);
+      else drive(LaneF64General<2>(a), a, par);
       break;
     case Family::Int32:
-      if (a.saturate) drive(LaneI32<true>(a.int_bits), a);
-      else drive(LaneI32<false>(a.int_bits), a);
+      if (a.saturate) drive(LaneI32<true>(a.int_bits), a, par);
+      else drive(LaneI32<false>(a.int_bits), a, par);
       break;
   }
 }
@@ -310,7 +342,7 @@ void run_avx2(Family f, const Args& a) {
 #else  // not x86-64: the dispatcher never calls run_avx2.
 
 bool cpu_has_avx2_fma() { return false; }
-void run_avx2(Family f, const Args& a) { run_portable(f, a); }
+void run_avx2(Family f, const Args& a, const Parallel& par) { run_portable(f, a); }
 
 #endif
 

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_devices);
   add(duet::cli::add_simulate);
   add(duet::cli::add_calibrate_host);
+  add(duet::cli::add_emu_gemm);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -27,8 +27,15 @@ namespace duet::numerics::emu::kernels {
 
 bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
+// Everything below is compiled for AVX2+FMA (the dispatcher calls it only on
+// such CPUs). GCC takes the pragma; clang needs the attribute on every
+// function, helpers and lambdas included.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 
 namespace {
 
@@ -337,7 +344,11 @@ void run_avx2(Family f, const Args& a, const Parallel& par) {
   }
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #else  // not x86-64: the dispatcher never calls run_avx2.
 

@@ -31,7 +31,9 @@ ms = []
 for _ in range(runs):
     t = time.perf_counter(); s.run(None, {name: x}); ms.append((time.perf_counter() - t) * 1e3)
 ms.sort()
-print(json.dumps({"median_ms": ms[len(ms) // 2], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not ru_maxrss: the latter survives fork/exec and would report this driver's parent.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"median_ms": ms[len(ms) // 2], "peak_rss_mb": hwm / 1024}))
 """
 
 

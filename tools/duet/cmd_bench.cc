@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <random>
@@ -42,7 +43,13 @@ Tensor random_input(const ir::Value& v, const std::map<std::string, Dims>& shape
   return t;
 }
 
+// The high-water mark of this process image's resident memory (VmHWM).
+// getrusage's ru_maxrss would not do: it survives fork and exec, so a child
+// of a big parent (a Python benchmark driver) reports the parent's peak.
 double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
   rusage r{};
   getrusage(RUSAGE_SELF, &r);
   return r.ru_maxrss / 1024.0;

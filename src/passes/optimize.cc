@@ -111,6 +111,13 @@ void ensure_opset(ir::Model& model, const std::string& domain) {
   if (model.opset(domain) == 0) model.opset_imports.push_back({domain, 1});
 }
 
+// Fusion: `producer` takes over the first output of `reader`, which dies.
+void absorb(Node* producer, Node* reader, std::unordered_set<const Node*>& dead) {
+  producer->outputs[0] = reader->outputs[0];
+  reader->outputs[0]->producer = producer;
+  dead.insert(reader);
+}
+
 // --- constants --------------------------------------------------------------
 
 bool is_random(const Node& n) {
@@ -390,9 +397,7 @@ int fold_batchnorm(ir::Model& model) {
       shift[o] = bias->data<float>()[o] - mean->data<float>()[o] * s[o];
     }
     rescale_conv(g, conv, s, shift);
-    conv->outputs[0] = bn->outputs[0];
-    bn->outputs[0]->producer = conv;
-    dead.insert(bn);
+    absorb(conv, bn, dead);
   }
   drop_nodes(g, dead);
   return static_cast<int>(dead.size());
@@ -424,9 +429,7 @@ int fold_conv_affine(ir::Model& model) {
       else if (n->op_type == "Div" && first) for (int64_t o = 0; o < cout; ++o) scale[o] = 1.0 / c[o];
       else continue;
       rescale_conv(g, conv, scale, shift);
-      conv->outputs[0] = n->outputs[0];
-      n->outputs[0]->producer = conv;
-      dead.insert(n);
+      absorb(conv, n, dead);
     }
     drop_nodes(g, dead);
     total += static_cast<int>(dead.size());
@@ -455,9 +458,7 @@ int fuse_matmul_bias(ir::Model& model) {
     mm->op_type = "FusedMatMul";
     mm->domain = "com.duet";
     mm->inputs.push_back(add_initializer(g, a->name + "_bias", c->reshaped({n})));
-    mm->outputs[0] = add->outputs[0];
-    add->outputs[0]->producer = mm;
-    dead.insert(add);
+    absorb(mm, add, dead);
   }
   drop_nodes(g, dead);
   return static_cast<int>(dead.size());

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -287,6 +288,29 @@ Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options)
 }
 
 Session::~Session() = default;
+
+std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes) {
+  std::map<std::string, Tensor> feeds;
+  for (auto* v : graph.inputs) {
+    if (graph.initializers.count(v->name)) continue;
+    Dims dims;
+    if (auto it = shapes.find(v->name); it != shapes.end()) {
+      dims = it->second;
+    } else {
+      if (!v->type.shape.rank_known || !v->type.shape.fully_known())
+        fail("input '", v->name, "' has shape ", v->type.shape.str(), "; bind it with --shape ", v->name, "=DIMS");
+      dims = v->type.shape.concrete();
+    }
+    if (v->type.dtype != DType::Float32)
+      unsupported("input '", v->name, "' is ", dtype_name(v->type.dtype), "; seeded inputs are float32 only");
+    Tensor t(DType::Float32, dims);
+    std::mt19937 rng(42);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+    feeds[v->name] = std::move(t);
+  }
+  return feeds;
+}
 
 void prepare_model(ir::Model& model, const SessionOptions& options) {
   if (options.backend == "cpu") {

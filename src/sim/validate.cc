@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <random>
 
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
@@ -31,23 +30,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-Tensor seeded_input(const ir::Value& v, const std::map<std::string, Dims>& shapes) {
-  Dims dims;
-  if (auto it = shapes.find(v.name); it != shapes.end()) {
-    dims = it->second;
-  } else {
-    DUET_CHECK(v.type.shape.rank_known && v.type.shape.fully_known(), "input '", v.name, "' has shape ", v.type.shape.str(),
-               "; bind it with --shape ", v.name, "=DIMS");
-    dims = v.type.shape.concrete();
-  }
-  if (v.type.dtype != DType::Float32) unsupported("input '", v.name, "' is ", dtype_name(v.type.dtype), "; validation feeds float32");
-  Tensor t(DType::Float32, dims);
-  std::mt19937 rng(42);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-  return t;
-}
-
 double load_average() {
   std::ifstream f("/proc/loadavg");
   double l = -1;
@@ -67,9 +49,7 @@ HostValidation validate_host(const std::string& model_path, const std::map<std::
   // The graph the backend runs; a second, identical copy is simulated (shape
   // inference for the simulator rewrites value types).
   std::shared_ptr<ir::Model> model = onnx_io::load_model(model_path);
-  std::map<std::string, Tensor> feeds;
-  for (auto* in : model->graph->inputs)
-    if (!model->graph->initializers.count(in->name)) feeds[in->name] = seeded_input(*in, shapes);
+  const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes);
   runtime::prepare_model(*model, so);
   std::shared_ptr<ir::Model> simulated = onnx_io::load_model(model_path);
   runtime::prepare_model(*simulated, so);

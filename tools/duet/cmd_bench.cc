@@ -11,7 +11,6 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <random>
 #include <set>
 
 #include "commands.h"
@@ -24,24 +23,6 @@ std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>&
 int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, int threads, int runs, bool json);  // cmd_bench_gemm.cc
 
 namespace {
-
-Tensor random_input(const ir::Value& v, const std::map<std::string, Dims>& shapes) {
-  Dims dims;
-  auto it = shapes.find(v.name);
-  if (it != shapes.end()) {
-    dims = it->second;
-  } else {
-    if (!v.type.shape.rank_known || !v.type.shape.fully_known())
-      fail("input '", v.name, "' has shape ", v.type.shape.str(), "; bind it with --shape ", v.name, "=DIMS");
-    dims = v.type.shape.concrete();
-  }
-  if (v.type.dtype != DType::Float32) unsupported("input '", v.name, "' is ", dtype_name(v.type.dtype), "; duet bench feeds float32 inputs");
-  Tensor t(DType::Float32, dims);
-  std::mt19937 rng(42);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-  return t;
-}
 
 // The high-water mark of this process image's resident memory (VmHWM).
 // getrusage's ru_maxrss would not do: it survives fork and exec, so a child
@@ -91,9 +72,7 @@ Runner add_bench(CLI::App& app) {
     options.backend = o->backend;
     options.profile = o->profile;
     const auto shapes = parse_shape_bindings(o->shapes);
-    std::map<std::string, Tensor> feeds;
-    for (auto* in : model->graph->inputs)
-      if (!model->graph->initializers.count(in->name)) feeds[in->name] = random_input(*in, shapes);
+    const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes);
     const auto t0 = std::chrono::steady_clock::now();
     runtime::prepare_model(*model, options);
     runtime::Session session(model, options);

@@ -57,6 +57,12 @@ class Session {
   std::unique_ptr<Impl> impl_;
 };
 
+// Seeded uniform [0, 1) float32 feeds for every formal input of `graph` (those
+// that are not initializers), shaped by `shapes` or by the declared shape;
+// throws naming an input whose shape is not known ("bind it with --shape").
+// For benchmarks and model validation, where the values do not matter.
+std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes);
+
 // Readies a model for a session with these options: the cpu backend gets the
 // graph optimizer's passes (types inferred, fusions formed) first.
 void prepare_model(ir::Model& model, const SessionOptions& options);

@@ -176,7 +176,7 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   }
   if (onnx && (op == "GlobalAveragePool" || op == "GlobalMaxPool")) return rank_is(in(0), 4);
   if (onnx && (op == "MaxPool" || op == "AveragePool")) {
-    if (!rank_is(in(0), 4) || n.outputs.size() > 1 && n.outputs[1]) return false;
+    if (!rank_is(in(0), 4) || (n.outputs.size() > 1 && n.outputs[1])) return false;
     for (int64_t d : n.attr_ints("dilations")) if (d != 1) return false;
     if (op == "AveragePool" && n.attr_int("ceil_mode", 0)) return false;
     return n.attr_int("storage_order", 0) == 0;
@@ -404,6 +404,19 @@ class Plan {
     return memory::desc(dims, like.data_type(), tag::any);
   }
 
+  // A plain copy of slot `src` read through `view` (a permuted, reshaped or
+  // sub-memory descriptor of its bytes): Transpose, Reshape, Slice. The view is
+  // only the reorder's source descriptor; an aliasing slot would complicate
+  // the arena's liveness.
+  int copy_through_view(int src, const memory::desc& view) {
+    const memory::dims d = view.dims();
+    const int dst = new_slot(memory::desc(d, dt::f32, plain_tag(d.size())));
+    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
+    views_.push_back({static_cast<int>(steps_.size()), view});
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    return dst;
+  }
+
   // Eltwise primitives for steps, starting from slot s; returns the last slot.
   int eltwise(int s, const std::vector<EltwiseStep>& steps) {
     for (auto [alg, alpha, beta] : steps) {
@@ -590,22 +603,13 @@ class Plan {
     std::vector<int64_t> perm = n.attr_ints("perm");
     if (perm.empty()) for (int i = rank - 1; i >= 0; --i) perm.push_back(i);
     if (static_cast<int>(perm.size()) != rank) fail(n.label(), ": perm has ", perm.size(), " entries for rank ", rank);
-    std::vector<int> inverse(rank, -1);
-    memory::dims od(rank);
+    std::vector<int> inverse(rank, -1);  // output axis i reads input axis perm[i]
     for (int i = 0; i < rank; ++i) {
       const int64_t p = perm[i] < 0 ? perm[i] + rank : perm[i];
       if (p < 0 || p >= rank || inverse[p] >= 0) fail(n.label(), ": perm is not a permutation");
       inverse[p] = i;
-      od[i] = xd[p];
     }
-    // The view reads x's bytes; a slot that aliases them would complicate
-    // liveness, so the view is only the reorder's source descriptor.
-    const memory::desc view = slots_[x].md.permute_axes(inverse);
-    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(rank)));
-    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
-    views_.push_back({static_cast<int>(steps_.size()), view});
-    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
-    define(n, dst);
+    define(n, copy_through_view(x, slots_[x].md.permute_axes(inverse)));
   }
 
   // Slice with unit steps: a reorder from a sub-memory view of the plain source.
@@ -627,12 +631,7 @@ class Plan {
       offsets[a] = b;
       od[a] = std::max<int64_t>(0, e - b);
     }
-    const memory::desc view = slots_[x].md.submemory_desc(od, offsets);
-    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(od.size())));
-    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
-    views_.push_back({static_cast<int>(steps_.size()), view});
-    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
-    define(n, dst);
+    define(n, copy_through_view(x, slots_[x].md.submemory_desc(od, offsets)));
   }
 
   void layer_norm(const ir::Node& n) {
@@ -649,8 +648,7 @@ class Plan {
     define(n, dst);
   }
 
-  // Reshape, Squeeze, Unsqueeze, Flatten: a copy through a reshaped view of the
-  // plain source (an aliasing slot would complicate the arena's liveness).
+  // Reshape, Squeeze, Unsqueeze, Flatten: a copy through a reshaped view of the plain source.
   void reshape(const ir::Node& n) {
     const int x = plain(slot_of(n.inputs[0]));
     const memory::dims xd = slots_[x].md.dims();
@@ -697,12 +695,7 @@ class Plan {
     for (auto d : od) out_total *= d;
     if (out_total != total || od.empty() || od.size() > 6)
       fail(n.label(), ": cannot reshape ", dims_str(Dims(xd.begin(), xd.end())), " to ", dims_str(Dims(od.begin(), od.end())));
-    const memory::desc view = slots_[x].md.reshape(od);
-    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(od.size())));
-    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
-    views_.push_back({static_cast<int>(steps_.size()), view});
-    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
-    define(n, dst);
+    define(n, copy_through_view(x, slots_[x].md.reshape(od)));
   }
 
   void batchnorm(const ir::Node& n) {
@@ -798,12 +791,7 @@ class Plan {
     memory::dims d = slots_[p].md.dims();
     if (d.size() == rank) return p;
     d.insert(d.begin(), rank - d.size(), 1);
-    const memory::desc view = slots_[p].md.reshape(d);
-    const int dst = new_slot(memory::desc(d, dt::f32, plain_tag(rank)));
-    dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
-    views_.push_back({static_cast<int>(steps_.size()), view});
-    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, p}, {DNNL_ARG_DST, dst}});
-    return dst;
+    return copy_through_view(p, slots_[p].md.reshape(d));
   }
 
   void binary(const ir::Node& n) {

@@ -258,9 +258,9 @@ TEST(Preprocess, ParsesThePaddleOcrRecognizerSpecAndRoundTrips) {
   EXPECT_EQ(p.height, 48);
   EXPECT_EQ(p.width, 320);
   EXPECT_TRUE(p.keep_ratio);
-  EXPECT_FLOAT_EQ(p.scale, 1.0f / 255.0f);
-  EXPECT_EQ(p.mean, (std::array<float, 3>{0.5f, 0.5f, 0.5f}));
-  EXPECT_EQ(p.std, (std::array<float, 3>{0.5f, 0.5f, 0.5f}));
+  EXPECT_EQ(p.scale, 1.0 / 255.0);
+  EXPECT_EQ(p.mean, (std::array<double, 3>{0.5, 0.5, 0.5}));
+  EXPECT_EQ(p.std, (std::array<double, 3>{0.5, 0.5, 0.5}));
   EXPECT_EQ(p.order, io::Preprocess::Order::BGR);
   EXPECT_EQ(p.layout, io::Preprocess::Layout::NCHW);
   EXPECT_EQ(p.str(), "resize=48x320,keep_ratio,pad=right,scale=1/255,mean=0.5:0.5:0.5,std=0.5:0.5:0.5,order=bgr,layout=nchw");
@@ -270,15 +270,15 @@ TEST(Preprocess, ParsesThePaddleOcrRecognizerSpecAndRoundTrips) {
   const auto d = io::Preprocess::parse("");
   EXPECT_EQ(d.resize, io::Preprocess::Resize::ToModelInput);
   EXPECT_FALSE(d.keep_ratio);
-  EXPECT_FLOAT_EQ(d.scale, 1.0f / 255.0f);
+  EXPECT_EQ(d.scale, 1.0 / 255.0);
   EXPECT_EQ(d.str(), "scale=1/255,mean=0:0:0,std=1:1:1,order=rgb,layout=nchw");
 
   // One number stands for all three channels; decimals and exponents parse.
   const auto e = io::Preprocess::parse("resize=none,mean=0.485:0.456:0.406,std=0.25,scale=1e-2,layout=nhwc");
   EXPECT_EQ(e.resize, io::Preprocess::Resize::None);
-  EXPECT_EQ(e.std, (std::array<float, 3>{0.25f, 0.25f, 0.25f}));
-  EXPECT_FLOAT_EQ(e.mean[1], 0.456f);
-  EXPECT_FLOAT_EQ(e.scale, 0.01f);
+  EXPECT_EQ(e.std, (std::array<double, 3>{0.25, 0.25, 0.25}));
+  EXPECT_EQ(e.mean[1], 0.456);
+  EXPECT_EQ(e.scale, 0.01);
   EXPECT_EQ(io::Preprocess::parse(e.str()).str(), e.str());
 }
 
@@ -310,13 +310,13 @@ TEST(Preprocess, AppliesScaleMeanStdChannelOrderAndLayout) {
   EXPECT_EQ(nchw.dims(), (Dims{1, 3, 1, 2}));
   // B: (3-1)/2, (6-1)/2; G: (2-2)/4, (5-2)/4; R: (1-3)/8, (4-3)/8.
   const std::vector<float> want = {1.0f, 2.5f, 0.0f, 0.75f, -0.25f, 0.125f};
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_FLOAT_EQ(floats(nchw)[i], want[i]) << i;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(floats(nchw)[i], want[i], 1e-6) << i;
 
   p.layout = io::Preprocess::Layout::NHWC;
   Tensor nhwc = p.apply(image);
   EXPECT_EQ(nhwc.dims(), (Dims{1, 1, 2, 3}));
   const std::vector<float> want_nhwc = {1.0f, 0.0f, -0.25f, 2.5f, 0.75f, 0.125f};
-  for (size_t i = 0; i < want_nhwc.size(); ++i) EXPECT_FLOAT_EQ(floats(nhwc)[i], want_nhwc[i]) << i;
+  for (size_t i = 0; i < want_nhwc.size(); ++i) EXPECT_NEAR(floats(nhwc)[i], want_nhwc[i], 1e-6) << i;
 }
 
 TEST(Preprocess, KeepRatioResizesTheHeightAndPadsRightWithZeros) {

@@ -1,6 +1,7 @@
 #include "duet/io/preprocess.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -123,15 +124,14 @@ double parse_number(const std::string& key, const std::string& text) {
   bad_value(key, text, "a number such as 0.5 or 1/255");
 }
 
-std::array<float, 3> parse_triple(const std::string& key, const std::string& text) {
+std::array<double, 3> parse_triple(const std::string& key, const std::string& text) {
   const auto parts = split(text, ':');
   if (parts.size() == 1) {
-    const float v = static_cast<float>(parse_number(key, parts[0]));
+    const double v = parse_number(key, parts[0]);
     return {v, v, v};
   }
   if (parts.size() != 3) bad_value(key, text, "three numbers A:B:C, one per channel, or one number for all");
-  return {static_cast<float>(parse_number(key, parts[0])), static_cast<float>(parse_number(key, parts[1])),
-          static_cast<float>(parse_number(key, parts[2]))};
+  return {parse_number(key, parts[0]), parse_number(key, parts[1]), parse_number(key, parts[2])};
 }
 
 int64_t parse_size(const std::string& key, const std::string& all, const std::string& text) {
@@ -142,20 +142,20 @@ int64_t parse_size(const std::string& key, const std::string& all, const std::st
   return v;
 }
 
-std::string number_str(float v) {
-  // 1/255 reads better than 0.00392156886 and parses back to the same float.
-  if (v > 0.0f && v < 1.0f) {
+// Shortest text that parses back to the same double.
+std::string number_str(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+// 1/255 reads better than 0.00392156862745098 and parses back to the same double.
+std::string scale_str(double v) {
+  if (v > 0.0 && v < 1.0) {
     const double inverse = std::round(1.0 / v);
-    if (static_cast<float>(1.0 / inverse) == v) {
-      std::ostringstream os;
-      os << "1/" << static_cast<int64_t>(inverse);
-      return os.str();
-    }
+    if (inverse < 1e9 && 1.0 / inverse == v) return "1/" + std::to_string(static_cast<int64_t>(inverse));
   }
-  std::ostringstream os;
-  os.precision(9);
-  os << v;
-  return os.str();
+  return number_str(v);
 }
 
 }  // namespace
@@ -208,12 +208,12 @@ Preprocess Preprocess::parse(const std::string& spec) {
       if (value != "right") bad_value(key, value, "right: keep_ratio pads on the right with zeros");
       pad_right = true;
     } else if (key == "scale") {
-      p.scale = static_cast<float>(parse_number(key, value));
+      p.scale = parse_number(key, value);
     } else if (key == "mean") {
       p.mean = parse_triple(key, value);
     } else if (key == "std") {
       p.std = parse_triple(key, value);
-      for (float s : p.std) if (s == 0.0f) bad_value(key, value, "non-zero divisors");
+      for (double s : p.std) if (s == 0.0) bad_value(key, value, "non-zero divisors");
     } else if (key == "order") {
       if (value == "rgb") p.order = Order::RGB;
       else if (value == "bgr") p.order = Order::BGR;
@@ -236,7 +236,7 @@ std::string Preprocess::str() const {
   if (resize == Resize::Fixed) os << "resize=" << height << "x" << width << ",";
   if (resize == Resize::None) os << "resize=none,";
   if (keep_ratio) os << "keep_ratio,pad=right,";
-  os << "scale=" << number_str(scale);
+  os << "scale=" << scale_str(scale);
   os << ",mean=" << number_str(mean[0]) << ":" << number_str(mean[1]) << ":" << number_str(mean[2]);
   os << ",std=" << number_str(std[0]) << ":" << number_str(std[1]) << ":" << number_str(std[2]);
   os << ",order=" << (order == Order::RGB ? "rgb" : "bgr");
@@ -280,7 +280,7 @@ Tensor Preprocess::apply(const Tensor& image, const Shape& input_shape) const {
   // One lookup table per output channel: 256 values computed in double, rounded once.
   float table[3][256];
   for (int c = 0; c < 3; ++c) {
-    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>((v * static_cast<double>(scale) - mean[c]) / std[c]);
+    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>((v * scale - mean[c]) / std[c]);
   }
   const Dims dims = layout == Layout::NCHW ? Dims{1, 3, out_h, out_w} : Dims{1, out_h, out_w, 3};
   Tensor out = Tensor::zeros(DType::Float32, dims);

@@ -50,9 +50,10 @@ struct Preprocess {
   Resize resize = Resize::ToModelInput;
   int64_t height = 0, width = 0;  // Resize::Fixed
   bool keep_ratio = false;
-  float scale = 1.0f / 255.0f;
-  std::array<float, 3> mean = {0.0f, 0.0f, 0.0f};
-  std::array<float, 3> std = {1.0f, 1.0f, 1.0f};
+  // Double so that 1/255 times 255 is exactly 1, as x / 255 would give.
+  double scale = 1.0 / 255.0;
+  std::array<double, 3> mean = {0.0, 0.0, 0.0};
+  std::array<double, 3> std = {1.0, 1.0, 1.0};
   Order order = Order::RGB;
   Layout layout = Layout::NCHW;
 

@@ -60,9 +60,23 @@ std::string lower_extension(const fs::path& p) {
 }
 
 // input_K.pb in a test_data_set folder: K → path. Other files are ignored.
+// Entries of a folder; unreadable folders throw duet::Error naming them.
+std::vector<fs::directory_entry> list_folder(const std::string& folder) {
+  std::error_code ec;
+  fs::directory_iterator it(folder, ec);
+  DUET_CHECK(!ec, "cannot list ", folder, ": ", ec.message());
+  std::vector<fs::directory_entry> entries;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    DUET_CHECK(!ec, "cannot list ", folder, ": ", ec.message());
+    entries.push_back(*it);
+  }
+  DUET_CHECK(!ec, "cannot list ", folder, ": ", ec.message());
+  return entries;
+}
+
 std::map<int64_t, std::string> input_files(const std::string& folder) {
   std::map<int64_t, std::string> files;
-  for (const auto& e : fs::directory_iterator(folder)) {
+  for (const auto& e : list_folder(folder)) {
     const std::string name = e.path().filename().string();
     if (!e.is_regular_file() || name.rfind("input_", 0) != 0 || lower_extension(e.path()) != ".pb") continue;
     const std::string index = name.substr(6, name.size() - 6 - 3);
@@ -110,6 +124,20 @@ void check_finite(const Tensor& t, const std::string& input, const std::string& 
   if (bad >= 0) fail(std::isnan(value) ? "NaN" : "Inf", " in ", file, " (input '", input, "', element ", bad, ")");
 }
 
+// t as the model input takes it, or duet::Error naming file.
+Tensor checked(Tensor t, const ModelInput& input, const std::string& file) {
+  const Shape& want = input.shape;
+  bool fits = input.dtype == DType::Undefined || t.dtype() == input.dtype;
+  if (want.rank_known) {
+    fits = fits && t.rank() == want.rank();
+    for (size_t d = 0; fits && d < want.rank(); ++d) fits = !want.dims[d].known() || want.dims[d].value == t.dims()[d];
+  }
+  DUET_CHECK(fits, file, ": input '", input.name, "' expects ", type_str(input.dtype, want), ", got ",
+             dtype_name(t.dtype()), " ", Shape::from(t.dims()).str());
+  check_finite(t, input.name, file);
+  return t;
+}
+
 }  // namespace
 
 std::vector<ModelInput> formal_inputs(const ir::Graph& graph) {
@@ -134,7 +162,7 @@ SampleFolder::SampleFolder(const std::string& dir, std::vector<ModelInput> input
   DUET_CHECK(!inputs_.empty(), "the model has no inputs to feed from ", dir);
 
   std::vector<std::string> sets, tensor_files, images;
-  for (const auto& e : fs::directory_iterator(dir)) {
+  for (const auto& e : list_folder(dir)) {
     const std::string name = e.path().filename().string();
     if (e.is_directory()) {
       if (name.rfind("test_data_set_", 0) == 0) sets.push_back(e.path().string());
@@ -196,7 +224,8 @@ SampleFolder::SampleFolder(const std::string& dir, std::vector<ModelInput> input
       }
       const int64_t last = files.rbegin()->first;
       DUET_CHECK(last < static_cast<int64_t>(inputs_.size()), files.rbegin()->second, ": the model takes only ",
-                 inputs_.size(), " input", inputs_.size() == 1 ? "" : "s", " (", input_names(inputs_), ")");
+                 inputs_.size(), " input", inputs_.size() == 1 ? "" : "s", " (", input_names(inputs_),
+                 "); input_K.pb files together are one sample, so name one-file samples otherwise");
     }
   }
 }
@@ -210,19 +239,6 @@ std::string SampleFolder::describe() const {
   os << " in " << dir_;
   if (layout_ == Layout::Images) os << " (preprocess: " << preprocess_.str() << ")";
   return os.str();
-}
-
-Tensor SampleFolder::checked(Tensor t, const ModelInput& input, const std::string& file) const {
-  const Shape& want = input.shape;
-  bool fits = input.dtype == DType::Undefined || t.dtype() == input.dtype;
-  if (want.rank_known) {
-    fits = fits && t.rank() == want.rank();
-    for (size_t d = 0; fits && d < want.rank(); ++d) fits = !want.dims[d].known() || want.dims[d].value == t.dims()[d];
-  }
-  DUET_CHECK(fits, file, ": input '", input.name, "' expects ", type_str(input.dtype, want), ", got ",
-             dtype_name(t.dtype()), " ", Shape::from(t.dims()).str());
-  check_finite(t, input.name, file);
-  return t;
 }
 
 std::map<std::string, Tensor> SampleFolder::load_test_data_set(const std::string& folder) const {

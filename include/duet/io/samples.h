@@ -66,7 +66,6 @@ class SampleFolder {
 
  private:
   std::map<std::string, Tensor> load_test_data_set(const std::string& folder) const;
-  Tensor checked(Tensor t, const ModelInput& input, const std::string& file) const;
 
   std::string dir_;
   std::vector<ModelInput> inputs_;

@@ -32,9 +32,11 @@ namespace duet::io {
 // A graph input that data must be supplied for (initializers excluded).
 struct ModelInput {
   std::string name;
-  DType dtype = DType::Undefined;            // Undefined: any
-  Shape shape = Shape::unknown_rank();       // symbolic dims accept any size
+  DType dtype = DType::Undefined;       // Undefined: any
+  Shape shape = Shape::unknown_rank();  // symbolic dims accept any size
 };
+// The graph's inputs minus initializers, in order. Sequence, optional and map
+// inputs throw duet::Unsupported: samples are tensors.
 std::vector<ModelInput> formal_inputs(const ir::Graph& graph);
 
 class SampleFolder {

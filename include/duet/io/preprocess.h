@@ -15,7 +15,7 @@ namespace duet::io {
 // Image.resize(..., BILINEAR) does: a triangle filter widened by the scale
 // when shrinking (so downscaling averages, not samples), separable, width
 // first, fixed-point weights with 22 fractional bits, rounding to uint8 after
-// each pass. Results equal PIL's pixel for pixel.
+// each pass. The tests compare it with PIL output pixel for pixel.
 Tensor resize_bilinear(const Tensor& image, int64_t height, int64_t width);
 
 // How an image becomes a float32 model input, parsed from a compact string:
@@ -59,7 +59,7 @@ struct Preprocess {
 
   // Throws duet::Error naming the bad key or value.
   static Preprocess parse(const std::string& spec);
-  // Canonical spec (every key spelled out); parse(str()) gives this spec back.
+  // Canonical spec (every key but an unset resize); parse(str()) gives it back.
   std::string str() const;
 
   // uint8 [H, W, 3] RGB image → float32 [1, 3, H', W'] (nchw) or [1, H', W', 3]

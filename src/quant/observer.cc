@@ -188,6 +188,12 @@ Range Observer::range(const RangeOptions& o) const {
   if (count_ == 0) return {};
   const float lo = std::min(min_, 0.0f), hi = std::max(max_, 0.0f);
   if (range_ == 0) return {0, 0};
+  // Few values per sample (a pooled or squeeze-excitation vector, per-channel
+  // gates): each value is its own feature, not a draw from one distribution,
+  // and clipping one clips that channel outright. Histogram methods keep the
+  // full range there.
+  const bool histogram_method = o.method == Method::Percentile || o.method == Method::Entropy || o.method == Method::Mse;
+  if (histogram_method && count_ < o.min_values_per_sample * batches_) return {lo, hi};
   switch (o.method) {
     case Method::MinMax: return {lo, hi};
     case Method::Ema: return {std::min(static_cast<float>(ema_min_), 0.0f), std::max(static_cast<float>(ema_max_), 0.0f)};
@@ -202,6 +208,12 @@ Range Observer::range(const RangeOptions& o) const {
       };
       if (min_ >= 0) return {0, std::min(hi, search(pos_, o.levels_unsigned))};
       if (max_ <= 0) return {std::max(lo, -search(neg_, o.levels_unsigned)), 0};
+      if (o.levels_unsigned > o.levels_signed) {
+        // Asymmetric grid: each side searched on its own histogram with the
+        // share of the levels its min-max extent would get.
+        const int lp = std::clamp(static_cast<int>(std::lround(o.levels_unsigned * hi / (hi - lo))), 2, o.levels_unsigned - 2);
+        return {std::max(lo, -search(neg_, o.levels_unsigned - lp)), std::min(hi, search(pos_, lp))};
+      }
       const float t = search(magnitude_histogram(), o.levels_signed);
       return {std::max(lo, -t), std::min(hi, t)};
     }

@@ -129,7 +129,7 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
       if (!in || constant(g, in)) continue;
       if (tensors.insert(in->name).second) plan.activations.push_back(in->name);
     }
-    if (tensors.insert(n.outputs[0]->name).second) plan.activations.push_back(n.outputs[0]->name);
+    if (o.quantize_outputs && tensors.insert(n.outputs[0]->name).second) plan.activations.push_back(n.outputs[0]->name);
   }
   return plan;
 }
@@ -332,7 +332,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
 
   const bool acts = o.activations != ActivationFormat::None;
   std::unordered_set<const Value*> made;  // dequantized values this rewrite produced
-  if (acts) {
+  if (acts && o.quantize_outputs) {
     // Outputs first: the node writes a fresh float value; the pair produces the old name.
     for (Node* n : selected) {
       Value* y = n->outputs[0];
@@ -346,6 +346,8 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
       made.insert(y);
       result.dequantized[y->name] = y->name;
     }
+  }
+  if (acts) {
     // Inputs: one pair per tensor, shared by the quantized readers.
     std::map<std::string, Value*> pairs;
     for (Node* n : selected)

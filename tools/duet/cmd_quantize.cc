@@ -52,7 +52,7 @@ Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
     std::string backend = "cpu";
-    bool per_tensor = false, symmetric = false, json = false, sensitivity = false, progress = false;
+    bool per_tensor = false, symmetric = false, quantize_outputs = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types;
     double budget = -1, percentile = 99.999;
     int block_size = 32, threads = 2;
@@ -73,6 +73,8 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--block-size", o->block_size, "INT4 block size along the reduced axis")->check(CLI::IsMember({32, 64, 128}));
   cmd->add_option("--activations", o->activations, "Activation format: int8 (default), fp8 (E4M3FN) or none (weight-only)")
       ->check(CLI::IsMember({"int8", "fp8", "none"}));
+  cmd->add_flag("--quantize-outputs", o->quantize_outputs,
+                 "Also quantize every quantized node's output (ONNX Runtime's placement; default: only inputs of quantized nodes)");
   cmd->add_flag("--symmetric", o->symmetric, "INT8 activations symmetric (zero point 0) instead of UINT8 with a zero point");
   cmd->add_option("--op-types", o->op_types, "Op types to quantize (default Conv,ConvTranspose,MatMul,Gemm)");
   cmd->add_option("--exclude", o->exclude, "Op types to leave in FP32 (comma-separated or repeated)");
@@ -84,7 +86,7 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--eval", o->eval, "Evaluation samples (default: the first calibration samples)");
   cmd->add_option("--max-calib", o->max_calib, "Use at most this many calibration samples (0: all)");
   cmd->add_option("--max-eval", o->max_eval, "Evaluation samples used for sensitivity and the comparison");
-  cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec (see io/image.h), for image folders");
+  cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec for image folders, e.g. resize=48x320,keep_ratio,pad=right,scale=1/255,mean=0.5,std=0.5,order=bgr (io/preprocess.h)");
   cmd->add_option("--backend", o->backend, "Backend for calibration and evaluation runs: cpu (default) or reference")
       ->check(CLI::IsMember({"reference", "cpu"}));
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
@@ -101,6 +103,7 @@ Runner add_quantize(CLI::App& app) {
     qo.weights = quant::parse_weight_format(o->weights);
     qo.activations = quant::parse_activation_format(o->activations);
     qo.symmetric_activations = o->symmetric;
+    qo.quantize_outputs = o->quantize_outputs;
     qo.block_size = o->block_size;
     if (!o->op_types.empty()) qo.op_types = split_list(o->op_types);
     qo.exclude_op_types = split_list(o->exclude);

@@ -9,10 +9,15 @@
 //   entropy     TensorRT's KL-divergence search: 2048-bin histogram of |x| (of x when
 //               nothing is negative), thresholds from bin `levels` to 2048, outliers
 //               folded into the last kept bin, candidate quantized to `levels` bins
-//               and expanded over the non-zero bins, zero bins smoothed, minimum KL(P||Q)
+//               and expanded over the non-zero bins, zero bins smoothed, minimum KL(P||Q).
+//               Signed tensors: on |x| with `levels_signed` levels for a symmetric grid;
+//               for an asymmetric (UINT8) grid each side on its own histogram with the
+//               share of the 256 levels that its min-max extent gets
 //   mse         the clipping threshold minimizing the expected squared error
 //               (clipping error of the clipped mass + step²/12 for the rest)
-// Ranges always contain 0 so that zero is exactly representable.
+// Ranges always contain 0 so that zero is exactly representable. Tensors with
+// few values per sample keep min-max under every histogram method (see
+// RangeOptions::min_values_per_sample).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -38,6 +43,12 @@ struct RangeOptions {
   int levels_signed = 128;
   int levels_unsigned = 256;
   double percentile = 99.999;
+  // Tensors with fewer values per observed batch than this (pooled features,
+  // squeeze-excitation gates, small vectors) keep their min-max range under
+  // the histogram methods: their values are separate features, not samples
+  // of one distribution (measured: PP-OCRv4 rec decodes nothing when its SE
+  // gates are KL-clipped).
+  int64_t min_values_per_sample = 4096;
 };
 
 class Observer {

@@ -10,8 +10,12 @@
 // Scheme (defaults in QuantizeOptions):
 //  - activations: UINT8 with a zero point over the calibrated range (asymmetric),
 //    or INT8 with zero point 0 (symmetric), or FP8 E4M3FN with a per-tensor
-//    scale amax/448; inputs and outputs of every quantized node are quantized,
-//    one Q/DQ pair per tensor shared by all quantized readers;
+//    scale amax/448; the activation inputs of every quantized node are
+//    quantized, one Q/DQ pair per tensor shared by all quantized readers. An
+//    output gets its own pair only with quantize_outputs: where it feeds a
+//    quantized node that node's input pair already quantizes it, and where it
+//    feeds float ops (HardSwish, Sigmoid, the graph output) a pair adds error
+//    and saves nothing (an integer kernel can write float there);
 //  - weights: INT8 symmetric in [-127, 127], per output channel (Conv axis 0,
 //    ConvTranspose axis 1, MatMul the last axis, Gemm by transB) or per tensor;
 //    INT4 weight-only for MatMul/Gemm in blocks of 32/64/128 along the reduced
@@ -45,6 +49,7 @@ struct QuantizeOptions {
   WeightFormat weights = WeightFormat::Int8;
   ActivationFormat activations = ActivationFormat::Int8;
   bool symmetric_activations = false;  // INT8 with zero point 0 instead of UINT8 with one
+  bool quantize_outputs = false;       // also a Q/DQ pair on every quantized node's output (ONNX Runtime's placement)
   int block_size = 32;                 // INT4 weights: 32, 64 or 128
   std::set<std::string> op_types = {"Conv", "ConvTranspose", "MatMul", "Gemm"};
   std::set<std::string> exclude_op_types;

@@ -214,7 +214,7 @@ def main():
             out = os.path.join(a.work, f'{kind}_duet_{method}.onnx')
             t0 = time.time()
             r = subprocess.run([a.duet, 'quantize', model, '--calib', os.path.join(cal_dir, kind), '--max-calib', str(ncal),
-                                '--method', method, '-o', out, '--json', '--max-eval', '4',
+                                '--method', method, '-o', out, '--json'] + ([] if '--max-eval' in a.duet_args else ['--max-eval', '4']) + [
                                 '--report', out.replace('.onnx', '.html')] + a.duet_args.split(), capture_output=True, text=True)
             if r.returncode != 0:
                 print(r.stderr, file=sys.stderr)

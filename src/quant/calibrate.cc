@@ -85,7 +85,52 @@ std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>
   return ranges;
 }
 
-Evaluator::Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run) : run_(std::move(run)) {
+std::map<std::string, Range> choose_ranges_by_error(const ir::Model& prepared, const Plan& plan,
+                                                    const std::map<std::string, Observer>& observers,
+                                                    const QuantizeOptions& options, const Evaluator& eval,
+                                                    std::map<std::string, std::string>* chosen,
+                                                    const std::function<void(size_t, size_t)>& progress) {
+  const std::vector<Method> methods = {Method::Entropy, Method::Mse, Method::Percentile, Method::MinMax};
+  std::map<Method, std::map<std::string, Range>> candidates;
+  for (Method m : methods) {
+    QuantizeOptions o = options;
+    o.calibration.method = m;
+    candidates[m] = choose_ranges(observers, o);
+  }
+  // Readers of each tensor among the planned nodes.
+  std::map<std::string, std::set<std::string>> readers;
+  const std::set<std::string> planned(plan.nodes.begin(), plan.nodes.end());
+  for (auto& n : prepared.graph->nodes)
+    if (planned.count(n->name))
+      for (auto* in : n->inputs)
+        if (in) readers[in->name].insert(n->name);
+  std::map<std::string, Range> best = candidates[methods[0]];
+  size_t done = 0;
+  for (const auto& tensor : plan.activations) {
+    double best_error = std::numeric_limits<double>::infinity();
+    std::vector<Range> tried;
+    for (Method m : methods) {
+      const Range r = candidates[m].at(tensor);
+      bool seen = false;
+      for (auto& t : tried) seen |= t.lo == r.lo && t.hi == r.hi;
+      if (seen) continue;
+      tried.push_back(r);
+      std::map<std::string, Range> ranges = best;
+      ranges[tensor] = r;
+      const double e = eval.compare(*quantize_model(prepared, plan, ranges, options, readers[tensor]).model).error;
+      if (e < best_error) {
+        best_error = e;
+        best[tensor] = r;
+        if (chosen) (*chosen)[tensor] = method_name(m);
+      }
+    }
+    if (progress) progress(++done, plan.activations.size());
+  }
+  return best;
+}
+
+Evaluator::Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run, Metric metric)
+    : run_(std::move(run)), metric_(metric) {
   const size_t n = std::min(max_samples, data.count);
   DUET_CHECK(n > 0, "evaluation needs at least one sample");
   Runner runner(fp32, {}, run_);
@@ -139,8 +184,12 @@ Comparison Evaluator::compare(const ir::Model& candidate) const {
     OutputComparison& oc = c.outputs[k];
     oc.sqnr_db = to_db(signal[k], noise[k]);
     oc.argmax_agree = oc.rows ? static_cast<double>(agree[k]) / static_cast<double>(oc.rows) : 1.0;
-    c.error += oc.rel_l2 / static_cast<double>(nout);
+    c.rel_l2 += oc.rel_l2 / static_cast<double>(nout);
   }
+  int64_t rows = 0, changed = 0;
+  for (auto& oc : c.outputs) rows += oc.rows, changed += oc.rows - std::llround(oc.argmax_agree * oc.rows);
+  c.argmax_changed = rows ? static_cast<double>(changed) / static_cast<double>(rows) : 0.0;
+  c.error = metric_ == Metric::Argmax ? c.argmax_changed + 1e-3 * c.rel_l2 : c.rel_l2;
   return c;
 }
 

@@ -97,6 +97,10 @@ nlohmann::json to_json(const QuantReport& r) {
   j["nodes_float"] = static_cast<int>(r.precision.size()) - quantized;
   j["skipped"] = r.plan.skipped;
   for (auto& [name, range] : r.ranges) j["ranges"][name] = {range.lo, range.hi};
+  if (!r.chosen_method.empty()) {
+    j["scheme"]["method"] = "auto";
+    j["chosen_method"] = r.chosen_method;
+  }
   for (auto& [name, e] : r.sensitivity) j["sensitivity"].push_back({{"node", name}, {"error", e}});
   if (r.budget) {
     j["accuracy_budget"] = {{"budget", *r.budget}, {"error", r.budget_error}};
@@ -106,6 +110,8 @@ nlohmann::json to_json(const QuantReport& r) {
     j["tensor_sqnr_db"].push_back({{"tensor", s.tensor}, {"isolated", finite_or_null(s.isolated_db)}, {"accumulated", finite_or_null(s.accumulated_db)}});
   if (r.comparison) {
     j["comparison"]["error"] = r.comparison->error;
+    j["comparison"]["rel_l2"] = r.comparison->rel_l2;
+    j["comparison"]["argmax_changed"] = r.comparison->argmax_changed;
     for (auto& o : r.comparison->outputs)
       j["comparison"]["outputs"].push_back({{"name", o.name}, {"rel_l2", o.rel_l2}, {"sqnr_db", finite_or_null(o.sqnr_db)},
                                             {"max_abs", o.max_abs}, {"argmax_agreement", o.argmax_agree}, {"rows", o.rows}});
@@ -120,7 +126,13 @@ std::string html_report(const QuantReport& r) {
        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}</style></head><body>"
     << "<h1>Quantization report</h1><p>Model <code>" << esc(r.model) << "</code> &rarr; <code>" << esc(r.output)
     << "</code>. All errors below are <b>measured</b>: both models were run on this machine.</p><table>"
-    << "<tr><th>calibration</th><td>" << method_name(r.options.calibration.method) << ", " << r.calibration_samples
+    << "<tr><th>calibration</th><td>" << (r.chosen_method.empty() ? method_name(r.options.calibration.method) : "auto (per tensor: " + [&] {
+         std::map<std::string, int> count;
+         for (auto& [_, m] : r.chosen_method) ++count[m];
+         std::string s;
+         for (auto& [m, c] : count) s += (s.empty() ? "" : ", ") + m + " " + std::to_string(c);
+         return s;
+       }() + ")") << ", " << r.calibration_samples
     << " samples, " << fmt(r.calibration_seconds, 3) << " s, peak RSS " << fmt(r.peak_rss_mb, 4) << " MB</td></tr>"
     << "<tr><th>weights</th><td>" << format_name(r.options.weights) << (r.options.per_channel ? ", per channel" : ", per tensor")
     << (r.options.weights == WeightFormat::Int4 ? ", block " + std::to_string(r.options.block_size) : "") << "</td></tr>"
@@ -131,7 +143,7 @@ std::string html_report(const QuantReport& r) {
   for (auto& [_, p] : r.precision) quantized += p != "fp32";
   o << "<tr><th>nodes</th><td>" << quantized << " quantized, " << r.precision.size() - quantized << " kept in FP32</td></tr>";
   if (r.budget)
-    o << "<tr><th>accuracy budget</th><td>relative output error &le; " << fmt(*r.budget) << ": reached " << fmt(r.budget_error)
+    o << "<tr><th>accuracy budget</th><td>output error (" << esc(r.budget_metric) << ") &le; " << fmt(*r.budget) << ": reached " << fmt(r.budget_error)
       << " with " << r.precision.size() - quantized << " node(s) in FP32</td></tr>";
   o << "</table>";
   if (r.comparison) {

@@ -51,7 +51,7 @@ std::set<std::string> split_list(const std::vector<std::string>& items) {
 Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
-    std::string backend = "cpu";
+    std::string backend = "cpu", metric = "l2";
     bool per_tensor = false, symmetric = false, quantize_outputs = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types;
     double budget = -1, percentile = 99.999;
@@ -63,8 +63,9 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("model", o->model, "ONNX model (FP32)")->required();
   cmd->add_option("--calib", o->calib, "Calibration samples: test_data_set_*/input_*.pb folders, .npy/.pb files or images")->required();
   cmd->add_option("-o,--output", o->output, "Quantized model to write (.onnx)")->required();
-  cmd->add_option("--method", o->method, "Calibration: minmax, ema, percentile, entropy (TensorRT KL, default) or mse")
-      ->check(CLI::IsMember({"minmax", "ema", "percentile", "entropy", "mse"}));
+  cmd->add_option("--method", o->method, "Calibration: minmax, ema, percentile, entropy (TensorRT KL, default), mse, or auto (per tensor, the "
+                  "candidate with the smallest measured output error on the evaluation samples)")
+      ->check(CLI::IsMember({"minmax", "ema", "percentile", "entropy", "mse", "auto"}));
   cmd->add_option("--percentile", o->percentile, "percentile method: share of values kept inside the range, in %")
       ->check(CLI::Range(50.0, 100.0));
   cmd->add_flag("--per-tensor", o->per_tensor, "One weight scale per tensor (default: per output channel)");
@@ -82,6 +83,10 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--accuracy-budget", o->budget,
                   "Largest relative L2 output error allowed (e.g. 0.02): the most sensitive nodes stay FP32 until it holds")
       ->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--budget-metric", o->metric,
+                  "What --accuracy-budget bounds: l2 (relative L2 output error, default) or argmax (share of output rows "
+                  "whose argmax changes: classifiers, CTC recognizers)")
+      ->check(CLI::IsMember({"l2", "argmax"}));
   cmd->add_flag("--sensitivity", o->sensitivity, "Rank nodes by the output error when quantized alone (implied by --accuracy-budget)");
   cmd->add_option("--eval", o->eval, "Evaluation samples (default: the first calibration samples)");
   cmd->add_option("--max-calib", o->max_calib, "Use at most this many calibration samples (0: all)");
@@ -97,7 +102,8 @@ Runner add_quantize(CLI::App& app) {
     const auto t_start = std::chrono::steady_clock::now();
     auto model = onnx_io::load_model(o->model);
     quant::QuantizeOptions qo;
-    qo.calibration.method = quant::parse_method(o->method);
+    const bool auto_method = o->method == "auto";
+    qo.calibration.method = auto_method ? quant::Method::Entropy : quant::parse_method(o->method);
     qo.calibration.percentile = o->percentile;
     qo.per_channel = !o->per_tensor;
     qo.weights = quant::parse_weight_format(o->weights);
@@ -129,10 +135,11 @@ Runner add_quantize(CLI::App& app) {
     report.plan = plan;
     report.calibration_samples = calib.count;
     std::map<std::string, quant::Range> ranges;
+    std::map<std::string, quant::Observer> observers;
     if (!plan.activations.empty()) {
       const auto t0 = std::chrono::steady_clock::now();
       run.progress = progress_bar("calibrating", show);
-      const auto observers = quant::calibrate(*prepared, plan.activations, calib, run);
+      observers = quant::calibrate(*prepared, plan.activations, calib, run);
       ranges = quant::choose_ranges(observers, qo);
       report.calibration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -140,13 +147,17 @@ Runner add_quantize(CLI::App& app) {
     run.progress = {};
 
     const quant::SampleSource eval_data = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
-    quant::Evaluator eval(*prepared, eval_data, o->max_eval, run);
+    quant::Evaluator eval(*prepared, eval_data, o->max_eval, run, o->metric == "argmax" ? quant::Metric::Argmax : quant::Metric::L2);
     report.evaluation_samples = eval.samples();
+    if (auto_method && !observers.empty())
+      ranges = quant::choose_ranges_by_error(*prepared, plan, observers, qo, eval, &report.chosen_method,
+                                             progress_bar("choosing ranges", show));
     std::set<std::string> keep_float;
     if (o->sensitivity || o->budget >= 0) {
       report.sensitivity = quant::sensitivity(*prepared, plan, ranges, qo, eval, progress_bar("sensitivity", show));
       if (o->budget >= 0) {
         report.budget = o->budget;
+        report.budget_metric = o->metric;
         keep_float = quant::choose_float_nodes(*prepared, plan, ranges, qo, eval, report.sensitivity, o->budget,
                                                &report.budget_error, &report.budget_trace);
       }
@@ -173,13 +184,13 @@ Runner add_quantize(CLI::App& app) {
     for (auto& [_, p] : q.precision) quantized += p != "fp32";
     std::cout << "wrote " << o->output << ": " << quantized << " of " << q.precision.size() << " nodes quantized ("
               << quant::format_name(qo.weights) << " weights, " << quant::format_name(qo.activations) << " activations, "
-              << quant::method_name(qo.calibration.method) << " calibration on " << calib.count << " samples)\n";
+              << (auto_method ? std::string("auto") : quant::method_name(qo.calibration.method)) << " calibration on " << calib.count << " samples)\n";
     std::cout << "measured on " << eval.samples() << " evaluation samples (FP32 vs quantized):\n";
     for (auto& c : report.comparison->outputs)
       std::cout << "  " << c.name << ": relative L2 error " << c.rel_l2 << ", SQNR " << c.sqnr_db << " dB, argmax agreement "
                 << 100 * c.argmax_agree << "% of " << c.rows << " rows\n";
     if (report.budget)
-      std::cout << "accuracy budget " << *report.budget << ": error " << report.budget_error << " with " << keep_float.size()
+      std::cout << "accuracy budget " << *report.budget << " (" << o->metric << "): error " << report.budget_error << " with " << keep_float.size()
                 << " node(s) kept in FP32\n";
     if (!report.sensitivity.empty()) {
       std::cout << "most sensitive nodes:";

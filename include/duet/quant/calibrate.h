@@ -39,6 +39,18 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
 // activation format implies.
 std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& options);
 
+class Evaluator;
+
+// Per activation tensor, the range among the methods' candidates (min-max,
+// percentile, entropy, MSE) that gives the smallest measured output error when
+// only the nodes reading that tensor are quantized: `duet quantize --method
+// auto`. `chosen` receives tensor -> method name.
+std::map<std::string, Range> choose_ranges_by_error(const ir::Model& prepared, const Plan& plan,
+                                                    const std::map<std::string, Observer>& observers,
+                                                    const QuantizeOptions& options, const Evaluator& eval,
+                                                    std::map<std::string, std::string>* chosen,
+                                                    const std::function<void(size_t, size_t)>& progress = {});
+
 // How far a candidate's outputs are from FP32's, per graph output, over the
 // evaluation samples.
 struct OutputComparison {
@@ -50,14 +62,21 @@ struct OutputComparison {
   int64_t rows = 0;
 };
 
+// What accuracy budgets bound. L2: mean relative L2 error over outputs.
+// Argmax: share of rows (last axis, outputs with more than one column) whose
+// argmax changed, plus 1e-3 x the L2 figure to order nodes that change none
+// (classifiers, CTC recognizers: the decision is the argmax).
+enum class Metric { L2, Argmax };
+
 struct Comparison {
   std::vector<OutputComparison> outputs;
-  double error = 0;  // mean rel_l2 over outputs: the number accuracy budgets bound
+  double error = 0;  // by the evaluator's metric: the number accuracy budgets bound
+  double rel_l2 = 0, argmax_changed = 0;
 };
 
 class Evaluator {
  public:
-  Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run);
+  Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run, Metric metric = Metric::L2);
   size_t samples() const { return feeds_.size(); }
   Comparison compare(const ir::Model& candidate) const;
 
@@ -75,6 +94,7 @@ class Evaluator {
   std::map<std::string, Tensor> run_exposing(const ir::Model& model, const std::vector<std::string>& names,
                                              const std::map<std::string, Tensor>& feeds) const;
   RunOptions run_;
+  Metric metric_;
   std::vector<std::map<std::string, Tensor>> feeds_;
   std::vector<std::vector<Tensor>> reference_;  // FP32 outputs per sample
   std::vector<std::string> output_names_;

@@ -21,9 +21,11 @@ struct QuantReport {
   double calibration_seconds = 0, peak_rss_mb = 0;
   Plan plan;
   std::map<std::string, Range> ranges;
+  std::map<std::string, std::string> chosen_method;  // --method auto: tensor -> method whose range won
   std::map<std::string, std::string> precision;
   std::vector<std::pair<std::string, double>> sensitivity;  // most sensitive first
   std::optional<double> budget;
+  std::string budget_metric = "l2";
   double budget_error = 0;
   std::vector<std::pair<size_t, double>> budget_trace;  // (nodes kept float, error)
   std::vector<Evaluator::TensorSqnr> sqnr;

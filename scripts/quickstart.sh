@@ -19,4 +19,6 @@ echo; echo "== duet bench: oneDNN cpu backend (measured) =="
 echo; echo "== duet simulate: the same model on accelerators (modelled) =="
 "$duet" simulate "$model" --shape x=1x3x48x192 --device t4,a100,h100,inferentia2,tpu-v4 --batch 1 \
   --auto-cast matmul --report "$out/simulate.html"
-echo; echo "report: $out/simulate.html"
+echo; echo "== duet quantize: INT8 QDQ model calibrated on the bundled samples (errors measured) =="
+"$duet" quantize "$model" --calib "$root/data/samples/cls" -o "$out/cls_int8.onnx" --report "$out/quantize.html"
+echo; echo "reports: $out/simulate.html $out/quantize.html"

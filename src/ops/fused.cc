@@ -7,6 +7,19 @@
 //   FusedConv(X, W, B?, Z?)   = post_ops(Conv(X, W, B) + Z)     Conv's attributes
 //   FusedMatMul(A, B, C?, Z?) = post_ops(MatMul(A, B) + C + Z)  C: bias broadcast along the last axis
 //   LayerNormalization(X, scale, B)                               ONNX opset-17 semantics, any model opset
+//
+// The quantized forms are what a QDQ graph (QuantizeLinear/DequantizeLinear
+// around float ops, as ONNX Runtime's quantize_static writes it) says around
+// a Conv or MatMul, in one node; the CPU backend runs them as integer kernels
+// with the requantization fused:
+//
+//   QuantizedConv(X, x_scale, x_zero_point?, W, w_scale, w_zero_point?, y_scale, y_zero_point?, B?)
+//     = QuantizeLinear(post_ops(Conv(DequantizeLinear(X), DequantizeLinear(W, axis 0), B)), y_scale, y_zero_point)
+//   QuantizedMatMul(A, a_scale, a_zero_point?, B, b_scale, b_zero_point?, y_scale, y_zero_point?)
+//     = QuantizeLinear(post_ops(MatMul(DequantizeLinear(A), DequantizeLinear(B, last axis))), y_scale, y_zero_point)
+//
+// X/A are per tensor; W/B per tensor or per output channel; B of the conv is
+// float (the dequantized int32 bias of the QDQ graph, folded).
 #include <cmath>
 #include <sstream>
 
@@ -184,6 +197,80 @@ void fused_matmul_kernel(KernelContext& ctx) {
   finish(ctx, std::move(y), 3);
 }
 
+// A QuantizeLinear / DequantizeLinear node with `axis`, named after `owner`
+// (errors then name the fused node).
+ir::Node quantize_step(const ir::Node& owner, const char* op_type, int64_t axis) {
+  ir::Node n;
+  n.name = owner.name + "/" + op_type;
+  n.op_type = op_type;
+  n.attributes.push_back({.name = "axis", .type = ir::AttrType::Int, .i = axis});
+  return n;
+}
+
+// Runs the ONNX op `op_type` as `node` (its attributes) on explicit inputs.
+Tensor run_as(const KernelContext& ctx, const ir::Node& node, const char* op_type, std::vector<const Tensor*> inputs) {
+  KernelContext part{node};
+  part.opset = 21;
+  part.inputs = std::move(inputs);
+  part.outputs.resize(1);
+  part.allocator = ctx.allocator;
+  part.parallel = ctx.parallel;
+  Registry::builtin().find("", op_type)->kernel(part);
+  return part.outputs[0];
+}
+
+// Input positions of the quantized ops (QLinearConv's order, bias last).
+enum QuantizedInput : size_t { kX, kXScale, kXZero, kW, kWScale, kWZero, kYScale, kYZero, kBias };
+
+void quantized_kernel(KernelContext& ctx, bool conv) {
+  const Tensor& w = ctx.input(kW);
+  const int64_t w_axis = conv ? 0 : static_cast<int64_t>(w.rank()) - 1;
+  const ir::Node dq_x = quantize_step(ctx.node, "DequantizeLinear", 1);
+  const ir::Node dq_w = quantize_step(ctx.node, "DequantizeLinear", w_axis);
+  const ir::Node q_y = quantize_step(ctx.node, "QuantizeLinear", 1);
+  const Tensor x = run_as(ctx, dq_x, "DequantizeLinear", {&ctx.input(kX), &ctx.input(kXScale), ctx.optional_input(kXZero)});
+  const Tensor wf = run_as(ctx, dq_w, "DequantizeLinear", {&w, &ctx.input(kWScale), ctx.optional_input(kWZero)});
+  Tensor y = conv ? run_as(ctx, ctx.node, "Conv", {&x, &wf, ctx.optional_input(kBias)})
+                  : run_as(ctx, ctx.node, "MatMul", {&x, &wf});
+  apply_post_ops(read_post_ops(ctx.node), y.data<float>(), y.numel());
+  ctx.set_output(0, run_as(ctx, q_y, "QuantizeLinear", {&y, &ctx.input(kYScale), ctx.optional_input(kYZero)}));
+}
+
+// The float op's view of a quantized node: its data inputs (X, W and the bias).
+template <typename T>
+std::vector<T> float_operands(const std::vector<T>& all, bool conv) {
+  std::vector<T> part;
+  for (size_t i : {size_t{kX}, size_t{kW}, size_t{kBias}})
+    if (i < all.size() && (conv || i != kBias)) part.push_back(all[i]);
+  return part;
+}
+
+InferFn infer_quantized(bool conv) {
+  return [conv](InferContext& ctx) {
+    InferContext part = ctx;
+    part.inputs = float_operands(ctx.inputs, conv);
+    part.values = float_operands(ctx.values, conv);
+    for (auto& t : part.inputs) if (t.dtype != DType::Undefined) t.dtype = DType::Float32;
+    auto out = Registry::builtin().find("", conv ? "Conv" : "MatMul")->infer(part);
+    out[0].dtype = ctx.has_input(kYZero) ? ctx.inputs[kYZero].dtype : DType::UInt8;
+    return out;
+  };
+}
+
+CostFn cost_quantized(bool conv) {
+  return [conv](const CostContext& c) {
+    CostContext part{c.node, float_operands(c.inputs, conv), c.outputs};
+    Cost cost = Registry::builtin().find("", conv ? "Conv" : "MatMul")->cost(part);
+    // Bytes back at the quantized node's input positions (scales and zero points: none).
+    std::vector<double> bytes(c.inputs.size(), 0.0);
+    size_t k = 0;
+    for (size_t i : {size_t{kX}, size_t{kW}, size_t{kBias}})
+      if (i < c.inputs.size() && (conv || i != kBias) && k < cost.input_bytes.size()) bytes[i] = cost.input_bytes[k++];
+    cost.input_bytes = std::move(bytes);
+    return cost;
+  };
+}
+
 InferFn infer_as(const char* op_type, size_t inputs) {
   return [op_type, inputs](InferContext& ctx) {
     InferContext part = ctx;
@@ -215,6 +302,11 @@ void register_fused(Registry& r) {
          .cost = cost_as("Conv")});
   r.add({.domain = "com.duet", .name = "FusedMatMul", .kernel = fused_matmul_kernel, .infer = infer_as("MatMul", 2),
          .cost = cost_as("MatMul")});
+  r.add({.domain = "com.duet", .name = "QuantizedConv", .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, true); },
+         .infer = infer_quantized(true), .cost = cost_quantized(true)});
+  r.add({.domain = "com.duet", .name = "QuantizedMatMul",
+         .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, false); }, .infer = infer_quantized(false),
+         .cost = cost_quantized(false)});
 }
 
 }  // namespace duet::ops

@@ -282,15 +282,114 @@ std::optional<Match> next_match(const Graph& g, const Uses& uses, Node* producer
   return std::nullopt;
 }
 
+// --- QDQ ---------------------------------------------------------------------
+
+bool is_8bit(DType t) { return t == DType::UInt8 || t == DType::Int8; }
+bool is_8bit(const Tensor* t) { return t && is_8bit(t->dtype()); }
+
+// A scalar constant: float32 when `scale`, else an 8-bit zero point.
+bool scalar_constant(const Graph& g, const Value* v, bool scale) {
+  const Tensor* t = constant(g, v);
+  return t && t->numel() == 1 && (scale ? t->dtype() == DType::Float32 : is_8bit(t->dtype()));
+}
+
+// QuantizeLinear / DequantizeLinear per tensor between float32 and 8 bits:
+// a constant float32 scale and a constant zero point (or none).
+bool per_tensor_qdq(const Graph& g, const Node* n, const char* op) {
+  if (!is(n, op) || n->inputs.size() < 2 || !n->inputs[0] || n->outputs.empty() || !n->outputs[0]) return false;
+  if (n->attr_int("block_size", 0) != 0 || n->attr_int("precision", 0) != 0) return false;
+  if (!scalar_constant(g, n->inputs[1], true) || (n->has_input(2) && !scalar_constant(g, n->inputs[2], false)))
+    return false;
+  const bool quantize = std::string(op) == "QuantizeLinear";
+  const Value* coded = quantize ? n->outputs[0] : n->inputs[0];
+  const Value* real = quantize ? n->inputs[0] : n->outputs[0];
+  return is_8bit(coded->type.dtype) && real->type.dtype == DType::Float32;
+}
+
+// DequantizeLinear of constant int8 weights, symmetric (zero points all 0),
+// per tensor or per slice along `out_axis` (the output channels).
+bool weight_dequantize(const Graph& g, const Node* n, int64_t out_axis) {
+  if (!is(n, "DequantizeLinear") || n->inputs.size() < 2 || n->attr_int("block_size", 0) != 0) return false;
+  const Tensor* w = constant(g, n->inputs[0]);
+  const Tensor* scale = constant(g, n->inputs[1]);
+  if (!w || w->dtype() != DType::Int8 || w->rank() < 2 || !scale || scale->dtype() != DType::Float32) return false;
+  if (scale->numel() != 1) {
+    int64_t axis = n->attr_int("axis", 1);
+    if (axis < 0) axis += static_cast<int64_t>(w->rank());
+    if (axis != out_axis || scale->rank() != 1 || scale->numel() != w->dim(out_axis)) return false;
+  }
+  if (n->has_input(2)) {
+    const Tensor* zero = constant(g, n->inputs[2]);
+    if (!zero || zero->dtype() != DType::Int8) return false;
+    for (int64_t i = 0; i < zero->numel(); ++i) if (zero->data<int8_t>()[i] != 0) return false;
+  }
+  return true;
+}
+
+Value* optional_input(const Node* n, size_t i) { return n->has_input(i) ? n->inputs[i] : nullptr; }
+
 }  // namespace
 
-int fold_constants(ir::Model& model, int64_t limit) {
+int fuse_qdq(ir::Model& model) {
+  Graph& g = *model.graph;
+  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  int fused = 0;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool conv = is(p, "Conv");
+    if ((!conv && !is(p, "MatMul")) || p->inputs.size() < 2 || !p->inputs[0] || !p->inputs[1] || !p->outputs[0]) continue;
+    Node* dq_x = p->inputs[0]->producer;
+    Node* dq_w = p->inputs[1]->producer;
+    if (!per_tensor_qdq(g, dq_x, "DequantizeLinear") || !dq_w) continue;
+    const Tensor* w = constant(g, dq_w->inputs[0]);
+    if (!w || (!conv && w->rank() != 2) || !weight_dequantize(g, dq_w, conv ? 0 : 1)) continue;
+    Value* bias = conv ? optional_input(p, 2) : nullptr;
+    if (bias) {
+      const Tensor* b = constant(g, bias);
+      if (!b || b->dtype() != DType::Float32 || b->numel() != w->dim(0)) continue;
+    }
+    // Conv/MatMul -> [one activation] -> QuantizeLinear, each the sole reader of the last.
+    Value* y = p->outputs[0];
+    if (y->type.dtype != DType::Float32) continue;
+    std::vector<PostOp> chain;
+    std::vector<const Node*> absorbed;
+    Node* next = uses.sole_reader(y);
+    if (auto op = activation_post_op(g, next, opset); op && next->inputs[0] == y && next->outputs[0]) {
+      chain.push_back(*op);
+      absorbed.push_back(next);
+      y = next->outputs[0];
+      next = uses.sole_reader(y);
+    }
+    if (!per_tensor_qdq(g, next, "QuantizeLinear") || next->inputs[0] != y) continue;
+    absorbed.push_back(next);
+    bool clash = dead.count(p) > 0;
+    for (auto* n : absorbed) clash |= dead.count(n) > 0;
+    if (clash) continue;
+    ensure_opset(model, "com.duet");
+    p->inputs = {dq_x->inputs[0], dq_x->inputs[1], optional_input(dq_x, 2), dq_w->inputs[0], dq_w->inputs[1],
+                 optional_input(dq_w, 2), next->inputs[1], optional_input(next, 2), bias};
+    while (!p->inputs.empty() && !p->inputs.back()) p->inputs.pop_back();
+    p->op_type = conv ? "QuantizedConv" : "QuantizedMatMul";
+    p->domain = "com.duet";
+    ops::write_post_ops(*p, chain);
+    absorb(p, next, dead);
+    for (auto* n : absorbed) dead.insert(n);
+    ++fused;
+  }
+  drop_nodes(g, dead);
+  return fused;
+}
+
+int fold_constants(ir::Model& model, int64_t limit, bool keep_integer_dequantize) {
   Graph& g = *model.graph;
   const ops::Registry& reg = ops::Registry::builtin();
   std::unordered_set<const Node*> dead;
   for (auto& node : g.nodes) {
     Node& n = *node;
     if (is_random(n) || has_subgraph(n) || (n.op_type == "Constant" && n.has_attr("sparse_value"))) continue;
+    if (keep_integer_dequantize && is(&n, "DequantizeLinear") && is_8bit(constant(g, n.inputs[0]))) continue;
     bool all_constant = true;
     std::vector<const Tensor*> inputs;
     for (auto* in : n.inputs) {
@@ -627,6 +726,8 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     for (auto& [name, t] : known.constants) {
       Value* v = g.find_value(name);
       if (!v || !v->producer || v->producer->op_type == "Constant" || g.initializers.count(name) || t.is_sequence() || t.is_none()) continue;
+      // Dequantized weights stay QDQ patterns until fuse_qdq has seen them.
+      if (options.fuse && is(v->producer, "DequantizeLinear") && is_8bit(constant(g, v->producer->inputs[0]))) continue;
       // The producer keeps a fresh, unread output; remove_dead drops it.
       Node* p = v->producer;
       for (auto*& out : p->outputs)
@@ -641,8 +742,15 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     }
     if (folded) report["fold_shapes"] = folded;
   }
-  if (options.fold_constants) report["fold_constants"] = fold_constants(model, options.fold_limit_elements);
+  // DequantizeLinear of 8-bit weights stays a node until fuse_qdq has seen
+  // the QDQ patterns; what it leaves unfused is folded to float afterwards.
+  if (options.fold_constants)
+    report["fold_constants"] = fold_constants(model, options.fold_limit_elements, options.fuse);
   if (options.eliminate_noops) report["eliminate_noops"] = eliminate_noops(model);
+  if (options.fuse) {
+    report["fuse_qdq"] = fuse_qdq(model);
+    if (options.fold_constants) report["fold_constants"] += fold_constants(model, options.fold_limit_elements);
+  }
   if (options.fold_batchnorm) report["fold_batchnorm"] = fold_batchnorm(model);
   if (options.fuse) {
     report["fold_conv_affine"] = fold_conv_affine(model);

@@ -3,7 +3,13 @@
 // original's within float rounding (folds change the order of float ops).
 //
 //   fold_constants     Constant nodes and nodes whose inputs are all constant
-//                      become initializers (random ops excluded)
+//                      become initializers (random ops excluded; with
+//                      keep_integer_dequantize, DequantizeLinear of 8-bit
+//                      constants stays, for fuse_qdq)
+//   fuse_qdq           DequantizeLinear(X u8/s8) and DequantizeLinear(W int8,
+//                      per tensor or per output channel) -> Conv/MatMul ->
+//                      [one activation] -> QuantizeLinear into com.duet
+//                      QuantizedConv / QuantizedMatMul (ops/fused.cc)
 //   eliminate_noops    Identity, inference Dropout, Cast to the same type,
 //                      Reshape of Reshape
 //   fold_batchnorm     Conv -> BatchNormalization into the Conv's weights
@@ -39,7 +45,8 @@ using OptimizeReport = std::map<std::string, int>;
 
 OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options = {});
 
-int fold_constants(ir::Model& model, int64_t limit_elements = 1 << 24);
+int fold_constants(ir::Model& model, int64_t limit_elements = 1 << 24, bool keep_integer_dequantize = false);
+int fuse_qdq(ir::Model& model);
 int eliminate_noops(ir::Model& model);
 int fold_batchnorm(ir::Model& model);
 int fold_conv_affine(ir::Model& model);

@@ -1,7 +1,11 @@
 // The oneDNN CPU backend. Claims Conv/FusedConv, ConvTranspose, MatMul/
 // FusedMatMul, BatchNormalization, pooling, Resize (integer nearest),
 // Concat, elementwise Add/Sub/Mul/Div and activations on float32, 4-d where
-// the op has a spatial layout.
+// the op has a spatial layout; and the INT8 path of QDQ graphs: com.duet
+// QuantizedConv/QuantizedMatMul as u8 x s8 -> s32 primitives with the
+// requantization (scales, activation, zero points) fused, and per-tensor
+// QuantizeLinear/DequantizeLinear as reorders, which decide where 8-bit
+// tensors enter and leave float regions.
 //
 // A compiled partition builds one Plan per input shape: every node lowered to
 // a oneDNN primitive whose source/destination formats are left to oneDNN
@@ -13,6 +17,7 @@
 // intermediates share one arena whose offsets come from liveness (values
 // whose lifetimes do not overlap share bytes), so a run allocates only the
 // output Tensors, from the session's pool.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -24,6 +29,7 @@
 #include "../../ops/conv_util.h"
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
+#include "duet/runtime/peaks.h"
 
 // oneDNN (Debian) runs on OpenMP (libgomp); its thread count is OpenMP's.
 extern "C" void omp_set_num_threads(int);
@@ -47,6 +53,26 @@ const Tensor* constant_of(const ir::Graph& g, const ir::Value* v) {
 }
 
 bool is_f32(const ir::Value* v) { return v && v->type.dtype == DType::Float32; }
+bool is_8bit(DType t) { return t == DType::UInt8 || t == DType::Int8; }
+bool is_8bit(const ir::Value* v) { return v && is_8bit(v->type.dtype); }
+
+// Element types that cross a partition boundary.
+dt dnnl_type(DType t) {
+  switch (t) {
+    case DType::Float32: return dt::f32;
+    case DType::UInt8: return dt::u8;
+    case DType::Int8: return dt::s8;
+    default: fail("oneDNN backend: ", dtype_name(t), " tensors do not enter a partition");
+  }
+}
+DType duet_type(dt t) { return t == dt::u8 ? DType::UInt8 : t == dt::s8 ? DType::Int8 : DType::Float32; }
+
+// md's layout with another element type (strides count elements, so they stay).
+memory::desc retyped(const memory::desc& md, dt type) {
+  dnnl_memory_desc_t d = md.data;
+  d.data_type = static_cast<dnnl_data_type_t>(type);
+  return memory::desc(d);
+}
 bool rank_is(const ir::Value* v, size_t r) { return v && v->type.shape.rank_known && v->type.shape.rank() == r; }
 
 tag plain_tag(size_t rank) {
@@ -122,6 +148,72 @@ bool op_allowed(const std::string& op) {
   return list.find("," + op + ",") != std::string::npos;
 }
 
+// --- INT8 -----------------------------------------------------------------------
+
+// A scalar constant: a float32 scale, or an 8-bit zero point.
+bool scalar_constant(const ir::Graph& g, const ir::Value* v, bool scale) {
+  const Tensor* t = constant_of(g, v);
+  return t && t->numel() == 1 && (scale ? t->dtype() == DType::Float32 : is_8bit(t->dtype()));
+}
+
+// Whether oneDNN 2.6's u8 x s8 kernels compute the integer product exactly on
+// this CPU. Without VNNI they multiply through vpmaddubsw, whose s16 sums of
+// two products saturate unless |w| <= 64 (255 * 64 * 2 < 2^15; ONNX Runtime's
+// reduce_range quantizes weights to 7 bits for this); depthwise kernels widen
+// to s32 first. s8 sources get shifted to u8 with weights halved (oneDNN's
+// scale_adjust 0.5) there, which loses their low bit.
+bool integer_product_exact(const Tensor& w, DType x_type, bool depthwise) {
+  static const bool vnni = cpu_features().avx512_vnni;
+  if (vnni) return true;
+  if (x_type != DType::UInt8) return false;
+  if (depthwise) return true;
+  const int8_t* p = w.data<int8_t>();
+  for (int64_t i = 0; i < w.numel(); ++i)
+    if (p[i] < -64 || p[i] > 64) return false;
+  return true;
+}
+
+bool is_depthwise(const ir::Node& n, const Tensor& w) {
+  const int64_t groups = n.attr_int("group", 1);
+  return groups > 1 && w.dim(1) == 1 && w.dim(0) == groups;
+}
+
+// QuantizeLinear / DequantizeLinear per tensor between float32 and 8 bits.
+bool claims_qdq(const ir::Graph& g, const ir::Node& n) {
+  if (n.inputs.size() < 2 || n.attr_int("block_size", 0) != 0 || n.attr_int("precision", 0) != 0) return false;
+  if (!scalar_constant(g, n.inputs[1], true) || (n.has_input(2) && !scalar_constant(g, n.inputs[2], false))) return false;
+  const bool quantize = n.op_type == "QuantizeLinear";
+  const ir::Value* coded = quantize ? n.outputs[0] : n.inputs[0];
+  const ir::Value* real = quantize ? n.inputs[0] : n.outputs[0];
+  return is_8bit(coded) && is_f32(real) && !constant_of(g, n.inputs[0]);
+}
+
+// QuantizedConv: always (an integer primitive when exact, else float between
+// reorders). QuantizedMatMul: only where the integer product is exact; the
+// rest stays on the reference kernel.
+bool claims_quantized(const ir::Graph& g, const ir::Node& n) {
+  const bool conv = n.op_type == "QuantizedConv";
+  auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
+  const Tensor* w = constant_of(g, in(3));
+  const Tensor* w_scale = constant_of(g, in(4));
+  if (!is_8bit(in(0)) || !is_8bit(n.outputs[0]) || !w || w->dtype() != DType::Int8 || !w_scale) return false;
+  if (!scalar_constant(g, in(1), true) || !scalar_constant(g, in(6), true)) return false;
+  for (size_t i : {2, 7}) if (in(i) && !scalar_constant(g, in(i), false)) return false;
+  if (in(5) && !constant_of(g, in(5))) return false;
+  const int64_t out_axis = conv ? 0 : 1;
+  if (w->rank() != (conv ? 4u : 2u) || w_scale->dtype() != DType::Float32 ||
+      (w_scale->numel() != 1 && w_scale->numel() != w->dim(out_axis)))
+    return false;
+  if (conv) {
+    const Tensor* bias = constant_of(g, in(8));
+    if (!rank_is(in(0), 4) || (in(8) && (!bias || bias->dtype() != DType::Float32 || bias->numel() != w->dim(0))))
+      return false;
+    return true;
+  }
+  if (!rank_is(in(0), 2) && !rank_is(in(0), 3)) return false;
+  return integer_product_exact(*w, in(0)->type.dtype, false) && flatten(ops::read_post_ops(n)).size() < kMaxPostOps;
+}
+
 bool claims_node(const ir::Model& model, const ir::Node& n) {
   const ir::Graph& g = *model.graph;
   if (!op_allowed(n.op_type)) return false;
@@ -135,9 +227,12 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   for (auto* v : n.outputs)
     if (v && !rank_ok(v)) return false;
   auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
-  if (n.outputs.empty() || !is_f32(n.outputs[0])) return false;
   const std::string& op = n.op_type;
   const bool duet = n.domain == "com.duet", onnx = n.domain.empty();
+  if (n.outputs.empty() || !n.outputs[0]) return false;
+  if (duet && (op == "QuantizedConv" || op == "QuantizedMatMul")) return claims_quantized(g, n);
+  if (onnx && (op == "QuantizeLinear" || op == "DequantizeLinear")) return claims_qdq(g, n);
+  if (!is_f32(n.outputs[0])) return false;
   if (!duet && !onnx) return false;
   if ((onnx && op == "Conv") || (duet && op == "FusedConv")) {
     const Tensor* w = constant_of(g, in(1));
@@ -293,8 +388,9 @@ class Plan {
       : model_(model), g_(*model.graph), options_(options), engine_(engine), stream_(engine) {
     for (size_t i = 0; i < spec.inputs.size(); ++i) {
       const Tensor& t = *inputs[i];
-      if (t.dtype() != DType::Float32) fail("oneDNN backend: input '", spec.inputs[i]->name, "' is ", t.describe());
-      memory::desc md(to_dims(t.dims()), dt::f32, plain_tag(t.rank()));
+      if (t.dtype() != DType::Float32 && !is_8bit(t.dtype()))
+        fail("oneDNN backend: input '", spec.inputs[i]->name, "' is ", t.describe());
+      memory::desc md(to_dims(t.dims()), dnnl_type(t.dtype()), plain_tag(t.rank()));
       const int s = new_slot(md);
       slots_[s].external = true;
       input_slots_.push_back(s);
@@ -308,7 +404,8 @@ class Plan {
       const int src = slot_of(out);
       current_ = out->producer;
       const memory::desc& md = slots_[src].md;
-      memory::desc plain(md.dims(), dt::f32, plain_tag(md.dims().size()));
+      memory::desc plain(md.dims(), md.data_type(), plain_tag(md.dims().size()));
+      output_types_.push_back(duet_type(md.data_type()));
       const int dst = new_slot(plain);
       slots_[dst].external = true;
       reorder(src, dst);
@@ -325,7 +422,7 @@ class Plan {
     for (auto [step, slot] : view_inputs_) args_[step][DNNL_ARG_SRC].set_data_handle(slots_[slot].mem.get_data_handle());
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < output_slots_.size(); ++i) {
-      outputs.emplace_back(DType::Float32, output_dims_[i], &alloc);
+      outputs.emplace_back(output_types_[i], output_dims_[i], &alloc);
       slots_[output_slots_[i]].mem.set_data_handle(outputs.back().raw());
     }
     if (!times) {
@@ -410,7 +507,7 @@ class Plan {
   // the arena's liveness.
   int copy_through_view(int src, const memory::desc& view) {
     const memory::dims d = view.dims();
-    const int dst = new_slot(memory::desc(d, dt::f32, plain_tag(d.size())));
+    const int dst = new_slot(memory::desc(d, view.data_type(), plain_tag(d.size())));
     dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
     views_.push_back({static_cast<int>(steps_.size()), view});
     add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
@@ -439,6 +536,9 @@ class Plan {
   void lower(const ir::Node& n) {
     const std::string& op = n.op_type;
     if (op == "Conv" || op == "FusedConv") return conv(n);
+    if (op == "QuantizedConv") return quantized_conv(n);
+    if (op == "QuantizedMatMul") return quantized_matmul(n);
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") return quantize_reorder(n);
     if (op == "ConvTranspose") return deconv(n);
     if (op == "MatMul" && !constant_of(g_, n.inputs[1])) return matmul_runtime(n);
     if (op == "MatMul" || op == "FusedMatMul") return matmul(n);
@@ -459,38 +559,205 @@ class Plan {
   }
 
   void conv(const ir::Node& n) {
-    const int x = slot_of(n.inputs[0]);
-    const memory::dims xd = slots_[x].md.dims();
-    const Tensor& w = constant(n, 1);
+    const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
+    const int sum = n.has_input(3) ? slot_of(n.inputs[3]) : -1;
+    define(n, conv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias, ops::read_post_ops(n), sum));
+  }
+
+  // A Conv's geometry in oneDNN's terms (weights grouped when group > 1).
+  struct ConvShape {
+    memory::dims src, weights, dst, strides, dilates, pad_begin, pad_end;
+    tag weights_tag = tag::oihw;
+  };
+  ConvShape conv_shape(const ir::Node& n, const memory::dims& xd, const Tensor& w) {
     const int64_t groups = n.attr_int("group", 1);
     if (xd[1] != w.dim(1) * groups) fail(n.label(), ": input has ", xd[1], " channels, weights expect ", w.dim(1) * groups);
     const auto geo = ops::window::resolve(n, {xd[2], xd[3]}, {w.dim(2), w.dim(3)}, false);
-    const memory::dims out = {xd[0], w.dim(0), geo.out[0], geo.out[1]};
-    memory::dims wd = {w.dim(0), w.dim(1), w.dim(2), w.dim(3)};
-    tag wtag = tag::oihw;
+    ConvShape c;
+    c.src = xd;
+    c.dst = {xd[0], w.dim(0), geo.out[0], geo.out[1]};
+    c.weights = {w.dim(0), w.dim(1), w.dim(2), w.dim(3)};
     if (groups > 1) {
-      wd = {groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
-      wtag = tag::goihw;
+      c.weights = {groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
+      c.weights_tag = tag::goihw;
     }
-    const bool has_bias = n.has_input(2);
-    const bool has_sum = n.has_input(3);
-    const auto chain = ops::read_post_ops(n);
-    memory::desc src_any(xd, dt::f32, tag::any), w_any(wd, dt::f32, tag::any), dst_any(out, dt::f32, tag::any);
-    memory::desc bias_md = has_bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
-    dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any, w_any, bias_md, dst_any,
-        {geo.stride[0], geo.stride[1]}, {geo.dilation[0] - 1, geo.dilation[1] - 1},
-        {geo.pad_begin[0], geo.pad_begin[1]}, {geo.pad_end[0], geo.pad_end[1]});
+    c.strides = {geo.stride[0], geo.stride[1]};
+    c.dilates = {geo.dilation[0] - 1, geo.dilation[1] - 1};
+    c.pad_begin = {geo.pad_begin[0], geo.pad_begin[1]};
+    c.pad_end = {geo.pad_end[0], geo.pad_end[1]};
+    return c;
+  }
+
+  // A float32 convolution of slot x: bias, the residual sum (slot `sum`, or
+  // -1) and the post-op chain fused; returns the result's slot.
+  int conv_f32(const ir::Node& n, int x, const Tensor& w, const Tensor* bias, const std::vector<PostOp>& chain, int sum) {
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
+    memory::desc src_any(c.src, dt::f32, tag::any), w_any(c.weights, dt::f32, tag::any), dst_any(c.dst, dt::f32, tag::any);
+    memory::desc bias_md = bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
+                                         w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin, c.pad_end);
     std::vector<EltwiseStep> rest;
-    dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(chain, has_sum, rest), engine_);
+    dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(chain, sum >= 0, rest), engine_);
     const int src = as_layout(x, pd.src_desc());
     std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(wd, dt::f32, wtag), pd.weights_desc())}};
-    if (has_bias) consts[DNNL_ARG_BIAS] = vector_memory(constant(n, 2));
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
+    if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);
     const int dst = new_slot(pd.dst_desc());
-    if (has_sum) reorder(slot_of(n.inputs[3]), dst);
+    if (sum >= 0) reorder(sum, dst);
     add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, eltwise(dst, rest));
+    return eltwise(dst, rest);
+  }
+
+  // --- INT8 ---------------------------------------------------------------------
+
+  // The constant scales and zero points of a QuantizedConv / QuantizedMatMul.
+  struct Requantization {
+    float x_scale = 1, y_scale = 1;
+    int32_t x_zero = 0, y_zero = 0;
+    std::vector<float> w_scale;  // one per output channel
+    dt y_type = dt::u8;
+  };
+  Requantization requantization(const ir::Node& n, int64_t channels) {
+    Requantization q;
+    q.x_scale = constant(n, 1).data<float>()[0];
+    q.y_scale = constant(n, 6).data<float>()[0];
+    if (n.has_input(2)) q.x_zero = static_cast<int32_t>(constant(n, 2).get_int(0));
+    if (n.has_input(7)) q.y_zero = static_cast<int32_t>(constant(n, 7).get_int(0));
+    const Tensor& ws = constant(n, 4);
+    for (int64_t c = 0; c < channels; ++c) q.w_scale.push_back(ws.data<float>()[ws.numel() == 1 ? 0 : c]);
+    q.y_type = dnnl_type(n.outputs[0]->type.dtype);
+    return q;
+  }
+
+  // The integer primitive's attribute: output scales x_scale * w_scale[c] give
+  // the float result of the s32 product, the activation runs on it, and one
+  // linear step divides by y_scale and adds the zero point; oneDNN rounds to
+  // nearest even and saturates as it stores the 8-bit result (QuantizeLinear).
+  dnnl::primitive_attr requantize_attr(const Requantization& q, const std::vector<PostOp>& chain, int channel_mask) {
+    dnnl::primitive_attr attr;
+    std::vector<float> scales;
+    for (float ws : q.w_scale) scales.push_back(q.x_scale * ws);
+    const bool per_channel = std::any_of(scales.begin(), scales.end(), [&](float v) { return v != scales[0]; });
+    if (per_channel) attr.set_output_scales(channel_mask, scales);
+    else attr.set_output_scales(0, {scales[0]});
+    if (q.x_zero != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::post_ops po;
+    for (auto& [alg, alpha, beta] : flatten(chain)) po.append_eltwise(1.0f, alg, alpha, beta);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.y_scale, static_cast<float>(q.y_zero));
+    attr.set_post_ops(po);
+    return attr;
+  }
+
+  memory s32_scalar(int32_t v) {
+    memory m(memory::desc({1}, dt::s32, tag::x), engine_);
+    *static_cast<int32_t*>(m.get_data_handle()) = v;
+    return m;
+  }
+
+  // oneDNN adds the bias to the s32 accumulator before the output scales: the
+  // float bias in accumulator units.
+  memory accumulator_bias(const Tensor& bias, const Requantization& q) {
+    Tensor t(DType::Float32, {bias.numel()});
+    for (int64_t c = 0; c < bias.numel(); ++c)
+      t.data<float>()[c] = static_cast<float>(bias.data<float>()[c] / (static_cast<double>(q.x_scale) * q.w_scale[c]));
+    return vector_memory(t);
+  }
+
+  // A reorder computing scale * (src - src_zero) + dst_zero into layout `to`
+  // (rounded to nearest even and saturated for 8-bit types).
+  int convert(int s, const memory::desc& to, float scale, int32_t src_zero, int32_t dst_zero) {
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(0, {scale});
+    std::unordered_map<int, memory> consts;
+    if (src_zero != 0) {
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+      consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(src_zero);
+    }
+    if (dst_zero != 0) {
+      attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
+      consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST] = s32_scalar(dst_zero);
+    }
+    dnnl::reorder::primitive_desc pd(engine_, slots_[s].md, engine_, to, attr);
+    const int d = new_slot(to);
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}}, std::move(consts));
+    return d;
+  }
+
+  // 8-bit codes are written nhwc when 4-d: the layout the int8 convolutions read.
+  memory::desc code_layout(const memory::desc& like, dt type) {
+    const memory::dims d = like.dims();
+    return d.size() == 4 ? memory::desc(d, type, tag::acdb) : retyped(like, type);
+  }
+
+  // QuantizeLinear / DequantizeLinear per tensor: one reorder (QuantizeLinear
+  // multiplies by 1/scale where the reference divides: ties may differ by 1).
+  void quantize_reorder(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const float scale = constant(n, 1).data<float>()[0];
+    const int32_t zero = n.has_input(2) ? static_cast<int32_t>(constant(n, 2).get_int(0)) : 0;
+    if (n.op_type == "DequantizeLinear") return define(n, convert(x, retyped(slots_[x].md, dt::f32), scale, zero, 0));
+    define(n, convert(x, code_layout(slots_[x].md, dnnl_type(n.outputs[0]->type.dtype)), 1.0f / scale, 0, zero));
+  }
+
+  void quantized_conv(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const Tensor& w = constant(n, 3);
+    const Requantization q = requantization(n, w.dim(0));
+    const Tensor* bias = n.has_input(8) ? &constant(n, 8) : nullptr;
+    const auto chain = ops::read_post_ops(n);
+    const dt x_type = slots_[x].md.data_type();
+    if (!integer_product_exact(w, duet_type(x_type), is_depthwise(n, w)) || flatten(chain).size() >= kMaxPostOps) {
+      // Float between two reorders, with the weights dequantized once.
+      const int xf = convert(x, retyped(slots_[x].md, dt::f32), q.x_scale, q.x_zero, 0);
+      Tensor wf(DType::Float32, w.dims());
+      const int64_t per = w.numel() / w.dim(0);
+      for (int64_t i = 0; i < w.numel(); ++i)
+        wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[i / per];
+      const int yf = conv_f32(n, xf, wf, bias, chain, -1);
+      return define(n, convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero));
+    }
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, memory::desc(c.src, x_type, tag::any),
+        memory::desc(c.weights, dt::s8, tag::any), memory::desc({w.dim(0)}, dt::f32, tag::a),
+        memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
+    dnnl::convolution_forward::primitive_desc pd(desc, requantize_attr(q, chain, 1 << 1), engine_);
+    const int src = as_layout(x, pd.src_desc());
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())}};
+    Tensor zero_bias(DType::Float32, {w.dim(0)});
+    std::fill(zero_bias.data<float>(), zero_bias.data<float>() + w.dim(0), 0.0f);
+    consts[DNNL_ARG_BIAS] = accumulator_bias(bias ? *bias : zero_bias, q);
+    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, dst);
+  }
+
+  // Integer only (claims_quantized leaves the inexact cases to the reference kernel).
+  void quantized_matmul(const ir::Node& n) {
+    const int a0 = slot_of(n.inputs[0]);
+    const memory::dims ad = slots_[a0].md.dims();
+    const Tensor& b = constant(n, 3);
+    const int64_t k = b.dim(0), cols = b.dim(1);
+    if (ad.back() != k) fail(n.label(), ": A has ", ad.back(), " columns, B has ", k, " rows");
+    const Requantization q = requantization(n, cols);
+    const bool batched = ad.size() == 3;
+    const memory::dims bd = batched ? memory::dims{1, k, cols} : memory::dims{k, cols};
+    memory::dims od = ad;
+    od.back() = cols;
+    const int a = plain(a0);
+    const dt a_type = slots_[a].md.data_type();
+    dnnl::matmul::desc desc(memory::desc(ad, a_type, plain_tag(ad.size())), memory::desc(bd, dt::s8, tag::any),
+                            memory::desc(od, q.y_type, plain_tag(od.size())));
+    const int last_axis = static_cast<int>(od.size()) - 1;
+    dnnl::matmul::primitive_desc pd(desc, requantize_attr(q, ops::read_post_ops(n), 1 << last_axis), engine_);
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(b, memory::desc(bd, dt::s8, plain_tag(bd.size())), pd.weights_desc())}};
+    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, dst);
   }
 
   void deconv(const ir::Node& n) {
@@ -566,7 +833,7 @@ class Plan {
   // A slot in the plain row-major layout of its dims.
   int plain(int s) {
     const memory::dims d = slots_[s].md.dims();
-    return as_layout(s, memory::desc(d, dt::f32, plain_tag(d.size())));
+    return as_layout(s, memory::desc(d, slots_[s].md.data_type(), plain_tag(d.size())));
   }
 
   void matmul_runtime(const ir::Node& n) {
@@ -909,6 +1176,7 @@ class Plan {
   std::unordered_map<std::string, int> value_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<Dims> output_dims_;
+  std::vector<DType> output_types_;
   std::vector<Tensor> keep_;  // constants whose bytes oneDNN memories point at
   const ir::Node* current_ = nullptr;  // the node being lowered
   std::vector<std::pair<int, memory::desc>> views_;  // steps that read their source through a permuted view

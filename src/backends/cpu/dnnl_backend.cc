@@ -317,6 +317,7 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     const auto& b = n.inputs[1]->type.shape;
     if (!is_f32(n.inputs[0]) || !is_f32(n.inputs[1])) return false;
     if (full(a) && fits(b)) return true;
+    if (commutative && full(b) && fits(a)) return true;  // Mul(scalar, x): the lowering swaps them
     // Add/Mul of values whose symbolic shapes do not tell which one broadcasts:
     // decided when the plan is built (one must have the output's shape).
     return commutative && a.rank_known && b.rank_known && a.rank() == rank && b.rank() <= rank;

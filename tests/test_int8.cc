@@ -136,10 +136,13 @@ int count_ops(const ir::Graph& g, const std::string& op) {
 
 // Builds the graph twice (oracle and optimized), checks the rewrite with
 // `check`, and compares the 8-bit output codes: the optimized graph on the
-// reference executor equals the original; on the cpu backend it is within
-// 1 LSB.
+// reference executor equals the original; on the cpu backend each
+// requantization is within 1 LSB of the reference (float rounding differs, so
+// ties may round the other way). Through a chain of requantizations whose
+// gain exceeds 1 such a difference grows: `lsb` allows for it, and codes off
+// by more than 1 must stay rare.
 template <typename Build>
-void expect_int8_matches(Build build, Dims input, const std::function<void(const ir::Graph&)>& check) {
+void expect_int8_matches(Build build, Dims input, const std::function<void(const ir::Graph&)>& check, int64_t lsb = 1) {
   QdqBuilder original, optimized;
   build(original);
   build(optimized);
@@ -156,7 +159,8 @@ void expect_int8_matches(Build build, Dims input, const std::function<void(const
   EXPECT_EQ(fast.partitions().size(), 1u) << "one oneDNN partition";
   EXPECT_EQ(fast.partitions().at(0).size(), optimized.g.nodes.size()) << "every node runs in it";
   const Lsb cpu = compare_codes(want, fast.run({{"x", x}}).at(0).tensor);
-  EXPECT_LE(cpu.max, 1) << cpu.off_by_more << " codes differ by more than 1 LSB";
+  EXPECT_LE(cpu.max, lsb) << cpu.off_by_more << " codes differ by more than 1 LSB";
+  EXPECT_LE(cpu.off_by_more * 200, want.numel()) << "at most 0.5% of the codes off by more than 1 LSB";
   EXPECT_LT(cpu.saturated, want.numel() / 4) << "the test's scales leave most codes unsaturated";
 }
 
@@ -252,3 +256,53 @@ TEST(Int8Backend, QuantizedMatMul) {
         EXPECT_EQ(count_ops(g, "Relu"), 0);
       });
 }
+
+TEST(Int8Backend, QuantizedBinaryOnCodes) {
+  // The PP-LCNetV3 pieces ONNX Runtime quantizes one op at a time: scalar
+  // affine steps, x * Q(Clip(x + 3, 0, 6)) / 6, a squeeze-excitation product
+  // with a [1, C, 1, 1] operand, and a residual sum. The gate's 1-LSB tie
+  // differences reach the product with a gain above 1: 2 LSB allowed.
+  expect_int8_matches(
+      [](QdqBuilder& b) {
+        auto scalar = [&](float v) { return b.constant("c", Tensor::scalar<float>(v)); };
+        auto* q = b.quantize(b.input({1, 8, 10, 12}), 6.0f / 255, 128);
+        auto* a = b.quantize(b.op("Mul", {scalar(0.8f), b.dequantize(q)}), 5.0f / 255, 125);
+        a = b.quantize(b.op("Add", {b.dequantize(a), scalar(0.3f)}), 5.0f / 255, 110);
+        auto* gate = b.quantize(b.op("Add", {b.dequantize(a), scalar(3.0f)}), 6.0f / 255, 0);
+        auto* h = b.quantize(b.op("Mul", {b.dequantize(a), b.dequantize(gate)}), 12.0f / 255, 80);
+        h = b.quantize(b.op("Div", {b.dequantize(h), scalar(6.0f)}), 2.0f / 255, 80);
+        auto* pooled = b.quantize(b.op("GlobalAveragePool", {b.dequantize(h)}), 1.0f / 255, 0);
+        auto* se = b.quantize(b.op("Mul", {b.dequantize(h), b.dequantize(pooled)}), 1.0f / 255, 100);
+        auto* d = b.quantize(b.op("Sub", {scalar(1.0f), b.dequantize(se)}), 2.0f / 255, 20);
+        b.output(b.quantize(b.op("Add", {b.dequantize(d), b.dequantize(q)}), 8.0f / 255, 128));
+      },
+      {1, 8, 10, 12},
+      [](const ir::Graph& g) {
+        // Mul(0.8) takes Add(0.3) over, x * gate takes / 6, the SE product takes 1 - x.
+        EXPECT_EQ(count_ops(g, "QuantizedBinary"), 5);
+        EXPECT_EQ(count_ops(g, "Mul") + count_ops(g, "Add") + count_ops(g, "Div") + count_ops(g, "Sub"), 0);
+      },
+      2);
+}
+
+TEST(Int8Backend, RequantizeStepsFuseIntoTheConv) {
+  // PP-LCNetV3's learnable affine block after a conv: Mul(scalar), Add(scalar),
+  // each quantized, become post-ops of the conv's primitive (gains <= 1 keep 1 LSB).
+  expect_int8_matches(
+      [](QdqBuilder& b) {
+        auto scalar = [&](float v) { return b.constant("c", Tensor::scalar<float>(v)); };
+        auto* q = b.quantize(b.input({1, 16, 12, 12}), 6.0f / 255, 128);
+        q = b.quantize(b.conv(q, 16, 16, 3, 1, 50), 16.0f / 255, 128);
+        q = b.quantize(b.op("Mul", {scalar(0.9f), b.dequantize(q)}), 16.0f / 255, 128);
+        q = b.quantize(b.op("Add", {b.dequantize(q), scalar(-0.4f)}), 16.0f / 255, 130);
+        b.output(b.quantize(b.op("Sub", {scalar(0.5f), b.dequantize(q)}), 16.0f / 255, 126));
+      },
+      {1, 16, 12, 12}, [](const ir::Graph& g) {
+        ASSERT_EQ(g.nodes.size(), 2u) << "the input's QuantizeLinear and one QuantizedConv";
+        const auto steps = ops::read_requantize_steps(g.nodes[1]->op_type == "QuantizedConv" ? *g.nodes[1] : *g.nodes[0]);
+        ASSERT_EQ(steps.size(), 3u);
+        EXPECT_EQ(steps[0].op, "Mul");
+        EXPECT_EQ(steps[2].op, "RSub");
+      });
+}
+

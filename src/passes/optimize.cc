@@ -328,6 +328,100 @@ bool weight_dequantize(const Graph& g, const Node* n, int64_t out_axis) {
 
 Value* optional_input(const Node* n, size_t i) { return n->has_input(i) ? n->inputs[i] : nullptr; }
 
+// DequantizeLinear of 8-bit constant weights read by a Conv or MatMul: a
+// fuse_qdq pattern, which folding to float would destroy.
+bool dequantizes_weights(const Graph& g, const Uses& uses, const Node* n) {
+  if (!is(n, "DequantizeLinear") || n->inputs.empty() || !is_8bit(constant(g, n->inputs[0])) || !n->outputs[0]) return false;
+  for (auto [reader, i] : uses.of(n->outputs[0]))
+    if (i == 1 && (is(reader, "Conv") || is(reader, "MatMul"))) return true;
+  return false;
+}
+
+// Add/Sub/Mul/Div of dequantized values (one may be a scalar float constant)
+// whose result is quantized: com.duet QuantizedBinary.
+int fuse_qdq_binary(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool binary = is(p, "Add") || is(p, "Sub") || is(p, "Mul") || is(p, "Div");
+    if (!binary || p->inputs.size() != 2 || p->outputs.empty() || !p->outputs[0]) continue;
+    if (p->outputs[0]->type.dtype != DType::Float32) continue;
+    Node* q = uses.sole_reader(p->outputs[0]);
+    if (!per_tensor_qdq(g, q, "QuantizeLinear") || q->inputs[0] != p->outputs[0] || dead.count(q)) continue;
+    std::vector<Value*> inputs;
+    int quantized = 0;
+    bool ok = true;
+    for (Value* v : p->inputs) {
+      Node* dq = v ? v->producer : nullptr;
+      if (per_tensor_qdq(g, dq, "DequantizeLinear")) {
+        inputs.insert(inputs.end(), {dq->inputs[0], dq->inputs[1], optional_input(dq, 2)});
+        ++quantized;
+      } else if (scalar_constant(g, v, true)) {
+        inputs.insert(inputs.end(), {v, nullptr, nullptr});
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok || quantized == 0) continue;
+    inputs.insert(inputs.end(), {q->inputs[1], optional_input(q, 2)});
+    while (!inputs.empty() && !inputs.back()) inputs.pop_back();
+    ensure_opset(model, "com.duet");
+    p->attributes = {{.name = "operation", .type = ir::AttrType::String, .s = p->op_type}};
+    p->op_type = "QuantizedBinary";
+    p->domain = "com.duet";
+    p->inputs = std::move(inputs);
+    absorb(p, q, dead);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+// QuantizedBinary `r` as a requantize step on the codes q: one quantized
+// operand (q) and a scalar float constant, affine in q, codes of q's type.
+std::optional<ops::RequantizeStep> requantize_step_of(const Graph& g, const Node* r, const Value* q) {
+  if (!is_fused(r, "QuantizedBinary") || r->inputs.size() < 7 || !r->outputs[0]) return std::nullopt;
+  const bool first = r->inputs[0] == q;
+  const size_t qi = first ? 0 : 3, ci = first ? 3 : 0;
+  if (r->inputs[qi] != q || !r->has_input(qi + 1) || r->has_input(ci + 1)) return std::nullopt;
+  if (r->outputs[0]->type.dtype != q->type.dtype || !ops::read_requantize_steps(*r).empty()) return std::nullopt;
+  std::string op = r->attr_string("operation", "");
+  if (!first && op == "Sub") op = "RSub";
+  if (!first && op == "Div") return std::nullopt;  // c / q is not affine
+  auto zero = [&](size_t i) { return r->has_input(i) ? constant(g, r->inputs[i])->get_int(0) : 0; };
+  return ops::RequantizeStep{op, *scalar(g, r->inputs[ci]), *scalar(g, r->inputs[qi + 1]), *scalar(g, r->inputs[6]),
+                             zero(qi + 2), zero(7)};
+}
+
+// A quantized op whose codes only an affine QuantizedBinary reads takes it
+// over as a requantize step (the CPU backend then runs both in one primitive).
+int fuse_requantize_steps(ir::Model& model) {
+  constexpr size_t kMaxSteps = 6;  // oneDNN takes at most 32 post-ops; a step costs 4
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    if (dead.count(p) || !(is_fused(p, "QuantizedConv") || is_fused(p, "QuantizedMatMul") || is_fused(p, "QuantizedBinary")))
+      continue;
+    // Not after an activation: its clip beside the steps' clips would be two
+    // eltwise post-ops of one kind with other parameters (see the backend).
+    if (!ops::read_post_ops(*p).empty()) continue;
+    auto steps = ops::read_requantize_steps(*p);
+    while (steps.size() < kMaxSteps) {
+      Node* r = uses.sole_reader(p->outputs[0]);
+      auto step = r && !dead.count(r) ? requantize_step_of(g, r, p->outputs[0]) : std::nullopt;
+      if (!step) break;
+      steps.push_back(*step);
+      absorb(p, r, dead);
+    }
+    ops::write_requantize_steps(*p, steps);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
 }  // namespace
 
 int fuse_qdq(ir::Model& model) {
@@ -379,17 +473,20 @@ int fuse_qdq(ir::Model& model) {
     ++fused;
   }
   drop_nodes(g, dead);
-  return fused;
+  fused += fuse_qdq_binary(model);
+  remove_dead(model);  // the DequantizeLinear nodes the fused ones no longer need still read their codes
+  return fused + fuse_requantize_steps(model);
 }
 
 int fold_constants(ir::Model& model, int64_t limit, bool keep_integer_dequantize) {
   Graph& g = *model.graph;
   const ops::Registry& reg = ops::Registry::builtin();
+  const Uses uses(g);
   std::unordered_set<const Node*> dead;
   for (auto& node : g.nodes) {
     Node& n = *node;
     if (is_random(n) || has_subgraph(n) || (n.op_type == "Constant" && n.has_attr("sparse_value"))) continue;
-    if (keep_integer_dequantize && is(&n, "DequantizeLinear") && is_8bit(constant(g, n.inputs[0]))) continue;
+    if (keep_integer_dequantize && dequantizes_weights(g, uses, &n)) continue;
     bool all_constant = true;
     std::vector<const Tensor*> inputs;
     for (auto* in : n.inputs) {
@@ -722,12 +819,13 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     // Shape subgraphs that static shapes resolve become constants.
     Graph& g = *model.graph;
     auto known = infer_shapes(model);
+    const Uses uses(g);
     int folded = 0;
     for (auto& [name, t] : known.constants) {
       Value* v = g.find_value(name);
       if (!v || !v->producer || v->producer->op_type == "Constant" || g.initializers.count(name) || t.is_sequence() || t.is_none()) continue;
       // Dequantized weights stay QDQ patterns until fuse_qdq has seen them.
-      if (options.fuse && is(v->producer, "DequantizeLinear") && is_8bit(constant(g, v->producer->inputs[0]))) continue;
+      if (options.fuse && dequantizes_weights(g, uses, v->producer)) continue;
       // The producer keeps a fresh, unread output; remove_dead drops it.
       Node* p = v->producer;
       for (auto*& out : p->outputs)

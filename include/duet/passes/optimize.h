@@ -5,11 +5,13 @@
 //   fold_constants     Constant nodes and nodes whose inputs are all constant
 //                      become initializers (random ops excluded; with
 //                      keep_integer_dequantize, DequantizeLinear of 8-bit
-//                      constants stays, for fuse_qdq)
+//                      weights read by Conv/MatMul stays, for fuse_qdq)
 //   fuse_qdq           DequantizeLinear(X u8/s8) and DequantizeLinear(W int8,
 //                      per tensor or per output channel) -> Conv/MatMul ->
 //                      [one activation] -> QuantizeLinear into com.duet
-//                      QuantizedConv / QuantizedMatMul (ops/fused.cc)
+//                      QuantizedConv / QuantizedMatMul (ops/fused.cc); and
+//                      DequantizeLinear (or a scalar constant) -> Add/Sub/Mul/
+//                      Div -> QuantizeLinear into com.duet QuantizedBinary
 //   eliminate_noops    Identity, inference Dropout, Cast to the same type,
 //                      Reshape of Reshape
 //   fold_batchnorm     Conv -> BatchNormalization into the Conv's weights

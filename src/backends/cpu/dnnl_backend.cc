@@ -214,6 +214,46 @@ bool claims_quantized(const ir::Graph& g, const ir::Node& n) {
   return integer_product_exact(*w, in(0)->type.dtype, false) && flatten(ops::read_post_ops(n)).size() < kMaxPostOps;
 }
 
+// Whether `small` broadcasts into `full` (equal ranks, each dim 1 or equal).
+bool broadcasts_into(const Shape& small, const Shape& full) {
+  if (!small.rank_known || !full.rank_known || small.rank() != full.rank()) return false;
+  for (size_t i = 0; i < small.rank(); ++i) {
+    const Dim& d = small.dims[i];
+    if (!(d.known() && d.value == 1) && !(d == full.dims[i])) return false;
+  }
+  return true;
+}
+
+// QuantizedBinary as one primitive on the codes. With a scalar float operand
+// the result is affine in the other operand's code (Div only by the
+// constant): an eltwise linear step, input and output of one type. With two
+// quantized operands Add, Sub and Mul: a binary primitive (the first operand
+// has the output's shape; Add/Mul swap them).
+bool claims_quantized_binary(const ir::Graph& g, const ir::Node& n) {
+  auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
+  const std::string op = n.attr_string("operation", "");
+  if (op != "Add" && op != "Sub" && op != "Mul" && op != "Div") return false;
+  if (!is_8bit(n.outputs[0]) || !scalar_constant(g, in(6), true) || (in(7) && !scalar_constant(g, in(7), false)))
+    return false;
+  const bool qa = in(1) != nullptr, qb = in(4) != nullptr;
+  for (size_t i : {0, 3}) {
+    if (!in(i + 1)) {
+      if (!scalar_constant(g, in(i), true)) return false;
+      continue;
+    }
+    const ir::Value* v = in(i);
+    if (!is_8bit(v) || constant_of(g, v) || !v->type.shape.rank_known || v->type.shape.rank() > 5) return false;
+    if (!scalar_constant(g, in(i + 1), true) || (in(i + 2) && !scalar_constant(g, in(i + 2), false))) return false;
+  }
+  if (!qa || !qb) return (op != "Div" || qa) && (qa ? in(0) : in(3))->type.dtype == n.outputs[0]->type.dtype;
+  if (op == "Div") return false;
+  const Shape& out = n.outputs[0]->type.shape;
+  const bool a_full = broadcasts_into(out, in(0)->type.shape) && broadcasts_into(in(0)->type.shape, out);
+  const bool b_full = broadcasts_into(out, in(3)->type.shape) && broadcasts_into(in(3)->type.shape, out);
+  if (a_full && broadcasts_into(in(3)->type.shape, out)) return true;
+  return op != "Sub" && b_full && broadcasts_into(in(0)->type.shape, out);
+}
+
 bool claims_node(const ir::Model& model, const ir::Node& n) {
   const ir::Graph& g = *model.graph;
   if (!op_allowed(n.op_type)) return false;
@@ -231,6 +271,7 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   const bool duet = n.domain == "com.duet", onnx = n.domain.empty();
   if (n.outputs.empty() || !n.outputs[0]) return false;
   if (duet && (op == "QuantizedConv" || op == "QuantizedMatMul")) return claims_quantized(g, n);
+  if (duet && op == "QuantizedBinary") return claims_quantized_binary(g, n);
   if (onnx && (op == "QuantizeLinear" || op == "DequantizeLinear")) return claims_qdq(g, n);
   if (!is_f32(n.outputs[0])) return false;
   if (!duet && !onnx) return false;
@@ -539,6 +580,7 @@ class Plan {
     if (op == "Conv" || op == "FusedConv") return conv(n);
     if (op == "QuantizedConv") return quantized_conv(n);
     if (op == "QuantizedMatMul") return quantized_matmul(n);
+    if (op == "QuantizedBinary") return quantized_binary(n);
     if (op == "QuantizeLinear" || op == "DequantizeLinear") return quantize_reorder(n);
     if (op == "ConvTranspose") return deconv(n);
     if (op == "MatMul" && !constant_of(g_, n.inputs[1])) return matmul_runtime(n);
@@ -634,7 +676,9 @@ class Plan {
   // the float result of the s32 product, the activation runs on it, and one
   // linear step divides by y_scale and adds the zero point; oneDNN rounds to
   // nearest even and saturates as it stores the 8-bit result (QuantizeLinear).
-  dnnl::primitive_attr requantize_attr(const Requantization& q, const std::vector<PostOp>& chain, int channel_mask) {
+  dnnl::primitive_attr requantize_attr(const Requantization& q, const std::vector<PostOp>& chain,
+                                       const std::vector<ops::RequantizeStep>& steps, int channel_mask, size_t rank,
+                                       std::unordered_map<int, memory>& args) {
     dnnl::primitive_attr attr;
     std::vector<float> scales;
     for (float ws : q.w_scale) scales.push_back(q.x_scale * ws);
@@ -645,8 +689,54 @@ class Plan {
     dnnl::post_ops po;
     for (auto& [alg, alpha, beta] : flatten(chain)) po.append_eltwise(1.0f, alg, alpha, beta);
     po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.y_scale, static_cast<float>(q.y_zero));
+    append_requantize_steps(po, steps, q.y_type, rank, args);
     attr.set_post_ops(po);
     return attr;
+  }
+
+  // Requantize steps as post-ops: round and saturate (the QuantizeLinear
+  // before the step), then the step's affine map over its output scale. The
+  // map is a multiply and an add by scalar operands (binary post-ops): oneDNN
+  // 2.6's x86 injectors compute wrong values for two eltwise_linear post-ops
+  // with different parameters in one chain (the primitive's own
+  // requantization already holds one). `args` gets the scalar operands.
+  void append_requantize_steps(dnnl::post_ops& po, const std::vector<ops::RequantizeStep>& steps, dt type, size_t rank,
+                               std::unordered_map<int, memory>& args) {
+    const float lo = type == dt::u8 ? 0.0f : -128.0f, hi = type == dt::u8 ? 255.0f : 127.0f;
+    const memory::desc scalar_md(memory::dims(rank, 1), dt::f32, plain_tag(rank));
+    auto scalar_operand = [&](dnnl::algorithm alg, double v) {
+      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(po.len()) | DNNL_ARG_SRC_1] = f32_scalar(scalar_md, static_cast<float>(v));
+      po.append_binary(alg, scalar_md);
+    };
+    for (auto& step : steps) {
+      const auto [alpha, beta] = step.affine();
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_round, 0.0f, 0.0f);
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, lo, hi);
+      scalar_operand(dnnl::algorithm::binary_mul, alpha / step.out_scale);
+      scalar_operand(dnnl::algorithm::binary_add, beta / step.out_scale + static_cast<double>(step.out_zero));
+    }
+  }
+
+  memory f32_scalar(const memory::desc& md, float v) {
+    memory m(md, engine_);
+    *static_cast<float*>(m.get_data_handle()) = v;
+    return m;
+  }
+
+  // Requantize steps as 8-bit eltwise primitives, one per step (each stores,
+  // so rounds and saturates, its codes).
+  int requantize_eltwise(int s, const std::vector<ops::RequantizeStep>& steps) {
+    for (auto& step : steps) {
+      const auto [alpha, beta] = step.affine();
+      dnnl::eltwise_forward::primitive_desc pd(
+          {dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear, slots_[s].md,
+           static_cast<float>(alpha / step.out_scale), static_cast<float>(beta / step.out_scale + static_cast<double>(step.out_zero))},
+          engine_);
+      const int d = new_slot(pd.dst_desc());
+      add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+      s = d;
+    }
+    return s;
   }
 
   memory s32_scalar(int32_t v) {
@@ -715,23 +805,100 @@ class Plan {
       for (int64_t i = 0; i < w.numel(); ++i)
         wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[i / per];
       const int yf = conv_f32(n, xf, wf, bias, chain, -1);
-      return define(n, convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero));
+      const int codes = convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero);
+      return define(n, requantize_eltwise(codes, ops::read_requantize_steps(n)));
     }
     const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, memory::desc(c.src, x_type, tag::any),
         memory::desc(c.weights, dt::s8, tag::any), memory::desc({w.dim(0)}, dt::f32, tag::a),
         memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
-    dnnl::convolution_forward::primitive_desc pd(desc, requantize_attr(q, chain, 1 << 1), engine_);
+    std::unordered_map<int, memory> consts;
+    dnnl::convolution_forward::primitive_desc pd(
+        desc, requantize_attr(q, chain, ops::read_requantize_steps(n), 1 << 1, 4, consts), engine_);
     const int src = as_layout(x, pd.src_desc());
-    std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())}};
+    consts[DNNL_ARG_WEIGHTS] = pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc());
     Tensor zero_bias(DType::Float32, {w.dim(0)});
     std::fill(zero_bias.data<float>(), zero_bias.data<float>() + w.dim(0), 0.0f);
     consts[DNNL_ARG_BIAS] = accumulator_bias(bias ? *bias : zero_bias, q);
     if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, dst);
+  }
+
+  // QuantizedBinary as one binary primitive on the codes (the real value of
+  // an operand is s * (code - z)): with a scalar operand the result is affine
+  // in the code, so a scaled code plus a constant; with two codes their scales
+  // and one shift (Mul: an operand with a zero point is dequantized first).
+  // The requantize steps follow as post-ops; oneDNN rounds to nearest even and
+  // saturates on store.
+  void quantized_binary(const ir::Node& n) {
+    const std::string op = n.attr_string("operation", "");
+    const double ys = constant(n, 6).data<float>()[0];
+    const double yz = n.has_input(7) ? static_cast<double>(constant(n, 7).get_int(0)) : 0.0;
+    auto scale_of = [&](size_t i) { return static_cast<double>(constant(n, i + 1).data<float>()[0]); };
+    auto zero_of = [&](size_t i) { return n.has_input(i + 2) ? static_cast<double>(constant(n, i + 2).get_int(0)) : 0.0; };
+    const bool qa = n.has_input(1), qb = n.has_input(4);
+    const dt y_type = dnnl_type(n.outputs[0]->type.dtype);
+    dnnl::primitive_attr attr;
+    dnnl::post_ops po;
+    std::unordered_map<int, memory> consts;
+    int a = -1, b = -1;
+    memory b_constant;
+    dnnl::algorithm alg = dnnl::algorithm::binary_add;
+    if (!qa || !qb) {
+      // Affine in the code: alpha' * code + beta', beta' a broadcast constant operand.
+      const size_t qi = qa ? 0 : 3;
+      ops::RequantizeStep as_step{op == "Sub" && !qa ? "RSub" : op, constant(n, qa ? 3 : 0).data<float>()[0],
+                                  static_cast<float>(scale_of(qi)), 1.0f, static_cast<int64_t>(zero_of(qi)), 0};
+      const auto [alpha, beta] = as_step.affine();
+      a = slot_of(n.inputs[qi]);
+      attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(alpha / ys)});
+      Tensor shift(DType::Float32, {1});
+      shift.data<float>()[0] = static_cast<float>(beta / ys + yz);
+      keep_.push_back(shift);
+      const memory::desc md(memory::dims(slots_[a].md.dims().size(), 1), dt::f32, plain_tag(slots_[a].md.dims().size()));
+      b_constant = memory(md, engine_, const_cast<void*>(keep_.back().raw()));
+      consts[DNNL_ARG_SRC_1] = b_constant;
+    } else {
+      size_t ia = 0, ib = 3;
+      const memory::dims d0 = slots_[slot_of(n.inputs[0])].md.dims(), d3 = slots_[slot_of(n.inputs[3])].md.dims();
+      if (d0.size() != d3.size()) fail(n.label(), ": operands of ranks ", d0.size(), " and ", d3.size());
+      memory::dims out = d0;
+      for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(d0[i], d3[i]);
+      if (d0 != out) std::swap(ia, ib);  // Add/Mul only (claims)
+      a = slot_of(n.inputs[ia]);
+      b = slot_of(n.inputs[ib]);
+      double sa = scale_of(ia), sb = scale_of(ib), za = zero_of(ia), zb = zero_of(ib);
+      double shift = yz;
+      if (op == "Mul") {
+        // (code - z) products have cross terms: an operand with a zero point is dequantized first.
+        alg = dnnl::algorithm::binary_mul;
+        if (za != 0) a = convert(a, retyped(slots_[a].md, dt::f32), static_cast<float>(sa), static_cast<int32_t>(za), 0), sa = 1;
+        if (zb != 0) b = convert(b, retyped(slots_[b].md, dt::f32), static_cast<float>(sb), static_cast<int32_t>(zb), 0), sb = 1;
+        sa /= ys;
+      } else {
+        if (op == "Sub") alg = dnnl::algorithm::binary_sub;
+        shift -= (sa * za + (op == "Sub" ? -sb * zb : sb * zb)) / ys;
+        sa /= ys;
+        sb /= ys;
+      }
+      if (sa != 1) attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(sa)});
+      if (sb != 1) attr.set_scales(DNNL_ARG_SRC_1, 0, {static_cast<float>(sb)});
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f, static_cast<float>(shift));
+      const memory::dims bd = slots_[b].md.dims();
+      b = bd == slots_[a].md.dims() ? as_layout(b, retyped(slots_[a].md, slots_[b].md.data_type())) : plain(b);
+    }
+    const memory::desc amd = slots_[a].md;
+    append_requantize_steps(po, ops::read_requantize_steps(n), y_type, amd.dims().size(), consts);
+    attr.set_post_ops(po);
+    const memory::desc bmd = b >= 0 ? slots_[b].md : b_constant.get_desc();
+    dnnl::binary::primitive_desc pd({alg, amd, bmd, memory::desc(amd.dims(), y_type, tag::any)}, attr, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    std::unordered_map<int, int> args = {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_DST, dst}};
+    if (b >= 0) args[DNNL_ARG_SRC_1] = b;
+    add_step(dnnl::binary(pd), std::move(args), std::move(consts));
     define(n, dst);
   }
 
@@ -752,9 +919,11 @@ class Plan {
     dnnl::matmul::desc desc(memory::desc(ad, a_type, plain_tag(ad.size())), memory::desc(bd, dt::s8, tag::any),
                             memory::desc(od, q.y_type, plain_tag(od.size())));
     const int last_axis = static_cast<int>(od.size()) - 1;
-    dnnl::matmul::primitive_desc pd(desc, requantize_attr(q, ops::read_post_ops(n), 1 << last_axis), engine_);
-    std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(b, memory::desc(bd, dt::s8, plain_tag(bd.size())), pd.weights_desc())}};
+    std::unordered_map<int, memory> consts;
+    dnnl::matmul::primitive_desc pd(
+        desc, requantize_attr(q, ops::read_post_ops(n), ops::read_requantize_steps(n), 1 << last_axis, od.size(), consts),
+        engine_);
+    consts[DNNL_ARG_WEIGHTS] = pack(b, memory::desc(bd, dt::s8, plain_tag(bd.size())), pd.weights_desc());
     if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}}, std::move(consts));

@@ -845,6 +845,7 @@ class Plan {
     dnnl::post_ops po;
     std::unordered_map<int, memory> consts;
     int a = -1, b = -1;
+    std::pair<int, int> cross_term = {-1, -1};  // (post-op index, slot) of a binary post-op operand
     memory b_constant;
     dnnl::algorithm alg = dnnl::algorithm::binary_add;
     if (!qa || !qb) {
@@ -854,6 +855,18 @@ class Plan {
                                   static_cast<float>(scale_of(qi)), 1.0f, static_cast<int64_t>(zero_of(qi)), 0};
       const auto [alpha, beta] = as_step.affine();
       a = slot_of(n.inputs[qi]);
+      const memory::dims ad = slots_[a].md.dims();
+      if (ad.size() > 1 && ad[1] < 8 && !n.has_attr("requantize_ops")) {
+        // Few channels (det's probability map): the binary jit vectorizes over
+        // channels and crawls; the 8-bit eltwise does not.
+        dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear,
+                                                  slots_[a].md, static_cast<float>(alpha / ys),
+                                                  static_cast<float>(beta / ys + yz)},
+                                                 engine_);
+        const int dst = new_slot(pd.dst_desc());
+        add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}});
+        return define(n, dst);
+      }
       attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(alpha / ys)});
       Tensor shift(DType::Float32, {1});
       shift.data<float>()[0] = static_cast<float>(beta / ys + yz);
@@ -871,12 +884,24 @@ class Plan {
       a = slot_of(n.inputs[ia]);
       b = slot_of(n.inputs[ib]);
       double sa = scale_of(ia), sb = scale_of(ib), za = zero_of(ia), zb = zero_of(ib);
-      double shift = yz;
-      if (op == "Mul") {
-        // (code - z) products have cross terms: an operand with a zero point is dequantized first.
+      double shift = yz, gain = 1;
+      int cross = -1;  // the operand whose code the product's cross term subtracts
+      const memory::dims bd0 = slots_[b].md.dims();
+      b = bd0 == slots_[a].md.dims() ? as_layout(b, retyped(slots_[a].md, slots_[b].md.data_type())) : plain(b);
+      if (op == "Mul" && (za == 0) != (zb == 0)) {
+        // One zero point z (of a, say): sa sb (a - z) b = sa sb z (a b / z - b),
+        // so the codes' product scaled by 1/z, minus b as a binary post-op.
         alg = dnnl::algorithm::binary_mul;
-        if (za != 0) a = convert(a, retyped(slots_[a].md, dt::f32), static_cast<float>(sa), static_cast<int32_t>(za), 0), sa = 1;
-        if (zb != 0) b = convert(b, retyped(slots_[b].md, dt::f32), static_cast<float>(sb), static_cast<int32_t>(zb), 0), sb = 1;
+        const double z = za != 0 ? za : zb;
+        cross = za != 0 ? b : a;
+        gain = sa * sb * z / ys;
+        sa = za != 0 ? 1 / z : 1;
+        sb = zb != 0 ? 1 / z : 1;
+      } else if (op == "Mul") {
+        // Both zero points: two cross terms; both operands are dequantized first.
+        alg = dnnl::algorithm::binary_mul;
+        a = convert(a, retyped(slots_[a].md, dt::f32), static_cast<float>(sa), static_cast<int32_t>(za), 0), sa = 1;
+        b = convert(b, retyped(slots_[b].md, dt::f32), static_cast<float>(sb), static_cast<int32_t>(zb), 0), sb = 1;
         sa /= ys;
       } else {
         if (op == "Sub") alg = dnnl::algorithm::binary_sub;
@@ -886,9 +911,11 @@ class Plan {
       }
       if (sa != 1) attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(sa)});
       if (sb != 1) attr.set_scales(DNNL_ARG_SRC_1, 0, {static_cast<float>(sb)});
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f, static_cast<float>(shift));
-      const memory::dims bd = slots_[b].md.dims();
-      b = bd == slots_[a].md.dims() ? as_layout(b, retyped(slots_[a].md, slots_[b].md.data_type())) : plain(b);
+      if (cross >= 0) {
+        cross_term = {po.len(), cross};
+        po.append_binary(dnnl::algorithm::binary_sub, slots_[cross].md);
+      }
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(gain), static_cast<float>(shift));
     }
     const memory::desc amd = slots_[a].md;
     append_requantize_steps(po, ops::read_requantize_steps(n), y_type, amd.dims().size(), consts);
@@ -898,6 +925,7 @@ class Plan {
     const int dst = new_slot(pd.dst_desc());
     std::unordered_map<int, int> args = {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_DST, dst}};
     if (b >= 0) args[DNNL_ARG_SRC_1] = b;
+    if (cross_term.first >= 0) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(cross_term.first) | DNNL_ARG_SRC_1] = cross_term.second;
     add_step(dnnl::binary(pd), std::move(args), std::move(consts));
     define(n, dst);
   }

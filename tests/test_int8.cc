@@ -306,3 +306,34 @@ TEST(Int8Backend, RequantizeStepsFuseIntoTheConv) {
       });
 }
 
+
+TEST(Int8Backend, ResizeMaxPoolAndConcatMoveCodes) {
+  // Between DequantizeLinear and QuantizeLinear of one scale and zero point
+  // these ops give the same codes without leaving 8 bits (exact).
+  expect_int8_matches(
+      [](QdqBuilder& b) {
+        auto* q = b.quantize(b.input({1, 8, 10, 12}), 6.0f / 255, 128);
+        auto* a = b.quantize(b.conv(q, 8, 8, 3, 1, 50), 12.0f / 255, 120);
+        auto requantize_like = [&](ir::Value* x, ir::Value* like) {
+          return b.op("QuantizeLinear", {x, like->producer->inputs[1], like->producer->inputs[2]});
+        };
+        auto* pooled = requantize_like(
+            b.op("MaxPool", {b.dequantize(a)},
+                 {{.name = "kernel_shape", .type = ir::AttrType::Ints, .ints = {2, 2}},
+                  {.name = "strides", .type = ir::AttrType::Ints, .ints = {2, 2}}}),
+            a);
+        auto* up = requantize_like(
+            b.op("Resize", {b.dequantize(pooled), nullptr, b.constant("scales", Tensor::from_vector<float>({1, 1, 2, 2}, {4}))},
+                 {{.name = "mode", .type = ir::AttrType::String, .s = "nearest"},
+                  {.name = "coordinate_transformation_mode", .type = ir::AttrType::String, .s = "asymmetric"},
+                  {.name = "nearest_mode", .type = ir::AttrType::String, .s = "floor"}}),
+            a);
+        b.output(requantize_like(b.op("Concat", {b.dequantize(a), b.dequantize(up)},
+                                      {{.name = "axis", .type = ir::AttrType::Int, .i = 1}}),
+                                 a));
+      },
+      {1, 8, 10, 12}, [](const ir::Graph& g) {
+        EXPECT_EQ(count_ops(g, "DequantizeLinear"), 0);
+        EXPECT_EQ(count_ops(g, "QuantizeLinear"), 1) << "the input's";
+      });
+}

@@ -378,6 +378,49 @@ int fuse_qdq_binary(ir::Model& model) {
   return static_cast<int>(dead.size());
 }
 
+// The value of a scalar constant as double (scales, zero points).
+std::optional<double> scalar_value(const Graph& g, const Value* v) {
+  const Tensor* t = constant(g, v);
+  if (!t || t->numel() != 1) return std::nullopt;
+  return t->get_double(0);
+}
+
+// Whether two per-tensor Q/DQ nodes share scale and zero point (by value).
+bool same_quantization(const Graph& g, const Node* a, const Node* b) {
+  auto zero = [&](const Node* n) { return n->has_input(2) ? scalar_value(g, n->inputs[2]) : std::optional<double>(0.0); };
+  return scalar_value(g, a->inputs[1]) == scalar_value(g, b->inputs[1]) && zero(a) == zero(b) &&
+         (a->has_input(2) ? a->inputs[2]->type.dtype : DType::UInt8) == (b->has_input(2) ? b->inputs[2]->type.dtype : DType::UInt8);
+}
+
+// Ops that only move or select values (Resize nearest, MaxPool, Concat)
+// between DequantizeLinear and QuantizeLinear of one scale and zero point run
+// on the codes: QuantizeLinear(DequantizeLinear(c)) gives c back, and
+// dequantization is monotonic, so the results are the same codes.
+int move_codes(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool moves = (is(p, "Resize") && p->attr_string("mode", "nearest") == "nearest") || is(p, "Concat") ||
+                       (is(p, "MaxPool") && (p->outputs.size() < 2 || !p->outputs[1]));
+    if (!moves || p->inputs.empty() || !p->outputs[0] || p->outputs[0]->type.dtype != DType::Float32) continue;
+    Node* q = uses.sole_reader(p->outputs[0]);
+    if (!per_tensor_qdq(g, q, "QuantizeLinear") || q->inputs[0] != p->outputs[0] || dead.count(q)) continue;
+    const size_t data_inputs = is(p, "Concat") ? p->inputs.size() : 1;
+    bool ok = true;
+    for (size_t i = 0; i < data_inputs; ++i) {
+      Node* dq = p->inputs[i] ? p->inputs[i]->producer : nullptr;
+      ok &= per_tensor_qdq(g, dq, "DequantizeLinear") && same_quantization(g, dq, q);
+    }
+    if (!ok) continue;
+    for (size_t i = 0; i < data_inputs; ++i) p->inputs[i] = p->inputs[i]->producer->inputs[0];
+    absorb(p, q, dead);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
 // QuantizedBinary `r` as a requantize step on the codes q: one quantized
 // operand (q) and a scalar float constant, affine in q, codes of q's type.
 std::optional<ops::RequantizeStep> requantize_step_of(const Graph& g, const Node* r, const Value* q) {
@@ -474,6 +517,7 @@ int fuse_qdq(ir::Model& model) {
   }
   drop_nodes(g, dead);
   fused += fuse_qdq_binary(model);
+  fused += move_codes(model);
   remove_dead(model);  // the DequantizeLinear nodes the fused ones no longer need still read their codes
   return fused + fuse_requantize_steps(model);
 }

@@ -12,6 +12,9 @@
 //                      QuantizedConv / QuantizedMatMul (ops/fused.cc); and
 //                      DequantizeLinear (or a scalar constant) -> Add/Sub/Mul/
 //                      Div -> QuantizeLinear into com.duet QuantizedBinary
+//                      (absorbing the affine ones after a quantized op as its
+//                      requantize steps); Resize nearest, MaxPool and Concat
+//                      between DQ and Q of one scale/zero point on the codes
 //   eliminate_noops    Identity, inference Dropout, Cast to the same type,
 //                      Reshape of Reshape
 //   fold_batchnorm     Conv -> BatchNormalization into the Conv's weights

@@ -273,7 +273,9 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   if (duet && (op == "QuantizedConv" || op == "QuantizedMatMul")) return claims_quantized(g, n);
   if (duet && op == "QuantizedBinary") return claims_quantized_binary(g, n);
   if (onnx && (op == "QuantizeLinear" || op == "DequantizeLinear")) return claims_qdq(g, n);
-  if (!is_f32(n.outputs[0])) return false;
+  // Resize, MaxPool and Concat also move 8-bit codes (passes::fuse_qdq).
+  const bool moves_codes = onnx && (op == "Resize" || op == "MaxPool" || op == "Concat") && is_8bit(n.outputs[0]);
+  if (!is_f32(n.outputs[0]) && !moves_codes) return false;
   if (!duet && !onnx) return false;
   if ((onnx && op == "Conv") || (duet && op == "FusedConv")) {
     const Tensor* w = constant_of(g, in(1));
@@ -332,7 +334,8 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   if (onnx && op == "Concat") {
     const size_t rank = n.inputs.size() && n.inputs[0] && n.inputs[0]->type.shape.rank_known ? n.inputs[0]->type.shape.rank() : 0;
     if (rank < 1 || rank > 5) return false;
-    for (auto* v : n.inputs) if (!rank_is(v, rank) || !is_f32(v) || constant_of(g, v)) return false;
+    for (auto* v : n.inputs)
+      if (!rank_is(v, rank) || v->type.dtype != n.outputs[0]->type.dtype || constant_of(g, v)) return false;
     return true;
   }
   if (onnx && (op == "Add" || op == "Mul" || op == "Sub" || op == "Div")) {
@@ -1200,7 +1203,7 @@ class Plan {
                          : (n.attr_int("count_include_pad", 0) ? dnnl::algorithm::pooling_avg_include_padding
                                                                : dnnl::algorithm::pooling_avg_exclude_padding);
     dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, slots_[x].md,
-                                              memory::desc(out, dt::f32, tag::any), stride, kernel, pl, pr},
+                                              memory::desc(out, slots_[x].md.data_type(), tag::any), stride, kernel, pl, pr},
                                              engine_);
     const int src = as_layout(x, pd.src_desc());
     const int dst = new_slot(pd.dst_desc());

@@ -337,3 +337,18 @@ TEST(Int8Backend, ResizeMaxPoolAndConcatMoveCodes) {
         EXPECT_EQ(count_ops(g, "QuantizeLinear"), 1) << "the input's";
       });
 }
+
+TEST(Int8Backend, QuantizedConvTranspose) {
+  // det's upsampling head: a stride-2 ConvTranspose with per-channel weights (axis 1).
+  expect_int8_matches(
+      [](QdqBuilder& b) {
+        auto* q = b.quantize(b.input({1, 16, 9, 11}), 6.0f / 255, 128);
+        std::vector<float> ws;
+        auto* w = b.weights({16, 8, 2, 2}, 60, 1, ws);
+        auto* y = b.op("ConvTranspose", {b.dequantize(q), w, b.constant("bias", Tensor::from_vector<float>({0.1f, -0.2f, 0.3f, 0, 0.5f, -0.6f, 0.7f, 0.05f}, {8}))},
+                       {{.name = "strides", .type = ir::AttrType::Ints, .ints = {2, 2}},
+                        {.name = "kernel_shape", .type = ir::AttrType::Ints, .ints = {2, 2}}});
+        b.output(b.quantize(y, 10.0f / 255, 128));
+      },
+      {1, 16, 9, 11}, [](const ir::Graph& g) { EXPECT_EQ(count_ops(g, "QuantizedConvTranspose"), 1); });
+}

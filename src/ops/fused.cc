@@ -15,6 +15,7 @@
 //
 //   QuantizedConv(X, x_scale, x_zero_point?, W, w_scale, w_zero_point?, y_scale, y_zero_point?, B?)
 //     = QuantizeLinear(post_ops(Conv(DequantizeLinear(X), DequantizeLinear(W, axis 0), B)), y_scale, y_zero_point)
+//   QuantizedConvTranspose(...)  the same with ConvTranspose (W per tensor or along axis 1)
 //   QuantizedMatMul(A, a_scale, a_zero_point?, B, b_scale, b_zero_point?, y_scale, y_zero_point?)
 //     = QuantizeLinear(post_ops(MatMul(DequantizeLinear(A), DequantizeLinear(B, last axis))), y_scale, y_zero_point)
 //
@@ -297,15 +298,18 @@ Tensor requantize(const KernelContext& ctx, Tensor q) {
 // Input positions of the quantized ops (QLinearConv's order, bias last).
 enum QuantizedInput : size_t { kX, kXScale, kXZero, kW, kWScale, kWZero, kYScale, kYZero, kBias };
 
-void quantized_kernel(KernelContext& ctx, bool conv) {
+// op_type: Conv, ConvTranspose or MatMul; the weights' output-channel axis
+// is 0, 1 and the last.
+void quantized_kernel(KernelContext& ctx, const std::string& op_type) {
   const Tensor& w = ctx.input(kW);
-  const int64_t w_axis = conv ? 0 : static_cast<int64_t>(w.rank()) - 1;
+  const bool conv = op_type != "MatMul";
+  const int64_t w_axis = op_type == "Conv" ? 0 : op_type == "ConvTranspose" ? 1 : static_cast<int64_t>(w.rank()) - 1;
   const ir::Node dq_x = quantize_step(ctx.node, "DequantizeLinear", 1);
   const ir::Node dq_w = quantize_step(ctx.node, "DequantizeLinear", w_axis);
   const ir::Node q_y = quantize_step(ctx.node, "QuantizeLinear", 1);
   const Tensor x = run_as(ctx, dq_x, "DequantizeLinear", {&ctx.input(kX), &ctx.input(kXScale), ctx.optional_input(kXZero)});
   const Tensor wf = run_as(ctx, dq_w, "DequantizeLinear", {&w, &ctx.input(kWScale), ctx.optional_input(kWZero)});
-  Tensor y = conv ? run_as(ctx, ctx.node, "Conv", {&x, &wf, ctx.optional_input(kBias)})
+  Tensor y = conv ? run_as(ctx, ctx.node, op_type.c_str(), {&x, &wf, ctx.optional_input(kBias)})
                   : run_as(ctx, ctx.node, "MatMul", {&x, &wf});
   apply_post_ops(read_post_ops(ctx.node), y.data<float>(), y.numel());
   ctx.set_output(0, requantize(ctx, run_as(ctx, q_y, "QuantizeLinear", {&y, &ctx.input(kYScale), ctx.optional_input(kYZero)})));
@@ -396,10 +400,13 @@ void register_fused(Registry& r) {
          .cost = cost_as("Conv")});
   r.add({.domain = "com.duet", .name = "FusedMatMul", .kernel = fused_matmul_kernel, .infer = infer_as("MatMul", 2),
          .cost = cost_as("MatMul")});
-  r.add({.domain = "com.duet", .name = "QuantizedConv", .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, true); },
+  r.add({.domain = "com.duet", .name = "QuantizedConv", .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, "Conv"); },
          .infer = infer_quantized("Conv", true), .cost = cost_quantized("Conv", true)});
+  r.add({.domain = "com.duet", .name = "QuantizedConvTranspose",
+         .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, "ConvTranspose"); },
+         .infer = infer_quantized("ConvTranspose", true), .cost = cost_quantized("ConvTranspose", true)});
   r.add({.domain = "com.duet", .name = "QuantizedMatMul",
-         .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, false); }, .infer = infer_quantized("MatMul", false),
+         .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, "MatMul"); }, .infer = infer_quantized("MatMul", false),
          .cost = cost_quantized("MatMul", false)});
   r.add({.domain = "com.duet", .name = "QuantizedBinary", .kernel = quantized_binary_kernel,
          .infer = infer_quantized("Add", false), .cost = cost_quantized("Add", false)});

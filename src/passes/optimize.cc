@@ -328,12 +328,12 @@ bool weight_dequantize(const Graph& g, const Node* n, int64_t out_axis) {
 
 Value* optional_input(const Node* n, size_t i) { return n->has_input(i) ? n->inputs[i] : nullptr; }
 
-// DequantizeLinear of 8-bit constant weights read by a Conv or MatMul: a
+// DequantizeLinear of 8-bit constant weights read by a Conv, ConvTranspose or MatMul: a
 // fuse_qdq pattern, which folding to float would destroy.
 bool dequantizes_weights(const Graph& g, const Uses& uses, const Node* n) {
   if (!is(n, "DequantizeLinear") || n->inputs.empty() || !is_8bit(constant(g, n->inputs[0])) || !n->outputs[0]) return false;
   for (auto [reader, i] : uses.of(n->outputs[0]))
-    if (i == 1 && (is(reader, "Conv") || is(reader, "MatMul"))) return true;
+    if (i == 1 && (is(reader, "Conv") || is(reader, "ConvTranspose") || is(reader, "MatMul"))) return true;
   return false;
 }
 
@@ -446,8 +446,9 @@ int fuse_requantize_steps(ir::Model& model) {
   std::unordered_set<const Node*> dead;
   for (auto& node : g.nodes) {
     Node* p = node.get();
-    if (dead.count(p) || !(is_fused(p, "QuantizedConv") || is_fused(p, "QuantizedMatMul") || is_fused(p, "QuantizedBinary")))
-      continue;
+    const bool quantized = is_fused(p, "QuantizedConv") || is_fused(p, "QuantizedConvTranspose") ||
+                           is_fused(p, "QuantizedMatMul") || is_fused(p, "QuantizedBinary");
+    if (dead.count(p) || !quantized) continue;
     // Not after an activation: its clip beside the steps' clips would be two
     // eltwise post-ops of one kind with other parameters (see the backend).
     if (!ops::read_post_ops(*p).empty()) continue;
@@ -475,17 +476,21 @@ int fuse_qdq(ir::Model& model) {
   int fused = 0;
   for (auto& node : g.nodes) {
     Node* p = node.get();
-    const bool conv = is(p, "Conv");
+    const bool deconv = is(p, "ConvTranspose");
+    const bool conv = is(p, "Conv") || deconv;
     if ((!conv && !is(p, "MatMul")) || p->inputs.size() < 2 || !p->inputs[0] || !p->inputs[1] || !p->outputs[0]) continue;
     Node* dq_x = p->inputs[0]->producer;
     Node* dq_w = p->inputs[1]->producer;
     if (!per_tensor_qdq(g, dq_x, "DequantizeLinear") || !dq_w) continue;
     const Tensor* w = constant(g, dq_w->inputs[0]);
-    if (!w || (!conv && w->rank() != 2) || !weight_dequantize(g, dq_w, conv ? 0 : 1)) continue;
+    // Output channels: axis 0 of Conv weights, 1 of ConvTranspose (group 1) and MatMul's B.
+    if (!w || (!conv && w->rank() != 2) || (deconv && p->attr_int("group", 1) != 1) ||
+        !weight_dequantize(g, dq_w, conv && !deconv ? 0 : 1))
+      continue;
     Value* bias = conv ? optional_input(p, 2) : nullptr;
     if (bias) {
       const Tensor* b = constant(g, bias);
-      if (!b || b->dtype() != DType::Float32 || b->numel() != w->dim(0)) continue;
+      if (!b || b->dtype() != DType::Float32 || b->numel() != w->dim(deconv ? 1 : 0)) continue;
     }
     // Conv/MatMul -> [one activation] -> QuantizeLinear, each the sole reader of the last.
     Value* y = p->outputs[0];
@@ -508,7 +513,7 @@ int fuse_qdq(ir::Model& model) {
     p->inputs = {dq_x->inputs[0], dq_x->inputs[1], optional_input(dq_x, 2), dq_w->inputs[0], dq_w->inputs[1],
                  optional_input(dq_w, 2), next->inputs[1], optional_input(next, 2), bias};
     while (!p->inputs.empty() && !p->inputs.back()) p->inputs.pop_back();
-    p->op_type = conv ? "QuantizedConv" : "QuantizedMatMul";
+    p->op_type = deconv ? "QuantizedConvTranspose" : conv ? "QuantizedConv" : "QuantizedMatMul";
     p->domain = "com.duet";
     ops::write_post_ops(*p, chain);
     absorb(p, next, dead);

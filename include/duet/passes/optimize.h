@@ -5,11 +5,12 @@
 //   fold_constants     Constant nodes and nodes whose inputs are all constant
 //                      become initializers (random ops excluded; with
 //                      keep_integer_dequantize, DequantizeLinear of 8-bit
-//                      weights read by Conv/MatMul stays, for fuse_qdq)
+//                      weights read by Conv/ConvTranspose/MatMul stays, for fuse_qdq)
 //   fuse_qdq           DequantizeLinear(X u8/s8) and DequantizeLinear(W int8,
-//                      per tensor or per output channel) -> Conv/MatMul ->
-//                      [one activation] -> QuantizeLinear into com.duet
-//                      QuantizedConv / QuantizedMatMul (ops/fused.cc); and
+//                      per tensor or per output channel) -> Conv/
+//                      ConvTranspose/MatMul -> [one activation] ->
+//                      QuantizeLinear into com.duet QuantizedConv /
+//                      QuantizedConvTranspose / QuantizedMatMul (ops/fused.cc); and
 //                      DequantizeLinear (or a scalar constant) -> Add/Sub/Mul/
 //                      Div -> QuantizeLinear into com.duet QuantizedBinary
 //                      (absorbing the affine ones after a quantized op as its

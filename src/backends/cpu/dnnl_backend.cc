@@ -192,7 +192,8 @@ bool claims_qdq(const ir::Graph& g, const ir::Node& n) {
 // reorders). QuantizedMatMul: only where the integer product is exact; the
 // rest stays on the reference kernel.
 bool claims_quantized(const ir::Graph& g, const ir::Node& n) {
-  const bool conv = n.op_type == "QuantizedConv";
+  const bool deconv = n.op_type == "QuantizedConvTranspose";
+  const bool conv = n.op_type == "QuantizedConv" || deconv;
   auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
   const Tensor* w = constant_of(g, in(3));
   const Tensor* w_scale = constant_of(g, in(4));
@@ -200,15 +201,19 @@ bool claims_quantized(const ir::Graph& g, const ir::Node& n) {
   if (!scalar_constant(g, in(1), true) || !scalar_constant(g, in(6), true)) return false;
   for (size_t i : {2, 7}) if (in(i) && !scalar_constant(g, in(i), false)) return false;
   if (in(5) && !constant_of(g, in(5))) return false;
-  const int64_t out_axis = conv ? 0 : 1;
+  const int64_t out_axis = conv && !deconv ? 0 : 1;
   if (w->rank() != (conv ? 4u : 2u) || w_scale->dtype() != DType::Float32 ||
       (w_scale->numel() != 1 && w_scale->numel() != w->dim(out_axis)))
     return false;
+  if (deconv) {
+    for (int64_t p : n.attr_ints("output_padding")) if (p != 0) return false;
+    if (n.attr_int("group", 1) != 1 || n.has_attr("output_shape") || n.attr_string("auto_pad", "NOTSET") != "NOTSET")
+      return false;
+  }
   if (conv) {
     const Tensor* bias = constant_of(g, in(8));
-    if (!rank_is(in(0), 4) || (in(8) && (!bias || bias->dtype() != DType::Float32 || bias->numel() != w->dim(0))))
-      return false;
-    return true;
+    const int64_t cout = deconv ? w->dim(1) : w->dim(0);
+    return rank_is(in(0), 4) && (!in(8) || (bias && bias->dtype() == DType::Float32 && bias->numel() == cout));
   }
   if (!rank_is(in(0), 2) && !rank_is(in(0), 3)) return false;
   return integer_product_exact(*w, in(0)->type.dtype, false) && flatten(ops::read_post_ops(n)).size() < kMaxPostOps;
@@ -270,7 +275,8 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   const std::string& op = n.op_type;
   const bool duet = n.domain == "com.duet", onnx = n.domain.empty();
   if (n.outputs.empty() || !n.outputs[0]) return false;
-  if (duet && (op == "QuantizedConv" || op == "QuantizedMatMul")) return claims_quantized(g, n);
+  if (duet && (op == "QuantizedConv" || op == "QuantizedConvTranspose" || op == "QuantizedMatMul"))
+    return claims_quantized(g, n);
   if (duet && op == "QuantizedBinary") return claims_quantized_binary(g, n);
   if (onnx && (op == "QuantizeLinear" || op == "DequantizeLinear")) return claims_qdq(g, n);
   // Resize, MaxPool and Concat also move 8-bit codes (passes::fuse_qdq).
@@ -582,6 +588,7 @@ class Plan {
     const std::string& op = n.op_type;
     if (op == "Conv" || op == "FusedConv") return conv(n);
     if (op == "QuantizedConv") return quantized_conv(n);
+    if (op == "QuantizedConvTranspose") return quantized_deconv(n);
     if (op == "QuantizedMatMul") return quantized_matmul(n);
     if (op == "QuantizedBinary") return quantized_binary(n);
     if (op == "QuantizeLinear" || op == "DequantizeLinear") return quantize_reorder(n);
@@ -962,37 +969,89 @@ class Plan {
   }
 
   void deconv(const ir::Node& n) {
-    const int x = slot_of(n.inputs[0]);
-    const memory::dims xd = slots_[x].md.dims();
-    const Tensor& w = constant(n, 1);  // [Cin, Cout/group, kh, kw]
+    const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
+    define(n, deconv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias));
+  }
+
+  // A ConvTranspose's geometry in oneDNN's terms (weights [Cin, Cout/group, kh, kw]).
+  struct DeconvShape {
+    memory::dims src, weights, dst, strides, dilates, pad_begin, pad_end;
+    tag weights_tag = tag::iohw;
+  };
+  DeconvShape deconv_shape(const ir::Node& n, const memory::dims& xd, const Tensor& w) {
     const int64_t groups = n.attr_int("group", 1);
     const int64_t cout = w.dim(1) * groups;
     auto ints = [&](const char* name, int64_t def) { return ops::window::spatial_ints(n, name, 2, def); };
     const auto stride = ints("strides", 1), dil = ints("dilations", 1);
     auto pads = n.attr_ints("pads");
     if (pads.empty()) pads.assign(4, 0);
-    std::vector<int64_t> kernel = {w.dim(2), w.dim(3)};
-    memory::dims out = {xd[0], cout, 0, 0};
+    DeconvShape c;
+    c.src = xd;
+    c.dst = {xd[0], cout, 0, 0};
     for (int i = 0; i < 2; ++i)
-      out[2 + i] = (xd[2 + i] - 1) * stride[i] - pads[i] - pads[i + 2] + dil[i] * (kernel[i] - 1) + 1;
-    memory::dims wd = {cout, w.dim(0), w.dim(2), w.dim(3)};
-    tag wtag = tag::iohw;
+      c.dst[2 + i] = (xd[2 + i] - 1) * stride[i] - pads[i] - pads[i + 2] + dil[i] * (w.dim(2 + i) - 1) + 1;
+    c.weights = {cout, w.dim(0), w.dim(2), w.dim(3)};
     if (groups > 1) {
-      wd = {groups, w.dim(1), w.dim(0) / groups, w.dim(2), w.dim(3)};
-      wtag = tag::giohw;
+      c.weights = {groups, w.dim(1), w.dim(0) / groups, w.dim(2), w.dim(3)};
+      c.weights_tag = tag::giohw;
     }
-    const bool has_bias = n.has_input(2);
-    memory::desc bias_md = has_bias ? memory::desc({cout}, dt::f32, tag::a) : memory::desc();
+    c.strides = {stride[0], stride[1]};
+    c.dilates = {dil[0] - 1, dil[1] - 1};
+    c.pad_begin = {pads[0], pads[1]};
+    c.pad_end = {pads[2], pads[3]};
+    return c;
+  }
+
+  int deconv_f32(const ir::Node& n, int x, const Tensor& w, const Tensor* bias) {
+    const DeconvShape c = deconv_shape(n, slots_[x].md.dims(), w);
+    memory::desc bias_md = bias ? memory::desc({c.dst[1]}, dt::f32, tag::a) : memory::desc();
     dnnl::deconvolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-        memory::desc(xd, dt::f32, tag::any), memory::desc(wd, dt::f32, tag::any), bias_md,
-        memory::desc(out, dt::f32, tag::any), {stride[0], stride[1]}, {dil[0] - 1, dil[1] - 1}, {pads[0], pads[1]},
-        {pads[2], pads[3]});
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, memory::desc(c.src, dt::f32, tag::any),
+        memory::desc(c.weights, dt::f32, tag::any), bias_md, memory::desc(c.dst, dt::f32, tag::any), c.strides, c.dilates,
+        c.pad_begin, c.pad_end);
     dnnl::deconvolution_forward::primitive_desc pd(desc, engine_);
     const int src = as_layout(x, pd.src_desc());
     std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(wd, dt::f32, wtag), pd.weights_desc())}};
-    if (has_bias) consts[DNNL_ARG_BIAS] = vector_memory(constant(n, 2));
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
+    if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    return dst;
+  }
+
+  // QuantizedConvTranspose (group 1): as QuantizedConv, through the
+  // deconvolution primitive; output channels are the weights' axis 1.
+  void quantized_deconv(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const Tensor& w = constant(n, 3);
+    const DeconvShape c = deconv_shape(n, slots_[x].md.dims(), w);
+    const Requantization q = requantization(n, c.dst[1]);
+    const Tensor* bias = n.has_input(8) ? &constant(n, 8) : nullptr;
+    const auto chain = ops::read_post_ops(n);
+    const auto steps = ops::read_requantize_steps(n);
+    const dt x_type = slots_[x].md.data_type();
+    if (!integer_product_exact(w, duet_type(x_type), false) || flatten(chain).size() >= kMaxPostOps) {
+      const int xf = convert(x, retyped(slots_[x].md, dt::f32), q.x_scale, q.x_zero, 0);
+      Tensor wf(DType::Float32, w.dims());
+      const int64_t spatial = w.dim(2) * w.dim(3);
+      for (int64_t i = 0; i < w.numel(); ++i)
+        wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[(i / spatial) % w.dim(1)];
+      const int yf = eltwise(deconv_f32(n, xf, wf, bias), flatten(chain));
+      const int codes = convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero);
+      return define(n, requantize_eltwise(codes, steps));
+    }
+    dnnl::deconvolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, memory::desc(c.src, x_type, tag::any),
+        memory::desc(c.weights, dt::s8, tag::any), memory::desc({c.dst[1]}, dt::f32, tag::a),
+        memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
+    std::unordered_map<int, memory> consts;
+    dnnl::deconvolution_forward::primitive_desc pd(desc, requantize_attr(q, chain, steps, 1 << 1, 4, consts), engine_);
+    const int src = as_layout(x, pd.src_desc());
+    consts[DNNL_ARG_WEIGHTS] = pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc());
+    Tensor zero_bias(DType::Float32, {c.dst[1]});
+    std::fill(zero_bias.data<float>(), zero_bias.data<float>() + c.dst[1], 0.0f);
+    consts[DNNL_ARG_BIAS] = accumulator_bias(bias ? *bias : zero_bias, q);
+    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
     define(n, dst);

@@ -682,69 +682,91 @@ class Plan {
     return q;
   }
 
-  // The integer primitive's attribute: output scales x_scale * w_scale[c] give
-  // the float result of the s32 product, the activation runs on it, and one
-  // linear step divides by y_scale and adds the zero point; oneDNN rounds to
-  // nearest even and saturates as it stores the 8-bit result (QuantizeLinear).
-  dnnl::primitive_attr requantize_attr(const Requantization& q, const std::vector<PostOp>& chain,
-                                       const std::vector<ops::RequantizeStep>& steps, int channel_mask, size_t rank,
-                                       std::unordered_map<int, memory>& args) {
-    dnnl::primitive_attr attr;
+  // The integer primitive's attribute. Without an activation the output
+  // scales x_scale * w_scale[c] / y_scale (and y_zero carried by the bias:
+  // accumulator_bias) give the code before rounding, and the first requantize
+  // step fits as post-ops. With one, the activation runs on the real result
+  // and a linear step divides by y_scale and adds y_zero: oneDNN 2.6's x86
+  // injectors compute wrong values for two eltwise_linear post-ops with other
+  // parameters in one chain, and binary post-ops by scalars cost more than a
+  // pass of their own, so no step fuses then. oneDNN rounds to nearest even
+  // and saturates as it stores the 8-bit result. Returns the steps fused.
+  size_t requantize_attr(const Requantization& q, const std::vector<PostOp>& chain,
+                         const std::vector<ops::RequantizeStep>& steps, int channel_mask, bool zero_in_bias,
+                         dnnl::primitive_attr& attr) {
+    const bool fold = chain.empty() && zero_in_bias;
     std::vector<float> scales;
-    for (float ws : q.w_scale) scales.push_back(q.x_scale * ws);
+    for (float ws : q.w_scale) scales.push_back(fold ? q.x_scale * ws / q.y_scale : q.x_scale * ws);
     const bool per_channel = std::any_of(scales.begin(), scales.end(), [&](float v) { return v != scales[0]; });
     if (per_channel) attr.set_output_scales(channel_mask, scales);
     else attr.set_output_scales(0, {scales[0]});
     if (q.x_zero != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     dnnl::post_ops po;
-    for (auto& [alg, alpha, beta] : flatten(chain)) po.append_eltwise(1.0f, alg, alpha, beta);
-    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.y_scale, static_cast<float>(q.y_zero));
-    append_requantize_steps(po, steps, q.y_type, rank, args);
-    attr.set_post_ops(po);
-    return attr;
-  }
-
-  // Requantize steps as post-ops: round and saturate (the QuantizeLinear
-  // before the step), then the step's affine map over its output scale. The
-  // map is a multiply and an add by scalar operands (binary post-ops): oneDNN
-  // 2.6's x86 injectors compute wrong values for two eltwise_linear post-ops
-  // with different parameters in one chain (the primitive's own
-  // requantization already holds one). `args` gets the scalar operands.
-  void append_requantize_steps(dnnl::post_ops& po, const std::vector<ops::RequantizeStep>& steps, dt type, size_t rank,
-                               std::unordered_map<int, memory>& args) {
-    const float lo = type == dt::u8 ? 0.0f : -128.0f, hi = type == dt::u8 ? 255.0f : 127.0f;
-    const memory::desc scalar_md(memory::dims(rank, 1), dt::f32, plain_tag(rank));
-    auto scalar_operand = [&](dnnl::algorithm alg, double v) {
-      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(po.len()) | DNNL_ARG_SRC_1] = f32_scalar(scalar_md, static_cast<float>(v));
-      po.append_binary(alg, scalar_md);
-    };
-    for (auto& step : steps) {
-      const auto [alpha, beta] = step.affine();
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_round, 0.0f, 0.0f);
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, lo, hi);
-      scalar_operand(dnnl::algorithm::binary_mul, alpha / step.out_scale);
-      scalar_operand(dnnl::algorithm::binary_add, beta / step.out_scale + static_cast<double>(step.out_zero));
+    size_t fused = 0;
+    if (fold) {
+      if (!steps.empty()) append_requantize_step(po, steps[0], q.y_type), fused = 1;
+    } else {
+      for (auto& [alg, alpha, beta] : flatten(chain)) po.append_eltwise(1.0f, alg, alpha, beta);
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.y_scale, static_cast<float>(q.y_zero));
     }
+    attr.set_post_ops(po);
+    return fused;
   }
 
-  memory f32_scalar(const memory::desc& md, float v) {
-    memory m(md, engine_);
-    *static_cast<float*>(m.get_data_handle()) = v;
-    return m;
+  // A requantize step as post-ops: round and saturate (the QuantizeLinear
+  // before it), then its affine map over its output scale (the store rounds).
+  static void append_requantize_step(dnnl::post_ops& po, const ops::RequantizeStep& step, dt type) {
+    const auto [a, b] = step_map(step);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_round, 0.0f, 0.0f);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, type == dt::u8 ? 0.0f : -128.0f, type == dt::u8 ? 255.0f : 127.0f);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(a), static_cast<float>(b));
   }
 
-  // Requantize steps as 8-bit eltwise primitives, one per step (each stores,
-  // so rounds and saturates, its codes).
-  int requantize_eltwise(int s, const std::vector<ops::RequantizeStep>& steps) {
-    for (auto& step : steps) {
-      const auto [alpha, beta] = step.affine();
+  // A step as a map from input codes to output codes before rounding.
+  static std::pair<double, double> step_map(const ops::RequantizeStep& step) {
+    const auto [alpha, beta] = step.affine();
+    return {alpha / step.out_scale, beta / step.out_scale + static_cast<double>(step.out_zero)};
+  }
+
+  // Codes a * code + b of slot s (rounded and saturated on store), then the
+  // requantize `steps`: a binary primitive (the code scaled, plus a scalar
+  // operand) with the first step as post-ops, the rest as passes of their
+  // own. Few channels (det's probability map) take the 8-bit eltwise instead:
+  // the binary jit vectorizes over channels and crawls there.
+  int affine_codes(int s, double a, double b, std::vector<ops::RequantizeStep> steps) {
+    const memory::desc md = slots_[s].md;
+    const memory::dims d = md.dims();
+    if (d.size() > 1 && d[1] < 8) {
       dnnl::eltwise_forward::primitive_desc pd(
-          {dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear, slots_[s].md,
-           static_cast<float>(alpha / step.out_scale), static_cast<float>(beta / step.out_scale + static_cast<double>(step.out_zero))},
+          {dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear, md, static_cast<float>(a), static_cast<float>(b)},
           engine_);
-      const int d = new_slot(pd.dst_desc());
-      add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
-      s = d;
+      const int dst = new_slot(pd.dst_desc());
+      add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, dst}});
+      return requantize_apart(dst, steps);
+    }
+    dnnl::primitive_attr attr;
+    attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(a)});
+    dnnl::post_ops po;
+    if (!steps.empty()) {
+      append_requantize_step(po, steps.front(), md.data_type());
+      steps.erase(steps.begin());
+    }
+    attr.set_post_ops(po);
+    const memory::desc scalar_md(memory::dims(d.size(), 1), dt::f32, plain_tag(d.size()));
+    memory shift(scalar_md, engine_);
+    *static_cast<float*>(shift.get_data_handle()) = static_cast<float>(b);
+    dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_add, md, scalar_md, memory::desc(d, md.data_type(), tag::any)},
+                                    attr, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, s}, {DNNL_ARG_DST, dst}}, {{DNNL_ARG_SRC_1, shift}});
+    return requantize_apart(dst, steps);
+  }
+
+  // Requantize steps each as a pass over the codes.
+  int requantize_apart(int s, const std::vector<ops::RequantizeStep>& steps) {
+    for (auto& step : steps) {
+      const auto [a, b] = step_map(step);
+      s = affine_codes(s, a, b, {});
     }
     return s;
   }
@@ -756,11 +778,16 @@ class Plan {
   }
 
   // oneDNN adds the bias to the s32 accumulator before the output scales: the
-  // float bias in accumulator units.
-  memory accumulator_bias(const Tensor& bias, const Requantization& q) {
-    Tensor t(DType::Float32, {bias.numel()});
-    for (int64_t c = 0; c < bias.numel(); ++c)
-      t.data<float>()[c] = static_cast<float>(bias.data<float>()[c] / (static_cast<double>(q.x_scale) * q.w_scale[c]));
+  // float bias in accumulator units, plus y_zero when the scales include
+  // 1 / y_scale (requantize_attr without an activation). Null: no bias.
+  memory accumulator_bias(const Tensor* bias, const Requantization& q, bool with_zero) {
+    const int64_t channels = static_cast<int64_t>(q.w_scale.size());
+    Tensor t(DType::Float32, {channels});
+    for (int64_t c = 0; c < channels; ++c) {
+      const double unit = static_cast<double>(q.x_scale) * q.w_scale[c];
+      const double b = bias ? bias->data<float>()[c] : 0.0;
+      t.data<float>()[c] = static_cast<float>((b + (with_zero ? q.y_zero * static_cast<double>(q.y_scale) : 0.0)) / unit);
+    }
     return vector_memory(t);
   }
 
@@ -816,128 +843,94 @@ class Plan {
         wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[i / per];
       const int yf = conv_f32(n, xf, wf, bias, chain, -1);
       const int codes = convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero);
-      return define(n, requantize_eltwise(codes, ops::read_requantize_steps(n)));
+      return define(n, requantize_apart(codes, ops::read_requantize_steps(n)));
     }
     const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, memory::desc(c.src, x_type, tag::any),
         memory::desc(c.weights, dt::s8, tag::any), memory::desc({w.dim(0)}, dt::f32, tag::a),
         memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
-    std::unordered_map<int, memory> consts;
-    dnnl::convolution_forward::primitive_desc pd(
-        desc, requantize_attr(q, chain, ops::read_requantize_steps(n), 1 << 1, 4, consts), engine_);
+    const auto steps = ops::read_requantize_steps(n);
+    dnnl::primitive_attr attr;
+    const size_t fused = requantize_attr(q, chain, steps, 1 << 1, true, attr);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
     const int src = as_layout(x, pd.src_desc());
-    consts[DNNL_ARG_WEIGHTS] = pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc());
-    Tensor zero_bias(DType::Float32, {w.dim(0)});
-    std::fill(zero_bias.data<float>(), zero_bias.data<float>() + w.dim(0), 0.0f);
-    consts[DNNL_ARG_BIAS] = accumulator_bias(bias ? *bias : zero_bias, q);
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())},
+        {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
     if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, dst);
+    define(n, requantize_apart(dst, {steps.begin() + static_cast<std::ptrdiff_t>(fused), steps.end()}));
   }
 
   // QuantizedBinary as one binary primitive on the codes (the real value of
   // an operand is s * (code - z)): with a scalar operand the result is affine
-  // in the code, so a scaled code plus a constant; with two codes their scales
-  // and one shift (Mul: an operand with a zero point is dequantized first).
-  // The requantize steps follow as post-ops; oneDNN rounds to nearest even and
-  // saturates on store.
+  // in the code (affine_codes); with two codes their scales and one shift
+  // (Mul: the cross term of one zero point as a binary post-op). oneDNN rounds
+  // to nearest even and saturates on store. Requantize steps follow.
   void quantized_binary(const ir::Node& n) {
     const std::string op = n.attr_string("operation", "");
     const double ys = constant(n, 6).data<float>()[0];
     const double yz = n.has_input(7) ? static_cast<double>(constant(n, 7).get_int(0)) : 0.0;
     auto scale_of = [&](size_t i) { return static_cast<double>(constant(n, i + 1).data<float>()[0]); };
     auto zero_of = [&](size_t i) { return n.has_input(i + 2) ? static_cast<double>(constant(n, i + 2).get_int(0)) : 0.0; };
-    const bool qa = n.has_input(1), qb = n.has_input(4);
-    const dt y_type = dnnl_type(n.outputs[0]->type.dtype);
-    dnnl::primitive_attr attr;
-    dnnl::post_ops po;
-    std::unordered_map<int, memory> consts;
-    int a = -1, b = -1;
-    std::pair<int, int> cross_term = {-1, -1};  // (post-op index, slot) of a binary post-op operand
-    memory b_constant;
-    dnnl::algorithm alg = dnnl::algorithm::binary_add;
-    if (!qa || !qb) {
-      // Affine in the code: alpha' * code + beta', beta' a broadcast constant operand.
-      const size_t qi = qa ? 0 : 3;
-      ops::RequantizeStep as_step{op == "Sub" && !qa ? "RSub" : op, constant(n, qa ? 3 : 0).data<float>()[0],
-                                  static_cast<float>(scale_of(qi)), 1.0f, static_cast<int64_t>(zero_of(qi)), 0};
+    const auto steps = ops::read_requantize_steps(n);
+    if (!n.has_input(1) || !n.has_input(4)) {
+      // A scalar operand: affine in the other operand's code.
+      const size_t qi = n.has_input(1) ? 0 : 3;
+      const ops::RequantizeStep as_step{qi == 3 && op == "Sub" ? "RSub" : op, constant(n, 3 - qi).data<float>()[0],
+                                        static_cast<float>(scale_of(qi)), 1.0f, static_cast<int64_t>(zero_of(qi)), 0};
       const auto [alpha, beta] = as_step.affine();
-      a = slot_of(n.inputs[qi]);
-      const memory::dims ad = slots_[a].md.dims();
-      if (ad.size() > 1 && ad[1] < 8 && !n.has_attr("requantize_ops")) {
-        // Few channels (det's probability map): the binary jit vectorizes over
-        // channels and crawls; the 8-bit eltwise does not.
-        dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear,
-                                                  slots_[a].md, static_cast<float>(alpha / ys),
-                                                  static_cast<float>(beta / ys + yz)},
-                                                 engine_);
-        const int dst = new_slot(pd.dst_desc());
-        add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}});
-        return define(n, dst);
-      }
-      attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(alpha / ys)});
-      Tensor shift(DType::Float32, {1});
-      shift.data<float>()[0] = static_cast<float>(beta / ys + yz);
-      keep_.push_back(shift);
-      const memory::desc md(memory::dims(slots_[a].md.dims().size(), 1), dt::f32, plain_tag(slots_[a].md.dims().size()));
-      b_constant = memory(md, engine_, const_cast<void*>(keep_.back().raw()));
-      consts[DNNL_ARG_SRC_1] = b_constant;
-    } else {
-      size_t ia = 0, ib = 3;
-      const memory::dims d0 = slots_[slot_of(n.inputs[0])].md.dims(), d3 = slots_[slot_of(n.inputs[3])].md.dims();
-      if (d0.size() != d3.size()) fail(n.label(), ": operands of ranks ", d0.size(), " and ", d3.size());
-      memory::dims out = d0;
-      for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(d0[i], d3[i]);
-      if (d0 != out) std::swap(ia, ib);  // Add/Mul only (claims)
-      a = slot_of(n.inputs[ia]);
-      b = slot_of(n.inputs[ib]);
-      double sa = scale_of(ia), sb = scale_of(ib), za = zero_of(ia), zb = zero_of(ib);
-      double shift = yz, gain = 1;
-      int cross = -1;  // the operand whose code the product's cross term subtracts
-      const memory::dims bd0 = slots_[b].md.dims();
-      b = bd0 == slots_[a].md.dims() ? as_layout(b, retyped(slots_[a].md, slots_[b].md.data_type())) : plain(b);
-      if (op == "Mul" && (za == 0) != (zb == 0)) {
-        // One zero point z (of a, say): sa sb (a - z) b = sa sb z (a b / z - b),
-        // so the codes' product scaled by 1/z, minus b as a binary post-op.
-        alg = dnnl::algorithm::binary_mul;
-        const double z = za != 0 ? za : zb;
-        cross = za != 0 ? b : a;
-        gain = sa * sb * z / ys;
-        sa = za != 0 ? 1 / z : 1;
-        sb = zb != 0 ? 1 / z : 1;
-      } else if (op == "Mul") {
-        // Both zero points: two cross terms; both operands are dequantized first.
-        alg = dnnl::algorithm::binary_mul;
-        a = convert(a, retyped(slots_[a].md, dt::f32), static_cast<float>(sa), static_cast<int32_t>(za), 0), sa = 1;
-        b = convert(b, retyped(slots_[b].md, dt::f32), static_cast<float>(sb), static_cast<int32_t>(zb), 0), sb = 1;
-        sa /= ys;
-      } else {
-        if (op == "Sub") alg = dnnl::algorithm::binary_sub;
-        shift -= (sa * za + (op == "Sub" ? -sb * zb : sb * zb)) / ys;
-        sa /= ys;
-        sb /= ys;
-      }
-      if (sa != 1) attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(sa)});
-      if (sb != 1) attr.set_scales(DNNL_ARG_SRC_1, 0, {static_cast<float>(sb)});
-      if (cross >= 0) {
-        cross_term = {po.len(), cross};
-        po.append_binary(dnnl::algorithm::binary_sub, slots_[cross].md);
-      }
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(gain), static_cast<float>(shift));
+      return define(n, affine_codes(slot_of(n.inputs[qi]), alpha / ys, beta / ys + yz, steps));
     }
-    const memory::desc amd = slots_[a].md;
-    append_requantize_steps(po, ops::read_requantize_steps(n), y_type, amd.dims().size(), consts);
+    const memory::dims d0 = slots_[slot_of(n.inputs[0])].md.dims(), d3 = slots_[slot_of(n.inputs[3])].md.dims();
+    if (d0.size() != d3.size()) fail(n.label(), ": operands of ranks ", d0.size(), " and ", d3.size());
+    memory::dims out = d0;
+    for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(d0[i], d3[i]);
+    size_t ia = 0, ib = 3;
+    if (d0 != out) std::swap(ia, ib);  // Add/Mul only (claims): the first operand has the output's shape
+    int a = slot_of(n.inputs[ia]), b = slot_of(n.inputs[ib]);
+    b = slots_[b].md.dims() == slots_[a].md.dims() ? as_layout(b, retyped(slots_[a].md, slots_[b].md.data_type())) : plain(b);
+    double sa = scale_of(ia), sb = scale_of(ib), za = zero_of(ia), zb = zero_of(ib);
+    double shift = yz, gain = 1;
+    int cross = -1;  // the operand a Mul's cross term subtracts (binary post-op)
+    dnnl::algorithm alg = op == "Sub" ? dnnl::algorithm::binary_sub : dnnl::algorithm::binary_add;
+    if (op == "Mul" && (za == 0) != (zb == 0)) {
+      // One zero point z (of a, say): sa sb (a - z) b = sa sb z (a b / z - b),
+      // so the codes' product scaled by 1/z, minus b as a binary post-op.
+      alg = dnnl::algorithm::binary_mul;
+      const double z = za != 0 ? za : zb;
+      cross = za != 0 ? b : a;
+      gain = sa * sb * z / ys;
+      sa = za != 0 ? 1 / z : 1;
+      sb = zb != 0 ? 1 / z : 1;
+    } else if (op == "Mul") {
+      // Both or no zero points: operands with one are dequantized first.
+      alg = dnnl::algorithm::binary_mul;
+      if (za != 0) a = convert(a, retyped(slots_[a].md, dt::f32), static_cast<float>(sa), static_cast<int32_t>(za), 0), sa = 1;
+      if (zb != 0) b = convert(b, retyped(slots_[b].md, dt::f32), static_cast<float>(sb), static_cast<int32_t>(zb), 0), sb = 1;
+      sa /= ys;
+    } else {
+      shift -= (sa * za + (op == "Sub" ? -sb * zb : sb * zb)) / ys;
+      sa /= ys;
+      sb /= ys;
+    }
+    dnnl::primitive_attr attr;
+    if (sa != 1) attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(sa)});
+    if (sb != 1) attr.set_scales(DNNL_ARG_SRC_1, 0, {static_cast<float>(sb)});
+    dnnl::post_ops po;
+    if (cross >= 0) po.append_binary(dnnl::algorithm::binary_sub, slots_[cross].md);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(gain), static_cast<float>(shift));
     attr.set_post_ops(po);
-    const memory::desc bmd = b >= 0 ? slots_[b].md : b_constant.get_desc();
-    dnnl::binary::primitive_desc pd({alg, amd, bmd, memory::desc(amd.dims(), y_type, tag::any)}, attr, engine_);
+    const dt y_type = dnnl_type(n.outputs[0]->type.dtype);
+    const memory::desc amd = slots_[a].md;
+    dnnl::binary::primitive_desc pd({alg, amd, slots_[b].md, memory::desc(amd.dims(), y_type, tag::any)}, attr, engine_);
     const int dst = new_slot(pd.dst_desc());
-    std::unordered_map<int, int> args = {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_DST, dst}};
-    if (b >= 0) args[DNNL_ARG_SRC_1] = b;
-    if (cross_term.first >= 0) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(cross_term.first) | DNNL_ARG_SRC_1] = cross_term.second;
-    add_step(dnnl::binary(pd), std::move(args), std::move(consts));
-    define(n, dst);
+    std::unordered_map<int, int> args = {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, dst}};
+    if (cross >= 0) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = cross;
+    add_step(dnnl::binary(pd), std::move(args));
+    define(n, requantize_apart(dst, steps));
   }
 
   // Integer only (claims_quantized leaves the inexact cases to the reference kernel).
@@ -957,15 +950,16 @@ class Plan {
     dnnl::matmul::desc desc(memory::desc(ad, a_type, plain_tag(ad.size())), memory::desc(bd, dt::s8, tag::any),
                             memory::desc(od, q.y_type, plain_tag(od.size())));
     const int last_axis = static_cast<int>(od.size()) - 1;
-    std::unordered_map<int, memory> consts;
-    dnnl::matmul::primitive_desc pd(
-        desc, requantize_attr(q, ops::read_post_ops(n), ops::read_requantize_steps(n), 1 << last_axis, od.size(), consts),
-        engine_);
-    consts[DNNL_ARG_WEIGHTS] = pack(b, memory::desc(bd, dt::s8, plain_tag(bd.size())), pd.weights_desc());
+    const auto steps = ops::read_requantize_steps(n);
+    dnnl::primitive_attr attr;
+    requantize_attr(q, ops::read_post_ops(n), steps, 1 << last_axis, false, attr);  // no bias to carry y_zero: fuses no step
+    dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(b, memory::desc(bd, dt::s8, plain_tag(bd.size())), pd.weights_desc())}};
     if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, dst);
+    define(n, requantize_apart(dst, steps));
   }
 
   void deconv(const ir::Node& n) {
@@ -1038,23 +1032,23 @@ class Plan {
         wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[(i / spatial) % w.dim(1)];
       const int yf = eltwise(deconv_f32(n, xf, wf, bias), flatten(chain));
       const int codes = convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero);
-      return define(n, requantize_eltwise(codes, steps));
+      return define(n, requantize_apart(codes, steps));
     }
     dnnl::deconvolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, memory::desc(c.src, x_type, tag::any),
         memory::desc(c.weights, dt::s8, tag::any), memory::desc({c.dst[1]}, dt::f32, tag::a),
         memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
-    std::unordered_map<int, memory> consts;
-    dnnl::deconvolution_forward::primitive_desc pd(desc, requantize_attr(q, chain, steps, 1 << 1, 4, consts), engine_);
+    dnnl::primitive_attr attr;
+    const size_t fused = requantize_attr(q, chain, steps, 1 << 1, true, attr);
+    dnnl::deconvolution_forward::primitive_desc pd(desc, attr, engine_);
     const int src = as_layout(x, pd.src_desc());
-    consts[DNNL_ARG_WEIGHTS] = pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc());
-    Tensor zero_bias(DType::Float32, {c.dst[1]});
-    std::fill(zero_bias.data<float>(), zero_bias.data<float>() + c.dst[1], 0.0f);
-    consts[DNNL_ARG_BIAS] = accumulator_bias(bias ? *bias : zero_bias, q);
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())},
+        {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
     if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, dst);
+    define(n, requantize_apart(dst, {steps.begin() + static_cast<std::ptrdiff_t>(fused), steps.end()}));
   }
 
   void matmul(const ir::Node& n) {

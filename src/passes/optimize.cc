@@ -440,7 +440,7 @@ std::optional<ops::RequantizeStep> requantize_step_of(const Graph& g, const Node
 // A quantized op whose codes only an affine QuantizedBinary reads takes it
 // over as a requantize step (the CPU backend then runs both in one primitive).
 int fuse_requantize_steps(ir::Model& model) {
-  constexpr size_t kMaxSteps = 6;  // oneDNN takes at most 32 post-ops; a step costs 4
+  constexpr size_t kMaxSteps = 6;  // a bound on the attribute lists; the backend fuses the first step only
   Graph& g = *model.graph;
   Uses uses(g);
   std::unordered_set<const Node*> dead;

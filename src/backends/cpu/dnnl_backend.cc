@@ -2,10 +2,12 @@
 // FusedMatMul, BatchNormalization, pooling, Resize (integer nearest),
 // Concat, elementwise Add/Sub/Mul/Div and activations on float32, 4-d where
 // the op has a spatial layout; and the INT8 path of QDQ graphs: com.duet
-// QuantizedConv/QuantizedMatMul as u8 x s8 -> s32 primitives with the
-// requantization (scales, activation, zero points) fused, and per-tensor
-// QuantizeLinear/DequantizeLinear as reorders, which decide where 8-bit
-// tensors enter and leave float regions.
+// QuantizedConv/QuantizedConvTranspose/QuantizedMatMul as u8 x s8 -> s32
+// primitives with the requantization (scales, activation, zero points) fused,
+// QuantizedBinary as binary primitives on the codes, Resize/MaxPool/Concat
+// on codes, and per-tensor QuantizeLinear/DequantizeLinear as reorders, which
+// decide where 8-bit tensors enter and leave float regions (8-bit codes are
+// nhwc, the layout oneDNN's int8 convolutions read).
 //
 // A compiled partition builds one Plan per input shape: every node lowered to
 // a oneDNN primitive whose source/destination formats are left to oneDNN

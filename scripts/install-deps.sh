@@ -8,6 +8,7 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   libdnnl-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   libgtest-dev libbenchmark-dev libopenmpi-dev
+  libpng-dev libjpeg-dev
   clang libclang-rt-14-dev python3 python3-pip
   python3-onnx python3-numpy python3-torch python3-torchvision
 )

@@ -7,6 +7,7 @@
 #include "duet/ops/post_ops.h"
 #include "duet/ops/registry.h"
 #include "duet/passes/shape_inference.h"
+#include "graph_util.h"
 #include "duet/runtime/session.h"
 
 namespace duet::passes {
@@ -18,94 +19,9 @@ using ir::Node;
 using ir::Value;
 using ops::PostOp;
 using ops::PostOpKind;
-
-// Who reads each value. Graph outputs and subgraph captures count as readers
-// that cannot be rewritten, so values they read are never folded away.
-struct Uses {
-  std::unordered_map<const Value*, std::vector<std::pair<Node*, size_t>>> readers;
-  std::unordered_set<const Value*> pinned;  // graph outputs, subgraph captures
-
-  explicit Uses(Graph& g) {
-    for (auto* out : g.outputs) pinned.insert(out);
-    for (auto& n : g.nodes) {
-      for (size_t i = 0; i < n->inputs.size(); ++i)
-        if (n->inputs[i]) readers[n->inputs[i]].push_back({n.get(), i});
-      for (auto& a : n->attributes) {
-        std::vector<const Graph*> subs;
-        if (a.g) subs.push_back(a.g.get());
-        for (auto& s : a.graphs) subs.push_back(s.get());
-        for (auto* s : subs)
-          for (auto& name : s->outer_scope_names())
-            if (auto* v = g.find_value(name)) pinned.insert(v);
-      }
-    }
-  }
-  size_t count(const Value* v) const {
-    auto it = readers.find(v);
-    return it == readers.end() ? 0 : it->second.size();
-  }
-  // The only reader of v, or null when v has several, none, or is pinned.
-  Node* sole_reader(const Value* v) const {
-    if (pinned.count(v) || count(v) != 1) return nullptr;
-    return readers.at(v)[0].first;
-  }
-  const std::vector<std::pair<Node*, size_t>>& of(const Value* v) const {
-    static const std::vector<std::pair<Node*, size_t>> none;
-    auto it = readers.find(v);
-    return it == readers.end() ? none : it->second;
-  }
-};
-
-bool is_graph_input(const Graph& g, const Value* v) {
-  for (auto* in : g.inputs) if (in == v) return true;
-  return false;
-}
-
-// The value of v when it is a constant (an initializer that no graph input overrides).
-const Tensor* constant(const Graph& g, const Value* v) {
-  if (!v) return nullptr;
-  auto it = g.initializers.find(v->name);
-  if (it == g.initializers.end() || is_graph_input(g, v)) return nullptr;
-  return &it->second;
-}
-
-std::optional<float> scalar(const Graph& g, const Value* v) {
-  const Tensor* t = constant(g, v);
-  if (!t || t->numel() != 1 || t->dtype() != DType::Float32) return std::nullopt;
-  return t->data<float>()[0];
-}
+using namespace graph_util;
 
 bool is(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
-
-std::string fresh_name(Graph& g, const std::string& base) {
-  for (int i = 0;; ++i) {
-    std::string name = base + (i ? "_" + std::to_string(i) : "");
-    if (!g.find_value(name) && !g.initializers.count(name)) return name;
-  }
-}
-
-Value* add_initializer(Graph& g, const std::string& base, Tensor t) {
-  const std::string name = fresh_name(g, base);
-  Value* v = g.value(name);
-  v->type.dtype = t.dtype();
-  v->type.shape = Shape::from(t.dims());
-  g.initializers[name] = std::move(t);
-  g.initializer_order.push_back(name);
-  return v;
-}
-
-void drop_nodes(Graph& g, const std::unordered_set<const Node*>& dead) {
-  if (dead.empty()) return;
-  std::erase_if(g.nodes, [&](const std::unique_ptr<Node>& n) { return dead.count(n.get()) > 0; });
-}
-
-// Points every reader of `from` at `to`. False (nothing changed) when `from`
-// is a graph output or captured by a subgraph.
-bool replace_uses(Graph& g, const Uses& uses, Value* from, Value* to) {
-  if (uses.pinned.count(from)) return false;
-  for (auto [n, i] : uses.of(from)) n->inputs[i] = to;
-  return true;
-}
 
 void ensure_opset(ir::Model& model, const std::string& domain) {
   if (model.opset(domain) == 0) model.opset_imports.push_back({domain, 1});
@@ -899,8 +815,8 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     if (options.fold_constants) report["fold_constants"] += fold_constants(model, options.fold_limit_elements);
   }
   if (options.fold_batchnorm) report["fold_batchnorm"] = fold_batchnorm(model);
+  if (options.fold_affine) report["fold_conv_affine"] = fold_conv_affine(model);
   if (options.fuse) {
-    report["fold_conv_affine"] = fold_conv_affine(model);
     infer_shapes(model);
     report["fuse_matmul_bias"] = fuse_matmul_bias(model);
     report["fuse_post_ops"] = fuse_post_ops(model);

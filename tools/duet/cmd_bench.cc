@@ -22,8 +22,6 @@ namespace duet::cli {
 std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>& specs);  // cmd_info.cc
 int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, int threads, int runs, bool json);  // cmd_bench_gemm.cc
 
-namespace {
-
 // The high-water mark of this process image's resident memory (VmHWM).
 // getrusage's ru_maxrss would not do: it survives fork and exec, so a child
 // of a big parent (a Python benchmark driver) reports the parent's peak.
@@ -36,7 +34,6 @@ double peak_rss_mb() {
   return r.ru_maxrss / 1024.0;
 }
 
-}  // namespace
 
 Runner add_bench(CLI::App& app) {
   struct Options {

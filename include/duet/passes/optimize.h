@@ -42,7 +42,8 @@ struct OptimizeOptions {
   bool fold_constants = true;
   bool eliminate_noops = true;
   bool fold_batchnorm = true;
-  bool fuse = true;                          // affine folding, bias and post-op fusion
+  bool fold_affine = true;                   // per-channel Mul/Add/Sub/Div into Conv weights
+  bool fuse = true;                          // bias, post-op and LayerNorm fusion into com.duet ops
   int64_t fold_limit_elements = 1 << 24;     // largest constant a fold may create
 };
 

@@ -1,0 +1,99 @@
+// Calibration and accuracy measurement for post-training quantization.
+//
+// calibrate() runs the prepared FP32 model over the calibration samples with
+// the tensors to observe exposed as extra outputs, one sample at a time, and
+// streams each into its Observer: memory does not grow with the sample count.
+// Evaluator keeps the FP32 outputs of a (small) evaluation set and measures
+// candidate models against them; sensitivity() quantizes one node at a time;
+// choose_float_nodes() walks that ranking once to meet an accuracy budget.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "duet/core/tensor.h"
+#include "duet/ir/graph.h"
+#include "duet/quant/observer.h"
+#include "duet/quant/quantize.h"
+
+namespace duet::quant {
+
+// Samples loaded lazily by index (input name -> tensor).
+struct SampleSource {
+  size_t count = 0;
+  std::function<std::map<std::string, Tensor>(size_t)> load;
+  std::function<std::string(size_t)> name;  // for messages
+};
+
+struct RunOptions {
+  int threads = 1;
+  std::string backend = "cpu";  // "cpu" (oneDNN, Q/DQ on reference kernels) or "reference"
+  std::function<void(size_t done, size_t total)> progress;
+};
+
+std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::vector<std::string>& tensors,
+                                          const SampleSource& data, const RunOptions& run = {});
+
+// Ranges per tensor by the options' method, with the level counts the
+// activation format implies.
+std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& options);
+
+// How far a candidate's outputs are from FP32's, per graph output, over the
+// evaluation samples.
+struct OutputComparison {
+  std::string name;
+  double rel_l2 = 0;         // mean over samples of ||y_q - y|| / ||y||
+  double sqnr_db = 0;        // 10 log10(sum y^2 / sum (y_q - y)^2) over all samples
+  double max_abs = 0;        // largest |y_q - y|
+  double argmax_agree = 1;   // fraction of rows (last axis) whose argmax is unchanged
+  int64_t rows = 0;
+};
+
+struct Comparison {
+  std::vector<OutputComparison> outputs;
+  double error = 0;  // mean rel_l2 over outputs: the number accuracy budgets bound
+};
+
+class Evaluator {
+ public:
+  Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run);
+  size_t samples() const { return feeds_.size(); }
+  Comparison compare(const ir::Model& candidate) const;
+
+  // SQNR (dB) per activation tensor of the plan: "isolated" = the tensor's own
+  // quantization noise (x vs Q/DQ(x) with its range), "accumulated" = the
+  // quantized model's dequantized tensor vs FP32 (noise of everything upstream).
+  struct TensorSqnr {
+    std::string tensor;
+    double isolated_db = 0, accumulated_db = 0;
+  };
+  std::vector<TensorSqnr> tensor_sqnr(const ir::Model& prepared, const QuantizedModel& quantized,
+                                      const std::map<std::string, Range>& ranges, const QuantizeOptions& options) const;
+
+ private:
+  std::map<std::string, Tensor> run_exposing(const ir::Model& model, const std::vector<std::string>& names,
+                                             const std::map<std::string, Tensor>& feeds) const;
+  RunOptions run_;
+  std::vector<std::map<std::string, Tensor>> feeds_;
+  std::vector<std::vector<Tensor>> reference_;  // FP32 outputs per sample
+  std::vector<std::string> output_names_;
+};
+
+// Output error when only that node is quantized, per planned node, most
+// sensitive first.
+std::vector<std::pair<std::string, double>> sensitivity(const ir::Model& prepared, const Plan& plan,
+                                                        const std::map<std::string, Range>& ranges,
+                                                        const QuantizeOptions& options, const Evaluator& eval,
+                                                        const std::function<void(size_t, size_t)>& progress = {});
+
+// The fewest most-sensitive nodes to keep in float so that the quantized
+// model's error is <= budget: one walk along the ranking (exponential then
+// binary search over the prefix length). `error_out` receives the chosen
+// model's error; `trace` the (kept-float count, error) pairs measured.
+std::set<std::string> choose_float_nodes(const ir::Model& prepared, const Plan& plan, const std::map<std::string, Range>& ranges,
+                                         const QuantizeOptions& options, const Evaluator& eval,
+                                         const std::vector<std::pair<std::string, double>>& ranking, double budget,
+                                         double* error_out, std::vector<std::pair<size_t, double>>* trace);
+
+}  // namespace duet::quant

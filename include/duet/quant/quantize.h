@@ -1,0 +1,92 @@
+// Post-training quantization: which nodes get quantized, the QDQ rewrite
+// (QuantizeLinear/DequantizeLinear pairs, the ONNX form that ONNX Runtime and
+// TensorRT consume), and the quantization of weights and biases.
+//
+//   prepared = prepare_for_quantization(model, options)   // folds, opset >= 13
+//   plan     = plan_quantization(*prepared, options)      // nodes, tensors to calibrate
+//   ranges   = calibrate(...) (calibrate.h)               // tensor -> [lo, hi]
+//   qmodel   = quantize_model(*prepared, plan, ranges, options)
+//
+// Scheme (defaults in QuantizeOptions):
+//  - activations: UINT8 with a zero point over the calibrated range (asymmetric),
+//    or INT8 with zero point 0 (symmetric), or FP8 E4M3FN with a per-tensor
+//    scale amax/448; the activation inputs of every quantized node are
+//    quantized, one Q/DQ pair per tensor shared by all quantized readers. An
+//    output gets its own pair only with quantize_outputs: where it feeds a
+//    quantized node that node's input pair already quantizes it, and where it
+//    feeds float ops (HardSwish, Sigmoid, the graph output) a pair adds error
+//    and saves nothing (an integer kernel can write float there);
+//  - weights: INT8 symmetric in [-127, 127], per output channel (Conv axis 0,
+//    ConvTranspose axis 1, MatMul the last axis, Gemm by transB) or per tensor;
+//    INT4 weight-only for MatMul/Gemm in blocks of 32/64/128 along the reduced
+//    axis (DequantizeLinear block_size, opset 21); FP8 E4M3FN per channel;
+//  - Conv/ConvTranspose bias: INT32 with scale s_x·s_w[c] (kept float when it
+//    would overflow);
+//  - rounding half to even, as QuantizeLinear does.
+#pragma once
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "duet/ir/graph.h"
+#include "duet/quant/observer.h"
+
+namespace duet::quant {
+
+enum class WeightFormat { Int8, Int4, Fp8 };
+enum class ActivationFormat { Int8, Fp8, None };
+
+WeightFormat parse_weight_format(const std::string& s);          // int8 | int4 | fp8
+ActivationFormat parse_activation_format(const std::string& s);  // int8 | fp8 | none
+std::string format_name(WeightFormat f);
+std::string format_name(ActivationFormat f);
+
+struct QuantizeOptions {
+  RangeOptions calibration;
+  bool per_channel = true;
+  WeightFormat weights = WeightFormat::Int8;
+  ActivationFormat activations = ActivationFormat::Int8;
+  bool symmetric_activations = false;  // INT8 with zero point 0 instead of UINT8 with one
+  bool quantize_outputs = false;       // also a Q/DQ pair on every quantized node's output (ONNX Runtime's placement)
+  int block_size = 32;                 // INT4 weights: 32, 64 or 128
+  std::set<std::string> op_types = {"Conv", "ConvTranspose", "MatMul", "Gemm"};
+  std::set<std::string> exclude_op_types;
+  std::set<std::string> exclude_nodes;    // node names
+  std::map<std::string, Range> overrides; // tensor name -> range, replacing calibration
+};
+
+// Standard-ONNX clean-up that quantization wants (constant folding, no-op
+// removal, BatchNorm and per-channel affine folding into Conv weights: the
+// folded weights are what gets quantized), every node named, the default
+// opset raised to what the chosen formats need (13; FP8 19; INT4 21).
+std::unique_ptr<ir::Model> prepare_for_quantization(const ir::Model& model, const QuantizeOptions& options);
+
+struct Plan {
+  std::vector<std::string> nodes;        // names of the nodes to quantize, graph order
+  std::vector<std::string> activations;  // float tensors whose range calibration must find
+  std::vector<std::string> skipped;      // "node: why" for candidates left in float
+};
+
+Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& options);
+
+struct QuantizedModel {
+  std::unique_ptr<ir::Model> model;
+  // Activation tensor of the prepared model -> the name of its dequantized
+  // copy in the quantized model (what quantized readers see).
+  std::map<std::string, std::string> dequantized;
+  std::map<std::string, std::string> precision;  // node name -> "int8" / "int4" / "fp8" / "fp32"
+};
+
+// The QDQ model. `only`: quantize just these planned nodes (empty: all of
+// plan.nodes; used by sensitivity analysis); `keep_float`: planned nodes
+// to leave in float (the accuracy budget's choice).
+QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const std::map<std::string, Range>& ranges,
+                              const QuantizeOptions& options, const std::set<std::string>& only = {},
+                              const std::set<std::string>& keep_float = {});
+
+// Copies a model (serialize + parse).
+std::unique_ptr<ir::Model> clone_model(const ir::Model& model);
+
+}  // namespace duet::quant

@@ -1,0 +1,36 @@
+// What `duet quantize` did, as JSON and as one self-contained HTML page
+// (inline SVG): the scheme, the precision chosen per node, calibration ranges,
+// per-node sensitivity, per-tensor SQNR (isolated and accumulated along the
+// graph) and the FP32-vs-quantized output comparison. Every error figure is
+// measured (the models were run on this machine), none is modelled.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duet/quant/calibrate.h"
+#include "duet/quant/quantize.h"
+
+namespace duet::quant {
+
+struct QuantReport {
+  std::string model, output;
+  QuantizeOptions options;
+  size_t calibration_samples = 0, evaluation_samples = 0;
+  double calibration_seconds = 0, peak_rss_mb = 0;
+  Plan plan;
+  std::map<std::string, Range> ranges;
+  std::map<std::string, std::string> precision;
+  std::vector<std::pair<std::string, double>> sensitivity;  // most sensitive first
+  std::optional<double> budget;
+  double budget_error = 0;
+  std::vector<std::pair<size_t, double>> budget_trace;  // (nodes kept float, error)
+  std::vector<Evaluator::TensorSqnr> sqnr;
+  std::optional<Comparison> comparison;
+};
+
+nlohmann::json to_json(const QuantReport& r);
+std::string html_report(const QuantReport& r);
+
+}  // namespace duet::quant

@@ -1,0 +1,105 @@
+// Small graph-editing helpers shared by the passes (optimize, upgrade_opset)
+// and the quantizer: who reads a value, constants, fresh names, new
+// initializers, node removal and use rewiring.
+#pragma once
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "duet/ir/graph.h"
+
+namespace duet::passes::graph_util {
+
+using ir::Graph;
+using ir::Node;
+using ir::Value;
+
+// Who reads each value. Graph outputs and subgraph captures count as readers
+// that cannot be rewritten, so values they read are never folded away.
+struct Uses {
+  std::unordered_map<const Value*, std::vector<std::pair<Node*, size_t>>> readers;
+  std::unordered_set<const Value*> pinned;  // graph outputs, subgraph captures
+
+  explicit Uses(Graph& g) {
+    for (auto* out : g.outputs) pinned.insert(out);
+    for (auto& n : g.nodes) {
+      for (size_t i = 0; i < n->inputs.size(); ++i)
+        if (n->inputs[i]) readers[n->inputs[i]].push_back({n.get(), i});
+      for (auto& a : n->attributes) {
+        std::vector<const Graph*> subs;
+        if (a.g) subs.push_back(a.g.get());
+        for (auto& s : a.graphs) subs.push_back(s.get());
+        for (auto* s : subs)
+          for (auto& name : s->outer_scope_names())
+            if (auto* v = g.find_value(name)) pinned.insert(v);
+      }
+    }
+  }
+  size_t count(const Value* v) const {
+    auto it = readers.find(v);
+    return it == readers.end() ? 0 : it->second.size();
+  }
+  // The only reader of v, or null when v has several, none, or is pinned.
+  Node* sole_reader(const Value* v) const {
+    if (pinned.count(v) || count(v) != 1) return nullptr;
+    return readers.at(v)[0].first;
+  }
+  const std::vector<std::pair<Node*, size_t>>& of(const Value* v) const {
+    static const std::vector<std::pair<Node*, size_t>> none;
+    auto it = readers.find(v);
+    return it == readers.end() ? none : it->second;
+  }
+};
+
+inline bool is_graph_input(const Graph& g, const Value* v) {
+  for (auto* in : g.inputs) if (in == v) return true;
+  return false;
+}
+
+// The value of v when it is a constant (an initializer that no graph input overrides).
+inline const Tensor* constant(const Graph& g, const Value* v) {
+  if (!v) return nullptr;
+  auto it = g.initializers.find(v->name);
+  if (it == g.initializers.end() || is_graph_input(g, v)) return nullptr;
+  return &it->second;
+}
+
+inline std::optional<float> scalar(const Graph& g, const Value* v) {
+  const Tensor* t = constant(g, v);
+  if (!t || t->numel() != 1 || t->dtype() != DType::Float32) return std::nullopt;
+  return t->data<float>()[0];
+}
+
+inline std::string fresh_name(Graph& g, const std::string& base) {
+  for (int i = 0;; ++i) {
+    std::string name = base + (i ? "_" + std::to_string(i) : "");
+    if (!g.find_value(name) && !g.initializers.count(name)) return name;
+  }
+}
+
+inline Value* add_initializer(Graph& g, const std::string& base, Tensor t) {
+  const std::string name = fresh_name(g, base);
+  Value* v = g.value(name);
+  v->type.dtype = t.dtype();
+  v->type.shape = Shape::from(t.dims());
+  g.initializers[name] = std::move(t);
+  g.initializer_order.push_back(name);
+  return v;
+}
+
+inline void drop_nodes(Graph& g, const std::unordered_set<const Node*>& dead) {
+  if (dead.empty()) return;
+  std::erase_if(g.nodes, [&](const std::unique_ptr<Node>& n) { return dead.count(n.get()) > 0; });
+}
+
+// Points every reader of `from` at `to`. False (nothing changed) when `from`
+// is a graph output or captured by a subgraph.
+inline bool replace_uses(Graph& g, const Uses& uses, Value* from, Value* to) {
+  if (uses.pinned.count(from)) return false;
+  for (auto [n, i] : uses.of(from)) n->inputs[i] = to;
+  return true;
+}
+
+}  // namespace duet::passes::graph_util

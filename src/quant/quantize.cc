@@ -1,0 +1,421 @@
+#include "duet/quant/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "../passes/graph_util.h"
+#include "duet/core/error.h"
+#include "duet/numerics/convert.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/passes/optimize.h"
+#include "duet/passes/shape_inference.h"
+#include "duet/passes/upgrade_opset.h"
+
+namespace duet::quant {
+
+using namespace passes::graph_util;
+
+WeightFormat parse_weight_format(const std::string& s) {
+  if (s == "int8") return WeightFormat::Int8;
+  if (s == "int4") return WeightFormat::Int4;
+  if (s == "fp8") return WeightFormat::Fp8;
+  fail("unknown weight format '", s, "' (int8, int4, fp8)");
+}
+
+ActivationFormat parse_activation_format(const std::string& s) {
+  if (s == "int8") return ActivationFormat::Int8;
+  if (s == "fp8") return ActivationFormat::Fp8;
+  if (s == "none") return ActivationFormat::None;
+  fail("unknown activation format '", s, "' (int8, fp8, none)");
+}
+
+std::string format_name(WeightFormat f) {
+  return f == WeightFormat::Int8 ? "int8" : f == WeightFormat::Int4 ? "int4" : "fp8";
+}
+std::string format_name(ActivationFormat f) {
+  return f == ActivationFormat::Int8 ? "int8" : f == ActivationFormat::Fp8 ? "fp8" : "none";
+}
+
+std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
+  const std::string bytes = onnx_io::serialize_model(model);
+  return onnx_io::parse_model(bytes.data(), bytes.size());
+}
+
+namespace {
+
+int64_t required_opset(const QuantizeOptions& o) {
+  if (o.weights == WeightFormat::Int4) return 21;
+  if (o.weights == WeightFormat::Fp8 || o.activations == ActivationFormat::Fp8) return 19;
+  return 13;
+}
+
+bool is_float(const Value* v) { return v && v->type.dtype == DType::Float32; }
+
+// Where a quantizable node keeps its constant weight, and the channel axis.
+struct WeightSlot {
+  size_t input = 1;
+  int axis = 0;        // per-channel axis (output channels)
+  int reduce_axis = 0; // the axis summed over (INT4 blocks run along it)
+};
+
+std::optional<WeightSlot> weight_slot(const Graph& g, const Node& n) {
+  const size_t nin = n.inputs.size();
+  auto rank_of = [&](size_t i) { return static_cast<int>(constant(g, n.inputs[i])->rank()); };
+  if ((n.op_type == "Conv" || n.op_type == "ConvTranspose") && nin >= 2 && constant(g, n.inputs[1]))
+    return WeightSlot{1, n.op_type == "Conv" ? 0 : 1, n.op_type == "Conv" ? 1 : 0};
+  if (n.op_type == "MatMul" && nin == 2 && constant(g, n.inputs[1]) && rank_of(1) >= 2)
+    return WeightSlot{1, rank_of(1) - 1, rank_of(1) - 2};
+  if (n.op_type == "Gemm" && nin >= 2 && constant(g, n.inputs[1])) {
+    const bool tb = n.attr_int("transB", 0) != 0;
+    return WeightSlot{1, tb ? 0 : 1, tb ? 1 : 0};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::unique_ptr<ir::Model> prepare_for_quantization(const ir::Model& model, const QuantizeOptions& options) {
+  auto m = clone_model(model);
+  passes::OptimizeOptions o;
+  o.fuse = false;  // com.duet fused ops would not run elsewhere; the exported model stays standard ONNX
+  passes::optimize(*m, o);
+  passes::upgrade_opset(*m, required_opset(options));
+  std::set<std::string> seen;
+  int counter = 0;
+  for (auto& n : m->graph->nodes) {
+    if (n->name.empty() || seen.count(n->name)) {
+      do n->name = n->op_type + "_" + std::to_string(counter++);
+      while (seen.count(n->name));
+    }
+    seen.insert(n->name);
+  }
+  passes::infer_shapes(*m);
+  return m;
+}
+
+Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
+  const Graph& g = *prepared.graph;
+  Plan plan;
+  std::set<std::string> tensors;
+  for (auto& node : g.nodes) {
+    const Node& n = *node;
+    if (!(n.domain.empty() || n.domain == "ai.onnx") || !o.op_types.count(n.op_type)) continue;
+    if (o.exclude_op_types.count(n.op_type) || o.exclude_nodes.count(n.name)) {
+      plan.skipped.push_back(n.name + ": excluded");
+      continue;
+    }
+    bool float_io = is_float(n.outputs[0]);
+    for (auto* in : n.inputs) float_io &= !in || is_float(in);
+    if (!float_io) {
+      plan.skipped.push_back(n.name + ": not float32");
+      continue;
+    }
+    const auto slot = weight_slot(g, n);
+    if (o.activations == ActivationFormat::None && !slot) {
+      plan.skipped.push_back(n.name + ": weight-only quantization needs a constant weight");
+      continue;
+    }
+    if (o.activations == ActivationFormat::None && o.weights == WeightFormat::Int4 &&
+        (n.op_type == "Conv" || n.op_type == "ConvTranspose" || constant(g, n.inputs[1])->rank() != 2)) {
+      plan.skipped.push_back(n.name + ": INT4 weight-only covers 2-D MatMul/Gemm weights");
+      continue;
+    }
+    plan.nodes.push_back(n.name);
+    if (o.activations == ActivationFormat::None) continue;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const Value* in = n.inputs[i];
+      if (!in || constant(g, in)) continue;
+      if (tensors.insert(in->name).second) plan.activations.push_back(in->name);
+    }
+    if (o.quantize_outputs && tensors.insert(n.outputs[0]->name).second) plan.activations.push_back(n.outputs[0]->name);
+  }
+  return plan;
+}
+
+namespace {
+
+struct ActParams {
+  float scale = 1;
+  Tensor zero_point;
+};
+
+ActParams activation_params(const Range& r, const QuantizeOptions& o) {
+  ActParams p;
+  const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
+  if (o.activations == ActivationFormat::Fp8) {
+    p.scale = amax > 0 ? amax / 448.0f : 1.0f;
+    p.zero_point = Tensor::zeros(DType::Float8E4M3FN, {});
+  } else if (o.symmetric_activations) {
+    p.scale = amax > 0 ? amax / 127.0f : 1.0f;
+    p.zero_point = Tensor::zeros(DType::Int8, {});
+  } else {
+    const float span = r.hi - r.lo;
+    p.scale = span > 0 ? span / 255.0f : 1.0f;
+    const float zp = std::nearbyint(-r.lo / p.scale);
+    p.zero_point = Tensor::scalar<uint8_t>(static_cast<uint8_t>(std::clamp(zp, 0.0f, 255.0f)));
+  }
+  return p;
+}
+
+struct QuantWeight {
+  Tensor q;                   // int8 / int4 / fp8
+  Tensor scale;               // float: scalar, [C] or blocked
+  std::vector<float> scales;  // per output channel (bias scales), empty for blocked
+  std::optional<int> axis;
+  int block_size = 0;
+};
+
+// Max |w| over each slice along `axis` (per channel) or of all (axis < 0).
+std::vector<float> channel_amax(const Tensor& w, int axis) {
+  const auto& d = w.dims();
+  const int64_t channels = axis < 0 ? 1 : d[axis];
+  int64_t inner = 1;
+  if (axis >= 0) for (size_t k = axis + 1; k < d.size(); ++k) inner *= d[k];
+  std::vector<float> amax(channels, 0.0f);
+  const float* x = w.data<float>();
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int64_t c = axis < 0 ? 0 : (i / inner) % channels;
+    amax[c] = std::max(amax[c], std::fabs(x[i]));
+  }
+  return amax;
+}
+
+QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightFormat f, bool per_channel, int block_size) {
+  QuantWeight r;
+  const auto& d = w.dims();
+  const float* x = w.data<float>();
+  if (f == WeightFormat::Int4) {
+    // Blocks of block_size along the reduced axis, one scale per block and column.
+    const int axis = slot.reduce_axis;
+    Dims sd = d;
+    sd[axis] = (d[axis] + block_size - 1) / block_size;
+    r.scale = Tensor(DType::Float32, sd);
+    int64_t inner = 1;
+    for (size_t k = axis + 1; k < d.size(); ++k) inner *= d[k];
+    const int64_t outer = w.numel() / (inner * d[axis]);
+    std::vector<float> amax(r.scale.numel(), 0.0f);
+    auto block_index = [&](int64_t o, int64_t k, int64_t i) { return (o * sd[axis] + k / block_size) * inner + i; };
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t k = 0; k < d[axis]; ++k)
+        for (int64_t i = 0; i < inner; ++i) {
+          float& a = amax[block_index(o, k, i)];
+          a = std::max(a, std::fabs(x[(o * d[axis] + k) * inner + i]));
+        }
+    for (int64_t i = 0; i < r.scale.numel(); ++i) r.scale.data<float>()[i] = amax[i] > 0 ? amax[i] / 7.0f : 1.0f;
+    std::vector<int8_t> q(w.numel());
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t k = 0; k < d[axis]; ++k)
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t e = (o * d[axis] + k) * inner + i;
+          q[e] = static_cast<int8_t>(std::clamp(std::nearbyint(x[e] / r.scale.data<float>()[block_index(o, k, i)]), -8.0f, 7.0f));
+        }
+    r.q = Tensor(DType::Int4, d);
+    numerics::pack_int4(q.data(), q.size(), r.q.data<uint8_t>());
+    r.axis = axis;
+    r.block_size = block_size;
+    return r;
+  }
+  const int axis = per_channel ? slot.axis : -1;
+  const std::vector<float> amax = channel_amax(w, axis);
+  const float qmax = f == WeightFormat::Fp8 ? 448.0f : 127.0f;
+  for (float a : amax) r.scales.push_back(a > 0 ? a / qmax : 1.0f);
+  int64_t inner = 1;
+  if (axis >= 0) for (size_t k = axis + 1; k < d.size(); ++k) inner *= d[k];
+  const int64_t channels = static_cast<int64_t>(r.scales.size());
+  std::vector<float> scaled(w.numel());
+  for (int64_t i = 0; i < w.numel(); ++i) scaled[i] = x[i] / r.scales[axis < 0 ? 0 : (i / inner) % channels];
+  if (f == WeightFormat::Fp8) {
+    r.q = Tensor(DType::Float8E4M3FN, d);
+    numerics::ConvertOptions co;
+    co.overflow = numerics::Overflow::Saturate;
+    numerics::encode_bulk(numerics::e4m3fn(), scaled.data(), scaled.size(), r.q.data<uint8_t>(), co);
+  } else {
+    r.q = Tensor(DType::Int8, d);
+    for (int64_t i = 0; i < w.numel(); ++i)
+      r.q.data<int8_t>()[i] = static_cast<int8_t>(std::clamp(std::nearbyint(scaled[i]), -127.0f, 127.0f));
+  }
+  if (axis >= 0) {
+    r.scale = Tensor::from_vector<float>(r.scales, {channels});
+    r.axis = axis;
+  } else {
+    r.scale = Tensor::scalar<float>(r.scales[0]);
+  }
+  return r;
+}
+
+class Rewriter {
+ public:
+  Rewriter(ir::Model& m, const QuantizeOptions& o) : m_(m), g_(*m.graph), o_(o) {}
+
+  Value* dequantize(const std::string& base, Value* q, Value* scale, Value* zp, std::optional<int> axis, int block) {
+    Value* out = g_.value(fresh_name(g_, base + "_dequantized"));
+    std::vector<Value*> ins = {q, scale};
+    if (zp) ins.push_back(zp);
+    Node* n = g_.add_node("DequantizeLinear", ins, {out}, fresh_name_node(base + "_DequantizeLinear"));
+    out->producer = n;
+    out->producer_output = 0;
+    if (axis) set_int(*n, "axis", *axis);
+    if (block) set_int(*n, "block_size", block);
+    return out;
+  }
+
+  // x -> QuantizeLinear -> DequantizeLinear; returns the dequantized value
+  // (`into` when given: the pair then produces that existing value).
+  Value* activation_pair(Value* x, const Range& r, Value* into = nullptr) {
+    const ActParams p = activation_params(r, o_);
+    Value* scale = add_initializer(g_, x->name + "_scale", Tensor::scalar<float>(p.scale));
+    Value* zp = add_initializer(g_, x->name + "_zero_point", p.zero_point);
+    Value* q = g_.value(fresh_name(g_, x->name + "_quantized"));
+    Node* qn = g_.add_node("QuantizeLinear", {x, scale, zp}, {q}, fresh_name_node(x->name + "_QuantizeLinear"));
+    q->producer = qn;
+    q->producer_output = 0;
+    if (!into) return dequantize(x->name, q, scale, zp, std::nullopt, 0);
+    Node* dn = g_.add_node("DequantizeLinear", {q, scale, zp}, {into}, fresh_name_node(into->name + "_DequantizeLinear"));
+    into->producer = dn;
+    into->producer_output = 0;
+    act_scale_[into->name] = p.scale;
+    return into;
+  }
+
+  std::string fresh_name_node(const std::string& base) {
+    std::string name = base;
+    for (int i = 1; node_names_.count(name); ++i) name = base + "_" + std::to_string(i);
+    node_names_.insert(name);
+    return name;
+  }
+
+  static void set_int(Node& n, const std::string& name, int64_t v) {
+    ir::Attribute a;
+    a.name = name;
+    a.type = ir::AttrType::Int;
+    a.i = v;
+    n.attributes.push_back(std::move(a));
+  }
+
+  ir::Model& m_;
+  Graph& g_;
+  const QuantizeOptions& o_;
+  std::set<std::string> node_names_;
+  std::map<std::string, float> act_scale_;  // activation (dequantized name) -> scale
+};
+
+}  // namespace
+
+QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const std::map<std::string, Range>& ranges,
+                              const QuantizeOptions& o, const std::set<std::string>& only,
+                              const std::set<std::string>& keep_float) {
+  QuantizedModel result;
+  result.model = clone_model(prepared);
+  Graph& g = *result.model->graph;
+  Rewriter rw(*result.model, o);
+  for (auto& n : g.nodes) rw.node_names_.insert(n->name);
+  std::unordered_map<std::string, Node*> by_name;
+  for (auto& n : g.nodes) by_name[n->name] = n.get();
+
+  std::vector<Node*> selected;
+  for (const auto& name : plan.nodes) {
+    const bool on = (only.empty() || only.count(name)) && !keep_float.count(name);
+    result.precision[name] = on ? format_name(o.weights) : "fp32";
+    if (on && o.weights == WeightFormat::Int4 && (by_name.at(name)->op_type == "Conv" || by_name.at(name)->op_type == "ConvTranspose"))
+      result.precision[name] = "int8";
+    if (on) selected.push_back(by_name.at(name));
+  }
+  auto range_of = [&](const std::string& tensor) -> Range {
+    auto ov = o.overrides.find(tensor);
+    if (ov != o.overrides.end()) return ov->second;
+    auto it = ranges.find(tensor);
+    if (it == ranges.end()) fail("no calibration range for tensor '", tensor, "'");
+    return it->second;
+  };
+
+  const bool acts = o.activations != ActivationFormat::None;
+  std::unordered_set<const Value*> made;  // dequantized values this rewrite produced
+  if (acts && o.quantize_outputs) {
+    // Outputs first: the node writes a fresh float value; the pair produces the old name.
+    for (Node* n : selected) {
+      Value* y = n->outputs[0];
+      if (made.count(y)) continue;
+      Value* yf = g.value(fresh_name(g, y->name + "_float"));
+      yf->type = y->type;
+      yf->producer = n;
+      yf->producer_output = 0;
+      n->outputs[0] = yf;
+      rw.activation_pair(yf, range_of(y->name), y);
+      made.insert(y);
+      result.dequantized[y->name] = y->name;
+    }
+  }
+  if (acts) {
+    // Inputs: one pair per tensor, shared by the quantized readers.
+    std::map<std::string, Value*> pairs;
+    for (Node* n : selected)
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        Value* x = n->inputs[i];
+        if (!x || constant(g, x) || made.count(x)) continue;
+        auto it = pairs.find(x->name);
+        if (it == pairs.end()) {
+          Value* dq = rw.activation_pair(x, range_of(x->name));
+          rw.act_scale_[dq->name] = activation_params(range_of(x->name), o).scale;
+          made.insert(dq);
+          it = pairs.emplace(x->name, dq).first;
+          result.dequantized[x->name] = dq->name;
+        }
+        n->inputs[i] = it->second;
+      }
+  }
+  // Weights (shared weights quantized once per use pattern) and biases.
+  std::map<std::string, std::pair<Value*, std::vector<float>>> weights;
+  for (Node* n : selected) {
+    auto slot = weight_slot(g, *n);
+    if (!slot) continue;
+    Value* wv = n->inputs[slot->input];
+    WeightFormat f = o.weights;
+    if (f == WeightFormat::Int4 && (n->op_type == "Conv" || n->op_type == "ConvTranspose" || constant(g, wv)->rank() != 2))
+      f = WeightFormat::Int8;
+    const std::string key = wv->name + "/" + std::to_string(slot->axis) + "/" + std::to_string(slot->reduce_axis);
+    auto it = weights.find(key);
+    if (it == weights.end()) {
+      QuantWeight qw = quantize_weight(*constant(g, wv), *slot, f, o.per_channel, o.block_size);
+      Value* q = add_initializer(g, wv->name + "_quantized", qw.q);
+      Value* scale = add_initializer(g, wv->name + "_scale", qw.scale);
+      Value* zp = nullptr;
+      if (!qw.block_size) {
+        const Dims zd = qw.scale.dims();
+        zp = add_initializer(g, wv->name + "_zero_point", Tensor::zeros(f == WeightFormat::Fp8 ? DType::Float8E4M3FN : DType::Int8, zd));
+      }
+      Value* dq = rw.dequantize(wv->name, q, scale, zp, qw.axis, qw.block_size);
+      it = weights.emplace(key, std::make_pair(dq, qw.scales)).first;
+    }
+    n->inputs[slot->input] = it->second.first;
+    // INT32 bias for Conv/ConvTranspose with INT8 activations and weights.
+    const bool conv = n->op_type == "Conv" || n->op_type == "ConvTranspose";
+    if (!conv || o.activations != ActivationFormat::Int8 || f != WeightFormat::Int8 || !n->has_input(2)) continue;
+    const Tensor* b = constant(g, n->inputs[2]);
+    auto sx = rw.act_scale_.find(n->inputs[0]->name);
+    if (!b || b->dtype() != DType::Float32 || b->rank() != 1 || sx == rw.act_scale_.end()) continue;
+    const std::vector<float>& sw = it->second.second;
+    std::vector<float> bs(b->numel());
+    Tensor bq(DType::Int32, b->dims());
+    bool fits = true;
+    for (int64_t c = 0; c < b->numel(); ++c) {
+      bs[c] = sx->second * sw[sw.size() == 1 ? 0 : c];
+      const double v = std::nearbyint(static_cast<double>(b->data<float>()[c]) / bs[c]);
+      fits &= std::fabs(v) < 2147483647.0;
+      bq.data<int32_t>()[c] = fits ? static_cast<int32_t>(v) : 0;
+    }
+    if (!fits) continue;
+    Value* q = add_initializer(g, n->inputs[2]->name + "_quantized", bq);
+    Value* scale = add_initializer(g, n->inputs[2]->name + "_scale", Tensor::from_vector<float>(bs, {b->numel()}));
+    Value* zp = add_initializer(g, n->inputs[2]->name + "_zero_point", Tensor::zeros(DType::Int32, {b->numel()}));
+    n->inputs[2] = rw.dequantize(n->inputs[2]->name, q, scale, zp, 0, 0);
+  }
+  passes::remove_dead(*result.model);
+  g.topological_sort();
+  ir::verify(g);
+  passes::infer_shapes(*result.model);
+  return result;
+}
+
+}  // namespace duet::quant

@@ -1,0 +1,400 @@
+// Post-training quantization: observers, the opset upgrade, the QDQ rewrite,
+// and `duet quantize` end to end (on the bundled classifier).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "duet/onnx/onnx_io.h"
+#include "duet/passes/shape_inference.h"
+#include "duet/passes/upgrade_opset.h"
+#include "duet/quant/calibrate.h"
+#include "duet/quant/observer.h"
+#include "duet/quant/quantize.h"
+#include "duet/runtime/session.h"
+#include "test_util.h"
+
+using namespace duet;
+using namespace duet::testutil;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<float> gaussian(size_t n, double sigma, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, static_cast<float>(sigma));
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+quant::Range range_of(const quant::Observer& o, quant::Method m) {
+  quant::RangeOptions ro;
+  ro.method = m;
+  return o.range(ro);
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("duet_quant_" + std::to_string(::getpid())) / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::vector<float> run_once(const ir::Model& m, const std::map<std::string, Tensor>& feeds) {
+  auto copy = quant::clone_model(m);
+  runtime::Session s(std::shared_ptr<const ir::Model>(std::move(copy)));
+  auto out = s.run(feeds);
+  const Tensor& t = out.at(0).tensor;
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+}  // namespace
+
+TEST(Observer, MinMaxIsExactAndHistogramsKeepEveryValueWhenTheyWiden) {
+  quant::Observer o;
+  // Each batch is wider than the last: the histogram doubles its range, merging bins.
+  size_t total = 0;
+  for (int b = 0; b < 6; ++b) {
+    auto v = gaussian(1000, std::pow(3.0, b), b);
+    o.observe(v.data(), static_cast<int64_t>(v.size()));
+    total += v.size();
+  }
+  double mass = 0;
+  for (double h : o.magnitude_histogram()) mass += h;
+  EXPECT_EQ(mass, static_cast<double>(total));
+  EXPECT_EQ(o.count(), static_cast<int64_t>(total));
+  const auto r = range_of(o, quant::Method::MinMax);
+  EXPECT_EQ(r.lo, o.min());
+  EXPECT_EQ(r.hi, o.max());
+  EXPECT_GE(o.histogram_range(), std::max(-o.min(), o.max()));
+}
+
+TEST(Observer, EntropyClipsRareOutliersButNotTheBulk) {
+  // A Gaussian (sigma 1) with a few far outliers: KL keeps several sigmas and
+  // drops the outliers; min-max keeps everything.
+  auto v = gaussian(200000, 1.0, 7);
+  for (int i = 0; i < 20; ++i) v[i] = 40.0f;
+  quant::Observer o;
+  o.observe(v.data(), static_cast<int64_t>(v.size()));
+  const auto kl = range_of(o, quant::Method::Entropy);
+  EXPECT_GT(kl.hi, 2.5f);
+  EXPECT_LT(kl.hi, 15.0f);
+  EXPECT_EQ(range_of(o, quant::Method::MinMax).hi, 40.0f);
+  // Uniform data: nothing to gain by clipping.
+  std::vector<float> u(100000);
+  for (size_t i = 0; i < u.size(); ++i) u[i] = static_cast<float>(i) / u.size();
+  quant::Observer ou;
+  ou.observe(u.data(), static_cast<int64_t>(u.size()));
+  EXPECT_GT(range_of(ou, quant::Method::Entropy).hi, 0.9f);
+  EXPECT_EQ(range_of(ou, quant::Method::Entropy).lo, 0.0f);
+}
+
+TEST(Observer, PercentileAndMseAndStreamingAgreeWithOneBatch) {
+  std::vector<float> u(100000);
+  for (size_t i = 0; i < u.size(); ++i) u[i] = static_cast<float>(i) / u.size();
+  quant::Observer one, many;
+  one.observe(u.data(), static_cast<int64_t>(u.size()));
+  for (size_t i = 0; i < u.size(); i += 5000) many.observe(u.data() + i, 5000);
+  quant::RangeOptions p;
+  p.method = quant::Method::Percentile;
+  p.percentile = 99.0;
+  EXPECT_NEAR(one.range(p).hi, 0.99f, 0.002f);
+  EXPECT_NEAR(many.range(p).hi, 0.99f, 0.002f);
+  // Uniform data: the MSE optimum keeps (nearly) the whole range.
+  EXPECT_GT(range_of(one, quant::Method::Mse).hi, 0.95f);
+  EXPECT_EQ(range_of(many, quant::Method::MinMax).hi, range_of(one, quant::Method::MinMax).hi);
+  // Fewer values per batch than min_values_per_sample: separate features, min-max kept.
+  quant::Observer small;
+  for (size_t i = 0; i < u.size(); i += 100) small.observe(u.data() + i, 100);
+  EXPECT_EQ(small.range(p).hi, small.max());
+}
+
+TEST(Observer, NanAndInfAreErrorsNamingTheTensor) {
+  quant::Observer o;
+  std::vector<float> v = {1.0f, NAN};
+  try {
+    o.observe(v.data(), 2, "tensor 'conv1' on sample 3");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN in tensor 'conv1' on sample 3"), std::string::npos) << e.what();
+  }
+  v[1] = INFINITY;
+  EXPECT_THROW(o.observe(v.data(), 2), Error);
+}
+
+TEST(UpgradeOpset, OldClipSoftmaxSqueezeAndSliceComputeTheSameAtOpset13) {
+  ir::Model m;
+  m.opset_imports.push_back({"", 9});
+  auto& g = *m.graph;
+  ir::Value* x = g.value("x");
+  x->type.dtype = DType::Float32;
+  x->type.shape = Shape::from({1, 2, 3, 4});
+  g.inputs.push_back(x);
+  auto attr_f = [](const char* n, float v) { ir::Attribute a; a.name = n; a.type = ir::AttrType::Float; a.f = v; return a; };
+  auto attr_i = [](const char* n, int64_t v) { ir::Attribute a; a.name = n; a.type = ir::AttrType::Int; a.i = v; return a; };
+  auto attr_is = [](const char* n, std::vector<int64_t> v) { ir::Attribute a; a.name = n; a.type = ir::AttrType::Ints; a.ints = v; return a; };
+  g.add_node("Clip", {x}, {g.value("c")}, "clip")->attributes = {attr_f("min", -0.5f), attr_f("max", 0.7f)};
+  g.add_node("Softmax", {g.value("c")}, {g.value("s")}, "softmax")->attributes = {attr_i("axis", 1)};  // flattens 2x3x4
+  g.add_node("Slice", {g.value("s")}, {g.value("sl")}, "slice")->attributes = {attr_is("starts", {1}), attr_is("ends", {3}), attr_is("axes", {3})};
+  g.add_node("Squeeze", {g.value("sl")}, {g.value("y")}, "squeeze")->attributes = {attr_is("axes", {0})};
+  g.outputs.push_back(g.value("y"));
+  passes::infer_shapes(m);
+  std::map<std::string, Tensor> feeds;
+  Tensor t(DType::Float32, {1, 2, 3, 4});
+  for (int i = 0; i < 24; ++i) t.data<float>()[i] = std::sin(i * 0.7f) * 2;
+  feeds["x"] = t;
+  const auto before = run_once(m, feeds);
+  auto up = quant::clone_model(m);
+  EXPECT_EQ(passes::upgrade_opset(*up, 13), 4);
+  EXPECT_EQ(up->opset(""), 13);
+  for (auto& n : up->graph->nodes) EXPECT_TRUE(n->attributes.empty() || n->op_type == "Softmax" || n->op_type == "Flatten") << n->op_type;
+  const auto after = run_once(*up, feeds);
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_NEAR(before[i], after[i], 1e-7) << i;
+}
+
+TEST(UpgradeOpset, PaddleOcrModelsComputeTheSameAfterUpgrade) {
+  DUET_REQUIRE_SHARED();
+  for (const char* name : {"ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"}) {
+    const std::string dir = shared_dir() + "/models/paddleocr/";
+    auto m = onnx_io::load_model(dir + name);
+    const std::string kind = std::string(name).find("cls") != std::string::npos ? "cls" : "rec";
+    std::map<std::string, Tensor> feeds = {{m->graph->inputs[0]->name, onnx_io::load_tensor_pb(dir + "testdata/" + kind + "/test_data_set_0/input_0.pb")}};
+    const auto before = run_once(*m, feeds);
+    auto up = quant::clone_model(*m);
+    passes::upgrade_opset(*up, 21);
+    const auto after = run_once(*up, feeds);
+    ASSERT_EQ(before.size(), after.size()) << name;
+    for (size_t i = 0; i < before.size(); ++i) ASSERT_EQ(before[i], after[i]) << name << " element " << i;
+  }
+}
+
+TEST(UpgradeOpset, RefusesLegacyBroadcastOpsets) {
+  ir::Model m;
+  m.opset_imports.push_back({"", 6});
+  EXPECT_THROW(passes::upgrade_opset(m, 13), Unsupported);
+}
+
+namespace {
+
+// x[1,3,8,8] -> Conv(4 out, 3x3, bias) -> Relu -> y
+ir::Model conv_model() {
+  ir::Model m;
+  m.opset_imports.push_back({"", 13});
+  auto& g = *m.graph;
+  ir::Value* x = g.value("x");
+  x->type.dtype = DType::Float32;
+  x->type.shape = Shape::from({1, 3, 8, 8});
+  g.inputs.push_back(x);
+  Tensor w(DType::Float32, {4, 3, 3, 3});
+  for (int i = 0; i < w.numel(); ++i) w.data<float>()[i] = std::cos(i * 1.3f) * (1 + i / 27);  // channel c scaled by ~c+1
+  Tensor b = Tensor::from_vector<float>({0.1f, -0.2f, 0.3f, 0.0f}, {4});
+  g.initializers["w"] = w;
+  g.initializers["b"] = b;
+  g.value("w")->type.dtype = DType::Float32;
+  g.value("b")->type.dtype = DType::Float32;
+  ir::Attribute pads;
+  pads.name = "pads";
+  pads.type = ir::AttrType::Ints;
+  pads.ints = {1, 1, 1, 1};
+  g.add_node("Conv", {x, g.value("w"), g.value("b")}, {g.value("c")}, "conv")->attributes = {pads};
+  g.add_node("Relu", {g.value("c")}, {g.value("y")}, "relu");
+  g.outputs.push_back(g.value("y"));
+  passes::infer_shapes(m);
+  return m;
+}
+
+quant::SampleSource random_samples(size_t n) {
+  quant::SampleSource s;
+  s.count = n;
+  s.load = [](size_t i) {
+    Tensor t(DType::Float32, {1, 3, 8, 8});
+    std::mt19937 rng(static_cast<uint32_t>(i));
+    std::uniform_real_distribution<float> d(-1, 1);
+    for (int k = 0; k < t.numel(); ++k) t.data<float>()[k] = d(rng);
+    return std::map<std::string, Tensor>{{"x", t}};
+  };
+  return s;
+}
+
+}  // namespace
+
+TEST(Quantize, ConvGetsQdqPairsPerChannelInt8WeightsAndInt32Bias) {
+  const ir::Model m = conv_model();
+  quant::QuantizeOptions o;
+  o.calibration.method = quant::Method::MinMax;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  ASSERT_EQ(plan.nodes, std::vector<std::string>{"conv"});
+  EXPECT_EQ(plan.activations, std::vector<std::string>{"x"});  // the output feeds a float Relu: not quantized
+  quant::RunOptions run;
+  run.backend = "reference";
+  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, random_samples(8), run), o);
+  EXPECT_LT(ranges.at("x").lo, -0.9f);
+  EXPECT_GT(ranges.at("x").hi, 0.9f);
+  const auto q = quant::quantize_model(*prepared, plan, ranges, o);
+  const ir::Graph& g = *q.model->graph;
+  int quantize = 0, dequantize = 0;
+  const ir::Node* conv = nullptr;
+  for (auto& n : g.nodes) {
+    quantize += n->op_type == "QuantizeLinear";
+    dequantize += n->op_type == "DequantizeLinear";
+    if (n->op_type == "Conv") conv = n.get();
+  }
+  EXPECT_EQ(quantize, 1);    // x
+  EXPECT_EQ(dequantize, 3);  // x, the weight, the bias
+  ASSERT_TRUE(conv);
+  const ir::Node* wdq = conv->inputs[1]->producer;
+  ASSERT_EQ(wdq->op_type, "DequantizeLinear");
+  const Tensor& wq = g.initializers.at(wdq->inputs[0]->name);
+  const Tensor& ws = g.initializers.at(wdq->inputs[1]->name);
+  EXPECT_EQ(wq.dtype(), DType::Int8);
+  EXPECT_EQ(ws.numel(), 4);  // one scale per output channel
+  EXPECT_EQ(wdq->attr_int("axis", -1), 0);
+  int max_q = 0;
+  for (int i = 0; i < wq.numel(); ++i) max_q = std::max(max_q, std::abs(static_cast<int>(wq.data<int8_t>()[i])));
+  EXPECT_EQ(max_q, 127);
+  const ir::Node* bdq = conv->inputs[2]->producer;
+  ASSERT_EQ(bdq->op_type, "DequantizeLinear");
+  const Tensor& bq = g.initializers.at(bdq->inputs[0]->name);
+  const Tensor& bs = g.initializers.at(bdq->inputs[1]->name);
+  EXPECT_EQ(bq.dtype(), DType::Int32);
+  const float sx = g.initializers.at(conv->inputs[0]->producer->inputs[1]->name).data<float>()[0];
+  for (int c = 0; c < 4; ++c) EXPECT_FLOAT_EQ(bs.data<float>()[c], sx * ws.data<float>()[c]);
+  EXPECT_EQ(q.model->opset(""), 13);
+  // Within a few quantization steps of FP32.
+  const auto feeds = random_samples(1).load(0);
+  const auto ref = run_once(m, feeds), got = run_once(*q.model, feeds);
+  double err = 0, sig = 0;
+  for (size_t i = 0; i < ref.size(); ++i) err += (ref[i] - got[i]) * (ref[i] - got[i]), sig += ref[i] * ref[i];
+  EXPECT_LT(std::sqrt(err / sig), 0.02);
+}
+
+TEST(Quantize, Int4WeightOnlyBlocksMatMulWeights) {
+  ir::Model m;
+  m.opset_imports.push_back({"", 13});
+  auto& g = *m.graph;
+  ir::Value* x = g.value("x");
+  x->type.dtype = DType::Float32;
+  x->type.shape = Shape::from({2, 64});
+  g.inputs.push_back(x);
+  Tensor w(DType::Float32, {64, 16});
+  for (int i = 0; i < w.numel(); ++i) w.data<float>()[i] = std::sin(i * 0.37f);
+  g.initializers["w"] = w;
+  g.value("w")->type.dtype = DType::Float32;
+  g.add_node("MatMul", {x, g.value("w")}, {g.value("y")}, "mm");
+  g.outputs.push_back(g.value("y"));
+  passes::infer_shapes(m);
+  quant::QuantizeOptions o;
+  o.weights = quant::WeightFormat::Int4;
+  o.activations = quant::ActivationFormat::None;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  EXPECT_EQ(prepared->opset(""), 21);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  EXPECT_TRUE(plan.activations.empty());
+  const auto q = quant::quantize_model(*prepared, plan, {}, o);
+  const ir::Node* dq = nullptr;
+  for (auto& n : q.model->graph->nodes) if (n->op_type == "DequantizeLinear") dq = n.get();
+  ASSERT_TRUE(dq);
+  EXPECT_EQ(dq->attr_int("block_size", 0), 32);
+  EXPECT_EQ(q.model->graph->initializers.at(dq->inputs[0]->name).dtype(), DType::Int4);
+  EXPECT_EQ(q.model->graph->initializers.at(dq->inputs[1]->name).dims(), (Dims{2, 16}));
+  std::map<std::string, Tensor> feeds;
+  Tensor t(DType::Float32, {2, 64});
+  for (int i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::cos(i * 0.11f);
+  feeds["x"] = t;
+  const auto ref = run_once(m, feeds), got = run_once(*q.model, feeds);
+  double err = 0, sig = 0;
+  for (size_t i = 0; i < ref.size(); ++i) err += (ref[i] - got[i]) * (ref[i] - got[i]), sig += ref[i] * ref[i];
+  EXPECT_LT(std::sqrt(err / sig), 0.15);  // 4-bit weights: 7 levels per side (measured 0.107)
+}
+
+TEST(Quantize, AccuracyBudgetKeepsTheMostSensitiveNodesInFloat) {
+  const ir::Model m = conv_model();
+  quant::QuantizeOptions o;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  quant::RunOptions run;
+  run.backend = "reference";
+  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, random_samples(4), run), o);
+  quant::Evaluator eval(*prepared, random_samples(4), 4, run);
+  const auto ranking = quant::sensitivity(*prepared, plan, ranges, o, eval);
+  ASSERT_EQ(ranking.size(), 1u);
+  EXPECT_GT(ranking[0].second, 0.0);
+  double err = -1;
+  // A budget below the quantized error leaves the conv in float (error 0).
+  auto keep = quant::choose_float_nodes(*prepared, plan, ranges, o, eval, ranking, ranking[0].second / 2, &err, nullptr);
+  EXPECT_EQ(keep, std::set<std::string>{"conv"});
+  EXPECT_EQ(err, 0.0);
+  keep = quant::choose_float_nodes(*prepared, plan, ranges, o, eval, ranking, 1.0, &err, nullptr);
+  EXPECT_TRUE(keep.empty());
+}
+
+TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {
+  const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+  const fs::path dir = scratch("cli");
+  const fs::path calib = dir / "calib";
+  fs::create_directories(calib);
+  for (const auto& e : fs::directory_iterator(source_dir() + "/data/samples/cls"))
+    if (e.path().extension() == ".pb") fs::copy(e.path(), calib / e.path().filename());
+  const std::string out = (dir / "q.onnx").string(), report = (dir / "q.html").string();
+  auto r = run_command(cli() + " quantize " + model + " --calib " + calib.string() + " -o " + out + " --report " + report + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"nodes_quantized\": 54"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"argmax_agreement\": 1.0"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(report));
+  auto q = onnx_io::load_model(out);
+  EXPECT_EQ(q->opset(""), 13);
+  if (run_command("python3 -c 'import onnxruntime'").exit_code == 0) {
+    auto ort = run_command("python3 -c \"import onnxruntime as o; o.InferenceSession('" + out + "', providers=['CPUExecutionProvider'])\"");
+    EXPECT_EQ(ort.exit_code, 0) << ort.output;
+  }
+}
+
+TEST(QuantizeCli, BadCalibrationInputIsOneClearError) {
+  const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+  const fs::path dir = scratch("bad");
+  auto expect_error = [&](const std::string& calib, const std::string& needle) {
+    auto r = run_command(cli() + " quantize " + model + " --calib " + calib + " -o " + (dir / "q.onnx").string());
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_LT(r.exit_code, 128) << r.output;
+    EXPECT_EQ(r.output.rfind("duet: error:", 0), 0u) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+  };
+  fs::create_directories(dir / "empty");
+  expect_error((dir / "empty").string(), "no calibration samples");
+  expect_error((dir / "missing").string(), "missing");
+  // Wrong shape and NaN values.
+  fs::create_directories(dir / "shape");
+  onnx_io::save_tensor_pb(Tensor::zeros(DType::Float32, {1, 3, 4}), "x", (dir / "shape" / "a.pb").string());
+  expect_error((dir / "shape").string(), "a.pb");
+  fs::create_directories(dir / "nan");
+  Tensor t = Tensor::zeros(DType::Float32, {1, 3, 48, 192});
+  t.data<float>()[5] = NAN;
+  onnx_io::save_tensor_pb(t, "x", (dir / "nan" / "a.pb").string());
+  expect_error((dir / "nan").string(), "NaN in");
+}
+
+TEST(Quantize, QuantizeOutputsAddsOnnxRuntimesOutputPairs) {
+  const ir::Model m = conv_model();
+  quant::QuantizeOptions o;
+  o.quantize_outputs = true;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  EXPECT_EQ(plan.activations, (std::vector<std::string>{"x", "c"}));
+  quant::RunOptions run;
+  run.backend = "reference";
+  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, random_samples(4), run), o);
+  const auto q = quant::quantize_model(*prepared, plan, ranges, o);
+  int quantize = 0;
+  for (auto& n : q.model->graph->nodes) quantize += n->op_type == "QuantizeLinear";
+  EXPECT_EQ(quantize, 2);
+  // The Relu still reads the name 'c', now the dequantized conv output.
+  const ir::Value* c = q.model->graph->find_value("c");
+  ASSERT_TRUE(c && c->producer);
+  EXPECT_EQ(c->producer->op_type, "DequantizeLinear");
+}

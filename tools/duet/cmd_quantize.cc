@@ -1,0 +1,195 @@
+// duet quantize MODEL --calib DIR -o OUT.onnx: post-training quantization.
+// Calibrates activation ranges over a folder of samples (streaming: memory
+// does not grow with the sample count), writes a QDQ model that ONNX Runtime
+// runs, and measures it against FP32 (sensitivity per node, per-tensor SQNR,
+// output comparison; --accuracy-budget keeps the most sensitive nodes in FP32).
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
+
+#include "commands.h"
+#include "duet/core/error.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/quant/calibrate.h"
+#include "duet/quant/report.h"
+
+namespace duet::cli {
+
+double peak_rss_mb();                                    // cmd_bench.cc
+quant::SampleSource open_samples(const std::string& dir, const ir::Graph& graph, const std::string& preprocess);  // samples_source.cc
+
+namespace {
+
+// A progress bar on stderr (only when stderr is a terminal or --progress).
+std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled) {
+  if (!enabled) return {};
+  return [what](size_t done, size_t total) {
+    const int width = 30, filled = static_cast<int>(width * done / std::max<size_t>(total, 1));
+    std::cerr << "\r" << what << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
+              << std::flush;
+    if (done == total) std::cerr << "\n";
+  };
+}
+
+std::set<std::string> split_list(const std::vector<std::string>& items) {
+  std::set<std::string> out;
+  for (const auto& item : items) {
+    std::stringstream ss(item);
+    for (std::string s; std::getline(ss, s, ',');)
+      if (!s.empty()) out.insert(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+Runner add_quantize(CLI::App& app) {
+  struct Options {
+    std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
+    std::string backend = "cpu";
+    bool per_tensor = false, symmetric = false, quantize_outputs = false, json = false, sensitivity = false, progress = false;
+    std::vector<std::string> exclude, exclude_nodes, op_types;
+    double budget = -1, percentile = 99.999;
+    int block_size = 32, threads = 2;
+    size_t max_calib = 0, max_eval = 16;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("quantize", "Post-training quantization: calibrate, write a QDQ model, measure it against FP32");
+  cmd->add_option("model", o->model, "ONNX model (FP32)")->required();
+  cmd->add_option("--calib", o->calib, "Calibration samples: test_data_set_*/input_*.pb folders, .npy/.pb files or images")->required();
+  cmd->add_option("-o,--output", o->output, "Quantized model to write (.onnx)")->required();
+  cmd->add_option("--method", o->method, "Calibration: minmax, ema, percentile, entropy (TensorRT KL, default) or mse")
+      ->check(CLI::IsMember({"minmax", "ema", "percentile", "entropy", "mse"}));
+  cmd->add_option("--percentile", o->percentile, "percentile method: share of values kept inside the range, in %")
+      ->check(CLI::Range(50.0, 100.0));
+  cmd->add_flag("--per-tensor", o->per_tensor, "One weight scale per tensor (default: per output channel)");
+  cmd->add_option("--weights", o->weights, "Weight format: int8 (default), int4 (MatMul/Gemm, blocked; with --activations none) or fp8 (E4M3FN)")
+      ->check(CLI::IsMember({"int8", "int4", "fp8"}));
+  cmd->add_option("--block-size", o->block_size, "INT4 block size along the reduced axis")->check(CLI::IsMember({32, 64, 128}));
+  cmd->add_option("--activations", o->activations, "Activation format: int8 (default), fp8 (E4M3FN) or none (weight-only)")
+      ->check(CLI::IsMember({"int8", "fp8", "none"}));
+  cmd->add_flag("--quantize-outputs", o->quantize_outputs,
+                 "Also quantize every quantized node's output (ONNX Runtime's placement; default: only inputs of quantized nodes)");
+  cmd->add_flag("--symmetric", o->symmetric, "INT8 activations symmetric (zero point 0) instead of UINT8 with a zero point");
+  cmd->add_option("--op-types", o->op_types, "Op types to quantize (default Conv,ConvTranspose,MatMul,Gemm)");
+  cmd->add_option("--exclude", o->exclude, "Op types to leave in FP32 (comma-separated or repeated)");
+  cmd->add_option("--exclude-nodes", o->exclude_nodes, "Node names to leave in FP32");
+  cmd->add_option("--accuracy-budget", o->budget,
+                  "Largest relative L2 output error allowed (e.g. 0.02): the most sensitive nodes stay FP32 until it holds")
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_flag("--sensitivity", o->sensitivity, "Rank nodes by the output error when quantized alone (implied by --accuracy-budget)");
+  cmd->add_option("--eval", o->eval, "Evaluation samples (default: the first calibration samples)");
+  cmd->add_option("--max-calib", o->max_calib, "Use at most this many calibration samples (0: all)");
+  cmd->add_option("--max-eval", o->max_eval, "Evaluation samples used for sensitivity and the comparison");
+  cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec for image folders, e.g. resize=48x320,keep_ratio,pad=right,scale=1/255,mean=0.5,std=0.5,order=bgr (io/preprocess.h)");
+  cmd->add_option("--backend", o->backend, "Backend for calibration and evaluation runs: cpu (default) or reference")
+      ->check(CLI::IsMember({"reference", "cpu"}));
+  cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--report", o->report, "Write an HTML report (plots of sensitivity, SQNR and the output comparison)");
+  cmd->add_flag("--progress", o->progress, "Show progress bars even when stderr is not a terminal");
+  cmd->add_flag("--json", o->json, "Print the report as JSON");
+  return [o]() {
+    const auto t_start = std::chrono::steady_clock::now();
+    auto model = onnx_io::load_model(o->model);
+    quant::QuantizeOptions qo;
+    qo.calibration.method = quant::parse_method(o->method);
+    qo.calibration.percentile = o->percentile;
+    qo.per_channel = !o->per_tensor;
+    qo.weights = quant::parse_weight_format(o->weights);
+    qo.activations = quant::parse_activation_format(o->activations);
+    qo.symmetric_activations = o->symmetric;
+    qo.quantize_outputs = o->quantize_outputs;
+    qo.block_size = o->block_size;
+    if (!o->op_types.empty()) qo.op_types = split_list(o->op_types);
+    qo.exclude_op_types = split_list(o->exclude);
+    qo.exclude_nodes = split_list(o->exclude_nodes);
+    DUET_CHECK(!(qo.weights == quant::WeightFormat::Int4 && qo.activations != quant::ActivationFormat::None),
+               "--weights int4 is weight-only: add --activations none");
+    const bool show = o->progress || isatty(2);
+
+    quant::SampleSource calib = open_samples(o->calib, *model->graph, o->preprocess);
+    if (o->max_calib && calib.count > o->max_calib) calib.count = o->max_calib;
+    quant::RunOptions run;
+    run.threads = o->threads;
+    run.backend = o->backend;
+
+    auto prepared = quant::prepare_for_quantization(*model, qo);
+    const quant::Plan plan = quant::plan_quantization(*prepared, qo);
+    DUET_CHECK(!plan.nodes.empty(), o->model, ": no node to quantize (op types ", o->op_types.empty() ? "Conv,ConvTranspose,MatMul,Gemm" : "as given", ")");
+
+    quant::QuantReport report;
+    report.model = o->model;
+    report.output = o->output;
+    report.options = qo;
+    report.plan = plan;
+    report.calibration_samples = calib.count;
+    std::map<std::string, quant::Range> ranges;
+    if (!plan.activations.empty()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run.progress = progress_bar("calibrating", show);
+      const auto observers = quant::calibrate(*prepared, plan.activations, calib, run);
+      ranges = quant::choose_ranges(observers, qo);
+      report.calibration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    report.peak_rss_mb = peak_rss_mb();
+    run.progress = {};
+
+    const quant::SampleSource eval_data = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
+    quant::Evaluator eval(*prepared, eval_data, o->max_eval, run);
+    report.evaluation_samples = eval.samples();
+    std::set<std::string> keep_float;
+    if (o->sensitivity || o->budget >= 0) {
+      report.sensitivity = quant::sensitivity(*prepared, plan, ranges, qo, eval, progress_bar("sensitivity", show));
+      if (o->budget >= 0) {
+        report.budget = o->budget;
+        keep_float = quant::choose_float_nodes(*prepared, plan, ranges, qo, eval, report.sensitivity, o->budget,
+                                               &report.budget_error, &report.budget_trace);
+      }
+    }
+    quant::QuantizedModel q = quant::quantize_model(*prepared, plan, ranges, qo, {}, keep_float);
+    report.precision = q.precision;
+    report.ranges = ranges;
+    onnx_io::save_model(*q.model, o->output);
+    report.comparison = eval.compare(*q.model);
+    if (!ranges.empty()) report.sqnr = eval.tensor_sqnr(*prepared, q, ranges, qo);
+    if (!o->report.empty()) {
+      std::ofstream f(o->report);
+      DUET_CHECK(f, "cannot write ", o->report);
+      f << quant::html_report(report);
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    if (o->json) {
+      auto j = quant::to_json(report);
+      j["seconds"] = seconds;
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    int quantized = 0;
+    for (auto& [_, p] : q.precision) quantized += p != "fp32";
+    std::cout << "wrote " << o->output << ": " << quantized << " of " << q.precision.size() << " nodes quantized ("
+              << quant::format_name(qo.weights) << " weights, " << quant::format_name(qo.activations) << " activations, "
+              << quant::method_name(qo.calibration.method) << " calibration on " << calib.count << " samples)\n";
+    std::cout << "measured on " << eval.samples() << " evaluation samples (FP32 vs quantized):\n";
+    for (auto& c : report.comparison->outputs)
+      std::cout << "  " << c.name << ": relative L2 error " << c.rel_l2 << ", SQNR " << c.sqnr_db << " dB, argmax agreement "
+                << 100 * c.argmax_agree << "% of " << c.rows << " rows\n";
+    if (report.budget)
+      std::cout << "accuracy budget " << *report.budget << ": error " << report.budget_error << " with " << keep_float.size()
+                << " node(s) kept in FP32\n";
+    if (!report.sensitivity.empty()) {
+      std::cout << "most sensitive nodes:";
+      for (size_t i = 0; i < std::min<size_t>(5, report.sensitivity.size()); ++i)
+        std::cout << " " << report.sensitivity[i].first << " (" << report.sensitivity[i].second << ")";
+      std::cout << "\n";
+    }
+    std::cout << "calibration peak RSS " << report.peak_rss_mb << " MB; total " << seconds << " s\n";
+    return 0;
+  };
+}
+
+}  // namespace duet::cli

@@ -198,15 +198,260 @@ std::optional<Match> next_match(const Graph& g, const Uses& uses, Node* producer
   return std::nullopt;
 }
 
+// --- QDQ ---------------------------------------------------------------------
+
+bool is_8bit(DType t) { return t == DType::UInt8 || t == DType::Int8; }
+bool is_8bit(const Tensor* t) { return t && is_8bit(t->dtype()); }
+
+// A scalar constant: float32 when `scale`, else an 8-bit zero point.
+bool scalar_constant(const Graph& g, const Value* v, bool scale) {
+  const Tensor* t = constant(g, v);
+  return t && t->numel() == 1 && (scale ? t->dtype() == DType::Float32 : is_8bit(t->dtype()));
+}
+
+// QuantizeLinear / DequantizeLinear per tensor between float32 and 8 bits:
+// a constant float32 scale and a constant zero point (or none).
+bool per_tensor_qdq(const Graph& g, const Node* n, const char* op) {
+  if (!is(n, op) || n->inputs.size() < 2 || !n->inputs[0] || n->outputs.empty() || !n->outputs[0]) return false;
+  if (n->attr_int("block_size", 0) != 0 || n->attr_int("precision", 0) != 0) return false;
+  if (!scalar_constant(g, n->inputs[1], true) || (n->has_input(2) && !scalar_constant(g, n->inputs[2], false)))
+    return false;
+  const bool quantize = std::string(op) == "QuantizeLinear";
+  const Value* coded = quantize ? n->outputs[0] : n->inputs[0];
+  const Value* real = quantize ? n->inputs[0] : n->outputs[0];
+  return is_8bit(coded->type.dtype) && real->type.dtype == DType::Float32;
+}
+
+// DequantizeLinear of constant int8 weights, symmetric (zero points all 0),
+// per tensor or per slice along `out_axis` (the output channels).
+bool weight_dequantize(const Graph& g, const Node* n, int64_t out_axis) {
+  if (!is(n, "DequantizeLinear") || n->inputs.size() < 2 || n->attr_int("block_size", 0) != 0) return false;
+  const Tensor* w = constant(g, n->inputs[0]);
+  const Tensor* scale = constant(g, n->inputs[1]);
+  if (!w || w->dtype() != DType::Int8 || w->rank() < 2 || !scale || scale->dtype() != DType::Float32) return false;
+  if (scale->numel() != 1) {
+    int64_t axis = n->attr_int("axis", 1);
+    if (axis < 0) axis += static_cast<int64_t>(w->rank());
+    if (axis != out_axis || scale->rank() != 1 || scale->numel() != w->dim(out_axis)) return false;
+  }
+  if (n->has_input(2)) {
+    const Tensor* zero = constant(g, n->inputs[2]);
+    if (!zero || zero->dtype() != DType::Int8) return false;
+    for (int64_t i = 0; i < zero->numel(); ++i) if (zero->data<int8_t>()[i] != 0) return false;
+  }
+  return true;
+}
+
+Value* optional_input(const Node* n, size_t i) { return n->has_input(i) ? n->inputs[i] : nullptr; }
+
+// DequantizeLinear of 8-bit constant weights read by a Conv, ConvTranspose or MatMul: a
+// fuse_qdq pattern, which folding to float would destroy.
+bool dequantizes_weights(const Graph& g, const Uses& uses, const Node* n) {
+  if (!is(n, "DequantizeLinear") || n->inputs.empty() || !is_8bit(constant(g, n->inputs[0])) || !n->outputs[0]) return false;
+  for (auto [reader, i] : uses.of(n->outputs[0]))
+    if (i == 1 && (is(reader, "Conv") || is(reader, "ConvTranspose") || is(reader, "MatMul"))) return true;
+  return false;
+}
+
+// Add/Sub/Mul/Div of dequantized values (one may be a scalar float constant)
+// whose result is quantized: com.duet QuantizedBinary.
+int fuse_qdq_binary(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool binary = is(p, "Add") || is(p, "Sub") || is(p, "Mul") || is(p, "Div");
+    if (!binary || p->inputs.size() != 2 || p->outputs.empty() || !p->outputs[0]) continue;
+    if (p->outputs[0]->type.dtype != DType::Float32) continue;
+    Node* q = uses.sole_reader(p->outputs[0]);
+    if (!per_tensor_qdq(g, q, "QuantizeLinear") || q->inputs[0] != p->outputs[0] || dead.count(q)) continue;
+    std::vector<Value*> inputs;
+    int quantized = 0;
+    bool ok = true;
+    for (Value* v : p->inputs) {
+      Node* dq = v ? v->producer : nullptr;
+      if (per_tensor_qdq(g, dq, "DequantizeLinear")) {
+        inputs.insert(inputs.end(), {dq->inputs[0], dq->inputs[1], optional_input(dq, 2)});
+        ++quantized;
+      } else if (scalar_constant(g, v, true)) {
+        inputs.insert(inputs.end(), {v, nullptr, nullptr});
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok || quantized == 0) continue;
+    inputs.insert(inputs.end(), {q->inputs[1], optional_input(q, 2)});
+    while (!inputs.empty() && !inputs.back()) inputs.pop_back();
+    ensure_opset(model, "com.duet");
+    p->attributes = {{.name = "operation", .type = ir::AttrType::String, .s = p->op_type}};
+    p->op_type = "QuantizedBinary";
+    p->domain = "com.duet";
+    p->inputs = std::move(inputs);
+    absorb(p, q, dead);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+// The value of a scalar constant as double (scales, zero points).
+std::optional<double> scalar_value(const Graph& g, const Value* v) {
+  const Tensor* t = constant(g, v);
+  if (!t || t->numel() != 1) return std::nullopt;
+  return t->get_double(0);
+}
+
+// Whether two per-tensor Q/DQ nodes share scale and zero point (by value).
+bool same_quantization(const Graph& g, const Node* a, const Node* b) {
+  auto zero = [&](const Node* n) { return n->has_input(2) ? scalar_value(g, n->inputs[2]) : std::optional<double>(0.0); };
+  return scalar_value(g, a->inputs[1]) == scalar_value(g, b->inputs[1]) && zero(a) == zero(b) &&
+         (a->has_input(2) ? a->inputs[2]->type.dtype : DType::UInt8) == (b->has_input(2) ? b->inputs[2]->type.dtype : DType::UInt8);
+}
+
+// Ops that only move or select values (Resize nearest, MaxPool, Concat)
+// between DequantizeLinear and QuantizeLinear of one scale and zero point run
+// on the codes: QuantizeLinear(DequantizeLinear(c)) gives c back, and
+// dequantization is monotonic, so the results are the same codes.
+int move_codes(ir::Model& model) {
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool moves = (is(p, "Resize") && p->attr_string("mode", "nearest") == "nearest") || is(p, "Concat") ||
+                       (is(p, "MaxPool") && (p->outputs.size() < 2 || !p->outputs[1]));
+    if (!moves || p->inputs.empty() || !p->outputs[0] || p->outputs[0]->type.dtype != DType::Float32) continue;
+    Node* q = uses.sole_reader(p->outputs[0]);
+    if (!per_tensor_qdq(g, q, "QuantizeLinear") || q->inputs[0] != p->outputs[0] || dead.count(q)) continue;
+    const size_t data_inputs = is(p, "Concat") ? p->inputs.size() : 1;
+    bool ok = true;
+    for (size_t i = 0; i < data_inputs; ++i) {
+      Node* dq = p->inputs[i] ? p->inputs[i]->producer : nullptr;
+      ok &= per_tensor_qdq(g, dq, "DequantizeLinear") && same_quantization(g, dq, q);
+    }
+    if (!ok) continue;
+    for (size_t i = 0; i < data_inputs; ++i) p->inputs[i] = p->inputs[i]->producer->inputs[0];
+    absorb(p, q, dead);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
+// QuantizedBinary `r` as a requantize step on the codes q: one quantized
+// operand (q) and a scalar float constant, affine in q, codes of q's type.
+std::optional<ops::RequantizeStep> requantize_step_of(const Graph& g, const Node* r, const Value* q) {
+  if (!is_fused(r, "QuantizedBinary") || r->inputs.size() < 7 || !r->outputs[0]) return std::nullopt;
+  const bool first = r->inputs[0] == q;
+  const size_t qi = first ? 0 : 3, ci = first ? 3 : 0;
+  if (r->inputs[qi] != q || !r->has_input(qi + 1) || r->has_input(ci + 1)) return std::nullopt;
+  if (r->outputs[0]->type.dtype != q->type.dtype || !ops::read_requantize_steps(*r).empty()) return std::nullopt;
+  std::string op = r->attr_string("operation", "");
+  if (!first && op == "Sub") op = "RSub";
+  if (!first && op == "Div") return std::nullopt;  // c / q is not affine
+  auto zero = [&](size_t i) { return r->has_input(i) ? constant(g, r->inputs[i])->get_int(0) : 0; };
+  return ops::RequantizeStep{op, *scalar(g, r->inputs[ci]), *scalar(g, r->inputs[qi + 1]), *scalar(g, r->inputs[6]),
+                             zero(qi + 2), zero(7)};
+}
+
+// A quantized op whose codes only an affine QuantizedBinary reads takes it
+// over as a requantize step (the CPU backend then runs both in one primitive).
+int fuse_requantize_steps(ir::Model& model) {
+  constexpr size_t kMaxSteps = 6;  // a bound on the attribute lists; the backend fuses the first step only
+  Graph& g = *model.graph;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool quantized = is_fused(p, "QuantizedConv") || is_fused(p, "QuantizedConvTranspose") ||
+                           is_fused(p, "QuantizedMatMul") || is_fused(p, "QuantizedBinary");
+    if (dead.count(p) || !quantized) continue;
+    // Not after an activation: its clip beside the steps' clips would be two
+    // eltwise post-ops of one kind with other parameters (see the backend).
+    if (!ops::read_post_ops(*p).empty()) continue;
+    auto steps = ops::read_requantize_steps(*p);
+    while (steps.size() < kMaxSteps) {
+      Node* r = uses.sole_reader(p->outputs[0]);
+      auto step = r && !dead.count(r) ? requantize_step_of(g, r, p->outputs[0]) : std::nullopt;
+      if (!step) break;
+      steps.push_back(*step);
+      absorb(p, r, dead);
+    }
+    ops::write_requantize_steps(*p, steps);
+  }
+  drop_nodes(g, dead);
+  return static_cast<int>(dead.size());
+}
+
 }  // namespace
 
-int fold_constants(ir::Model& model, int64_t limit) {
+int fuse_qdq(ir::Model& model) {
+  Graph& g = *model.graph;
+  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  Uses uses(g);
+  std::unordered_set<const Node*> dead;
+  int fused = 0;
+  for (auto& node : g.nodes) {
+    Node* p = node.get();
+    const bool deconv = is(p, "ConvTranspose");
+    const bool conv = is(p, "Conv") || deconv;
+    if ((!conv && !is(p, "MatMul")) || p->inputs.size() < 2 || !p->inputs[0] || !p->inputs[1] || !p->outputs[0]) continue;
+    Node* dq_x = p->inputs[0]->producer;
+    Node* dq_w = p->inputs[1]->producer;
+    if (!per_tensor_qdq(g, dq_x, "DequantizeLinear") || !dq_w) continue;
+    const Tensor* w = constant(g, dq_w->inputs[0]);
+    // Output channels: axis 0 of Conv weights, 1 of ConvTranspose (group 1) and MatMul's B.
+    if (!w || (!conv && w->rank() != 2) || (deconv && p->attr_int("group", 1) != 1) ||
+        !weight_dequantize(g, dq_w, conv && !deconv ? 0 : 1))
+      continue;
+    Value* bias = conv ? optional_input(p, 2) : nullptr;
+    if (bias) {
+      const Tensor* b = constant(g, bias);
+      if (!b || b->dtype() != DType::Float32 || b->numel() != w->dim(deconv ? 1 : 0)) continue;
+    }
+    // Conv/MatMul -> [one activation] -> QuantizeLinear, each the sole reader of the last.
+    Value* y = p->outputs[0];
+    if (y->type.dtype != DType::Float32) continue;
+    std::vector<PostOp> chain;
+    std::vector<const Node*> absorbed;
+    Node* next = uses.sole_reader(y);
+    if (auto op = activation_post_op(g, next, opset); op && next->inputs[0] == y && next->outputs[0]) {
+      chain.push_back(*op);
+      absorbed.push_back(next);
+      y = next->outputs[0];
+      next = uses.sole_reader(y);
+    }
+    if (!per_tensor_qdq(g, next, "QuantizeLinear") || next->inputs[0] != y) continue;
+    absorbed.push_back(next);
+    bool clash = dead.count(p) > 0;
+    for (auto* n : absorbed) clash |= dead.count(n) > 0;
+    if (clash) continue;
+    ensure_opset(model, "com.duet");
+    p->inputs = {dq_x->inputs[0], dq_x->inputs[1], optional_input(dq_x, 2), dq_w->inputs[0], dq_w->inputs[1],
+                 optional_input(dq_w, 2), next->inputs[1], optional_input(next, 2), bias};
+    while (!p->inputs.empty() && !p->inputs.back()) p->inputs.pop_back();
+    p->op_type = deconv ? "QuantizedConvTranspose" : conv ? "QuantizedConv" : "QuantizedMatMul";
+    p->domain = "com.duet";
+    ops::write_post_ops(*p, chain);
+    absorb(p, next, dead);
+    for (auto* n : absorbed) dead.insert(n);
+    ++fused;
+  }
+  drop_nodes(g, dead);
+  fused += fuse_qdq_binary(model);
+  fused += move_codes(model);
+  remove_dead(model);  // the DequantizeLinear nodes the fused ones no longer need still read their codes
+  return fused + fuse_requantize_steps(model);
+}
+
+int fold_constants(ir::Model& model, int64_t limit, bool keep_integer_dequantize) {
   Graph& g = *model.graph;
   const ops::Registry& reg = ops::Registry::builtin();
+  const Uses uses(g);
   std::unordered_set<const Node*> dead;
   for (auto& node : g.nodes) {
     Node& n = *node;
     if (is_random(n) || has_subgraph(n) || (n.op_type == "Constant" && n.has_attr("sparse_value"))) continue;
+    if (keep_integer_dequantize && dequantizes_weights(g, uses, &n)) continue;
     bool all_constant = true;
     std::vector<const Tensor*> inputs;
     for (auto* in : n.inputs) {
@@ -539,10 +784,13 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     // Shape subgraphs that static shapes resolve become constants.
     Graph& g = *model.graph;
     auto known = infer_shapes(model);
+    const Uses uses(g);
     int folded = 0;
     for (auto& [name, t] : known.constants) {
       Value* v = g.find_value(name);
       if (!v || !v->producer || v->producer->op_type == "Constant" || g.initializers.count(name) || t.is_sequence() || t.is_none()) continue;
+      // Dequantized weights stay QDQ patterns until fuse_qdq has seen them.
+      if (options.fuse && dequantizes_weights(g, uses, v->producer)) continue;
       // The producer keeps a fresh, unread output; remove_dead drops it.
       Node* p = v->producer;
       for (auto*& out : p->outputs)
@@ -557,8 +805,15 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
     }
     if (folded) report["fold_shapes"] = folded;
   }
-  if (options.fold_constants) report["fold_constants"] = fold_constants(model, options.fold_limit_elements);
+  // DequantizeLinear of 8-bit weights stays a node until fuse_qdq has seen
+  // the QDQ patterns; what it leaves unfused is folded to float afterwards.
+  if (options.fold_constants)
+    report["fold_constants"] = fold_constants(model, options.fold_limit_elements, options.fuse);
   if (options.eliminate_noops) report["eliminate_noops"] = eliminate_noops(model);
+  if (options.fuse) {
+    report["fuse_qdq"] = fuse_qdq(model);
+    if (options.fold_constants) report["fold_constants"] += fold_constants(model, options.fold_limit_elements);
+  }
   if (options.fold_batchnorm) report["fold_batchnorm"] = fold_batchnorm(model);
   if (options.fold_affine) report["fold_conv_affine"] = fold_conv_affine(model);
   if (options.fuse) {

@@ -9,6 +9,7 @@
 #pragma once
 #include <functional>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -52,5 +53,25 @@ std::optional<PostOp> activation_post_op(const ir::Node& node, int64_t opset, co
 
 // Applies the chain in place to n floats.
 void apply_post_ops(const std::vector<PostOp>& ops, float* data, int64_t n);
+
+// Requantization steps of the quantized fused ops (com.duet QuantizedConv,
+// QuantizedMatMul, QuantizedBinary): after the node's own output codes q,
+// each step computes, as the QDQ graph it came from did,
+//   q = QuantizeLinear(DequantizeLinear(q, in_scale, in_zero) <op> c, out_scale, out_zero)
+// with a scalar float constant c: op Add, Sub, Mul, Div (q <op> c) or RSub
+// (c - q); every step is affine in q, and every code has the node's output
+// type. In a node: `requantize_ops` (strings), `requantize_params` (floats c,
+// in_scale, out_scale per step), `requantize_zero_points` (ints in_zero,
+// out_zero per step).
+struct RequantizeStep {
+  std::string op;
+  float c = 0, in_scale = 1, out_scale = 1;
+  int64_t in_zero = 0, out_zero = 0;
+  // The step's real result as alpha * q + beta, before QuantizeLinear.
+  std::pair<double, double> affine() const;
+};
+
+std::vector<RequantizeStep> read_requantize_steps(const ir::Node& node);
+void write_requantize_steps(ir::Node& node, const std::vector<RequantizeStep>& steps);
 
 }  // namespace duet::ops

@@ -3,7 +3,19 @@
 // original's within float rounding (folds change the order of float ops).
 //
 //   fold_constants     Constant nodes and nodes whose inputs are all constant
-//                      become initializers (random ops excluded)
+//                      become initializers (random ops excluded; with
+//                      keep_integer_dequantize, DequantizeLinear of 8-bit
+//                      weights read by Conv/ConvTranspose/MatMul stays, for fuse_qdq)
+//   fuse_qdq           DequantizeLinear(X u8/s8) and DequantizeLinear(W int8,
+//                      per tensor or per output channel) -> Conv/
+//                      ConvTranspose/MatMul -> [one activation] ->
+//                      QuantizeLinear into com.duet QuantizedConv /
+//                      QuantizedConvTranspose / QuantizedMatMul (ops/fused.cc); and
+//                      DequantizeLinear (or a scalar constant) -> Add/Sub/Mul/
+//                      Div -> QuantizeLinear into com.duet QuantizedBinary
+//                      (absorbing the affine ones after a quantized op as its
+//                      requantize steps); Resize nearest, MaxPool and Concat
+//                      between DQ and Q of one scale/zero point on the codes
 //   eliminate_noops    Identity, inference Dropout, Cast to the same type,
 //                      Reshape of Reshape
 //   fold_batchnorm     Conv -> BatchNormalization into the Conv's weights
@@ -40,7 +52,8 @@ using OptimizeReport = std::map<std::string, int>;
 
 OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options = {});
 
-int fold_constants(ir::Model& model, int64_t limit_elements = 1 << 24);
+int fold_constants(ir::Model& model, int64_t limit_elements = 1 << 24, bool keep_integer_dequantize = false);
+int fuse_qdq(ir::Model& model);
 int eliminate_noops(ir::Model& model);
 int fold_batchnorm(ir::Model& model);
 int fold_conv_affine(ir::Model& model);

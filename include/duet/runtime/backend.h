@@ -54,7 +54,8 @@ class Backend {
                                                      const BackendOptions& options) = 0;
 };
 
-// The oneDNN CPU backend (FP32; BF16 with FP32 accumulation).
+// The oneDNN CPU backend (FP32; BF16 with FP32 accumulation; INT8 for the
+// QuantizeLinear/DequantizeLinear patterns passes::fuse_qdq forms).
 std::unique_ptr<Backend> make_cpu_backend();
 
 // Groups the top-level nodes of `model` that `backend` claims into maximal

@@ -1,7 +1,13 @@
 // The oneDNN CPU backend. Claims Conv/FusedConv, ConvTranspose, MatMul/
 // FusedMatMul, BatchNormalization, pooling, Resize (integer nearest),
 // Concat, elementwise Add/Sub/Mul/Div and activations on float32, 4-d where
-// the op has a spatial layout.
+// the op has a spatial layout; and the INT8 path of QDQ graphs: com.duet
+// QuantizedConv/QuantizedConvTranspose/QuantizedMatMul as u8 x s8 -> s32
+// primitives with the requantization (scales, activation, zero points) fused,
+// QuantizedBinary as binary primitives on the codes, Resize/MaxPool/Concat
+// on codes, and per-tensor QuantizeLinear/DequantizeLinear as reorders, which
+// decide where 8-bit tensors enter and leave float regions (8-bit codes are
+// nhwc, the layout oneDNN's int8 convolutions read).
 //
 // A compiled partition builds one Plan per input shape: every node lowered to
 // a oneDNN primitive whose source/destination formats are left to oneDNN
@@ -13,6 +19,7 @@
 // intermediates share one arena whose offsets come from liveness (values
 // whose lifetimes do not overlap share bytes), so a run allocates only the
 // output Tensors, from the session's pool.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -24,6 +31,7 @@
 #include "../../ops/conv_util.h"
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
+#include "duet/runtime/peaks.h"
 
 // oneDNN (Debian) runs on OpenMP (libgomp); its thread count is OpenMP's.
 extern "C" void omp_set_num_threads(int);
@@ -47,6 +55,26 @@ const Tensor* constant_of(const ir::Graph& g, const ir::Value* v) {
 }
 
 bool is_f32(const ir::Value* v) { return v && v->type.dtype == DType::Float32; }
+bool is_8bit(DType t) { return t == DType::UInt8 || t == DType::Int8; }
+bool is_8bit(const ir::Value* v) { return v && is_8bit(v->type.dtype); }
+
+// Element types that cross a partition boundary.
+dt dnnl_type(DType t) {
+  switch (t) {
+    case DType::Float32: return dt::f32;
+    case DType::UInt8: return dt::u8;
+    case DType::Int8: return dt::s8;
+    default: fail("oneDNN backend: ", dtype_name(t), " tensors do not enter a partition");
+  }
+}
+DType duet_type(dt t) { return t == dt::u8 ? DType::UInt8 : t == dt::s8 ? DType::Int8 : DType::Float32; }
+
+// md's layout with another element type (strides count elements, so they stay).
+memory::desc retyped(const memory::desc& md, dt type) {
+  dnnl_memory_desc_t d = md.data;
+  d.data_type = static_cast<dnnl_data_type_t>(type);
+  return memory::desc(d);
+}
 bool rank_is(const ir::Value* v, size_t r) { return v && v->type.shape.rank_known && v->type.shape.rank() == r; }
 
 tag plain_tag(size_t rank) {
@@ -122,6 +150,117 @@ bool op_allowed(const std::string& op) {
   return list.find("," + op + ",") != std::string::npos;
 }
 
+// --- INT8 -----------------------------------------------------------------------
+
+// A scalar constant: a float32 scale, or an 8-bit zero point.
+bool scalar_constant(const ir::Graph& g, const ir::Value* v, bool scale) {
+  const Tensor* t = constant_of(g, v);
+  return t && t->numel() == 1 && (scale ? t->dtype() == DType::Float32 : is_8bit(t->dtype()));
+}
+
+// Whether oneDNN 2.6's u8 x s8 kernels compute the integer product exactly on
+// this CPU. Without VNNI they multiply through vpmaddubsw, whose s16 sums of
+// two products saturate unless |w| <= 64 (255 * 64 * 2 < 2^15; ONNX Runtime's
+// reduce_range quantizes weights to 7 bits for this); depthwise kernels widen
+// to s32 first. s8 sources get shifted to u8 with weights halved (oneDNN's
+// scale_adjust 0.5) there, which loses their low bit.
+bool integer_product_exact(const Tensor& w, DType x_type, bool depthwise) {
+  static const bool vnni = cpu_features().avx512_vnni;
+  if (vnni) return true;
+  if (x_type != DType::UInt8) return false;
+  if (depthwise) return true;
+  const int8_t* p = w.data<int8_t>();
+  for (int64_t i = 0; i < w.numel(); ++i)
+    if (p[i] < -64 || p[i] > 64) return false;
+  return true;
+}
+
+bool is_depthwise(const ir::Node& n, const Tensor& w) {
+  const int64_t groups = n.attr_int("group", 1);
+  return groups > 1 && w.dim(1) == 1 && w.dim(0) == groups;
+}
+
+// QuantizeLinear / DequantizeLinear per tensor between float32 and 8 bits.
+bool claims_qdq(const ir::Graph& g, const ir::Node& n) {
+  if (n.inputs.size() < 2 || n.attr_int("block_size", 0) != 0 || n.attr_int("precision", 0) != 0) return false;
+  if (!scalar_constant(g, n.inputs[1], true) || (n.has_input(2) && !scalar_constant(g, n.inputs[2], false))) return false;
+  const bool quantize = n.op_type == "QuantizeLinear";
+  const ir::Value* coded = quantize ? n.outputs[0] : n.inputs[0];
+  const ir::Value* real = quantize ? n.inputs[0] : n.outputs[0];
+  return is_8bit(coded) && is_f32(real) && !constant_of(g, n.inputs[0]);
+}
+
+// QuantizedConv: always (an integer primitive when exact, else float between
+// reorders). QuantizedMatMul: only where the integer product is exact; the
+// rest stays on the reference kernel.
+bool claims_quantized(const ir::Graph& g, const ir::Node& n) {
+  const bool deconv = n.op_type == "QuantizedConvTranspose";
+  const bool conv = n.op_type == "QuantizedConv" || deconv;
+  auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
+  const Tensor* w = constant_of(g, in(3));
+  const Tensor* w_scale = constant_of(g, in(4));
+  if (!is_8bit(in(0)) || !is_8bit(n.outputs[0]) || !w || w->dtype() != DType::Int8 || !w_scale) return false;
+  if (!scalar_constant(g, in(1), true) || !scalar_constant(g, in(6), true)) return false;
+  for (size_t i : {2, 7}) if (in(i) && !scalar_constant(g, in(i), false)) return false;
+  if (in(5) && !constant_of(g, in(5))) return false;
+  const int64_t out_axis = conv && !deconv ? 0 : 1;
+  if (w->rank() != (conv ? 4u : 2u) || w_scale->dtype() != DType::Float32 ||
+      (w_scale->numel() != 1 && w_scale->numel() != w->dim(out_axis)))
+    return false;
+  if (deconv) {
+    for (int64_t p : n.attr_ints("output_padding")) if (p != 0) return false;
+    if (n.attr_int("group", 1) != 1 || n.has_attr("output_shape") || n.attr_string("auto_pad", "NOTSET") != "NOTSET")
+      return false;
+  }
+  if (conv) {
+    const Tensor* bias = constant_of(g, in(8));
+    const int64_t cout = deconv ? w->dim(1) : w->dim(0);
+    return rank_is(in(0), 4) && (!in(8) || (bias && bias->dtype() == DType::Float32 && bias->numel() == cout));
+  }
+  if (!rank_is(in(0), 2) && !rank_is(in(0), 3)) return false;
+  return integer_product_exact(*w, in(0)->type.dtype, false) && flatten(ops::read_post_ops(n)).size() < kMaxPostOps;
+}
+
+// Whether `small` broadcasts into `full` (equal ranks, each dim 1 or equal).
+bool broadcasts_into(const Shape& small, const Shape& full) {
+  if (!small.rank_known || !full.rank_known || small.rank() != full.rank()) return false;
+  for (size_t i = 0; i < small.rank(); ++i) {
+    const Dim& d = small.dims[i];
+    if (!(d.known() && d.value == 1) && !(d == full.dims[i])) return false;
+  }
+  return true;
+}
+
+// QuantizedBinary as one primitive on the codes. With a scalar float operand
+// the result is affine in the other operand's code (Div only by the
+// constant): an eltwise linear step, input and output of one type. With two
+// quantized operands Add, Sub and Mul: a binary primitive (the first operand
+// has the output's shape; Add/Mul swap them).
+bool claims_quantized_binary(const ir::Graph& g, const ir::Node& n) {
+  auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
+  const std::string op = n.attr_string("operation", "");
+  if (op != "Add" && op != "Sub" && op != "Mul" && op != "Div") return false;
+  if (!is_8bit(n.outputs[0]) || !scalar_constant(g, in(6), true) || (in(7) && !scalar_constant(g, in(7), false)))
+    return false;
+  const bool qa = in(1) != nullptr, qb = in(4) != nullptr;
+  for (size_t i : {0, 3}) {
+    if (!in(i + 1)) {
+      if (!scalar_constant(g, in(i), true)) return false;
+      continue;
+    }
+    const ir::Value* v = in(i);
+    if (!is_8bit(v) || constant_of(g, v) || !v->type.shape.rank_known || v->type.shape.rank() > 5) return false;
+    if (!scalar_constant(g, in(i + 1), true) || (in(i + 2) && !scalar_constant(g, in(i + 2), false))) return false;
+  }
+  if (!qa || !qb) return (op != "Div" || qa) && (qa ? in(0) : in(3))->type.dtype == n.outputs[0]->type.dtype;
+  if (op == "Div") return false;
+  const Shape& out = n.outputs[0]->type.shape;
+  const bool a_full = broadcasts_into(out, in(0)->type.shape) && broadcasts_into(in(0)->type.shape, out);
+  const bool b_full = broadcasts_into(out, in(3)->type.shape) && broadcasts_into(in(3)->type.shape, out);
+  if (a_full && broadcasts_into(in(3)->type.shape, out)) return true;
+  return op != "Sub" && b_full && broadcasts_into(in(0)->type.shape, out);
+}
+
 bool claims_node(const ir::Model& model, const ir::Node& n) {
   const ir::Graph& g = *model.graph;
   if (!op_allowed(n.op_type)) return false;
@@ -135,9 +274,16 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   for (auto* v : n.outputs)
     if (v && !rank_ok(v)) return false;
   auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : nullptr; };
-  if (n.outputs.empty() || !is_f32(n.outputs[0])) return false;
   const std::string& op = n.op_type;
   const bool duet = n.domain == "com.duet", onnx = n.domain.empty();
+  if (n.outputs.empty() || !n.outputs[0]) return false;
+  if (duet && (op == "QuantizedConv" || op == "QuantizedConvTranspose" || op == "QuantizedMatMul"))
+    return claims_quantized(g, n);
+  if (duet && op == "QuantizedBinary") return claims_quantized_binary(g, n);
+  if (onnx && (op == "QuantizeLinear" || op == "DequantizeLinear")) return claims_qdq(g, n);
+  // Resize, MaxPool and Concat also move 8-bit codes (passes::fuse_qdq).
+  const bool moves_codes = onnx && (op == "Resize" || op == "MaxPool" || op == "Concat") && is_8bit(n.outputs[0]);
+  if (!is_f32(n.outputs[0]) && !moves_codes) return false;
   if (!duet && !onnx) return false;
   if ((onnx && op == "Conv") || (duet && op == "FusedConv")) {
     const Tensor* w = constant_of(g, in(1));
@@ -196,7 +342,8 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   if (onnx && op == "Concat") {
     const size_t rank = n.inputs.size() && n.inputs[0] && n.inputs[0]->type.shape.rank_known ? n.inputs[0]->type.shape.rank() : 0;
     if (rank < 1 || rank > 5) return false;
-    for (auto* v : n.inputs) if (!rank_is(v, rank) || !is_f32(v) || constant_of(g, v)) return false;
+    for (auto* v : n.inputs)
+      if (!rank_is(v, rank) || v->type.dtype != n.outputs[0]->type.dtype || constant_of(g, v)) return false;
     return true;
   }
   if (onnx && (op == "Add" || op == "Mul" || op == "Sub" || op == "Div")) {
@@ -222,6 +369,7 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     const auto& b = n.inputs[1]->type.shape;
     if (!is_f32(n.inputs[0]) || !is_f32(n.inputs[1])) return false;
     if (full(a) && fits(b)) return true;
+    if (commutative && full(b) && fits(a)) return true;  // Mul(scalar, x): the lowering swaps them
     // Add/Mul of values whose symbolic shapes do not tell which one broadcasts:
     // decided when the plan is built (one must have the output's shape).
     return commutative && a.rank_known && b.rank_known && a.rank() == rank && b.rank() <= rank;
@@ -293,8 +441,9 @@ class Plan {
       : model_(model), g_(*model.graph), options_(options), engine_(engine), stream_(engine) {
     for (size_t i = 0; i < spec.inputs.size(); ++i) {
       const Tensor& t = *inputs[i];
-      if (t.dtype() != DType::Float32) fail("oneDNN backend: input '", spec.inputs[i]->name, "' is ", t.describe());
-      memory::desc md(to_dims(t.dims()), dt::f32, plain_tag(t.rank()));
+      if (t.dtype() != DType::Float32 && !is_8bit(t.dtype()))
+        fail("oneDNN backend: input '", spec.inputs[i]->name, "' is ", t.describe());
+      memory::desc md(to_dims(t.dims()), dnnl_type(t.dtype()), plain_tag(t.rank()));
       const int s = new_slot(md);
       slots_[s].external = true;
       input_slots_.push_back(s);
@@ -308,7 +457,8 @@ class Plan {
       const int src = slot_of(out);
       current_ = out->producer;
       const memory::desc& md = slots_[src].md;
-      memory::desc plain(md.dims(), dt::f32, plain_tag(md.dims().size()));
+      memory::desc plain(md.dims(), md.data_type(), plain_tag(md.dims().size()));
+      output_types_.push_back(duet_type(md.data_type()));
       const int dst = new_slot(plain);
       slots_[dst].external = true;
       reorder(src, dst);
@@ -325,7 +475,7 @@ class Plan {
     for (auto [step, slot] : view_inputs_) args_[step][DNNL_ARG_SRC].set_data_handle(slots_[slot].mem.get_data_handle());
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < output_slots_.size(); ++i) {
-      outputs.emplace_back(DType::Float32, output_dims_[i], &alloc);
+      outputs.emplace_back(output_types_[i], output_dims_[i], &alloc);
       slots_[output_slots_[i]].mem.set_data_handle(outputs.back().raw());
     }
     if (!times) {
@@ -410,7 +560,7 @@ class Plan {
   // the arena's liveness.
   int copy_through_view(int src, const memory::desc& view) {
     const memory::dims d = view.dims();
-    const int dst = new_slot(memory::desc(d, dt::f32, plain_tag(d.size())));
+    const int dst = new_slot(memory::desc(d, view.data_type(), plain_tag(d.size())));
     dnnl::reorder::primitive_desc pd(engine_, view, engine_, slots_[dst].md);
     views_.push_back({static_cast<int>(steps_.size()), view});
     add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
@@ -439,6 +589,11 @@ class Plan {
   void lower(const ir::Node& n) {
     const std::string& op = n.op_type;
     if (op == "Conv" || op == "FusedConv") return conv(n);
+    if (op == "QuantizedConv") return quantized_conv(n);
+    if (op == "QuantizedConvTranspose") return quantized_deconv(n);
+    if (op == "QuantizedMatMul") return quantized_matmul(n);
+    if (op == "QuantizedBinary") return quantized_binary(n);
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") return quantize_reorder(n);
     if (op == "ConvTranspose") return deconv(n);
     if (op == "MatMul" && !constant_of(g_, n.inputs[1])) return matmul_runtime(n);
     if (op == "MatMul" || op == "FusedMatMul") return matmul(n);
@@ -459,75 +614,443 @@ class Plan {
   }
 
   void conv(const ir::Node& n) {
-    const int x = slot_of(n.inputs[0]);
-    const memory::dims xd = slots_[x].md.dims();
-    const Tensor& w = constant(n, 1);
+    const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
+    const int sum = n.has_input(3) ? slot_of(n.inputs[3]) : -1;
+    define(n, conv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias, ops::read_post_ops(n), sum));
+  }
+
+  // A Conv's geometry in oneDNN's terms (weights grouped when group > 1).
+  struct ConvShape {
+    memory::dims src, weights, dst, strides, dilates, pad_begin, pad_end;
+    tag weights_tag = tag::oihw;
+  };
+  ConvShape conv_shape(const ir::Node& n, const memory::dims& xd, const Tensor& w) {
     const int64_t groups = n.attr_int("group", 1);
     if (xd[1] != w.dim(1) * groups) fail(n.label(), ": input has ", xd[1], " channels, weights expect ", w.dim(1) * groups);
     const auto geo = ops::window::resolve(n, {xd[2], xd[3]}, {w.dim(2), w.dim(3)}, false);
-    const memory::dims out = {xd[0], w.dim(0), geo.out[0], geo.out[1]};
-    memory::dims wd = {w.dim(0), w.dim(1), w.dim(2), w.dim(3)};
-    tag wtag = tag::oihw;
+    ConvShape c;
+    c.src = xd;
+    c.dst = {xd[0], w.dim(0), geo.out[0], geo.out[1]};
+    c.weights = {w.dim(0), w.dim(1), w.dim(2), w.dim(3)};
     if (groups > 1) {
-      wd = {groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
-      wtag = tag::goihw;
+      c.weights = {groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
+      c.weights_tag = tag::goihw;
     }
-    const bool has_bias = n.has_input(2);
-    const bool has_sum = n.has_input(3);
-    const auto chain = ops::read_post_ops(n);
-    memory::desc src_any(xd, dt::f32, tag::any), w_any(wd, dt::f32, tag::any), dst_any(out, dt::f32, tag::any);
-    memory::desc bias_md = has_bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
-    dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any, w_any, bias_md, dst_any,
-        {geo.stride[0], geo.stride[1]}, {geo.dilation[0] - 1, geo.dilation[1] - 1},
-        {geo.pad_begin[0], geo.pad_begin[1]}, {geo.pad_end[0], geo.pad_end[1]});
+    c.strides = {geo.stride[0], geo.stride[1]};
+    c.dilates = {geo.dilation[0] - 1, geo.dilation[1] - 1};
+    c.pad_begin = {geo.pad_begin[0], geo.pad_begin[1]};
+    c.pad_end = {geo.pad_end[0], geo.pad_end[1]};
+    return c;
+  }
+
+  // A float32 convolution of slot x: bias, the residual sum (slot `sum`, or
+  // -1) and the post-op chain fused; returns the result's slot.
+  int conv_f32(const ir::Node& n, int x, const Tensor& w, const Tensor* bias, const std::vector<PostOp>& chain, int sum) {
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
+    memory::desc src_any(c.src, dt::f32, tag::any), w_any(c.weights, dt::f32, tag::any), dst_any(c.dst, dt::f32, tag::any);
+    memory::desc bias_md = bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
+                                         w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin, c.pad_end);
     std::vector<EltwiseStep> rest;
-    dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(chain, has_sum, rest), engine_);
+    dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(chain, sum >= 0, rest), engine_);
     const int src = as_layout(x, pd.src_desc());
     std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(wd, dt::f32, wtag), pd.weights_desc())}};
-    if (has_bias) consts[DNNL_ARG_BIAS] = vector_memory(constant(n, 2));
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
+    if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);
     const int dst = new_slot(pd.dst_desc());
-    if (has_sum) reorder(slot_of(n.inputs[3]), dst);
+    if (sum >= 0) reorder(sum, dst);
     add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, eltwise(dst, rest));
+    return eltwise(dst, rest);
+  }
+
+  // --- INT8 ---------------------------------------------------------------------
+
+  // The constant scales and zero points of a QuantizedConv / QuantizedMatMul.
+  struct Requantization {
+    float x_scale = 1, y_scale = 1;
+    int32_t x_zero = 0, y_zero = 0;
+    std::vector<float> w_scale;  // one per output channel
+    dt y_type = dt::u8;
+  };
+  Requantization requantization(const ir::Node& n, int64_t channels) {
+    Requantization q;
+    q.x_scale = constant(n, 1).data<float>()[0];
+    q.y_scale = constant(n, 6).data<float>()[0];
+    if (n.has_input(2)) q.x_zero = static_cast<int32_t>(constant(n, 2).get_int(0));
+    if (n.has_input(7)) q.y_zero = static_cast<int32_t>(constant(n, 7).get_int(0));
+    const Tensor& ws = constant(n, 4);
+    for (int64_t c = 0; c < channels; ++c) q.w_scale.push_back(ws.data<float>()[ws.numel() == 1 ? 0 : c]);
+    q.y_type = dnnl_type(n.outputs[0]->type.dtype);
+    return q;
+  }
+
+  // The integer primitive's attribute. Without an activation the output
+  // scales x_scale * w_scale[c] / y_scale (and y_zero carried by the bias:
+  // accumulator_bias) give the code before rounding, and the first requantize
+  // step fits as post-ops. With one, the activation runs on the real result
+  // and a linear step divides by y_scale and adds y_zero: oneDNN 2.6's x86
+  // injectors compute wrong values for two eltwise_linear post-ops with other
+  // parameters in one chain, and binary post-ops by scalars cost more than a
+  // pass of their own, so no step fuses then. oneDNN rounds to nearest even
+  // and saturates as it stores the 8-bit result. Returns the steps fused.
+  size_t requantize_attr(const Requantization& q, const std::vector<PostOp>& chain,
+                         const std::vector<ops::RequantizeStep>& steps, int channel_mask, bool zero_in_bias,
+                         dnnl::primitive_attr& attr) {
+    const bool fold = chain.empty() && zero_in_bias;
+    std::vector<float> scales;
+    for (float ws : q.w_scale) scales.push_back(fold ? q.x_scale * ws / q.y_scale : q.x_scale * ws);
+    const bool per_channel = std::any_of(scales.begin(), scales.end(), [&](float v) { return v != scales[0]; });
+    if (per_channel) attr.set_output_scales(channel_mask, scales);
+    else attr.set_output_scales(0, {scales[0]});
+    if (q.x_zero != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::post_ops po;
+    size_t fused = 0;
+    if (fold) {
+      if (!steps.empty()) append_requantize_step(po, steps[0], q.y_type), fused = 1;
+    } else {
+      for (auto& [alg, alpha, beta] : flatten(chain)) po.append_eltwise(1.0f, alg, alpha, beta);
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.y_scale, static_cast<float>(q.y_zero));
+    }
+    attr.set_post_ops(po);
+    return fused;
+  }
+
+  // A requantize step as post-ops: round and saturate (the QuantizeLinear
+  // before it), then its affine map over its output scale (the store rounds).
+  static void append_requantize_step(dnnl::post_ops& po, const ops::RequantizeStep& step, dt type) {
+    const auto [a, b] = step_map(step);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_round, 0.0f, 0.0f);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, type == dt::u8 ? 0.0f : -128.0f, type == dt::u8 ? 255.0f : 127.0f);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(a), static_cast<float>(b));
+  }
+
+  // A step as a map from input codes to output codes before rounding.
+  static std::pair<double, double> step_map(const ops::RequantizeStep& step) {
+    const auto [alpha, beta] = step.affine();
+    return {alpha / step.out_scale, beta / step.out_scale + static_cast<double>(step.out_zero)};
+  }
+
+  // Codes a * code + b of slot s (rounded and saturated on store), then the
+  // requantize `steps`: a binary primitive (the code scaled, plus a scalar
+  // operand) with the first step as post-ops, the rest as passes of their
+  // own. Few channels (det's probability map) take the 8-bit eltwise instead:
+  // the binary jit vectorizes over channels and crawls there.
+  int affine_codes(int s, double a, double b, std::vector<ops::RequantizeStep> steps) {
+    const memory::desc md = slots_[s].md;
+    const memory::dims d = md.dims();
+    if (d.size() > 1 && d[1] < 8) {
+      dnnl::eltwise_forward::primitive_desc pd(
+          {dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear, md, static_cast<float>(a), static_cast<float>(b)},
+          engine_);
+      const int dst = new_slot(pd.dst_desc());
+      add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, dst}});
+      return requantize_apart(dst, steps);
+    }
+    dnnl::primitive_attr attr;
+    attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(a)});
+    dnnl::post_ops po;
+    if (!steps.empty()) {
+      append_requantize_step(po, steps.front(), md.data_type());
+      steps.erase(steps.begin());
+    }
+    attr.set_post_ops(po);
+    const memory::desc scalar_md(memory::dims(d.size(), 1), dt::f32, plain_tag(d.size()));
+    memory shift(scalar_md, engine_);
+    *static_cast<float*>(shift.get_data_handle()) = static_cast<float>(b);
+    dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_add, md, scalar_md, memory::desc(d, md.data_type(), tag::any)},
+                                    attr, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::binary(pd), {{DNNL_ARG_SRC_0, s}, {DNNL_ARG_DST, dst}}, {{DNNL_ARG_SRC_1, shift}});
+    return requantize_apart(dst, steps);
+  }
+
+  // Requantize steps each as a pass over the codes.
+  int requantize_apart(int s, const std::vector<ops::RequantizeStep>& steps) {
+    for (auto& step : steps) {
+      const auto [a, b] = step_map(step);
+      s = affine_codes(s, a, b, {});
+    }
+    return s;
+  }
+
+  memory s32_scalar(int32_t v) {
+    memory m(memory::desc({1}, dt::s32, tag::x), engine_);
+    *static_cast<int32_t*>(m.get_data_handle()) = v;
+    return m;
+  }
+
+  // oneDNN adds the bias to the s32 accumulator before the output scales: the
+  // float bias in accumulator units, plus y_zero when the scales include
+  // 1 / y_scale (requantize_attr without an activation). Null: no bias.
+  memory accumulator_bias(const Tensor* bias, const Requantization& q, bool with_zero) {
+    const int64_t channels = static_cast<int64_t>(q.w_scale.size());
+    Tensor t(DType::Float32, {channels});
+    for (int64_t c = 0; c < channels; ++c) {
+      const double unit = static_cast<double>(q.x_scale) * q.w_scale[c];
+      const double b = bias ? bias->data<float>()[c] : 0.0;
+      t.data<float>()[c] = static_cast<float>((b + (with_zero ? q.y_zero * static_cast<double>(q.y_scale) : 0.0)) / unit);
+    }
+    return vector_memory(t);
+  }
+
+  // A reorder computing scale * (src - src_zero) + dst_zero into layout `to`
+  // (rounded to nearest even and saturated for 8-bit types).
+  int convert(int s, const memory::desc& to, float scale, int32_t src_zero, int32_t dst_zero) {
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(0, {scale});
+    std::unordered_map<int, memory> consts;
+    if (src_zero != 0) {
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+      consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(src_zero);
+    }
+    if (dst_zero != 0) {
+      attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
+      consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST] = s32_scalar(dst_zero);
+    }
+    dnnl::reorder::primitive_desc pd(engine_, slots_[s].md, engine_, to, attr);
+    const int d = new_slot(to);
+    add_step(dnnl::reorder(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}}, std::move(consts));
+    return d;
+  }
+
+  // 8-bit codes are written nhwc when 4-d: the layout the int8 convolutions read.
+  memory::desc code_layout(const memory::desc& like, dt type) {
+    const memory::dims d = like.dims();
+    return d.size() == 4 ? memory::desc(d, type, tag::acdb) : retyped(like, type);
+  }
+
+  // QuantizeLinear / DequantizeLinear per tensor: one reorder (QuantizeLinear
+  // multiplies by 1/scale where the reference divides: ties may differ by 1).
+  void quantize_reorder(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const float scale = constant(n, 1).data<float>()[0];
+    const int32_t zero = n.has_input(2) ? static_cast<int32_t>(constant(n, 2).get_int(0)) : 0;
+    if (n.op_type == "DequantizeLinear") return define(n, convert(x, retyped(slots_[x].md, dt::f32), scale, zero, 0));
+    define(n, convert(x, code_layout(slots_[x].md, dnnl_type(n.outputs[0]->type.dtype)), 1.0f / scale, 0, zero));
+  }
+
+  void quantized_conv(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const Tensor& w = constant(n, 3);
+    const Requantization q = requantization(n, w.dim(0));
+    const Tensor* bias = n.has_input(8) ? &constant(n, 8) : nullptr;
+    const auto chain = ops::read_post_ops(n);
+    const dt x_type = slots_[x].md.data_type();
+    if (!integer_product_exact(w, duet_type(x_type), is_depthwise(n, w)) || flatten(chain).size() >= kMaxPostOps) {
+      // Float between two reorders, with the weights dequantized once.
+      const int xf = convert(x, retyped(slots_[x].md, dt::f32), q.x_scale, q.x_zero, 0);
+      Tensor wf(DType::Float32, w.dims());
+      const int64_t per = w.numel() / w.dim(0);
+      for (int64_t i = 0; i < w.numel(); ++i)
+        wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[i / per];
+      const int yf = conv_f32(n, xf, wf, bias, chain, -1);
+      const int codes = convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero);
+      return define(n, requantize_apart(codes, ops::read_requantize_steps(n)));
+    }
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, memory::desc(c.src, x_type, tag::any),
+        memory::desc(c.weights, dt::s8, tag::any), memory::desc({w.dim(0)}, dt::f32, tag::a),
+        memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
+    const auto steps = ops::read_requantize_steps(n);
+    dnnl::primitive_attr attr;
+    const size_t fused = requantize_attr(q, chain, steps, 1 << 1, true, attr);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
+    const int src = as_layout(x, pd.src_desc());
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())},
+        {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
+    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, requantize_apart(dst, {steps.begin() + static_cast<std::ptrdiff_t>(fused), steps.end()}));
+  }
+
+  // QuantizedBinary as one binary primitive on the codes (the real value of
+  // an operand is s * (code - z)): with a scalar operand the result is affine
+  // in the code (affine_codes); with two codes their scales and one shift
+  // (Mul: the cross term of one zero point as a binary post-op). oneDNN rounds
+  // to nearest even and saturates on store. Requantize steps follow.
+  void quantized_binary(const ir::Node& n) {
+    const std::string op = n.attr_string("operation", "");
+    const double ys = constant(n, 6).data<float>()[0];
+    const double yz = n.has_input(7) ? static_cast<double>(constant(n, 7).get_int(0)) : 0.0;
+    auto scale_of = [&](size_t i) { return static_cast<double>(constant(n, i + 1).data<float>()[0]); };
+    auto zero_of = [&](size_t i) { return n.has_input(i + 2) ? static_cast<double>(constant(n, i + 2).get_int(0)) : 0.0; };
+    const auto steps = ops::read_requantize_steps(n);
+    if (!n.has_input(1) || !n.has_input(4)) {
+      // A scalar operand: affine in the other operand's code.
+      const size_t qi = n.has_input(1) ? 0 : 3;
+      const ops::RequantizeStep as_step{qi == 3 && op == "Sub" ? "RSub" : op, constant(n, 3 - qi).data<float>()[0],
+                                        static_cast<float>(scale_of(qi)), 1.0f, static_cast<int64_t>(zero_of(qi)), 0};
+      const auto [alpha, beta] = as_step.affine();
+      return define(n, affine_codes(slot_of(n.inputs[qi]), alpha / ys, beta / ys + yz, steps));
+    }
+    const memory::dims d0 = slots_[slot_of(n.inputs[0])].md.dims(), d3 = slots_[slot_of(n.inputs[3])].md.dims();
+    if (d0.size() != d3.size()) fail(n.label(), ": operands of ranks ", d0.size(), " and ", d3.size());
+    memory::dims out = d0;
+    for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(d0[i], d3[i]);
+    size_t ia = 0, ib = 3;
+    if (d0 != out) std::swap(ia, ib);  // Add/Mul only (claims): the first operand has the output's shape
+    int a = slot_of(n.inputs[ia]), b = slot_of(n.inputs[ib]);
+    b = slots_[b].md.dims() == slots_[a].md.dims() ? as_layout(b, retyped(slots_[a].md, slots_[b].md.data_type())) : plain(b);
+    double sa = scale_of(ia), sb = scale_of(ib), za = zero_of(ia), zb = zero_of(ib);
+    double shift = yz, gain = 1;
+    int cross = -1;  // the operand a Mul's cross term subtracts (binary post-op)
+    dnnl::algorithm alg = op == "Sub" ? dnnl::algorithm::binary_sub : dnnl::algorithm::binary_add;
+    if (op == "Mul" && (za == 0) != (zb == 0)) {
+      // One zero point z (of a, say): sa sb (a - z) b = sa sb z (a b / z - b),
+      // so the codes' product scaled by 1/z, minus b as a binary post-op.
+      alg = dnnl::algorithm::binary_mul;
+      const double z = za != 0 ? za : zb;
+      cross = za != 0 ? b : a;
+      gain = sa * sb * z / ys;
+      sa = za != 0 ? 1 / z : 1;
+      sb = zb != 0 ? 1 / z : 1;
+    } else if (op == "Mul") {
+      // Both or no zero points: operands with one are dequantized first.
+      alg = dnnl::algorithm::binary_mul;
+      if (za != 0) a = convert(a, retyped(slots_[a].md, dt::f32), static_cast<float>(sa), static_cast<int32_t>(za), 0), sa = 1;
+      if (zb != 0) b = convert(b, retyped(slots_[b].md, dt::f32), static_cast<float>(sb), static_cast<int32_t>(zb), 0), sb = 1;
+      sa /= ys;
+    } else {
+      shift -= (sa * za + (op == "Sub" ? -sb * zb : sb * zb)) / ys;
+      sa /= ys;
+      sb /= ys;
+    }
+    dnnl::primitive_attr attr;
+    if (sa != 1) attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(sa)});
+    if (sb != 1) attr.set_scales(DNNL_ARG_SRC_1, 0, {static_cast<float>(sb)});
+    dnnl::post_ops po;
+    if (cross >= 0) po.append_binary(dnnl::algorithm::binary_sub, slots_[cross].md);
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(gain), static_cast<float>(shift));
+    attr.set_post_ops(po);
+    const dt y_type = dnnl_type(n.outputs[0]->type.dtype);
+    const memory::desc amd = slots_[a].md;
+    dnnl::binary::primitive_desc pd({alg, amd, slots_[b].md, memory::desc(amd.dims(), y_type, tag::any)}, attr, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    std::unordered_map<int, int> args = {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, dst}};
+    if (cross >= 0) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = cross;
+    add_step(dnnl::binary(pd), std::move(args));
+    define(n, requantize_apart(dst, steps));
+  }
+
+  // Integer only (claims_quantized leaves the inexact cases to the reference kernel).
+  void quantized_matmul(const ir::Node& n) {
+    const int a0 = slot_of(n.inputs[0]);
+    const memory::dims ad = slots_[a0].md.dims();
+    const Tensor& b = constant(n, 3);
+    const int64_t k = b.dim(0), cols = b.dim(1);
+    if (ad.back() != k) fail(n.label(), ": A has ", ad.back(), " columns, B has ", k, " rows");
+    const Requantization q = requantization(n, cols);
+    const bool batched = ad.size() == 3;
+    const memory::dims bd = batched ? memory::dims{1, k, cols} : memory::dims{k, cols};
+    memory::dims od = ad;
+    od.back() = cols;
+    const int a = plain(a0);
+    const dt a_type = slots_[a].md.data_type();
+    dnnl::matmul::desc desc(memory::desc(ad, a_type, plain_tag(ad.size())), memory::desc(bd, dt::s8, tag::any),
+                            memory::desc(od, q.y_type, plain_tag(od.size())));
+    const int last_axis = static_cast<int>(od.size()) - 1;
+    const auto steps = ops::read_requantize_steps(n);
+    dnnl::primitive_attr attr;
+    requantize_attr(q, ops::read_post_ops(n), steps, 1 << last_axis, false, attr);  // no bias to carry y_zero: fuses no step
+    dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(b, memory::desc(bd, dt::s8, plain_tag(bd.size())), pd.weights_desc())}};
+    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, requantize_apart(dst, steps));
   }
 
   void deconv(const ir::Node& n) {
-    const int x = slot_of(n.inputs[0]);
-    const memory::dims xd = slots_[x].md.dims();
-    const Tensor& w = constant(n, 1);  // [Cin, Cout/group, kh, kw]
+    const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
+    define(n, deconv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias));
+  }
+
+  // A ConvTranspose's geometry in oneDNN's terms (weights [Cin, Cout/group, kh, kw]).
+  struct DeconvShape {
+    memory::dims src, weights, dst, strides, dilates, pad_begin, pad_end;
+    tag weights_tag = tag::iohw;
+  };
+  DeconvShape deconv_shape(const ir::Node& n, const memory::dims& xd, const Tensor& w) {
     const int64_t groups = n.attr_int("group", 1);
     const int64_t cout = w.dim(1) * groups;
     auto ints = [&](const char* name, int64_t def) { return ops::window::spatial_ints(n, name, 2, def); };
     const auto stride = ints("strides", 1), dil = ints("dilations", 1);
     auto pads = n.attr_ints("pads");
     if (pads.empty()) pads.assign(4, 0);
-    std::vector<int64_t> kernel = {w.dim(2), w.dim(3)};
-    memory::dims out = {xd[0], cout, 0, 0};
+    DeconvShape c;
+    c.src = xd;
+    c.dst = {xd[0], cout, 0, 0};
     for (int i = 0; i < 2; ++i)
-      out[2 + i] = (xd[2 + i] - 1) * stride[i] - pads[i] - pads[i + 2] + dil[i] * (kernel[i] - 1) + 1;
-    memory::dims wd = {cout, w.dim(0), w.dim(2), w.dim(3)};
-    tag wtag = tag::iohw;
+      c.dst[2 + i] = (xd[2 + i] - 1) * stride[i] - pads[i] - pads[i + 2] + dil[i] * (w.dim(2 + i) - 1) + 1;
+    c.weights = {cout, w.dim(0), w.dim(2), w.dim(3)};
     if (groups > 1) {
-      wd = {groups, w.dim(1), w.dim(0) / groups, w.dim(2), w.dim(3)};
-      wtag = tag::giohw;
+      c.weights = {groups, w.dim(1), w.dim(0) / groups, w.dim(2), w.dim(3)};
+      c.weights_tag = tag::giohw;
     }
-    const bool has_bias = n.has_input(2);
-    memory::desc bias_md = has_bias ? memory::desc({cout}, dt::f32, tag::a) : memory::desc();
+    c.strides = {stride[0], stride[1]};
+    c.dilates = {dil[0] - 1, dil[1] - 1};
+    c.pad_begin = {pads[0], pads[1]};
+    c.pad_end = {pads[2], pads[3]};
+    return c;
+  }
+
+  int deconv_f32(const ir::Node& n, int x, const Tensor& w, const Tensor* bias) {
+    const DeconvShape c = deconv_shape(n, slots_[x].md.dims(), w);
+    memory::desc bias_md = bias ? memory::desc({c.dst[1]}, dt::f32, tag::a) : memory::desc();
     dnnl::deconvolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-        memory::desc(xd, dt::f32, tag::any), memory::desc(wd, dt::f32, tag::any), bias_md,
-        memory::desc(out, dt::f32, tag::any), {stride[0], stride[1]}, {dil[0] - 1, dil[1] - 1}, {pads[0], pads[1]},
-        {pads[2], pads[3]});
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, memory::desc(c.src, dt::f32, tag::any),
+        memory::desc(c.weights, dt::f32, tag::any), bias_md, memory::desc(c.dst, dt::f32, tag::any), c.strides, c.dilates,
+        c.pad_begin, c.pad_end);
     dnnl::deconvolution_forward::primitive_desc pd(desc, engine_);
     const int src = as_layout(x, pd.src_desc());
     std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(wd, dt::f32, wtag), pd.weights_desc())}};
-    if (has_bias) consts[DNNL_ARG_BIAS] = vector_memory(constant(n, 2));
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
+    if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);
     const int dst = new_slot(pd.dst_desc());
     add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, dst);
+    return dst;
+  }
+
+  // QuantizedConvTranspose (group 1): as QuantizedConv, through the
+  // deconvolution primitive; output channels are the weights' axis 1.
+  void quantized_deconv(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]);
+    const Tensor& w = constant(n, 3);
+    const DeconvShape c = deconv_shape(n, slots_[x].md.dims(), w);
+    const Requantization q = requantization(n, c.dst[1]);
+    const Tensor* bias = n.has_input(8) ? &constant(n, 8) : nullptr;
+    const auto chain = ops::read_post_ops(n);
+    const auto steps = ops::read_requantize_steps(n);
+    const dt x_type = slots_[x].md.data_type();
+    if (!integer_product_exact(w, duet_type(x_type), false) || flatten(chain).size() >= kMaxPostOps) {
+      const int xf = convert(x, retyped(slots_[x].md, dt::f32), q.x_scale, q.x_zero, 0);
+      Tensor wf(DType::Float32, w.dims());
+      const int64_t spatial = w.dim(2) * w.dim(3);
+      for (int64_t i = 0; i < w.numel(); ++i)
+        wf.data<float>()[i] = static_cast<float>(w.data<int8_t>()[i]) * q.w_scale[(i / spatial) % w.dim(1)];
+      const int yf = eltwise(deconv_f32(n, xf, wf, bias), flatten(chain));
+      const int codes = convert(yf, code_layout(slots_[yf].md, q.y_type), 1.0f / q.y_scale, 0, q.y_zero);
+      return define(n, requantize_apart(codes, steps));
+    }
+    dnnl::deconvolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, memory::desc(c.src, x_type, tag::any),
+        memory::desc(c.weights, dt::s8, tag::any), memory::desc({c.dst[1]}, dt::f32, tag::a),
+        memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
+    dnnl::primitive_attr attr;
+    const size_t fused = requantize_attr(q, chain, steps, 1 << 1, true, attr);
+    dnnl::deconvolution_forward::primitive_desc pd(desc, attr, engine_);
+    const int src = as_layout(x, pd.src_desc());
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())},
+        {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
+    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    define(n, requantize_apart(dst, {steps.begin() + static_cast<std::ptrdiff_t>(fused), steps.end()}));
   }
 
   void matmul(const ir::Node& n) {
@@ -566,7 +1089,7 @@ class Plan {
   // A slot in the plain row-major layout of its dims.
   int plain(int s) {
     const memory::dims d = slots_[s].md.dims();
-    return as_layout(s, memory::desc(d, dt::f32, plain_tag(d.size())));
+    return as_layout(s, memory::desc(d, slots_[s].md.data_type(), plain_tag(d.size())));
   }
 
   void matmul_runtime(const ir::Node& n) {
@@ -735,7 +1258,7 @@ class Plan {
                          : (n.attr_int("count_include_pad", 0) ? dnnl::algorithm::pooling_avg_include_padding
                                                                : dnnl::algorithm::pooling_avg_exclude_padding);
     dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, slots_[x].md,
-                                              memory::desc(out, dt::f32, tag::any), stride, kernel, pl, pr},
+                                              memory::desc(out, slots_[x].md.data_type(), tag::any), stride, kernel, pl, pr},
                                              engine_);
     const int src = as_layout(x, pd.src_desc());
     const int dst = new_slot(pd.dst_desc());
@@ -909,6 +1432,7 @@ class Plan {
   std::unordered_map<std::string, int> value_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<Dims> output_dims_;
+  std::vector<DType> output_types_;
   std::vector<Tensor> keep_;  // constants whose bytes oneDNN memories point at
   const ir::Node* current_ = nullptr;  // the node being lowered
   std::vector<std::pair<int, memory::desc>> views_;  // steps that read their source through a permuted view

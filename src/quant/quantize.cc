@@ -182,7 +182,8 @@ std::vector<float> channel_amax(const Tensor& w, int axis) {
   return amax;
 }
 
-QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightFormat f, bool per_channel, int block_size) {
+QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightFormat f, bool per_channel, int block_size,
+                            bool reduce_range) {
   QuantWeight r;
   const auto& d = w.dims();
   const float* x = w.data<float>();
@@ -219,7 +220,7 @@ QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightForma
   }
   const int axis = per_channel ? slot.axis : -1;
   const std::vector<float> amax = channel_amax(w, axis);
-  const float qmax = f == WeightFormat::Fp8 ? 448.0f : 127.0f;
+  const float qmax = f == WeightFormat::Fp8 ? 448.0f : reduce_range ? 63.0f : 127.0f;
   for (float a : amax) r.scales.push_back(a > 0 ? a / qmax : 1.0f);
   int64_t inner = 1;
   if (axis >= 0) for (size_t k = axis + 1; k < d.size(); ++k) inner *= d[k];
@@ -234,7 +235,7 @@ QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightForma
   } else {
     r.q = Tensor(DType::Int8, d);
     for (int64_t i = 0; i < w.numel(); ++i)
-      r.q.data<int8_t>()[i] = static_cast<int8_t>(std::clamp(std::nearbyint(scaled[i]), -127.0f, 127.0f));
+      r.q.data<int8_t>()[i] = static_cast<int8_t>(std::clamp(std::nearbyint(scaled[i]), -qmax, qmax));
   }
   if (axis >= 0) {
     r.scale = Tensor::from_vector<float>(r.scales, {channels});
@@ -377,7 +378,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     const std::string key = wv->name + "/" + std::to_string(slot->axis) + "/" + std::to_string(slot->reduce_axis);
     auto it = weights.find(key);
     if (it == weights.end()) {
-      QuantWeight qw = quantize_weight(*constant(g, wv), *slot, f, o.per_channel, o.block_size);
+      QuantWeight qw = quantize_weight(*constant(g, wv), *slot, f, o.per_channel, o.block_size, o.reduce_range);
       Value* q = add_initializer(g, wv->name + "_quantized", qw.q);
       Value* scale = add_initializer(g, wv->name + "_scale", qw.scale);
       Value* zp = nullptr;

@@ -52,7 +52,7 @@ Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
     std::string backend = "cpu", metric = "l2";
-    bool per_tensor = false, symmetric = false, quantize_outputs = false, json = false, sensitivity = false, progress = false;
+    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types;
     double budget = -1, percentile = 99.999;
     int block_size = 32, threads = 2;
@@ -76,6 +76,8 @@ Runner add_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"int8", "fp8", "none"}));
   cmd->add_flag("--quantize-outputs", o->quantize_outputs,
                  "Also quantize every quantized node's output (ONNX Runtime's placement; default: only inputs of quantized nodes)");
+  cmd->add_flag("--reduce-range", o->reduce_range,
+                 "7-bit INT8 weights ([-63, 63]): integer kernels stay exact on x86 CPUs without VNNI");
   cmd->add_flag("--symmetric", o->symmetric, "INT8 activations symmetric (zero point 0) instead of UINT8 with a zero point");
   cmd->add_option("--op-types", o->op_types, "Op types to quantize (default Conv,ConvTranspose,MatMul,Gemm)");
   cmd->add_option("--exclude", o->exclude, "Op types to leave in FP32 (comma-separated or repeated)");
@@ -110,6 +112,7 @@ Runner add_quantize(CLI::App& app) {
     qo.activations = quant::parse_activation_format(o->activations);
     qo.symmetric_activations = o->symmetric;
     qo.quantize_outputs = o->quantize_outputs;
+    qo.reduce_range = o->reduce_range;
     qo.block_size = o->block_size;
     if (!o->op_types.empty()) qo.op_types = split_list(o->op_types);
     qo.exclude_op_types = split_list(o->exclude);

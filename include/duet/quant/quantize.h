@@ -49,6 +49,10 @@ struct QuantizeOptions {
   WeightFormat weights = WeightFormat::Int8;
   ActivationFormat activations = ActivationFormat::Int8;
   bool symmetric_activations = false;  // INT8 with zero point 0 instead of UINT8 with one
+  // 7-bit weights in [-63, 63]: on x86 without VNNI, u8 x s8 products go
+  // through VPMADDUBSW, whose 16-bit pair sums saturate for |w| > 64; the cpu
+  // backend runs such convs in float (exact) unless the weights fit 7 bits.
+  bool reduce_range = false;
   bool quantize_outputs = false;       // also a Q/DQ pair on every quantized node's output (ONNX Runtime's placement)
   int block_size = 32;                 // INT4 weights: 32, 64 or 128
   std::set<std::string> op_types = {"Conv", "ConvTranspose", "MatMul", "Gemm"};

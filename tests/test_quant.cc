@@ -398,3 +398,60 @@ TEST(Quantize, QuantizeOutputsAddsOnnxRuntimesOutputPairs) {
   ASSERT_TRUE(c && c->producer);
   EXPECT_EQ(c->producer->op_type, "DequantizeLinear");
 }
+
+TEST(Quantize, SmoothingMovesChannelOutliersIntoWeightsWithoutChangingTheOutput) {
+  // x has one channel 50x larger than the others; after smoothing the Conv
+  // reads x * (1/s) with balanced channels and its weights carry s.
+  const ir::Model m = conv_model();
+  quant::QuantizeOptions o;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  quant::SampleSource data = random_samples(4);
+  auto base = data.load;
+  data.load = [base](size_t i) {
+    auto feeds = base(i);
+    Tensor& x = feeds.at("x");
+    for (int k = 0; k < 64; ++k) x.data<float>()[k] *= 50;  // channel 0
+    return feeds;
+  };
+  const auto axes = quant::smoothable_tensors(*prepared, plan);
+  ASSERT_EQ(axes.count("x"), 1u);
+  EXPECT_EQ(axes.at("x"), 1);
+  quant::RunOptions run;
+  run.backend = "reference";
+  const auto amax = quant::channel_maxima(*prepared, axes, data, run);
+  ASSERT_EQ(amax.at("x").size(), 3u);
+  EXPECT_GT(amax.at("x")[0], 20 * amax.at("x")[1]);
+  auto smoothed = quant::clone_model(*prepared);
+  EXPECT_EQ(quant::smooth_activations(*smoothed, plan, amax, 0.5), 1);
+  const auto feeds = data.load(0);
+  const auto ref = run_once(*prepared, feeds), got = run_once(*smoothed, feeds);
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(ref[i], got[i], 1e-4 * (1 + std::fabs(ref[i]))) << i;
+  // The conv now reads the smoothed tensor, whose channels are closer in range.
+  const auto plan2 = quant::plan_quantization(*smoothed, o);
+  ASSERT_EQ(plan2.activations.size(), 1u);
+  const auto amax2 = quant::channel_maxima(*smoothed, {{plan2.activations[0], 1}}, data, run);
+  const auto& a2 = amax2.at(plan2.activations[0]);
+  EXPECT_LT(a2[0] / a2[1], 0.5 * amax.at("x")[0] / amax.at("x")[1]);
+}
+
+TEST(Quantize, AutoPicksForEachTensorTheRangeWithTheSmallestMeasuredError) {
+  const ir::Model m = conv_model();
+  quant::QuantizeOptions o;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  quant::RunOptions run;
+  run.backend = "reference";
+  const auto observers = quant::calibrate(*prepared, plan.activations, random_samples(4), run);
+  quant::Evaluator eval(*prepared, random_samples(4), 4, run);
+  std::map<std::string, std::string> chosen;
+  const auto best = quant::choose_ranges_by_error(*prepared, plan, observers, o, eval, &chosen);
+  ASSERT_EQ(chosen.count("x"), 1u);
+  const double best_error = eval.compare(*quant::quantize_model(*prepared, plan, best, o).model).error;
+  for (auto method : {quant::Method::MinMax, quant::Method::Entropy, quant::Method::Mse, quant::Method::Percentile}) {
+    quant::QuantizeOptions om = o;
+    om.calibration.method = method;
+    const double e = eval.compare(*quant::quantize_model(*prepared, plan, quant::choose_ranges(observers, om), o).model).error;
+    EXPECT_LE(best_error, e + 1e-12) << quant::method_name(method);
+  }
+}

@@ -77,6 +77,33 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
   return observers;
 }
 
+std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
+                                                         const SampleSource& data, const RunOptions& run) {
+  std::vector<std::string> names;
+  for (auto& [name, _] : tensors) names.push_back(name);
+  Runner runner(prepared, names, run);
+  std::map<std::string, std::vector<float>> amax;
+  for (size_t i = 0; i < data.count; ++i) {
+    const auto outputs = runner.run(data.load(i));
+    for (auto& [name, axis] : tensors) {
+      const Tensor& t = outputs.at(name);
+      if (t.dtype() != DType::Float32 || axis >= static_cast<int>(t.rank())) continue;
+      const int64_t channels = t.dim(axis);
+      int64_t inner = 1;
+      for (size_t k = axis + 1; k < t.rank(); ++k) inner *= t.dim(static_cast<int>(k));
+      auto& m = amax[name];
+      m.resize(channels, 0.0f);
+      const float* x = t.data<float>();
+      for (int64_t e = 0; e < t.numel(); ++e) {
+        float& a = m[(e / inner) % channels];
+        a = std::max(a, std::fabs(x[e]));
+      }
+    }
+    if (run.progress) run.progress(i + 1, data.count);
+  }
+  return amax;
+}
+
 std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& o) {
   RangeOptions ro = o.calibration;
   if (o.symmetric_activations || o.activations == ActivationFormat::Fp8) ro.levels_unsigned = ro.levels_signed;

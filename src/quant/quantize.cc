@@ -136,6 +136,134 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
 
 namespace {
 
+// The planned readers of each tensor, and whether every one reads it as the
+// data input of a weight op (Conv group 1 or depthwise, MatMul with a constant
+// 2-D weight) along the same channel axis.
+struct Smoothable {
+  std::vector<Node*> readers;
+  int axis = -1;
+  bool ok = true;
+};
+
+std::map<std::string, Smoothable> find_smoothable(Graph& g, const Plan& plan) {
+  const std::set<std::string> planned(plan.nodes.begin(), plan.nodes.end());
+  std::map<std::string, Smoothable> out;
+  for (auto& node : g.nodes) {
+    Node* n = node.get();
+    if (!planned.count(n->name)) continue;
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      Value* x = n->inputs[i];
+      if (!x || constant(g, x)) continue;
+      Smoothable& s = out[x->name];
+      s.readers.push_back(n);
+      const Tensor* w = n->inputs.size() > 1 ? constant(g, n->inputs[1]) : nullptr;
+      int axis = -1;
+      if (i == 0 && w && n->op_type == "Conv" && x->type.shape.rank_known && x->type.shape.rank() >= 3) {
+        const int64_t group = n->attr_int("group", 1);
+        if (group == 1 || w->dim(1) == 1) axis = 1;
+      } else if (i == 0 && w && n->op_type == "MatMul" && w->rank() == 2 && x->type.shape.rank_known) {
+        axis = static_cast<int>(x->type.shape.rank()) - 1;
+      }
+      if (axis < 0 || (s.axis >= 0 && s.axis != axis)) s.ok = false;
+      s.axis = axis;
+    }
+  }
+  // A weight shared with a node outside the readers would be scaled for it too.
+  std::map<std::string, int> weight_reads;
+  for (auto& node : g.nodes)
+    for (auto* in : node->inputs)
+      if (in && constant(g, in)) ++weight_reads[in->name];
+  for (auto& [name, s] : out)
+    for (Node* n : s.readers) {
+      int mine = 0;
+      for (Node* m : s.readers) mine += m->inputs[1] == n->inputs[1];
+      if (s.ok && n->inputs.size() > 1 && weight_reads[n->inputs[1]->name] != mine) s.ok = false;
+    }
+  std::erase_if(out, [](const auto& kv) { return !kv.second.ok; });
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, int> smoothable_tensors(const ir::Model& prepared, const Plan& plan) {
+  std::map<std::string, int> out;
+  for (auto& [name, s] : find_smoothable(*prepared.graph, plan)) out[name] = s.axis;
+  return out;
+}
+
+int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std::string, std::vector<float>>& channel_amax,
+                       double alpha) {
+  Graph& g = *prepared.graph;
+  int count = 0;
+  for (auto& [name, sm] : find_smoothable(g, plan)) {
+    auto it = channel_amax.find(name);
+    if (it == channel_amax.end()) continue;
+    const std::vector<float>& ax = it->second;
+    const int64_t channels = static_cast<int64_t>(ax.size());
+    // Max |w| per input channel over every reader's weights; depthwise readers use alpha 1.
+    std::vector<double> aw(channels, 0.0);
+    bool depthwise_only = true;
+    for (Node* n : sm.readers) {
+      const Tensor& w = *constant(g, n->inputs[1]);
+      const bool conv = n->op_type == "Conv";
+      depthwise_only &= conv && w.dim(1) == 1 && n->attr_int("group", 1) > 1;
+      const int64_t cin_w = conv ? w.dim(1) : w.dim(0);
+      if ((conv && w.dim(1) != 1 && cin_w != channels) || (!conv && cin_w != channels) ||
+          (conv && w.dim(1) == 1 && w.dim(0) != channels && n->attr_int("group", 1) > 1)) {
+        aw.clear();
+        break;
+      }
+      const int64_t inner = conv ? w.numel() / (w.dim(0) * w.dim(1)) : w.dim(1);
+      for (int64_t e = 0; e < w.numel(); ++e) {
+        const int64_t c = conv ? (w.dim(1) == 1 && n->attr_int("group", 1) > 1 ? e / inner : (e / inner) % w.dim(1)) : e / inner;
+        aw[c] = std::max(aw[c], static_cast<double>(std::fabs(w.data<float>()[e])));
+      }
+    }
+    if (aw.empty()) continue;
+    const double a = depthwise_only ? 1.0 : alpha;
+    std::vector<float> s(channels, 1.0f);
+    for (int64_t c = 0; c < channels; ++c)
+      if (ax[c] > 0 && aw[c] > 0) s[c] = static_cast<float>(std::clamp(std::pow(ax[c], a) / std::pow(aw[c], 1 - a), 1e-4, 1e4));
+    // x' = x * (1/s), broadcast along the channel axis.
+    Value* x = g.find_value(name);
+    const size_t rank = x->type.shape.rank();
+    Dims sd(rank - sm.axis, 1);
+    sd[0] = channels;
+    Tensor inv(DType::Float32, sd);
+    for (int64_t c = 0; c < channels; ++c) inv.data<float>()[c] = 1.0f / s[c];
+    Value* iv = add_initializer(g, name + "_smooth_scale", inv);
+    Value* xs = g.value(fresh_name(g, name + "_smoothed"));
+    xs->type = x->type;
+    Node* mul = g.add_node("Mul", {x, iv}, {xs}, fresh_name(g, name + "_smooth"));
+    xs->producer = mul;
+    xs->producer_output = 0;
+    std::set<std::string> scaled;
+    for (Node* n : sm.readers) {
+      n->inputs[0] = xs;
+      Value* wv = n->inputs[1];
+      if (!scaled.insert(wv->name).second) continue;
+      Tensor w = constant(g, wv)->clone();
+      const bool conv = n->op_type == "Conv";
+      const bool dw = conv && w.dim(1) == 1 && n->attr_int("group", 1) > 1;
+      const int64_t inner = conv ? w.numel() / (w.dim(0) * w.dim(1)) : w.dim(1);
+      for (int64_t e = 0; e < w.numel(); ++e) {
+        const int64_t c = conv ? (dw ? e / inner : (e / inner) % w.dim(1)) : e / inner;
+        w.data<float>()[e] *= s[c];
+      }
+      g.initializers[wv->name] = w;
+    }
+    ++count;
+  }
+  if (count) {
+    g.topological_sort();
+    ir::verify(g);
+    passes::infer_shapes(prepared);
+  }
+  return count;
+}
+
+namespace {
+
 struct ActParams {
   float scale = 1;
   Tensor zero_point;

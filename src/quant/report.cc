@@ -90,6 +90,7 @@ nlohmann::json to_json(const QuantReport& r) {
                  {"block_size", r.options.block_size}};
   j["calibration"] = {{"samples", r.calibration_samples}, {"seconds", r.calibration_seconds}, {"peak_rss_mb", r.peak_rss_mb}};
   j["evaluation_samples"] = r.evaluation_samples;
+  j["smoothing"] = {{"alpha", r.smooth_alpha}, {"tensors", r.smoothed}};
   j["precision"] = r.precision;
   int quantized = 0;
   for (auto& [_, p] : r.precision) quantized += p != "fp32";
@@ -138,6 +139,7 @@ std::string html_report(const QuantReport& r) {
     << (r.options.weights == WeightFormat::Int4 ? ", block " + std::to_string(r.options.block_size) : "") << "</td></tr>"
     << "<tr><th>activations</th><td>" << format_name(r.options.activations)
     << (r.options.activations == ActivationFormat::Int8 ? (r.options.symmetric_activations ? " symmetric" : " asymmetric (uint8)") : "")
+    << "</td></tr><tr><th>smoothing</th><td>" << (r.smoothed ? std::to_string(r.smoothed) + " tensors, alpha " + fmt(r.smooth_alpha, 3) : std::string("off"))
     << "</td></tr><tr><th>evaluation samples</th><td>" << r.evaluation_samples << "</td></tr>";
   int quantized = 0;
   for (auto& [_, p] : r.precision) quantized += p != "fp32";

@@ -54,7 +54,7 @@ Runner add_quantize(CLI::App& app) {
     std::string backend = "cpu", metric = "l2";
     bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types;
-    double budget = -1, percentile = 99.999;
+    double budget = -1, percentile = 99.999, smooth = 0;
     int block_size = 32, threads = 2;
     size_t max_calib = 0, max_eval = 16;
   };
@@ -76,6 +76,9 @@ Runner add_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"int8", "fp8", "none"}));
   cmd->add_flag("--quantize-outputs", o->quantize_outputs,
                  "Also quantize every quantized node's output (ONNX Runtime's placement; default: only inputs of quantized nodes)");
+  cmd->add_option("--smooth", o->smooth,
+                  "Migrate activation outliers into the weights (SmoothQuant) with this alpha before calibrating; 0: off")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--reduce-range", o->reduce_range,
                  "7-bit INT8 weights ([-63, 63]): integer kernels stay exact on x86 CPUs without VNNI");
   cmd->add_flag("--symmetric", o->symmetric, "INT8 activations symmetric (zero point 0) instead of UINT8 with a zero point");
@@ -128,7 +131,15 @@ Runner add_quantize(CLI::App& app) {
     run.backend = o->backend;
 
     auto prepared = quant::prepare_for_quantization(*model, qo);
-    const quant::Plan plan = quant::plan_quantization(*prepared, qo);
+    quant::Plan plan = quant::plan_quantization(*prepared, qo);
+    int smoothed = 0;
+    if (o->smooth > 0 && qo.activations != quant::ActivationFormat::None) {
+      quant::RunOptions pass = run;
+      pass.progress = progress_bar("channel maxima", show);
+      const auto amax = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass);
+      smoothed = quant::smooth_activations(*prepared, plan, amax, o->smooth);
+      plan = quant::plan_quantization(*prepared, qo);
+    }
     DUET_CHECK(!plan.nodes.empty(), o->model, ": no node to quantize (op types ", o->op_types.empty() ? "Conv,ConvTranspose,MatMul,Gemm" : "as given", ")");
 
     quant::QuantReport report;
@@ -136,6 +147,8 @@ Runner add_quantize(CLI::App& app) {
     report.output = o->output;
     report.options = qo;
     report.plan = plan;
+    report.smoothed = smoothed;
+    report.smooth_alpha = o->smooth;
     report.calibration_samples = calib.count;
     std::map<std::string, quant::Range> ranges;
     std::map<std::string, quant::Observer> observers;

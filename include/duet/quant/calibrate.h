@@ -35,6 +35,11 @@ struct RunOptions {
 std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::vector<std::string>& tensors,
                                           const SampleSource& data, const RunOptions& run = {});
 
+// Max |x| per channel (tensor -> channel axis) over the samples, for
+// smooth_activations(): one streaming pass, memory = channels.
+std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
+                                                         const SampleSource& data, const RunOptions& run = {});
+
 // Ranges per tensor by the options' method, with the level counts the
 // activation format implies.
 std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& options);

@@ -75,6 +75,22 @@ struct Plan {
 
 Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& options);
 
+// SmoothQuant-style migration of activation outliers into the weights: for a
+// tensor x read only as the data input of planned Conv/MatMul nodes with
+// constant weights, x' = x / s (per input channel, an explicit Mul) and
+// W' = W * s along the weights' input-channel axis, so the product is
+// unchanged and x' has balanced channels for per-tensor activation scales.
+// s_c = amax_x[c]^alpha / amax_w[c]^(1 - alpha); depthwise convs (one input
+// channel per group) use alpha = 1: their per-output-channel weight scales
+// absorb s exactly. `channel_amax`: tensor -> max |x| per channel (channel
+// axis 1 for Conv inputs, the last axis for MatMul), from channel_maxima().
+// Returns the tensors smoothed; re-plan afterwards (readers now read x').
+int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std::string, std::vector<float>>& channel_amax,
+                       double alpha);
+
+// The tensors smooth_activations() can handle, with their channel axis.
+std::map<std::string, int> smoothable_tensors(const ir::Model& prepared, const Plan& plan);
+
 struct QuantizedModel {
   std::unique_ptr<ir::Model> model;
   // Activation tensor of the prepared model -> the name of its dequantized

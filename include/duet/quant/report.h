@@ -20,6 +20,8 @@ struct QuantReport {
   size_t calibration_samples = 0, evaluation_samples = 0;
   double calibration_seconds = 0, peak_rss_mb = 0;
   Plan plan;
+  int smoothed = 0;          // tensors whose outliers were migrated into weights
+  double smooth_alpha = 0;
   std::map<std::string, Range> ranges;
   std::map<std::string, std::string> chosen_method;  // --method auto: tensor -> method whose range won
   std::map<std::string, std::string> precision;

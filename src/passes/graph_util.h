@@ -102,4 +102,26 @@ inline bool replace_uses(Graph& g, const Uses& uses, Value* from, Value* to) {
   return true;
 }
 
+inline void remove_attr(Node& n, const std::string& name) {
+  std::erase_if(n.attributes, [&](const ir::Attribute& a) { return a.name == name; });
+}
+
+// Sets (replacing) an integer or string attribute.
+inline void set_attr(Node& n, const std::string& name, int64_t value) {
+  remove_attr(n, name);
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttrType::Int;
+  a.i = value;
+  n.attributes.push_back(std::move(a));
+}
+inline void set_attr(Node& n, const std::string& name, const std::string& value) {
+  remove_attr(n, name);
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttrType::String;
+  a.s = value;
+  n.attributes.push_back(std::move(a));
+}
+
 }  // namespace duet::passes::graph_util

@@ -30,28 +30,6 @@ Tensor scalar_like(const Value* x, double value) {
   return s;
 }
 
-void remove_attr(Node& n, const std::string& name) {
-  std::erase_if(n.attributes, [&](const ir::Attribute& a) { return a.name == name; });
-}
-
-void set_string_attr(Node& n, const std::string& name, const std::string& value) {
-  remove_attr(n, name);
-  ir::Attribute a;
-  a.name = name;
-  a.type = ir::AttrType::String;
-  a.s = value;
-  n.attributes.push_back(std::move(a));
-}
-
-void set_int_attr(Node& n, const std::string& name, int64_t value) {
-  remove_attr(n, name);
-  ir::Attribute a;
-  a.name = name;
-  a.type = ir::AttrType::Int;
-  a.i = value;
-  n.attributes.push_back(std::move(a));
-}
-
 // Puts `input` at position `index` (padding omitted inputs with null).
 void set_input(Node& n, size_t index, Value* input) {
   if (n.inputs.size() <= index) n.inputs.resize(index + 1, nullptr);
@@ -79,8 +57,8 @@ bool upgrade_resize(Graph& g, Node& n, int64_t from) {
   }
   std::string mode = n.attr_string("mode", "nearest");
   if (mode == "bilinear") mode = "linear";
-  set_string_attr(n, "mode", mode);
-  set_string_attr(n, "coordinate_transformation_mode", "asymmetric");
+  set_attr(n, "mode", mode);
+  set_attr(n, "coordinate_transformation_mode", "asymmetric");
   if (mode == "nearest") {
     const Tensor* s = constant(g, scales);
     if (!s) unsupported(n.label(), ": upgrading a legacy nearest Resize needs constant scales");
@@ -89,7 +67,7 @@ bool upgrade_resize(Graph& g, Node& n, int64_t from) {
     bool enlarges = false;
     for (int64_t i = 0; i < s->numel(); ++i) enlarges |= s->get_double(i) > 1.0;
     if (shrinks && enlarges) unsupported(n.label(), ": a legacy nearest Resize that both shrinks and enlarges has no opset-11 equivalent");
-    set_string_attr(n, "nearest_mode", shrinks ? "ceil" : "floor");
+    set_attr(n, "nearest_mode", shrinks ? "ceil" : "floor");
   }
   Value* roi = add_initializer(g, n.name + "_roi", Tensor(DType::Float32, {0}));
   Value* x = n.inputs[0];
@@ -105,7 +83,7 @@ bool upgrade_softmax(Graph& g, Node& n, std::vector<std::unique_ptr<Node>>& adde
   const Value* x = n.inputs[0];
   const int64_t rank = x->type.shape.rank_known ? static_cast<int64_t>(x->type.shape.rank()) : -1;
   if (rank > 0 && (axis == -1 || axis == rank - 1)) {
-    set_int_attr(n, "axis", -1);
+    set_attr(n, "axis", -1);
     return true;
   }
   // y = Reshape(Softmax(Flatten(x, axis), axis=-1), Shape(x))
@@ -122,7 +100,7 @@ bool upgrade_softmax(Graph& g, Node& n, std::vector<std::unique_ptr<Node>>& adde
   flatten->name = fresh_name(g, n.name + "_flatten");
   flatten->inputs = {n.inputs[0]};
   flatten->outputs = {flat};
-  set_int_attr(*flatten, "axis", axis);
+  set_attr(*flatten, "axis", axis);
   auto reshape = std::make_unique<Node>();
   reshape->op_type = "Reshape";
   reshape->name = fresh_name(g, n.name + "_reshape");
@@ -135,7 +113,7 @@ bool upgrade_softmax(Graph& g, Node& n, std::vector<std::unique_ptr<Node>>& adde
   soft->producer = &n;
   n.inputs = {flat};
   n.outputs = {soft};
-  set_int_attr(n, "axis", -1);
+  set_attr(n, "axis", -1);
   added.push_back(std::move(shape_node));
   added.push_back(std::move(flatten));
   added.push_back(std::move(reshape));

@@ -385,8 +385,8 @@ class Rewriter {
     Node* n = g_.add_node("DequantizeLinear", ins, {out}, fresh_name_node(base + "_DequantizeLinear"));
     out->producer = n;
     out->producer_output = 0;
-    if (axis) set_int(*n, "axis", *axis);
-    if (block) set_int(*n, "block_size", block);
+    if (axis) set_attr(*n, "axis", static_cast<int64_t>(*axis));
+    if (block) set_attr(*n, "block_size", static_cast<int64_t>(block));
     return out;
   }
 
@@ -413,14 +413,6 @@ class Rewriter {
     for (int i = 1; node_names_.count(name); ++i) name = base + "_" + std::to_string(i);
     node_names_.insert(name);
     return name;
-  }
-
-  static void set_int(Node& n, const std::string& name, int64_t v) {
-    ir::Attribute a;
-    a.name = name;
-    a.type = ir::AttrType::Int;
-    a.i = v;
-    n.attributes.push_back(std::move(a));
   }
 
   ir::Model& m_;

@@ -1,3 +1,4 @@
+#include "duet/core/html.h"
 #include "duet/sim/report.h"
 
 #include <algorithm>
@@ -64,17 +65,7 @@ nlohmann::json to_json(const HostValidation& v) {
 
 namespace {
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
-}
+std::string esc(const std::string& s) { return html_escape(s); }
 
 std::string fmt(double v, int digits = 3) {
   std::ostringstream o;

@@ -377,6 +377,11 @@ TEST(QuantizeCli, BadCalibrationInputIsOneClearError) {
   t.data<float>()[5] = NAN;
   onnx_io::save_tensor_pb(t, "x", (dir / "nan" / "a.pb").string());
   expect_error((dir / "nan").string(), "NaN in");
+  // A range override must name a quantized activation and contain zero.
+  const std::string good = source_dir() + "/data/samples/cls";
+  auto r = run_command(cli() + " quantize " + model + " --calib " + good + " -o " + (dir / "q.onnx").string() + " --override nope=-1:1");
+  EXPECT_NE(r.output.find("'nope' is not an activation tensor"), std::string::npos) << r.output;
+  EXPECT_NE(r.exit_code, 0);
 }
 
 TEST(Quantize, QuantizeOutputsAddsOnnxRuntimesOutputPairs) {

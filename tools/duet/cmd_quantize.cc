@@ -5,6 +5,7 @@
 // output comparison; --accuracy-budget keeps the most sensitive nodes in FP32).
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -53,7 +54,7 @@ Runner add_quantize(CLI::App& app) {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
     std::string backend = "cpu", metric = "l2";
     bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, json = false, sensitivity = false, progress = false;
-    std::vector<std::string> exclude, exclude_nodes, op_types;
+    std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
     double budget = -1, percentile = 99.999, smooth = 0;
     int block_size = 32, threads = 2;
     size_t max_calib = 0, max_eval = 16;
@@ -85,6 +86,7 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--op-types", o->op_types, "Op types to quantize (default Conv,ConvTranspose,MatMul,Gemm)");
   cmd->add_option("--exclude", o->exclude, "Op types to leave in FP32 (comma-separated or repeated)");
   cmd->add_option("--exclude-nodes", o->exclude_nodes, "Node names to leave in FP32");
+  cmd->add_option("--override", o->overrides, "Fix a tensor's range instead of calibrating it: NAME=LO:HI (repeatable)");
   cmd->add_option("--accuracy-budget", o->budget,
                   "Largest relative L2 output error allowed (e.g. 0.02): the most sensitive nodes stay FP32 until it holds")
       ->check(CLI::Range(0.0, 10.0));
@@ -120,6 +122,19 @@ Runner add_quantize(CLI::App& app) {
     if (!o->op_types.empty()) qo.op_types = split_list(o->op_types);
     qo.exclude_op_types = split_list(o->exclude);
     qo.exclude_nodes = split_list(o->exclude_nodes);
+    for (const auto& spec : o->overrides) {
+      const size_t eq = spec.rfind('='), colon = spec.rfind(':');
+      DUET_CHECK(eq != std::string::npos && colon != std::string::npos && colon > eq, "--override '", spec, "': expected NAME=LO:HI");
+      quant::Range r;
+      try {
+        r.lo = std::stof(spec.substr(eq + 1, colon - eq - 1));
+        r.hi = std::stof(spec.substr(colon + 1));
+      } catch (const std::exception&) {
+        fail("--override '", spec, "': LO and HI must be numbers");
+      }
+      DUET_CHECK(r.lo <= 0 && r.hi >= 0 && r.lo < r.hi, "--override '", spec, "': the range must contain 0 (LO <= 0 <= HI, LO < HI)");
+      qo.overrides[spec.substr(0, eq)] = r;
+    }
     DUET_CHECK(!(qo.weights == quant::WeightFormat::Int4 && qo.activations != quant::ActivationFormat::None),
                "--weights int4 is weight-only: add --activations none");
     const bool show = o->progress || isatty(2);
@@ -141,6 +156,10 @@ Runner add_quantize(CLI::App& app) {
       plan = quant::plan_quantization(*prepared, qo);
     }
     DUET_CHECK(!plan.nodes.empty(), o->model, ": no node to quantize (op types ", o->op_types.empty() ? "Conv,ConvTranspose,MatMul,Gemm" : "as given", ")");
+
+    for (auto& [name, _] : qo.overrides)
+      DUET_CHECK(std::find(plan.activations.begin(), plan.activations.end(), name) != plan.activations.end(), "--override: '", name,
+                 "' is not an activation tensor that gets quantized");
 
     quant::QuantReport report;
     report.model = o->model;

@@ -382,6 +382,8 @@ TEST(QuantizeCli, BadCalibrationInputIsOneClearError) {
   auto r = run_command(cli() + " quantize " + model + " --calib " + good + " -o " + (dir / "q.onnx").string() + " --override nope=-1:1");
   EXPECT_NE(r.output.find("'nope' is not an activation tensor"), std::string::npos) << r.output;
   EXPECT_NE(r.exit_code, 0);
+  r = run_command(cli() + " quantize " + model + " --calib " + good + " -o " + (dir / "q.onnx").string() + " --awq");
+  EXPECT_NE(r.output.find("--awq searches INT4 weight scales"), std::string::npos) << r.output;
 }
 
 TEST(Quantize, QuantizeOutputsAddsOnnxRuntimesOutputPairs) {

@@ -78,11 +78,13 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
 }
 
 std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
-                                                         const SampleSource& data, const RunOptions& run) {
+                                                         const SampleSource& data, const RunOptions& run, bool mean_abs) {
   std::vector<std::string> names;
   for (auto& [name, _] : tensors) names.push_back(name);
   Runner runner(prepared, names, run);
   std::map<std::string, std::vector<float>> amax;
+  std::map<std::string, std::vector<double>> sums;
+  std::map<std::string, double> per_channel_count;
   for (size_t i = 0; i < data.count; ++i) {
     const auto outputs = runner.run(data.load(i));
     for (auto& [name, axis] : tensors) {
@@ -93,14 +95,21 @@ std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepar
       for (size_t k = axis + 1; k < t.rank(); ++k) inner *= t.dim(static_cast<int>(k));
       auto& m = amax[name];
       m.resize(channels, 0.0f);
+      auto& sum = sums[name];
+      sum.resize(channels, 0.0);
+      per_channel_count[name] += static_cast<double>(t.numel() / channels);
       const float* x = t.data<float>();
       for (int64_t e = 0; e < t.numel(); ++e) {
-        float& a = m[(e / inner) % channels];
-        a = std::max(a, std::fabs(x[e]));
+        const int64_t c = (e / inner) % channels;
+        m[c] = std::max(m[c], std::fabs(x[e]));
+        sum[c] += std::fabs(x[e]);
       }
     }
     if (run.progress) run.progress(i + 1, data.count);
   }
+  if (mean_abs)
+    for (auto& [name, m] : amax)
+      for (size_t c = 0; c < m.size(); ++c) m[c] = static_cast<float>(sums[name][c] / per_channel_count[name]);
   return amax;
 }
 

@@ -192,7 +192,7 @@ std::map<std::string, int> smoothable_tensors(const ir::Model& prepared, const P
 }
 
 int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std::string, std::vector<float>>& channel_amax,
-                       double alpha) {
+                       double alpha, bool awq) {
   Graph& g = *prepared.graph;
   int count = 0;
   for (auto& [name, sm] : find_smoothable(g, plan)) {
@@ -220,10 +220,20 @@ int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std
       }
     }
     if (aw.empty()) continue;
-    const double a = depthwise_only ? 1.0 : alpha;
+    const double a = depthwise_only && !awq ? 1.0 : alpha;
     std::vector<float> s(channels, 1.0f);
-    for (int64_t c = 0; c < channels; ++c)
-      if (ax[c] > 0 && aw[c] > 0) s[c] = static_cast<float>(std::clamp(std::pow(ax[c], a) / std::pow(aw[c], 1 - a), 1e-4, 1e4));
+    if (awq) {
+      double log_sum = 0;
+      int64_t n = 0;
+      for (int64_t c = 0; c < channels; ++c)
+        if (ax[c] > 0) log_sum += a * std::log(static_cast<double>(ax[c])), ++n;
+      const double mean = n ? log_sum / static_cast<double>(n) : 0.0;
+      for (int64_t c = 0; c < channels; ++c)
+        if (ax[c] > 0) s[c] = static_cast<float>(std::clamp(std::exp(a * std::log(static_cast<double>(ax[c])) - mean), 1e-4, 1e4));
+    } else {
+      for (int64_t c = 0; c < channels; ++c)
+        if (ax[c] > 0 && aw[c] > 0) s[c] = static_cast<float>(std::clamp(std::pow(ax[c], a) / std::pow(aw[c], 1 - a), 1e-4, 1e4));
+    }
     // x' = x * (1/s), broadcast along the channel axis.
     Value* x = g.find_value(name);
     const size_t rank = x->type.shape.rank();

@@ -82,6 +82,7 @@ nlohmann::json to_json(const QuantReport& r) {
   j["calibration"] = {{"samples", r.calibration_samples}, {"seconds", r.calibration_seconds}, {"peak_rss_mb", r.peak_rss_mb}};
   j["evaluation_samples"] = r.evaluation_samples;
   j["smoothing"] = {{"alpha", r.smooth_alpha}, {"tensors", r.smoothed}};
+  for (auto& [a, e] : r.awq_trace) j["awq_search"].push_back({{"alpha", a}, {"error", e}});
   j["precision"] = r.precision;
   int quantized = 0;
   for (auto& [_, p] : r.precision) quantized += p != "fp32";

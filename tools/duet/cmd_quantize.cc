@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <unistd.h>
 
@@ -53,7 +54,7 @@ Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
     std::string backend = "cpu", metric = "l2";
-    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, json = false, sensitivity = false, progress = false;
+    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
     double budget = -1, percentile = 99.999, smooth = 0;
     int block_size = 32, threads = 2;
@@ -80,6 +81,8 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--smooth", o->smooth,
                   "Migrate activation outliers into the weights (SmoothQuant) with this alpha before calibrating; 0: off")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--awq", o->awq,
+                 "INT4: activation-aware scales (AWQ-style): search alpha in s = mean|x|^alpha by measured output error");
   cmd->add_flag("--reduce-range", o->reduce_range,
                  "7-bit INT8 weights ([-63, 63]): integer kernels stay exact on x86 CPUs without VNNI");
   cmd->add_flag("--symmetric", o->symmetric, "INT8 activations symmetric (zero point 0) instead of UINT8 with a zero point");
@@ -148,6 +151,30 @@ Runner add_quantize(CLI::App& app) {
     auto prepared = quant::prepare_for_quantization(*model, qo);
     quant::Plan plan = quant::plan_quantization(*prepared, qo);
     int smoothed = 0;
+    std::vector<std::pair<double, double>> awq_trace;  // (alpha, error)
+    double awq_alpha = -1;
+    if (o->awq) {
+      DUET_CHECK(qo.weights == quant::WeightFormat::Int4, "--awq searches INT4 weight scales: use it with --weights int4");
+      // Activation-aware scaling: per input channel s = mean|x|^alpha (normalized), the
+      // alpha with the smallest measured output error; alpha 0 is plain round-to-nearest.
+      quant::RunOptions pass = run;
+      pass.progress = progress_bar("channel maxima", show);
+      const auto amax = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, true);
+      const quant::SampleSource awq_eval = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
+      quant::Evaluator eval(*prepared, awq_eval, o->max_eval, run);
+      double best = std::numeric_limits<double>::infinity();
+      std::unique_ptr<ir::Model> best_model;
+      for (double alpha : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+        auto candidate = quant::clone_model(*prepared);
+        const int n = quant::smooth_activations(*candidate, plan, amax, alpha, true);
+        const auto cplan = quant::plan_quantization(*candidate, qo);
+        const double e = eval.compare(*quant::quantize_model(*candidate, cplan, {}, qo).model).error;
+        awq_trace.emplace_back(alpha, e);
+        if (e < best) best = e, awq_alpha = alpha, best_model = std::move(candidate), smoothed = n;
+      }
+      prepared = std::move(best_model);
+      plan = quant::plan_quantization(*prepared, qo);
+    }
     if (o->smooth > 0 && qo.activations != quant::ActivationFormat::None) {
       quant::RunOptions pass = run;
       pass.progress = progress_bar("channel maxima", show);
@@ -167,7 +194,8 @@ Runner add_quantize(CLI::App& app) {
     report.options = qo;
     report.plan = plan;
     report.smoothed = smoothed;
-    report.smooth_alpha = o->smooth;
+    report.smooth_alpha = o->awq ? awq_alpha : o->smooth;
+    report.awq_trace = awq_trace;
     report.calibration_samples = calib.count;
     std::map<std::string, quant::Range> ranges;
     std::map<std::string, quant::Observer> observers;

@@ -85,8 +85,12 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& options
 // absorb s exactly. `channel_amax`: tensor -> max |x| per channel (channel
 // axis 1 for Conv inputs, the last axis for MatMul), from channel_maxima().
 // Returns the tensors smoothed; re-plan afterwards (readers now read x').
+// awq: s_c = stat_x[c]^alpha normalized by their geometric mean, where
+// channel_amax holds mean |x| per channel (channel_maxima(..., mean_abs)) (no weight
+// term; alpha 0 leaves the model as it is) — the activation-aware scaling
+// that `duet quantize --weights int4 --awq` searches over alpha.
 int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std::string, std::vector<float>>& channel_amax,
-                       double alpha);
+                       double alpha, bool awq = false);
 
 // The tensors smooth_activations() can handle, with their channel axis.
 std::map<std::string, int> smoothable_tensors(const ir::Model& prepared, const Plan& plan);

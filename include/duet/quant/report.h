@@ -22,6 +22,7 @@ struct QuantReport {
   Plan plan;
   int smoothed = 0;          // tensors whose outliers were migrated into weights
   double smooth_alpha = 0;
+  std::vector<std::pair<double, double>> awq_trace;  // --awq: (alpha, output error)
   std::map<std::string, Range> ranges;
   std::map<std::string, std::string> chosen_method;  // --method auto: tensor -> method whose range won
   std::map<std::string, std::string> precision;

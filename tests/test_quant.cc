@@ -462,3 +462,41 @@ TEST(Quantize, AutoPicksForEachTensorTheRangeWithTheSmallestMeasuredError) {
     EXPECT_LE(best_error, e + 1e-12) << quant::method_name(method);
   }
 }
+
+TEST(Quantize, BiasCorrectionRemovesTheMeanShiftOfWeightRounding) {
+  // Inputs with a large mean: weight rounding shifts each output channel's
+  // mean by sum_c (W_q - W) mu_c; the corrected bias takes it back out.
+  ir::Model m = conv_model();
+  m.graph->nodes.pop_back();  // drop the Relu: look at the conv output itself
+  m.graph->outputs = {m.graph->find_value("c")};
+  quant::QuantizeOptions o;
+  o.per_channel = false;  // coarse weights: a visible shift
+  o.calibration.method = quant::Method::MinMax;
+  auto prepared = quant::prepare_for_quantization(m, o);
+  const auto plan = quant::plan_quantization(*prepared, o);
+  quant::SampleSource data = random_samples(4);
+  auto base = data.load;
+  data.load = [base](size_t i) {
+    auto feeds = base(i);
+    for (int k = 0; k < feeds.at("x").numel(); ++k) feeds.at("x").data<float>()[k] += 3.0f;
+    return feeds;
+  };
+  quant::RunOptions run;
+  run.backend = "reference";
+  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, data, run), o);
+  auto mean_error = [&](const quant::QuantizeOptions& qo) {
+    const auto q = quant::quantize_model(*prepared, plan, ranges, qo);
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t s = 0; s < 4; ++s) {
+      const auto feeds = data.load(s);
+      const auto ref = run_once(*prepared, feeds), got = run_once(*q.model, feeds);
+      for (size_t i = 0; i < ref.size(); ++i) sum += got[i] - ref[i], ++n;
+    }
+    return std::fabs(sum / static_cast<double>(n));
+  };
+  quant::QuantizeOptions corrected = o;
+  corrected.input_means = quant::channel_maxima(*prepared, {{"x", 1}}, data, run, quant::ChannelStat::Mean);
+  EXPECT_NEAR(corrected.input_means.at("x")[0], 3.0, 0.1);
+  EXPECT_LT(mean_error(corrected), 0.5 * mean_error(o));
+}

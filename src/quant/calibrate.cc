@@ -78,7 +78,7 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
 }
 
 std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
-                                                         const SampleSource& data, const RunOptions& run, bool mean_abs) {
+                                                         const SampleSource& data, const RunOptions& run, ChannelStat stat) {
   std::vector<std::string> names;
   for (auto& [name, _] : tensors) names.push_back(name);
   Runner runner(prepared, names, run);
@@ -102,12 +102,12 @@ std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepar
       for (int64_t e = 0; e < t.numel(); ++e) {
         const int64_t c = (e / inner) % channels;
         m[c] = std::max(m[c], std::fabs(x[e]));
-        sum[c] += std::fabs(x[e]);
+        sum[c] += stat == ChannelStat::Mean ? x[e] : std::fabs(x[e]);
       }
     }
     if (run.progress) run.progress(i + 1, data.count);
   }
-  if (mean_abs)
+  if (stat != ChannelStat::Max)
     for (auto& [name, m] : amax)
       for (size_t c = 0; c < m.size(); ++c) m[c] = static_cast<float>(sums[name][c] / per_channel_count[name]);
   return amax;

@@ -45,6 +45,11 @@ std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
 
 namespace {
 
+void set_input_value(Node& n, size_t index, Value* v) {
+  if (n.inputs.size() <= index) n.inputs.resize(index + 1, nullptr);
+  n.inputs[index] = v;
+}
+
 int64_t required_opset(const QuantizeOptions& o) {
   if (o.weights == WeightFormat::Int4) return 21;
   if (o.weights == WeightFormat::Fp8 || o.activations == ActivationFormat::Fp8) return 19;
@@ -463,6 +468,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
 
   const bool acts = o.activations != ActivationFormat::None;
   std::unordered_set<const Value*> made;  // dequantized values this rewrite produced
+  std::map<const Value*, std::string> original;  // dequantized value -> the float tensor it stands for
   if (acts && o.quantize_outputs) {
     // Outputs first: the node writes a fresh float value; the pair produces the old name.
     for (Node* n : selected) {
@@ -490,6 +496,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
           Value* dq = rw.activation_pair(x, range_of(x->name));
           rw.act_scale_[dq->name] = activation_params(range_of(x->name), o).scale;
           made.insert(dq);
+          original[dq] = x->name;
           it = pairs.emplace(x->name, dq).first;
           result.dequantized[x->name] = dq->name;
         }
@@ -498,6 +505,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
   }
   // Weights (shared weights quantized once per use pattern) and biases.
   std::map<std::string, std::pair<Value*, std::vector<float>>> weights;
+  std::map<std::string, Tensor> quantized_codes;  // weight key -> INT8 codes (bias correction)
   for (Node* n : selected) {
     auto slot = weight_slot(g, *n);
     if (!slot) continue;
@@ -518,8 +526,33 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
       }
       Value* dq = rw.dequantize(wv->name, q, scale, zp, qw.axis, qw.block_size);
       it = weights.emplace(key, std::make_pair(dq, qw.scales)).first;
+      quantized_codes[key] = qw.q;
     }
+    const Tensor* wf = constant(g, wv);
     n->inputs[slot->input] = it->second.first;
+    if (n->op_type == "Conv" && f == WeightFormat::Int8 && !o.input_means.empty()) {
+      auto orig = original.find(n->inputs[0]);
+      auto mu = o.input_means.find(orig != original.end() ? orig->second : n->inputs[0]->name);
+      const int64_t cout = wf->dim(0), cin_g = wf->dim(1), group = n->attr_int("group", 1);
+      if (mu != o.input_means.end() && static_cast<int64_t>(mu->second.size()) == cin_g * group) {
+        const int64_t inner = wf->numel() / (cout * cin_g), per_group = cout / group;
+        const std::vector<float>& sw = it->second.second;
+        const Tensor& q = quantized_codes.at(key);
+        std::vector<double> shift(cout, 0.0);
+        for (int64_t oc = 0; oc < cout; ++oc)
+          for (int64_t c = 0; c < cin_g; ++c) {
+            double d = 0;
+            for (int64_t k = 0; k < inner; ++k) {
+              const int64_t e = (oc * cin_g + c) * inner + k;
+              d += static_cast<double>(q.data<int8_t>()[e]) * sw[sw.size() == 1 ? 0 : oc] - wf->data<float>()[e];
+            }
+            shift[oc] += d * mu->second[(oc / per_group) * cin_g + c];
+          }
+        Tensor b = n->has_input(2) && constant(g, n->inputs[2]) ? constant(g, n->inputs[2])->clone() : Tensor::zeros(DType::Float32, {cout});
+        for (int64_t oc = 0; oc < cout; ++oc) b.data<float>()[oc] -= static_cast<float>(shift[oc]);
+        set_input_value(*n, 2, add_initializer(g, n->name + "_corrected_bias", b));
+      }
+    }
     // INT32 bias for Conv/ConvTranspose with INT8 activations and weights.
     const bool conv = n->op_type == "Conv" || n->op_type == "ConvTranspose";
     if (!conv || o.activations != ActivationFormat::Int8 || f != WeightFormat::Int8 || !n->has_input(2)) continue;

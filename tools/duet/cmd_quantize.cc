@@ -54,7 +54,7 @@ Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
     std::string backend = "cpu", metric = "l2";
-    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, json = false, sensitivity = false, progress = false;
+    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
     double budget = -1, percentile = 99.999, smooth = 0;
     int block_size = 32, threads = 2;
@@ -81,6 +81,8 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--smooth", o->smooth,
                   "Migrate activation outliers into the weights (SmoothQuant) with this alpha before calibrating; 0: off")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--bias-correction", o->bias_correction,
+                 "Correct each Conv's bias for the mean output shift its weight rounding causes (per-channel input means)");
   cmd->add_flag("--awq", o->awq,
                  "INT4: activation-aware scales (AWQ-style): search alpha in s = mean|x|^alpha by measured output error");
   cmd->add_flag("--reduce-range", o->reduce_range,
@@ -159,7 +161,7 @@ Runner add_quantize(CLI::App& app) {
       // alpha with the smallest measured output error; alpha 0 is plain round-to-nearest.
       quant::RunOptions pass = run;
       pass.progress = progress_bar("channel maxima", show);
-      const auto amax = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, true);
+      const auto amax = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::MeanAbs);
       const quant::SampleSource awq_eval = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
       quant::Evaluator eval(*prepared, awq_eval, o->max_eval, run);
       double best = std::numeric_limits<double>::infinity();
@@ -184,6 +186,12 @@ Runner add_quantize(CLI::App& app) {
     }
     DUET_CHECK(!plan.nodes.empty(), o->model, ": no node to quantize (op types ", o->op_types.empty() ? "Conv,ConvTranspose,MatMul,Gemm" : "as given", ")");
 
+    if (o->bias_correction) {
+      // Per-channel input means for the Conv bias correction (after any smoothing).
+      quant::RunOptions pass = run;
+      pass.progress = progress_bar("channel means", show);
+      qo.input_means = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::Mean);
+    }
     for (auto& [name, _] : qo.overrides)
       DUET_CHECK(std::find(plan.activations.begin(), plan.activations.end(), name) != plan.activations.end(), "--override: '", name,
                  "' is not an activation tensor that gets quantized");

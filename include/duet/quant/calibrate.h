@@ -37,10 +37,12 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
 
 // Max |x| per channel (tensor -> channel axis) over the samples, for
 // smooth_activations(): one streaming pass, memory = channels.
-// mean_abs: the mean |x| per channel instead (AWQ's activation statistic).
+// MeanAbs: the mean |x| per channel (AWQ's activation statistic); Mean: the
+// signed mean (bias correction).
+enum class ChannelStat { Max, MeanAbs, Mean };
 std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
                                                          const SampleSource& data, const RunOptions& run = {},
-                                                         bool mean_abs = false);
+                                                         ChannelStat stat = ChannelStat::Max);
 
 // Ranges per tensor by the options' method, with the level counts the
 // activation format implies.

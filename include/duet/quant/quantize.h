@@ -59,6 +59,10 @@ struct QuantizeOptions {
   std::set<std::string> exclude_op_types;
   std::set<std::string> exclude_nodes;    // node names
   std::map<std::string, Range> overrides; // tensor name -> range, replacing calibration
+  // Bias correction (Nagel et al. 2019): mean input per channel of a Conv's
+  // data tensor (name -> values); the Conv's bias absorbs -sum_c (W_q - W) mu_c,
+  // the mean shift its INT8 weight rounding causes.
+  std::map<std::string, std::vector<float>> input_means;
 };
 
 // Standard-ONNX clean-up that quantization wants (constant folding, no-op

@@ -345,7 +345,12 @@ TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("\"nodes_quantized\": 54"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("\"argmax_agreement\": 1.0"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(report));
+  ASSERT_TRUE(fs::exists(report));
+  std::ifstream html(report);
+  const std::string page((std::istreambuf_iterator<char>(html)), {});
+  EXPECT_NE(page.find("<svg"), std::string::npos);  // the per-tensor SQNR plot
+  EXPECT_NE(page.find("FP32 vs quantized outputs (measured)"), std::string::npos);
+  EXPECT_NE(page.find("Precision per node"), std::string::npos);
   auto q = onnx_io::load_model(out);
   EXPECT_EQ(q->opset(""), 13);
   if (run_command("python3 -c 'import onnxruntime'").exit_code == 0) {
@@ -499,4 +504,26 @@ TEST(Quantize, BiasCorrectionRemovesTheMeanShiftOfWeightRounding) {
   corrected.input_means = quant::channel_maxima(*prepared, {{"x", 1}}, data, run, quant::ChannelStat::Mean);
   EXPECT_NEAR(corrected.input_means.at("x")[0], 3.0, 0.1);
   EXPECT_LT(mean_error(corrected), 0.5 * mean_error(o));
+}
+
+TEST(QuantizeCli, CalibratesFromImagesWithAPreprocessingSpec) {
+  DUET_REQUIRE_SHARED();
+  const std::string png = shared_dir() + "/models/paddleocr/testdata/rec/line_0.png";
+  if (!fs::exists(png)) GTEST_SKIP() << png << " is not present";
+  const fs::path dir = scratch("images");
+  fs::create_directories(dir / "calib");
+  fs::copy(png, dir / "calib" / "a.png");
+  fs::copy(png, dir / "calib" / "b.png");
+  const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+  auto r = run_command(cli() + " quantize " + model + " --calib " + (dir / "calib").string() +
+                       " --preprocess resize=48x192,keep_ratio,pad=right,scale=1/255,mean=0.5,std=0.5,order=bgr -o " +
+                       (dir / "q.onnx").string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"samples\": 2"), std::string::npos) << r.output;
+  // A spec that names a bad key is one clear error.
+  r = run_command(cli() + " quantize " + model + " --calib " + (dir / "calib").string() + " --preprocess size=48x192 -o " +
+                  (dir / "q.onnx").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.output.rfind("duet: error:", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("size"), std::string::npos) << r.output;
 }

@@ -220,6 +220,17 @@ quant::SampleSource random_samples(size_t n) {
   return s;
 }
 
+quant::RunOptions reference_run() {
+  quant::RunOptions run;
+  run.backend = "reference";
+  return run;
+}
+
+std::map<std::string, quant::Range> calibrated_ranges(const ir::Model& prepared, const quant::Plan& plan,
+                                                      const quant::SampleSource& data, const quant::QuantizeOptions& o) {
+  return quant::choose_ranges(quant::calibrate(prepared, plan.activations, data, reference_run()), o);
+}
+
 }  // namespace
 
 TEST(Quantize, ConvGetsQdqPairsPerChannelInt8WeightsAndInt32Bias) {
@@ -230,9 +241,7 @@ TEST(Quantize, ConvGetsQdqPairsPerChannelInt8WeightsAndInt32Bias) {
   const auto plan = quant::plan_quantization(*prepared, o);
   ASSERT_EQ(plan.nodes, std::vector<std::string>{"conv"});
   EXPECT_EQ(plan.activations, std::vector<std::string>{"x"});  // the output feeds a float Relu: not quantized
-  quant::RunOptions run;
-  run.backend = "reference";
-  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, random_samples(8), run), o);
+  const auto ranges = calibrated_ranges(*prepared, plan, random_samples(8), o);
   EXPECT_LT(ranges.at("x").lo, -0.9f);
   EXPECT_GT(ranges.at("x").hi, 0.9f);
   const auto q = quant::quantize_model(*prepared, plan, ranges, o);
@@ -317,10 +326,8 @@ TEST(Quantize, AccuracyBudgetKeepsTheMostSensitiveNodesInFloat) {
   quant::QuantizeOptions o;
   auto prepared = quant::prepare_for_quantization(m, o);
   const auto plan = quant::plan_quantization(*prepared, o);
-  quant::RunOptions run;
-  run.backend = "reference";
-  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, random_samples(4), run), o);
-  quant::Evaluator eval(*prepared, random_samples(4), 4, run);
+  const auto ranges = calibrated_ranges(*prepared, plan, random_samples(4), o);
+  quant::Evaluator eval(*prepared, random_samples(4), 4, reference_run());
   const auto ranking = quant::sensitivity(*prepared, plan, ranges, o, eval);
   ASSERT_EQ(ranking.size(), 1u);
   EXPECT_GT(ranking[0].second, 0.0);
@@ -398,9 +405,7 @@ TEST(Quantize, QuantizeOutputsAddsOnnxRuntimesOutputPairs) {
   auto prepared = quant::prepare_for_quantization(m, o);
   const auto plan = quant::plan_quantization(*prepared, o);
   EXPECT_EQ(plan.activations, (std::vector<std::string>{"x", "c"}));
-  quant::RunOptions run;
-  run.backend = "reference";
-  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, random_samples(4), run), o);
+  const auto ranges = calibrated_ranges(*prepared, plan, random_samples(4), o);
   const auto q = quant::quantize_model(*prepared, plan, ranges, o);
   int quantize = 0;
   for (auto& n : q.model->graph->nodes) quantize += n->op_type == "QuantizeLinear";
@@ -429,9 +434,8 @@ TEST(Quantize, SmoothingMovesChannelOutliersIntoWeightsWithoutChangingTheOutput)
   const auto axes = quant::smoothable_tensors(*prepared, plan);
   ASSERT_EQ(axes.count("x"), 1u);
   EXPECT_EQ(axes.at("x"), 1);
-  quant::RunOptions run;
-  run.backend = "reference";
-  const auto amax = quant::channel_maxima(*prepared, axes, data, run);
+  const quant::RunOptions run = reference_run();
+  const auto amax = quant::channel_statistics(*prepared, axes, data, run);
   ASSERT_EQ(amax.at("x").size(), 3u);
   EXPECT_GT(amax.at("x")[0], 20 * amax.at("x")[1]);
   auto smoothed = quant::clone_model(*prepared);
@@ -442,7 +446,7 @@ TEST(Quantize, SmoothingMovesChannelOutliersIntoWeightsWithoutChangingTheOutput)
   // The conv now reads the smoothed tensor, whose channels are closer in range.
   const auto plan2 = quant::plan_quantization(*smoothed, o);
   ASSERT_EQ(plan2.activations.size(), 1u);
-  const auto amax2 = quant::channel_maxima(*smoothed, {{plan2.activations[0], 1}}, data, run);
+  const auto amax2 = quant::channel_statistics(*smoothed, {{plan2.activations[0], 1}}, data, run);
   const auto& a2 = amax2.at(plan2.activations[0]);
   EXPECT_LT(a2[0] / a2[1], 0.5 * amax.at("x")[0] / amax.at("x")[1]);
 }
@@ -452,8 +456,7 @@ TEST(Quantize, AutoPicksForEachTensorTheRangeWithTheSmallestMeasuredError) {
   quant::QuantizeOptions o;
   auto prepared = quant::prepare_for_quantization(m, o);
   const auto plan = quant::plan_quantization(*prepared, o);
-  quant::RunOptions run;
-  run.backend = "reference";
+  const quant::RunOptions run = reference_run();
   const auto observers = quant::calibrate(*prepared, plan.activations, random_samples(4), run);
   quant::Evaluator eval(*prepared, random_samples(4), 4, run);
   std::map<std::string, std::string> chosen;
@@ -486,9 +489,7 @@ TEST(Quantize, BiasCorrectionRemovesTheMeanShiftOfWeightRounding) {
     for (int k = 0; k < feeds.at("x").numel(); ++k) feeds.at("x").data<float>()[k] += 3.0f;
     return feeds;
   };
-  quant::RunOptions run;
-  run.backend = "reference";
-  const auto ranges = quant::choose_ranges(quant::calibrate(*prepared, plan.activations, data, run), o);
+  const auto ranges = calibrated_ranges(*prepared, plan, data, o);
   auto mean_error = [&](const quant::QuantizeOptions& qo) {
     const auto q = quant::quantize_model(*prepared, plan, ranges, qo);
     double sum = 0;
@@ -501,7 +502,7 @@ TEST(Quantize, BiasCorrectionRemovesTheMeanShiftOfWeightRounding) {
     return std::fabs(sum / static_cast<double>(n));
   };
   quant::QuantizeOptions corrected = o;
-  corrected.input_means = quant::channel_maxima(*prepared, {{"x", 1}}, data, run, quant::ChannelStat::Mean);
+  corrected.input_means = quant::channel_statistics(*prepared, {{"x", 1}}, data, reference_run(), quant::ChannelStat::Mean);
   EXPECT_NEAR(corrected.input_means.at("x")[0], 3.0, 0.1);
   EXPECT_LT(mean_error(corrected), 0.5 * mean_error(o));
 }

@@ -77,8 +77,8 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
   return observers;
 }
 
-std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
-                                                         const SampleSource& data, const RunOptions& run, ChannelStat stat) {
+std::map<std::string, std::vector<float>> channel_statistics(const ir::Model& prepared, const std::map<std::string, int>& tensors,
+                                                             const SampleSource& data, const RunOptions& run, ChannelStat stat) {
   std::vector<std::string> names;
   for (auto& [name, _] : tensors) names.push_back(name);
   Runner runner(prepared, names, run);
@@ -250,15 +250,11 @@ std::vector<Evaluator::TensorSqnr> Evaluator::tensor_sqnr(const ir::Model& prepa
       const Range r = ranges.at(names[k]);
       // The tensor's own fake quantization with its range (UINT8/INT8 grid;
       // FP8 tensors are measured by the accumulated figure only).
-      const bool sym = options.symmetric_activations;
-      const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
-      const float scale = sym ? (amax > 0 ? amax / 127 : 1) : (r.hi > r.lo ? (r.hi - r.lo) / 255 : 1);
-      const float zp = sym ? 0 : std::clamp(std::nearbyint(-r.lo / scale), 0.0f, 255.0f);
-      const float qmin = sym ? -128 : 0, qmax = sym ? 127 : 255;
+      const ActivationGrid q = activation_grid(r, options.symmetric_activations);
       const float* xv = x.data<float>();
       const float* yv = y.data<float>();
       for (int64_t i = 0; i < x.numel(); ++i) {
-        const float fq = (std::clamp(std::nearbyint(xv[i] / scale) + zp, qmin, qmax) - zp) * scale;
+        const float fq = (std::clamp(std::nearbyint(xv[i] / q.scale) + q.zero_point, q.qmin, q.qmax) - q.zero_point) * q.scale;
         sig[k] += static_cast<double>(xv[i]) * xv[i];
         iso[k] += (static_cast<double>(fq) - xv[i]) * (static_cast<double>(fq) - xv[i]);
         acc[k] += (static_cast<double>(yv[i]) - xv[i]) * (static_cast<double>(yv[i]) - xv[i]);

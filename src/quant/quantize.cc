@@ -79,6 +79,15 @@ std::optional<WeightSlot> weight_slot(const Graph& g, const Node& n) {
   return std::nullopt;
 }
 
+// INT4 covers constant 2-D MatMul/Gemm weights; in an INT4 run the other
+// weight ops (Conv, ConvTranspose, batched weights) keep INT8.
+WeightFormat weight_format_for(const Graph& g, const Node& n, WeightFormat requested) {
+  if (requested != WeightFormat::Int4) return requested;
+  const Tensor* w = n.inputs.size() > 1 ? constant(g, n.inputs[1]) : nullptr;
+  const bool matrix = (n.op_type == "MatMul" || n.op_type == "Gemm") && w && w->rank() == 2;
+  return matrix ? WeightFormat::Int4 : WeightFormat::Int8;
+}
+
 }  // namespace
 
 std::unique_ptr<ir::Model> prepare_for_quantization(const ir::Model& model, const QuantizeOptions& options) {
@@ -122,8 +131,7 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
       plan.skipped.push_back(n.name + ": weight-only quantization needs a constant weight");
       continue;
     }
-    if (o.activations == ActivationFormat::None && o.weights == WeightFormat::Int4 &&
-        (n.op_type == "Conv" || n.op_type == "ConvTranspose" || constant(g, n.inputs[1])->rank() != 2)) {
+    if (o.activations == ActivationFormat::None && weight_format_for(g, n, o.weights) != o.weights) {
       plan.skipped.push_back(n.name + ": INT4 weight-only covers 2-D MatMul/Gemm weights");
       continue;
     }
@@ -140,6 +148,16 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
 }
 
 namespace {
+
+bool is_depthwise(const Node& n, const Tensor& w) { return n.op_type == "Conv" && w.dim(1) == 1 && n.attr_int("group", 1) > 1; }
+
+// The input channel that weight element e multiplies: Conv [O, C, k...]
+// (group 1) or depthwise [C, 1, k...], MatMul [K, N].
+int64_t input_channel(const Node& n, const Tensor& w, int64_t e) {
+  if (n.op_type != "Conv") return e / w.dim(1);
+  const int64_t inner = w.numel() / (w.dim(0) * w.dim(1));
+  return is_depthwise(n, w) ? e / inner : (e / inner) % w.dim(1);
+}
 
 // The planned readers of each tensor, and whether every one reads it as the
 // data input of a weight op (Conv group 1 or depthwise, MatMul with a constant
@@ -211,16 +229,15 @@ int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std
     for (Node* n : sm.readers) {
       const Tensor& w = *constant(g, n->inputs[1]);
       const bool conv = n->op_type == "Conv";
-      depthwise_only &= conv && w.dim(1) == 1 && n->attr_int("group", 1) > 1;
-      const int64_t cin_w = conv ? w.dim(1) : w.dim(0);
-      if ((conv && w.dim(1) != 1 && cin_w != channels) || (!conv && cin_w != channels) ||
-          (conv && w.dim(1) == 1 && w.dim(0) != channels && n->attr_int("group", 1) > 1)) {
+      const bool dw = is_depthwise(*n, w);
+      depthwise_only &= dw;
+      const bool mismatch = dw ? w.dim(0) != channels : conv ? w.dim(1) != 1 && w.dim(1) != channels : w.dim(0) != channels;
+      if (mismatch) {
         aw.clear();
         break;
       }
-      const int64_t inner = conv ? w.numel() / (w.dim(0) * w.dim(1)) : w.dim(1);
       for (int64_t e = 0; e < w.numel(); ++e) {
-        const int64_t c = conv ? (w.dim(1) == 1 && n->attr_int("group", 1) > 1 ? e / inner : (e / inner) % w.dim(1)) : e / inner;
+        const int64_t c = input_channel(*n, w, e);
         aw[c] = std::max(aw[c], static_cast<double>(std::fabs(w.data<float>()[e])));
       }
     }
@@ -258,13 +275,7 @@ int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std
       Value* wv = n->inputs[1];
       if (!scaled.insert(wv->name).second) continue;
       Tensor w = constant(g, wv)->clone();
-      const bool conv = n->op_type == "Conv";
-      const bool dw = conv && w.dim(1) == 1 && n->attr_int("group", 1) > 1;
-      const int64_t inner = conv ? w.numel() / (w.dim(0) * w.dim(1)) : w.dim(1);
-      for (int64_t e = 0; e < w.numel(); ++e) {
-        const int64_t c = conv ? (dw ? e / inner : (e / inner) % w.dim(1)) : e / inner;
-        w.data<float>()[e] *= s[c];
-      }
+      for (int64_t e = 0; e < w.numel(); ++e) w.data<float>()[e] *= s[input_channel(*n, w, e)];
       g.initializers[wv->name] = w;
     }
     ++count;
@@ -284,21 +295,36 @@ struct ActParams {
   Tensor zero_point;
 };
 
-ActParams activation_params(const Range& r, const QuantizeOptions& o) {
-  ActParams p;
-  const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
-  if (o.activations == ActivationFormat::Fp8) {
-    p.scale = amax > 0 ? amax / 448.0f : 1.0f;
-    p.zero_point = Tensor::zeros(DType::Float8E4M3FN, {});
-  } else if (o.symmetric_activations) {
-    p.scale = amax > 0 ? amax / 127.0f : 1.0f;
-    p.zero_point = Tensor::zeros(DType::Int8, {});
+}  // namespace
+
+ActivationGrid activation_grid(const Range& r, bool symmetric) {
+  ActivationGrid grid;
+  if (symmetric) {
+    const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
+    grid.scale = amax > 0 ? amax / 127.0f : 1.0f;
+    grid.qmin = -128, grid.qmax = 127;
   } else {
     const float span = r.hi - r.lo;
-    p.scale = span > 0 ? span / 255.0f : 1.0f;
-    const float zp = std::nearbyint(-r.lo / p.scale);
-    p.zero_point = Tensor::scalar<uint8_t>(static_cast<uint8_t>(std::clamp(zp, 0.0f, 255.0f)));
+    grid.scale = span > 0 ? span / 255.0f : 1.0f;
+    grid.zero_point = std::clamp(std::nearbyint(-r.lo / grid.scale), 0.0f, 255.0f);
   }
+  return grid;
+}
+
+namespace {
+
+ActParams activation_params(const Range& r, const QuantizeOptions& o) {
+  ActParams p;
+  if (o.activations == ActivationFormat::Fp8) {
+    const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
+    p.scale = amax > 0 ? amax / 448.0f : 1.0f;
+    p.zero_point = Tensor::zeros(DType::Float8E4M3FN, {});
+    return p;
+  }
+  const ActivationGrid grid = activation_grid(r, o.symmetric_activations);
+  p.scale = grid.scale;
+  p.zero_point = o.symmetric_activations ? Tensor::zeros(DType::Int8, {})
+                                         : Tensor::scalar<uint8_t>(static_cast<uint8_t>(grid.zero_point));
   return p;
 }
 
@@ -453,9 +479,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
   std::vector<Node*> selected;
   for (const auto& name : plan.nodes) {
     const bool on = (only.empty() || only.count(name)) && !keep_float.count(name);
-    result.precision[name] = on ? format_name(o.weights) : "fp32";
-    if (on && o.weights == WeightFormat::Int4 && (by_name.at(name)->op_type == "Conv" || by_name.at(name)->op_type == "ConvTranspose"))
-      result.precision[name] = "int8";
+    result.precision[name] = on ? format_name(weight_format_for(g, *by_name.at(name), o.weights)) : "fp32";
     if (on) selected.push_back(by_name.at(name));
   }
   auto range_of = [&](const std::string& tensor) -> Range {
@@ -510,9 +534,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     auto slot = weight_slot(g, *n);
     if (!slot) continue;
     Value* wv = n->inputs[slot->input];
-    WeightFormat f = o.weights;
-    if (f == WeightFormat::Int4 && (n->op_type == "Conv" || n->op_type == "ConvTranspose" || constant(g, wv)->rank() != 2))
-      f = WeightFormat::Int8;
+    const WeightFormat f = weight_format_for(g, *n, o.weights);
     const std::string key = wv->name + "/" + std::to_string(slot->axis) + "/" + std::to_string(slot->reduce_axis);
     auto it = weights.find(key);
     if (it == weights.end()) {

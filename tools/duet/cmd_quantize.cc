@@ -160,8 +160,8 @@ Runner add_quantize(CLI::App& app) {
       // Activation-aware scaling: per input channel s = mean|x|^alpha (normalized), the
       // alpha with the smallest measured output error; alpha 0 is plain round-to-nearest.
       quant::RunOptions pass = run;
-      pass.progress = progress_bar("channel maxima", show);
-      const auto amax = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::MeanAbs);
+      pass.progress = progress_bar("channel statistics", show);
+      const auto amax = quant::channel_statistics(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::MeanAbs);
       const quant::SampleSource awq_eval = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
       quant::Evaluator eval(*prepared, awq_eval, o->max_eval, run);
       double best = std::numeric_limits<double>::infinity();
@@ -179,8 +179,8 @@ Runner add_quantize(CLI::App& app) {
     }
     if (o->smooth > 0 && qo.activations != quant::ActivationFormat::None) {
       quant::RunOptions pass = run;
-      pass.progress = progress_bar("channel maxima", show);
-      const auto amax = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass);
+      pass.progress = progress_bar("channel statistics", show);
+      const auto amax = quant::channel_statistics(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass);
       smoothed = quant::smooth_activations(*prepared, plan, amax, o->smooth);
       plan = quant::plan_quantization(*prepared, qo);
     }
@@ -190,7 +190,7 @@ Runner add_quantize(CLI::App& app) {
       // Per-channel input means for the Conv bias correction (after any smoothing).
       quant::RunOptions pass = run;
       pass.progress = progress_bar("channel means", show);
-      qo.input_means = quant::channel_maxima(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::Mean);
+      qo.input_means = quant::channel_statistics(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::Mean);
     }
     for (auto& [name, _] : qo.overrides)
       DUET_CHECK(std::find(plan.activations.begin(), plan.activations.end(), name) != plan.activations.end(), "--override: '", name,

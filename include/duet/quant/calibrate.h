@@ -35,14 +35,13 @@ struct RunOptions {
 std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::vector<std::string>& tensors,
                                           const SampleSource& data, const RunOptions& run = {});
 
-// Max |x| per channel (tensor -> channel axis) over the samples, for
-// smooth_activations(): one streaming pass, memory = channels.
-// MeanAbs: the mean |x| per channel (AWQ's activation statistic); Mean: the
-// signed mean (bias correction).
+// One statistic per channel (tensor -> channel axis) over the samples, in one
+// streaming pass with memory = channels: Max |x| (smooth_activations), MeanAbs
+// (AWQ's activation statistic) or the signed Mean (bias correction).
 enum class ChannelStat { Max, MeanAbs, Mean };
-std::map<std::string, std::vector<float>> channel_maxima(const ir::Model& prepared, const std::map<std::string, int>& tensors,
-                                                         const SampleSource& data, const RunOptions& run = {},
-                                                         ChannelStat stat = ChannelStat::Max);
+std::map<std::string, std::vector<float>> channel_statistics(const ir::Model& prepared, const std::map<std::string, int>& tensors,
+                                                             const SampleSource& data, const RunOptions& run = {},
+                                                             ChannelStat stat = ChannelStat::Max);
 
 // Ranges per tensor by the options' method, with the level counts the
 // activation format implies.

@@ -87,10 +87,10 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& options
 // s_c = amax_x[c]^alpha / amax_w[c]^(1 - alpha); depthwise convs (one input
 // channel per group) use alpha = 1: their per-output-channel weight scales
 // absorb s exactly. `channel_amax`: tensor -> max |x| per channel (channel
-// axis 1 for Conv inputs, the last axis for MatMul), from channel_maxima().
+// axis 1 for Conv inputs, the last axis for MatMul), from channel_statistics().
 // Returns the tensors smoothed; re-plan afterwards (readers now read x').
 // awq: s_c = stat_x[c]^alpha normalized by their geometric mean, where
-// channel_amax holds mean |x| per channel (channel_maxima(..., mean_abs)) (no weight
+// channel_amax holds mean |x| per channel (ChannelStat::MeanAbs) (no weight
 // term; alpha 0 leaves the model as it is) — the activation-aware scaling
 // that `duet quantize --weights int4 --awq` searches over alpha.
 int smooth_activations(ir::Model& prepared, const Plan& plan, const std::map<std::string, std::vector<float>>& channel_amax,
@@ -106,6 +106,13 @@ struct QuantizedModel {
   std::map<std::string, std::string> dequantized;
   std::map<std::string, std::string> precision;  // node name -> "int8" / "int4" / "fp8" / "fp32"
 };
+
+// The integer grid an activation range maps to (INT8 symmetric or UINT8
+// asymmetric): QuantizeLinear(x) = clamp(round(x / scale) + zero_point, qmin, qmax).
+struct ActivationGrid {
+  float scale = 1, zero_point = 0, qmin = 0, qmax = 255;
+};
+ActivationGrid activation_grid(const Range& r, bool symmetric);
 
 // The QDQ model. `only`: quantize just these planned nodes (empty: all of
 // plan.nodes; used by sensitivity analysis); `keep_float`: planned nodes

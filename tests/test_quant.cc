@@ -51,6 +51,17 @@ std::vector<float> run_once(const ir::Model& m, const std::map<std::string, Tens
   return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
 }
 
+// A model of this opset with one float32 graph input "x".
+ir::Model model_with_input(int64_t opset, Dims dims) {
+  ir::Model m;
+  m.opset_imports.push_back({"", opset});
+  ir::Value* x = m.graph->value("x");
+  x->type.dtype = DType::Float32;
+  x->type.shape = Shape::from(dims);
+  m.graph->inputs.push_back(x);
+  return m;
+}
+
 }  // namespace
 
 TEST(Observer, MinMaxIsExactAndHistogramsKeepEveryValueWhenTheyWiden) {
@@ -126,13 +137,9 @@ TEST(Observer, NanAndInfAreErrorsNamingTheTensor) {
 }
 
 TEST(UpgradeOpset, OldClipSoftmaxSqueezeAndSliceComputeTheSameAtOpset13) {
-  ir::Model m;
-  m.opset_imports.push_back({"", 9});
+  ir::Model m = model_with_input(9, {1, 2, 3, 4});
   auto& g = *m.graph;
-  ir::Value* x = g.value("x");
-  x->type.dtype = DType::Float32;
-  x->type.shape = Shape::from({1, 2, 3, 4});
-  g.inputs.push_back(x);
+  ir::Value* x = g.inputs[0];
   auto attr_f = [](const char* n, float v) { ir::Attribute a; a.name = n; a.type = ir::AttrType::Float; a.f = v; return a; };
   auto attr_i = [](const char* n, int64_t v) { ir::Attribute a; a.name = n; a.type = ir::AttrType::Int; a.i = v; return a; };
   auto attr_is = [](const char* n, std::vector<int64_t> v) { ir::Attribute a; a.name = n; a.type = ir::AttrType::Ints; a.ints = v; return a; };
@@ -182,13 +189,9 @@ namespace {
 
 // x[1,3,8,8] -> Conv(4 out, 3x3, bias) -> Relu -> y
 ir::Model conv_model() {
-  ir::Model m;
-  m.opset_imports.push_back({"", 13});
+  ir::Model m = model_with_input(13, {1, 3, 8, 8});
   auto& g = *m.graph;
-  ir::Value* x = g.value("x");
-  x->type.dtype = DType::Float32;
-  x->type.shape = Shape::from({1, 3, 8, 8});
-  g.inputs.push_back(x);
+  ir::Value* x = g.inputs[0];
   Tensor w(DType::Float32, {4, 3, 3, 3});
   for (int i = 0; i < w.numel(); ++i) w.data<float>()[i] = std::cos(i * 1.3f) * (1 + i / 27);  // channel c scaled by ~c+1
   Tensor b = Tensor::from_vector<float>({0.1f, -0.2f, 0.3f, 0.0f}, {4});
@@ -283,13 +286,9 @@ TEST(Quantize, ConvGetsQdqPairsPerChannelInt8WeightsAndInt32Bias) {
 }
 
 TEST(Quantize, Int4WeightOnlyBlocksMatMulWeights) {
-  ir::Model m;
-  m.opset_imports.push_back({"", 13});
+  ir::Model m = model_with_input(13, {2, 64});
   auto& g = *m.graph;
-  ir::Value* x = g.value("x");
-  x->type.dtype = DType::Float32;
-  x->type.shape = Shape::from({2, 64});
-  g.inputs.push_back(x);
+  ir::Value* x = g.inputs[0];
   Tensor w(DType::Float32, {64, 16});
   for (int i = 0; i < w.numel(); ++i) w.data<float>()[i] = std::sin(i * 0.37f);
   g.initializers["w"] = w;

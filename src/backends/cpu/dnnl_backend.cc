@@ -853,16 +853,25 @@ class Plan {
         memory::desc(c.weights, dt::s8, tag::any), memory::desc({w.dim(0)}, dt::f32, tag::a),
         memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
     const auto steps = ops::read_requantize_steps(n);
+    integer_conv_step<dnnl::convolution_forward>(n, desc, x, w, memory::desc(c.weights, dt::s8, c.weights_tag), bias, q, chain, steps);
+  }
+
+  // The integer primitive of QuantizedConv / QuantizedConvTranspose: the
+  // requantization fused as far as requantize_attr allows, x's zero point,
+  // s8 weights packed once, the remaining requantize steps as passes.
+  template <typename Primitive>
+  void integer_conv_step(const ir::Node& n, const typename Primitive::desc& desc, int x, const Tensor& w,
+                         const memory::desc& plain_weights, const Tensor* bias, const Requantization& q,
+                         const std::vector<PostOp>& chain, const std::vector<ops::RequantizeStep>& steps) {
     dnnl::primitive_attr attr;
     const size_t fused = requantize_attr(q, chain, steps, 1 << 1, true, attr);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
+    typename Primitive::primitive_desc pd(desc, attr, engine_);
     const int src = as_layout(x, pd.src_desc());
-    std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())},
-        {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
+    std::unordered_map<int, memory> consts = {{DNNL_ARG_WEIGHTS, pack(w, plain_weights, pd.weights_desc())},
+                                              {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
     if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
     const int dst = new_slot(pd.dst_desc());
-    add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    add_step(Primitive(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
     define(n, requantize_apart(dst, {steps.begin() + static_cast<std::ptrdiff_t>(fused), steps.end()}));
   }
 
@@ -1040,17 +1049,8 @@ class Plan {
         dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, memory::desc(c.src, x_type, tag::any),
         memory::desc(c.weights, dt::s8, tag::any), memory::desc({c.dst[1]}, dt::f32, tag::a),
         memory::desc(c.dst, q.y_type, tag::any), c.strides, c.dilates, c.pad_begin, c.pad_end);
-    dnnl::primitive_attr attr;
-    const size_t fused = requantize_attr(q, chain, steps, 1 << 1, true, attr);
-    dnnl::deconvolution_forward::primitive_desc pd(desc, attr, engine_);
-    const int src = as_layout(x, pd.src_desc());
-    std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::s8, c.weights_tag), pd.weights_desc())},
-        {DNNL_ARG_BIAS, accumulator_bias(bias, q, chain.empty())}};
-    if (q.x_zero != 0) consts[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = s32_scalar(q.x_zero);
-    const int dst = new_slot(pd.dst_desc());
-    add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    define(n, requantize_apart(dst, {steps.begin() + static_cast<std::ptrdiff_t>(fused), steps.end()}));
+    integer_conv_step<dnnl::deconvolution_forward>(n, desc, x, w, memory::desc(c.weights, dt::s8, c.weights_tag), bias, q, chain,
+                                                   steps);
   }
 
   void matmul(const ir::Node& n) {

@@ -138,6 +138,7 @@ double Tensor::get_double(int64_t i) const {
   return dispatch_numeric(dtype_, [&](auto tag) -> double {
     using T = typename decltype(tag)::type;
     if constexpr (std::is_same_v<T, bool>) return data<uint8_t>()[i] != 0;
+    else if constexpr (std::is_same_v<T, double>) return data<double>()[i];  // not through float
     else return static_cast<double>(static_cast<std::conditional_t<std::is_integral_v<T>, T, float>>(data<T>()[i]));
   });
 }

@@ -272,6 +272,24 @@ void softmax_family(KernelContext& ctx, SoftmaxKind kind) {
   });
 }
 
+
+// ReluGrad (com.duet, written by train::add_gradients): dX = dY where the
+// forward output Y is positive, else 0.
+void relu_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.input(0);
+  const Tensor& y = ctx.input(1);
+  if (dy.dims() != y.dims() || dy.dtype() != y.dtype())
+    fail(ctx.node.label(), ": gradient ", dy.describe(), " does not match the output ", y.describe());
+  Tensor& dx = ctx.allocate_output(0, y.dtype(), y.dims());
+  dispatch_float(y.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* g = dy.data<T>();
+    const T* v = y.data<T>();
+    T* out = dx.data<T>();
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] = static_cast<float>(v[i]) > 0.0f ? g[i] : T(0.0f);
+  });
+}
+
 }  // namespace
 
 void register_activation(Registry& r) {
@@ -280,6 +298,8 @@ void register_activation(Registry& r) {
     r.add({.name = name, .kernel = std::move(k), .infer = same, .cost = cost_per_output_element(flops_per_element)});
   };
   add("Relu", relu_kernel, 1);
+  r.add({.domain = "com.duet", .name = "ReluGrad", .kernel = relu_grad_kernel, .infer = infer_same_as(1),
+         .cost = cost_per_output_element(1)});
   add("LeakyRelu", leaky_relu_kernel, 2);
   add("PRelu", prelu_kernel, 2);
   add("Elu", elu_kernel, 12);

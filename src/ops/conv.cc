@@ -15,6 +15,7 @@
 #include "conv_util.h"
 #include "duet/ops/kernel_util.h"
 #include "families.h"
+#include "gemm.h"
 
 namespace duet::ops {
 
@@ -22,6 +23,9 @@ namespace {
 
 using window::Geometry;
 using window::Geometry3;
+using window::ConvSetup;
+using window::conv_setup;
+using window::kernel_from_weights;
 
 constexpr int64_t MR = 4;   // rows (output channels) per micro-kernel
 constexpr int64_t NR = 8;   // columns (pixels) per micro-kernel
@@ -115,48 +119,6 @@ void tiled_gemm(const KernelContext& ctx, int64_t count, int64_t M, int64_t K, i
 
 // ---------------------------------------------------------------------------
 // Conv setup shared by Conv, ConvInteger, QLinearConv.
-
-struct ConvSetup {
-  Geometry3 g3{};
-  Dims out_dims;
-  int64_t N = 0, Cin = 0, Cout = 0, group = 1;
-  int64_t cin_g() const { return Cin / group; }
-  int64_t cout_g() const { return Cout / group; }
-};
-
-std::vector<int64_t> kernel_from_weights(const ir::Node& node, const std::vector<int64_t>& w_spatial) {
-  std::vector<int64_t> k = node.attr_ints("kernel_shape");
-  if (k.empty()) return w_spatial;
-  if (k.size() != w_spatial.size())
-    fail(node.label(), ": kernel_shape has ", k.size(), " values but the weights have ", w_spatial.size(),
-         " spatial dimensions");
-  for (size_t i = 0; i < k.size(); ++i)
-    if (w_spatial[i] >= 0 && k[i] != w_spatial[i])
-      fail(node.label(), ": kernel_shape ", k[i], " does not match the weight size ", w_spatial[i]);
-  return k;
-}
-
-ConvSetup conv_setup(const ir::Node& node, const Dims& x, const Dims& w) {
-  if (x.size() < 3) fail(node.label(), ": input must have rank >= 3, got ", dims_str(x));
-  if (w.size() != x.size())
-    fail(node.label(), ": weights ", dims_str(w), " must have the rank of the input ", dims_str(x));
-  ConvSetup s;
-  s.N = x[0];
-  s.Cin = x[1];
-  s.Cout = w[0];
-  s.group = node.attr_int("group", 1);
-  if (s.group <= 0) fail(node.label(), ": group must be positive");
-  if (s.Cin % s.group != 0 || s.Cout % s.group != 0)
-    fail(node.label(), ": channels (", s.Cin, " in, ", s.Cout, " out) are not divisible by group ", s.group);
-  if (w[1] != s.Cin / s.group)
-    fail(node.label(), ": weights have ", w[1], " input channels, expected ", s.Cin / s.group);
-  auto kernel = kernel_from_weights(node, window::spatial_of(w));
-  Geometry g = window::resolve(node, window::spatial_of(x), kernel, false);
-  s.g3 = window::to3(g, node);
-  s.out_dims = {s.N, s.Cout};
-  for (int64_t o : g.out) s.out_dims.push_back(o);
-  return s;
-}
 
 // Fills an im2col panel: rows (ci, kd, kh, kw) of the input channels
 // [c_begin, c_begin + channels), columns output pixels [p0, p0 + np).
@@ -338,6 +300,155 @@ void conv_kernel(KernelContext& ctx) {
   run_float(ctx, X, W, B, Y, [&](const auto* x, const auto* w, const auto* b, auto* y) {
     conv_core(ctx, s, x, w, b, y);
   });
+}
+
+
+// ---------------------------------------------------------------------------
+// ConvGrad (com.duet, written by train::add_gradients): from dY, X and W with
+// the forward Conv's attributes, outputs dX, dW and dB (each optional). Per
+// group, dW = dY · im2col(X)^T summed over the batch as one GEMM (k runs over
+// samples and pixels), dX = col2im(W^T · dY) per sample, dB sums dY. Samples
+// are taken in chunks so that the column buffers stay below ~32 MB.
+
+// col[row * ld + p] = the input tap of row (c, kd, kh, kw) for output pixel p (0 in the padding).
+template <typename T>
+void im2col_rows(const Geometry3& g, const T* x, int64_t channels, T* col, int64_t ld) {
+  const int64_t P = g.out_size();
+  int64_t row = 0;
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t kd = 0; kd < g.kernel[0]; ++kd)
+      for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
+        for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++row) {
+          T* dst = col + row * ld;
+          const T* xc = x + c * g.in_size();
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+            const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+            const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+            const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dilation[2];
+            const bool inside = static_cast<uint64_t>(id) < static_cast<uint64_t>(g.in[0]) &&
+                                static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in[1]) &&
+                                static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in[2]);
+            dst[p] = inside ? xc[(id * g.in[1] + ih) * g.in[2] + iw] : T(0);
+          }
+        }
+}
+
+// The adjoint of im2col_rows: dx[tap] += col[row * P + p] for every in-bounds tap.
+template <typename T>
+void col2im_add(const Geometry3& g, const T* col, int64_t channels, T* dx) {
+  const int64_t P = g.out_size();
+  int64_t row = 0;
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t kd = 0; kd < g.kernel[0]; ++kd)
+      for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
+        for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++row) {
+          const T* src = col + row * P;
+          T* dc = dx + c * g.in_size();
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+            const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+            const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+            const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dilation[2];
+            if (static_cast<uint64_t>(id) < static_cast<uint64_t>(g.in[0]) &&
+                static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in[1]) &&
+                static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in[2]))
+              dc[(id * g.in[1] + ih) * g.in[2] + iw] += src[p];
+          }
+        }
+}
+
+template <typename T>
+void conv_grad_core(const KernelContext& ctx, const ConvSetup& s, const T* x, const T* w, const T* dy, T* dx, T* dw,
+                    T* db) {
+  const Geometry3& g = s.g3;
+  const int64_t K = s.cin_g() * g.kernel_size(), M = s.cout_g(), P = g.out_size(), N = s.N;
+  if (db) {
+    ctx.parallel_for(s.Cout, [&](int64_t begin, int64_t end) {
+      for (int64_t co = begin; co < end; ++co) {
+        T sum = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t p = 0; p < P; ++p) sum += dy[(n * s.Cout + co) * P + p];
+        db[co] = sum;
+      }
+    });
+  }
+  if (!dx && !dw) return;
+  const int64_t per_sample = std::max<int64_t>(1, K * P);
+  const int64_t chunk = std::clamp<int64_t>((int64_t{32} << 20) / static_cast<int64_t>(sizeof(T)) / per_sample, 1, std::max<int64_t>(N, 1));
+  std::vector<T> col(static_cast<size_t>(chunk * K * P)), dyt, part;
+  if (dw) {
+    dyt.resize(static_cast<size_t>(M * chunk * P));
+    part.resize(static_cast<size_t>(M * K));
+    std::fill(dw, dw + s.Cout * K, T(0));
+  }
+  if (dx) std::fill(dx, dx + N * s.Cin * g.in_size(), T(0));
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t nc = std::min(chunk, N - n0), NP = nc * P;
+    for (int64_t gi = 0; gi < s.group; ++gi) {
+      const T* dy_g = dy + (n0 * s.Cout + gi * M) * P;  // (n, m, p) at n * Cout * P + m * P + p
+      if (dw) {
+        // col as [K][nc * P] and dY as [M][nc * P]: one GEMM sums over samples and pixels.
+        ctx.parallel_for(nc, [&](int64_t begin, int64_t end) {
+          for (int64_t n = begin; n < end; ++n) {
+            im2col_rows<T>(g, x + ((n0 + n) * s.Cin + gi * s.cin_g()) * g.in_size(), s.cin_g(), col.data() + n * P, NP);
+            for (int64_t m = 0; m < M; ++m)
+              std::copy_n(dy_g + (n * s.Cout + m) * P, P, dyt.data() + m * NP + n * P);
+          }
+        });
+        strided_gemm<T>(ctx, 1, M, K, NP, {dyt.data(), 0, NP, 1}, {col.data(), 0, 1, NP}, part.data());
+        T* dw_g = dw + gi * M * K;
+        for (int64_t i = 0; i < M * K; ++i) dw_g[i] += part[i];
+      }
+      if (dx) {
+        // dcol[n] = W_g^T (K x M) · dY[n, g] (M x P), then scattered back into dX.
+        strided_gemm<T>(ctx, nc, K, P, M, {w + gi * M * K, 0, 1, K}, {dy_g, s.Cout * P, P, 1}, col.data());
+        ctx.parallel_for(nc, [&](int64_t begin, int64_t end) {
+          for (int64_t n = begin; n < end; ++n)
+            col2im_add<T>(g, col.data() + n * K * P, s.cin_g(), dx + ((n0 + n) * s.Cin + gi * s.cin_g()) * g.in_size());
+        });
+      }
+    }
+  }
+}
+
+void conv_grad_kernel(KernelContext& ctx) {
+  const Tensor& dY = ctx.input(0);
+  const Tensor& X = ctx.input(1);
+  const Tensor& W = ctx.input(2);
+  ConvSetup s = conv_setup(ctx.node, X.dims(), W.dims());
+  if (dY.dims() != s.out_dims)
+    fail(ctx.node.label(), ": gradient ", dY.describe(), " does not match the conv output ", dims_str(s.out_dims));
+  if (X.dtype() != DType::Float32 && X.dtype() != DType::Float64)
+    unsupported(ctx.node.label(), ": gradients are float32 or float64, got ", X.describe());
+  if (dY.dtype() != X.dtype() || W.dtype() != X.dtype())
+    fail(ctx.node.label(), ": dY ", dY.describe(), ", X ", X.describe(), " and W ", W.describe(), " must share a type");
+  auto out = [&](size_t i, const Dims& dims) -> Tensor* {
+    return ctx.num_outputs() > i && ctx.output_requested(i) ? &ctx.allocate_output(i, X.dtype(), dims) : nullptr;
+  };
+  Tensor* dX = out(0, X.dims());
+  Tensor* dW = out(1, W.dims());
+  Tensor* dB = out(2, {s.Cout});
+  dispatch_float(X.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      conv_grad_core<T>(ctx, s, X.data<T>(), W.data<T>(), dY.data<T>(), dX ? dX->data<T>() : nullptr,
+                        dW ? dW->data<T>() : nullptr, dB ? dB->data<T>() : nullptr);
+    }
+  });
+}
+
+std::vector<ir::ValueType> infer_conv_grad(InferContext& ctx) {
+  const DType t = ctx.inputs.size() > 1 ? ctx.inputs[1].dtype : DType::Undefined;
+  std::vector<ir::ValueType> out(ctx.num_outputs);
+  if (out.size() > 0) out[0] = ctx.inputs[1];
+  if (out.size() > 1 && ctx.inputs.size() > 2) out[1] = ctx.inputs[2];
+  if (out.size() > 2) {
+    Shape b = Shape::unknown_rank();
+    if (ctx.inputs.size() > 2 && ctx.inputs[2].shape.rank_known) b = Shape({ctx.inputs[2].shape.dims[0]});
+    out[2] = tensor_type(t, b);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -698,12 +809,6 @@ void deform_conv_kernel(KernelContext& ctx) {
 // ---------------------------------------------------------------------------
 // Inference and cost.
 
-std::vector<int64_t> known_or_minus1(const Shape& s) {
-  std::vector<int64_t> v;
-  for (auto& d : s.dims) v.push_back(d.value);
-  return v;
-}
-
 // Conv-like output: [N, W.dim0, out...].
 std::vector<ir::ValueType> infer_conv_like(InferContext& ctx, DType out_type, size_t x_index, size_t w_index) {
   const Shape& xs = ctx.inputs[x_index].shape;
@@ -779,6 +884,7 @@ void register_conv(Registry& r) {
          .cost = [](const CostContext& c) { return conv_cost(c, 1, 2); }});
   r.add({.name = "ConvTranspose", .kernel = conv_transpose_kernel, .infer = infer_conv_transpose,
          .cost = conv_transpose_cost});
+  r.add({.domain = "com.duet", .name = "ConvGrad", .kernel = conv_grad_kernel, .infer = infer_conv_grad});
   r.add({.name = "ConvInteger", .kernel = conv_integer_kernel,
          .infer = [](InferContext& c) { return infer_conv_like(c, DType::Int32, 0, 1); },
          .cost = [](const CostContext& c) { return conv_cost(c, 1, std::nullopt); }});

@@ -147,4 +147,49 @@ inline Geometry3 to3(const Geometry& g, const ir::Node& node) {
   return r;
 }
 
+// Conv geometry from the node and the input/weight dims (shared by Conv and
+// its gradient).
+struct ConvSetup {
+  Geometry3 g3{};
+  Dims out_dims;
+  int64_t N = 0, Cin = 0, Cout = 0, group = 1;
+  int64_t cin_g() const { return Cin / group; }
+  int64_t cout_g() const { return Cout / group; }
+};
+
+inline std::vector<int64_t> kernel_from_weights(const ir::Node& node, const std::vector<int64_t>& w_spatial) {
+  std::vector<int64_t> k = node.attr_ints("kernel_shape");
+  if (k.empty()) return w_spatial;
+  if (k.size() != w_spatial.size())
+    fail(node.label(), ": kernel_shape has ", k.size(), " values but the weights have ", w_spatial.size(),
+         " spatial dimensions");
+  for (size_t i = 0; i < k.size(); ++i)
+    if (w_spatial[i] >= 0 && k[i] != w_spatial[i])
+      fail(node.label(), ": kernel_shape ", k[i], " does not match the weight size ", w_spatial[i]);
+  return k;
+}
+
+inline ConvSetup conv_setup(const ir::Node& node, const Dims& x, const Dims& w) {
+  if (x.size() < 3) fail(node.label(), ": input must have rank >= 3, got ", dims_str(x));
+  if (w.size() != x.size())
+    fail(node.label(), ": weights ", dims_str(w), " must have the rank of the input ", dims_str(x));
+  ConvSetup s;
+  s.N = x[0];
+  s.Cin = x[1];
+  s.Cout = w[0];
+  s.group = node.attr_int("group", 1);
+  if (s.group <= 0) fail(node.label(), ": group must be positive");
+  if (s.Cin % s.group != 0 || s.Cout % s.group != 0)
+    fail(node.label(), ": channels (", s.Cin, " in, ", s.Cout, " out) are not divisible by group ", s.group);
+  if (w[1] != s.Cin / s.group)
+    fail(node.label(), ": weights have ", w[1], " input channels, expected ", s.Cin / s.group);
+  auto kernel = kernel_from_weights(node, window::spatial_of(w));
+  Geometry g = window::resolve(node, window::spatial_of(x), kernel, false);
+  s.g3 = window::to3(g, node);
+  s.out_dims = {s.N, s.Cout};
+  for (int64_t o : g.out) s.out_dims.push_back(o);
+  return s;
+}
+
+
 }  // namespace duet::ops::window

@@ -191,6 +191,59 @@ Cost loss_cost(const CostContext& ctx, double flops_per_score) {
   return c;
 }
 
+
+// SoftmaxCrossEntropyLossGrad (com.duet, written by train::add_gradients):
+// from dLoss, the scores, the labels and the optional class weights, with the
+// forward node's reduction and ignore_index: dScores(n, c, d) =
+// g(n, d) * w(n, d) * (softmax(n, c, d) - [c == label(n, d)]), where g is dLoss
+// (per element for "none", divided by the used weight sum for "mean").
+template <typename T>
+void softmax_cross_entropy_grad(KernelContext& ctx, const LossShape& shape, const LossOptions& opt) {
+  const Tensor& dloss = ctx.input(0);
+  const T* x = ctx.input(1).data<T>();
+  const Tensor& labels = ctx.input(2);
+  const Tensor* weights = ctx.optional_input(3);
+  const int64_t count = shape.n * shape.d, C = shape.c, D = shape.d;
+  const Dims expected_dloss = opt.reduction == Reduction::None ? shape.label_dims : Dims{};
+  if (dloss.dims() != expected_dloss || dloss.dtype() != dtype_of<T>::value)
+    fail(ctx.node.label(), ": dLoss ", dloss.describe(), " does not match the loss shape ", dims_str(expected_dloss));
+  std::vector<double> weight(static_cast<size_t>(count));
+  std::vector<int64_t> label(static_cast<size_t>(count));
+  double total_weight = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    label[i] = labels.get_int(i);
+    if (opt.has_ignore && label[i] == opt.ignore_index) continue;
+    if (label[i] < 0 || label[i] >= C)
+      fail(ctx.node.label(), ": label ", label[i], " at index ", i, " is outside [0, ", C, ")");
+    weight[i] = weights ? as_double(weights->data<T>()[label[i]]) : 1.0;
+    total_weight += weight[i];
+  }
+  T* dx = ctx.allocate_output(0, dtype_of<T>::value, ctx.input(1).dims()).template data<T>();
+  ctx.parallel_for(count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t n = i / D, d = i % D, base = n * C * D + d;
+      double g = as_double(dloss.data<T>()[opt.reduction == Reduction::None ? i : 0]) * weight[i];
+      if (opt.reduction == Reduction::Mean) g /= total_weight;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t c = 0; c < C; ++c) mx = std::max(mx, as_double(x[base + c * D]));
+      for (int64_t c = 0; c < C; ++c) sum += std::exp(as_double(x[base + c * D]) - mx);
+      for (int64_t c = 0; c < C; ++c) {
+        const double p = std::exp(as_double(x[base + c * D]) - mx) / sum;
+        dx[base + c * D] = from_double<T>(weight[i] == 0 ? 0.0 : g * (p - (c == label[i] ? 1.0 : 0.0)));
+      }
+    }
+  });
+}
+
+void softmax_cross_entropy_grad_kernel(KernelContext& ctx) {
+  const Tensor& scores = ctx.input(1);
+  const LossShape shape = check_shapes(ctx.node, scores, ctx.input(2), ctx.optional_input(3));
+  const LossOptions opt = options_of(ctx.node);
+  dispatch_float(scores.dtype(), [&](auto tag) {
+    softmax_cross_entropy_grad<typename decltype(tag)::type>(ctx, shape, opt);
+  });
+}
+
 }  // namespace
 
 void register_loss(Registry& r) {
@@ -199,6 +252,8 @@ void register_loss(Registry& r) {
          .infer = loss_infer, .cost = [](const CostContext& c) { return loss_cost(c, 5); }, .family = {}});
   r.add({.domain = "", .name = "NegativeLogLikelihoodLoss", .kernel = negative_log_likelihood_kernel,
          .infer = loss_infer, .cost = default_cost, .family = {}});
+  r.add({.domain = "com.duet", .name = "SoftmaxCrossEntropyLossGrad", .kernel = softmax_cross_entropy_grad_kernel,
+         .infer = infer_same_as(1)});
 }
 
 }  // namespace duet::ops

@@ -15,6 +15,7 @@
 
 #include "duet/ops/kernel_util.h"
 #include "families.h"
+#include "gemm.h"
 
 namespace duet::ops {
 
@@ -160,6 +161,27 @@ void batched_gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N,
   });
 }
 
+}  // namespace
+
+template <typename T>
+void strided_gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int64_t K, const MatrixView<T>& a,
+                  const MatrixView<T>& b, T* c) {
+  Operand<T> A{a.data, {}, a.row, a.col}, B{b.data, {}, b.row, b.col};
+  A.offsets.resize(static_cast<size_t>(batch));
+  B.offsets.resize(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i) {
+    A.offsets[i] = i * a.batch;
+    B.offsets[i] = i * b.batch;
+  }
+  batched_gemm<T>(ctx, batch, M, N, K, A, B, c);
+}
+template void strided_gemm<float>(const KernelContext&, int64_t, int64_t, int64_t, int64_t,
+                                  const MatrixView<float>&, const MatrixView<float>&, float*);
+template void strided_gemm<double>(const KernelContext&, int64_t, int64_t, int64_t, int64_t,
+                                   const MatrixView<double>&, const MatrixView<double>&, double*);
+
+namespace {
+
 // The arithmetic type a tensor element type computes in: floats narrower than
 // float32 compute in float; integers wrap in the unsigned type of their width.
 template <typename T> struct Compute { using type = T; };
@@ -171,6 +193,7 @@ template <> struct Compute<int64_t> { using type = uint64_t; };
 template <typename W, typename T>
 W to_compute(T v) {
   if constexpr (std::is_integral_v<W> && std::is_integral_v<T>) return static_cast<W>(v);
+  else if constexpr (std::is_floating_point_v<T>) return static_cast<W>(v);  // double stays double
   else return static_cast<W>(static_cast<float>(v));
 }
 

@@ -614,9 +614,150 @@ Cost zero_flop_cost(const CostContext& c) {
   return k;
 }
 
+
+// --- Gradients (com.duet, written by train::add_gradients) --------------------
+// Both recompute the statistics from X (training mode: batch statistics) and
+// work in double. Inputs dY, X, scale; outputs dX, dScale, dB (each optional).
+
+void write_grad(KernelContext& ctx, size_t out, DType dtype, const Dims& dims, const std::vector<double>& v) {
+  if (ctx.num_outputs() <= out || !ctx.output_requested(out)) return;
+  Tensor& t = ctx.allocate_output(out, dtype, dims);
+  dispatch_float(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (size_t i = 0; i < v.size(); ++i) t.data<T>()[i] = store<T>(v[i]);
+  });
+}
+
+void check_grad_operands(const KernelContext& ctx, const Tensor& dy, const Tensor& x) {
+  if (dy.dims() != x.dims() || dy.dtype() != x.dtype())
+    fail(ctx.node.label(), ": gradient ", dy.describe(), " does not match the input ", x.describe());
+  if (x.dtype() != DType::Float32 && x.dtype() != DType::Float64)
+    unsupported(ctx.node.label(), ": gradients are float32 or float64, got ", x.describe());
+}
+
+// Training-mode BatchNormalization: with xh = (x - mean) / sqrt(var + eps) per
+// channel over m = N * spatial values, dB = sum dy, dScale = sum dy * xh,
+// dX = scale / sqrt(var + eps) * (dy - dB / m - xh * dScale / m).
+void batch_norm_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.input(0);
+  const Tensor& x = ctx.input(1);
+  require_rank_at_least(ctx, x, 2);
+  check_grad_operands(ctx, dy, x);
+  const int64_t n = x.dim(0), c = x.dim(1), inner = spatial_size(x.dims());
+  const double eps = ctx.node.attr_float("epsilon", 1e-5f);
+  const std::vector<double> scale = param_values(ctx, 2, c, "scale");
+  std::vector<double> mean, var, dbias(static_cast<size_t>(c)), dscale(static_cast<size_t>(c));
+  const double m = static_cast<double>(n * inner);
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    channel_moments<T>(x, mean, var);
+    const T* xs = x.data<T>();
+    const T* g = dy.data<T>();
+    ctx.parallel_for(c, [&](int64_t begin, int64_t end) {
+      for (int64_t ch = begin; ch < end; ++ch) {
+        const double inv = 1.0 / std::sqrt(var[ch] + eps);
+        double sb = 0, ss = 0;
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t i = 0; i < inner; ++i) {
+            const int64_t k = (b * c + ch) * inner + i;
+            sb += load(g[k]);
+            ss += load(g[k]) * (load(xs[k]) - mean[ch]) * inv;
+          }
+        dbias[ch] = sb;
+        dscale[ch] = ss;
+      }
+    });
+    if (ctx.num_outputs() > 0 && ctx.output_requested(0)) {
+      T* dx = ctx.allocate_output(0, x.dtype(), x.dims()).template data<T>();
+      ctx.parallel_for(n * c, [&](int64_t begin, int64_t end) {
+        for (int64_t nc = begin; nc < end; ++nc) {
+          const int64_t ch = nc % c;
+          const double inv = 1.0 / std::sqrt(var[ch] + eps);
+          for (int64_t i = 0; i < inner; ++i) {
+            const int64_t k = nc * inner + i;
+            const double xh = (load(xs[k]) - mean[ch]) * inv;
+            dx[k] = store<T>(scale[ch] * inv * (load(g[k]) - dbias[ch] / m - xh * dscale[ch] / m));
+          }
+        }
+      });
+    }
+  });
+  const DType pt = dtype_is_float(ctx.input(2).dtype()) ? ctx.input(2).dtype() : x.dtype();
+  write_grad(ctx, 1, pt, {c}, dscale);
+  write_grad(ctx, 2, pt, {c}, dbias);
+}
+
+// LayerNormalization over the trailing axes from `axis` (scale of the full
+// normalized shape): per row, with gs = dy * scale, dX = inv * (gs - mean(gs)
+// - xh * mean(gs * xh)); dScale and dB sum over rows (in row order).
+void layer_norm_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.input(0);
+  const Tensor& x = ctx.input(1);
+  check_grad_operands(ctx, dy, x);
+  const RowSplit rs = split_rows(ctx, x);
+  const double eps = ctx.node.attr_float("epsilon", 1e-5f);
+  const Tensor& scale_t = ctx.input(2);
+  if (scale_t.numel() != rs.cols)
+    unsupported(ctx.node.label(), ": gradients need a scale of the whole normalized shape ", dims_str(rs.tail),
+                ", got ", scale_t.describe());
+  const std::vector<double> scale = broadcast_over_tail(ctx, scale_t, rs.tail, "Scale");
+  std::vector<double> xhat(static_cast<size_t>(x.numel()));
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* xs = x.data<T>();
+    const T* g = dy.data<T>();
+    T* dx = ctx.num_outputs() > 0 && ctx.output_requested(0)
+                ? ctx.allocate_output(0, x.dtype(), x.dims()).template data<T>()
+                : nullptr;
+    ctx.parallel_for(rs.rows, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const T* s = xs + r * rs.cols;
+        const T* gr = g + r * rs.cols;
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < rs.cols; ++i) sum += load(s[i]);
+        const double mean = sum / static_cast<double>(rs.cols);
+        for (int64_t i = 0; i < rs.cols; ++i) sq += (load(s[i]) - mean) * (load(s[i]) - mean);
+        const double inv = 1.0 / std::sqrt(sq / static_cast<double>(rs.cols) + eps);
+        double mg = 0, mgx = 0;
+        for (int64_t i = 0; i < rs.cols; ++i) {
+          const double xh = (load(s[i]) - mean) * inv, gs = load(gr[i]) * scale[i];
+          xhat[r * rs.cols + i] = xh;
+          mg += gs;
+          mgx += gs * xh;
+        }
+        mg /= static_cast<double>(rs.cols);
+        mgx /= static_cast<double>(rs.cols);
+        if (dx)
+          for (int64_t i = 0; i < rs.cols; ++i)
+            dx[r * rs.cols + i] = store<T>(inv * (load(gr[i]) * scale[i] - mg - xhat[r * rs.cols + i] * mgx));
+      }
+    });
+    std::vector<double> dscale(static_cast<size_t>(rs.cols), 0.0), dbias(static_cast<size_t>(rs.cols), 0.0);
+    for (int64_t r = 0; r < rs.rows; ++r)
+      for (int64_t i = 0; i < rs.cols; ++i) {
+        dscale[i] += load(g[r * rs.cols + i]) * xhat[r * rs.cols + i];
+        dbias[i] += load(g[r * rs.cols + i]);
+      }
+    const DType pt = dtype_is_float(scale_t.dtype()) ? scale_t.dtype() : x.dtype();
+    write_grad(ctx, 1, pt, scale_t.dims(), dscale);
+    write_grad(ctx, 2, pt, scale_t.dims(), dbias);
+  });
+}
+
+// dX like X; dScale and dB like input 2.
+std::vector<ir::ValueType> infer_norm_grad(InferContext& ctx) {
+  std::vector<ir::ValueType> out(ctx.num_outputs);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = ctx.inputs.at(i == 0 ? 1 : 2);
+  return out;
+}
+
 }  // namespace
 
 void register_normalization(Registry& r) {
+  r.add({.domain = "com.duet", .name = "BatchNormalizationGrad", .kernel = batch_norm_grad_kernel,
+         .infer = infer_norm_grad});
+  r.add({.domain = "com.duet", .name = "LayerNormalizationGrad", .kernel = layer_norm_grad_kernel,
+         .infer = infer_norm_grad});
   r.add({.name = "BatchNormalization", .kernel = batch_norm_kernel, .infer = batch_norm_infer,
          .cost = cost_per_output_element(2)});
   r.add({.name = "InstanceNormalization", .kernel = instance_norm_kernel, .infer = infer_same_as(0),

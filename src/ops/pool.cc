@@ -571,6 +571,69 @@ Cost global_cost(const CostContext& c) {
   return k;
 }
 
+
+// ---------------------------------------------------------------------------
+// Gradients (com.duet, written by train::add_gradients): dX from dY and X for
+// the pooling attributes of the forward node. MaxPoolGrad routes each output
+// gradient to the tap the forward pass chose (the first maximum in tap order);
+// AveragePoolGrad spreads it over the window's taps with the forward divisor.
+
+// The float32/float64 operands of a pooling gradient: dY (0) and X (1).
+template <typename Fn>
+void pool_grad(KernelContext& ctx, Fn&& per_plane) {
+  const Tensor& dY = ctx.input(0);
+  const Tensor& X = ctx.input(1);
+  PoolSetup s = pool_setup(ctx.node, X.dims());
+  if (dY.dims() != s.out_dims)
+    fail(ctx.node.label(), ": gradient ", dY.describe(), " does not match the pooled shape ", dims_str(s.out_dims));
+  if (dY.dtype() != X.dtype() || (X.dtype() != DType::Float32 && X.dtype() != DType::Float64))
+    unsupported(ctx.node.label(), ": gradients are float32 or float64, got ", dY.describe(), " and ", X.describe());
+  Tensor& dX = ctx.allocate_output(0, X.dtype(), X.dims());
+  dispatch_float(X.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      const Geometry3& g = s.g3;
+      ctx.parallel_for(s.planes, [&](int64_t begin, int64_t end) {
+        for (int64_t pl = begin; pl < end; ++pl) {
+          T* dx = dX.data<T>() + pl * g.in_size();
+          std::fill(dx, dx + g.in_size(), T(0));
+          per_plane(s, X.data<T>() + pl * g.in_size(), dY.data<T>() + pl * g.out_size(), dx);
+        }
+      });
+    }
+  });
+}
+
+void max_pool_grad_kernel(KernelContext& ctx) {
+  pool_grad(ctx, [](const PoolSetup& s, const auto* x, const auto* dy, auto* dx) {
+    const Geometry3& g = s.g3;
+    for_each_window(g, [&](int64_t o, int64_t sd, int64_t sh, int64_t sw) {
+      int64_t best = -1;
+      for_each_tap(g, sd, sh, sw, [&](int64_t d, int64_t h, int64_t w) {
+        const int64_t i = (d * g.in[1] + h) * g.in[2] + w;
+        if (best < 0 || x[i] > x[best]) best = i;
+      });
+      if (best >= 0) dx[best] += dy[o];
+    });
+  });
+}
+
+void average_pool_grad_kernel(KernelContext& ctx) {
+  const bool include_pad = ctx.node.attr_int("count_include_pad", 0) != 0;
+  pool_grad(ctx, [&](const PoolSetup& s, const auto* /*x*/, const auto* dy, auto* dx) {
+    using T = std::remove_cv_t<std::remove_reference_t<decltype(*dy)>>;
+    const Geometry3& g = s.g3;
+    for_each_window(g, [&](int64_t o, int64_t sd, int64_t sh, int64_t sw) {
+      int64_t count = 0;
+      for_each_tap(g, sd, sh, sw, [&](int64_t, int64_t, int64_t) { ++count; });
+      if (include_pad) count = taps_in_padded(s.geom, g, sd, sh, sw);
+      if (count == 0) return;
+      const T share = dy[o] / static_cast<T>(count);
+      for_each_tap(g, sd, sh, sw, [&](int64_t d, int64_t h, int64_t w) { dx[(d * g.in[1] + h) * g.in[2] + w] += share; });
+    });
+  });
+}
+
 }  // namespace
 
 void register_pool(Registry& r) {
@@ -593,6 +656,9 @@ void register_pool(Registry& r) {
          .infer = [](InferContext& c) {
            return infer_roi(c, c.node.attr_int("output_height", 1), c.node.attr_int("output_width", 1));
          }});
+  r.add({.domain = "com.duet", .name = "MaxPoolGrad", .kernel = max_pool_grad_kernel, .infer = infer_same_as(1)});
+  r.add({.domain = "com.duet", .name = "AveragePoolGrad", .kernel = average_pool_grad_kernel,
+         .infer = infer_same_as(1)});
 }
 
 }  // namespace duet::ops

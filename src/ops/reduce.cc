@@ -357,9 +357,47 @@ Cost reduce_cost(const CostContext& ctx, const ReduceSpec& spec) {
   return c;
 }
 
+
+// SumToShape (com.duet, written by train::add_gradients): sums X down to the
+// int64 shape S that numpy broadcasting stretched to X's shape (the adjoint of
+// that broadcast). Elements are summed in X's order, serially.
+void sum_to_shape_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Dims target = ctx.input(1).to_int_vector();
+  if (target.size() > x.rank())
+    fail(ctx.node.label(), ": shape ", dims_str(target), " has more dimensions than the input ", x.describe());
+  Dims aligned(x.rank() - target.size(), 1);
+  aligned.insert(aligned.end(), target.begin(), target.end());
+  for (size_t i = 0; i < aligned.size(); ++i)
+    if (aligned[i] != 1 && aligned[i] != x.dims()[i])
+      fail(ctx.node.label(), ": shape ", dims_str(target), " does not broadcast to the input ", x.describe());
+  Tensor& y = ctx.allocate_output(0, x.dtype(), target);
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    std::vector<A> acc(static_cast<size_t>(y.numel()), A(0));
+    const T* src = x.data<T>();
+    std::array<std::vector<int64_t>, 1> strides{broadcast_strides(aligned, x.dims())};
+    for_each_broadcast<1>(x.dims(), strides, [&](int64_t i, const std::array<int64_t, 1>& off) {
+      acc[static_cast<size_t>(off[0])] += static_cast<A>(src[i]);
+    });
+    T* out = y.data<T>();
+    for (size_t i = 0; i < acc.size(); ++i) out[i] = static_cast<T>(acc[i]);
+  });
+}
+
+std::vector<ir::ValueType> infer_sum_to_shape(InferContext& ctx) {
+  Shape s = Shape::unknown_rank();
+  if (const Tensor* t = ctx.value(1)) s = Shape::from(t->to_int_vector());
+  else if (ctx.inputs.size() > 1 && ctx.inputs[1].shape.rank_known && ctx.inputs[1].shape.fully_known())
+    s = Shape(std::vector<Dim>(static_cast<size_t>(ctx.inputs[1].shape.concrete()[0]), Dim{}));
+  return {tensor_type(ctx.inputs.at(0).dtype, s)};
+}
+
 }  // namespace
 
 void register_reduce(Registry& r) {
+  r.add({.domain = "com.duet", .name = "SumToShape", .kernel = sum_to_shape_kernel, .infer = infer_sum_to_shape});
   static const ReduceSpec specs[] = {
       {"ReduceSum", ReduceKind::Sum, 13, 1},
       {"ReduceMean", ReduceKind::Mean, 18, 1},

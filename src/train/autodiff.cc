@@ -1,0 +1,556 @@
+// Reverse-mode autodiff (see autodiff.h). One rule per op type turns the
+// gradients of a node's outputs into gradients of its inputs by appending
+// nodes; contributions to a value read by several nodes are summed.
+#include "duet/train/autodiff.h"
+
+#include <algorithm>
+#include <functional>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "duet/core/error.h"
+#include "duet/train/graph_builder.h"
+#include "passes/graph_util.h"
+
+namespace duet::train {
+
+namespace {
+
+using ir::Attribute;
+using ir::AttrType;
+using ir::Graph;
+using ir::Node;
+using ir::Value;
+namespace gu = passes::graph_util;
+
+// Appends backward nodes, named after the forward node they differentiate.
+class Builder {
+ public:
+  explicit Builder(Graph& g) : g_(g) {}
+
+  std::vector<Value*> ops(const std::string& type, std::vector<Value*> inputs, std::vector<bool> want,
+                          std::vector<Attribute> attrs = {}, const std::string& domain = "") {
+    std::vector<Value*> outs;
+    for (bool w : want) outs.push_back(w ? g_.value(gu::fresh_name(g_, base_ + "/" + type)) : nullptr);
+    // Reserve the names before the next fresh_name call.
+    Node* n = g_.add_node(type, std::move(inputs), outs, base_ + "/" + type + "#" + std::to_string(++nodes_), domain);
+    n->attributes = std::move(attrs);
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (outs[i]) {
+        outs[i]->producer = n;
+        outs[i]->producer_output = static_cast<int>(i);
+      }
+    return outs;
+  }
+  Value* op(const std::string& type, std::vector<Value*> inputs, std::vector<Attribute> attrs = {},
+            const std::string& domain = "") {
+    return ops(type, std::move(inputs), {true}, std::move(attrs), domain)[0];
+  }
+  Value* ints(const std::vector<int64_t>& v) {
+    return gu::add_initializer(g_, base_ + "/ints", Tensor::from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}));
+  }
+  Value* scalar(double v, DType dtype) {
+    Tensor t = dtype == DType::Float64 ? Tensor::scalar<double>(v) : Tensor::scalar<float>(static_cast<float>(v));
+    if (dtype != DType::Float64 && dtype != DType::Float32)
+      unsupported("autodiff: gradients are float32 or float64, got ", dtype_name(dtype));
+    return gu::add_initializer(g_, base_ + "/const", std::move(t));
+  }
+  Value* shape_of(Value* v) {
+    auto it = shapes_.find(v);
+    if (it != shapes_.end()) return it->second;
+    return shapes_[v] = op("Shape", {v});
+  }
+  void set_base(const std::string& b) { base_ = "grad/" + b; }
+  Graph& graph() { return g_; }
+
+ private:
+  Graph& g_;
+  std::string base_ = "grad";
+  int nodes_ = 0;
+  std::unordered_map<const Value*, Value*> shapes_;
+};
+
+struct GradContext {
+  Node& node;
+  std::vector<Value*> dy;  // per output; nullptr where no gradient flows
+  std::vector<bool> need;  // per input: a gradient is wanted
+  Builder& b;
+
+  Value* in(size_t i) const { return node.inputs.at(i); }
+  Value* out(size_t i) const { return node.outputs.at(i); }
+  DType dtype() const { return in(0)->type.dtype; }
+  const Shape& shape(size_t i) const { return in(i)->type.shape; }
+  int64_t rank(size_t i) const {
+    const Shape& s = shape(i);
+    if (!s.rank_known) unsupported(node.label(), ": gradient needs the rank of input ", i, " (infer shapes first)");
+    return static_cast<int64_t>(s.rank());
+  }
+  // A statically known dimension of input i.
+  int64_t dim(size_t i, int64_t d) const {
+    const Shape& s = shape(i);
+    if (!s.rank_known || d >= static_cast<int64_t>(s.rank()) || !s.dims[d].known())
+      unsupported(node.label(), ": gradient needs dimension ", d, " of input ", i, " to be known, got ", s.str());
+    return s.dims[d].value;
+  }
+  // An integer tensor input that must be a constant (axes, split sizes, ...).
+  std::vector<int64_t> constant_ints(size_t i) const {
+    const Tensor* t = gu::constant(b.graph(), in(i));
+    if (!t) unsupported(node.label(), ": gradient needs input ", i, " to be a constant");
+    return t->to_int_vector();
+  }
+  std::vector<Attribute> forward_attrs() const { return node.attributes; }
+};
+
+using Rule = std::function<std::vector<Value*>(GradContext&)>;
+
+// dy summed down to the shape of x, where the op broadcast x to its output y.
+Value* unbroadcast(GradContext& c, Value* dy, Value* x, Value* y) {
+  const Shape &xs = x->type.shape, &ys = y->type.shape;
+  if (xs.rank_known && ys.rank_known && xs == ys && xs.fully_known()) return dy;
+  if (xs.rank_known && ys.rank_known && xs == ys) {
+    bool named = true;  // equal symbolic dims name the same size
+    for (auto& d : xs.dims) named = named && (d.known() || !d.symbol.empty());
+    if (named) return dy;
+  }
+  return c.b.op("SumToShape", {dy, c.b.shape_of(x)}, {}, "com.duet");
+}
+
+std::vector<int64_t> swap_last_two(int64_t rank) {
+  std::vector<int64_t> perm(static_cast<size_t>(rank));
+  for (int64_t i = 0; i < rank; ++i) perm[i] = i;
+  std::swap(perm[rank - 1], perm[rank - 2]);
+  return perm;
+}
+
+// The axes of a Reduce* node (attribute before opset 18 for most, input at
+// 13+ for ReduceSum and 18+ for the rest), normalized; empty means all.
+std::vector<int64_t> reduce_axes(GradContext& c) {
+  std::vector<int64_t> axes = c.node.attr_ints("axes");
+  if (c.node.num_inputs() > 1 && c.node.has_input(1)) axes = c.constant_ints(1);
+  const int64_t r = c.rank(0);
+  for (auto& a : axes) a = a < 0 ? a + r : a;
+  if (axes.empty() && c.node.attr_int("noop_with_empty_axes", 0) != 0)
+    unsupported(c.node.label(), ": gradient of a no-op reduction");
+  if (axes.empty())
+    for (int64_t i = 0; i < r; ++i) axes.push_back(i);
+  std::sort(axes.begin(), axes.end());
+  return axes;
+}
+
+// dy of a reduction broadcast back over the reduced axes of input 0.
+Value* expand_reduced(GradContext& c, const std::vector<int64_t>& axes) {
+  Value* g = c.dy[0];
+  if (c.node.attr_int("keepdims", 1) == 0 && axes.size() < static_cast<size_t>(c.rank(0)))
+    g = c.b.op("Unsqueeze", {g, c.b.ints(axes)});
+  return c.b.op("Expand", {g, c.b.shape_of(c.in(0))});
+}
+
+// Softmax-family axis (opset 13 semantics: one axis, default -1).
+int64_t softmax_axis(GradContext& c) {
+  const int64_t r = c.rank(0);
+  int64_t a = c.node.attr_int("axis", -1);
+  return a < 0 ? a + r : a;
+}
+
+std::map<std::string, Rule> build_rules() {
+  std::map<std::string, Rule> r;
+  auto none = [](GradContext& c) { return std::vector<Value*>(c.node.num_inputs(), nullptr); };
+
+  r["Identity"] = [](GradContext& c) { return std::vector<Value*>{c.dy[0]}; };
+  r["Neg"] = [](GradContext& c) { return std::vector<Value*>{c.b.op("Neg", {c.dy[0]})}; };
+  r["Add"] = [](GradContext& c) {
+    return std::vector<Value*>{unbroadcast(c, c.dy[0], c.in(0), c.out(0)), unbroadcast(c, c.dy[0], c.in(1), c.out(0))};
+  };
+  r["Sum"] = [](GradContext& c) {
+    std::vector<Value*> g;
+    for (size_t i = 0; i < c.node.num_inputs(); ++i) g.push_back(unbroadcast(c, c.dy[0], c.in(i), c.out(0)));
+    return g;
+  };
+  r["Sub"] = [](GradContext& c) {
+    Value* db = c.need[1] ? unbroadcast(c, c.b.op("Neg", {c.dy[0]}), c.in(1), c.out(0)) : nullptr;
+    return std::vector<Value*>{unbroadcast(c, c.dy[0], c.in(0), c.out(0)), db};
+  };
+  r["Mul"] = [](GradContext& c) {
+    Value* da = c.need[0] ? unbroadcast(c, c.b.op("Mul", {c.dy[0], c.in(1)}), c.in(0), c.out(0)) : nullptr;
+    Value* db = c.need[1] ? unbroadcast(c, c.b.op("Mul", {c.dy[0], c.in(0)}), c.in(1), c.out(0)) : nullptr;
+    return std::vector<Value*>{da, db};
+  };
+  r["Div"] = [](GradContext& c) {
+    Value* da = c.need[0] ? unbroadcast(c, c.b.op("Div", {c.dy[0], c.in(1)}), c.in(0), c.out(0)) : nullptr;
+    Value* db = nullptr;
+    if (c.need[1]) {  // d(a/b)/db = -y/b
+      Value* t = c.b.op("Mul", {c.dy[0], c.b.op("Div", {c.out(0), c.in(1)})});
+      db = unbroadcast(c, c.b.op("Neg", {t}), c.in(1), c.out(0));
+    }
+    return std::vector<Value*>{da, db};
+  };
+  r["Relu"] = [](GradContext& c) {
+    return std::vector<Value*>{c.b.op("ReluGrad", {c.dy[0], c.out(0)}, {}, "com.duet")};
+  };
+  r["LeakyRelu"] = [](GradContext& c) {
+    Value* pos = c.b.op("Greater", {c.in(0), c.b.scalar(0, c.dtype())});
+    Value* neg = c.b.op("Mul", {c.dy[0], c.b.scalar(c.node.attr_float("alpha", 0.01f), c.dtype())});
+    return std::vector<Value*>{c.b.op("Where", {pos, c.dy[0], neg})};
+  };
+  r["Sigmoid"] = [](GradContext& c) {
+    Value* one_minus = c.b.op("Sub", {c.b.scalar(1, c.dtype()), c.out(0)});
+    return std::vector<Value*>{c.b.op("Mul", {c.dy[0], c.b.op("Mul", {c.out(0), one_minus})})};
+  };
+  r["Tanh"] = [](GradContext& c) {
+    Value* one_minus = c.b.op("Sub", {c.b.scalar(1, c.dtype()), c.b.op("Mul", {c.out(0), c.out(0)})});
+    return std::vector<Value*>{c.b.op("Mul", {c.dy[0], one_minus})};
+  };
+  r["Exp"] = [](GradContext& c) { return std::vector<Value*>{c.b.op("Mul", {c.dy[0], c.out(0)})}; };
+  r["Log"] = [](GradContext& c) { return std::vector<Value*>{c.b.op("Div", {c.dy[0], c.in(0)})}; };
+  r["Sqrt"] = [](GradContext& c) {
+    Value* half = c.b.op("Mul", {c.dy[0], c.b.scalar(0.5, c.dtype())});
+    return std::vector<Value*>{c.b.op("Div", {half, c.out(0)})};
+  };
+  r["Erf"] = [](GradContext& c) {  // 2/sqrt(pi) exp(-x^2)
+    Value* e = c.b.op("Exp", {c.b.op("Neg", {c.b.op("Mul", {c.in(0), c.in(0)})})});
+    Value* k = c.b.op("Mul", {e, c.b.scalar(1.1283791670955126, c.dtype())});
+    return std::vector<Value*>{c.b.op("Mul", {c.dy[0], k})};
+  };
+  r["Pow"] = [](GradContext& c) {  // exponent treated as a constant
+    if (c.need[1]) unsupported(c.node.label(), ": gradient with respect to the exponent of Pow");
+    Value* p = c.in(1);
+    Value* pm1 = c.b.op("Sub", {p, c.b.scalar(1, p->type.dtype)});
+    Value* d = c.b.op("Mul", {c.b.op("Pow", {c.in(0), pm1}), p});
+    if (p->type.dtype != c.dtype()) d = c.b.op("Cast", {d}, {attr_int("to", static_cast<int64_t>(c.dtype()))});
+    return std::vector<Value*>{unbroadcast(c, c.b.op("Mul", {c.dy[0], d}), c.in(0), c.out(0)), nullptr};
+  };
+  r["Cast"] = [](GradContext& c) {
+    return std::vector<Value*>{c.b.op("Cast", {c.dy[0]}, {attr_int("to", static_cast<int64_t>(c.dtype()))})};
+  };
+  r["Where"] = [](GradContext& c) {
+    Value* zero = c.b.scalar(0, c.out(0)->type.dtype);
+    Value* da = c.need[1] ? unbroadcast(c, c.b.op("Where", {c.in(0), c.dy[0], zero}), c.in(1), c.out(0)) : nullptr;
+    Value* db = c.need[2] ? unbroadcast(c, c.b.op("Where", {c.in(0), zero, c.dy[0]}), c.in(2), c.out(0)) : nullptr;
+    return std::vector<Value*>{nullptr, da, db};
+  };
+  r["Expand"] = [](GradContext& c) {
+    return std::vector<Value*>{unbroadcast(c, c.dy[0], c.in(0), c.out(0)), nullptr};
+  };
+  r["MatMul"] = [](GradContext& c) {
+    const int64_t ra = c.rank(0), rb = c.rank(1);
+    if (ra < 2 || rb < 2) unsupported(c.node.label(), ": gradient of MatMul with a 1-D operand");
+    Value* da = nullptr;
+    Value* db = nullptr;
+    const int64_t ry = std::max(ra, rb);
+    if (c.need[0]) {
+      Value* bt = c.b.op("Transpose", {c.in(1)}, {attr_ints("perm", swap_last_two(rb))});
+      da = unbroadcast(c, c.b.op("MatMul", {c.dy[0], bt}), c.in(0), c.out(0));
+    }
+    if (c.need[1]) {
+      Value* at = c.b.op("Transpose", {c.in(0)}, {attr_ints("perm", swap_last_two(ra))});
+      db = unbroadcast(c, c.b.op("MatMul", {at, c.dy[0]}), c.in(1), c.out(0));
+    }
+    (void)ry;
+    return std::vector<Value*>{da, db};
+  };
+  r["Gemm"] = [](GradContext& c) {
+    const int64_t ta = c.node.attr_int("transA", 0), tb = c.node.attr_int("transB", 0);
+    const float alpha = c.node.attr_float("alpha", 1.0f), beta = c.node.attr_float("beta", 1.0f);
+    auto gemm = [&](Value* a, Value* b, int64_t t1, int64_t t2) {
+      return c.b.op("Gemm", {a, b}, {attr_int("transA", t1), attr_int("transB", t2), attr_float("alpha", alpha)});
+    };
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    if (c.need[0]) g[0] = ta ? gemm(c.in(1), c.dy[0], tb, 1) : gemm(c.dy[0], c.in(1), 0, tb ? 0 : 1);
+    if (c.need[1]) g[1] = tb ? gemm(c.dy[0], c.in(0), 1, ta) : gemm(c.in(0), c.dy[0], ta ? 0 : 1, 0);
+    if (c.node.num_inputs() > 2 && c.need[2]) {
+      Value* dc = c.dy[0];
+      if (beta != 1.0f) dc = c.b.op("Mul", {dc, c.b.scalar(beta, c.dtype())});
+      g[2] = unbroadcast(c, dc, c.in(2), c.out(0));
+    }
+    return g;
+  };
+  r["Conv"] = [](GradContext& c) {
+    std::vector<Value*> inputs{c.dy[0], c.in(0), c.in(1)};
+    std::vector<bool> want{c.need[0], c.need[1], c.node.num_inputs() > 2 && c.need[2]};
+    auto g = c.b.ops("ConvGrad", inputs, want, c.forward_attrs(), "com.duet");
+    g.resize(c.node.num_inputs());
+    return g;
+  };
+  r["MaxPool"] = [](GradContext& c) {
+    if (c.node.outputs.size() > 1 && c.dy.size() > 1 && c.dy[1]) unsupported(c.node.label(), ": gradient of Indices");
+    return std::vector<Value*>{c.b.op("MaxPoolGrad", {c.dy[0], c.in(0)}, c.forward_attrs(), "com.duet")};
+  };
+  r["AveragePool"] = [](GradContext& c) {
+    return std::vector<Value*>{c.b.op("AveragePoolGrad", {c.dy[0], c.in(0)}, c.forward_attrs(), "com.duet")};
+  };
+  r["GlobalAveragePool"] = [](GradContext& c) {
+    int64_t count = 1;
+    for (int64_t d = 2; d < c.rank(0); ++d) count *= c.dim(0, d);
+    Value* g = c.b.op("Mul", {c.dy[0], c.b.scalar(1.0 / static_cast<double>(count), c.dtype())});
+    return std::vector<Value*>{c.b.op("Expand", {g, c.b.shape_of(c.in(0))})};
+  };
+  r["ReduceSum"] = [](GradContext& c) {
+    const auto axes = reduce_axes(c);
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = expand_reduced(c, axes);
+    return g;
+  };
+  r["ReduceMean"] = [](GradContext& c) {
+    const auto axes = reduce_axes(c);
+    int64_t count = 1;
+    for (int64_t a : axes) count *= c.dim(0, a);
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("Mul", {expand_reduced(c, axes), c.b.scalar(1.0 / static_cast<double>(count), c.dtype())});
+    return g;
+  };
+  auto reshape_back = [](GradContext& c) {
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("Reshape", {c.dy[0], c.b.shape_of(c.in(0))});
+    return g;
+  };
+  r["Reshape"] = reshape_back;
+  r["Flatten"] = reshape_back;
+  r["Squeeze"] = reshape_back;
+  r["Unsqueeze"] = reshape_back;
+  r["Transpose"] = [](GradContext& c) {
+    std::vector<int64_t> perm = c.node.attr_ints("perm");
+    const int64_t rank = c.rank(0);
+    if (perm.empty())
+      for (int64_t i = rank - 1; i >= 0; --i) perm.push_back(i);
+    std::vector<int64_t> inverse(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+    return std::vector<Value*>{c.b.op("Transpose", {c.dy[0]}, {attr_ints("perm", inverse)})};
+  };
+  r["Concat"] = [](GradContext& c) {
+    const int64_t rank = c.rank(0);
+    int64_t axis = c.node.attr_int("axis", 0);
+    if (axis < 0) axis += rank;
+    std::vector<int64_t> sizes;
+    for (size_t i = 0; i < c.node.num_inputs(); ++i) sizes.push_back(c.dim(i, axis));
+    std::vector<bool> want(c.node.num_inputs(), true);
+    return c.b.ops("Split", {c.dy[0], c.b.ints(sizes)}, want, {attr_int("axis", axis)});
+  };
+  r["Split"] = [](GradContext& c) {
+    int64_t axis = c.node.attr_int("axis", 0);
+    if (axis < 0) axis += c.rank(0);
+    std::vector<Value*> parts;
+    for (size_t i = 0; i < c.node.outputs.size(); ++i) {
+      Value* g = c.dy[i];
+      if (!g) {
+        Attribute zero;
+        zero.name = "value";
+        zero.type = AttrType::Tensor;
+        zero.t = c.dtype() == DType::Float64 ? Tensor::from_vector<double>({0.0}, {1})
+                                             : Tensor::from_vector<float>({0.0f}, {1});
+        g = c.b.op("ConstantOfShape", {c.b.shape_of(c.out(i))}, {zero});
+      }
+      parts.push_back(g);
+    }
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("Concat", parts, {attr_int("axis", axis)});
+    return g;
+  };
+  r["Softmax"] = [](GradContext& c) {
+    const int64_t axis = softmax_axis(c);
+    Value* dot = c.b.op("ReduceSum", {c.b.op("Mul", {c.dy[0], c.out(0)}), c.b.ints({axis})}, {attr_int("keepdims", 1)});
+    return std::vector<Value*>{c.b.op("Mul", {c.out(0), c.b.op("Sub", {c.dy[0], dot})})};
+  };
+  r["LogSoftmax"] = [](GradContext& c) {
+    const int64_t axis = softmax_axis(c);
+    Value* sum = c.b.op("ReduceSum", {c.dy[0], c.b.ints({axis})}, {attr_int("keepdims", 1)});
+    return std::vector<Value*>{c.b.op("Sub", {c.dy[0], c.b.op("Mul", {c.b.op("Exp", {c.out(0)}), sum})})};
+  };
+  r["SoftmaxCrossEntropyLoss"] = [](GradContext& c) {
+    if (c.dy.size() > 1 && c.dy[1]) unsupported(c.node.label(), ": gradient through log_prob");
+    std::vector<Value*> inputs{c.dy[0], c.in(0), c.in(1)};
+    if (c.node.num_inputs() > 2 && c.node.has_input(2)) inputs.push_back(c.in(2));
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("SoftmaxCrossEntropyLossGrad", inputs, c.forward_attrs(), "com.duet");
+    return g;
+  };
+  r["BatchNormalization"] = [](GradContext& c) {
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    const float eps = c.node.attr_float("epsilon", 1e-5f);
+    if (c.node.attr_int("training_mode", 0) != 0) {
+      auto d = c.b.ops("BatchNormalizationGrad", {c.dy[0], c.in(0), c.in(1)}, {c.need[0], c.need[1], c.need[2]},
+                       {attr_float("epsilon", eps)}, "com.duet");
+      g[0] = d[0], g[1] = d[1], g[2] = d[2];
+      return g;
+    }
+    // Inference mode: a per-channel affine map with the running statistics.
+    if (c.need[1] || c.need[2] || c.need[3] || c.need[4])
+      unsupported(c.node.label(), ": parameter gradients of BatchNormalization need training_mode=1");
+    std::vector<int64_t> bshape{-1};
+    for (int64_t d = 2; d < c.rank(0); ++d) bshape.push_back(1);
+    Value* inv = c.b.op("Div", {c.in(1), c.b.op("Sqrt", {c.b.op("Add", {c.in(4), c.b.scalar(eps, c.dtype())})})});
+    g[0] = c.b.op("Mul", {c.dy[0], c.b.op("Reshape", {inv, c.b.ints(bshape)})});
+    return g;
+  };
+  auto layer_norm = [](GradContext& c) {
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    std::vector<bool> want{c.need[0], c.need[1], c.node.num_inputs() > 2 && c.need[2]};
+    std::vector<Attribute> attrs{attr_int("axis", c.node.attr_int("axis", -1)),
+                                 attr_float("epsilon", c.node.attr_float("epsilon", 1e-5f))};
+    auto d = c.b.ops("LayerNormalizationGrad", {c.dy[0], c.in(0), c.in(1)}, want, attrs, "com.duet");
+    for (size_t i = 0; i < g.size() && i < 3; ++i) g[i] = d[i];
+    return g;
+  };
+  r["LayerNormalization"] = layer_norm;
+  r["com.duet:LayerNormalization"] = layer_norm;
+  r["Dropout"] = [](GradContext& c) {
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    bool training = false;
+    if (c.node.num_inputs() > 2 && c.node.has_input(2)) training = !c.constant_ints(2).empty() && c.constant_ints(2)[0];
+    if (!training) {
+      g[0] = c.dy[0];
+      return g;
+    }
+    double ratio = 0.5;
+    if (c.node.num_inputs() > 1 && c.node.has_input(1)) {
+      const Tensor* t = gu::constant(c.b.graph(), c.in(1));
+      if (!t) unsupported(c.node.label(), ": gradient needs a constant ratio");
+      ratio = t->get_double(0);
+    }
+    Value* mask = c.node.outputs.size() > 1 ? c.out(1) : nullptr;
+    if (!mask) {  // ask the forward node for its mask
+      mask = c.b.graph().value(gu::fresh_name(c.b.graph(), c.out(0)->name + "_mask"));
+      mask->type.dtype = DType::Bool;
+      mask->type.shape = c.out(0)->type.shape;
+      c.node.outputs.resize(2);
+      c.node.outputs[1] = mask;
+      mask->producer = &c.node;
+      mask->producer_output = 1;
+    }
+    Value* keep = c.b.op("Cast", {mask}, {attr_int("to", static_cast<int64_t>(c.dtype()))});
+    Value* scaled = c.b.op("Mul", {keep, c.b.scalar(ratio < 1 ? 1.0 / (1.0 - ratio) : 0.0, c.dtype())});
+    g[0] = c.b.op("Mul", {c.dy[0], scaled});
+    return g;
+  };
+  (void)none;
+  return r;
+}
+
+const std::map<std::string, Rule>& rules() {
+  static const std::map<std::string, Rule> r = build_rules();
+  return r;
+}
+
+std::string rule_key(const Node& n) { return n.domain.empty() || n.domain == "ai.onnx" ? n.op_type : n.domain + ":" + n.op_type; }
+
+bool is_float(const Value* v) {
+  return v && (v->type.dtype == DType::Float32 || v->type.dtype == DType::Float64);
+}
+
+}  // namespace
+
+std::vector<std::string> differentiable_ops() {
+  std::vector<std::string> names;
+  for (auto& [k, _] : rules()) names.push_back(k);
+  return names;
+}
+
+std::map<std::string, std::string> add_gradients(ir::Model& model, const GradientRequest& request) {
+  Graph& g = *model.graph;
+  if (model.opset("") < 13)
+    unsupported("autodiff: the model's default opset is ", model.opset(""), "; gradients need 13 or later (upgrade it first)");
+  if (model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
+  Value* loss = g.find_value(request.loss);
+  if (!loss) fail("autodiff: the graph has no value named '", request.loss, "'");
+  if (!is_float(loss)) fail("autodiff: the loss '", request.loss, "' must be float32 or float64, got ", loss->type.str());
+  const Shape& ls = loss->type.shape;
+  if (!ls.rank_known || !ls.fully_known() || numel(ls.concrete()) != 1)
+    fail("autodiff: the loss '", request.loss, "' must be a scalar, got shape ", ls.str());
+
+  // Values that depend on a wrt value (forward sweep).
+  std::unordered_set<const Value*> depends;
+  std::vector<Value*> wrt;
+  for (auto& name : request.wrt) {
+    Value* v = g.find_value(name);
+    if (!v) fail("autodiff: the graph has no value named '", name, "'");
+    if (!is_float(v)) fail("autodiff: '", name, "' must be float32 or float64 to have a gradient, got ", v->type.str());
+    depends.insert(v);
+    wrt.push_back(v);
+  }
+  for (auto& n : g.nodes) {
+    bool any = false;
+    for (auto* in : n->inputs) any = any || (in && depends.count(in));
+    if (any)
+      for (auto* out : n->outputs)
+        if (out && is_float(out)) depends.insert(out);
+  }
+  if (!depends.count(loss)) fail("autodiff: the loss '", request.loss, "' does not depend on any requested value");
+
+  Builder b(g);
+  std::unordered_map<const Value*, std::vector<Value*>> contributions;
+  if (!request.seed.empty()) {
+    Value* s = g.find_value(request.seed);
+    if (!s) fail("autodiff: the graph has no value named '", request.seed, "' (the loss seed)");
+    contributions[loss].push_back(s);
+  } else {
+    b.set_base(loss->name);
+    contributions[loss].push_back(b.scalar(1.0, loss->type.dtype));
+  }
+  // The seed has the loss's shape ([] or [1]).
+  if (ls.rank() > 0) {
+    b.set_base(loss->name);
+    contributions[loss][0] = b.op("Reshape", {contributions[loss][0], b.shape_of(loss)});
+  }
+
+  auto total = [&](const Value* v) -> Value* {
+    auto it = contributions.find(v);
+    if (it == contributions.end() || it->second.empty()) return nullptr;
+    if (it->second.size() == 1) return it->second[0];
+    Value* s = b.op("Sum", it->second);
+    it->second = {s};
+    return s;
+  };
+
+  // Backward sweep over the forward nodes (snapshot: rules append nodes).
+  std::vector<Node*> forward;
+  for (auto& n : g.nodes) forward.push_back(n.get());
+  for (auto it = forward.rbegin(); it != forward.rend(); ++it) {
+    Node& n = **it;
+    std::vector<Value*> dy;
+    bool any = false;
+    for (auto* out : n.outputs) {
+      dy.push_back(out && depends.count(out) ? total(out) : nullptr);
+      any = any || dy.back();
+    }
+    if (!any) continue;
+    std::vector<bool> need;
+    bool needed = false;
+    for (auto* in : n.inputs) {
+      need.push_back(in && depends.count(in) && is_float(in));
+      needed = needed || need.back();
+    }
+    if (!needed) continue;
+    auto rule = rules().find(rule_key(n));
+    if (rule == rules().end()) unsupported("autodiff: no gradient rule for ", n.label(), " (", rule_key(n), ")");
+    b.set_base(n.name.empty() ? n.op_type : n.name);
+    GradContext c{n, dy, need, b};
+    std::vector<Value*> dx = rule->second(c);
+    for (size_t i = 0; i < n.inputs.size() && i < dx.size(); ++i)
+      if (need[i] && dx[i]) contributions[n.inputs[i]].push_back(dx[i]);
+  }
+
+  std::map<std::string, std::string> result;
+  for (Value* v : wrt) {
+    b.set_base(v->name);
+    Value* grad = total(v);
+    if (!grad) {  // does not reach the loss: zero
+      Attribute zero;
+      zero.name = "value";
+      zero.type = AttrType::Tensor;
+      zero.t = v->type.dtype == DType::Float64 ? Tensor::from_vector<double>({0.0}, {1})
+                                               : Tensor::from_vector<float>({0.0f}, {1});
+      grad = b.op("ConstantOfShape", {b.shape_of(v)}, {zero});
+    }
+    // A named output per parameter (an Identity when the gradient is another value).
+    Value* out = g.value(gu::fresh_name(g, "grad." + v->name));
+    Node* id = g.add_node("Identity", {grad}, {out}, gu::fresh_name(g, "grad." + v->name + "_node"));
+    out->producer = id;
+    out->producer_output = 0;
+    out->type = v->type;
+    g.outputs.push_back(out);
+    result[v->name] = out->name;
+  }
+  return result;
+}
+
+}  // namespace duet::train

@@ -1,0 +1,327 @@
+// Every gradient rule checked against central finite differences in float64:
+// for a one-op graph y = op(inputs), the loss sum(y * R) (R fixed random) is
+// differentiated by train::add_gradients and by perturbing input elements.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "duet/passes/shape_inference.h"
+#include "duet/runtime/session.h"
+#include "duet/train/autodiff.h"
+#include "duet/train/graph_builder.h"
+
+using namespace duet;
+using train::attr_float;
+using train::attr_int;
+using train::attr_ints;
+using train::GraphBuilder;
+
+namespace {
+
+Tensor random_double(const Dims& dims, uint32_t seed, double lo = -1, double hi = 1) {
+  Tensor t(DType::Float64, dims);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<double>()[i] = u(rng);
+  return t;
+}
+
+struct Input {
+  std::string name;
+  Tensor value;
+  bool differentiate = true;
+};
+
+// Builds the op under test from the graph inputs (in the order given) and returns its output.
+using Build = std::function<ir::Value*(GraphBuilder&, const std::vector<ir::Value*>&)>;
+
+std::unique_ptr<ir::Model> model_with_loss(const Build& build, const std::vector<Input>& inputs, const Tensor* r,
+                                           int64_t opset) {
+  GraphBuilder b(opset);
+  std::vector<ir::Value*> values;
+  for (auto& in : inputs) values.push_back(b.input(in.name, in.value.dtype(), in.value.dims()));
+  ir::Value* y = build(b, values);
+  if (r) {
+    ir::Value* weighted = b.node("Mul", {y, b.initializer("R", *r)});
+    y = b.node("ReduceSum", {weighted}, {attr_int("keepdims", 0)});
+  }
+  b.output(y, r ? "loss" : "y");
+  return b.finish();
+}
+
+std::map<std::string, Tensor> feeds_of(const std::vector<Input>& inputs) {
+  std::map<std::string, Tensor> f;
+  for (auto& in : inputs) f[in.name] = in.value;
+  return f;
+}
+
+double run_scalar(runtime::Session& s, const std::map<std::string, Tensor>& feeds) {
+  return s.run(feeds).at(0).tensor.get_double(0);
+}
+
+void check_gradients(const Build& build, std::vector<Input> inputs, int64_t opset = 17, double tol = 1e-6) {
+  // The op's output shape, then a fixed random R of that shape.
+  std::shared_ptr<ir::Model> plain = model_with_loss(build, inputs, nullptr, opset);
+  Tensor y = runtime::Session(plain).run(feeds_of(inputs)).at(0).tensor;
+  const Tensor r = random_double(y.dims(), 99);
+
+  std::shared_ptr<ir::Model> graded = model_with_loss(build, inputs, &r, opset);
+  passes::infer_shapes(*graded);
+  train::GradientRequest req;
+  req.loss = "loss";
+  for (auto& in : inputs)
+    if (in.differentiate) req.wrt.push_back(in.name);
+  const auto names = train::add_gradients(*graded, req);
+  runtime::Session analytic(graded);
+  const auto outs = analytic.run(feeds_of(inputs));
+  std::map<std::string, Tensor> grads;
+  for (auto& o : outs) grads[o.name] = o.tensor;
+
+  std::shared_ptr<ir::Model> loss_model = model_with_loss(build, inputs, &r, opset);
+  runtime::Session numeric(loss_model);
+  for (auto& in : inputs) {
+    if (!in.differentiate) continue;
+    const Tensor& g = grads.at(names.at(in.name));
+    ASSERT_EQ(g.dims(), in.value.dims()) << in.name;
+    const int64_t n = in.value.numel();
+    const int64_t step = std::max<int64_t>(1, n / 24);
+    for (int64_t i = 0; i < n; i += step) {
+      auto feeds = feeds_of(inputs);
+      Tensor plus = in.value.clone(), minus = in.value.clone();
+      const double h = 1e-6 * std::max(1.0, std::fabs(in.value.data<double>()[i]));
+      plus.data<double>()[i] += h;
+      minus.data<double>()[i] -= h;
+      feeds[in.name] = plus;
+      const double lp = run_scalar(numeric, feeds);
+      feeds[in.name] = minus;
+      const double lm = run_scalar(numeric, feeds);
+      const double want = (lp - lm) / (2 * h);
+      EXPECT_NEAR(g.data<double>()[i], want, tol * std::max(1.0, std::fabs(want)))
+          << "d loss / d " << in.name << "[" << i << "]";
+    }
+  }
+}
+
+Build unary(const std::string& op, std::vector<ir::Attribute> attrs = {}) {
+  return [=](GraphBuilder& b, const std::vector<ir::Value*>& v) { return b.node(op, {v[0]}, attrs); };
+}
+Build binary(const std::string& op) {
+  return [=](GraphBuilder& b, const std::vector<ir::Value*>& v) { return b.node(op, {v[0], v[1]}); };
+}
+
+}  // namespace
+
+TEST(Autodiff, ElementwiseBinaryOpsSumBroadcastGradients) {
+  for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+    SCOPED_TRACE(op);
+    check_gradients(binary(op), {{"a", random_double({2, 3, 4}, 1)}, {"b", random_double({3, 1}, 2, 0.5, 2)}});
+  }
+}
+
+TEST(Autodiff, Activations) {
+  const Tensor x = random_double({3, 5}, 3);
+  for (const char* op : {"Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Identity", "Erf"}) {
+    SCOPED_TRACE(op);
+    check_gradients(unary(op), {{"x", x}});
+  }
+  check_gradients(unary("LeakyRelu", {attr_float("alpha", 0.2f)}), {{"x", x}});
+  check_gradients(unary("Log"), {{"x", random_double({3, 5}, 4, 0.5, 3)}});
+  check_gradients(unary("Sqrt"), {{"x", random_double({3, 5}, 4, 0.5, 3)}});
+}
+
+TEST(Autodiff, PowWithConstantExponent) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Pow", {v[0], b.initializer("p", Tensor::scalar<double>(3.0))});
+      },
+      {{"x", random_double({4, 3}, 5)}});
+}
+
+TEST(Autodiff, MatMulWithBatchBroadcast) {
+  check_gradients(binary("MatMul"), {{"a", random_double({2, 3, 4}, 6)}, {"b", random_double({4, 5}, 7)}});
+  check_gradients(binary("MatMul"), {{"a", random_double({3, 4}, 6)}, {"b", random_double({2, 4, 5}, 7)}});
+}
+
+TEST(Autodiff, GemmEveryTransposeAlphaBetaAndBroadcastBias) {
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      SCOPED_TRACE("transA " + std::to_string(ta) + " transB " + std::to_string(tb));
+      Dims a = ta ? Dims{4, 3} : Dims{3, 4}, bd = tb ? Dims{5, 4} : Dims{4, 5};
+      check_gradients(
+          [=](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+            return b.node("Gemm", {v[0], v[1], v[2]},
+                          {attr_int("transA", ta), attr_int("transB", tb), attr_float("alpha", 0.5f),
+                           attr_float("beta", 2.0f)});
+          },
+          {{"a", random_double(a, 8)}, {"b", random_double(bd, 9)}, {"c", random_double({5}, 10)}});
+    }
+}
+
+TEST(Autodiff, ConvWithPadsStridesDilationsAndGroups) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Conv", {v[0], v[1], v[2]},
+                      {attr_ints("pads", {1, 0, 2, 1}), attr_ints("strides", {2, 1}), attr_ints("dilations", {1, 2}),
+                       attr_int("group", 2)});
+      },
+      {{"x", random_double({2, 4, 7, 6}, 11)}, {"w", random_double({6, 2, 3, 2}, 12)}, {"b", random_double({6}, 13)}});
+  // 1-D, no bias
+  check_gradients(binary("Conv"), {{"x", random_double({2, 3, 9}, 14)}, {"w", random_double({4, 3, 3}, 15)}});
+}
+
+TEST(Autodiff, Pooling) {
+  const Tensor x = random_double({2, 3, 7, 6}, 16);
+  check_gradients(unary("MaxPool", {attr_ints("kernel_shape", {3, 2}), attr_ints("strides", {2, 2}),
+                                    attr_ints("pads", {1, 0, 1, 1})}),
+                  {{"x", x}});
+  check_gradients(unary("AveragePool", {attr_ints("kernel_shape", {3, 3}), attr_ints("strides", {2, 1}),
+                                        attr_ints("pads", {1, 1, 1, 1}), attr_int("count_include_pad", 1)}),
+                  {{"x", x}});
+  check_gradients(unary("AveragePool", {attr_ints("kernel_shape", {2, 2}), attr_ints("pads", {1, 1, 0, 0})}),
+                  {{"x", x}});
+  check_gradients(unary("GlobalAveragePool"), {{"x", x}});
+}
+
+TEST(Autodiff, Reductions) {
+  const Tensor x = random_double({2, 3, 4}, 17);
+  for (const char* op : {"ReduceSum", "ReduceMean"}) {
+    SCOPED_TRACE(op);
+    for (int keep = 0; keep < 2; ++keep)
+      check_gradients(
+          [=](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+            return b.node(op, {v[0], b.initializer("axes", Tensor::from_vector<int64_t>({-1, 0}, {2}))},
+                          {attr_int("keepdims", keep)});
+          },
+          {{"x", x}}, 18);
+    check_gradients(unary(op, {attr_int("keepdims", 0)}), {{"x", x}}, 18);  // all axes
+  }
+}
+
+TEST(Autodiff, ShapeOps) {
+  const Tensor x = random_double({2, 3, 4}, 19);
+  check_gradients(unary("Flatten", {attr_int("axis", 2)}), {{"x", x}});
+  check_gradients(unary("Transpose", {attr_ints("perm", {2, 0, 1})}), {{"x", x}});
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Reshape", {v[0], b.initializer("shape", Tensor::from_vector<int64_t>({4, -1}, {2}))});
+      },
+      {{"x", x}});
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Concat", {v[0], v[1]}, {attr_int("axis", 1)});
+      },
+      {{"a", x}, {"b", random_double({2, 5, 4}, 20)}});
+  check_gradients(  // only the second part reaches the loss: the first gets zeros
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        auto parts = b.nodes("Split", {v[0], b.initializer("split", Tensor::from_vector<int64_t>({1, 3}, {2}))}, 2,
+                             {attr_int("axis", 2)});
+        return b.node("Mul", {parts[1], parts[1]});
+      },
+      {{"x", x}});
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Expand", {v[0], b.initializer("shape", Tensor::from_vector<int64_t>({2, 3, 4}, {3}))});
+      },
+      {{"x", random_double({3, 1}, 21)}});
+}
+
+TEST(Autodiff, SoftmaxFamilyAndWhere) {
+  const Tensor x = random_double({3, 4, 5}, 22);
+  check_gradients(unary("Softmax", {attr_int("axis", 1)}), {{"x", x}});
+  check_gradients(unary("LogSoftmax"), {{"x", x}});
+  Tensor cond(DType::Bool, {3, 4, 5});
+  for (int64_t i = 0; i < cond.numel(); ++i) cond.data<bool>()[i] = i % 3 == 0;
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) { return b.node("Where", {v[0], v[1], v[2]}); },
+      {{"c", cond, false}, {"a", x}, {"b", random_double({5}, 23)}});
+}
+
+TEST(Autodiff, SoftmaxCrossEntropyLossWithWeightsAndIgnoredLabels) {
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 2, 1, 2, 3, 1}, {6});
+  for (const char* reduction : {"mean", "sum", "none"}) {
+    SCOPED_TRACE(reduction);
+    check_gradients(
+        [=](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+          return b.node("SoftmaxCrossEntropyLoss", {v[0], v[1], v[2]},
+                        {train::attr_string("reduction", reduction), attr_int("ignore_index", 3)});
+        },
+        {{"scores", random_double({6, 4}, 24, -3, 3)}, {"labels", labels, false},
+         {"weights", random_double({4}, 25, 0.5, 2), false}});
+  }
+  // Spatial scores (N, C, D)
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) { return b.node("SoftmaxCrossEntropyLoss", {v[0], v[1]}); },
+      {{"scores", random_double({2, 3, 4}, 26)}, {"labels", Tensor::from_vector<int64_t>({0, 1, 2, 1, 2, 0, 0, 1}, {2, 4}), false}});
+}
+
+TEST(Autodiff, NormalizationInTrainingMode) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.nodes("BatchNormalization", {v[0], v[1], v[2], v[3], v[4]}, 3,
+                       {attr_int("training_mode", 1), attr_float("epsilon", 1e-3f)})[0];
+      },
+      {{"x", random_double({3, 4, 2, 3}, 27)},
+       {"scale", random_double({4}, 28)},
+       {"bias", random_double({4}, 29)},
+       {"mean", random_double({4}, 30), false},
+       {"var", random_double({4}, 31, 0.5, 1), false}});
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("LayerNormalization", {v[0], v[1], v[2]}, {attr_int("axis", -2)});
+      },
+      {{"x", random_double({3, 4, 5}, 32)}, {"scale", random_double({4, 5}, 33)}, {"bias", random_double({4, 5}, 34)}});
+}
+
+TEST(Autodiff, BatchNormalizationInInferenceModeUsesRunningStatistics) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("BatchNormalization", {v[0], v[1], v[2], v[3], v[4]});
+      },
+      {{"x", random_double({2, 3, 4}, 35)},
+       {"scale", random_double({3}, 36), false},
+       {"bias", random_double({3}, 37), false},
+       {"mean", random_double({3}, 38), false},
+       {"var", random_double({3}, 39, 0.5, 1), false}});
+}
+
+TEST(Autodiff, DropoutInTrainingModeUsesItsSeededMask) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Dropout", {v[0], b.initializer("ratio", Tensor::scalar<double>(0.3)),
+                                  b.initializer("training", Tensor::scalar<bool>(true))},
+                      {attr_int("seed", 5)});
+      },
+      {{"x", random_double({4, 6}, 40)}});
+}
+
+TEST(Autodiff, ValuesReadTwiceSumTheirGradients) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        ir::Value* t = b.node("Tanh", {v[0]});
+        return b.node("Mul", {b.node("MatMul", {t, v[1]}), b.node("MatMul", {t, v[1]})});
+      },
+      {{"x", random_double({3, 4}, 41)}, {"w", random_double({4, 4}, 42)}});
+}
+
+TEST(Autodiff, ClearErrors) {
+  GraphBuilder b(17);
+  ir::Value* x = b.input("x", DType::Float32, {2, 3});
+  ir::Value* y = b.node("Hardmax", {x});
+  ir::Value* loss = b.node("ReduceSum", {y}, {attr_int("keepdims", 0)});
+  b.output(loss, "loss");
+  auto model = b.finish();
+  passes::infer_shapes(*model);
+  train::GradientRequest req{.loss = "loss", .wrt = {"x"}};
+  try {
+    train::add_gradients(*model, req);
+    FAIL() << "expected an error";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("no gradient rule for Hardmax"), std::string::npos) << e.what();
+  }
+  req.loss = "nope";
+  EXPECT_THROW(train::add_gradients(*model, req), Error);
+  req.loss = x->name;  // not a scalar
+  EXPECT_THROW(train::add_gradients(*model, req), Error);
+}

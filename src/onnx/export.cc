@@ -149,4 +149,9 @@ void save_tensor_pb(const Tensor& t, const std::string& name, const std::string&
   DUET_CHECK(out, "failed writing ", path);
 }
 
+std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
+  const std::string bytes = serialize_model(model);
+  return parse_model(bytes.data(), bytes.size());
+}
+
 }  // namespace duet::onnx_io

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <limits>
 
+#include "duet/numerics/convert.h"
+#include "duet/numerics/format.h"
 #include "duet/ops/kernel_util.h"
 #include "elementwise_util.h"
 #include "families.h"
@@ -338,11 +340,48 @@ std::vector<ir::ValueType> infer_cast_like(InferContext& ctx) {
   return {tensor_type(dt, ctx.inputs.empty() ? Shape::unknown_rank() : ctx.inputs[0].shape)};
 }
 
+
+// RoundToFormat (com.duet): float32 values rounded to a number format and
+// back (numerics::parse_format names: bf16, fp16, tf32, e4m3fn, e5m2, eXmY...),
+// so float32 arithmetic downstream sees exactly the values a device holding
+// that format would. Attributes: format (default bf16), rounding (rne, rtz,
+// rna, sr), saturate (1: clamp out-of-range values; 0, the default: the
+// format's own overflow, infinity for IEEE formats), seed (stochastic
+// rounding: element i uses stochastic_bits(seed, i)). Autocast and its
+// gradients are written with it (train::autocast).
+void round_to_format_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  if (x.dtype() != DType::Float32)
+    unsupported(ctx.node.label(), ": RoundToFormat rounds float32 values, got ", x.describe());
+  const numerics::Format f = numerics::parse_format(ctx.node.attr_string("format", "bf16"));
+  if (!f.is_float() || !f.fp.fits_fp32())
+    unsupported(ctx.node.label(), ": format ", f.name, " is not a float format within float32's range");
+  numerics::ConvertOptions o;
+  o.rounding = numerics::parse_rounding(ctx.node.attr_string("rounding", "rne"));
+  o.overflow = ctx.node.attr_int("saturate", 0) != 0 ? Overflow::Saturate : f.default_overflow;
+  o.seed = static_cast<uint64_t>(ctx.node.attr_int("seed", 0));
+  Tensor& y = ctx.allocate_output(0, DType::Float32, x.dims());
+  const int64_t n = x.numel();
+  constexpr int64_t kChunk = 4096;
+  ctx.parallel_for((n + kChunk - 1) / kChunk, [&](int64_t begin, int64_t end) {
+    std::vector<uint32_t> bits(kChunk);
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t i0 = c * kChunk, m = std::min(kChunk, n - i0);
+      numerics::ConvertOptions oc = o;
+      oc.index_offset = static_cast<uint64_t>(i0);
+      numerics::encode_bulk(f.fp, x.data<float>() + i0, static_cast<size_t>(m), bits.data(), oc);
+      numerics::decode_bulk(f.fp, bits.data(), static_cast<size_t>(m), y.data<float>() + i0);
+    }
+  });
+}
+
 }  // namespace
 
 void register_cast(Registry& r) {
   r.add({.name = "Cast", .kernel = cast_kernel, .infer = infer_cast});
   r.add({.name = "CastLike", .kernel = cast_like_kernel, .infer = infer_cast_like});
+  r.add({.domain = "com.duet", .name = "RoundToFormat", .kernel = round_to_format_kernel, .infer = infer_same_as(0),
+         .cost = cost_per_output_element(1)});
 }
 
 }  // namespace duet::ops

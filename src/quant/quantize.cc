@@ -38,10 +38,6 @@ std::string format_name(ActivationFormat f) {
   return f == ActivationFormat::Int8 ? "int8" : f == ActivationFormat::Fp8 ? "fp8" : "none";
 }
 
-std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
-  const std::string bytes = onnx_io::serialize_model(model);
-  return onnx_io::parse_model(bytes.data(), bytes.size());
-}
 
 namespace {
 

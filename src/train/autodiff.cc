@@ -223,6 +223,11 @@ std::map<std::string, Rule> build_rules() {
   r["Cast"] = [](GradContext& c) {
     return std::vector<Value*>{c.b.op("Cast", {c.dy[0]}, {attr_int("to", static_cast<int64_t>(c.dtype()))})};
   };
+  // Rounding to a format (autocast): the gradient is rounded to the same
+  // format, as the device's backward pass holds it in that format too.
+  r["com.duet:RoundToFormat"] = [](GradContext& c) {
+    return std::vector<Value*>{c.b.op("RoundToFormat", {c.dy[0]}, c.forward_attrs(), "com.duet")};
+  };
   r["Where"] = [](GradContext& c) {
     Value* zero = c.b.scalar(0, c.out(0)->type.dtype);
     Value* da = c.need[1] ? unbroadcast(c, c.b.op("Where", {c.in(0), c.dy[0], zero}), c.in(1), c.out(0)) : nullptr;

@@ -77,13 +77,10 @@ ir::Value* GraphBuilder::node(const std::string& op, std::vector<ir::Value*> inp
 }
 
 void GraphBuilder::output(ir::Value* v, const std::string& name) {
-  if (!name.empty() && name != v->name) v = node("Identity", {v});
-  if (!name.empty() && name != v->name) {
-    // Rename the Identity's output to the requested graph output name.
+  if (!name.empty() && name != v->name) {  // an Identity gives the output its name
+    if (model_->graph->find_value(name)) fail("GraphBuilder: value '", name, "' already exists");
     ir::Value* out = model_->graph->value(name);
-    v->producer->outputs[0] = out;
-    out->producer = v->producer;
-    out->producer_output = 0;
+    model_->graph->add_node("Identity", {v}, {out}, fresh("Identity"));
     v = out;
   }
   model_->graph->outputs.push_back(v);

@@ -27,17 +27,6 @@ quant::SampleSource open_samples(const std::string& dir, const ir::Graph& graph,
 
 namespace {
 
-// A progress bar on stderr (only when stderr is a terminal or --progress).
-std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled) {
-  if (!enabled) return {};
-  return [what](size_t done, size_t total) {
-    const int width = 30, filled = static_cast<int>(width * done / std::max<size_t>(total, 1));
-    std::cerr << "\r" << what << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
-              << std::flush;
-    if (done == total) std::cerr << "\n";
-  };
-}
-
 std::set<std::string> split_list(const std::vector<std::string>& items) {
   std::set<std::string> out;
   for (const auto& item : items) {
@@ -49,6 +38,17 @@ std::set<std::string> split_list(const std::vector<std::string>& items) {
 }
 
 }  // namespace
+
+// A progress bar on stderr (only when stderr is a terminal or --progress).
+std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled) {
+  if (!enabled) return {};
+  return [what](size_t done, size_t total) {
+    const int width = 30, filled = static_cast<int>(width * done / std::max<size_t>(total, 1));
+    std::cerr << "\r" << what << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
+              << std::flush;
+    if (done == total) std::cerr << "\n";
+  };
+}
 
 Runner add_quantize(CLI::App& app) {
   struct Options {

@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace duet::cli {
 
@@ -19,5 +20,9 @@ Runner add_simulate(CLI::App& app);
 Runner add_calibrate_host(CLI::App& app);
 Runner add_emu_gemm(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_train(CLI::App& app);
+
+// A progress bar on stderr: done/total, or nothing when not enabled (cmd_quantize.cc).
+std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled);
 
 }  // namespace duet::cli

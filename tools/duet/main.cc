@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_calibrate_host);
   add(duet::cli::add_emu_gemm);
   add(duet::cli::add_quantize);
+  add(duet::cli::add_train);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

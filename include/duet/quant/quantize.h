@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "duet/ir/graph.h"
+#include "duet/onnx/onnx_io.h"
 #include "duet/quant/observer.h"
 
 namespace duet::quant {
@@ -121,7 +122,6 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
                               const QuantizeOptions& options, const std::set<std::string>& only = {},
                               const std::set<std::string>& keep_float = {});
 
-// Copies a model (serialize + parse).
-std::unique_ptr<ir::Model> clone_model(const ir::Model& model);
+using onnx_io::clone_model;
 
 }  // namespace duet::quant

@@ -1,0 +1,41 @@
+// Training data: a dataset held in memory (features [N, ...] float32, labels
+// [N] int64), loaded from CSV (plain or gzip; one sample per row, the label in
+// the last column) or from a pair of .npy files; a seeded split and seeded
+// per-epoch shuffling that do not depend on the standard library's
+// distributions (so a seed gives the same batches everywhere).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "duet/core/tensor.h"
+
+namespace duet::train {
+
+struct Dataset {
+  Tensor features;  // float32 [N, ...]
+  Tensor labels;    // int64 [N]
+  int64_t size() const { return labels.defined() ? labels.dim(0) : 0; }
+  int64_t classes() const;  // max label + 1
+  // The samples at these indices, in this order.
+  Dataset gather(const std::vector<int64_t>& indices) const;
+};
+
+struct CsvOptions {
+  Dims sample_shape;     // per-sample feature shape; empty: flat [features]
+  float scale = 1.0f;    // features are multiplied by it (digits: 1/16)
+};
+
+// Throws duet::Error naming the file and line of the first malformed row.
+Dataset load_csv(const std::string& path, const CsvOptions& options = {});
+// DIR/x.npy (float32 [N, ...]) and DIR/y.npy (integer [N]).
+Dataset load_npy_pair(const std::string& dir);
+
+// splitmix64-driven Fisher-Yates permutation of [0, n) for (seed, stream).
+std::vector<int64_t> permutation(int64_t n, uint64_t seed, uint64_t stream = 0);
+
+// A seeded split: the first (1 - test_fraction) of a permutation trains.
+std::pair<Dataset, Dataset> split(const Dataset& data, double test_fraction, uint64_t seed);
+
+}  // namespace duet::train

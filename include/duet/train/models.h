@@ -1,0 +1,21 @@
+// Small models written with GraphBuilder, for `duet train BUILDER`:
+//   mlp[:H1,H2,...]   Flatten -> (Gemm -> Relu)* -> Gemm (default hidden 128)
+//   cnn[:C1,C2,F]     Conv3x3xC1 -> Relu -> Conv3x3xC2 -> Relu -> MaxPool2 ->
+//                     Flatten -> Gemm F -> Relu -> Gemm classes (default 32,64,128:
+//                     PyTorch's MNIST example without dropout)
+// Weights use PyTorch's default initialization from a seeded generator.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "duet/ir/graph.h"
+
+namespace duet::train {
+
+// sample_shape: one sample's shape ([C, H, W] for cnn, anything for mlp).
+std::unique_ptr<ir::Model> build_model(const std::string& spec, const Dims& sample_shape, int64_t classes,
+                                       uint32_t seed = 0);
+bool is_builder_spec(const std::string& s);  // "mlp", "cnn", "mlp:..." or "cnn:..."
+
+}  // namespace duet::train

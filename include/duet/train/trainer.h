@@ -1,0 +1,93 @@
+// Trainer: trains a classifier given as an ONNX-style forward graph (one float
+// input -> logits [N, classes]) on the graph it runs. It builds one training
+// graph (trainable initializers become inputs, SoftmaxCrossEntropyLoss on the
+// logits, optional autocast, the backward pass from train::add_gradients with
+// the loss scale as the seed) and one evaluation graph, runs them in
+// runtime::Sessions, and updates float32 master weights with an Optimizer
+// (loss scaling with a GradScaler for low-precision formats).
+#pragma once
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duet/ir/graph.h"
+#include "duet/runtime/session.h"
+#include "duet/train/data.h"
+#include "duet/train/optimizer.h"
+
+namespace duet::train {
+
+struct TrainConfig {
+  int64_t epochs = 15;
+  int64_t batch = 64;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  double clip_norm = 0;          // > 0: clip the global gradient norm
+  // Mixed precision: "off", or a numerics format for the matrix ops (bf16,
+  // fp16, tf32, e4m3fn, ...; see train::autocast).
+  std::string amp = "off";
+  // TF32 for the matrix ops' inputs while everything else stays float32
+  // (PyTorch's allow_tf32): used when amp is off.
+  bool tf32 = false;
+  // Dynamic loss scaling: on by default for fp16 (narrow range), off otherwise.
+  std::optional<bool> loss_scaling;
+  GradScalerConfig scaler;
+  uint64_t seed = 0;             // shuffling (per epoch: stream = epoch)
+  int threads = 2;
+  std::string backend = "reference";
+  std::vector<std::string> frozen;  // initializers kept constant
+};
+
+struct Evaluation {
+  double loss = 0;
+  double accuracy = 0;  // fraction of argmax == label
+  int64_t samples = 0;
+};
+
+struct EpochResult {
+  int64_t epoch = 0;
+  double train_loss = 0;      // mean over the epoch's steps that were taken
+  double train_accuracy = 0;  // on the batches as trained
+  Evaluation test;
+  int64_t steps = 0, skipped_steps = 0;
+  double seconds = 0;         // measured wall time of the epoch's training steps
+  double ms_per_step = 0;     // measured, median over the epoch's steps
+  double loss_scale = 1;
+  double lr = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const ir::Model& forward, TrainConfig config);
+  ~Trainer();
+
+  // One optimizer step on a batch; returns the (unscaled) mean loss, or NaN
+  // when the loss scaler skipped the step.
+  double step(const Tensor& features, const Tensor& labels);
+  EpochResult train_epoch(const Dataset& train, const Dataset* test,
+                          const std::function<void(int64_t done, int64_t total)>& progress = {});
+  Evaluation evaluate(const Dataset& data);
+  // The forward graph with the current weights as initializers (float32).
+  std::unique_ptr<ir::Model> trained_model() const;
+
+  const std::vector<std::string>& parameter_names() const;
+  std::vector<Tensor>& parameters();
+  int64_t steps() const;
+  int64_t epoch() const;
+  double loss_scale() const;
+  int autocast_nodes() const;  // matrix ops in the low precision
+  const ir::Model& training_graph() const;
+
+  // A checkpoint folder: weights, optimizer state, scaler, step and epoch;
+  // resuming from it continues bit for bit.
+  void save_checkpoint(const std::string& dir) const;
+  void load_checkpoint(const std::string& dir);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace duet::train

@@ -1,0 +1,65 @@
+#include "duet/train/autocast.h"
+
+#include <unordered_map>
+
+#include "duet/numerics/format.h"
+#include "duet/train/graph_builder.h"
+#include "passes/graph_util.h"
+
+namespace duet::train {
+
+namespace {
+namespace gu = passes::graph_util;
+
+bool is_float32(const ir::Value* v) { return v && v->type.dtype == DType::Float32; }
+}  // namespace
+
+AutocastReport autocast(ir::Model& model, const AutocastOptions& options) {
+  numerics::parse_format(options.format);  // a bad spec fails here, naming it
+  ir::Graph& g = *model.graph;
+  if (model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
+  AutocastReport report;
+  std::unordered_map<const ir::Value*, ir::Value*> rounded;  // one rounding per value
+  std::vector<ir::Node*> targets;
+  for (auto& n : g.nodes)
+    if ((n->domain.empty() || n->domain == "ai.onnx") && options.ops.count(n->op_type)) targets.push_back(n.get());
+  auto round_node = [&](ir::Value* in, ir::Value* out, const std::string& name) {
+    ir::Node* r = g.add_node("RoundToFormat", {in}, {out}, name, "com.duet");
+    r->attributes.push_back(attr_string("format", options.format));
+    out->type = in->type;
+    ++report.roundings;
+    return r;
+  };
+  for (ir::Node* n : targets) {
+    bool any = false;
+    for (auto& in : n->inputs) {
+      if (!is_float32(in)) continue;
+      auto it = rounded.find(in);
+      if (it == rounded.end()) {
+        ir::Value* r = g.value(gu::fresh_name(g, in->name + "." + options.format));
+        round_node(in, r, r->name);
+        it = rounded.emplace(in, r).first;
+      }
+      in = it->second;
+      any = true;
+    }
+    if (options.round_outputs && !n->outputs.empty() && is_float32(n->outputs[0])) {
+      ir::Value* out = n->outputs[0];
+      ir::Value* raw = g.value(gu::fresh_name(g, out->name + ".raw"));
+      raw->type = out->type;
+      n->outputs[0] = raw;
+      raw->producer = n;
+      raw->producer_output = 0;
+      round_node(raw, out, gu::fresh_name(g, out->name + "." + options.format));
+      any = true;
+    }
+    if (any) {
+      n->annotations["precision"] = options.format;
+      ++report.nodes;
+    }
+  }
+  g.topological_sort();
+  return report;
+}
+
+}  // namespace duet::train

@@ -1,0 +1,147 @@
+#include "duet/train/data.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+
+#include "duet/core/error.h"
+#include "duet/io/tensor_file.h"
+
+namespace duet::train {
+
+int64_t Dataset::classes() const {
+  int64_t m = -1;
+  for (int64_t i = 0; i < size(); ++i) m = std::max(m, labels.data<int64_t>()[i]);
+  return m + 1;
+}
+
+Dataset Dataset::gather(const std::vector<int64_t>& indices) const {
+  const int64_t per = size() > 0 ? features.numel() / size() : 0;
+  Dims fd = features.dims();
+  fd[0] = static_cast<int64_t>(indices.size());
+  Dataset out{Tensor(DType::Float32, fd), Tensor(DType::Int64, {static_cast<int64_t>(indices.size())})};
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const int64_t k = indices[i];
+    if (k < 0 || k >= size()) fail("dataset: index ", k, " is outside [0, ", size(), ")");
+    std::memcpy(out.features.data<float>() + i * per, features.data<float>() + k * per, per * sizeof(float));
+    out.labels.data<int64_t>()[i] = labels.data<int64_t>()[k];
+  }
+  return out;
+}
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  if (!std::filesystem::exists(path)) fail("data file '", path, "' does not exist");
+  gzFile f = gzopen(path.c_str(), "rb");  // reads plain files too
+  if (!f) fail("cannot open data file '", path, "'");
+  std::string text;
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  const bool error = n < 0;
+  gzclose(f);
+  if (error) fail("data file '", path, "' is not readable (corrupt gzip?)");
+  return text;
+}
+
+}  // namespace
+
+Dataset load_csv(const std::string& path, const CsvOptions& options) {
+  const std::string text = read_text(path);
+  std::vector<float> values;
+  std::vector<int64_t> labels;
+  int64_t columns = -1, line_no = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    std::vector<double> row;
+    size_t p = 0;
+    while (p <= line.size()) {
+      size_t q = line.find(',', p);
+      if (q == std::string_view::npos) q = line.size();
+      std::string_view field = line.substr(p, q - p);
+      while (!field.empty() && field.front() == ' ') field.remove_prefix(1);
+      while (!field.empty() && field.back() == ' ') field.remove_suffix(1);
+      double v = 0;
+      auto [ptr, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
+      if (ec != std::errc() || ptr != field.data() + field.size()) {
+        if (line_no == 1 && labels.empty()) { row.clear(); break; }  // a header row
+        fail(path, ":", line_no, ": '", std::string(field), "' is not a number");
+      }
+      row.push_back(v);
+      p = q + 1;
+    }
+    if (row.empty()) continue;
+    if (row.size() < 2) fail(path, ":", line_no, ": a row needs features and a label");
+    if (columns < 0) columns = static_cast<int64_t>(row.size());
+    if (static_cast<int64_t>(row.size()) != columns)
+      fail(path, ":", line_no, ": ", row.size(), " columns, expected ", columns);
+    const double label = row.back();
+    if (label < 0 || label != static_cast<double>(static_cast<int64_t>(label)))
+      fail(path, ":", line_no, ": label ", label, " is not a non-negative integer");
+    labels.push_back(static_cast<int64_t>(label));
+    for (size_t i = 0; i + 1 < row.size(); ++i) values.push_back(static_cast<float>(row[i]) * options.scale);
+  }
+  if (labels.empty()) fail("data file '", path, "' holds no samples");
+  const int64_t n = static_cast<int64_t>(labels.size()), features = columns - 1;
+  Dims dims{n};
+  if (options.sample_shape.empty()) dims.push_back(features);
+  else {
+    if (numel(options.sample_shape) != features)
+      fail(path, ": rows have ", features, " features, which do not fill the sample shape ", dims_str(options.sample_shape));
+    dims.insert(dims.end(), options.sample_shape.begin(), options.sample_shape.end());
+  }
+  return Dataset{Tensor::from_vector<float>(values, dims), Tensor::from_vector<int64_t>(labels, {n})};
+}
+
+Dataset load_npy_pair(const std::string& dir) {
+  Tensor x = io::load_npy(dir + "/x.npy");
+  Tensor y = io::load_npy(dir + "/y.npy");
+  if (x.dtype() != DType::Float32) fail(dir, "/x.npy must hold float32 features, got ", x.describe());
+  if (y.rank() != 1 || !dtype_is_integer(y.dtype())) fail(dir, "/y.npy must hold integer labels [N], got ", y.describe());
+  if (x.rank() < 1 || x.dim(0) != y.dim(0))
+    fail(dir, ": ", x.describe(), " features but ", y.describe(), " labels");
+  Tensor labels(DType::Int64, {y.dim(0)});
+  for (int64_t i = 0; i < y.numel(); ++i) labels.data<int64_t>()[i] = y.get_int(i);
+  return Dataset{x, labels};
+}
+
+namespace {
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+std::vector<int64_t> permutation(int64_t n, uint64_t seed, uint64_t stream) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[i] = i;
+  uint64_t state = seed * 0xD1B54A32D192ED03ull + stream;
+  for (int64_t i = n - 1; i > 0; --i) {
+    const uint64_t j = splitmix64(state) % static_cast<uint64_t>(i + 1);  // bias < 2^-50 for n < 2^14
+    std::swap(p[i], p[j]);
+  }
+  return p;
+}
+
+std::pair<Dataset, Dataset> split(const Dataset& data, double test_fraction, uint64_t seed) {
+  if (test_fraction < 0 || test_fraction >= 1) fail("test fraction ", test_fraction, " must be in [0, 1)");
+  const auto p = permutation(data.size(), seed, 0x5EED);
+  const int64_t n_test = static_cast<int64_t>(static_cast<double>(data.size()) * test_fraction + 0.5);
+  std::vector<int64_t> train(p.begin(), p.end() - n_test), test(p.end() - n_test, p.end());
+  return {data.gather(train), data.gather(test)};
+}
+
+}  // namespace duet::train

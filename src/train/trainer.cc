@@ -1,0 +1,322 @@
+#include "duet/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+#include "duet/core/error.h"
+#include "duet/io/tensor_file.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/passes/shape_inference.h"
+#include "duet/passes/upgrade_opset.h"
+#include "duet/train/autocast.h"
+#include "duet/train/autodiff.h"
+
+namespace duet::train {
+
+namespace {
+
+constexpr const char* kLabels = "labels";
+constexpr const char* kLossScale = "loss_scale";
+constexpr const char* kLoss = "loss";
+
+// Float32 initializers the optimizer updates: every one read by a node,
+// except BatchNormalization's running statistics and the frozen ones.
+std::vector<std::string> trainable_initializers(const ir::Graph& g, const std::vector<std::string>& frozen) {
+  std::unordered_set<std::string> excluded(frozen.begin(), frozen.end()), read;
+  for (auto& n : g.nodes)
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      if (!n->inputs[i]) continue;
+      if (n->op_type == "BatchNormalization" && i >= 3) excluded.insert(n->inputs[i]->name);
+      read.insert(n->inputs[i]->name);
+    }
+  std::vector<std::string> names;
+  for (auto& name : g.initializer_order) {
+    const auto it = g.initializers.find(name);
+    if (it == g.initializers.end() || it->second.dtype() != DType::Float32) continue;
+    if (read.count(name) && !excluded.count(name)) names.push_back(name);
+  }
+  for (auto& f : frozen)
+    if (!g.initializers.count(f)) fail("--freeze: the model has no initializer named '", f, "'");
+  return names;
+}
+
+// The forward graph with the parameters as inputs, batch dimension symbolic,
+// the logits as the only output, in opset >= 13, autocast when asked.
+std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forward, const std::vector<std::string>& params,
+                                                         const TrainConfig& config, int* autocast_nodes) {
+  auto m = onnx_io::clone_model(forward);
+  if (m->opset("") < 13) passes::upgrade_opset(*m, 13);
+  ir::Graph& g = *m->graph;
+  for (auto& name : params) {
+    ir::Value* v = g.find_value(name);
+    g.initializers.erase(name);
+    std::erase(g.initializer_order, name);
+    g.inputs.push_back(v);
+  }
+  g.outputs.resize(1);
+  for (ir::Value* v : {g.inputs[0], g.outputs[0]})
+    if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("N");
+  if (config.amp != "off" || config.tf32) {
+    AutocastOptions ao;
+    ao.format = config.amp != "off" ? config.amp : "tf32";
+    ao.round_outputs = config.amp != "off";
+    const auto r = autocast(*m, ao);
+    if (autocast_nodes) *autocast_nodes = r.nodes;
+  }
+  passes::infer_shapes(*m);
+  return m;
+}
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Mean cross-entropy (double) and correct count of logits [N, C] against labels.
+std::pair<double, int64_t> score(const Tensor& logits, const Tensor& labels) {
+  const int64_t n = logits.dim(0), c = logits.numel() / std::max<int64_t>(1, n);
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits.data<float>() + i * c;
+    const int64_t label = labels.data<int64_t>()[i];
+    const int64_t arg = std::max_element(row, row + c) - row;
+    correct += arg == label;
+    double mx = row[arg], sum = 0;
+    for (int64_t k = 0; k < c; ++k) sum += std::exp(static_cast<double>(row[k]) - mx);
+    loss += std::log(sum) + mx - row[label];
+  }
+  return {loss, correct};
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainConfig config;
+  std::unique_ptr<ir::Model> forward;
+  std::string input, logits;
+  std::vector<std::string> names, grad_outputs;
+  std::vector<Tensor> params;
+  std::shared_ptr<ir::Model> train_model, eval_model;
+  std::unique_ptr<runtime::Session> train_session, eval_session;
+  Optimizer optimizer;
+  GradScaler scaler;
+  bool scaling = false;
+  int64_t steps = 0, epoch = 0;
+  int autocast_nodes = 0;
+  int64_t last_correct = 0;  // argmax hits of the last training batch
+
+  Impl(const ir::Model& fwd, TrainConfig cfg)
+      : config(std::move(cfg)), forward(onnx_io::clone_model(fwd)), optimizer(config.optimizer), scaler(config.scaler) {
+    ir::Graph& g = *forward->graph;
+    std::vector<ir::Value*> data_inputs;
+    for (auto* v : g.inputs)
+      if (!g.initializers.count(v->name)) data_inputs.push_back(v);
+    if (data_inputs.size() != 1)
+      fail("train: the model must have one data input (features), it has ", data_inputs.size());
+    if (g.outputs.empty()) fail("train: the model has no output (logits)");
+    if (data_inputs[0]->type.dtype != DType::Float32)
+      fail("train: the model input '", data_inputs[0]->name, "' must be float32, got ", data_inputs[0]->type.str());
+    // Graph inputs that are also initializers would be fed; keep them constant instead.
+    std::erase_if(g.inputs, [&](ir::Value* v) { return g.initializers.count(v->name) > 0; });
+    input = data_inputs[0]->name;
+    logits = g.outputs[0]->name;
+    names = trainable_initializers(g, config.frozen);
+    if (names.empty()) fail("train: the model has no trainable float32 initializers");
+    for (auto& n : names) params.push_back(g.initializers.at(n).clone());
+    scaling = config.loss_scaling.value_or(config.amp == "fp16" || config.amp == "float16" || config.amp == "half");
+
+    // Training graph: forward + loss + backward.
+    auto tm = forward_with_parameter_inputs(*forward, names, config, &autocast_nodes);
+    ir::Graph& tg = *tm->graph;
+    ir::Value* labels = tg.value(kLabels);
+    labels->type.dtype = DType::Int64;
+    labels->type.shape = Shape({Dim::named("N")});
+    tg.inputs.push_back(labels);
+    ir::Value* seed = tg.value(kLossScale);
+    seed->type.dtype = DType::Float32;
+    seed->type.shape = Shape(std::vector<Dim>{});
+    tg.inputs.push_back(seed);
+    ir::Value* loss = tg.value(kLoss);
+    ir::Node* sce = tg.add_node("SoftmaxCrossEntropyLoss", {tg.outputs[0], labels}, {loss}, "loss");
+    sce->attributes.push_back({.name = "reduction", .type = ir::AttrType::String, .s = "mean"});
+    tg.outputs.insert(tg.outputs.begin(), loss);
+    passes::infer_shapes(*tm);
+    GradientRequest req{.loss = kLoss, .wrt = names, .seed = kLossScale};
+    const auto grads = add_gradients(*tm, req);
+    for (auto& n : names) grad_outputs.push_back(grads.at(n));
+    train_model = std::move(tm);
+    eval_model = forward_with_parameter_inputs(*forward, names, config, nullptr);
+
+    runtime::SessionOptions so;
+    so.threads = config.threads;
+    so.backend = config.backend;
+    runtime::prepare_model(*train_model, so);
+    runtime::prepare_model(*eval_model, so);
+    train_session = std::make_unique<runtime::Session>(train_model, so);
+    eval_session = std::make_unique<runtime::Session>(eval_model, so);
+  }
+
+  std::map<std::string, Tensor> feeds(const Tensor& x) const {
+    std::map<std::string, Tensor> f;
+    f[input] = x;
+    for (size_t i = 0; i < names.size(); ++i) f[names[i]] = params[i];
+    return f;
+  }
+};
+
+Trainer::Trainer(const ir::Model& forward, TrainConfig config)
+    : impl_(std::make_unique<Impl>(forward, std::move(config))) {}
+Trainer::~Trainer() = default;
+
+double Trainer::step(const Tensor& features, const Tensor& labels) {
+  Impl& s = *impl_;
+  auto feeds = s.feeds(features);
+  feeds[kLabels] = labels;
+  feeds[kLossScale] = Tensor::scalar<float>(s.scaling ? static_cast<float>(s.scaler.scale()) : 1.0f);
+  auto outs = s.train_session->run(feeds);
+  std::map<std::string, Tensor> by_name;
+  for (auto& o : outs) by_name[o.name] = o.tensor;
+  const double loss = by_name.at(kLoss).get_double(0);
+  s.last_correct = score(by_name.at(s.logits), labels).second;
+  std::vector<Tensor> grads;
+  for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
+  ++s.steps;
+  if (s.scaling) {
+    const bool found_inf = s.scaler.unscale_and_check(grads);
+    s.scaler.update(found_inf);
+    if (found_inf) return std::nan("");
+  }
+  if (s.config.clip_norm > 0) clip_grad_norm(grads, s.config.clip_norm);
+  const double lr = scheduled_lr(s.config.schedule, s.config.optimizer.lr, s.optimizer.steps());
+  s.optimizer.step(s.params, grads, lr);
+  return loss;
+}
+
+EpochResult Trainer::train_epoch(const Dataset& train, const Dataset* test,
+                                 const std::function<void(int64_t, int64_t)>& progress) {
+  Impl& s = *impl_;
+  EpochResult r;
+  r.epoch = s.epoch;
+  const auto order = permutation(train.size(), s.config.seed, static_cast<uint64_t>(s.epoch));
+  const int64_t batches = (train.size() + s.config.batch - 1) / s.config.batch;
+  std::vector<double> step_ms;
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    const int64_t lo = b * s.config.batch, hi = std::min(train.size(), lo + s.config.batch);
+    const Dataset batch = train.gather(std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
+    r.lr = scheduled_lr(s.config.schedule, s.config.optimizer.lr, s.optimizer.steps());
+    const double t0 = now_ms();
+    const double loss = step(batch.features, batch.labels);
+    step_ms.push_back(now_ms() - t0);
+    if (std::isnan(loss)) {
+      ++r.skipped_steps;
+    } else {
+      loss_sum += loss;
+      ++r.steps;
+    }
+    correct += s.last_correct;
+    seen += hi - lo;
+    if (progress) progress(b + 1, batches);
+  }
+  r.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0;
+  r.seconds = 0;
+  for (double ms : step_ms) r.seconds += ms / 1000;
+  std::sort(step_ms.begin(), step_ms.end());
+  r.ms_per_step = step_ms.empty() ? 0 : step_ms[step_ms.size() / 2];
+  r.train_loss = r.steps ? loss_sum / static_cast<double>(r.steps) : std::nan("");
+  r.loss_scale = s.scaling ? s.scaler.scale() : 1.0;
+  if (test) r.test = evaluate(*test);
+  ++s.epoch;
+  return r;
+}
+
+Evaluation Trainer::evaluate(const Dataset& data) {
+  Impl& s = *impl_;
+  Evaluation e;
+  const int64_t bs = std::max<int64_t>(s.config.batch, 256);
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t lo = 0; lo < data.size(); lo += bs) {
+    std::vector<int64_t> idx;
+    for (int64_t i = lo; i < std::min(data.size(), lo + bs); ++i) idx.push_back(i);
+    const Dataset batch = data.gather(idx);
+    auto outs = s.eval_session->run(s.feeds(batch.features));
+    auto [l, c] = score(outs.at(0).tensor, batch.labels);
+    loss += l;
+    correct += c;
+  }
+  e.samples = data.size();
+  e.loss = data.size() ? loss / static_cast<double>(data.size()) : 0;
+  e.accuracy = data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0;
+  return e;
+}
+
+std::unique_ptr<ir::Model> Trainer::trained_model() const {
+  auto m = onnx_io::clone_model(*impl_->forward);
+  for (size_t i = 0; i < impl_->names.size(); ++i) m->graph->initializers[impl_->names[i]] = impl_->params[i].clone();
+  return m;
+}
+
+const std::vector<std::string>& Trainer::parameter_names() const { return impl_->names; }
+std::vector<Tensor>& Trainer::parameters() { return impl_->params; }
+int64_t Trainer::steps() const { return impl_->steps; }
+int64_t Trainer::epoch() const { return impl_->epoch; }
+double Trainer::loss_scale() const { return impl_->scaling ? impl_->scaler.scale() : 1.0; }
+int Trainer::autocast_nodes() const { return impl_->autocast_nodes; }
+const ir::Model& Trainer::training_graph() const { return *impl_->train_model; }
+
+void Trainer::save_checkpoint(const std::string& dir) const {
+  const Impl& s = *impl_;
+  std::filesystem::create_directories(dir);
+  nlohmann::json meta;
+  meta["format"] = "duet-checkpoint-1";
+  meta["steps"] = s.steps;
+  meta["epoch"] = s.epoch;
+  meta["optimizer_steps"] = s.optimizer.steps();
+  meta["loss_scale"] = s.scaler.scale();
+  meta["growth_tracker"] = s.scaler.growth_tracker();
+  meta["parameters"] = s.names;
+  for (size_t i = 0; i < s.params.size(); ++i) io::save_npy(s.params[i], dir + "/param_" + std::to_string(i) + ".npy");
+  auto& state = const_cast<Optimizer&>(s.optimizer).state();
+  meta["optimizer_state"] = state.size();
+  for (size_t i = 0; i < state.size(); ++i) io::save_npy(state[i], dir + "/state_" + std::to_string(i) + ".npy");
+  std::ofstream(dir + "/checkpoint.json") << meta.dump(2) << "\n";
+}
+
+void Trainer::load_checkpoint(const std::string& dir) {
+  Impl& s = *impl_;
+  std::ifstream f(dir + "/checkpoint.json");
+  if (!f) fail("checkpoint '", dir, "' has no checkpoint.json");
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    fail("checkpoint '", dir, "/checkpoint.json' is not valid JSON: ", e.what());
+  }
+  if (meta.value("format", "") != "duet-checkpoint-1") fail("checkpoint '", dir, "' has an unknown format");
+  if (meta["parameters"].get<std::vector<std::string>>() != s.names)
+    fail("checkpoint '", dir, "' holds the parameters of another model");
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    Tensor t = io::load_npy(dir + "/param_" + std::to_string(i) + ".npy");
+    if (t.dims() != s.params[i].dims() || t.dtype() != DType::Float32)
+      fail("checkpoint '", dir, "': parameter ", s.names[i], " is ", t.describe(), ", expected ", s.params[i].describe());
+    s.params[i] = t;
+  }
+  auto& state = s.optimizer.state();
+  state.clear();
+  for (size_t i = 0; i < meta["optimizer_state"].get<size_t>(); ++i)
+    state.push_back(io::load_npy(dir + "/state_" + std::to_string(i) + ".npy"));
+  s.optimizer.set_steps(meta["optimizer_steps"].get<int64_t>());
+  s.steps = meta["steps"].get<int64_t>();
+  s.epoch = meta["epoch"].get<int64_t>();
+  s.scaler.restore(meta["loss_scale"].get<double>(), meta["growth_tracker"].get<int64_t>());
+}
+
+}  // namespace duet::train

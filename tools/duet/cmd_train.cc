@@ -1,0 +1,217 @@
+// duet train MODEL_OR_BUILDER --data DATA -o OUT.onnx: trains a classifier on
+// Duet's own graph (autodiff pass, optimizers, mixed precision by autocast
+// with float32 master weights and dynamic loss scaling), prints per-epoch
+// metrics (all measured) and writes the trained model as ONNX.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "commands.h"
+#include "duet/core/error.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/train/data.h"
+#include "duet/train/models.h"
+#include "duet/train/trainer.h"
+
+namespace duet::cli {
+
+namespace {
+
+train::Dataset load_data(const std::string& path, const train::CsvOptions& csv) {
+  if (std::filesystem::is_directory(path)) return train::load_npy_pair(path);
+  return train::load_csv(path, csv);
+}
+
+// Features reshaped to [N, sample...] of the model input (per-sample sizes must agree).
+void fit_to_input(train::Dataset& d, const ir::Model& model, const std::string& what) {
+  const ir::Value* in = model.graph->inputs.at(0);
+  if (!in->type.shape.rank_known || in->type.shape.rank() < 2) return;
+  Dims sample;
+  for (size_t i = 1; i < in->type.shape.rank(); ++i) {
+    const Dim& dim = in->type.shape.dims[i];
+    if (!dim.known()) return;
+    sample.push_back(dim.value);
+  }
+  const int64_t per = d.size() ? d.features.numel() / d.size() : 0;
+  if (per != numel(sample))
+    fail(what, ": samples have ", per, " values but the model input '", in->name, "' takes ", dims_str(sample), " (",
+         numel(sample), ")");
+  Dims dims{d.size()};
+  dims.insert(dims.end(), sample.begin(), sample.end());
+  d.features = d.features.reshaped(dims);
+}
+
+std::string pct(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100 * v);
+  return buf;
+}
+
+}  // namespace
+
+Runner add_train(CLI::App& app) {
+  struct Options {
+    std::string model, data, test, output, sample_shape, amp = "off", optimizer = "adamw", schedule = "constant";
+    std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "reference", save_init;
+    double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
+    double init_scale = 65536.0, min_scale = 0;
+    int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000;
+    uint64_t seed = 0;
+    int threads = 2;
+    bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false, progress = false;
+    std::vector<std::string> freeze;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("train", "Train a classifier (ONNX model or builder) with optimizers, mixed precision and loss scaling");
+  cmd->add_option("model", o->model, "ONNX model (one float input -> logits) or a builder: mlp[:H,...], cnn[:C1,C2,F]")->required();
+  cmd->add_option("--data", o->data, "Training data: CSV (.csv/.csv.gz, label last) or a folder with x.npy and y.npy")->required();
+  cmd->add_option("-o,--output", o->output, "Trained model to write (.onnx)");
+  cmd->add_option("--test", o->test, "Test data (default: a seeded --test-fraction split of --data)");
+  cmd->add_option("--test-fraction", o->test_fraction, "Share of --data held out for testing when --test is absent")
+      ->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("--sample-shape", o->sample_shape, "Shape of one sample for builders, e.g. 1x8x8 (default: flat)");
+  cmd->add_option("--scale", o->scale, "Multiply CSV features by this (digits: 0.0625)");
+  cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)");
+  cmd->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  cmd->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--optimizer", o->optimizer, "sgd, adam or adamw (default)")->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  cmd->add_option("--lr", o->lr, "Learning rate")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--weight-decay", o->weight_decay, "Weight decay (adamw: decoupled)")->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--momentum", o->momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--nesterov", o->nesterov, "SGD with Nesterov momentum");
+  cmd->add_option("--schedule", o->schedule, "Learning-rate schedule: constant, step or cosine")
+      ->check(CLI::IsMember({"constant", "step", "cosine"}));
+  cmd->add_option("--warmup", o->warmup, "Linear warm-up steps");
+  cmd->add_option("--step-size", o->step_size, "step schedule: steps between decays (x0.1)");
+  cmd->add_option("--clip-norm", o->clip_norm, "Clip the global gradient norm to this (0: off)");
+  cmd->add_option("--amp", o->amp, "Mixed precision for Conv/MatMul/Gemm: off, bf16, fp16, or any float format (tf32, e4m3fn, e5m2, ...)");
+  cmd->add_flag("--tf32", o->tf32, "TF32 inputs for the matrix ops while the rest stays FP32 (with --amp off)");
+  cmd->add_option("--loss-scaling", o->loss_scaling, "Dynamic loss scaling: auto (on for fp16), on or off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--init-scale", o->init_scale, "Loss scaler's initial scale (PyTorch: 65536)");
+  cmd->add_option("--growth-interval", o->growth_interval, "Finite steps before the scale doubles (PyTorch: 2000)");
+  cmd->add_option("--min-scale", o->min_scale, "Floor for the loss scale (0: none)");
+  cmd->add_option("--weight-format", o->weight_format, "Store weights in this format after each update (e.g. bf16): no FP32 master copy");
+  cmd->add_flag("--stochastic-rounding", o->stochastic_rounding, "Round weight updates stochastically (with --weight-format, default bf16)");
+  cmd->add_option("--freeze", o->freeze, "Initializers to keep constant");
+  cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
+  cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--backend", o->backend, "reference (default) or cpu")->check(CLI::IsMember({"reference", "cpu"}));
+  cmd->add_option("--checkpoint", o->checkpoint, "Write a checkpoint folder after every epoch");
+  cmd->add_option("--resume", o->resume, "Resume from a checkpoint folder (same model, data and options)");
+  cmd->add_option("--save-init", o->save_init, "Also write the model as initialized, before training (.onnx)");
+  cmd->add_flag("--progress", o->progress, "Show a progress bar even when stderr is not a terminal");
+  cmd->add_flag("--json", o->json, "Print the results as JSON");
+  return [o]() {
+    train::CsvOptions csv;
+    csv.scale = static_cast<float>(o->scale);
+    if (!o->sample_shape.empty()) csv.sample_shape = parse_dims(o->sample_shape);
+    train::Dataset data = load_data(o->data, csv), test;
+    if (!o->test.empty()) test = load_data(o->test, csv);
+    else std::tie(data, test) = train::split(data, o->test_fraction, o->seed);
+
+    std::unique_ptr<ir::Model> model;
+    if (train::is_builder_spec(o->model)) {
+      Dims sample(data.features.dims().begin() + 1, data.features.dims().end());
+      const int64_t classes = o->classes ? o->classes : std::max(data.classes(), test.classes());
+      model = train::build_model(o->model, sample, classes, static_cast<uint32_t>(o->seed));
+    } else {
+      model = onnx_io::load_model(o->model);
+    }
+    if (!o->save_init.empty()) onnx_io::save_model(*model, o->save_init);
+    fit_to_input(data, *model, "--data");
+    if (test.size()) fit_to_input(test, *model, "--test");
+
+    train::TrainConfig cfg;
+    cfg.epochs = o->epochs;
+    cfg.batch = o->batch;
+    cfg.optimizer.kind = o->optimizer;
+    cfg.optimizer.lr = o->lr;
+    cfg.optimizer.weight_decay = o->weight_decay;
+    cfg.optimizer.momentum = o->momentum;
+    cfg.optimizer.nesterov = o->nesterov;
+    cfg.optimizer.stochastic_rounding = o->stochastic_rounding;
+    cfg.optimizer.weight_format = o->weight_format.empty() && o->stochastic_rounding ? "bf16" : o->weight_format;
+    cfg.optimizer.seed = o->seed;
+    cfg.schedule.kind = o->schedule;
+    cfg.schedule.warmup_steps = o->warmup;
+    cfg.schedule.step_size = o->step_size;
+    cfg.schedule.total_steps = o->epochs * ((data.size() + o->batch - 1) / o->batch);
+    cfg.clip_norm = o->clip_norm;
+    cfg.amp = o->amp;
+    cfg.tf32 = o->tf32;
+    if (o->loss_scaling != "auto") cfg.loss_scaling = o->loss_scaling == "on";
+    cfg.scaler.init_scale = o->init_scale;
+    cfg.scaler.growth_interval = o->growth_interval;
+    if (o->min_scale > 0) cfg.scaler.min_scale = o->min_scale;
+    cfg.seed = o->seed;
+    cfg.threads = o->threads;
+    cfg.backend = o->backend;
+    cfg.frozen = o->freeze;
+    train::Trainer trainer(*model, cfg);
+    if (!o->resume.empty()) trainer.load_checkpoint(o->resume);
+
+    const bool show = o->progress || isatty(2);
+    nlohmann::json epochs = nlohmann::json::array();
+    if (!o->json)
+      std::cout << "training " << o->model << ": " << trainer.parameter_names().size() << " parameter tensors, "
+                << data.size() << " training / " << test.size() << " test samples, amp " << cfg.amp
+                << (cfg.tf32 ? " +tf32" : "") << " (" << trainer.autocast_nodes() << " matrix ops low precision)"
+                << ", backend " << cfg.backend << "\n";
+    train::EpochResult last;
+    for (int64_t e = trainer.epoch(); e < cfg.epochs; ++e) {
+      auto bar = progress_bar("epoch " + std::to_string(e + 1), show && !o->json);
+      last = trainer.train_epoch(data, test.size() ? &test : nullptr, [&](int64_t d, int64_t t) {
+        if (bar) bar(static_cast<size_t>(d), static_cast<size_t>(t));
+      });
+      if (!o->checkpoint.empty()) trainer.save_checkpoint(o->checkpoint);
+      nlohmann::json j = {{"epoch", e + 1},
+                          {"train_loss", last.train_loss},
+                          {"train_accuracy", last.train_accuracy},
+                          {"test_loss", last.test.loss},
+                          {"test_accuracy", last.test.accuracy},
+                          {"steps", last.steps},
+                          {"skipped_steps", last.skipped_steps},
+                          {"loss_scale", last.loss_scale},
+                          {"lr", last.lr},
+                          {"measured_ms_per_step_median", last.ms_per_step},
+                          {"measured_epoch_seconds", last.seconds}};
+      epochs.push_back(j);
+      if (!o->json) {
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "epoch %3lld/%lld  loss %.4f  train acc %s  test loss %.4f  test acc %s  %.2f ms/step (measured median)",
+                      static_cast<long long>(e + 1), static_cast<long long>(cfg.epochs), last.train_loss,
+                      pct(last.train_accuracy).c_str(), last.test.loss, pct(last.test.accuracy).c_str(), last.ms_per_step);
+        std::cout << line;
+        if (trainer.loss_scale() != 1.0 || last.skipped_steps)
+          std::cout << "  scale " << last.loss_scale << " skipped " << last.skipped_steps;
+        std::cout << "\n";
+      }
+    }
+    if (!o->output.empty()) onnx_io::save_model(*trainer.trained_model(), o->output);
+    if (o->json) {
+      nlohmann::json out = {{"model", o->model},
+                            {"amp", cfg.amp},
+                            {"tf32", cfg.tf32},
+                            {"optimizer", cfg.optimizer.kind},
+                            {"lr", cfg.optimizer.lr},
+                            {"batch", cfg.batch},
+                            {"train_samples", data.size()},
+                            {"test_samples", test.size()},
+                            {"autocast_nodes", trainer.autocast_nodes()},
+                            {"epochs", epochs},
+                            {"test_accuracy", last.test.accuracy},
+                            {"output", o->output}};
+      std::cout << out.dump(2) << "\n";
+    } else if (!o->output.empty()) {
+      std::cout << "wrote " << o->output << " (test accuracy " << pct(last.test.accuracy) << ", measured)\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace duet::cli

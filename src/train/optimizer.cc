@@ -130,7 +130,8 @@ void GradScaler::update(bool found_inf) {
     return;
   }
   if (++growth_tracker_ == config_.growth_interval) {
-    scale_ *= config_.growth_factor;
+    const double grown = scale_ * config_.growth_factor;
+    if (std::isfinite(grown)) scale_ = grown;  // PyTorch keeps the scale when growth overflows
     growth_tracker_ = 0;
   }
 }

@@ -1,0 +1,285 @@
+// Training: optimizers against PyTorch's numbers, the GradScaler state
+// machine, datasets, the Trainer on the digits (checkpoints, autocast, loss
+// scaling) and `duet train` end to end.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "duet/io/tensor_file.h"
+#include "duet/train/autocast.h"
+#include "duet/train/data.h"
+#include "duet/train/models.h"
+#include "duet/train/optimizer.h"
+#include "duet/train/trainer.h"
+#include "test_util.h"
+
+using namespace duet;
+using namespace duet::testutil;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<float> run_optimizer(train::OptimizerConfig cfg) {
+  // Three steps from p0 with fixed gradients (the values PyTorch 1.13 gives are below).
+  std::vector<Tensor> p{Tensor::from_vector<float>({0.5f, -1.25f, 2.0f, 0.0f}, {4})};
+  const std::vector<std::vector<float>> grads{{0.1f, -0.2f, 0.3f, -0.4f}, {0.05f, 0.5f, -0.25f, 1.0f}, {-0.3f, 0.1f, 0.2f, 0.0f}};
+  train::Optimizer opt(cfg);
+  for (auto& g : grads) opt.step(p, {Tensor::from_vector<float>(g, {4})}, cfg.lr);
+  return {p[0].data<float>(), p[0].data<float>() + 4};
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 2e-6f) << "element " << i;
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("duet_train_" + std::to_string(::getpid())) / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+// The digits (1797 8x8 images, features / 16), or a skip when ../shared is absent.
+std::string digits_path() { return shared_dir() + "/datasets/digits/digits.csv.gz"; }
+
+train::Dataset digits() {
+  train::CsvOptions csv;
+  csv.sample_shape = {1, 8, 8};
+  csv.scale = 1.0f / 16;
+  return train::load_csv(digits_path(), csv);
+}
+
+}  // namespace
+
+// Expected values: torch.optim.{AdamW,Adam,SGD} (PyTorch 1.13, CPU) on the same steps.
+TEST(Optimizer, AdamWMatchesPyTorch) {
+  train::OptimizerConfig c;
+  c.kind = "adamw";
+  c.lr = 0.1;
+  c.weight_decay = 0.05;
+  expect_close(run_optimizer(c), {0.335505426f, -1.22161925f, 1.83559358f, 0.0208187252f});
+}
+
+TEST(Optimizer, AdamWithL2DecayMatchesPyTorch) {
+  train::OptimizerConfig c;
+  c.kind = "adam";
+  c.lr = 0.1;
+  c.weight_decay = 0.05;
+  expect_close(run_optimizer(c), {0.32932353f, -1.20790195f, 1.80565608f, 0.0211576335f});
+}
+
+TEST(Optimizer, SgdNesterovMatchesPyTorch) {
+  train::OptimizerConfig c;
+  c.kind = "sgd";
+  c.lr = 0.1;
+  c.momentum = 0.9;
+  c.nesterov = true;
+  c.weight_decay = 0.05;
+  expect_close(run_optimizer(c), {0.489714354f, -1.28597116f, 1.84787202f, -0.13368775f});
+  c.momentum = 0;
+  c.nesterov = false;
+  c.weight_decay = 0;
+  expect_close(run_optimizer(c), {0.515000045f, -1.28999996f, 1.97500002f, -0.0599999987f});
+}
+
+TEST(Optimizer, SchedulesAndClipping) {
+  train::ScheduleConfig s;
+  s.kind = "cosine";
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(s, 1.0, 0), 0.1);   // warm-up: (step + 1) / 10
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(s, 1.0, 10), 1.0);  // cosine starts at the base rate
+  EXPECT_NEAR(train::scheduled_lr(s, 1.0, 60), 0.5, 1e-12);
+  EXPECT_NEAR(train::scheduled_lr(s, 1.0, 110), 0.0, 1e-12);
+  s = {};
+  s.kind = "step";
+  s.step_size = 5;
+  s.gamma = 0.5;
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(s, 1.0, 4), 1.0);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(s, 1.0, 12), 0.25);
+  std::vector<Tensor> g{Tensor::from_vector<float>({3, 0}, {2}), Tensor::from_vector<float>({4}, {1})};
+  EXPECT_NEAR(train::clip_grad_norm(g, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(g[0].data<float>()[0], 0.6f, 1e-6f);
+  EXPECT_NEAR(g[1].data<float>()[0], 0.8f, 1e-6f);
+}
+
+TEST(Optimizer, StochasticRoundingOfBf16WeightsIsUnbiased) {
+  // Updates far below BF16's resolution at 1.0 (2^-8 apart): round-to-nearest
+  // loses every one of them, stochastic rounding keeps them on average.
+  train::OptimizerConfig c;
+  c.kind = "sgd";
+  c.lr = 1.0;
+  c.weight_decay = 0;
+  c.weight_format = "bf16";
+  std::vector<Tensor> nearest{Tensor::from_vector<float>(std::vector<float>(4096, 1.0f), {4096})};
+  std::vector<Tensor> stochastic{nearest[0].clone()};
+  const Tensor g = Tensor::from_vector<float>(std::vector<float>(4096, -1e-4f), {4096});
+  train::Optimizer rne(c);
+  c.stochastic_rounding = true;
+  train::Optimizer sr(c);
+  for (int i = 0; i < 20; ++i) {
+    rne.step(nearest, {g}, 1.0);
+    sr.step(stochastic, {g}, 1.0);
+  }
+  double mean = 0;
+  for (int64_t i = 0; i < 4096; ++i) mean += stochastic[0].data<float>()[i] / 4096.0;
+  EXPECT_EQ(nearest[0].data<float>()[0], 1.0f) << "round to nearest: every update is lost";
+  EXPECT_NEAR(mean, 1.0 + 20 * 1e-4, 2e-4) << "stochastic rounding: the updates survive on average";
+}
+
+// PyTorch's GradScaler update (amp_update_scale): an inf/NaN step multiplies
+// the scale by backoff_factor and resets the tracker; growth_interval finite
+// steps in a row multiply it by growth_factor (kept when that overflows).
+TEST(GradScaler, MatchesPyTorchsStateMachine) {
+  train::GradScalerConfig cfg;
+  cfg.growth_interval = 3;
+  train::GradScaler s(cfg);
+  EXPECT_EQ(s.scale(), 65536.0);
+  const std::vector<std::pair<bool, double>> steps{
+      {false, 65536}, {false, 65536}, {true, 32768},  {false, 32768},  {false, 32768}, {false, 65536},
+      {true, 32768},  {true, 16384},  {false, 16384}, {false, 16384},  {false, 32768}, {false, 32768},
+      {false, 32768}, {false, 65536}, {false, 65536}, {true, 32768},   {false, 32768}};
+  for (size_t i = 0; i < steps.size(); ++i) {
+    s.update(steps[i].first);
+    EXPECT_EQ(s.scale(), steps[i].second) << "after step " << i;
+  }
+  cfg.min_scale = 1.0;
+  cfg.init_scale = 2.0;
+  train::GradScaler floored(cfg);
+  for (int i = 0; i < 5; ++i) floored.update(true);
+  EXPECT_EQ(floored.scale(), 1.0) << "the optional floor";
+  std::vector<Tensor> grads{Tensor::from_vector<float>({2.0f, 4.0f}, {2})};
+  train::GradScaler unit({.init_scale = 2.0});
+  EXPECT_FALSE(unit.unscale_and_check(grads));
+  EXPECT_EQ(grads[0].data<float>()[1], 2.0f);
+  grads[0].data<float>()[0] = INFINITY;
+  EXPECT_TRUE(unit.unscale_and_check(grads));
+}
+
+TEST(TrainData, CsvErrorsNameTheFileAndLine) {
+  const fs::path dir = scratch("csv");
+  std::ofstream(dir / "bad.csv") << "1,2,0\n3,x,1\n";
+  try {
+    train::load_csv((dir / "bad.csv").string());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.csv:2: 'x' is not a number"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "ragged.csv") << "1,2,0\n3,1\n";
+  EXPECT_THROW(train::load_csv((dir / "ragged.csv").string()), Error);
+  EXPECT_THROW(train::load_csv((dir / "missing.csv").string()), Error);
+  std::ofstream(dir / "ok.csv") << "a,b,label\n1,2,0\n3,4,1\n";
+  const train::Dataset d = train::load_csv((dir / "ok.csv").string());
+  EXPECT_EQ(d.size(), 2);
+  EXPECT_EQ(d.features.dims(), (Dims{2, 2}));
+  EXPECT_EQ(d.classes(), 2);
+}
+
+TEST(TrainData, SplitAndShufflingAreSeeded) {
+  EXPECT_EQ(train::permutation(10, 1), train::permutation(10, 1));
+  EXPECT_NE(train::permutation(10, 1), train::permutation(10, 2));
+  EXPECT_NE(train::permutation(10, 1, 0), train::permutation(10, 1, 1));
+  auto p = train::permutation(1000, 7);
+  std::sort(p.begin(), p.end());
+  for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(p[i], i);
+}
+
+TEST(Trainer, DigitsCnnReachesPyTorchAccuracy) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
+  train::TrainConfig cfg;
+  train::Trainer t(*model, cfg);
+  train::EpochResult r;
+  for (int e = 0; e < 15; ++e) r = t.train_epoch(train_set, &test_set);
+  // PyTorch from the same initial weights reaches 98.05% on this split (bench/train_race.py --same-init).
+  EXPECT_GE(r.test.accuracy, 0.97);
+  EXPECT_LT(r.train_loss, 0.06);
+}
+
+TEST(Trainer, Bf16AndFp16AutocastTrackFp32) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
+  std::map<std::string, train::EpochResult> result;
+  for (std::string amp : {"off", "bf16", "fp16"}) {
+    train::TrainConfig cfg;
+    cfg.amp = amp;
+    train::Trainer t(*model, cfg);
+    if (amp != "off") EXPECT_EQ(t.autocast_nodes(), 4) << "two Conv and two Gemm nodes in " << amp;
+    for (int e = 0; e < 4; ++e) result[amp] = t.train_epoch(train_set, &test_set);
+  }
+  for (std::string amp : {"bf16", "fp16"}) {
+    EXPECT_NEAR(result[amp].train_loss, result["off"].train_loss, 0.05 * result["off"].train_loss) << amp;
+    EXPECT_NEAR(result[amp].test.accuracy, result["off"].test.accuracy, 0.02) << amp;
+  }
+  EXPECT_EQ(result["fp16"].loss_scale, 65536.0) << "fp16 autocast scales the loss by default";
+}
+
+TEST(Trainer, Fp16OverflowSkipsStepsAndBacksOff) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("mlp", {1, 8, 8}, 10, 0);
+  train::TrainConfig cfg;
+  cfg.amp = "fp16";
+  cfg.scaler.init_scale = std::ldexp(1.0, 40);  // scaled gradients overflow FP16 (max 65504)
+  train::Trainer t(*model, cfg);
+  const auto r = t.train_epoch(train_set, nullptr);
+  EXPECT_GT(r.skipped_steps, 0);
+  EXPECT_LT(r.loss_scale, std::ldexp(1.0, 40));
+  EXPECT_EQ(r.loss_scale, std::ldexp(1.0, 40 - static_cast<int>(r.skipped_steps))) << "one halving per skipped step";
+}
+
+TEST(Trainer, CheckpointResumesBitForBit) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("mlp:32", {1, 8, 8}, 10, 3);
+  train::TrainConfig cfg;
+  cfg.batch = 32;
+  train::Trainer straight(*model, cfg);
+  straight.train_epoch(train_set, nullptr);
+  straight.train_epoch(train_set, nullptr);
+  const fs::path dir = scratch("ckpt");
+  {
+    train::Trainer first(*model, cfg);
+    first.train_epoch(train_set, nullptr);
+    first.save_checkpoint(dir.string());
+  }
+  train::Trainer resumed(*model, cfg);
+  resumed.load_checkpoint(dir.string());
+  EXPECT_EQ(resumed.epoch(), 1);
+  resumed.train_epoch(train_set, nullptr);
+  for (size_t i = 0; i < straight.parameters().size(); ++i)
+    EXPECT_TRUE(straight.parameters()[i].same_bits(resumed.parameters()[i])) << straight.parameter_names()[i];
+}
+
+TEST(TrainCli, TrainsExportsAndReportsJson) {
+  DUET_REQUIRE_SHARED();
+  const fs::path dir = scratch("cli");
+  const std::string out = (dir / "mlp.onnx").string();
+  auto r = run_command(cli() + " train mlp --data " + digits_path() + " --scale 0.0625 --epochs 2 --json -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"test_accuracy\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("measured_ms_per_step_median"), std::string::npos);
+  ASSERT_TRUE(fs::exists(out));
+  // The trained model runs in Duet (and, being plain ONNX, in ONNX Runtime).
+  r = run_command(cli() + " info " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(TrainCli, BadInputGivesOneClearError) {
+  auto r = run_command(cli() + " train mlp --data /nonexistent/digits.csv");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("'/nonexistent/digits.csv' does not exist"), std::string::npos) << r.output;
+  const fs::path dir = scratch("clierr");
+  std::ofstream(dir / "d.csv") << "1,2,0\n3,4,1\n";
+  r = run_command(cli() + " train transformer --data " + (dir / "d.csv").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("transformer"), std::string::npos) << r.output;
+  r = run_command(cli() + " train cnn --data " + (dir / "d.csv").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("cnn needs [C, H, W] samples"), std::string::npos) << r.output;
+}

@@ -110,6 +110,7 @@ struct Trainer::Impl {
   int64_t steps = 0, epoch = 0;
   int autocast_nodes = 0;
   int64_t last_correct = 0;  // argmax hits of the last training batch
+  double last_loss = 0;      // loss of the last step
 
   Impl(const ir::Model& fwd, TrainConfig cfg)
       : config(std::move(cfg)), forward(onnx_io::clone_model(fwd)), optimizer(config.optimizer), scaler(config.scaler) {
@@ -129,6 +130,8 @@ struct Trainer::Impl {
     names = trainable_initializers(g, config.frozen);
     if (names.empty()) fail("train: the model has no trainable float32 initializers");
     for (auto& n : names) params.push_back(g.initializers.at(n).clone());
+    if (config.comm)  // every rank starts from rank 0's weights
+      for (auto& p : params) config.comm->broadcast(p.data<float>(), static_cast<size_t>(p.numel()), 0);
     scaling = config.loss_scaling.value_or(config.amp == "fp16" || config.amp == "float16" || config.amp == "half");
 
     // Training graph: forward + loss + backward.
@@ -176,16 +179,45 @@ Trainer::~Trainer() = default;
 
 double Trainer::step(const Tensor& features, const Tensor& labels) {
   Impl& s = *impl_;
-  auto feeds = s.feeds(features);
-  feeds[kLabels] = labels;
-  feeds[kLossScale] = Tensor::scalar<float>(s.scaling ? static_cast<float>(s.scaler.scale()) : 1.0f);
-  auto outs = s.train_session->run(feeds);
-  std::map<std::string, Tensor> by_name;
-  for (auto& o : outs) by_name[o.name] = o.tensor;
-  const double loss = by_name.at(kLoss).get_double(0);
-  s.last_correct = score(by_name.at(s.logits), labels).second;
+  const int64_t n = labels.dim(0);
+  int64_t lo = 0, hi = n;
+  if (s.config.comm) {  // this rank's contiguous slice of the global batch
+    const int64_t r = s.config.comm->rank(), p = s.config.comm->size();
+    lo = n * r / p;
+    hi = n * (r + 1) / p;
+  }
   std::vector<Tensor> grads;
-  for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
+  double loss = 0;
+  s.last_correct = 0;
+  if (hi > lo) {
+    Tensor x = features, y = labels;
+    if (hi - lo != n) {
+      std::vector<int64_t> idx;
+      for (int64_t i = lo; i < hi; ++i) idx.push_back(i);
+      const Dataset part = Dataset{features, labels}.gather(idx);
+      x = part.features;
+      y = part.labels;
+    }
+    auto feeds = s.feeds(x);
+    feeds[kLabels] = y;
+    feeds[kLossScale] = Tensor::scalar<float>(s.scaling ? static_cast<float>(s.scaler.scale()) : 1.0f);
+    auto outs = s.train_session->run(feeds);
+    std::map<std::string, Tensor> by_name;
+    for (auto& o : outs) by_name[o.name] = o.tensor;
+    loss = by_name.at(kLoss).get_double(0);
+    s.last_correct = score(by_name.at(s.logits), y).second;
+    for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
+  } else {
+    for (auto& p : s.params) grads.push_back(Tensor::zeros(DType::Float32, p.dims()));
+  }
+  if (s.config.comm) {
+    // Mean over the global batch = Σ over ranks of (share of the batch) × rank mean.
+    const double share = static_cast<double>(hi - lo) / static_cast<double>(n);
+    allreduce_gradients(*s.config.comm, grads, share, s.config.bf16_allreduce);
+    const auto totals = allreduce_values(*s.config.comm, {loss * share, static_cast<double>(s.last_correct)});
+    loss = totals[0];
+    s.last_correct = static_cast<int64_t>(totals[1]);
+  }
   ++s.steps;
   if (s.scaling) {
     const bool found_inf = s.scaler.unscale_and_check(grads);
@@ -209,12 +241,14 @@ EpochResult Trainer::train_epoch(const Dataset& train, const Dataset* test,
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
   for (int64_t b = 0; b < batches; ++b) {
+    if (s.config.max_steps > 0 && s.steps >= s.config.max_steps) break;
     const int64_t lo = b * s.config.batch, hi = std::min(train.size(), lo + s.config.batch);
     const Dataset batch = train.gather(std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
     r.lr = scheduled_lr(s.config.schedule, s.config.optimizer.lr, s.optimizer.steps());
     const double t0 = now_ms();
     const double loss = step(batch.features, batch.labels);
     step_ms.push_back(now_ms() - t0);
+    s.last_loss = loss;
     if (std::isnan(loss)) {
       ++r.skipped_steps;
     } else {
@@ -231,6 +265,7 @@ EpochResult Trainer::train_epoch(const Dataset& train, const Dataset* test,
   std::sort(step_ms.begin(), step_ms.end());
   r.ms_per_step = step_ms.empty() ? 0 : step_ms[step_ms.size() / 2];
   r.train_loss = r.steps ? loss_sum / static_cast<double>(r.steps) : std::nan("");
+  r.last_loss = s.last_loss;
   r.loss_scale = s.scaling ? s.scaler.scale() : 1.0;
   if (test) r.test = evaluate(*test);
   ++s.epoch;

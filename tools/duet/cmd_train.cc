@@ -58,7 +58,8 @@ Runner add_train(CLI::App& app) {
     std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "reference", save_init;
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
-    int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000;
+    int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
+    std::string allreduce = "fp32";
     uint64_t seed = 0;
     int threads = 2;
     bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false, progress = false;
@@ -100,6 +101,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   cmd->add_option("--backend", o->backend, "reference (default) or cpu")->check(CLI::IsMember({"reference", "cpu"}));
+  cmd->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps in all (0: run every epoch)");
+  cmd->add_option("--allreduce", o->allreduce, "Under mpirun: gradients travel as fp32 (default) or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--checkpoint", o->checkpoint, "Write a checkpoint folder after every epoch");
   cmd->add_option("--resume", o->resume, "Resume from a checkpoint folder (same model, data and options)");
   cmd->add_option("--save-init", o->save_init, "Also write the model as initialized, before training (.onnx)");
@@ -151,25 +155,32 @@ Runner add_train(CLI::App& app) {
     cfg.threads = o->threads;
     cfg.backend = o->backend;
     cfg.frozen = o->freeze;
+    cfg.max_steps = o->max_steps;
+    cfg.comm = train::mpi_world();
+    cfg.bf16_allreduce = o->allreduce == "bf16";
+    const bool root = !cfg.comm || cfg.comm->rank() == 0;  // rank 0 prints and writes
     train::Trainer trainer(*model, cfg);
     if (!o->resume.empty()) trainer.load_checkpoint(o->resume);
 
-    const bool show = o->progress || isatty(2);
+    const bool show = root && (o->progress || isatty(2));
     nlohmann::json epochs = nlohmann::json::array();
-    if (!o->json)
+    if (!o->json && root)
       std::cout << "training " << o->model << ": " << trainer.parameter_names().size() << " parameter tensors, "
                 << data.size() << " training / " << test.size() << " test samples, amp " << cfg.amp
                 << (cfg.tf32 ? " +tf32" : "") << " (" << trainer.autocast_nodes() << " matrix ops low precision)"
-                << ", backend " << cfg.backend << "\n";
+                << ", backend " << cfg.backend
+                << (cfg.comm ? ", data parallel over " + std::to_string(cfg.comm->size()) + " MPI ranks" : std::string())
+                << "\n";
     train::EpochResult last;
-    for (int64_t e = trainer.epoch(); e < cfg.epochs; ++e) {
+    for (int64_t e = trainer.epoch(); e < cfg.epochs && !(cfg.max_steps > 0 && trainer.steps() >= cfg.max_steps); ++e) {
       auto bar = progress_bar("epoch " + std::to_string(e + 1), show && !o->json);
       last = trainer.train_epoch(data, test.size() ? &test : nullptr, [&](int64_t d, int64_t t) {
         if (bar) bar(static_cast<size_t>(d), static_cast<size_t>(t));
       });
-      if (!o->checkpoint.empty()) trainer.save_checkpoint(o->checkpoint);
+      if (!o->checkpoint.empty() && root) trainer.save_checkpoint(o->checkpoint);
       nlohmann::json j = {{"epoch", e + 1},
                           {"train_loss", last.train_loss},
+                          {"last_step_loss", last.last_loss},
                           {"train_accuracy", last.train_accuracy},
                           {"test_loss", last.test.loss},
                           {"test_accuracy", last.test.accuracy},
@@ -180,7 +191,7 @@ Runner add_train(CLI::App& app) {
                           {"measured_ms_per_step_median", last.ms_per_step},
                           {"measured_epoch_seconds", last.seconds}};
       epochs.push_back(j);
-      if (!o->json) {
+      if (!o->json && root) {
         char line[256];
         std::snprintf(line, sizeof line,
                       "epoch %3lld/%lld  loss %.4f  train acc %s  test loss %.4f  test acc %s  %.2f ms/step (measured median)",
@@ -192,6 +203,7 @@ Runner add_train(CLI::App& app) {
         std::cout << "\n";
       }
     }
+    if (!root) return 0;
     if (!o->output.empty()) onnx_io::save_model(*trainer.trained_model(), o->output);
     if (o->json) {
       nlohmann::json out = {{"model", o->model},
@@ -203,6 +215,8 @@ Runner add_train(CLI::App& app) {
                             {"train_samples", data.size()},
                             {"test_samples", test.size()},
                             {"autocast_nodes", trainer.autocast_nodes()},
+                            {"ranks", cfg.comm ? cfg.comm->size() : 1},
+                            {"steps", trainer.steps()},
                             {"epochs", epochs},
                             {"test_accuracy", last.test.accuracy},
                             {"output", o->output}};

@@ -15,6 +15,7 @@
 #include "duet/ir/graph.h"
 #include "duet/runtime/session.h"
 #include "duet/train/data.h"
+#include "duet/train/distributed.h"
 #include "duet/train/optimizer.h"
 
 namespace duet::train {
@@ -38,6 +39,11 @@ struct TrainConfig {
   int threads = 2;
   std::string backend = "reference";
   std::vector<std::string> frozen;  // initializers kept constant
+  int64_t max_steps = 0;         // > 0: stop an epoch once this many steps were taken in all
+  // Data parallel: each rank trains on its slice of every global batch and the
+  // gradients are summed across ranks (train/distributed.h); null: one process.
+  Communicator* comm = nullptr;
+  bool bf16_allreduce = false;   // gradients travel as BF16
 };
 
 struct Evaluation {
@@ -49,6 +55,7 @@ struct Evaluation {
 struct EpochResult {
   int64_t epoch = 0;
   double train_loss = 0;      // mean over the epoch's steps that were taken
+  double last_loss = 0;       // the loss of the epoch's last step
   double train_accuracy = 0;  // on the batches as trained
   Evaluation test;
   int64_t steps = 0, skipped_steps = 0;
@@ -63,8 +70,9 @@ class Trainer {
   Trainer(const ir::Model& forward, TrainConfig config);
   ~Trainer();
 
-  // One optimizer step on a batch; returns the (unscaled) mean loss, or NaN
-  // when the loss scaler skipped the step.
+  // One optimizer step on a global batch (data parallel: this rank's slice of
+  // it); returns the (unscaled) mean loss over the global batch, or NaN when
+  // the loss scaler skipped the step.
   double step(const Tensor& features, const Tensor& labels);
   EpochResult train_epoch(const Dataset& train, const Dataset* test,
                           const std::function<void(int64_t done, int64_t total)>& progress = {});

@@ -1,15 +1,21 @@
 #!/bin/bash
 # Quick start: install what is missing, build, and run the main job on the
-# bundled default model (PaddleOCR text-direction classifier, data/).
+# bundled defaults (data/): train the digits CNN, run the bundled trained
+# model, then bench / simulate / quantize the PaddleOCR text-direction classifier.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 duet="$root/build/duet"
-model="$root/data/models/ppocr_cls_mobile_v2.0.onnx"
-echo; echo "== duet info (bundled default model) =="
-"$duet" info "$model" --shape x=1x3x48x192
 out=$(mktemp -d)
+echo; echo "== duet train: the digits CNN, BF16 autocast (accuracy and step time measured) =="
+"$duet" train cnn --data "$root/data/datasets/digits/digits.csv.gz" --sample-shape 1x8x8 --scale 0.0625 \
+  --amp bf16 -o "$out/digits_cnn.onnx"
+echo; echo "== duet run: the bundled default model (trained by duet train) on a sample digit =="
+"$duet" run "$root/data/models/digits_cnn.onnx" --input "$root/data/samples/digits/digit_00_label5.npy"
+model="$root/data/models/ppocr_cls_mobile_v2.0.onnx"
+echo; echo "== duet info (PaddleOCR text-direction classifier) =="
+"$duet" info "$model" --shape x=1x3x48x192
 for sample in "$root"/data/samples/cls/*.pb; do
   echo; echo "== duet run $(basename "$sample") =="
   "$duet" run "$model" --input "x=$sample" --output-dir "$out/$(basename "$sample" .pb)"

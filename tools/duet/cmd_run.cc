@@ -3,6 +3,7 @@
 // written in the format of the inputs.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -81,6 +82,13 @@ Runner add_run(CLI::App& app) {
       } else if (!out.tensor.is_none()) {
         jo["type"] = dtype_name(out.tensor.dtype());
         jo["shape"] = out.tensor.dims();
+        // Small numeric outputs (class scores, probabilities) are shown with their argmax.
+        if (out.tensor.numel() > 0 && out.tensor.numel() <= 16 && dtype_is_float(out.tensor.dtype())) {
+          std::vector<double> values;
+          for (int64_t i = 0; i < out.tensor.numel(); ++i) values.push_back(out.tensor.get_double(i));
+          jo["values"] = values;
+          jo["argmax"] = std::max_element(values.begin(), values.end()) - values.begin();
+        }
         if (!o->output_dir.empty()) {
           const std::string path = (std::filesystem::path(o->output_dir) / (safe_filename(out.name) + (npy ? ".npy" : ".pb"))).string();
           io::save_tensor_file(out.tensor, out.name, path);
@@ -96,6 +104,11 @@ Runner add_run(CLI::App& app) {
         std::cout << "output " << jo["name"].get<std::string>() << "  " << jo.value("type", std::string("none"));
         if (jo.contains("shape")) std::cout << "[" << dims_str(jo["shape"].get<Dims>()) << "]";
         if (jo.contains("file")) std::cout << "  -> " << jo["file"].get<std::string>();
+        if (jo.contains("values")) {
+          std::cout << "  values";
+          for (double v : jo["values"]) std::cout << " " << std::setprecision(4) << v;
+          std::cout << "  argmax " << jo["argmax"].get<int64_t>();
+        }
         std::cout << "\n";
       }
       std::cout << "ran in " << std::fixed << std::setprecision(1) << seconds * 1000 << " ms (" << o->backend << " backend, measured, "

@@ -5,6 +5,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -101,14 +106,39 @@ ConvertPath encode_impl(const Minifloat& f, const float* src, size_t n, OutT* ds
   return path;
 }
 
+// Every pattern's value for formats of at most 16 bits, built once per format
+// (by Minifloat::decode, so exact by construction) and shared by all callers.
+std::shared_ptr<const std::vector<float>> decode_table(const Minifloat& f) {
+  static std::mutex mu;
+  static std::map<std::tuple<int, int, int, int>, std::shared_ptr<const std::vector<float>>> tables;
+  const auto key = std::make_tuple(f.exponent_bits, f.mantissa_bits, f.bias, static_cast<int>(f.specials));
+  std::lock_guard<std::mutex> lock(mu);
+  auto& t = tables[key];
+  if (!t) {
+    auto table = std::make_shared<std::vector<float>>(size_t{1} << f.total_bits());
+    for (uint32_t b = 0; b < table->size(); ++b) (*table)[b] = f.decode(b);
+    t = std::move(table);
+  }
+  return t;
+}
+
 template <typename InT>
 void decode_impl(const Minifloat& f, const InT* src, size_t n, float* dst) {
-  if (f.total_bits() <= 16 && n >= 4096) {
-    // A table of every pattern beats recomputing (65536 entries for 16-bit formats).
-    std::vector<float> table(size_t{1} << f.total_bits());
-    for (uint32_t b = 0; b < table.size(); ++b) table[b] = f.decode(b);
-    const uint32_t mask = static_cast<uint32_t>(table.size() - 1);
-    for (size_t i = 0; i < n; ++i) dst[i] = table[src[i] & mask];
+  if (f.specials == Specials::IEEE && f.exponent_bits == 8 && f.bias == 127 && f.mantissa_bits <= 23) {
+    // FP32's exponent (BF16, TF32, FP32 itself): the pattern is a truncated float32.
+    const int m = f.mantissa_bits;
+    const uint32_t magnitude = (uint32_t{1} << (8 + m)) - 1;
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t b = static_cast<uint32_t>(src[i]);
+      const uint32_t bits = ((b >> (8 + m)) & 1u) << 31 | (b & magnitude) << (23 - m);
+      std::memcpy(dst + i, &bits, sizeof bits);
+    }
+    return;
+  }
+  if (f.total_bits() <= 16) {
+    const auto table = decode_table(f);
+    const uint32_t mask = static_cast<uint32_t>(table->size() - 1);
+    for (size_t i = 0; i < n; ++i) dst[i] = (*table)[src[i] & mask];
     return;
   }
   for (size_t i = 0; i < n; ++i) dst[i] = f.decode(src[i]);

@@ -3,6 +3,7 @@
 // packed 4- and 2-bit ones, bool and string. Values follow the ONNX reference
 // (numpy astype): floats to integers truncate toward zero, integers narrow
 // modulo 2^n, minifloats round to nearest even through numerics::Minifloat.
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -349,30 +350,69 @@ std::vector<ir::ValueType> infer_cast_like(InferContext& ctx) {
 // format's own overflow, infinity for IEEE formats), seed (stochastic
 // rounding: element i uses stochastic_bits(seed, i)). Autocast and its
 // gradients are written with it (train::autocast).
-void round_to_format_kernel(KernelContext& ctx) {
+//
+// ScaledRoundToFormat (com.duet): FP8 with a per-tensor scale, as Transformer
+// Engine casts: y = round(x * scale) / scale (saturating by default), and a
+// second output amax = max |x| for the delayed-scaling history. Inputs X and
+// scale (float32 scalar); the same attributes plus grad_format (the format the
+// gradient is cast to by its gradient rule, e.g. e5m2).
+void round_to_format(KernelContext& ctx, bool scaled) {
   const Tensor& x = ctx.input(0);
   if (x.dtype() != DType::Float32)
-    unsupported(ctx.node.label(), ": RoundToFormat rounds float32 values, got ", x.describe());
-  const numerics::Format f = numerics::parse_format(ctx.node.attr_string("format", "bf16"));
+    unsupported(ctx.node.label(), ": ", ctx.node.op_type, " rounds float32 values, got ", x.describe());
+  const numerics::Format f = numerics::parse_format(ctx.node.attr_string("format", scaled ? "e4m3fn" : "bf16"));
   if (!f.is_float() || !f.fp.fits_fp32())
     unsupported(ctx.node.label(), ": format ", f.name, " is not a float format within float32's range");
   numerics::ConvertOptions o;
   o.rounding = numerics::parse_rounding(ctx.node.attr_string("rounding", "rne"));
-  o.overflow = ctx.node.attr_int("saturate", 0) != 0 ? Overflow::Saturate : f.default_overflow;
+  o.overflow = ctx.node.attr_int("saturate", scaled ? 1 : 0) != 0 ? Overflow::Saturate : f.default_overflow;
   o.seed = static_cast<uint64_t>(ctx.node.attr_int("seed", 0));
+  float scale = 1.0f;
+  if (scaled) {
+    const Tensor& s = ctx.input(1);
+    if (s.numel() != 1 || s.dtype() != DType::Float32)
+      fail(ctx.node.label(), ": scale must be a float32 scalar, got ", s.describe());
+    scale = s.data<float>()[0];
+    if (!(scale > 0) || !std::isfinite(scale)) fail(ctx.node.label(), ": scale must be positive and finite, got ", scale);
+  }
   Tensor& y = ctx.allocate_output(0, DType::Float32, x.dims());
   const int64_t n = x.numel();
-  constexpr int64_t kChunk = 4096;
-  ctx.parallel_for((n + kChunk - 1) / kChunk, [&](int64_t begin, int64_t end) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<float> amax(static_cast<size_t>(chunks), 0.0f);
+  auto run = [&](int64_t begin, int64_t end) {
     std::vector<uint32_t> bits(kChunk);
+    std::vector<float> tmp(scaled ? kChunk : 0);
     for (int64_t c = begin; c < end; ++c) {
       const int64_t i0 = c * kChunk, m = std::min(kChunk, n - i0);
+      const float* src = x.data<float>() + i0;
+      float* dst = y.data<float>() + i0;
       numerics::ConvertOptions oc = o;
       oc.index_offset = static_cast<uint64_t>(i0);
-      numerics::encode_bulk(f.fp, x.data<float>() + i0, static_cast<size_t>(m), bits.data(), oc);
-      numerics::decode_bulk(f.fp, bits.data(), static_cast<size_t>(m), y.data<float>() + i0);
+      if (scaled) {
+        float a = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          a = std::max(a, std::fabs(src[i]));  // NaN compares false: ignored
+          tmp[i] = src[i] * scale;
+        }
+        amax[c] = a;
+        src = tmp.data();
+      }
+      numerics::encode_bulk(f.fp, src, static_cast<size_t>(m), bits.data(), oc);
+      numerics::decode_bulk(f.fp, bits.data(), static_cast<size_t>(m), dst);
+      if (scaled)
+        for (int64_t i = 0; i < m; ++i) dst[i] /= scale;
     }
-  });
+  };
+  if (n < 2 * kChunk) run(0, chunks); else ctx.parallel_for(chunks, run);
+  if (scaled && ctx.num_outputs() > 1 && ctx.output_requested(1))
+    ctx.allocate_output(1, DType::Float32, {}).data<float>()[0] = amax.empty() ? 0.0f : *std::max_element(amax.begin(), amax.end());
+}
+
+std::vector<ir::ValueType> infer_scaled_round(InferContext& ctx) {
+  std::vector<ir::ValueType> out{ctx.inputs.at(0)};
+  if (ctx.num_outputs > 1) out.push_back(tensor_type(DType::Float32, Shape(std::vector<Dim>{})));
+  return out;
 }
 
 }  // namespace
@@ -380,8 +420,10 @@ void round_to_format_kernel(KernelContext& ctx) {
 void register_cast(Registry& r) {
   r.add({.name = "Cast", .kernel = cast_kernel, .infer = infer_cast});
   r.add({.name = "CastLike", .kernel = cast_like_kernel, .infer = infer_cast_like});
-  r.add({.domain = "com.duet", .name = "RoundToFormat", .kernel = round_to_format_kernel, .infer = infer_same_as(0),
-         .cost = cost_per_output_element(1)});
+  r.add({.domain = "com.duet", .name = "RoundToFormat", .kernel = [](KernelContext& c) { round_to_format(c, false); },
+         .infer = infer_same_as(0), .cost = cost_per_output_element(1)});
+  r.add({.domain = "com.duet", .name = "ScaledRoundToFormat", .kernel = [](KernelContext& c) { round_to_format(c, true); },
+         .infer = infer_scaled_round, .cost = cost_per_output_element(3)});
 }
 
 }  // namespace duet::ops

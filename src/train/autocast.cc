@@ -16,6 +16,7 @@ bool is_float32(const ir::Value* v) { return v && v->type.dtype == DType::Float3
 
 AutocastReport autocast(ir::Model& model, const AutocastOptions& options) {
   numerics::parse_format(options.format);  // a bad spec fails here, naming it
+  if (options.scaled) numerics::parse_format(options.grad_format);
   ir::Graph& g = *model.graph;
   if (model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
   AutocastReport report;
@@ -24,7 +25,20 @@ AutocastReport autocast(ir::Model& model, const AutocastOptions& options) {
   for (auto& n : g.nodes)
     if ((n->domain.empty() || n->domain == "ai.onnx") && options.ops.count(n->op_type)) targets.push_back(n.get());
   auto round_node = [&](ir::Value* in, ir::Value* out, const std::string& name) {
-    ir::Node* r = g.add_node("RoundToFormat", {in}, {out}, name, "com.duet");
+    ir::Node* r;
+    if (options.scaled) {
+      ir::Value* scale = g.value(kFp8ScalePrefix + in->name);
+      scale->type.dtype = DType::Float32;
+      scale->type.shape = Shape(std::vector<Dim>{});
+      g.inputs.push_back(scale);
+      ir::Value* amax = g.value(kFp8AmaxPrefix + in->name);
+      amax->type = scale->type;
+      g.outputs.push_back(amax);
+      r = g.add_node("ScaledRoundToFormat", {in, scale}, {out, amax}, name, "com.duet");
+      r->attributes.push_back(attr_string("grad_format", options.grad_format));
+    } else {
+      r = g.add_node("RoundToFormat", {in}, {out}, name, "com.duet");
+    }
     r->attributes.push_back(attr_string("format", options.format));
     out->type = in->type;
     ++report.roundings;
@@ -43,7 +57,7 @@ AutocastReport autocast(ir::Model& model, const AutocastOptions& options) {
       in = it->second;
       any = true;
     }
-    if (options.round_outputs && !n->outputs.empty() && is_float32(n->outputs[0])) {
+    if (options.round_outputs && !options.scaled && !n->outputs.empty() && is_float32(n->outputs[0])) {
       ir::Value* out = n->outputs[0];
       ir::Value* raw = g.value(gu::fresh_name(g, out->name + ".raw"));
       raw->type = out->type;

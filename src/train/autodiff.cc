@@ -228,6 +228,30 @@ std::map<std::string, Rule> build_rules() {
   r["com.duet:RoundToFormat"] = [](GradContext& c) {
     return std::vector<Value*>{c.b.op("RoundToFormat", {c.dy[0]}, c.forward_attrs(), "com.duet")};
   };
+  // FP8 with delayed scaling: the gradient is cast to grad_format with its own
+  // scale (a new graph input) and reports its amax (a new graph output).
+  r["com.duet:ScaledRoundToFormat"] = [](GradContext& c) {
+    const std::string grad_format = c.node.attr_string("grad_format", "");
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    if (grad_format.empty()) {
+      g[0] = c.dy[0];
+      return g;
+    }
+    Graph& graph = c.b.graph();
+    Value* scale = graph.value(c.in(1)->name + ".grad");
+    scale->type = c.in(1)->type;
+    graph.inputs.push_back(scale);
+    auto outs = c.b.ops("ScaledRoundToFormat", {c.dy[0], scale}, {true, true},
+                        {attr_string("format", grad_format)}, "com.duet");
+    if (c.node.outputs.size() > 1 && c.out(1)) {
+      Value* amax = graph.value(c.out(1)->name + ".grad");
+      amax->type = c.out(1)->type;
+      graph.add_node("Identity", {outs[1]}, {amax}, amax->name + "#node");
+      graph.outputs.push_back(amax);
+    }
+    g[0] = outs[0];
+    return g;
+  };
   r["Where"] = [](GradContext& c) {
     Value* zero = c.b.scalar(0, c.out(0)->type.dtype);
     Value* da = c.need[1] ? unbroadcast(c, c.b.op("Where", {c.in(0), c.dy[0], zero}), c.in(1), c.out(0)) : nullptr;

@@ -1,5 +1,6 @@
 #include "duet/train/distributed.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -109,6 +110,14 @@ void allreduce_gradients(Communicator& comm, std::vector<Tensor>& grads, double 
     std::memcpy(g.data<float>(), sum.data() + off, static_cast<size_t>(g.numel()) * sizeof(float));
     off += static_cast<size_t>(g.numel());
   }
+}
+
+std::vector<float> allreduce_max(Communicator& comm, const std::vector<float>& v) {
+  const std::vector<float> all = comm.allgather(v.data(), v.size());
+  std::vector<float> out = v;
+  for (int r = 0; r < comm.size(); ++r)
+    for (size_t i = 0; i < v.size(); ++i) out[i] = std::max(out[i], all[r * v.size() + i]);
+  return out;
 }
 
 std::vector<double> allreduce_values(Communicator& comm, const std::vector<double>& v) {

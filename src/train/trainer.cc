@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 
 #include "duet/core/error.h"
 #include "duet/io/tensor_file.h"
+#include "duet/numerics/format.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/upgrade_opset.h"
@@ -64,7 +66,8 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
     if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("N");
   if (config.amp != "off" || config.tf32) {
     AutocastOptions ao;
-    ao.format = config.amp != "off" ? config.amp : "tf32";
+    ao.format = config.amp == "fp8" ? "e4m3fn" : config.amp != "off" ? config.amp : "tf32";
+    ao.scaled = config.amp == "fp8";
     ao.round_outputs = config.amp != "off";
     const auto r = autocast(*m, ao);
     if (autocast_nodes) *autocast_nodes = r.nodes;
@@ -111,6 +114,10 @@ struct Trainer::Impl {
   int autocast_nodes = 0;
   int64_t last_correct = 0;  // argmax hits of the last training batch
   double last_loss = 0;      // loss of the last step
+  // FP8 delayed scaling: amax history and current scale per scale input name.
+  std::map<std::string, std::deque<float>> amax_history;
+  std::map<std::string, float> fp8_scales;
+  std::map<std::string, double> fp8_max;  // per scale input: the format's largest finite value
 
   Impl(const ir::Model& fwd, TrainConfig cfg)
       : config(std::move(cfg)), forward(onnx_io::clone_model(fwd)), optimizer(config.optimizer), scaler(config.scaler) {
@@ -165,11 +172,42 @@ struct Trainer::Impl {
     eval_session = std::make_unique<runtime::Session>(eval_model, so);
   }
 
-  std::map<std::string, Tensor> feeds(const Tensor& x) const {
+  std::map<std::string, Tensor> feeds(const Tensor& x, const ir::Model& m) const {
     std::map<std::string, Tensor> f;
     f[input] = x;
     for (size_t i = 0; i < names.size(); ++i) f[names[i]] = params[i];
+    for (auto* v : m.graph->inputs)
+      if (v->name.rfind(kFp8ScalePrefix, 0) == 0) {
+        auto it = fp8_scales.find(v->name);
+        f[v->name] = Tensor::scalar<float>(it == fp8_scales.end() ? 1.0f : it->second);
+      }
     return f;
+  }
+
+  // Records this step's amaxes (graph outputs "fp8_amax:T") and sets the
+  // scales of the next step from the histories (Transformer Engine's rule).
+  void update_fp8(const std::map<std::string, Tensor>& outputs) {
+    std::vector<std::string> keys;
+    std::vector<float> amaxes;
+    for (auto& [name, t] : outputs)
+      if (name.rfind(kFp8AmaxPrefix, 0) == 0) {
+        keys.push_back(kFp8ScalePrefix + name.substr(std::string(kFp8AmaxPrefix).size()));
+        amaxes.push_back(t.data<float>()[0]);
+      }
+    if (keys.empty()) return;
+    if (config.comm) amaxes = allreduce_max(*config.comm, amaxes);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto& h = amax_history[keys[i]];
+      h.push_back(amaxes[i]);
+      while (static_cast<int64_t>(h.size()) > std::max<int64_t>(1, config.fp8_history)) h.pop_front();
+      const float amax = *std::max_element(h.begin(), h.end());
+      if (!(amax > 0) || !std::isfinite(amax)) continue;  // keep the previous scale
+      if (!fp8_max.count(keys[i])) {
+        const bool grad = keys[i].size() > 5 && keys[i].substr(keys[i].size() - 5) == ".grad";
+        fp8_max[keys[i]] = numerics::parse_format(grad ? "e5m2" : "e4m3fn").max_finite();
+      }
+      fp8_scales[keys[i]] = static_cast<float>(fp8_max[keys[i]] / amax / std::ldexp(1.0, config.fp8_margin));
+    }
   }
 };
 
@@ -198,7 +236,7 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
       x = part.features;
       y = part.labels;
     }
-    auto feeds = s.feeds(x);
+    auto feeds = s.feeds(x, *s.train_model);
     feeds[kLabels] = y;
     feeds[kLossScale] = Tensor::scalar<float>(s.scaling ? static_cast<float>(s.scaler.scale()) : 1.0f);
     auto outs = s.train_session->run(feeds);
@@ -207,8 +245,13 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
     loss = by_name.at(kLoss).get_double(0);
     s.last_correct = score(by_name.at(s.logits), y).second;
     for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
-  } else {
+    s.update_fp8(by_name);
+  } else {  // an empty slice (global batch smaller than the rank count) still joins the collectives
     for (auto& p : s.params) grads.push_back(Tensor::zeros(DType::Float32, p.dims()));
+    std::map<std::string, Tensor> no_amax;
+    for (auto* v : s.train_model->graph->outputs)
+      if (v->name.rfind(kFp8AmaxPrefix, 0) == 0) no_amax[v->name] = Tensor::scalar<float>(0.0f);
+    s.update_fp8(no_amax);
   }
   if (s.config.comm) {
     // Mean over the global batch = Σ over ranks of (share of the batch) × rank mean.
@@ -282,7 +325,7 @@ Evaluation Trainer::evaluate(const Dataset& data) {
     std::vector<int64_t> idx;
     for (int64_t i = lo; i < std::min(data.size(), lo + bs); ++i) idx.push_back(i);
     const Dataset batch = data.gather(idx);
-    auto outs = s.eval_session->run(s.feeds(batch.features));
+    auto outs = s.eval_session->run(s.feeds(batch.features, *s.eval_model));
     auto [l, c] = score(outs.at(0).tensor, batch.labels);
     loss += l;
     correct += c;

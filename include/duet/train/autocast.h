@@ -20,7 +20,16 @@ struct AutocastOptions {
   std::string format = "bf16";  // numerics format spec: bf16, fp16, tf32, e4m3fn, ...
   std::set<std::string> ops{"Conv", "ConvTranspose", "MatMul", "Gemm"};
   bool round_outputs = true;     // outputs in the format too (PyTorch: autocast ops return it)
+  // FP8 with per-tensor delayed scaling (Transformer Engine): inputs go
+  // through ScaledRoundToFormat with a scale graph input "fp8_scale:<tensor>"
+  // and an amax graph output "fp8_amax:<tensor>"; their gradients are cast to
+  // grad_format (e5m2) with scales "fp8_scale:<tensor>.grad" likewise.
+  bool scaled = false;
+  std::string grad_format = "e5m2";
 };
+
+constexpr const char* kFp8ScalePrefix = "fp8_scale:";
+constexpr const char* kFp8AmaxPrefix = "fp8_amax:";
 
 struct AutocastReport {
   int nodes = 0;     // matrix ops put in the low precision

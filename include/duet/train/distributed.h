@@ -33,6 +33,8 @@ Communicator* mpi_world();
 // Sums the weighted gradients of all ranks (weight: this rank's share of the
 // global batch), in rank order; bf16 rounds each rank's contribution first.
 void allreduce_gradients(Communicator& comm, std::vector<Tensor>& grads, double weight, bool bf16);
+// Elementwise max over ranks (FP8 amax histories stay identical on every rank).
+std::vector<float> allreduce_max(Communicator& comm, const std::vector<float>& v);
 // Σ over ranks of v (rank order).
 std::vector<double> allreduce_values(Communicator& comm, const std::vector<double>& v);
 

@@ -26,9 +26,14 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   double clip_norm = 0;          // > 0: clip the global gradient norm
-  // Mixed precision: "off", or a numerics format for the matrix ops (bf16,
-  // fp16, tf32, e4m3fn, ...; see train::autocast).
+  // Mixed precision: "off", "fp8" (scaled, below), or a numerics format for
+  // the matrix ops (bf16, fp16, tf32, e4m3fn unscaled, ...; see train::autocast).
   std::string amp = "off";
+  // amp "fp8": E4M3 forward / E5M2 gradients with per-tensor delayed scaling
+  // (Transformer Engine): scale = fp8_max / max(amax over the last
+  // fp8_history steps) / 2^fp8_margin, 1 until an amax is known.
+  int64_t fp8_history = 16;
+  int fp8_margin = 0;
   // TF32 for the matrix ops' inputs while everything else stays float32
   // (PyTorch's allow_tf32): used when amp is off.
   bool tf32 = false;

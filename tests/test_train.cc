@@ -8,6 +8,10 @@
 #include <fstream>
 
 #include "duet/io/tensor_file.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/passes/shape_inference.h"
+#include "duet/runtime/session.h"
+#include "duet/train/qat.h"
 #include "duet/train/autocast.h"
 #include "duet/train/data.h"
 #include "duet/train/models.h"
@@ -287,4 +291,63 @@ TEST(TrainCli, BadInputGivesOneClearError) {
   r = run_command(cli() + " train cnn --data " + (dir / "d.csv").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("cnn needs [C, H, W] samples"), std::string::npos) << r.output;
+}
+
+TEST(Qat, FakeQuantizeIsWhatTheExportedQdqModelComputes) {
+  // A small MLP with fake-quantized INT4 weights and UINT8 activations: the
+  // training graph's forward and the exported QuantizeLinear/DequantizeLinear
+  // model give the same outputs.
+  auto model = train::build_model("mlp:16", {12}, 3, 5);
+  train::QatOptions qo;
+  qo.weight_bits = 4;
+  auto fq = onnx_io::clone_model(*model);
+  passes::infer_shapes(*fq);
+  const auto tensors = train::insert_fake_quant(*fq, qo);
+  ASSERT_EQ(tensors.size(), 4u) << "two weights and two activations";
+  std::map<std::string, Tensor> feeds{{"input", Tensor::from_vector<float>(std::vector<float>(24, 0.3f), {2, 12})}};
+  for (int i = 0; i < 24; ++i) feeds["input"].data<float>()[i] = 0.1f * static_cast<float>(i % 7) - 0.2f;
+  std::map<std::string, Tensor> scales, zps;
+  for (auto& q : tensors) {
+    if (q.weight) {
+      scales[q.tensor] = train::weight_scales(fq->graph->initializers.at(q.tensor), q);
+      EXPECT_EQ(q.qmax, 7);
+    } else {
+      scales[q.tensor] = Tensor::scalar<float>(0.01f);
+      zps[q.tensor] = Tensor::scalar<int32_t>(20);
+    }
+    feeds[train::kQatScalePrefix + q.tensor] = scales[q.tensor];
+    if (!q.weight) feeds[train::kQatZeroPointPrefix + q.tensor] = zps[q.tensor];
+  }
+  std::shared_ptr<ir::Model> train_graph = onnx_io::clone_model(*fq);
+  const Tensor want = runtime::Session(train_graph).run(feeds).at(0).tensor;
+  train::export_qdq(*fq, scales, zps);
+  int qdq = 0;
+  for (auto& n : fq->graph->nodes) qdq += n->op_type == "QuantizeLinear";
+  EXPECT_EQ(qdq, 4);
+  EXPECT_EQ(fq->opset(""), 21) << "INT4 QuantizeLinear needs opset 21";
+  std::shared_ptr<ir::Model> exported = std::move(fq);
+  const Tensor got = runtime::Session(exported).run({{"input", feeds["input"]}}).at(0).tensor;
+  EXPECT_TRUE(got.same_bits(want));
+}
+
+TEST(Qat, Int4WeightsTrainWithinAPointOfFp32AndExportAsQdq) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
+  train::TrainConfig cfg;
+  cfg.qat = "int4";
+  train::Trainer t(*model, cfg);
+  train::EpochResult r;
+  for (int e = 0; e < 15; ++e) r = t.train_epoch(train_set, &test_set);
+  EXPECT_GE(r.test.accuracy, 0.9777 - 0.01) << "FP32 reaches 97.77% on this split";
+  // The exported QDQ model scores the same on the test set.
+  std::shared_ptr<ir::Model> qdq = t.trained_model();
+  runtime::Session s(qdq);
+  const Tensor logits = s.run({{"input", test_set.features}}).at(0).tensor;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < test_set.size(); ++i) {
+    const float* row = logits.data<float>() + i * 10;
+    correct += std::max_element(row, row + 10) - row == test_set.labels.data<int64_t>()[i];
+  }
+  EXPECT_NEAR(static_cast<double>(correct) / static_cast<double>(test_set.size()), r.test.accuracy, 1e-9);
 }

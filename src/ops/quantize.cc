@@ -521,9 +521,125 @@ Cost qlinear_matmul_cost(const CostContext& ctx) {
   return c;
 }
 
+
+// ---------------------------------------------------------------------------
+// FakeQuantize (com.duet, quantization-aware training): inputs X (float32),
+// scale (scalar, or one per slice along `axis`), optional zero_point (int32,
+// same count); attributes qmin, qmax, axis. Y = (clamp(round_even(X / scale) +
+// zp, qmin, qmax) - zp) * scale, what QuantizeLinear -> DequantizeLinear
+// computes. A scale of 0 means "not calibrated yet": Y = X (observer warm-up).
+// Optional outputs 1 and 2: min and max of X (for moving-average observers).
+//
+// FakeQuantizeGrad (com.duet): inputs dY, X, scale, zero_point; outputs dX
+// (straight-through estimator, zero where X quantized outside [qmin, qmax])
+// and optionally dScale (learned step size, LSQ: Esser et al. 2020, scaled by
+// grad_scale = 1 / sqrt(elements per scale * qmax)).
+
+struct FakeQuantSetup {
+  std::vector<float> scale;
+  std::vector<int32_t> zp;
+  int64_t qmin = 0, qmax = 0, axis = 0, inner = 1, channels = 1;
+  int64_t slice(int64_t i) const { return channels == 1 ? 0 : (i / inner) % channels; }
+};
+
+FakeQuantSetup fake_quant_setup(const KernelContext& ctx, const Tensor& x, size_t scale_index) {
+  FakeQuantSetup f;
+  f.qmin = ctx.node.attr_int("qmin", -128);
+  f.qmax = ctx.node.attr_int("qmax", 127);
+  if (f.qmin >= f.qmax) fail(ctx.node.label(), ": qmin ", f.qmin, " must be below qmax ", f.qmax);
+  if (x.dtype() != DType::Float32) unsupported(ctx.node.label(), ": FakeQuantize takes float32, got ", x.describe());
+  const Tensor& s = ctx.input(scale_index);
+  for (int64_t i = 0; i < s.numel(); ++i) f.scale.push_back(static_cast<float>(s.get_double(i)));
+  if (const Tensor* z = ctx.optional_input(scale_index + 1))
+    for (int64_t i = 0; i < z->numel(); ++i) f.zp.push_back(static_cast<int32_t>(z->get_int(i)));
+  if (f.zp.empty()) f.zp.assign(f.scale.size(), 0);
+  if (f.zp.size() != f.scale.size()) fail(ctx.node.label(), ": zero_point has ", f.zp.size(), " values, scale ", f.scale.size());
+  f.channels = static_cast<int64_t>(f.scale.size());
+  if (f.channels > 1) {
+    f.axis = normalize_axis(ctx.node.attr_int("axis", 0), static_cast<int64_t>(x.rank()), ctx.node);
+    if (x.dim(static_cast<int>(f.axis)) != f.channels)
+      fail(ctx.node.label(), ": ", f.channels, " scales for axis ", f.axis, " of ", x.describe());
+    for (size_t d = static_cast<size_t>(f.axis) + 1; d < x.rank(); ++d) f.inner *= x.dims()[d];
+  }
+  return f;
+}
+
+void fake_quantize_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const FakeQuantSetup f = fake_quant_setup(ctx, x, 1);
+  Tensor& y = ctx.allocate_output(0, DType::Float32, x.dims());
+  const float* src = x.data<float>();
+  float* dst = y.data<float>();
+  float lo = INFINITY, hi = -INFINITY;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int64_t c = f.slice(i);
+    const float v = src[i], s = f.scale[c];
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    if (s == 0) {
+      dst[i] = v;
+      continue;
+    }
+    const float q = std::clamp(std::nearbyint(v / s) + static_cast<float>(f.zp[c]), static_cast<float>(f.qmin),
+                               static_cast<float>(f.qmax));
+    dst[i] = (q - static_cast<float>(f.zp[c])) * s;
+  }
+  if (x.numel() == 0) lo = hi = 0;
+  if (ctx.num_outputs() > 1 && ctx.output_requested(1)) ctx.allocate_output(1, DType::Float32, {}).data<float>()[0] = lo;
+  if (ctx.num_outputs() > 2 && ctx.output_requested(2)) ctx.allocate_output(2, DType::Float32, {}).data<float>()[0] = hi;
+}
+
+void fake_quantize_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.input(0);
+  const Tensor& x = ctx.input(1);
+  if (dy.dims() != x.dims() || dy.dtype() != x.dtype())
+    fail(ctx.node.label(), ": gradient ", dy.describe(), " does not match the input ", x.describe());
+  const FakeQuantSetup f = fake_quant_setup(ctx, x, 2);
+  const float* g = dy.data<float>();
+  const float* src = x.data<float>();
+  float* dx = ctx.num_outputs() > 0 && ctx.output_requested(0) ? ctx.allocate_output(0, DType::Float32, x.dims()).data<float>() : nullptr;
+  std::vector<double> ds(f.scale.size(), 0.0);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int64_t c = f.slice(i);
+    const float s = f.scale[c];
+    if (s == 0) {
+      if (dx) dx[i] = g[i];
+      continue;
+    }
+    const float r = std::nearbyint(src[i] / s) + static_cast<float>(f.zp[c]);
+    const bool inside = r >= static_cast<float>(f.qmin) && r <= static_cast<float>(f.qmax);
+    if (dx) dx[i] = inside ? g[i] : 0.0f;
+    const double q = std::clamp<double>(r, static_cast<double>(f.qmin), static_cast<double>(f.qmax)) - f.zp[c];
+    ds[c] += static_cast<double>(g[i]) * (inside ? q - static_cast<double>(src[i]) / s : q);
+  }
+  if (ctx.num_outputs() > 1 && ctx.output_requested(1)) {
+    const Tensor& st = ctx.input(2);
+    Tensor& out = ctx.allocate_output(1, DType::Float32, st.dims());
+    const double per = static_cast<double>(x.numel()) / static_cast<double>(f.scale.size());
+    const double grad_scale = 1.0 / std::sqrt(per * static_cast<double>(f.qmax));
+    for (size_t c = 0; c < ds.size(); ++c) out.data<float>()[c] = static_cast<float>(ds[c] * grad_scale);
+  }
+}
+
+std::vector<ir::ValueType> infer_fake_quantize(InferContext& ctx) {
+  std::vector<ir::ValueType> out{ctx.inputs.at(0)};
+  for (size_t i = 1; i < ctx.num_outputs; ++i) out.push_back(tensor_type(DType::Float32, Shape(std::vector<Dim>{})));
+  return out;
+}
+
+std::vector<ir::ValueType> infer_fake_quantize_grad(InferContext& ctx) {
+  std::vector<ir::ValueType> out{ctx.inputs.at(1)};
+  if (ctx.num_outputs > 1) out.push_back(ctx.inputs.at(2));
+  return out;
+}
+
 }  // namespace
 
 void register_quantize(Registry& r) {
+  r.add({.domain = "com.duet", .name = "FakeQuantize", .kernel = fake_quantize_kernel, .infer = infer_fake_quantize,
+         .cost = cost_per_output_element(4)});
+  r.add({.domain = "com.duet", .name = "FakeQuantizeGrad", .kernel = fake_quantize_grad_kernel,
+         .infer = infer_fake_quantize_grad, .cost = cost_per_output_element(4)});
   r.add({.name = "QuantizeLinear", .kernel = quantize_linear_kernel, .infer = quantize_linear_infer,
          .cost = cost_per_output_element(3)});
   r.add({.name = "DequantizeLinear", .kernel = dequantize_linear_kernel, .infer = dequantize_linear_infer,

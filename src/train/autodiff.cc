@@ -252,6 +252,17 @@ std::map<std::string, Rule> build_rules() {
     g[0] = outs[0];
     return g;
   };
+  // Quantization-aware training: straight-through estimator for X, learned
+  // step size (LSQ) for a trainable scale.
+  r["com.duet:FakeQuantize"] = [](GradContext& c) {
+    std::vector<Value*> in{c.dy[0], c.in(0), c.in(1)};
+    if (c.node.num_inputs() > 2 && c.node.has_input(2)) in.push_back(c.in(2));
+    auto d = c.b.ops("FakeQuantizeGrad", in, {c.need[0], c.need[1]}, c.forward_attrs(), "com.duet");
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = d[0];
+    g[1] = d[1];
+    return g;
+  };
   r["Where"] = [](GradContext& c) {
     Value* zero = c.b.scalar(0, c.out(0)->type.dtype);
     Value* da = c.need[1] ? unbroadcast(c, c.b.op("Where", {c.in(0), c.dy[0], zero}), c.in(1), c.out(0)) : nullptr;

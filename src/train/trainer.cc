@@ -61,7 +61,10 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
     std::erase(g.initializer_order, name);
     g.inputs.push_back(v);
   }
-  g.outputs.resize(1);
+  // The logits, and QAT's observer outputs (batch min/max of fake-quantized activations).
+  std::erase_if(g.outputs, [&](ir::Value* v) {
+    return v != g.outputs[0] && v->name.rfind(kQatMinPrefix, 0) != 0 && v->name.rfind(kQatMaxPrefix, 0) != 0;
+  });
   for (ir::Value* v : {g.inputs[0], g.outputs[0]})
     if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("N");
   if (config.amp != "off" || config.tf32) {
@@ -118,6 +121,9 @@ struct Trainer::Impl {
   std::map<std::string, std::deque<float>> amax_history;
   std::map<std::string, float> fp8_scales;
   std::map<std::string, double> fp8_max;  // per scale input: the format's largest finite value
+  // QAT: the fake-quantized tensors and the activations' moving-average ranges.
+  std::vector<QatTensor> qat;
+  std::map<std::string, std::pair<float, float>> act_range;
 
   Impl(const ir::Model& fwd, TrainConfig cfg)
       : config(std::move(cfg)), forward(onnx_io::clone_model(fwd)), optimizer(config.optimizer), scaler(config.scaler) {
@@ -134,6 +140,15 @@ struct Trainer::Impl {
     std::erase_if(g.inputs, [&](ir::Value* v) { return g.initializers.count(v->name) > 0; });
     input = data_inputs[0]->name;
     logits = g.outputs[0]->name;
+    if (config.qat != "off") {
+      if (config.qat != "int8" && config.qat != "int4") fail("train: --qat must be off, int8 or int4, got '", config.qat, "'");
+      QatOptions qo = config.qat_options;
+      qo.weight_bits = config.qat == "int4" ? 4 : 8;
+      qo.activations = config.qat_activations.value_or(config.qat == "int8");
+      if (forward->opset("") < 13) passes::upgrade_opset(*forward, 13);
+      passes::infer_shapes(*forward);
+      qat = insert_fake_quant(*forward, qo);
+    }
     names = trainable_initializers(g, config.frozen);
     if (names.empty()) fail("train: the model has no trainable float32 initializers");
     for (auto& n : names) params.push_back(g.initializers.at(n).clone());
@@ -181,7 +196,66 @@ struct Trainer::Impl {
         auto it = fp8_scales.find(v->name);
         f[v->name] = Tensor::scalar<float>(it == fp8_scales.end() ? 1.0f : it->second);
       }
+    for (auto& [name, t] : qat_feeds()) f[name] = t;
     return f;
+  }
+
+  // QAT scale / zero-point inputs: weight scales from the current weights,
+  // activation ones from the moving-average ranges (scale 0 = pass-through
+  // until the first batch has been observed).
+  std::map<std::string, Tensor> qat_feeds() const {
+    std::map<std::string, Tensor> f;
+    for (const QatTensor& q : qat) {
+      const std::string sname = kQatScalePrefix + q.tensor;
+      if (q.weight) {
+        if (config.qat_options.lsq) continue;  // a trainable parameter, fed with the others
+        const size_t i = std::find(names.begin(), names.end(), q.tensor) - names.begin();
+        if (i == names.size()) fail("QAT: weight '", q.tensor, "' is not trainable");
+        f[sname] = weight_scales(params[i], q);
+      } else {
+        auto [scale, zp] = activation_qparams(q);
+        f[sname] = Tensor::scalar<float>(scale);
+        f[kQatZeroPointPrefix + q.tensor] = Tensor::scalar<int32_t>(zp);
+      }
+    }
+    return f;
+  }
+
+  // PyTorch's affine UINT8 parameters from a range that is widened to hold 0.
+  std::pair<float, int32_t> activation_qparams(const QatTensor& q) const {
+    auto it = act_range.find(q.tensor);
+    if (it == act_range.end()) return {0.0f, 0};
+    const float lo = std::min(it->second.first, 0.0f), hi = std::max(it->second.second, 0.0f);
+    const float scale = std::max((hi - lo) / static_cast<float>(q.qmax - q.qmin), 1.1920929e-07f);
+    const int32_t zp = static_cast<int32_t>(std::clamp<float>(static_cast<float>(q.qmin) - std::nearbyint(lo / scale),
+                                                              static_cast<float>(q.qmin), static_cast<float>(q.qmax)));
+    return {scale, zp};
+  }
+
+  // Moving-average min/max observers (PyTorch's averaging constant 0.01; the
+  // first batch sets the range), max/min over ranks under MPI.
+  void observe_activations(const std::map<std::string, Tensor>& outputs) {
+    std::vector<std::string> keys;
+    std::vector<float> v;  // -min, max per tensor
+    for (const QatTensor& q : qat) {
+      if (q.weight) continue;
+      auto lo = outputs.find(kQatMinPrefix + q.tensor), hi = outputs.find(kQatMaxPrefix + q.tensor);
+      keys.push_back(q.tensor);
+      v.push_back(lo == outputs.end() ? -INFINITY : -lo->second.data<float>()[0]);
+      v.push_back(hi == outputs.end() ? -INFINITY : hi->second.data<float>()[0]);
+    }
+    if (keys.empty()) return;
+    if (config.comm) v = allreduce_max(*config.comm, v);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const float lo = -v[2 * i], hi = v[2 * i + 1];
+      if (!std::isfinite(lo) || !std::isfinite(hi)) continue;
+      auto it = act_range.find(keys[i]);
+      if (it == act_range.end()) act_range[keys[i]] = {lo, hi};
+      else {
+        it->second.first += 0.01f * (lo - it->second.first);
+        it->second.second += 0.01f * (hi - it->second.second);
+      }
+    }
   }
 
   // Records this step's amaxes (graph outputs "fp8_amax:T") and sets the
@@ -246,12 +320,14 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
     s.last_correct = score(by_name.at(s.logits), y).second;
     for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
     s.update_fp8(by_name);
+    s.observe_activations(by_name);
   } else {  // an empty slice (global batch smaller than the rank count) still joins the collectives
     for (auto& p : s.params) grads.push_back(Tensor::zeros(DType::Float32, p.dims()));
     std::map<std::string, Tensor> no_amax;
     for (auto* v : s.train_model->graph->outputs)
       if (v->name.rfind(kFp8AmaxPrefix, 0) == 0) no_amax[v->name] = Tensor::scalar<float>(0.0f);
     s.update_fp8(no_amax);
+    s.observe_activations({});
   }
   if (s.config.comm) {
     // Mean over the global batch = Σ over ranks of (share of the batch) × rank mean.
@@ -337,8 +413,25 @@ Evaluation Trainer::evaluate(const Dataset& data) {
 }
 
 std::unique_ptr<ir::Model> Trainer::trained_model() const {
-  auto m = onnx_io::clone_model(*impl_->forward);
-  for (size_t i = 0; i < impl_->names.size(); ++i) m->graph->initializers[impl_->names[i]] = impl_->params[i].clone();
+  const Impl& s = *impl_;
+  auto m = onnx_io::clone_model(*s.forward);
+  for (size_t i = 0; i < s.names.size(); ++i) m->graph->initializers[s.names[i]] = s.params[i].clone();
+  if (s.qat.empty()) return m;
+  std::map<std::string, Tensor> scales, zero_points;
+  const auto feeds = s.qat_feeds();
+  for (const QatTensor& q : s.qat) {
+    const std::string sname = kQatScalePrefix + q.tensor;
+    if (q.weight && s.config.qat_options.lsq) {
+      const size_t i = std::find(s.names.begin(), s.names.end(), sname) - s.names.begin();
+      scales[q.tensor] = s.params.at(i).clone();
+    } else {
+      scales[q.tensor] = feeds.at(sname);
+      if (!q.weight) zero_points[q.tensor] = feeds.at(kQatZeroPointPrefix + q.tensor);
+    }
+    if (!q.weight && scales[q.tensor].data<float>()[0] == 0)
+      fail("QAT export: activation '", q.tensor, "' was never observed (train at least one step)");
+  }
+  export_qdq(*m, scales, zero_points);
   return m;
 }
 

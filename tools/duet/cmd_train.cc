@@ -59,7 +59,8 @@ Runner add_train(CLI::App& app) {
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
-    std::string allreduce = "fp32";
+    std::string allreduce = "fp32", qat = "off";
+    bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
     uint64_t seed = 0;
     int threads = 2;
     bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false, progress = false;
@@ -95,6 +96,12 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--init-scale", o->init_scale, "Loss scaler's initial scale (PyTorch: 65536)");
   cmd->add_option("--growth-interval", o->growth_interval, "Finite steps before the scale doubles (PyTorch: 2000)");
   cmd->add_option("--min-scale", o->min_scale, "Floor for the loss scale (0: none)");
+  cmd->add_option("--qat", o->qat, "Quantization-aware training: off, int8 (INT8 weights + UINT8 activations) or int4 "
+                  "(INT4 weights); -o writes a QDQ model")->check(CLI::IsMember({"off", "int8", "int4"}));
+  cmd->add_flag("--qat-per-tensor", o->qat_per_tensor, "QAT: one weight scale per tensor (default: per output channel)");
+  cmd->add_flag("--lsq", o->lsq, "QAT: learned weight step sizes (LSQ) instead of max|w| / qmax");
+  cmd->add_flag("--qat-activations", o->qat_activations, "QAT int4: also fake-quantize activations (UINT8)");
+  cmd->add_flag("--qat-weights-only", o->qat_weights_only, "QAT int8: leave activations in float");
   cmd->add_option("--weight-format", o->weight_format, "Store weights in this format after each update (e.g. bf16): no FP32 master copy");
   cmd->add_flag("--stochastic-rounding", o->stochastic_rounding, "Round weight updates stochastically (with --weight-format, default bf16)");
   cmd->add_option("--freeze", o->freeze, "Initializers to keep constant");
@@ -156,6 +163,11 @@ Runner add_train(CLI::App& app) {
     cfg.backend = o->backend;
     cfg.frozen = o->freeze;
     cfg.max_steps = o->max_steps;
+    cfg.qat = o->qat;
+    cfg.qat_options.per_channel = !o->qat_per_tensor;
+    cfg.qat_options.lsq = o->lsq;
+    if (o->qat_activations) cfg.qat_activations = true;
+    if (o->qat_weights_only) cfg.qat_activations = false;
     cfg.comm = train::mpi_world();
     cfg.bf16_allreduce = o->allreduce == "bf16";
     const bool root = !cfg.comm || cfg.comm->rank() == 0;  // rank 0 prints and writes
@@ -167,7 +179,7 @@ Runner add_train(CLI::App& app) {
     if (!o->json && root)
       std::cout << "training " << o->model << ": " << trainer.parameter_names().size() << " parameter tensors, "
                 << data.size() << " training / " << test.size() << " test samples, amp " << cfg.amp
-                << (cfg.tf32 ? " +tf32" : "") << " (" << trainer.autocast_nodes() << " matrix ops low precision)"
+                << (cfg.tf32 ? " +tf32" : "") << (cfg.qat != "off" ? ", QAT " + cfg.qat : std::string()) << " (" << trainer.autocast_nodes() << " matrix ops low precision)"
                 << ", backend " << cfg.backend
                 << (cfg.comm ? ", data parallel over " + std::to_string(cfg.comm->size()) + " MPI ranks" : std::string())
                 << "\n";
@@ -209,6 +221,7 @@ Runner add_train(CLI::App& app) {
       nlohmann::json out = {{"model", o->model},
                             {"amp", cfg.amp},
                             {"tf32", cfg.tf32},
+                            {"qat", cfg.qat},
                             {"optimizer", cfg.optimizer.kind},
                             {"lr", cfg.optimizer.lr},
                             {"batch", cfg.batch},

@@ -17,6 +17,7 @@
 #include "duet/train/data.h"
 #include "duet/train/distributed.h"
 #include "duet/train/optimizer.h"
+#include "duet/train/qat.h"
 
 namespace duet::train {
 
@@ -44,6 +45,11 @@ struct TrainConfig {
   int threads = 2;
   std::string backend = "reference";
   std::vector<std::string> frozen;  // initializers kept constant
+  // Quantization-aware training: "off", "int8" (INT8 weights and UINT8
+  // activations) or "int4" (INT4 weights; activations only with qat_activations).
+  std::string qat = "off";
+  QatOptions qat_options;        // per_channel, lsq; bits and activations follow `qat`
+  std::optional<bool> qat_activations;
   int64_t max_steps = 0;         // > 0: stop an epoch once this many steps were taken in all
   // Data parallel: each rank trains on its slice of every global batch and the
   // gradients are summed across ranks (train/distributed.h); null: one process.
@@ -82,7 +88,8 @@ class Trainer {
   EpochResult train_epoch(const Dataset& train, const Dataset* test,
                           const std::function<void(int64_t done, int64_t total)>& progress = {});
   Evaluation evaluate(const Dataset& data);
-  // The forward graph with the current weights as initializers (float32).
+  // The forward graph with the current weights as initializers (float32);
+  // with QAT, the QDQ model (QuantizeLinear -> DequantizeLinear, final scales).
   std::unique_ptr<ir::Model> trained_model() const;
 
   const std::vector<std::string>& parameter_names() const;

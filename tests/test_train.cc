@@ -14,6 +14,7 @@
 #include "duet/train/qat.h"
 #include "duet/train/autocast.h"
 #include "duet/train/data.h"
+#include "duet/train/graph_builder.h"
 #include "duet/train/models.h"
 #include "duet/train/optimizer.h"
 #include "duet/train/trainer.h"
@@ -344,6 +345,42 @@ TEST(Qat, Int4WeightsTrainWithinAPointOfFp32AndExportAsQdq) {
   std::shared_ptr<ir::Model> qdq = t.trained_model();
   runtime::Session s(qdq);
   const Tensor logits = s.run({{"input", test_set.features}}).at(0).tensor;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < test_set.size(); ++i) {
+    const float* row = logits.data<float>() + i * 10;
+    correct += std::max_element(row, row + 10) - row == test_set.labels.data<int64_t>()[i];
+  }
+  EXPECT_NEAR(static_cast<double>(correct) / static_cast<double>(test_set.size()), r.test.accuracy, 1e-9);
+}
+
+TEST(Trainer, BatchNormalizationTrainsOnBatchStatisticsAndExportsRunningOnes) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  train::GraphBuilder b(13, 1);  // an opset-13 model: the trainer raises it to 14 for training_mode
+  ir::Value* x = b.input("input", DType::Float32, {-1, 1, 8, 8});
+  ir::Value* y = b.node("Relu", {b.batch_norm(b.conv2d(x, 1, 16, 3, 1), 16)});
+  y = b.node("Flatten", {b.max_pool2d(y, 2)}, {train::attr_int("axis", 1)});
+  b.output(b.linear(y, 256, 10), "logits");
+  auto model = b.finish();
+  train::TrainConfig cfg;
+  train::Trainer t(*model, cfg);
+  EXPECT_EQ(t.parameter_names().size(), 6u) << "conv, bn scale/bias, fc: running statistics are not parameters";
+  train::EpochResult r;
+  for (int e = 0; e < 3; ++e) r = t.train_epoch(train_set, &test_set);
+  EXPECT_GT(r.test.accuracy, 0.9) << "evaluated with the running statistics";
+  auto trained = t.trained_model();
+  std::string bn;
+  for (auto& [name, _] : trained->graph->initializers)
+    if (name.find(".running_mean") != std::string::npos) bn = name.substr(0, name.find(".running_mean"));
+  ASSERT_FALSE(bn.empty());
+  const Tensor& mean = trained->graph->initializers.at(bn + ".running_mean");
+  const Tensor& var = trained->graph->initializers.at(bn + ".running_var");
+  double moved = 0;
+  for (int64_t c = 0; c < 16; ++c) moved += std::fabs(mean.data<float>()[c]) + std::fabs(var.data<float>()[c] - 1);
+  EXPECT_GT(moved, 0.1) << "the running statistics were updated and exported";
+  // The exported model (inference-mode BatchNormalization) gives the trainer's test accuracy.
+  std::shared_ptr<ir::Model> exported = std::move(trained);
+  const Tensor logits = runtime::Session(exported).run({{"input", test_set.features}}).at(0).tensor;
   int64_t correct = 0;
   for (int64_t i = 0; i < test_set.size(); ++i) {
     const float* row = logits.data<float>() + i * 10;

@@ -310,52 +310,45 @@ void conv_kernel(KernelContext& ctx) {
 // samples and pixels), dX = col2im(W^T · dY) per sample, dB sums dY. Samples
 // are taken in chunks so that the column buffers stay below ~32 MB.
 
-// col[row * ld + p] = the input tap of row (c, kd, kh, kw) for output pixel p (0 in the padding).
-template <typename T>
-void im2col_rows(const Geometry3& g, const T* x, int64_t channels, T* col, int64_t ld) {
-  const int64_t P = g.out_size();
-  int64_t row = 0;
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t kd = 0; kd < g.kernel[0]; ++kd)
-      for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
-        for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++row) {
-          T* dst = col + row * ld;
-          const T* xc = x + c * g.in_size();
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+// Calls fn(p, k, offset) for output pixel p and tap k = (c, kd, kh, kw) of
+// `channels` input channels, where offset indexes the input plane block (-1:
+// the tap falls in the padding). Pixels outer, taps inner: the im2row order.
+template <typename Fn>
+void for_each_tap_of_pixels(const Geometry3& g, int64_t channels, Fn&& fn) {
+  int64_t p = 0;
+  for (int64_t od = 0; od < g.out[0]; ++od)
+    for (int64_t oh = 0; oh < g.out[1]; ++oh)
+      for (int64_t ow = 0; ow < g.out[2]; ++ow, ++p) {
+        int64_t k = 0;
+        for (int64_t c = 0; c < channels; ++c)
+          for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
             const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
-            const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
-            const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dilation[2];
-            const bool inside = static_cast<uint64_t>(id) < static_cast<uint64_t>(g.in[0]) &&
-                                static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in[1]) &&
-                                static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in[2]);
-            dst[p] = inside ? xc[(id * g.in[1] + ih) * g.in[2] + iw] : T(0);
+            const bool d_in = static_cast<uint64_t>(id) < static_cast<uint64_t>(g.in[0]);
+            for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+              const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+              const bool h_in = d_in && static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in[1]);
+              const int64_t row = c * g.in_size() + (id * g.in[1] + ih) * g.in[2];
+              for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dilation[2];
+                fn(p, k, h_in && static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in[2]) ? row + iw : int64_t{-1});
+              }
+            }
           }
-        }
+      }
 }
 
-// The adjoint of im2col_rows: dx[tap] += col[row * P + p] for every in-bounds tap.
+// rows[p * K + k] = the input value of tap k for output pixel p (0 in the padding).
 template <typename T>
-void col2im_add(const Geometry3& g, const T* col, int64_t channels, T* dx) {
-  const int64_t P = g.out_size();
-  int64_t row = 0;
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t kd = 0; kd < g.kernel[0]; ++kd)
-      for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
-        for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++row) {
-          const T* src = col + row * P;
-          T* dc = dx + c * g.in_size();
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-            const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
-            const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
-            const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dilation[2];
-            if (static_cast<uint64_t>(id) < static_cast<uint64_t>(g.in[0]) &&
-                static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in[1]) &&
-                static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in[2]))
-              dc[(id * g.in[1] + ih) * g.in[2] + iw] += src[p];
-          }
-        }
+void im2row(const Geometry3& g, const T* x, int64_t channels, T* rows) {
+  const int64_t K = channels * g.kernel_size();
+  for_each_tap_of_pixels(g, channels, [&](int64_t p, int64_t k, int64_t off) { rows[p * K + k] = off >= 0 ? x[off] : T(0); });
+}
+
+// The adjoint of im2row: dx[tap] += rows[p * K + k] for every in-bounds tap.
+template <typename T>
+void row2im_add(const Geometry3& g, const T* rows, int64_t channels, T* dx) {
+  const int64_t K = channels * g.kernel_size();
+  for_each_tap_of_pixels(g, channels, [&](int64_t p, int64_t k, int64_t off) { if (off >= 0) dx[off] += rows[p * K + k]; });
 }
 
 template <typename T>
@@ -375,8 +368,9 @@ void conv_grad_core(const KernelContext& ctx, const ConvSetup& s, const T* x, co
   }
   if (!dx && !dw) return;
   const int64_t per_sample = std::max<int64_t>(1, K * P);
-  const int64_t chunk = std::clamp<int64_t>((int64_t{32} << 20) / static_cast<int64_t>(sizeof(T)) / per_sample, 1, std::max<int64_t>(N, 1));
-  std::vector<T> col(static_cast<size_t>(chunk * K * P)), dyt, part;
+  const int64_t chunk = std::clamp<int64_t>((int64_t{32} << 20) / static_cast<int64_t>(sizeof(T)) / per_sample, 1,
+                                            std::max<int64_t>(N, 1));
+  std::vector<T> rows(static_cast<size_t>(chunk * P * K)), dyt, part;
   if (dw) {
     dyt.resize(static_cast<size_t>(M * chunk * P));
     part.resize(static_cast<size_t>(M * K));
@@ -388,24 +382,24 @@ void conv_grad_core(const KernelContext& ctx, const ConvSetup& s, const T* x, co
     for (int64_t gi = 0; gi < s.group; ++gi) {
       const T* dy_g = dy + (n0 * s.Cout + gi * M) * P;  // (n, m, p) at n * Cout * P + m * P + p
       if (dw) {
-        // col as [K][nc * P] and dY as [M][nc * P]: one GEMM sums over samples and pixels.
+        // dW_g [M x K] = dY as [M][nc * P] times im2row(X) as [nc * P][K]: one GEMM over samples and pixels.
         ctx.parallel_for(nc, [&](int64_t begin, int64_t end) {
           for (int64_t n = begin; n < end; ++n) {
-            im2col_rows<T>(g, x + ((n0 + n) * s.Cin + gi * s.cin_g()) * g.in_size(), s.cin_g(), col.data() + n * P, NP);
+            im2row<T>(g, x + ((n0 + n) * s.Cin + gi * s.cin_g()) * g.in_size(), s.cin_g(), rows.data() + n * P * K);
             for (int64_t m = 0; m < M; ++m)
               std::copy_n(dy_g + (n * s.Cout + m) * P, P, dyt.data() + m * NP + n * P);
           }
         });
-        strided_gemm<T>(ctx, 1, M, K, NP, {dyt.data(), 0, NP, 1}, {col.data(), 0, 1, NP}, part.data());
+        strided_gemm<T>(ctx, 1, M, K, NP, {dyt.data(), 0, NP, 1}, {rows.data(), 0, K, 1}, part.data());
         T* dw_g = dw + gi * M * K;
         for (int64_t i = 0; i < M * K; ++i) dw_g[i] += part[i];
       }
       if (dx) {
-        // dcol[n] = W_g^T (K x M) · dY[n, g] (M x P), then scattered back into dX.
-        strided_gemm<T>(ctx, nc, K, P, M, {w + gi * M * K, 0, 1, K}, {dy_g, s.Cout * P, P, 1}, col.data());
+        // Per sample: rows [P x K] = dY[n, g]^T (P x M) · W_g (M x K), scattered back into dX.
+        strided_gemm<T>(ctx, nc, P, K, M, {dy_g, s.Cout * P, 1, P}, {w + gi * M * K, 0, K, 1}, rows.data());
         ctx.parallel_for(nc, [&](int64_t begin, int64_t end) {
           for (int64_t n = begin; n < end; ++n)
-            col2im_add<T>(g, col.data() + n * K * P, s.cin_g(), dx + ((n0 + n) * s.Cin + gi * s.cin_g()) * g.in_size());
+            row2im_add<T>(g, rows.data() + n * P * K, s.cin_g(), dx + ((n0 + n) * s.Cin + gi * s.cin_g()) * g.in_size());
         });
       }
     }

@@ -106,6 +106,13 @@ ir::Value* GraphBuilder::max_pool2d(ir::Value* x, int64_t k) {
   return node("MaxPool", {x}, {attr_ints("kernel_shape", {k, k}), attr_ints("strides", {k, k})});
 }
 
+ir::Value* GraphBuilder::batch_norm(ir::Value* x, int64_t channels) {
+  const std::string id = fresh("bn");
+  auto filled = [&](float v) { return Tensor::from_vector<float>(std::vector<float>(static_cast<size_t>(channels), v), {channels}); };
+  return node("BatchNormalization", {x, initializer(id + ".weight", filled(1)), initializer(id + ".bias", filled(0)),
+                                     initializer(id + ".running_mean", filled(0)), initializer(id + ".running_var", filled(1))});
+}
+
 std::unique_ptr<ir::Model> GraphBuilder::finish() {
   ir::verify(*model_->graph);
   return std::move(model_);

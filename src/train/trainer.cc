@@ -18,6 +18,7 @@
 #include "duet/passes/upgrade_opset.h"
 #include "duet/train/autocast.h"
 #include "duet/train/autodiff.h"
+#include "passes/graph_util.h"
 
 namespace duet::train {
 
@@ -29,6 +30,19 @@ constexpr const char* kLoss = "loss";
 
 // Float32 initializers the optimizer updates: every one read by a node,
 // except BatchNormalization's running statistics and the frozen ones.
+// BatchNormalization's running mean and variance (inputs 3 and 4): state the
+// trainer carries from step to step, not parameters.
+std::vector<std::string> running_statistics(const ir::Graph& g) {
+  std::vector<std::string> names;
+  for (auto& n : g.nodes)
+    if (n->op_type == "BatchNormalization")
+      for (size_t i = 3; i < 5 && i < n->inputs.size(); ++i)
+        if (n->inputs[i] && g.initializers.count(n->inputs[i]->name) &&
+            std::find(names.begin(), names.end(), n->inputs[i]->name) == names.end())
+          names.push_back(n->inputs[i]->name);
+  return names;
+}
+
 std::vector<std::string> trainable_initializers(const ir::Graph& g, const std::vector<std::string>& frozen) {
   std::unordered_set<std::string> excluded(frozen.begin(), frozen.end()), read;
   for (auto& n : g.nodes)
@@ -51,20 +65,43 @@ std::vector<std::string> trainable_initializers(const ir::Graph& g, const std::v
 // The forward graph with the parameters as inputs, batch dimension symbolic,
 // the logits as the only output, in opset >= 13, autocast when asked.
 std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forward, const std::vector<std::string>& params,
+                                                         const std::vector<std::string>& state, bool training,
                                                          const TrainConfig& config, int* autocast_nodes) {
   auto m = onnx_io::clone_model(forward);
-  if (m->opset("") < 13) passes::upgrade_opset(*m, 13);
+  bool has_bn = false;
+  for (auto& n : m->graph->nodes) has_bn = has_bn || n->op_type == "BatchNormalization";
+  // training_mode (BatchNormalization with batch statistics) is opset 14's.
+  if (m->opset("") < (has_bn ? 14 : 13)) passes::upgrade_opset(*m, has_bn ? 14 : 13);
   ir::Graph& g = *m->graph;
-  for (auto& name : params) {
+  std::vector<std::string> inputs = params;
+  inputs.insert(inputs.end(), state.begin(), state.end());
+  for (auto& name : inputs) {
     ir::Value* v = g.find_value(name);
     g.initializers.erase(name);
     std::erase(g.initializer_order, name);
     g.inputs.push_back(v);
   }
+  // Training: BatchNormalization uses batch statistics and outputs the updated
+  // running statistics as "<running stat>.next" (the trainer carries them).
+  if (training)
+    for (auto& n : g.nodes) {
+      if (n->op_type != "BatchNormalization" || !(n->domain.empty() || n->domain == "ai.onnx")) continue;
+      passes::graph_util::set_attr(*n, "training_mode", int64_t{1});
+      n->outputs.resize(3, nullptr);
+      for (size_t k = 1; k < 3; ++k) {
+        ir::Value* next = g.value(n->inputs.at(2 + k)->name + ".next");
+        next->type = n->inputs[2 + k]->type;
+        n->outputs[k] = next;
+        next->producer = n.get();
+        next->producer_output = static_cast<int>(k);
+      }
+    }
   // The logits, and QAT's observer outputs (batch min/max of fake-quantized activations).
   std::erase_if(g.outputs, [&](ir::Value* v) {
     return v != g.outputs[0] && v->name.rfind(kQatMinPrefix, 0) != 0 && v->name.rfind(kQatMaxPrefix, 0) != 0;
   });
+  if (training)
+    for (auto& name : state) g.outputs.push_back(g.find_value(name + ".next"));
   for (ir::Value* v : {g.inputs[0], g.outputs[0]})
     if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("N");
   if (config.amp != "off" || config.tf32) {
@@ -108,6 +145,8 @@ struct Trainer::Impl {
   std::string input, logits;
   std::vector<std::string> names, grad_outputs;
   std::vector<Tensor> params;
+  std::vector<std::string> state_names;  // BatchNormalization running statistics
+  std::vector<Tensor> state;
   std::shared_ptr<ir::Model> train_model, eval_model;
   std::unique_ptr<runtime::Session> train_session, eval_session;
   Optimizer optimizer;
@@ -152,12 +191,14 @@ struct Trainer::Impl {
     names = trainable_initializers(g, config.frozen);
     if (names.empty()) fail("train: the model has no trainable float32 initializers");
     for (auto& n : names) params.push_back(g.initializers.at(n).clone());
+    state_names = running_statistics(g);
+    for (auto& n : state_names) state.push_back(g.initializers.at(n).clone());
     if (config.comm)  // every rank starts from rank 0's weights
       for (auto& p : params) config.comm->broadcast(p.data<float>(), static_cast<size_t>(p.numel()), 0);
     scaling = config.loss_scaling.value_or(config.amp == "fp16" || config.amp == "float16" || config.amp == "half");
 
     // Training graph: forward + loss + backward.
-    auto tm = forward_with_parameter_inputs(*forward, names, config, &autocast_nodes);
+    auto tm = forward_with_parameter_inputs(*forward, names, state_names, true, config, &autocast_nodes);
     ir::Graph& tg = *tm->graph;
     ir::Value* labels = tg.value(kLabels);
     labels->type.dtype = DType::Int64;
@@ -176,11 +217,12 @@ struct Trainer::Impl {
     const auto grads = add_gradients(*tm, req);
     for (auto& n : names) grad_outputs.push_back(grads.at(n));
     train_model = std::move(tm);
-    eval_model = forward_with_parameter_inputs(*forward, names, config, nullptr);
+    eval_model = forward_with_parameter_inputs(*forward, names, state_names, false, config, nullptr);
 
     runtime::SessionOptions so;
     so.threads = config.threads;
     so.backend = config.backend;
+    so.profile = config.profile;
     runtime::prepare_model(*train_model, so);
     runtime::prepare_model(*eval_model, so);
     train_session = std::make_unique<runtime::Session>(train_model, so);
@@ -191,6 +233,7 @@ struct Trainer::Impl {
     std::map<std::string, Tensor> f;
     f[input] = x;
     for (size_t i = 0; i < names.size(); ++i) f[names[i]] = params[i];
+    for (size_t i = 0; i < state_names.size(); ++i) f[state_names[i]] = state[i];
     for (auto* v : m.graph->inputs)
       if (v->name.rfind(kFp8ScalePrefix, 0) == 0) {
         auto it = fp8_scales.find(v->name);
@@ -321,6 +364,7 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
     for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
     s.update_fp8(by_name);
     s.observe_activations(by_name);
+    for (size_t i = 0; i < s.state_names.size(); ++i) s.state[i] = by_name.at(s.state_names[i] + ".next").clone();
   } else {  // an empty slice (global batch smaller than the rank count) still joins the collectives
     for (auto& p : s.params) grads.push_back(Tensor::zeros(DType::Float32, p.dims()));
     std::map<std::string, Tensor> no_amax;
@@ -416,6 +460,7 @@ std::unique_ptr<ir::Model> Trainer::trained_model() const {
   const Impl& s = *impl_;
   auto m = onnx_io::clone_model(*s.forward);
   for (size_t i = 0; i < s.names.size(); ++i) m->graph->initializers[s.names[i]] = s.params[i].clone();
+  for (size_t i = 0; i < s.state_names.size(); ++i) m->graph->initializers[s.state_names[i]] = s.state[i].clone();
   if (s.qat.empty()) return m;
   std::map<std::string, Tensor> scales, zero_points;
   const auto feeds = s.qat_feeds();
@@ -443,6 +488,14 @@ double Trainer::loss_scale() const { return impl_->scaling ? impl_->scaler.scale
 int Trainer::autocast_nodes() const { return impl_->autocast_nodes; }
 const ir::Model& Trainer::training_graph() const { return *impl_->train_model; }
 
+std::map<std::string, double> Trainer::profile() const {
+  std::map<std::string, double> by_op;
+  if (!impl_->config.profile || impl_->steps == 0) return by_op;
+  for (auto& [node, ms] : impl_->train_session->node_times())
+    by_op[node->domain.empty() ? node->op_type : node->domain + ":" + node->op_type] += ms / static_cast<double>(impl_->steps);
+  return by_op;
+}
+
 void Trainer::save_checkpoint(const std::string& dir) const {
   const Impl& s = *impl_;
   std::filesystem::create_directories(dir);
@@ -458,6 +511,8 @@ void Trainer::save_checkpoint(const std::string& dir) const {
   auto& state = const_cast<Optimizer&>(s.optimizer).state();
   meta["optimizer_state"] = state.size();
   for (size_t i = 0; i < state.size(); ++i) io::save_npy(state[i], dir + "/state_" + std::to_string(i) + ".npy");
+  meta["running_statistics"] = s.state_names;
+  for (size_t i = 0; i < s.state.size(); ++i) io::save_npy(s.state[i], dir + "/running_" + std::to_string(i) + ".npy");
   std::ofstream(dir + "/checkpoint.json") << meta.dump(2) << "\n";
 }
 
@@ -484,6 +539,9 @@ void Trainer::load_checkpoint(const std::string& dir) {
   state.clear();
   for (size_t i = 0; i < meta["optimizer_state"].get<size_t>(); ++i)
     state.push_back(io::load_npy(dir + "/state_" + std::to_string(i) + ".npy"));
+  if (meta.value("running_statistics", std::vector<std::string>{}) != s.state_names)
+    fail("checkpoint '", dir, "' holds the running statistics of another model");
+  for (size_t i = 0; i < s.state.size(); ++i) s.state[i] = io::load_npy(dir + "/running_" + std::to_string(i) + ".npy");
   s.optimizer.set_steps(meta["optimizer_steps"].get<int64_t>());
   s.steps = meta["steps"].get<int64_t>();
   s.epoch = meta["epoch"].get<int64_t>();

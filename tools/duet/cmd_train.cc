@@ -2,6 +2,7 @@
 // Duet's own graph (autodiff pass, optimizers, mixed precision by autocast
 // with float32 master weights and dynamic loss scaling), prints per-epoch
 // metrics (all measured) and writes the trained model as ONNX.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -60,6 +61,7 @@ Runner add_train(CLI::App& app) {
     double init_scale = 65536.0, min_scale = 0;
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
     std::string allreduce = "fp32", qat = "off";
+    bool profile = false;
     bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
     uint64_t seed = 0;
     int threads = 2;
@@ -114,6 +116,7 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--checkpoint", o->checkpoint, "Write a checkpoint folder after every epoch");
   cmd->add_option("--resume", o->resume, "Resume from a checkpoint folder (same model, data and options)");
   cmd->add_option("--save-init", o->save_init, "Also write the model as initialized, before training (.onnx)");
+  cmd->add_flag("--profile", o->profile, "Time every node of the training graph and print the time per op type (measured)");
   cmd->add_flag("--progress", o->progress, "Show a progress bar even when stderr is not a terminal");
   cmd->add_flag("--json", o->json, "Print the results as JSON");
   return [o]() {
@@ -164,6 +167,7 @@ Runner add_train(CLI::App& app) {
     cfg.frozen = o->freeze;
     cfg.max_steps = o->max_steps;
     cfg.qat = o->qat;
+    cfg.profile = o->profile;
     cfg.qat_options.per_channel = !o->qat_per_tensor;
     cfg.qat_options.lsq = o->lsq;
     if (o->qat_activations) cfg.qat_activations = true;
@@ -216,6 +220,25 @@ Runner add_train(CLI::App& app) {
       }
     }
     if (!root) return 0;
+    nlohmann::json profile = nlohmann::json::object();
+    if (o->profile) {
+      std::vector<std::pair<double, std::string>> rows;
+      double total = 0;
+      for (auto& [op, ms] : trainer.profile()) {
+        rows.push_back({ms, op});
+        total += ms;
+        profile[op] = ms;
+      }
+      std::sort(rows.rbegin(), rows.rend());
+      if (!o->json) {
+        std::cout << "profile of a training step (ms, measured, per op type):\n";
+        for (auto& [ms, op] : rows) {
+          char line[160];
+          std::snprintf(line, sizeof line, "  %-40s %8.3f  %5.1f%%\n", op.c_str(), ms, total > 0 ? 100 * ms / total : 0.0);
+          std::cout << line;
+        }
+      }
+    }
     if (!o->output.empty()) onnx_io::save_model(*trainer.trained_model(), o->output);
     if (o->json) {
       nlohmann::json out = {{"model", o->model},
@@ -233,6 +256,7 @@ Runner add_train(CLI::App& app) {
                             {"epochs", epochs},
                             {"test_accuracy", last.test.accuracy},
                             {"output", o->output}};
+      if (o->profile) out["profile_ms_per_step"] = profile;
       std::cout << out.dump(2) << "\n";
     } else if (!o->output.empty()) {
       std::cout << "wrote " << o->output << " (test accuracy " << pct(last.test.accuracy) << ", measured)\n";

@@ -37,6 +37,8 @@ class GraphBuilder {
   ir::Value* conv2d(ir::Value* x, int64_t cin, int64_t cout, int64_t k, int64_t pad = 0, int64_t stride = 1);
   ir::Value* linear(ir::Value* x, int64_t in, int64_t out);  // Gemm with transB = 1
   ir::Value* max_pool2d(ir::Value* x, int64_t k);
+  // BatchNormalization with scale 1, bias 0, running mean 0 and variance 1 (PyTorch's start).
+  ir::Value* batch_norm(ir::Value* x, int64_t channels);
 
   ir::Model& model() { return *model_; }
   std::unique_ptr<ir::Model> finish();  // verified

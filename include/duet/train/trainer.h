@@ -50,6 +50,7 @@ struct TrainConfig {
   std::string qat = "off";
   QatOptions qat_options;        // per_channel, lsq; bits and activations follow `qat`
   std::optional<bool> qat_activations;
+  bool profile = false;          // time every node of the training graph (Trainer::profile)
   int64_t max_steps = 0;         // > 0: stop an epoch once this many steps were taken in all
   // Data parallel: each rank trains on its slice of every global batch and the
   // gradients are summed across ranks (train/distributed.h); null: one process.
@@ -99,6 +100,9 @@ class Trainer {
   double loss_scale() const;
   int autocast_nodes() const;  // matrix ops in the low precision
   const ir::Model& training_graph() const;
+  // With config.profile: measured milliseconds per training step by op type
+  // ("domain:op" for com.duet ops), averaged over the steps run so far.
+  std::map<std::string, double> profile() const;
 
   // A checkpoint folder: weights, optimizer state, scaler, step and epoch;
   // resuming from it continues bit for bit.

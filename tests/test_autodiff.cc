@@ -227,6 +227,15 @@ TEST(Autodiff, ShapeOps) {
       {{"x", random_double({3, 1}, 21)}});
 }
 
+TEST(Autodiff, GatherAddsUpRepeatedIndices) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Gather", {v[0], b.initializer("idx", Tensor::from_vector<int64_t>({2, 0, 2, -1}, {2, 2}))},
+                      {attr_int("axis", 1)});
+      },
+      {{"x", random_double({3, 4, 2}, 43)}});
+}
+
 TEST(Autodiff, SoftmaxFamilyAndWhere) {
   const Tensor x = random_double({3, 4, 5}, 22);
   check_gradients(unary("Softmax", {attr_int("axis", 1)}), {{"x", x}});

@@ -388,3 +388,19 @@ TEST(Trainer, BatchNormalizationTrainsOnBatchStatisticsAndExportsRunningOnes) {
   }
   EXPECT_NEAR(static_cast<double>(correct) / static_cast<double>(test_set.size()), r.test.accuracy, 1e-9);
 }
+
+TEST(Trainer, TransformerEncoderLearnsDigitRowsAsTokens) {
+  DUET_REQUIRE_SHARED();
+  train::CsvOptions csv;
+  csv.sample_shape = {8, 8};  // 8 tokens (image rows) of 8 features
+  csv.scale = 1.0f / 16;
+  auto [train_set, test_set] = train::split(train::load_csv(digits_path(), csv), 0.2, 0);
+  auto model = train::build_model("transformer:16,2,1", {8, 8}, 10, 0);
+  train::TrainConfig cfg;
+  cfg.optimizer.lr = 3e-3;
+  train::Trainer t(*model, cfg);
+  train::EpochResult first = t.train_epoch(train_set, &test_set), r;
+  for (int e = 1; e < 4; ++e) r = t.train_epoch(train_set, &test_set);
+  EXPECT_LT(r.train_loss, 0.8 * first.train_loss);
+  EXPECT_GT(r.test.accuracy, 0.6);
+}

@@ -94,6 +94,43 @@ void gather_kernel(KernelContext& ctx) {
   else ctx.parallel_for(outer * nidx, body);
 }
 
+// GatherGrad (com.duet, written by train::add_gradients): inputs dY, the
+// indices and the data's shape (int64); with Gather's axis, dData is zero
+// except the gathered slices, where dY is added (repeated indices add up, in
+// index order).
+void gather_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.input(0);
+  const Tensor& indices = ctx.input(1);
+  const Dims dd = ctx.input(2).to_int_vector();
+  const int64_t rank = static_cast<int64_t>(dd.size());
+  DUET_CHECK(rank >= 1, ctx.node.label(), ": data must have rank >= 1");
+  const int64_t axis = normalize_axis(ctx.node.attr_int("axis", 0), rank, ctx.node);
+  const int64_t outer = prod(dd, 0, axis), inner = prod(dd, axis + 1, rank), n = dd[axis], nidx = indices.numel();
+  DUET_CHECK(dy.numel() == outer * nidx * inner, ctx.node.label(), ": gradient ", dy.describe(), " does not match ",
+             nidx, " gathered slices of ", dims_str(dd));
+  if (dy.dtype() != DType::Float32 && dy.dtype() != DType::Float64)
+    unsupported(ctx.node.label(), ": gradients are float32 or float64, got ", dy.describe());
+  Tensor& out = ctx.allocate_output(0, dy.dtype(), dd);
+  std::memset(out.raw(), 0, out.nbytes());
+  std::vector<int64_t> idx(static_cast<size_t>(nidx));
+  for (int64_t j = 0; j < nidx; ++j) idx[j] = checked_index(indices.get_int(j), n, ctx.node);
+  dispatch_float(dy.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      const T* g = dy.data<T>();
+      T* d = out.data<T>();
+      ctx.parallel_for(outer, [&](int64_t b, int64_t e) {  // each outer slice is written by one task
+        for (int64_t o = b; o < e; ++o)
+          for (int64_t j = 0; j < nidx; ++j) {
+            T* dst = d + (o * n + idx[j]) * inner;
+            const T* src = g + (o * nidx + j) * inner;
+            for (int64_t k = 0; k < inner; ++k) dst[k] += src[k];
+          }
+      });
+    }
+  });
+}
+
 std::vector<ir::ValueType> gather_infer(InferContext& ctx) {
   const auto& d = ctx.inputs[0];
   const auto& i = ctx.inputs[1];
@@ -651,6 +688,12 @@ void register_indexing(Registry& r) {
     r.add({.name = name, .kernel = std::move(k), .infer = std::move(inf), .cost = std::move(cost)});
   };
   add("Gather", gather_kernel, gather_infer);
+  r.add({.domain = "com.duet", .name = "GatherGrad", .kernel = gather_grad_kernel,
+         .infer = [](InferContext& c) {
+           Shape s = Shape::unknown_rank();
+           if (const Tensor* t = c.value(2)) s = Shape::from(t->to_int_vector());
+           return std::vector<ir::ValueType>{tensor_type(c.inputs.at(0).dtype, s)};
+         }});
   add("GatherElements", gather_elements_kernel, indices_shape_infer);
   add("GatherND", gather_nd_kernel, gather_nd_infer);
   add("Scatter", scatter_elements_kernel, infer_same_as(0));

@@ -377,10 +377,21 @@ void sum_to_shape_kernel(KernelContext& ctx) {
     using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     std::vector<A> acc(static_cast<size_t>(y.numel()), A(0));
     const T* src = x.data<T>();
-    std::array<std::vector<int64_t>, 1> strides{broadcast_strides(aligned, x.dims())};
-    for_each_broadcast<1>(x.dims(), strides, [&](int64_t i, const std::array<int64_t, 1>& off) {
-      acc[static_cast<size_t>(off[0])] += static_cast<A>(src[i]);
-    });
+    // Leading axes summed away and trailing ones kept (a bias's gradient): add whole rows.
+    size_t lead = 0;
+    while (lead < aligned.size() && aligned[lead] == 1) ++lead;
+    bool suffix = true;
+    for (size_t i = lead; i < aligned.size(); ++i) suffix = suffix && aligned[i] == x.dims()[i];
+    if (suffix) {
+      const int64_t cols = y.numel(), rows = cols > 0 ? x.numel() / cols : 0;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) acc[static_cast<size_t>(j)] += static_cast<A>(src[r * cols + j]);
+    } else {
+      std::array<std::vector<int64_t>, 1> strides{broadcast_strides(aligned, x.dims())};
+      for_each_broadcast<1>(x.dims(), strides, [&](int64_t i, const std::array<int64_t, 1>& off) {
+        acc[static_cast<size_t>(off[0])] += static_cast<A>(src[i]);
+      });
+    }
     T* out = y.data<T>();
     for (size_t i = 0; i < acc.size(); ++i) out[i] = static_cast<T>(acc[i]);
   });

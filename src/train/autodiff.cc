@@ -263,6 +263,12 @@ std::map<std::string, Rule> build_rules() {
     g[1] = d[1];
     return g;
   };
+  r["Gather"] = [](GradContext& c) {
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("GatherGrad", {c.dy[0], c.in(1), c.b.shape_of(c.in(0))}, {attr_int("axis", c.node.attr_int("axis", 0))},
+                  "com.duet");
+    return g;
+  };
   r["Where"] = [](GradContext& c) {
     Value* zero = c.b.scalar(0, c.out(0)->type.dtype);
     Value* da = c.need[1] ? unbroadcast(c, c.b.op("Where", {c.in(0), c.dy[0], zero}), c.in(1), c.out(0)) : nullptr;
@@ -277,16 +283,21 @@ std::map<std::string, Rule> build_rules() {
     if (ra < 2 || rb < 2) unsupported(c.node.label(), ": gradient of MatMul with a 1-D operand");
     Value* da = nullptr;
     Value* db = nullptr;
-    const int64_t ry = std::max(ra, rb);
     if (c.need[0]) {
       Value* bt = c.b.op("Transpose", {c.in(1)}, {attr_ints("perm", swap_last_two(rb))});
       da = unbroadcast(c, c.b.op("MatMul", {c.dy[0], bt}), c.in(0), c.out(0));
     }
-    if (c.need[1]) {
+    if (c.need[1] && rb == 2 && ra > 2) {
+      // A weight read by a batch of rows: dB = A^T dY over all rows at once, as one
+      // Gemm on the flattened operands (no batched product summed afterwards).
+      const int64_t k = c.dim(1, 0), n = c.dim(1, 1);
+      Value* a2 = c.b.op("Reshape", {c.in(0), c.b.ints({-1, k})});
+      Value* dy2 = c.b.op("Reshape", {c.dy[0], c.b.ints({-1, n})});
+      db = c.b.op("Gemm", {a2, dy2}, {attr_int("transA", 1)});
+    } else if (c.need[1]) {
       Value* at = c.b.op("Transpose", {c.in(0)}, {attr_ints("perm", swap_last_two(ra))});
       db = unbroadcast(c, c.b.op("MatMul", {at, c.dy[0]}), c.in(1), c.out(0));
     }
-    (void)ry;
     return std::vector<Value*>{da, db};
   };
   r["Gemm"] = [](GradContext& c) {

@@ -3,6 +3,10 @@
 //   cnn[:C1,C2,F]     Conv3x3xC1 -> Relu -> Conv3x3xC2 -> Relu -> MaxPool2 ->
 //                     Flatten -> Gemm F -> Relu -> Gemm classes (default 32,64,128:
 //                     PyTorch's MNIST example without dropout)
+//   transformer[:D,HEADS,LAYERS]  samples [T, F] as T tokens of F features:
+//                     Linear F->D + learned positions -> LAYERS pre-norm encoder
+//                     layers (multi-head attention, GELU MLP 4D) -> LayerNorm ->
+//                     mean over tokens -> Gemm classes (default 32,4,2)
 // Weights use PyTorch's default initialization from a seeded generator.
 #pragma once
 #include <memory>

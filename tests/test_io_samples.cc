@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 
+#include "duet/train/data.h"
 #include "duet/core/error.h"
 #include "duet/io/image.h"
 #include "duet/io/preprocess.h"
@@ -578,5 +579,31 @@ TEST(SampleFolder, ErrorsNameTheFolderOrFile) {
   EXPECT_ERROR_CONTAINS(with_broken.load(1), (images / "broken.jpg").string() + ": not a PNG or JPEG image");
   io::save_tensor_file(Tensor::from_vector<float>({1, 2}, {1, 2}), "", (images / "t.npy").string());
   EXPECT_ERROR_CONTAINS(io::SampleFolder(images.string(), {image_input(fixed)}), images.string() + " mixes tensor files and images");
+  fs::remove_all(dir);
+}
+
+// Training data from an image folder (train::load_image_folder): classes are the
+// subfolders in name order; grey images keep their values (pixel / 255).
+TEST(ImageFolder, ClassesInNameOrderAndGreyPixelsScaled) {
+  const fs::path dir = fs::temp_directory_path() / ("duet_imgfolder_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  for (const char* c : {"b_dark", "a_light"}) fs::create_directories(dir / c);
+  for (int i = 0; i < 3; ++i) {
+    write_png(dir / "a_light" / ("img" + std::to_string(i) + ".png"), 4, 4, PNG_COLOR_TYPE_GRAY, 8,
+              std::vector<uint8_t>(16, static_cast<uint8_t>(200 + i)));
+    write_png(dir / "b_dark" / ("img" + std::to_string(i) + ".png"), 4, 4, PNG_COLOR_TYPE_GRAY, 8,
+              std::vector<uint8_t>(16, static_cast<uint8_t>(10 + i)));
+  }
+  const train::Dataset d = train::load_image_folder(dir.string(), "resize=4x4", 1);
+  EXPECT_EQ(d.class_names, (std::vector<std::string>{"a_light", "b_dark"}));
+  EXPECT_EQ(d.features.dims(), (Dims{6, 1, 4, 4}));
+  EXPECT_EQ(d.labels.data<int64_t>()[0], 0);
+  EXPECT_EQ(d.labels.data<int64_t>()[5], 1);
+  EXPECT_FLOAT_EQ(d.features.data<float>()[0], 200.0f / 255.0f);
+  EXPECT_FLOAT_EQ(d.features.data<float>()[5 * 16], 12.0f / 255.0f);
+  EXPECT_EQ(train::load_image_folder(dir.string(), "resize=2x3", 3).features.dims(), (Dims{6, 3, 2, 3}));
+  std::ofstream(dir / "b_dark" / "broken.png") << "not a png";
+  EXPECT_THROW(train::load_image_folder(dir.string(), "resize=4x4", 1), Error);
+  EXPECT_THROW(train::load_image_folder((dir / "nope").string(), "", 1), Error);
   fs::remove_all(dir);
 }

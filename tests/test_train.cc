@@ -292,6 +292,10 @@ TEST(TrainCli, BadInputGivesOneClearError) {
   r = run_command(cli() + " train cnn --data " + (dir / "d.csv").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("cnn needs [C, H, W] samples"), std::string::npos) << r.output;
+  std::ofstream(dir / "nan.csv") << "1,nan,0\n3,4,1\n1,2,0\n3,4,1\n1,2,0\n3,4,1\n";
+  r = run_command(cli() + " train mlp --data " + (dir / "nan.csv").string() + " --test-fraction 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("training diverged at step 1: the loss is nan"), std::string::npos) << r.output;
 }
 
 TEST(Qat, FakeQuantizeIsWhatTheExportedQdqModelComputes) {

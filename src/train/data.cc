@@ -8,6 +8,8 @@
 #include <filesystem>
 
 #include "duet/core/error.h"
+#include "duet/io/image.h"
+#include "duet/io/preprocess.h"
 #include "duet/io/tensor_file.h"
 
 namespace duet::train {
@@ -114,6 +116,53 @@ Dataset load_npy_pair(const std::string& dir) {
   Tensor labels(DType::Int64, {y.dim(0)});
   for (int64_t i = 0; i < y.numel(); ++i) labels.data<int64_t>()[i] = y.get_int(i);
   return Dataset{x, labels};
+}
+
+Dataset load_image_folder(const std::string& dir, const std::string& preprocess, int64_t channels) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) fail("image folder '", dir, "' does not exist");
+  if (channels != 1 && channels != 3) fail("image folder '", dir, "': channels must be 1 or 3, got ", channels);
+  const io::Preprocess pp = io::Preprocess::parse(preprocess);
+  Dataset d;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.is_directory()) d.class_names.push_back(e.path().filename().string());
+  std::sort(d.class_names.begin(), d.class_names.end());
+  if (d.class_names.empty()) fail("image folder '", dir, "' has no class subfolders (DIR/<class>/<image>)");
+  std::vector<float> values;
+  std::vector<int64_t> labels;
+  Dims sample;
+  for (size_t c = 0; c < d.class_names.size(); ++c) {
+    std::vector<std::string> files;
+    for (auto& e : fs::directory_iterator(fs::path(dir) / d.class_names[c]))
+      if (e.is_regular_file() && io::is_image_file(e.path().string())) files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    for (auto& f : files) {
+      Tensor img = io::load_image(f);
+      if (channels == 1) {  // PIL's convert("L"), replicated so that the spec's 3-channel steps apply
+        uint8_t* p = img.data<uint8_t>();
+        for (int64_t i = 0; i < img.numel() / 3; ++i) {
+          const uint32_t l = (p[3 * i] * 19595u + p[3 * i + 1] * 38470u + p[3 * i + 2] * 7471u + 0x8000u) >> 16;
+          p[3 * i] = p[3 * i + 1] = p[3 * i + 2] = static_cast<uint8_t>(l);
+        }
+      }
+      Tensor x = pp.apply(img);  // [1, 3, H, W] (nchw) or [1, H, W, 3]
+      if (pp.layout != io::Preprocess::Layout::NCHW) fail("image folder '", dir, "': training takes layout=nchw");
+      Dims dims{channels, x.dim(2), x.dim(3)};
+      if (sample.empty()) sample = dims;
+      if (dims != sample)
+        fail(f, ": preprocessed to ", dims_str(dims), " but earlier images gave ", dims_str(sample),
+             " (fix the size with --preprocess resize=HxW)");
+      const int64_t plane = x.dim(2) * x.dim(3);
+      values.insert(values.end(), x.data<float>(), x.data<float>() + channels * plane);
+      labels.push_back(static_cast<int64_t>(c));
+    }
+  }
+  if (labels.empty()) fail("image folder '", dir, "' holds no PNG or JPEG images");
+  Dims dims{static_cast<int64_t>(labels.size())};
+  dims.insert(dims.end(), sample.begin(), sample.end());
+  d.features = Tensor::from_vector<float>(values, dims);
+  d.labels = Tensor::from_vector<int64_t>(labels, {static_cast<int64_t>(labels.size())});
+  return d;
 }
 
 namespace {

@@ -382,6 +382,9 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
     s.last_correct = static_cast<int64_t>(totals[1]);
   }
   ++s.steps;
+  if (!s.scaling && !std::isfinite(loss))
+    fail("training diverged at step ", s.steps, ": the loss is ", std::isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf",
+         " (lower the learning rate, clip with --clip-norm, or check the data for NaN/Inf)");
   if (s.scaling) {
     const bool found_inf = s.scaler.unscale_and_check(grads);
     s.scaler.update(found_inf);

@@ -21,8 +21,13 @@ namespace duet::cli {
 
 namespace {
 
-train::Dataset load_data(const std::string& path, const train::CsvOptions& csv) {
-  if (std::filesystem::is_directory(path)) return train::load_npy_pair(path);
+// A CSV file, a folder with x.npy / y.npy, or an image folder (DIR/<class>/<image>).
+train::Dataset load_data(const std::string& path, const train::CsvOptions& csv, const std::string& preprocess,
+                         int64_t channels) {
+  if (std::filesystem::is_directory(path)) {
+    if (std::filesystem::exists(std::filesystem::path(path) / "x.npy")) return train::load_npy_pair(path);
+    return train::load_image_folder(path, preprocess, channels);
+  }
   return train::load_csv(path, csv);
 }
 
@@ -60,7 +65,8 @@ Runner add_train(CLI::App& app) {
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
-    std::string allreduce = "fp32", qat = "off";
+    std::string allreduce = "fp32", qat = "off", preprocess;
+    int64_t channels = 3;
     bool profile = false;
     bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
     uint64_t seed = 0;
@@ -71,11 +77,14 @@ Runner add_train(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("train", "Train a classifier (ONNX model or builder) with optimizers, mixed precision and loss scaling");
   cmd->add_option("model", o->model, "ONNX model (one float input -> logits) or a builder: mlp[:H,...], cnn[:C1,C2,F]")->required();
-  cmd->add_option("--data", o->data, "Training data: CSV (.csv/.csv.gz, label last) or a folder with x.npy and y.npy")->required();
+  cmd->add_option("--data", o->data, "Training data: CSV (.csv/.csv.gz, label last), a folder with x.npy and y.npy, or an "
+                  "image folder DIR/<class>/<image>.png|jpg")->required();
   cmd->add_option("-o,--output", o->output, "Trained model to write (.onnx)");
   cmd->add_option("--test", o->test, "Test data (default: a seeded --test-fraction split of --data)");
   cmd->add_option("--test-fraction", o->test_fraction, "Share of --data held out for testing when --test is absent")
       ->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("--preprocess", o->preprocess, "Image folders: preprocessing spec, e.g. resize=32x32,scale=1/255 (io/preprocess.h)");
+  cmd->add_option("--channels", o->channels, "Image folders: 1 (grey) or 3 (RGB, default)")->check(CLI::IsMember({1, 3}));
   cmd->add_option("--sample-shape", o->sample_shape, "Shape of one sample for builders, e.g. 1x8x8 (default: flat)");
   cmd->add_option("--scale", o->scale, "Multiply CSV features by this (digits: 0.0625)");
   cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)");
@@ -123,8 +132,8 @@ Runner add_train(CLI::App& app) {
     train::CsvOptions csv;
     csv.scale = static_cast<float>(o->scale);
     if (!o->sample_shape.empty()) csv.sample_shape = parse_dims(o->sample_shape);
-    train::Dataset data = load_data(o->data, csv), test;
-    if (!o->test.empty()) test = load_data(o->test, csv);
+    train::Dataset data = load_data(o->data, csv, o->preprocess, o->channels), test;
+    if (!o->test.empty()) test = load_data(o->test, csv, o->preprocess, o->channels);
     else std::tie(data, test) = train::split(data, o->test_fraction, o->seed);
 
     std::unique_ptr<ir::Model> model;

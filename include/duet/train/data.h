@@ -16,6 +16,7 @@ namespace duet::train {
 struct Dataset {
   Tensor features;  // float32 [N, ...]
   Tensor labels;    // int64 [N]
+  std::vector<std::string> class_names;  // image folders: label i is class_names[i]
   int64_t size() const { return labels.defined() ? labels.dim(0) : 0; }
   int64_t classes() const;  // max label + 1
   // The samples at these indices, in this order.
@@ -31,6 +32,13 @@ struct CsvOptions {
 Dataset load_csv(const std::string& path, const CsvOptions& options = {});
 // DIR/x.npy (float32 [N, ...]) and DIR/y.npy (integer [N]).
 Dataset load_npy_pair(const std::string& dir);
+
+// An image folder: DIR/<class>/<image>.png|jpg, classes in name order (label
+// = position), images through the preprocessing spec (io/preprocess.h; it
+// must fix the size, e.g. "resize=32x32", unless all images share one) into
+// [N, channels, H, W]; channels 1 converts to grey first (PIL's "L": ITU-R
+// 601 luma). Throws naming an unreadable image or a size mismatch.
+Dataset load_image_folder(const std::string& dir, const std::string& preprocess, int64_t channels = 3);
 
 // splitmix64-driven Fisher-Yates permutation of [0, n) for (seed, stream).
 std::vector<int64_t> permutation(int64_t n, uint64_t seed, uint64_t stream = 0);

@@ -7,6 +7,9 @@ relu -> maxpool2 -> fc128 -> relu -> fc10), AdamW lr 1e-3 wd 0.01, batch 64,
 same thread count. Prints test accuracy and the median step time of each
 (measured), and Duet/PyTorch ratios. Usage:
   /usr/bin/python3 bench/train_race.py --duet build/duet [--epochs 15] [--amp off|bf16|fp16] [--threads 2]
+      [--rounds 3] [--seeds 0,1,2] [--same-init /tmp/init.onnx]
+Each round runs Duet then PyTorch; with several rounds or seeds the medians
+are reported (the machine is shared and noisy).
 """
 import argparse, gzip, json, statistics, subprocess, sys, time
 from pathlib import Path
@@ -100,19 +103,34 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (split, order, initialization)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeats per seed (step-time medians)")
     ap.add_argument("--backend", default="reference")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--same-init", metavar="PATH", help="PyTorch starts from Duet's initial weights (written to PATH)")
     args = ap.parse_args()
     x, y = load_digits(args.data)
-    d_acc, d_ms, d_loss = duet_run(args)
-    print(f"duet    amp {args.amp:4s}: test accuracy {100 * d_acc:.2f}%  last-epoch loss {d_loss:.4f}  step {d_ms:.2f} ms (measured median)")
-    if args.skip_torch:
-        return
-    t_acc, t_ms, t_loss = torch_run(args, x, y)
-    print(f"pytorch amp {args.amp:4s}: test accuracy {100 * t_acc:.2f}%  last-epoch loss {t_loss:.4f}  step {t_ms:.2f} ms (measured median)")
-    print(f"duet/pytorch step time: {d_ms / t_ms:.2f}x   accuracy difference: {100 * (d_acc - t_acc):+.2f} points")
+    rows = []
+    for seed in [int(v) for v in args.seeds.split(",")]:
+        args.seed = seed
+        for r in range(args.rounds):
+            d_acc, d_ms, d_loss = duet_run(args)
+            print(f"seed {seed} round {r}: duet    amp {args.amp:4s}: test accuracy {100 * d_acc:.2f}%  "
+                  f"last-epoch loss {d_loss:.4f}  step {d_ms:.2f} ms (measured median)", flush=True)
+            if args.skip_torch:
+                rows.append((d_acc, d_ms, None, None))
+                continue
+            t_acc, t_ms, t_loss = torch_run(args, x, y)
+            print(f"seed {seed} round {r}: pytorch amp {args.amp:4s}: test accuracy {100 * t_acc:.2f}%  "
+                  f"last-epoch loss {t_loss:.4f}  step {t_ms:.2f} ms (measured median)", flush=True)
+            rows.append((d_acc, d_ms, t_acc, t_ms))
+    med = lambda k: statistics.median(r[k] for r in rows)
+    mean = lambda k: statistics.mean(r[k] for r in rows)
+    print(f"duet:    mean test accuracy {100 * mean(0):.2f}%  median step {med(1):.2f} ms ({len(rows)} runs)")
+    if not args.skip_torch:
+        print(f"pytorch: mean test accuracy {100 * mean(2):.2f}%  median step {med(3):.2f} ms ({len(rows)} runs)")
+        print(f"duet/pytorch median step time: {med(1) / med(3):.2f}x   mean accuracy difference: "
+              f"{100 * (mean(0) - mean(2)):+.2f} points")
 
 
 if __name__ == "__main__":

@@ -263,6 +263,28 @@ std::map<std::string, Rule> build_rules() {
     g[1] = d[1];
     return g;
   };
+  r["Slice"] = [](GradContext& c) {  // unit steps: dX is dY padded back to X's shape with zeros
+    const int64_t rank = c.rank(0);
+    const auto starts = c.constant_ints(1), ends = c.constant_ints(2);
+    std::vector<int64_t> axes;
+    if (c.node.num_inputs() > 3 && c.node.has_input(3)) axes = c.constant_ints(3);
+    else
+      for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+    if (c.node.num_inputs() > 4 && c.node.has_input(4))
+      for (int64_t st : c.constant_ints(4))
+        if (st != 1) unsupported(c.node.label(), ": gradient of Slice with step ", st, " (only 1)");
+    std::vector<int64_t> pads(static_cast<size_t>(2 * rank), 0);
+    for (size_t i = 0; i < axes.size(); ++i) {
+      const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i], dim = c.dim(0, a);
+      auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim); };
+      const int64_t b = clamp(starts[i]), e = std::max(b, clamp(ends[i]));
+      pads[static_cast<size_t>(a)] = b;
+      pads[static_cast<size_t>(a + rank)] = dim - e;
+    }
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("Pad", {c.dy[0], c.b.ints(pads)});
+    return g;
+  };
   r["Gather"] = [](GradContext& c) {
     std::vector<Value*> g(c.node.num_inputs(), nullptr);
     g[0] = c.b.op("GatherGrad", {c.dy[0], c.in(1), c.b.shape_of(c.in(0))}, {attr_int("axis", c.node.attr_int("axis", 0))},

@@ -285,6 +285,21 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   const bool moves_codes = onnx && (op == "Resize" || op == "MaxPool" || op == "Concat") && is_8bit(n.outputs[0]);
   if (!is_f32(n.outputs[0]) && !moves_codes) return false;
   if (!duet && !onnx) return false;
+  if (((onnx && op == "Conv") || (duet && op == "FusedConv")) && !constant_of(g, in(1))) {
+    // Weights computed at run time (training: they are graph inputs): plain 2-D
+    // convolutions, bias constant or computed, no residual sum.
+    if (!rank_is(in(0), 4) || !is_f32(in(0)) || !rank_is(in(1), 4) || !is_f32(in(1))) return false;
+    if (n.attr_int("group", 1) != 1 || n.has_input(3)) return false;
+    return !n.has_input(2) || constant_of(g, in(2)) || (rank_is(in(2), 1) && is_f32(in(2)));
+  }
+  if (duet && op == "ConvGrad") {  // training's convolution gradients (dX, dW, dB)
+    if (n.attr_int("group", 1) != 1) return false;
+    for (size_t i = 0; i < 3; ++i)
+      if (!rank_is(in(i), 4) || !is_f32(in(i))) return false;
+    for (auto* out : n.outputs)
+      if (out && !is_f32(out)) return false;
+    return true;
+  }
   if ((onnx && op == "Conv") || (duet && op == "FusedConv")) {
     const Tensor* w = constant_of(g, in(1));
     if (!rank_is(in(0), 4) || !is_f32(in(0)) || !w || w->rank() != 4 || w->dtype() != DType::Float32) return false;
@@ -467,6 +482,7 @@ class Plan {
       output_dims_.push_back(Dims(d.begin(), d.end()));
     }
     allocate();
+    for (auto [slot, data] : constant_slots_) slots_[slot].mem.set_data_handle(data);
   }
 
   std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator& alloc, NodeTimes* times) {
@@ -506,7 +522,9 @@ class Plan {
     const int index = static_cast<int>(steps_.size());
     for (auto& [arg, s] : slots) {
       Slot& slot = slots_[s];
-      if (arg == DNNL_ARG_DST && slot.def < 0) slot.def = index;
+      const bool written = arg == DNNL_ARG_DST || arg == DNNL_ARG_DIFF_SRC || arg == DNNL_ARG_DIFF_WEIGHTS ||
+                           arg == DNNL_ARG_DIFF_BIAS;  // backward primitives write their diff arguments
+      if (written && slot.def < 0) slot.def = index;
       slot.last = index;
     }
     steps_.push_back({std::move(prim), current_, std::move(slots), std::move(constants)});
@@ -588,7 +606,9 @@ class Plan {
 
   void lower(const ir::Node& n) {
     const std::string& op = n.op_type;
+    if ((op == "Conv" || op == "FusedConv") && !constant_of(g_, n.inputs[1])) return conv_runtime_weights(n);
     if (op == "Conv" || op == "FusedConv") return conv(n);
+    if (op == "ConvGrad") return conv_grad(n);
     if (op == "QuantizedConv") return quantized_conv(n);
     if (op == "QuantizedConvTranspose") return quantized_deconv(n);
     if (op == "QuantizedMatMul") return quantized_matmul(n);
@@ -625,15 +645,18 @@ class Plan {
     tag weights_tag = tag::oihw;
   };
   ConvShape conv_shape(const ir::Node& n, const memory::dims& xd, const Tensor& w) {
+    return conv_shape(n, xd, memory::dims{w.dim(0), w.dim(1), w.dim(2), w.dim(3)});
+  }
+  ConvShape conv_shape(const ir::Node& n, const memory::dims& xd, const memory::dims& wd) {
     const int64_t groups = n.attr_int("group", 1);
-    if (xd[1] != w.dim(1) * groups) fail(n.label(), ": input has ", xd[1], " channels, weights expect ", w.dim(1) * groups);
-    const auto geo = ops::window::resolve(n, {xd[2], xd[3]}, {w.dim(2), w.dim(3)}, false);
+    if (xd[1] != wd[1] * groups) fail(n.label(), ": input has ", xd[1], " channels, weights expect ", wd[1] * groups);
+    const auto geo = ops::window::resolve(n, {xd[2], xd[3]}, {wd[2], wd[3]}, false);
     ConvShape c;
     c.src = xd;
-    c.dst = {xd[0], w.dim(0), geo.out[0], geo.out[1]};
-    c.weights = {w.dim(0), w.dim(1), w.dim(2), w.dim(3)};
+    c.dst = {xd[0], wd[0], geo.out[0], geo.out[1]};
+    c.weights = wd;
     if (groups > 1) {
-      c.weights = {groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
+      c.weights = {groups, wd[0] / groups, wd[1], wd[2], wd[3]};
       c.weights_tag = tag::goihw;
     }
     c.strides = {geo.stride[0], geo.stride[1]};
@@ -661,6 +684,80 @@ class Plan {
     if (sum >= 0) reorder(sum, dst);
     add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
     return eltwise(dst, rest);
+  }
+
+  // --- Training: weights computed at run time, convolution gradients ----------------
+
+  // A Conv whose weights (and bias) are values of the graph (training feeds
+  // them every step): reordered into the primitive's layout per run.
+  void conv_runtime_weights(const ir::Node& n) {
+    const int x = slot_of(n.inputs[0]), w = slot_of_or_constant(n.inputs[1]);
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), slots_[w].md.dims());
+    const bool has_bias = n.has_input(2);
+    memory::desc src_any(c.src, dt::f32, tag::any), w_any(c.weights, dt::f32, tag::any), dst_any(c.dst, dt::f32, tag::any);
+    memory::desc bias_md = has_bias ? memory::desc({c.weights[0]}, dt::f32, tag::a) : memory::desc();
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
+                                         w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin, c.pad_end);
+    std::vector<EltwiseStep> rest;
+    dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(ops::read_post_ops(n), false, rest), engine_);
+    std::unordered_map<int, int> args{{DNNL_ARG_SRC, as_layout(x, pd.src_desc())},
+                                      {DNNL_ARG_WEIGHTS, as_layout(w, pd.weights_desc())}};
+    if (has_bias) args[DNNL_ARG_BIAS] = as_layout(slot_of_or_constant(n.inputs[2]), bias_md);
+    const int dst = new_slot(pd.dst_desc());
+    args[DNNL_ARG_DST] = dst;
+    add_step(dnnl::convolution_forward(pd), std::move(args));
+    define(n, eltwise(dst, rest));
+  }
+
+  // com.duet ConvGrad (dY, X, W) -> dX, dW, dB with oneDNN's backward-data and
+  // backward-weights primitives (hinted by the forward training primitive).
+  void conv_grad(const ir::Node& n) {
+    const int dy = slot_of(n.inputs[0]), x = slot_of(n.inputs[1]), w = slot_of_or_constant(n.inputs[2]);
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), slots_[w].md.dims());
+    auto wanted = [&](size_t i) { return i < n.outputs.size() && n.outputs[i] != nullptr; };
+    memory::desc src_any(c.src, dt::f32, tag::any), w_any(c.weights, dt::f32, tag::any), dst_any(c.dst, dt::f32, tag::any);
+    memory::desc bias_md({c.weights[0]}, dt::f32, tag::a);
+    dnnl::convolution_forward::desc fdesc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
+                                          w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin, c.pad_end);
+    dnnl::convolution_forward::primitive_desc hint(fdesc, engine_);
+    if (wanted(0)) {
+      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src_any, w_any, dst_any, c.strides,
+                                              c.dilates, c.pad_begin, c.pad_end);
+      dnnl::convolution_backward_data::primitive_desc pd(d, engine_, hint);
+      const int dx = new_slot(pd.diff_src_desc());
+      add_step(dnnl::convolution_backward_data(pd), {{DNNL_ARG_DIFF_DST, as_layout(dy, pd.diff_dst_desc())},
+                                                     {DNNL_ARG_WEIGHTS, as_layout(w, pd.weights_desc())},
+                                                     {DNNL_ARG_DIFF_SRC, dx}});
+      value_[n.outputs[0]->name] = dx;
+    }
+    if (wanted(1) || wanted(2)) {
+      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src_any, w_any,
+                                                 wanted(2) ? bias_md : memory::desc(), dst_any, c.strides, c.dilates,
+                                                 c.pad_begin, c.pad_end);
+      dnnl::convolution_backward_weights::primitive_desc pd(d, engine_, hint);
+      const int dw = new_slot(pd.diff_weights_desc());
+      std::unordered_map<int, int> args{{DNNL_ARG_SRC, as_layout(x, pd.src_desc())},
+                                        {DNNL_ARG_DIFF_DST, as_layout(dy, pd.diff_dst_desc())},
+                                        {DNNL_ARG_DIFF_WEIGHTS, dw}};
+      int db = -1;
+      if (wanted(2)) args[DNNL_ARG_DIFF_BIAS] = db = new_slot(pd.diff_bias_desc());
+      add_step(dnnl::convolution_backward_weights(pd), std::move(args));
+      if (wanted(1)) value_[n.outputs[1]->name] = dw;
+      if (wanted(2)) value_[n.outputs[2]->name] = db;
+    }
+  }
+
+  // The slot of a computed value, or a constant copied into a slot of its own.
+  int slot_of_or_constant(const ir::Value* v) {
+    if (const Tensor* t = constant_of(g_, v)) {
+      memory::desc md(to_dims(t->dims()), dt::f32, plain_tag(t->rank()));
+      const int s = new_slot(md);
+      slots_[s].external = true;  // no arena space: its handle points at the constant (set after allocate)
+      keep_.push_back(*t);
+      constant_slots_.push_back({s, const_cast<void*>(t->raw())});
+      return s;
+    }
+    return slot_of(v);
   }
 
   // --- INT8 ---------------------------------------------------------------------
@@ -1437,6 +1534,7 @@ class Plan {
   const ir::Node* current_ = nullptr;  // the node being lowered
   std::vector<std::pair<int, memory::desc>> views_;  // steps that read their source through a permuted view
   std::vector<std::pair<int, int>> view_inputs_;     // (step, external slot) views of partition inputs
+  std::vector<std::pair<int, void*>> constant_slots_;  // constants read as slots (runtime-weight convs' bias)
   std::unique_ptr<uint8_t, Free> arena_;
   size_t arena_bytes_ = 0;
 };

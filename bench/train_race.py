@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (split, order, initialization)")
     ap.add_argument("--rounds", type=int, default=1, help="repeats per seed (step-time medians)")
-    ap.add_argument("--backend", default="reference")
+    ap.add_argument("--backend", default="cpu")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--same-init", metavar="PATH", help="PyTorch starts from Duet's initial weights (written to PATH)")
     args = ap.parse_args()

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <random>
 
@@ -389,6 +390,7 @@ TEST(AutodiffCpuBackend, ConvAndConvGradMatchTheReferenceKernels) {
       scale = std::max(scale, std::fabs(e.get_double(k)));
       err = std::max(err, std::fabs(a.get_double(k) - e.get_double(k)));
     }
+    std::printf("%s max abs difference %.3g (scale %.3g)\n", got[i].name.c_str(), err, scale);
     EXPECT_LE(err, 1e-5 * std::max(1.0, scale)) << got[i].name << " first values " << a.get_double(0) << " "
                                                 << a.get_double(1) << " vs " << e.get_double(0) << " " << e.get_double(1);
   }

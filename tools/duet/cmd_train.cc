@@ -61,7 +61,7 @@ std::string pct(double v) {
 Runner add_train(CLI::App& app) {
   struct Options {
     std::string model, data, test, output, sample_shape, amp = "off", optimizer = "adamw", schedule = "constant";
-    std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "reference", save_init;
+    std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "cpu", save_init;
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
@@ -118,7 +118,7 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--freeze", o->freeze, "Initializers to keep constant");
   cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--backend", o->backend, "reference (default) or cpu")->check(CLI::IsMember({"reference", "cpu"}));
+  cmd->add_option("--backend", o->backend, "cpu (default: oneDNN where it runs the node, reference kernels elsewhere) or reference")->check(CLI::IsMember({"reference", "cpu"}));
   cmd->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps in all (0: run every epoch)");
   cmd->add_option("--allreduce", o->allreduce, "Under mpirun: gradients travel as fp32 (default) or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}));

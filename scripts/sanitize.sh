@@ -15,5 +15,7 @@ cd "$root/build-asan"
 # against PyTorch in the plain run; under ASan it alone takes longer than the
 # rest of the suite, and the same kernels and backend paths run here through
 # the backend suite, the PaddleOCR models and the optimizer/backend tests.
+# mpi_data_parallel: Open MPI's runtime (not instrumented) keeps allocations
+# past exit that LeakSanitizer reports; the plain run covers it.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --output-on-failure -j2 -LE exhaustive -E zoo_models
+  ctest --output-on-failure -j2 -LE exhaustive -E "zoo_models|mpi_data_parallel"

@@ -197,6 +197,7 @@ TEST(Trainer, DigitsCnnReachesPyTorchAccuracy) {
   auto [train_set, test_set] = train::split(digits(), 0.2, 0);
   auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
   train::TrainConfig cfg;
+  cfg.backend = "cpu";  // oneDNN convolutions (the reference kernels' gradients: test_autodiff.cc)
   train::Trainer t(*model, cfg);
   train::EpochResult r;
   for (int e = 0; e < 15; ++e) r = t.train_epoch(train_set, &test_set);
@@ -213,6 +214,7 @@ TEST(Trainer, Bf16Fp16AndScaledFp8AutocastTrackFp32) {
   for (std::string amp : {"off", "bf16", "fp16", "fp8"}) {
     train::TrainConfig cfg;
     cfg.amp = amp;
+    cfg.backend = "cpu";
     train::Trainer t(*model, cfg);
     if (amp != "off") EXPECT_EQ(t.autocast_nodes(), 4) << "two Conv and two Gemm nodes in " << amp;
     int scales = 0;
@@ -270,8 +272,14 @@ TEST(TrainCli, TrainsExportsAndReportsJson) {
   DUET_REQUIRE_SHARED();
   const fs::path dir = scratch("cli");
   const std::string out = (dir / "mlp.onnx").string();
-  auto r = run_command(cli() + " train mlp --data " + digits_path() + " --scale 0.0625 --epochs 2 --json -o " + out);
+  const std::string report = (dir / "train.html").string();
+  auto r = run_command(cli() + " train mlp --data " + digits_path() + " --scale 0.0625 --epochs 2 --json -o " + out +
+                       " --report " + report);
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream html(report);
+  const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  EXPECT_NE(page.find("<svg"), std::string::npos) << "loss and accuracy curves";
+  EXPECT_NE(page.find("measured"), std::string::npos);
   EXPECT_NE(r.output.find("\"test_accuracy\""), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("measured_ms_per_step_median"), std::string::npos);
   ASSERT_TRUE(fs::exists(out));
@@ -294,6 +302,11 @@ TEST(TrainCli, BadInputGivesOneClearError) {
   EXPECT_NE(r.output.find("cnn needs [C, H, W] samples"), std::string::npos) << r.output;
   std::ofstream(dir / "nan.csv") << "1,nan,0\n3,4,1\n1,2,0\n3,4,1\n1,2,0\n3,4,1\n";
   r = run_command(cli() + " train mlp --data " + (dir / "nan.csv").string() + " --test-fraction 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("nan.csv:1: feature 2 is nan (features must be finite)"), std::string::npos) << r.output;
+  // Features that overflow float32 arithmetic: training stops at the first non-finite loss.
+  std::ofstream(dir / "huge.csv") << "3e38,3e38,0\n-3e38,3e38,1\n";
+  r = run_command(cli() + " train mlp --data " + (dir / "huge.csv").string() + " --test-fraction 0");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("training diverged at step 1: the loss is nan"), std::string::npos) << r.output;
 }
@@ -341,6 +354,7 @@ TEST(Qat, Int4WeightsTrainWithinAPointOfFp32AndExportAsQdq) {
   auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
   train::TrainConfig cfg;
   cfg.qat = "int4";
+  cfg.backend = "cpu";
   train::Trainer t(*model, cfg);
   train::EpochResult r;
   for (int e = 0; e < 15; ++e) r = t.train_epoch(train_set, &test_set);

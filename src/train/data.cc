@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -92,7 +93,10 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
     if (label < 0 || label != static_cast<double>(static_cast<int64_t>(label)))
       fail(path, ":", line_no, ": label ", label, " is not a non-negative integer");
     labels.push_back(static_cast<int64_t>(label));
-    for (size_t i = 0; i + 1 < row.size(); ++i) values.push_back(static_cast<float>(row[i]) * options.scale);
+    for (size_t i = 0; i + 1 < row.size(); ++i) {
+      if (!std::isfinite(row[i])) fail(path, ":", line_no, ": feature ", i + 1, " is ", row[i], " (features must be finite)");
+      values.push_back(static_cast<float>(row[i]) * options.scale);
+    }
   }
   if (labels.empty()) fail("data file '", path, "' holds no samples");
   const int64_t n = static_cast<int64_t>(labels.size()), features = columns - 1;
@@ -113,8 +117,14 @@ Dataset load_npy_pair(const std::string& dir) {
   if (y.rank() != 1 || !dtype_is_integer(y.dtype())) fail(dir, "/y.npy must hold integer labels [N], got ", y.describe());
   if (x.rank() < 1 || x.dim(0) != y.dim(0))
     fail(dir, ": ", x.describe(), " features but ", y.describe(), " labels");
+  for (int64_t i = 0; i < x.numel(); ++i)
+    if (!std::isfinite(x.data<float>()[i]))
+      fail(dir, "/x.npy: sample ", i / std::max<int64_t>(1, x.numel() / x.dim(0)), " holds a non-finite value");
   Tensor labels(DType::Int64, {y.dim(0)});
-  for (int64_t i = 0; i < y.numel(); ++i) labels.data<int64_t>()[i] = y.get_int(i);
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    labels.data<int64_t>()[i] = y.get_int(i);
+    if (labels.data<int64_t>()[i] < 0) fail(dir, "/y.npy: label ", i, " is negative");
+  }
   return Dataset{x, labels};
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "duet/onnx/onnx_io.h"
 #include "duet/train/data.h"
 #include "duet/train/models.h"
+#include "duet/train/report.h"
 #include "duet/train/trainer.h"
 
 namespace duet::cli {
@@ -61,7 +63,7 @@ std::string pct(double v) {
 Runner add_train(CLI::App& app) {
   struct Options {
     std::string model, data, test, output, sample_shape, amp = "off", optimizer = "adamw", schedule = "constant";
-    std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "cpu", save_init;
+    std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "cpu", save_init, report;
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
@@ -125,6 +127,7 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--checkpoint", o->checkpoint, "Write a checkpoint folder after every epoch");
   cmd->add_option("--resume", o->resume, "Resume from a checkpoint folder (same model, data and options)");
   cmd->add_option("--save-init", o->save_init, "Also write the model as initialized, before training (.onnx)");
+  cmd->add_option("--report", o->report, "Write an HTML report (loss, accuracy and step-time curves; measured)");
   cmd->add_flag("--profile", o->profile, "Time every node of the training graph and print the time per op type (measured)");
   cmd->add_flag("--progress", o->progress, "Show a progress bar even when stderr is not a terminal");
   cmd->add_flag("--json", o->json, "Print the results as JSON");
@@ -197,6 +200,8 @@ Runner add_train(CLI::App& app) {
                 << (cfg.comm ? ", data parallel over " + std::to_string(cfg.comm->size()) + " MPI ranks" : std::string())
                 << "\n";
     train::EpochResult last;
+    train::TrainingReport report;
+    report.title = "duet train " + o->model;
     for (int64_t e = trainer.epoch(); e < cfg.epochs && !(cfg.max_steps > 0 && trainer.steps() >= cfg.max_steps); ++e) {
       auto bar = progress_bar("epoch " + std::to_string(e + 1), show && !o->json);
       last = trainer.train_epoch(data, test.size() ? &test : nullptr, [&](int64_t d, int64_t t) {
@@ -216,6 +221,7 @@ Runner add_train(CLI::App& app) {
                           {"measured_ms_per_step_median", last.ms_per_step},
                           {"measured_epoch_seconds", last.seconds}};
       epochs.push_back(j);
+      report.epochs.push_back(last);
       if (!o->json && root) {
         char line[256];
         std::snprintf(line, sizeof line,
@@ -249,6 +255,22 @@ Runner add_train(CLI::App& app) {
       }
     }
     if (!o->output.empty()) onnx_io::save_model(*trainer.trained_model(), o->output);
+    if (!o->report.empty()) {
+      report.settings = {{"model", o->model},
+                         {"data", o->data + " (" + std::to_string(data.size()) + " training, " + std::to_string(test.size()) + " test samples)"},
+                         {"optimizer", cfg.optimizer.kind + ", lr " + std::to_string(cfg.optimizer.lr) + ", weight decay " +
+                                           std::to_string(cfg.optimizer.weight_decay) + ", schedule " + cfg.schedule.kind},
+                         {"batch", std::to_string(cfg.batch)},
+                         {"mixed precision", cfg.amp + (cfg.tf32 ? " + tf32" : "") + ", " +
+                                                 std::to_string(trainer.autocast_nodes()) + " matrix ops low precision"},
+                         {"QAT", cfg.qat},
+                         {"backend", cfg.backend + ", " + std::to_string(cfg.threads) + " threads"},
+                         {"ranks", std::to_string(cfg.comm ? cfg.comm->size() : 1)},
+                         {"steps", std::to_string(trainer.steps())}};
+      std::ofstream f(o->report);
+      if (!f) fail("cannot write the report '", o->report, "'");
+      f << train::training_report_html(report);
+    }
     if (o->json) {
       nlohmann::json out = {{"model", o->model},
                             {"amp", cfg.amp},

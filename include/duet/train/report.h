@@ -1,0 +1,20 @@
+// The training report: a self-contained HTML page with the per-epoch loss and
+// accuracy curves (SVG) and the run's settings; every figure measured.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "duet/train/trainer.h"
+
+namespace duet::train {
+
+struct TrainingReport {
+  std::string title;
+  std::vector<std::pair<std::string, std::string>> settings;  // shown as a table
+  std::vector<EpochResult> epochs;
+};
+
+std::string training_report_html(const TrainingReport& report);
+
+}  // namespace duet::train

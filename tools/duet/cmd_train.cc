@@ -67,6 +67,8 @@ Runner add_train(CLI::App& app) {
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
+    int64_t fp8_history = 16;
+    int fp8_margin = 0;
     std::string allreduce = "fp32", qat = "off", preprocess;
     int64_t channels = 3;
     bool profile = false;
@@ -103,6 +105,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--step-size", o->step_size, "step schedule: steps between decays (x0.1)");
   cmd->add_option("--clip-norm", o->clip_norm, "Clip the global gradient norm to this (0: off)");
   cmd->add_option("--amp", o->amp, "Mixed precision for Conv/MatMul/Gemm: off, bf16, fp16, or any float format (tf32, e4m3fn, e5m2, ...)");
+  cmd->add_option("--fp8-history", o->fp8_history, "--amp fp8: amax history length of the delayed scaling")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--fp8-margin", o->fp8_margin, "--amp fp8: scale = fp8_max / amax / 2^margin")->check(CLI::Range(0, 30));
   cmd->add_flag("--tf32", o->tf32, "TF32 inputs for the matrix ops while the rest stays FP32 (with --amp off)");
   cmd->add_option("--loss-scaling", o->loss_scaling, "Dynamic loss scaling: auto (on for fp16), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
@@ -169,6 +174,8 @@ Runner add_train(CLI::App& app) {
     cfg.clip_norm = o->clip_norm;
     cfg.amp = o->amp;
     cfg.tf32 = o->tf32;
+    cfg.fp8_history = o->fp8_history;
+    cfg.fp8_margin = o->fp8_margin;
     if (o->loss_scaling != "auto") cfg.loss_scaling = o->loss_scaling == "on";
     cfg.scaler.init_scale = o->init_scale;
     cfg.scaler.growth_interval = o->growth_interval;

@@ -200,10 +200,10 @@ TEST(Trainer, DigitsCnnReachesPyTorchAccuracy) {
   cfg.backend = "cpu";  // oneDNN convolutions (the reference kernels' gradients: test_autodiff.cc)
   train::Trainer t(*model, cfg);
   train::EpochResult r;
-  for (int e = 0; e < 15; ++e) r = t.train_epoch(train_set, &test_set);
+  for (int e = 0; e < (kSanitized ? 3 : 15); ++e) r = t.train_epoch(train_set, &test_set);
   // PyTorch from the same initial weights reaches 98.05% on this split (bench/train_race.py --same-init).
-  EXPECT_GE(r.test.accuracy, 0.97);
-  EXPECT_LT(r.train_loss, 0.06);
+  EXPECT_GE(r.test.accuracy, kSanitized ? 0.8 : 0.97);
+  EXPECT_LT(r.train_loss, kSanitized ? 1.0 : 0.06);
 }
 
 TEST(Trainer, Bf16Fp16AndScaledFp8AutocastTrackFp32) {
@@ -222,7 +222,7 @@ TEST(Trainer, Bf16Fp16AndScaledFp8AutocastTrackFp32) {
     // FP8: every float input of the four matrix ops (12) has a forward scale; all but the network input
     // also have a gradient scale.
     if (amp == "fp8") EXPECT_GT(scales, 12);
-    for (int e = 0; e < 4; ++e) result[amp] = t.train_epoch(train_set, &test_set);
+    for (int e = 0; e < (kSanitized ? 2 : 4); ++e) result[amp] = t.train_epoch(train_set, &test_set);
   }
   for (std::string amp : {"bf16", "fp16", "fp8"}) {
     EXPECT_NEAR(result[amp].train_loss, result["off"].train_loss, (amp == "fp8" ? 0.1 : 0.05) * result["off"].train_loss) << amp;
@@ -357,8 +357,8 @@ TEST(Qat, Int4WeightsTrainWithinAPointOfFp32AndExportAsQdq) {
   cfg.backend = "cpu";
   train::Trainer t(*model, cfg);
   train::EpochResult r;
-  for (int e = 0; e < 15; ++e) r = t.train_epoch(train_set, &test_set);
-  EXPECT_GE(r.test.accuracy, 0.9777 - 0.01) << "FP32 reaches 97.77% on this split";
+  for (int e = 0; e < (kSanitized ? 3 : 15); ++e) r = t.train_epoch(train_set, &test_set);
+  EXPECT_GE(r.test.accuracy, kSanitized ? 0.8 : 0.9777 - 0.01) << "FP32 reaches 97.77% on this split";
   // The exported QDQ model scores the same on the test set.
   std::shared_ptr<ir::Model> qdq = t.trained_model();
   runtime::Session s(qdq);
@@ -418,7 +418,7 @@ TEST(Trainer, TransformerEncoderLearnsDigitRowsAsTokens) {
   cfg.optimizer.lr = 3e-3;
   train::Trainer t(*model, cfg);
   train::EpochResult first = t.train_epoch(train_set, &test_set), r;
-  for (int e = 1; e < 4; ++e) r = t.train_epoch(train_set, &test_set);
+  for (int e = 1; e < 4; ++e) r = t.train_epoch(train_set, &test_set);  // 4 epochs: short enough for ASan
   EXPECT_LT(r.train_loss, 0.8 * first.train_loss);
   EXPECT_GT(r.test.accuracy, 0.6);
 }

@@ -41,6 +41,21 @@ inline CommandResult run_command(const std::string& cmd) {
 }
 
 inline std::string cli() { return DUET_CLI; }
+
+// True in AddressSanitizer builds (scripts/sanitize.sh). Long training runs
+// are cut short there: the sanitizers look for memory and UB errors, and the
+// plain run checks the training figures at full length.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
 inline std::string source_dir() { return DUET_SOURCE_DIR; }
 
 }  // namespace duet::testutil

@@ -61,6 +61,14 @@ class Builder {
     if (it != shapes_.end()) return it->second;
     return shapes_[v] = op("Shape", {v});
   }
+  // Zeros shaped like v, in `dtype` (float32 or float64): the gradient of what does not reach the loss.
+  Value* zeros_like(Value* v, DType dtype) {
+    Attribute zero;
+    zero.name = "value";
+    zero.type = AttrType::Tensor;
+    zero.t = dtype == DType::Float64 ? Tensor::from_vector<double>({0.0}, {1}) : Tensor::from_vector<float>({0.0f}, {1});
+    return op("ConstantOfShape", {shape_of(v)}, {zero});
+  }
   void set_base(const std::string& b) { base_ = "grad/" + b; }
   Graph& graph() { return g_; }
 
@@ -155,7 +163,6 @@ int64_t softmax_axis(GradContext& c) {
 
 std::map<std::string, Rule> build_rules() {
   std::map<std::string, Rule> r;
-  auto none = [](GradContext& c) { return std::vector<Value*>(c.node.num_inputs(), nullptr); };
 
   r["Identity"] = [](GradContext& c) { return std::vector<Value*>{c.dy[0]}; };
   r["Neg"] = [](GradContext& c) { return std::vector<Value*>{c.b.op("Neg", {c.dy[0]})}; };
@@ -404,16 +411,7 @@ std::map<std::string, Rule> build_rules() {
     if (axis < 0) axis += c.rank(0);
     std::vector<Value*> parts;
     for (size_t i = 0; i < c.node.outputs.size(); ++i) {
-      Value* g = c.dy[i];
-      if (!g) {
-        Attribute zero;
-        zero.name = "value";
-        zero.type = AttrType::Tensor;
-        zero.t = c.dtype() == DType::Float64 ? Tensor::from_vector<double>({0.0}, {1})
-                                             : Tensor::from_vector<float>({0.0f}, {1});
-        g = c.b.op("ConstantOfShape", {c.b.shape_of(c.out(i))}, {zero});
-      }
-      parts.push_back(g);
+      parts.push_back(c.dy[i] ? c.dy[i] : c.b.zeros_like(c.out(i), c.dtype()));
     }
     std::vector<Value*> g(c.node.num_inputs(), nullptr);
     g[0] = c.b.op("Concat", parts, {attr_int("axis", axis)});
@@ -495,7 +493,6 @@ std::map<std::string, Rule> build_rules() {
     g[0] = c.b.op("Mul", {c.dy[0], scaled});
     return g;
   };
-  (void)none;
   return r;
 }
 
@@ -606,14 +603,7 @@ std::map<std::string, std::string> add_gradients(ir::Model& model, const Gradien
   for (Value* v : wrt) {
     b.set_base(v->name);
     Value* grad = total(v);
-    if (!grad) {  // does not reach the loss: zero
-      Attribute zero;
-      zero.name = "value";
-      zero.type = AttrType::Tensor;
-      zero.t = v->type.dtype == DType::Float64 ? Tensor::from_vector<double>({0.0}, {1})
-                                               : Tensor::from_vector<float>({0.0f}, {1});
-      grad = b.op("ConstantOfShape", {b.shape_of(v)}, {zero});
-    }
+    if (!grad) grad = b.zeros_like(v, v->type.dtype);  // does not reach the loss
     // A named output per parameter (an Identity when the gradient is another value).
     Value* out = g.value(gu::fresh_name(g, "grad." + v->name));
     Node* id = g.add_node("Identity", {grad}, {out}, gu::fresh_name(g, "grad." + v->name + "_node"));

@@ -30,20 +30,40 @@ ir::Value* scalar_input(ir::Graph& g, const std::string& name, DType dtype, cons
   return v;
 }
 
-}  // namespace
+// Scale slices of a weight: one per channel along q.axis, or one for the tensor.
+int64_t slice_count(const Tensor& w, const QatTensor& q) { return q.axis >= 0 ? w.dim(static_cast<int>(q.axis)) : 1; }
 
-Tensor weight_scales(const Tensor& w, const QatTensor& q) {
-  const int64_t channels = q.axis >= 0 ? w.dim(static_cast<int>(q.axis)) : 1;
+// fn(slice, value) for every element of w.
+template <typename Fn>
+void for_each_in_slices(const Tensor& w, const QatTensor& q, Fn&& fn) {
+  const int64_t channels = slice_count(w, q);
   int64_t inner = 1;
   if (q.axis >= 0)
     for (size_t d = static_cast<size_t>(q.axis) + 1; d < w.rank(); ++d) inner *= w.dims()[d];
-  std::vector<float> amax(static_cast<size_t>(channels), 0.0f);
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    const int64_t c = channels == 1 ? 0 : (i / inner) % channels;
-    amax[c] = std::max(amax[c], std::fabs(w.data<float>()[i]));
-  }
+  for (int64_t i = 0; i < w.numel(); ++i) fn(channels == 1 ? 0 : (i / inner) % channels, w.data<float>()[i]);
+}
+
+Tensor scales_tensor(const std::vector<float>& v, const QatTensor& q) {
+  return q.axis >= 0 ? Tensor::from_vector<float>(v, {static_cast<int64_t>(v.size())}) : Tensor::from_vector<float>(v, {});
+}
+
+// LSQ's starting step size per slice: 2 mean|w| / sqrt(qmax).
+Tensor lsq_initial_scales(const Tensor& w, const QatTensor& q) {
+  std::vector<double> sum(static_cast<size_t>(slice_count(w, q)), 0.0);
+  for_each_in_slices(w, q, [&](int64_t c, float v) { sum[c] += std::fabs(v); });
+  const double per = static_cast<double>(w.numel()) / static_cast<double>(sum.size());
+  std::vector<float> s;
+  for (double total : sum) s.push_back(static_cast<float>(std::max(2 * total / per / std::sqrt(static_cast<double>(q.qmax)), 1e-8)));
+  return scales_tensor(s, q);
+}
+
+}  // namespace
+
+Tensor weight_scales(const Tensor& w, const QatTensor& q) {
+  std::vector<float> amax(static_cast<size_t>(slice_count(w, q)), 0.0f);
+  for_each_in_slices(w, q, [&](int64_t c, float v) { amax[c] = std::max(amax[c], std::fabs(v)); });
   for (auto& a : amax) a = a > 0 ? a / static_cast<float>(q.qmax) : 1.0f;
-  return q.axis >= 0 ? Tensor::from_vector<float>(amax, {channels}) : Tensor::from_vector<float>(amax, {});
+  return scales_tensor(amax, q);
 }
 
 std::vector<QatTensor> insert_fake_quant(ir::Model& model, const QatOptions& options) {
@@ -81,19 +101,8 @@ std::vector<QatTensor> insert_fake_quant(ir::Model& model, const QatOptions& opt
         q.qmin = -wq;
         q.qmax = wq;
         const std::string sname = kQatScalePrefix + v->name;
-        if (options.lsq) {  // a trainable initializer: 2 mean|w| / sqrt(qmax) per channel (LSQ's start)
-          Tensor s = weight_scales(g.initializers.at(v->name), q);
-          const Tensor& w = g.initializers.at(v->name);
-          const int64_t per = w.numel() / std::max<int64_t>(1, s.numel());
-          std::vector<double> mean_abs(static_cast<size_t>(s.numel()), 0.0);
-          int64_t inner = 1;
-          if (q.axis >= 0)
-            for (size_t d = static_cast<size_t>(q.axis) + 1; d < w.rank(); ++d) inner *= w.dims()[d];
-          for (int64_t k = 0; k < w.numel(); ++k)
-            mean_abs[s.numel() == 1 ? 0 : (k / inner) % s.numel()] += std::fabs(w.data<float>()[k]) / static_cast<double>(per);
-          for (int64_t c = 0; c < s.numel(); ++c)
-            s.data<float>()[c] = static_cast<float>(std::max(2 * mean_abs[c] / std::sqrt(static_cast<double>(q.qmax)), 1e-8));
-          scale = gu::add_initializer(g, sname, std::move(s));
+        if (options.lsq) {  // a trainable initializer
+          scale = gu::add_initializer(g, sname, lsq_initial_scales(g.initializers.at(v->name), q));
         } else {
           Shape shape = q.axis >= 0 ? Shape({v->type.shape.dims.at(static_cast<size_t>(q.axis))}) : Shape(std::vector<Dim>{});
           scale = scalar_input(g, sname, DType::Float32, shape);

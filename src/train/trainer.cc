@@ -27,9 +27,10 @@ namespace {
 constexpr const char* kLabels = "labels";
 constexpr const char* kLossScale = "loss_scale";
 constexpr const char* kLoss = "loss";
+// --amp fp8 (Transformer Engine's hybrid recipe): forward tensors and gradients.
+constexpr const char* kFp8Forward = "e4m3fn";
+constexpr const char* kFp8Gradient = "e5m2";
 
-// Float32 initializers the optimizer updates: every one read by a node,
-// except BatchNormalization's running statistics and the frozen ones.
 // BatchNormalization's running mean and variance (inputs 3 and 4): state the
 // trainer carries from step to step, not parameters.
 std::vector<std::string> running_statistics(const ir::Graph& g) {
@@ -43,22 +44,22 @@ std::vector<std::string> running_statistics(const ir::Graph& g) {
   return names;
 }
 
+// Float32 initializers the optimizer updates: every one read by a node,
+// except the running statistics and the frozen ones.
 std::vector<std::string> trainable_initializers(const ir::Graph& g, const std::vector<std::string>& frozen) {
+  for (auto& f : frozen)
+    if (!g.initializers.count(f)) fail("--freeze: the model has no initializer named '", f, "'");
   std::unordered_set<std::string> excluded(frozen.begin(), frozen.end()), read;
+  for (auto& name : running_statistics(g)) excluded.insert(name);
   for (auto& n : g.nodes)
-    for (size_t i = 0; i < n->inputs.size(); ++i) {
-      if (!n->inputs[i]) continue;
-      if (n->op_type == "BatchNormalization" && i >= 3) excluded.insert(n->inputs[i]->name);
-      read.insert(n->inputs[i]->name);
-    }
+    for (auto* in : n->inputs)
+      if (in) read.insert(in->name);
   std::vector<std::string> names;
   for (auto& name : g.initializer_order) {
     const auto it = g.initializers.find(name);
     if (it == g.initializers.end() || it->second.dtype() != DType::Float32) continue;
     if (read.count(name) && !excluded.count(name)) names.push_back(name);
   }
-  for (auto& f : frozen)
-    if (!g.initializers.count(f)) fail("--freeze: the model has no initializer named '", f, "'");
   return names;
 }
 
@@ -106,8 +107,9 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
     if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("N");
   if (config.amp != "off" || config.tf32) {
     AutocastOptions ao;
-    ao.format = config.amp == "fp8" ? "e4m3fn" : config.amp != "off" ? config.amp : "tf32";
+    ao.format = config.amp == "fp8" ? kFp8Forward : config.amp != "off" ? config.amp : "tf32";
     ao.scaled = config.amp == "fp8";
+    ao.grad_format = kFp8Gradient;
     ao.round_outputs = config.amp != "off";
     const auto r = autocast(*m, ao);
     if (autocast_nodes) *autocast_nodes = r.nodes;
@@ -159,7 +161,9 @@ struct Trainer::Impl {
   // FP8 delayed scaling: amax history and current scale per scale input name.
   std::map<std::string, std::deque<float>> amax_history;
   std::map<std::string, float> fp8_scales;
-  std::map<std::string, double> fp8_max;  // per scale input: the format's largest finite value
+  // The largest finite values of the forward and gradient FP8 formats.
+  const double fp8_forward_max = numerics::parse_format(kFp8Forward).max_finite();
+  const double fp8_gradient_max = numerics::parse_format(kFp8Gradient).max_finite();
   // QAT: the fake-quantized tensors and the activations' moving-average ranges.
   std::vector<QatTensor> qat;
   std::map<std::string, std::pair<float, float>> act_range;
@@ -319,11 +323,9 @@ struct Trainer::Impl {
       while (static_cast<int64_t>(h.size()) > std::max<int64_t>(1, config.fp8_history)) h.pop_front();
       const float amax = *std::max_element(h.begin(), h.end());
       if (!(amax > 0) || !std::isfinite(amax)) continue;  // keep the previous scale
-      if (!fp8_max.count(keys[i])) {
-        const bool grad = keys[i].size() > 5 && keys[i].substr(keys[i].size() - 5) == ".grad";
-        fp8_max[keys[i]] = numerics::parse_format(grad ? "e5m2" : "e4m3fn").max_finite();
-      }
-      fp8_scales[keys[i]] = static_cast<float>(fp8_max[keys[i]] / amax / std::ldexp(1.0, config.fp8_margin));
+      const bool gradient = keys[i].ends_with(".grad");  // the gradient scales' names (train::autodiff)
+      const double fp8_max = gradient ? fp8_gradient_max : fp8_forward_max;
+      fp8_scales[keys[i]] = static_cast<float>(fp8_max / amax / std::ldexp(1.0, config.fp8_margin));
     }
   }
 };

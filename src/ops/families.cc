@@ -31,6 +31,7 @@ const std::vector<Family>& all_families() {
       {"strings", register_strings},
       {"ml", register_ml},
       {"fused", register_fused},
+      {"emulated", register_emulated},
   };
   return families;
 }

@@ -39,6 +39,7 @@ void register_flex_attention(Registry&);      // flex_attention.cc: FlexAttentio
 void register_strings(Registry&);             // strings.cc: StringConcat, StringSplit, StringNormalizer, RegexFullMatch, TfIdfVectorizer
 void register_ml(Registry&);                  // ml.cc: ai.onnx.ml ops
 void register_fused(Registry&);               // fused.cc: com.duet FusedConv, FusedMatMul (graph optimizer output)
+void register_emulated(Registry&);            // emulated.cc: com.duet EmulatedConv/MatMul/Gemm (datapath emulation)
 
 const std::vector<Family>& all_families();
 

@@ -19,6 +19,7 @@ Runner add_devices(CLI::App& app);
 Runner add_simulate(CLI::App& app);
 Runner add_calibrate_host(CLI::App& app);
 Runner add_emu_gemm(CLI::App& app);
+Runner add_emulate(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_train(CLI::App& app);
 

@@ -1,0 +1,30 @@
+// emulate_datapath: rewrites a model's Conv, MatMul and Gemm nodes into com.duet
+// EmulatedConv / EmulatedMatMul / EmulatedGemm (ops/emulated.cc) that compute
+// through a numerics::Datapath, so the whole model runs as a device with that
+// matrix engine would compute it (`duet emulate`, `duet run --emulate`).
+// Everything else stays FP32, as on a device whose vector units keep FP32.
+// Nodes that cannot be emulated are listed with the reason, never skipped silently.
+#pragma once
+#include <set>
+#include <string>
+#include <vector>
+
+#include "duet/ir/graph.h"
+#include "duet/numerics/datapath.h"
+
+namespace duet::passes {
+
+struct EmulateOptions {
+  std::set<std::string> exclude_op_types;  // e.g. {"Gemm"}: keep these in FP32
+  std::set<std::string> exclude_nodes;     // node names kept in FP32
+};
+
+struct EmulateReport {
+  int emulated = 0;
+  std::vector<std::string> emulated_nodes;
+  std::vector<std::pair<std::string, std::string>> kept_fp32;  // node label, reason
+};
+
+EmulateReport emulate_datapath(ir::Model& model, const numerics::Datapath& datapath, const EmulateOptions& options = {});
+
+}  // namespace duet::passes

@@ -3,6 +3,7 @@
 // datapath with that accumulator gives (hand-computed cases); conv2d equals its im2col GEMM.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <bit>
 #include <cmath>
@@ -379,4 +380,54 @@ TEST(EmuGemmCli, ReportsKernelTimeAndErrorAsJson) {
   auto bad = duet::testutil::run_command(duet::testutil::cli() + " emu-gemm --a bf16 --acc int32");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("integer accumulator needs integer input formats"), std::string::npos) << bad.output;
+}
+
+// Native equality where the datapaths coincide: oneDNN's integer matmul (u8
+// activations x s8 weights -> s32: AVX2 vpmaddubsw/vpmaddwd on this CPU, VNNI
+// vpdpbusd where the CPU has it) against the emulated INT8 x INT8 -> INT32
+// datapath, bit for bit. Weights stay within 7 bits: without VNNI, oneDNN's
+// u8s8 kernels add pairs of u8*s8 products in saturating 16-bit lanes, which
+// only 7-bit weights keep exact (oneDNN's documented int8 caveat); with them
+// the native sums are exact, as the emulated INT32 accumulator is.
+TEST(EmuGemmNative, Int8MatchesOneDnnIntegerMatmulBitForBit) {
+  const int64_t M = 37, N = 29, K = 2100;  // sums reach ~2^24: FP32 conversion rounds
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> u8(0, 255), s7(-64, 63);
+  std::vector<uint8_t> a8(M * K);
+  std::vector<int8_t> b8(K * N);
+  std::vector<float> A(M * K), B(K * N), C(M * N);
+  for (int64_t i = 0; i < M * K; ++i) A[i] = a8[i] = static_cast<uint8_t>(u8(rng));
+  for (int64_t i = 0; i < K * N; ++i) B[i] = b8[i] = static_cast<int8_t>(s7(rng));
+  // Saturate the first row/column pairs to the extremes (255 * 63 products).
+  for (int64_t k = 0; k < K; ++k) {
+    A[k] = a8[k] = 255;
+    B[k * N] = b8[k * N] = 63;
+  }
+  using namespace dnnl;
+  engine eng(engine::kind::cpu, 0);
+  stream strm(eng);
+  memory::desc ad({M, K}, memory::data_type::u8, memory::format_tag::ab);
+  memory::desc bd({K, N}, memory::data_type::s8, memory::format_tag::ab);
+  memory::desc cd({M, N}, memory::data_type::s32, memory::format_tag::ab);
+  matmul prim(matmul::primitive_desc(matmul::desc(ad, bd, cd), eng));  // oneDNN 2.x API
+  std::vector<int32_t> native(M * N);
+  memory am(ad, eng, a8.data()), bm(bd, eng, b8.data()), cm(cd, eng, native.data());
+  prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  strm.wait();
+
+  GemmSpec spec;
+  spec.a.format = *find_format("uint8");
+  spec.b.format = *find_format("int8");
+  spec.acc = accumulator_int(32, false);
+  const GemmResult res = gemm(spec, M, N, K, A.data(), B.data(), C.data());
+  EXPECT_EQ(res.family, KernelFamily::Int32);
+  int64_t exact_sums = 0;
+  for (int64_t i = 0; i < M * N; ++i) {
+    int64_t r = 0;
+    for (int64_t k = 0; k < K; ++k) r += static_cast<int64_t>(a8[i / N * K + k]) * b8[k * N + i % N];
+    ASSERT_EQ(native[i], r) << "oneDNN's sum at " << i;
+    EXPECT_EQ(std::bit_cast<uint32_t>(C[i]), std::bit_cast<uint32_t>(static_cast<float>(native[i]))) << i;
+    exact_sums += std::fabs(static_cast<double>(r)) < 16777216.0;
+  }
+  EXPECT_LT(exact_sums, M * N);  // some sums needed rounding to FP32: the RNE conversion is compared too
 }

@@ -91,3 +91,16 @@ TEST(ExhaustiveConversion, Bf16NearestEven) { exhaustive<uint16_t>(bf16()); }
 TEST(ExhaustiveConversion, Tf32NearestEven) { exhaustive<uint32_t>(tf32()); }
 TEST(ExhaustiveConversion, E4m3fnNearestEven) { exhaustive<uint8_t>(e4m3fn(), Rounding::NearestEven, Overflow::Saturate); }
 TEST(ExhaustiveConversion, E5m2NearestEven) { exhaustive<uint8_t>(e5m2()); }
+
+// Toward-zero and nearest-away (CUTLASS's TF32 conversion): the AVX2/AVX-512
+// generic paths handle them; F16C and AVX512-BF16 are nearest-even only.
+TEST(ExhaustiveConversion, Fp16TowardZero) { exhaustive<uint16_t>(fp16(), Rounding::TowardZero); }
+TEST(ExhaustiveConversion, Fp16NearestAway) { exhaustive<uint16_t>(fp16(), Rounding::NearestAway); }
+TEST(ExhaustiveConversion, Bf16TowardZero) { exhaustive<uint16_t>(bf16(), Rounding::TowardZero); }
+TEST(ExhaustiveConversion, Bf16NearestAway) { exhaustive<uint16_t>(bf16(), Rounding::NearestAway); }
+TEST(ExhaustiveConversion, Tf32TowardZero) { exhaustive<uint32_t>(tf32(), Rounding::TowardZero); }
+TEST(ExhaustiveConversion, Tf32NearestAway) { exhaustive<uint32_t>(tf32(), Rounding::NearestAway); }
+TEST(ExhaustiveConversion, E4m3fnTowardZero) { exhaustive<uint8_t>(e4m3fn(), Rounding::TowardZero, Overflow::Saturate); }
+TEST(ExhaustiveConversion, E4m3fnNearestAway) { exhaustive<uint8_t>(e4m3fn(), Rounding::NearestAway, Overflow::Saturate); }
+TEST(ExhaustiveConversion, E5m2TowardZero) { exhaustive<uint8_t>(e5m2(), Rounding::TowardZero); }
+TEST(ExhaustiveConversion, E5m2NearestAway) { exhaustive<uint8_t>(e5m2(), Rounding::NearestAway); }

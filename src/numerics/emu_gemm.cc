@@ -388,8 +388,39 @@ std::vector<float> quantize_reference(const Operand& op, const float* x, int64_t
   return q;
 }
 
+// Integer formats without stochastic rounding: what Format::encode does (NaN
+// gives 0, out-of-range values saturate, the rounding mode on the quotient),
+// in float arithmetic. Values are clamped to the format's range first, so
+// |v| <= 2^23 and adding 1.5 * 2^23 rounds to an integer in the current
+// (nearest-even) mode.
+std::vector<float> quantize_integer(const Operand& op, const float* x, int64_t rows, int64_t cols, bool trans,
+                                    bool is_a) {
+  const float lo = static_cast<float>(op.format.lowest()), hi = static_cast<float>(op.format.max_finite());
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  std::vector<float> q(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      float v = x[trans ? c * rows + r : r * cols + c];
+      if (op.scaling != Scaling::None) v = v / element_scale(op, r, c, rows, cols, is_a);
+      if (v != v) {
+        v = 0.0f;
+      } else {
+        v = std::min(std::max(v, lo), hi);
+        switch (op.rounding) {
+          case Rounding::TowardZero: v = std::trunc(v); break;
+          case Rounding::NearestAway: v = std::round(v); break;
+          default: v = (v + kMagic) - kMagic; break;  // IEEE arithmetic: not folded without -ffast-math
+        }
+      }
+      q[r * cols + c] = v + 0.0f;  // -0 -> +0, as the integer encoding has no negative zero
+    }
+  }
+  return q;
+}
+
 std::vector<float> quantize_fast(const Operand& op, const float* x, int64_t rows, int64_t cols, bool trans, bool is_a) {
   const bool stochastic = op.rounding == Rounding::Stochastic;
+  if (!op.format.is_float() && !stochastic) return quantize_integer(op, x, rows, cols, trans, is_a);
   if (!op.format.is_float() || (stochastic && trans)) return quantize_reference(op, x, rows, cols, trans, is_a);
   const size_t n = static_cast<size_t>(rows * cols);
   std::vector<float> v(n);

@@ -160,7 +160,7 @@ std::string host_toml(const HostCalibration& c) {
     for (auto& r : c.kernel_rates) {
       o << "\n[[cpu_kernels.rates]]\nthreads = " << r.threads << "\nfma_gflops = " << r.fma_flops / 1e9
         << "\nconv_gflops = " << r.conv_flops / 1e9 << "\nmatmul_gflops = " << r.matmul_flops / 1e9
-        << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
+        << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\ndeconv_gflops = " << r.deconv_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
       for (auto& l : r.levels)
         o << "  { name = \"" << l.name << "\", capacity_bytes = " << std::fixed << std::setprecision(0) << l.capacity_bytes
           << std::defaultfloat << std::setprecision(6) << ", bandwidth_gbs = " << l.bytes_per_s / 1e9 << " },\n";

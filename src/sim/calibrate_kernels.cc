@@ -94,6 +94,21 @@ double conv_seconds(int64_t c, int64_t hw, int64_t groups, const dnnl::engine& e
                         {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}}, seconds);
 }
 
+// Seconds of a 2x2 stride-2 deconvolution (upsampling head) on 1 x c x hw x hw.
+double deconv_seconds(int64_t c, int64_t hw, const dnnl::engine& e, dnnl::stream& s, double seconds) {
+  const memory::dims x = {1, c, hw, hw}, y = {1, c, 2 * hw, 2 * hw}, w = {c, c, 2, 2};
+  // No bias: oneDNN 2.6 adds a deconvolution's bias in a separate loop that took
+  // 10x the deconvolution itself here (30-56 ms vs 3.9 ms, DNNL_VERBOSE).
+  dnnl::deconvolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                         memory::desc(x, dt::f32, tag::any), memory::desc(w, dt::f32, tag::any),
+                                         memory::desc(y, dt::f32, tag::any), {2, 2}, {0, 0}, {0, 0});
+  dnnl::deconvolution_forward::primitive_desc pd(desc, e);
+  memory src = filled(pd.src_desc(), e), wei = filled(pd.weights_desc(), e);
+  memory dst(pd.dst_desc(), e);
+  return median_seconds(dnnl::deconvolution_forward(pd), s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}},
+                        seconds);
+}
+
 double matmul_seconds(int64_t n, const dnnl::engine& e, dnnl::stream& s, double seconds) {
   memory::desc a({n, n}, dt::f32, tag::ab), c({n, n}, dt::f32, tag::ab);
   dnnl::matmul::desc desc(a, memory::desc({n, n}, dt::f32, tag::any), c);
@@ -127,12 +142,13 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   // (measured here: single-round conv rates ranged 37-64 GFLOP/s between runs).
   constexpr int kRounds = 3;
   const double slice = seconds / kRounds;
-  double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30;
+  double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30, deconv = 1e30;
   for (int round = 0; round < kRounds; ++round) {
     overhead = std::min(overhead, eltwise_seconds(64, e, s, slice));
     conv = std::min(conv, conv_seconds(64, 56, 1, e, s, slice));
     mm = std::min(mm, matmul_seconds(512, e, s, slice));
     dw = std::min(dw, conv_seconds(64, 56, 64, e, s, slice));
+    deconv = std::min(deconv, deconv_seconds(24, 160, e, s, slice));
     exp = std::min(exp, eltwise_seconds(4096, e, s, slice, dnnl::algorithm::eltwise_logistic));
   }
   r.overhead_s = overhead;
@@ -141,6 +157,7 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   r.conv_flops = rate(2.0 * 64 * 64 * 9 * 56 * 56, conv);
   r.matmul_flops = rate(2.0 * 512 * 512 * 512, mm);
   r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
+  r.deconv_flops = rate(2.0 * 24 * 24 * 4 * 160 * 160, deconv);
   r.transcendental_per_s = rate(4096, exp);
   // Streaming bandwidth per level: a chain of relus over a ring of 4 tensors
   // spanning the level's capacity (DRAM: 4x L3); L2 is per core, so the

@@ -23,6 +23,7 @@ CpuOpClass classify_cpu_op(const WorkItem& item) {
                                          "Softplus", "Elu", "Selu", "Mish", "Swish", "Pow"};
   for (const char* t : transcendental)
     if (op == t) return CpuOpClass::Transcendental;
+  if (item.matrix && item.conv && op == "ConvTranspose") return CpuOpClass::Deconv;
   if (item.matrix && item.conv) return item.gemm.repeats > 1 ? CpuOpClass::Depthwise : CpuOpClass::Conv;
   if (item.matrix) return CpuOpClass::MatMul;
   return CpuOpClass::Other;
@@ -31,6 +32,7 @@ CpuOpClass classify_cpu_op(const WorkItem& item) {
 const char* cpu_op_class_name(CpuOpClass c) {
   switch (c) {
     case CpuOpClass::Conv: return "conv";
+    case CpuOpClass::Deconv: return "deconv";
     case CpuOpClass::MatMul: return "matmul";
     case CpuOpClass::Depthwise: return "depthwise";
     case CpuOpClass::Transcendental: return "exp";
@@ -56,10 +58,10 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   };
   c.flops = item.flops;
   double rate = r.fma_flops;
-  if (c.op_class == CpuOpClass::Conv) {
+  if (c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Deconv) {
     const int64_t oc = item.output_channels.empty() ? 0 : item.output_channels.front();
     c.flops = padded(item.flops, oc);
-    rate = r.conv_flops;
+    rate = c.op_class == CpuOpClass::Deconv && r.deconv_flops > 0 ? r.deconv_flops : r.conv_flops;
   } else if (c.op_class == CpuOpClass::MatMul) {
     rate = r.matmul_flops;
   } else if (c.op_class == CpuOpClass::Depthwise) {

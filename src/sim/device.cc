@@ -261,6 +261,7 @@ Device decode(const toml::table& root, const std::string& origin) {
         r.conv_flops = num(*t, "conv_gflops", 0, w) * 1e9;
         r.matmul_flops = num(*t, "matmul_gflops", 0, w) * 1e9;
         r.depthwise_flops = num(*t, "depthwise_gflops", 0, w) * 1e9;
+        r.deconv_flops = num(*t, "deconv_gflops", 0, w) * 1e9;  // optional (older calibrations)
         r.overhead_s = num(*t, "overhead_us", 0, w) * 1e-6;
         r.transcendental_per_s = num(*t, "exp_gelements_per_s", 0, w) * 1e9;
         DUET_CHECK(r.threads > 0 && r.fma_flops > 0 && r.conv_flops > 0 && r.matmul_flops > 0 && r.depthwise_flops > 0,

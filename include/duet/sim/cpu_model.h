@@ -38,6 +38,7 @@ struct CpuKernelRates {
   double conv_flops = 0;       // oneDNN 3x3 convolution, 64 -> 64 channels, 56x56
   double matmul_flops = 0;     // oneDNN matmul 512 x 512 x 512
   double depthwise_flops = 0;  // oneDNN 3x3 depthwise convolution, 64 channels, 56x56
+  double deconv_flops = 0;     // oneDNN 2x2 stride-2 deconvolution, 24 -> 24 channels, 160x160 (0: use conv_flops)
   double transcendental_per_s = 0;  // elements/s of a oneDNN logistic (exp-based) eltwise, L1-resident
   double overhead_s = 0;       // oneDNN eltwise on 64 floats: execute + wait
   std::vector<CpuLevel> levels;  // nearest first; the last is DRAM
@@ -52,7 +53,7 @@ struct CpuKernelModel {
 };
 
 // Which ceiling a node meets.
-enum class CpuOpClass { Conv, MatMul, Depthwise, Transcendental, View, Other };
+enum class CpuOpClass { Conv, Deconv, MatMul, Depthwise, Transcendental, View, Other };
 CpuOpClass classify_cpu_op(const WorkItem& item);
 const char* cpu_op_class_name(CpuOpClass c);
 

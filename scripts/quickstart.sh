@@ -10,7 +10,7 @@ duet="$root/build/duet"
 out=$(mktemp -d)
 echo; echo "== duet train: the digits CNN, BF16 autocast (accuracy and step time measured) =="
 "$duet" train cnn --data "$root/data/datasets/digits/digits.csv.gz" --sample-shape 1x8x8 --scale 0.0625 \
-  --amp bf16 -o "$out/digits_cnn.onnx"
+  --standardize --amp bf16 -o "$out/digits_cnn.onnx"
 echo; echo "== duet run: the bundled default model (trained by duet train) on a sample digit =="
 "$duet" run "$root/data/models/digits_cnn.onnx" --input "$root/data/samples/digits/digit_00_label5.npy"
 model="$root/data/models/ppocr_cls_mobile_v2.0.onnx"

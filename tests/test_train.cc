@@ -206,6 +206,29 @@ TEST(Trainer, DigitsCnnReachesPyTorchAccuracy) {
   EXPECT_LT(r.train_loss, kSanitized ? 1.0 : 0.06);
 }
 
+// Inputs standardized with the training split's statistics (baked into the
+// model as Sub/Mul): the anchor recipe (AdamW 1e-3, batch 64, 15
+// epochs) then reaches 99.16% on this split (8 seeds: mean 98.54%; PyTorch
+// 1.13 with the same standardization: 98.68%).
+TEST(Trainer, StandardizedDigitsCnnReachesTheAnchorAccuracy) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
+  const train::Standardization st = train::feature_statistics(train_set);
+  EXPECT_NEAR(st.mean, 0.305, 0.01);  // digits / 16
+  train::TrainConfig cfg;
+  cfg.backend = "cpu";
+  cfg.frozen = train::prepend_standardization(*model, st.mean, st.stddev);
+  train::Trainer t(*model, cfg);
+  train::EpochResult r;
+  for (int e = 0; e < (kSanitized ? 3 : 15); ++e) r = t.train_epoch(train_set, &test_set);
+  EXPECT_GE(r.test.accuracy, kSanitized ? 0.85 : 0.985);
+  // The statistics stay constants of the exported model, not trained weights.
+  std::shared_ptr<ir::Model> out = t.trained_model();
+  ASSERT_TRUE(out->graph->initializers.count(train::kStandardizeMean));
+  EXPECT_FLOAT_EQ(out->graph->initializers.at(train::kStandardizeMean).data<float>()[0], static_cast<float>(st.mean));
+}
+
 TEST(Trainer, Bf16Fp16AndScaledFp8AutocastTrackFp32) {
   DUET_REQUIRE_SHARED();
   auto [train_set, test_set] = train::split(digits(), 0.2, 0);

@@ -21,6 +21,21 @@ int64_t Dataset::classes() const {
   return m + 1;
 }
 
+Standardization feature_statistics(const Dataset& data) {
+  DUET_CHECK(data.features.defined() && data.features.numel() > 0, "standardization needs training samples");
+  const float* x = data.features.data<float>();
+  const int64_t n = data.features.numel();
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
+  Standardization s;
+  s.mean = sum / static_cast<double>(n);
+  double sq = 0;
+  for (int64_t i = 0; i < n; ++i) sq += (x[i] - s.mean) * (x[i] - s.mean);
+  s.stddev = std::sqrt(sq / static_cast<double>(std::max<int64_t>(n - 1, 1)));  // unbiased, as torch.std
+  DUET_CHECK(s.stddev > 0, "standardization: every feature value is ", s.mean, " (standard deviation 0)");
+  return s;
+}
+
 Dataset Dataset::gather(const std::vector<int64_t>& indices) const {
   const int64_t per = size() > 0 ? features.numel() / size() : 0;
   Dims fd = features.dims();

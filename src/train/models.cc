@@ -133,4 +133,34 @@ std::unique_ptr<ir::Model> build_model(const std::string& spec, const Dims& samp
   return m;
 }
 
+std::vector<std::string> prepend_standardization(ir::Model& model, double mean, double stddev) {
+  DUET_CHECK(stddev > 0, "standardization: the standard deviation must be positive, got ", stddev);
+  ir::Graph& g = *model.graph;
+  DUET_CHECK(!g.inputs.empty(), "standardization: the model has no input");
+  ir::Value* x = g.inputs.front();
+  DUET_CHECK(x->type.dtype == DType::Float32, "standardization: input '", x->name, "' is not float32");
+  DUET_CHECK(!g.find_value(kStandardizeMean), "standardization: the model already has '", kStandardizeMean, "'");
+  auto scalar = [&](const char* name, float v) {
+    Tensor t(DType::Float32, {});
+    t.data<float>()[0] = v;
+    ir::Value* c = g.value(name);
+    c->type.dtype = DType::Float32;
+    c->type.shape = Shape::from({});
+    g.initializers[name] = std::move(t);
+    g.initializer_order.push_back(name);
+    return c;
+  };
+  ir::Value* centered = g.value(x->name + ".centered");
+  ir::Value* standardized = g.value(x->name + ".standardized");
+  centered->type = standardized->type = x->type;
+  for (auto& n : g.nodes)
+    for (auto*& in : n->inputs)
+      if (in == x) in = standardized;
+  g.add_node("Sub", {x, scalar(kStandardizeMean, static_cast<float>(mean))}, {centered}, "standardize_sub");
+  g.add_node("Mul", {centered, scalar(kStandardizeScale, static_cast<float>(1.0 / stddev))}, {standardized},
+             "standardize_mul");
+  g.topological_sort();
+  return {kStandardizeMean, kStandardizeScale};
+}
+
 }  // namespace duet::train

@@ -71,7 +71,7 @@ Runner add_train(CLI::App& app) {
     int fp8_margin = 0;
     std::string allreduce = "fp32", qat = "off", preprocess;
     int64_t channels = 3;
-    bool profile = false;
+    bool profile = false, standardize = false;
     bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
     uint64_t seed = 0;
     int threads = 2;
@@ -91,6 +91,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--channels", o->channels, "Image folders: 1 (grey) or 3 (RGB, default)")->check(CLI::IsMember({1, 3}));
   cmd->add_option("--sample-shape", o->sample_shape, "Shape of one sample for builders, e.g. 1x8x8 (default: flat)");
   cmd->add_option("--scale", o->scale, "Multiply CSV features by this (digits: 0.0625)");
+  cmd->add_flag("--standardize", o->standardize,
+                "Standardize inputs with the training split's mean and standard deviation, baked into the model "
+                "(Sub/Mul before the first layer: the exported model takes the data as given)");
   cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)");
   cmd->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(int64_t{1}, int64_t{100000}));
   cmd->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -152,6 +155,11 @@ Runner add_train(CLI::App& app) {
     } else {
       model = onnx_io::load_model(o->model);
     }
+    std::vector<std::string> frozen = o->freeze;
+    if (o->standardize) {
+      const train::Standardization st = train::feature_statistics(data);
+      for (const std::string& name : train::prepend_standardization(*model, st.mean, st.stddev)) frozen.push_back(name);
+    }
     if (!o->save_init.empty()) onnx_io::save_model(*model, o->save_init);
     fit_to_input(data, *model, "--data");
     if (test.size()) fit_to_input(test, *model, "--test");
@@ -183,7 +191,7 @@ Runner add_train(CLI::App& app) {
     cfg.seed = o->seed;
     cfg.threads = o->threads;
     cfg.backend = o->backend;
-    cfg.frozen = o->freeze;
+    cfg.frozen = frozen;
     cfg.max_steps = o->max_steps;
     cfg.qat = o->qat;
     cfg.profile = o->profile;

@@ -40,6 +40,14 @@ Dataset load_npy_pair(const std::string& dir);
 // 601 luma). Throws naming an unreadable image or a size mismatch.
 Dataset load_image_folder(const std::string& dir, const std::string& preprocess, int64_t channels = 3);
 
+// Mean and standard deviation of every feature value of a dataset (one pair
+// for all features, as torchvision's Normalize with one channel); computed on
+// the training split and baked into the model by prepend_standardization.
+struct Standardization {
+  double mean = 0, stddev = 1;
+};
+Standardization feature_statistics(const Dataset& data);
+
 // splitmix64-driven Fisher-Yates permutation of [0, n) for (seed, stream).
 std::vector<int64_t> permutation(int64_t n, uint64_t seed, uint64_t stream = 0);
 

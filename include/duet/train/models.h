@@ -22,4 +22,12 @@ std::unique_ptr<ir::Model> build_model(const std::string& spec, const Dims& samp
                                        uint32_t seed = 0);
 bool is_builder_spec(const std::string& s);  // "mlp", "cnn", "mlp:..." or "cnn:..."
 
+// The model's first input x becomes (x - mean) / stddev before every reader:
+// Sub and Mul by constants named kStandardizeMean / kStandardizeScale, so the
+// trained and exported model takes the data as given. Returns those two names
+// (the trainer keeps them frozen).
+inline constexpr const char* kStandardizeMean = "standardize.mean";
+inline constexpr const char* kStandardizeScale = "standardize.inv_std";
+std::vector<std::string> prepend_standardization(ir::Model& model, double mean, double stddev);
+
 }  // namespace duet::train

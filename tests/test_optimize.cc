@@ -180,6 +180,23 @@ TEST(Optimize, FusesMatMulBiasAndGelu) {
       });
 }
 
+// A classifier head: Gemm(transB, bias) -> Relu -> Gemm becomes two
+// FusedMatMul (bias and Relu fused), which the cpu backend claims.
+TEST(Optimize, GemmHeadsBecomeFusedMatMul) {
+  expect_same_after_optimize(
+      [](Builder& b) {
+        auto* y = b.op("Gemm", {b.input("x", {3, 40}), b.constant("w1", {16, 40}), b.constant("b1", {16})},
+                       {Builder::integer("transB", 1)});
+        y = b.op("Relu", {y});
+        b.output(b.op("Gemm", {y, b.constant("w2", {16, 10}), b.constant("b2", {1, 10})}));
+      },
+      {3, 40}, [](const ir::Graph& g) {
+        EXPECT_EQ(count_ops(g, "Gemm"), 0);
+        ASSERT_EQ(count_ops(g, "FusedMatMul"), 2);
+        EXPECT_EQ(ops::read_post_ops(*g.nodes.front())[0].kind, ops::PostOpKind::Relu);
+      });
+}
+
 TEST(Optimize, RemovesIdentityDropoutAndFoldsConstants) {
   expect_same_after_optimize(
       [](Builder& b) {

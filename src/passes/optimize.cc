@@ -625,6 +625,48 @@ int fuse_matmul_bias(ir::Model& model) {
   return static_cast<int>(dead.size());
 }
 
+// Gemm(A, constant B, constant bias) with alpha 1, beta 1 and A untransposed
+// is MatMul by B (transposed once here when transB) plus a bias along the last
+// axis: com.duet FusedMatMul, which the cpu backend runs and post-op fusion
+// extends (classifier heads: Gemm -> Relu -> Gemm).
+int gemm_to_matmul(ir::Model& model) {
+  Graph& g = *model.graph;
+  int rewritten = 0;
+  for (auto& node : g.nodes) {
+    Node* n = node.get();
+    if (!is(n, "Gemm") || n->inputs.size() < 2 || n->outputs.empty() || !n->outputs[0]) continue;
+    if (n->attr_float("alpha", 1.0f) != 1.0f || n->attr_int("transA", 0) != 0) continue;
+    const Tensor* b = constant(g, n->inputs[1]);
+    if (!b || b->dtype() != DType::Float32 || b->rank() != 2) continue;
+    const bool tb = n->attr_int("transB", 0) != 0;
+    const int64_t k = tb ? b->dim(1) : b->dim(0), cols = tb ? b->dim(0) : b->dim(1);
+    const Tensor* c = n->inputs.size() > 2 && n->inputs[2] ? constant(g, n->inputs[2]) : nullptr;
+    if (n->inputs.size() > 2 && n->inputs[2]) {
+      if (!c || c->dtype() != DType::Float32 || n->attr_float("beta", 1.0f) != 1.0f) continue;
+      if (c->numel() != cols || (c->rank() == 2 && c->dim(0) != 1)) continue;  // a bias row, not a full C
+    }
+    Tensor w = *b;
+    if (tb) {
+      w = Tensor(DType::Float32, {k, cols});
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < cols; ++j) w.data<float>()[i * cols + j] = b->data<float>()[j * k + i];
+    }
+    std::vector<Value*> inputs = {n->inputs[0], add_initializer(g, n->outputs[0]->name + "_weights", w)};
+    if (c) {
+      ensure_opset(model, "com.duet");
+      inputs.push_back(add_initializer(g, n->outputs[0]->name + "_bias", c->reshaped({cols})));
+      n->op_type = "FusedMatMul";
+      n->domain = "com.duet";
+    } else {
+      n->op_type = "MatMul";
+    }
+    n->inputs = inputs;
+    n->attributes.clear();
+    ++rewritten;
+  }
+  return rewritten;
+}
+
 int fuse_post_ops(ir::Model& model) {
   int total = 0;
   const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
@@ -818,6 +860,7 @@ OptimizeReport optimize(ir::Model& model, const OptimizeOptions& options) {
   if (options.fold_affine) report["fold_conv_affine"] = fold_conv_affine(model);
   if (options.fuse) {
     infer_shapes(model);
+    report["gemm_to_matmul"] = gemm_to_matmul(model);
     report["fuse_matmul_bias"] = fuse_matmul_bias(model);
     report["fuse_post_ops"] = fuse_post_ops(model);
     report["fuse_layer_norm"] = fuse_layer_norm(model);

@@ -21,6 +21,8 @@
 //   fold_batchnorm     Conv -> BatchNormalization into the Conv's weights
 //   fold_conv_affine   Conv -> Mul/Add/Sub/Div by a per-channel constant into
 //                      the Conv's weights and bias
+//   gemm_to_matmul     Gemm with constant B (and a constant bias row), alpha 1,
+//                      beta 1, no transA into MatMul / FusedMatMul
 //   fuse_matmul_bias   MatMul -> Add(bias along the last axis) into FusedMatMul
 //   fuse_post_ops      Conv/MatMul -> residual Add, activations (Relu, Clip,
 //                      HardSigmoid, Sigmoid, Tanh, Gelu, LeakyRelu, and the
@@ -57,6 +59,7 @@ int fuse_qdq(ir::Model& model);
 int eliminate_noops(ir::Model& model);
 int fold_batchnorm(ir::Model& model);
 int fold_conv_affine(ir::Model& model);
+int gemm_to_matmul(ir::Model& model);
 int fuse_matmul_bias(ir::Model& model);
 int fuse_post_ops(ir::Model& model);
 int fuse_layer_norm(ir::Model& model);

@@ -106,6 +106,17 @@ TEST(Datapath, BadSpecsNameTheProblem) {
             std::string::npos);
   EXPECT_NE(message("x=e4m3fn/block").find("block=N"), std::string::npos);
   EXPECT_NE(message("x=bf16,acc=int32").find("integer accumulator"), std::string::npos);
+  EXPECT_NE(message("x=e4m3fn/block,block=32x").find("non-negative integer"), std::string::npos);
+  EXPECT_NE(message("x=bf16,x=fp16").find("given twice"), std::string::npos);
+  EXPECT_NE(message("x=bf16,seed=3").find("round=sr"), std::string::npos);
+}
+
+TEST(Datapath, IntegerFormatsOfAnyWidthAreScaledAndBlocksCarryToW) {
+  const Datapath i16 = parse_datapath("x=int16");
+  EXPECT_EQ(i16.x.scaling, Scaling::Tensor);  // unscaled, |x| < 0.5 would all round to 0
+  EXPECT_EQ(i16.w.scaling, Scaling::Channel);
+  const Datapath mx = parse_datapath("x=e4m3fn/block,block=32");
+  EXPECT_EQ(mx.w.scaling, Scaling::Block);
 }
 
 // INT8 with dynamic scales, computed here from first principles: per-tensor
@@ -180,6 +191,15 @@ TEST(EmulatedOps, GemmKeepsAlphaBetaAndBroadcastBias) {
   auto [ref, emu] = run_both(g, "x=fp32,acc=fp32", {{"x", a}}, 1);
   ASSERT_EQ(emu[0].dims(), (Dims{4, 3}));
   for (int64_t i = 0; i < 12; ++i) EXPECT_NEAR(emu[0].data<float>()[i], ref[0].data<float>()[i], 1e-5) << i;
+}
+
+TEST(EmulatedOps, MatMulWithAnEmptyBatchGivesAnEmptyOutput) {
+  GraphBuilder g;
+  ir::Value* x = g.input("x", DType::Float32, {0, 4, 8});
+  g.output(g.node("MatMul", {x, g.initializer("w", random_tensor({1, 8, 5}, 10))}));
+  auto [fp32, emulated] = run_both(g, "int8", {{"x", Tensor::zeros(DType::Float32, {0, 4, 8})}}, 1);
+  EXPECT_EQ(emulated[0].dims(), (Dims{0, 4, 5}));
+  EXPECT_EQ(fp32[0].dims(), emulated[0].dims());
 }
 
 TEST(EmulatePass, KeepsWhatItCannotEmulateAndSaysWhy) {

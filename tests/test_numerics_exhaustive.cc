@@ -104,3 +104,5 @@ TEST(ExhaustiveConversion, E4m3fnTowardZero) { exhaustive<uint8_t>(e4m3fn(), Rou
 TEST(ExhaustiveConversion, E4m3fnNearestAway) { exhaustive<uint8_t>(e4m3fn(), Rounding::NearestAway, Overflow::Saturate); }
 TEST(ExhaustiveConversion, E5m2TowardZero) { exhaustive<uint8_t>(e5m2(), Rounding::TowardZero); }
 TEST(ExhaustiveConversion, E5m2NearestAway) { exhaustive<uint8_t>(e5m2(), Rounding::NearestAway); }
+// E5M2's F16C path takes any overflow rule: saturation checked on every input too.
+TEST(ExhaustiveConversion, E5m2SaturatingNearestEven) { exhaustive<uint8_t>(e5m2(), Rounding::NearestEven, Overflow::Saturate); }

@@ -218,7 +218,7 @@ TEST(Trainer, StandardizedDigitsCnnReachesTheAnchorAccuracy) {
   EXPECT_NEAR(st.mean, 0.305, 0.01);  // digits / 16
   train::TrainConfig cfg;
   cfg.backend = "cpu";
-  cfg.frozen = train::prepend_standardization(*model, st.mean, st.stddev);
+  train::prepend_standardization(*model, st.mean, st.stddev);  // its constants are never trained, flag or not
   train::Trainer t(*model, cfg);
   train::EpochResult r;
   for (int e = 0; e < (kSanitized ? 3 : 15); ++e) r = t.train_epoch(train_set, &test_set);

@@ -65,6 +65,9 @@ size_t run_vector(ConvertPath path, const Minifloat& f, const float* src, size_t
     case ConvertPath::AVX512: return x86::encode_generic_avx512(generic_params(f, o.overflow, o.rounding), src, n, dst);
     default: break;
   }
+  if constexpr (std::is_same_v<OutT, uint8_t>) {
+    if (path == ConvertPath::F16C) return x86::encode_e5m2_f16c(generic_params(f, o.overflow, o.rounding), src, n, dst);
+  }
   if constexpr (std::is_same_v<OutT, uint16_t>) {
     if (path == ConvertPath::F16C) return x86::encode_fp16_f16c(src, n, dst);
     if (path == ConvertPath::AVX512FP16C) return x86::encode_fp16_avx512(src, n, dst);
@@ -77,24 +80,26 @@ template <typename OutT>
 ConvertPath encode_impl(const Minifloat& f, const float* src, size_t n, OutT* dst, const ConvertOptions& o) {
   check_width<OutT>(f);
   ConvertPath path = o.path;
-  auto dedicated = [](ConvertPath p) {
-    return p == ConvertPath::F16C || p == ConvertPath::AVX512FP16C || p == ConvertPath::AVX512BF16;
+  // Bytes per element an instruction path writes (0: the generic encoders write any width).
+  auto width = [&f](ConvertPath p) -> size_t {
+    if (p == ConvertPath::F16C) return same_format(f, e5m2()) ? 1 : 2;
+    return p == ConvertPath::AVX512FP16C || p == ConvertPath::AVX512BF16 ? 2 : 0;
   };
-  constexpr bool k16 = std::is_same_v<OutT, uint16_t>;  // the instruction paths write 16-bit elements
+  auto fits = [&](ConvertPath p) { return width(p) == 0 || width(p) == sizeof(OutT); };
   if (path == ConvertPath::Auto) {
     // Dedicated instructions first, then the widest generic encoder.
     const auto paths = usable_paths(f, o.rounding, o.overflow);
     path = ConvertPath::Scalar;
     for (ConvertPath pref : {ConvertPath::AVX512BF16, ConvertPath::AVX512FP16C, ConvertPath::AVX512, ConvertPath::F16C,
                              ConvertPath::AVX2}) {
-      if ((k16 || !dedicated(pref)) && std::find(paths.begin(), paths.end(), pref) != paths.end()) {
+      if (fits(pref) && std::find(paths.begin(), paths.end(), pref) != paths.end()) {
         path = pref;
         break;
       }
     }
   } else {
     DUET_CHECK(cpu_supports(path), "conversion path ", path_name(path), " needs instructions this CPU lacks");
-    DUET_CHECK(k16 || !dedicated(path), "conversion path ", path_name(path), " writes 16-bit elements only");
+    DUET_CHECK(fits(path), "conversion path ", path_name(path), " writes ", 8 * width(path), "-bit elements only");
     DUET_CHECK(path_handles(path, f, o.rounding, o.overflow), "conversion path ", path_name(path), " cannot produce ",
                f.name, " with ", rounding_name(o.rounding), " rounding and ", overflow_name(o.overflow), " overflow");
   }
@@ -191,7 +196,9 @@ bool path_handles(ConvertPath p, const Minifloat& f, Rounding r, Overflow o) {
   switch (p) {
     case ConvertPath::Auto:
     case ConvertPath::Scalar: return true;
-    case ConvertPath::F16C:
+    case ConvertPath::F16C:  // FP16 (nearest-even, IEEE overflow) and E5M2 (FP16's top byte: any rounding but stochastic)
+      return (same_format(f, fp16()) && r == Rounding::NearestEven && o == Overflow::Infinity) ||
+             (same_format(f, e5m2()) && r != Rounding::Stochastic);
     case ConvertPath::AVX512FP16C:
       return same_format(f, fp16()) && r == Rounding::NearestEven && o == Overflow::Infinity;
     case ConvertPath::AVX512BF16:

@@ -107,6 +107,65 @@ __attribute__((target("avx2,f16c"))) size_t encode_fp16_f16c(const float* src, s
   return i;
 }
 
+// E5M2 is FP16's top byte (same exponent field and bias), so FP32 -> E5M2 is
+// FP32 -> FP16 rounded to odd (F16C toward zero, then the low bit set where the
+// conversion was inexact: it keeps "exactly half" apart from "more than half")
+// followed by an integer rounding of the FP16 pattern to its top byte, in
+// 16-bit lanes. Rounding to odd first and then to 8 fewer bits equals one
+// rounding of the FP32 value in every mode (nearest-even, toward zero,
+// nearest-away), subnormals included; overflow and NaN results come from p.
+// Magnitudes of 2^16 and more (beyond FP16's range, where toward-zero stops at
+// 65504) become FP16 infinity, so that they overflow E5M2 in every rounding mode
+// as the scalar encoder does (overflow = the rounded magnitude exceeds the largest finite).
+__attribute__((target("avx2,f16c"), always_inline)) inline __m128i pack_mask(__m256 m) {
+  const __m256i i = _mm256_castps_si256(m);
+  return _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+}
+__attribute__((target("avx2,f16c"), always_inline)) inline __m128i to_fp16_odd(const float* s) {
+  const __m256 v = _mm256_loadu_ps(s);
+  __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m128i inexact = pack_mask(_mm256_cmp_ps(_mm256_cvtph_ps(h), v, _CMP_NEQ_UQ));
+  h = _mm_or_si128(h, _mm_and_si128(inexact, _mm_set1_epi16(1)));
+  const __m256 abs = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+  const __m128i huge = pack_mask(_mm256_cmp_ps(abs, _mm256_set1_ps(65536.0f), _CMP_GE_OQ));
+  const __m128i inf = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16(static_cast<short>(0x8000))), _mm_set1_epi16(0x7C00));
+  return _mm_blendv_epi8(h, inf, huge);
+}
+
+__attribute__((target("avx2,f16c"))) size_t encode_e5m2_f16c(const GenericParams& p, const float* src, size_t n,
+                                                            uint8_t* dst) {
+  const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
+  const __m256i sign_mask = _mm256_set1_epi16(static_cast<short>(0x8000));
+  const __m256i one = _mm256_set1_epi16(1);
+  const __m256i inf = _mm256_set1_epi16(0x7C00);
+  const __m256i max_bits = _mm256_set1_epi16(static_cast<short>(p.max_bits));
+  const __m256i ovf = _mm256_set1_epi16(static_cast<short>(p.overflow_value));
+  const __m256i nan = _mm256_set1_epi16(static_cast<short>(p.nan_value));
+  const __m256i bias = _mm256_set1_epi16(p.rounding == 2 ? 0x80 : 0x7F);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_set_m128i(to_fp16_odd(src + i + 8), to_fp16_odd(src + i));
+    const __m256i sign = _mm256_srli_epi16(_mm256_and_si256(h, sign_mask), 8);
+    const __m256i mag = _mm256_and_si256(h, abs_mask);
+    __m256i q;
+    if (p.rounding == 1) {
+      q = _mm256_srli_epi16(mag, 8);
+    } else {
+      __m256i add = bias;
+      if (p.rounding == 0) add = _mm256_add_epi16(add, _mm256_and_si256(_mm256_srli_epi16(mag, 8), one));
+      q = _mm256_srli_epi16(_mm256_add_epi16(mag, add), 8);
+    }
+    __m256i res = _mm256_or_si256(sign, q);
+    const __m256i ovf_value = p.overflow_signed ? _mm256_or_si256(ovf, sign) : ovf;
+    res = _mm256_blendv_epi8(res, ovf_value, _mm256_cmpgt_epi16(q, max_bits));
+    const __m256i nan_value = p.nan_signed ? _mm256_or_si256(nan, sign) : nan;
+    res = _mm256_blendv_epi8(res, nan_value, _mm256_cmpgt_epi16(mag, inf));
+    const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(res), _mm256_extracti128_si256(res, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), bytes);
+  }
+  return i;
+}
+
 DUET_AVX512 size_t encode_fp16_avx512(const float* src, size_t n, uint16_t* dst) {
   const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
   const __m256i inf = _mm256_set1_epi16(0x7C00);
@@ -164,6 +223,7 @@ size_t encode_generic_avx512(const GenericParams&, const float*, size_t, uint8_t
 size_t encode_generic_avx512(const GenericParams&, const float*, size_t, uint16_t*) { return 0; }
 size_t encode_generic_avx512(const GenericParams&, const float*, size_t, uint32_t*) { return 0; }
 size_t encode_fp16_f16c(const float*, size_t, uint16_t*) { return 0; }
+size_t encode_e5m2_f16c(const GenericParams&, const float*, size_t, uint8_t*) { return 0; }
 size_t encode_fp16_avx512(const float*, size_t, uint16_t*) { return 0; }
 size_t encode_bf16_avx512bf16(const float*, size_t, uint16_t*) { return 0; }
 

@@ -28,6 +28,8 @@ size_t encode_generic_avx512(const GenericParams& p, const float* src, size_t n,
 size_t encode_generic_avx512(const GenericParams& p, const float* src, size_t n, uint16_t* dst);
 size_t encode_generic_avx512(const GenericParams& p, const float* src, size_t n, uint32_t* dst);
 size_t encode_fp16_f16c(const float* src, size_t n, uint16_t* dst);
+// E5M2 (IEEE-like, bias 15) through F16C, any rounding but stochastic (convert_x86.cc).
+size_t encode_e5m2_f16c(const GenericParams& p, const float* src, size_t n, uint8_t* dst);
 size_t encode_fp16_avx512(const float* src, size_t n, uint16_t* dst);
 size_t encode_bf16_avx512bf16(const float* src, size_t n, uint16_t* dst);
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "duet/core/error.h"
 
@@ -39,8 +40,9 @@ Scaling parse_scaling(const std::string& s, const std::string& spec) {
   fail("datapath '", spec, "': unknown scaling '", s, "' (expected none, tensor, channel or block)");
 }
 
-// 8-bit and narrower formats need a scale to use their range; wider ones do not.
-bool narrow(const Format& f) { return f.bits() <= 8; }
+// Integer formats and floats of 8 bits or fewer need a scale to use their range;
+// wider floats do not.
+bool narrow(const Format& f) { return !f.is_float() || f.bits() <= 8; }
 
 void check_input_format(const Format& f, const char* which, const std::string& spec) {
   if (f.is_float()) {
@@ -50,6 +52,14 @@ void check_input_format(const Format& f, const char* which, const std::string& s
                " is unsigned; dynamic symmetric scaling needs a signed integer format (int8, int4...)");
     DUET_CHECK(f.int_bits <= 24, "datapath '", spec, "': ", which, " format ", f.name, " is wider than 24 bits");
   }
+}
+
+// A whole non-negative decimal integer ("32", not "32x" or "-1").
+uint64_t parse_count(const std::string& value, const char* key, const std::string& spec) {
+  const bool digits = !value.empty() && value.size() <= 18 &&
+                      std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) fail("datapath '", spec, "': ", key, " must be a non-negative integer, got '", value, "'");
+  return std::stoull(value);
 }
 
 Datapath preset(const char* name, const char* spec, const char* devices) {
@@ -93,11 +103,13 @@ Datapath parse_datapath(const std::string& spec) {
   d.name = "custom";
   std::string x_spec, w_spec, acc_spec, out_spec = "fp32";
   bool have_w = false, have_acc = false;
+  std::set<std::string> seen;
   for (const std::string& part : split_top_level(spec)) {
     const size_t eq = part.find('=');
     DUET_CHECK(eq != std::string::npos && eq > 0, "datapath '", spec, "': expected key=value, got '", part, "'");
     const std::string key = part.substr(0, eq), value = part.substr(eq + 1);
     DUET_CHECK(!value.empty(), "datapath '", spec, "': empty value for ", key);
+    DUET_CHECK(seen.insert(key).second, "datapath '", spec, "': ", key, " is given twice");
     if (key == "x") {
       x_spec = value;
     } else if (key == "w") {
@@ -111,23 +123,18 @@ Datapath parse_datapath(const std::string& spec) {
     } else if (key == "round") {
       d.rounding = parse_rounding(value);
     } else if (key == "seed") {
-      try {
-        d.seed = std::stoull(value);
-      } catch (const std::exception&) {
-        fail("datapath '", spec, "': seed must be a non-negative integer, got '", value, "'");
-      }
+      d.seed = parse_count(value, "seed", spec);
     } else if (key == "block") {
-      try {
-        d.block = std::stoi(value);
-      } catch (const std::exception&) {
-        fail("datapath '", spec, "': block must be an integer, got '", value, "'");
-      }
-      DUET_CHECK(d.block > 0, "datapath '", spec, "': block must be positive");
+      const uint64_t b = parse_count(value, "block", spec);
+      DUET_CHECK(b > 0 && b <= (1u << 20), "datapath '", spec, "': block must be in 1..1048576");
+      d.block = static_cast<int>(b);
     } else {
       fail("datapath '", spec, "': unknown key '", key, "' (expected x, w, acc, out, round, seed, block)");
     }
   }
   DUET_CHECK(!x_spec.empty(), "datapath '", spec, "': the activation format x=... is required");
+  DUET_CHECK(!seen.count("seed") || d.rounding == Rounding::Stochastic, "datapath '", spec,
+             "': seed applies to round=sr only");
   if (!have_w) w_spec = x_spec.substr(0, x_spec.find('/'));
   auto operand = [&](const std::string& s, bool is_x) {
     const size_t slash = s.rfind('/');
@@ -136,6 +143,8 @@ Datapath parse_datapath(const std::string& spec) {
     check_input_format(r.format, is_x ? "x" : "w", spec);
     if (slash != std::string::npos) {
       r.scaling = parse_scaling(s.substr(slash + 1), spec);
+    } else if (!is_x && !have_w && d.x.scaling == Scaling::Block) {
+      r.scaling = Scaling::Block;  // w defaults to x's block scaling
     } else if (narrow(r.format)) {
       r.scaling = is_x ? Scaling::Tensor : Scaling::Channel;
     }

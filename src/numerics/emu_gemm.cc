@@ -389,14 +389,14 @@ std::vector<float> quantize_reference(const Operand& op, const float* x, int64_t
 }
 
 // Integer formats without stochastic rounding: what Format::encode does (NaN
-// gives 0, out-of-range values saturate, the rounding mode on the quotient),
-// in float arithmetic. Values are clamped to the format's range first, so
-// |v| <= 2^23 and adding 1.5 * 2^23 rounds to an integer in the current
-// (nearest-even) mode.
+// gives 0, out-of-range values saturate, the rounding mode on the quotient).
+// Values are clamped to the format's range first (|v| <= 2^23 for the 24-bit
+// formats allowed), so adding 1.5 * 2^52 in double rounds to an integer in the
+// current (nearest-even) mode.
 std::vector<float> quantize_integer(const Operand& op, const float* x, int64_t rows, int64_t cols, bool trans,
                                     bool is_a) {
   const float lo = static_cast<float>(op.format.lowest()), hi = static_cast<float>(op.format.max_finite());
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
   std::vector<float> q(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
@@ -409,7 +409,7 @@ std::vector<float> quantize_integer(const Operand& op, const float* x, int64_t r
         switch (op.rounding) {
           case Rounding::TowardZero: v = std::trunc(v); break;
           case Rounding::NearestAway: v = std::round(v); break;
-          default: v = (v + kMagic) - kMagic; break;  // IEEE arithmetic: not folded without -ffast-math
+          default: v = static_cast<float>((static_cast<double>(v) + kMagic) - kMagic); break;  // not folded without -ffast-math
         }
       }
       q[r * cols + c] = v + 0.0f;  // -0 -> +0, as the integer encoding has no negative zero

@@ -84,7 +84,7 @@ void emulated_matmul_kernel(KernelContext& ctx) {
     const int64_t y = i + bbatch.size() >= rank ? bbatch[i + bbatch.size() - rank] : 1;
     if (x != y && x != 1 && y != 1)
       fail(ctx.node.label(), ": MatMul batch dimensions do not broadcast: ", dims_str(a.dims()), " x ", dims_str(b.dims()));
-    batch[i] = std::max(x, y);
+    batch[i] = x == 1 ? y : x;  // numpy: a 1 broadcasts, a 0 stays 0
   }
   Dims out_dims = batch;
   if (!a_vec) out_dims.push_back(M);
@@ -170,7 +170,7 @@ void emulated_conv_kernel(KernelContext& ctx) {
   const Tensor& w = ctx.input(1);
   const Tensor* bias = ctx.optional_input(2);
   const window::ConvSetup s = window::conv_setup(ctx.node, x.dims(), w.dims());
-  if (s.g3.kernel[0] != 1 || s.g3.in[0] != 1)
+  if (s.g3.kernel[0] != 1 || s.g3.in[0] != 1 || s.g3.out[0] != 1)
     unsupported(ctx.node.label(), ": emulated Conv handles 1-D and 2-D convolutions, got ", dims_str(w.dims()));
   if (d.x.scaling != emu::Scaling::None && d.x.scaling != emu::Scaling::Tensor)
     unsupported(ctx.node.label(), ": emulated Conv scales its input per tensor only (datapath x scaling is ",

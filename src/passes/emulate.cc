@@ -20,6 +20,22 @@ std::string obstacle(const ir::Node& n, const numerics::Datapath& d) {
   return {};
 }
 
+// Conv/MatMul/Gemm inside control-flow bodies: listed, not rewritten.
+void list_subgraph_nodes(const ir::Graph& g, EmulateReport& report) {
+  for (auto& n : g.nodes)
+    for (auto& a : n->attributes) {
+      std::vector<const ir::Graph*> bodies;
+      if (a.g) bodies.push_back(a.g.get());
+      for (auto& b : a.graphs) bodies.push_back(b.get());
+      for (const ir::Graph* body : bodies) {
+        for (auto& inner : body->nodes)
+          if (inner->op_type == "Conv" || inner->op_type == "MatMul" || inner->op_type == "Gemm")
+            report.kept_fp32.emplace_back(inner->label(), "inside the body of " + n->label() + " (not emulated)");
+        list_subgraph_nodes(*body, report);
+      }
+    }
+}
+
 }  // namespace
 
 EmulateReport emulate_datapath(ir::Model& model, const numerics::Datapath& datapath, const EmulateOptions& options) {
@@ -50,6 +66,7 @@ EmulateReport emulate_datapath(ir::Model& model, const numerics::Datapath& datap
     ++report.emulated;
     any = true;
   }
+  list_subgraph_nodes(*model.graph, report);
   if (any && model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
   return report;
 }

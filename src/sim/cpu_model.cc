@@ -23,8 +23,8 @@ CpuOpClass classify_cpu_op(const WorkItem& item) {
                                          "Softplus", "Elu", "Selu", "Mish", "Swish", "Pow"};
   for (const char* t : transcendental)
     if (op == t) return CpuOpClass::Transcendental;
-  if (item.matrix && item.conv && op == "ConvTranspose") return CpuOpClass::Deconv;
-  if (item.matrix && item.conv) return item.gemm.repeats > 1 ? CpuOpClass::Depthwise : CpuOpClass::Conv;
+  if (item.matrix && item.conv && item.gemm.repeats > 1) return CpuOpClass::Depthwise;  // grouped, incl. ConvTranspose
+  if (item.matrix && item.conv) return op == "ConvTranspose" ? CpuOpClass::Deconv : CpuOpClass::Conv;
   if (item.matrix) return CpuOpClass::MatMul;
   return CpuOpClass::Other;
 }

@@ -32,7 +32,9 @@ Standardization feature_statistics(const Dataset& data) {
   double sq = 0;
   for (int64_t i = 0; i < n; ++i) sq += (x[i] - s.mean) * (x[i] - s.mean);
   s.stddev = std::sqrt(sq / static_cast<double>(std::max<int64_t>(n - 1, 1)));  // unbiased, as torch.std
-  DUET_CHECK(s.stddev > 0, "standardization: every feature value is ", s.mean, " (standard deviation 0)");
+  DUET_CHECK(std::isfinite(s.mean) && std::isfinite(s.stddev), "standardization: the features are not finite");
+  DUET_CHECK(s.stddev > 0 && std::isfinite(1.0 / s.stddev) && static_cast<float>(1.0 / s.stddev) < 1e30f,
+             "standardization: every feature value is ", s.mean, " (standard deviation ", s.stddev, ")");
   return s;
 }
 

@@ -18,6 +18,7 @@
 #include "duet/passes/upgrade_opset.h"
 #include "duet/train/autocast.h"
 #include "duet/train/autodiff.h"
+#include "duet/train/models.h"
 #include "passes/graph_util.h"
 
 namespace duet::train {
@@ -45,12 +46,16 @@ std::vector<std::string> running_statistics(const ir::Graph& g) {
 }
 
 // Float32 initializers the optimizer updates: every one read by a node,
-// except the running statistics and the frozen ones.
+// except the running statistics, the input standardization (a model exported
+// with --standardize keeps its preprocessing when trained further) and the
+// frozen ones.
 std::vector<std::string> trainable_initializers(const ir::Graph& g, const std::vector<std::string>& frozen) {
   for (auto& f : frozen)
     if (!g.initializers.count(f)) fail("--freeze: the model has no initializer named '", f, "'");
   std::unordered_set<std::string> excluded(frozen.begin(), frozen.end()), read;
   for (auto& name : running_statistics(g)) excluded.insert(name);
+  excluded.insert(kStandardizeMean);
+  excluded.insert(kStandardizeScale);
   for (auto& n : g.nodes)
     for (auto* in : n->inputs)
       if (in) read.insert(in->name);
@@ -501,6 +506,14 @@ std::map<std::string, double> Trainer::profile() const {
   return by_op;
 }
 
+// The input standardization constants of a model ({mean, inv_std}), or null.
+static nlohmann::json standardization_of(const ir::Model& m) {
+  const auto& init = m.graph->initializers;
+  const auto mean = init.find(kStandardizeMean), scale = init.find(kStandardizeScale);
+  if (mean == init.end() || scale == init.end()) return nullptr;
+  return {{"mean", mean->second.get_double(0)}, {"inv_std", scale->second.get_double(0)}};
+}
+
 void Trainer::save_checkpoint(const std::string& dir) const {
   const Impl& s = *impl_;
   std::filesystem::create_directories(dir);
@@ -518,6 +531,7 @@ void Trainer::save_checkpoint(const std::string& dir) const {
   for (size_t i = 0; i < state.size(); ++i) io::save_npy(state[i], dir + "/state_" + std::to_string(i) + ".npy");
   meta["running_statistics"] = s.state_names;
   for (size_t i = 0; i < s.state.size(); ++i) io::save_npy(s.state[i], dir + "/running_" + std::to_string(i) + ".npy");
+  meta["standardization"] = standardization_of(*s.forward);
   std::ofstream(dir + "/checkpoint.json") << meta.dump(2) << "\n";
 }
 
@@ -547,6 +561,10 @@ void Trainer::load_checkpoint(const std::string& dir) {
   if (meta.value("running_statistics", std::vector<std::string>{}) != s.state_names)
     fail("checkpoint '", dir, "' holds the running statistics of another model");
   for (size_t i = 0; i < s.state.size(); ++i) s.state[i] = io::load_npy(dir + "/running_" + std::to_string(i) + ".npy");
+  const nlohmann::json want = meta.value("standardization", nlohmann::json()), have = standardization_of(*s.forward);
+  if (want != have)
+    fail("checkpoint '", dir, "' was trained with input standardization ", want.is_null() ? "off" : want.dump(),
+         ", this run has ", have.is_null() ? "none" : have.dump(), " (same --standardize and data as the first run)");
   s.optimizer.set_steps(meta["optimizer_steps"].get<int64_t>());
   s.steps = meta["steps"].get<int64_t>();
   s.epoch = meta["epoch"].get<int64_t>();

@@ -156,6 +156,9 @@ int run(const Options& o) {
   if (o.progress) std::cerr << "emulate: FP32 reference outputs\n";
   quant::Evaluator eval(*model, data, o.max_samples, run_options);
 
+  for (const auto& op : o.exclude_ops)
+    DUET_CHECK(op == "Conv" || op == "MatMul" || op == "Gemm", "emulate: --exclude-op takes Conv, MatMul or Gemm, got '",
+               op, "'");
   passes::EmulateOptions eo;
   eo.exclude_op_types.insert(o.exclude_ops.begin(), o.exclude_ops.end());
   eo.exclude_nodes.insert(o.exclude_nodes.begin(), o.exclude_nodes.end());

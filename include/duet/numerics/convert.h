@@ -7,6 +7,9 @@
 //  - F16C VCVTPS2PH (RNE): IEEE-exact for finite values and infinities; NaN keeps
 //    the top payload bits. The path rewrites NaN to the canonical 0x7E00 | sign.
 //    It only serves Overflow::Infinity (IEEE's own overflow rule).
+//    E5M2 (FP16's top byte) also goes through F16C: VCVTPS2PH toward zero, the low
+//    bit set where it was inexact (round to odd), then an integer rounding to the
+//    top byte in 16-bit lanes; exact in every mode but stochastic, any overflow rule.
 //  - AVX512-BF16 VCVTNEPS2BF16 (RNE): treats FP32 subnormal inputs as zero
 //    (output ±0) regardless of MXCSR.DAZ, and quiets NaNs keeping payload bits.
 //    Duet keeps subnormals (as PyTorch's c10::BFloat16 does), so the path recomputes
@@ -33,7 +36,7 @@ namespace duet::numerics {
 enum class ConvertPath {
   Auto,        // the fastest path this CPU and format allow
   Scalar,      // Minifloat::encode per element
-  F16C,        // FP16 RNE with VCVTPS2PH (256-bit)
+  F16C,        // FP16 RNE with VCVTPS2PH (256-bit); E5M2 via round-to-odd FP16
   AVX512FP16C, // FP16 RNE with the 512-bit VCVTPS2PH (AVX512F)
   AVX512BF16,  // BF16 RNE with VCVTNEPS2BF16 plus subnormal/NaN fix-up
   AVX2,        // generic vectorized minifloat encoder, 8 lanes

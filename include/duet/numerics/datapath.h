@@ -16,9 +16,10 @@
 // output channel), block (per `block` consecutive K values of each row/column).
 // Scales are dynamic: computed from the tensor's values at run time as
 // amax / max(format) (the "current scaling" of FP8 recipes and dynamic INT8),
-// symmetric, no zero points. Defaults: w = x's format; integer and 8-bit float
-// formats scale x per tensor and w per channel, wider formats are not scaled;
-// integer formats accumulate in int32, float formats in fp32.
+// symmetric, no zero points. Defaults: w = x's format (and x's block scaling
+// when x is block-scaled); integer formats and floats of 8 bits or fewer scale
+// x per tensor and w per channel, wider floats are not scaled; integer formats
+// accumulate in int32, float formats in fp32. Keys may appear once; seed needs round=sr.
 // A preset name (datapath_presets()) may stand for the whole spec.
 #pragma once
 #include <string>

@@ -1,9 +1,10 @@
 // emulate_datapath: rewrites a model's Conv, MatMul and Gemm nodes into com.duet
 // EmulatedConv / EmulatedMatMul / EmulatedGemm (ops/emulated.cc) that compute
 // through a numerics::Datapath, so the whole model runs as a device with that
-// matrix engine would compute it (`duet emulate`, `duet run --emulate`).
-// Everything else stays FP32, as on a device whose vector units keep FP32.
-// Nodes that cannot be emulated are listed with the reason, never skipped silently.
+// matrix engine would compute it (`duet emulate`). Everything else stays FP32,
+// as on a device whose vector units keep FP32. Nodes that cannot be emulated
+// are listed with the reason (including those inside If/Loop/Scan bodies, which
+// stay FP32), never skipped silently.
 #pragma once
 #include <set>
 #include <string>

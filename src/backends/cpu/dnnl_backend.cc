@@ -1391,10 +1391,12 @@ class Plan {
     const memory::desc first = slots_[slot_of(n.inputs[0])].md;
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       const int in = slot_of(n.inputs[i]);
-      int s = plain(in);
+      int s = in;
       if (rank == 4 && axis == 1) {
         const memory::desc target = same_layout(first, slots_[in].md.dims());
         s = target.data.format_kind == dnnl_format_kind_any ? in : as_layout(in, target);
+      } else {
+        s = plain(in);
       }
       mds.push_back(slots_[s].md);
       args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = s;

@@ -22,7 +22,5 @@ std::vector<float> quantize_fast(const Operand& op, const float* x, int64_t rows
 float channel_scale(const Operand& op, int64_t index);
 // Block scale of A's row m (is_a) or B's column n for K block c.
 float block_scale(const Operand& op, int64_t index, int64_t c, int64_t K, bool is_a);
-// Step 5 for one value.
-float output_value(const Format& out, float y);
 
 }  // namespace duet::numerics::emu

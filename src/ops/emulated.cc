@@ -56,11 +56,6 @@ void emulated_gemm(const Datapath& d, int threads, int64_t M, int64_t N, int64_t
   emu::gemm(spec, M, N, K, A, B, out);
 }
 
-float round_out(const Datapath& d, float v) {
-  if (d.out.name == "fp32") return v;
-  return static_cast<float>(d.out.decode(d.out.encode(v, numerics::Rounding::NearestEven)));
-}
-
 // MatMul with numpy broadcasting of the batch dimensions; 1-D operands as ONNX says.
 void emulated_matmul_kernel(KernelContext& ctx) {
   require_float32(ctx, 0);
@@ -155,7 +150,7 @@ void emulated_gemm_kernel(KernelContext& ctx) {
       float v = out[m * N + n];
       if (alpha != 1.0f) v = alpha * v;
       if (c && beta != 0.0f) v = v + beta * c->data<float>()[(cd[0] == 1 ? 0 : m) * cd[1] + (cd[1] == 1 ? 0 : n)];
-      out[m * N + n] = round_out(d, v);
+      out[m * N + n] = emu::output_value(d.out, v);
     }
   }
 }

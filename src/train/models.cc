@@ -5,6 +5,7 @@
 
 #include "duet/core/error.h"
 #include "duet/train/graph_builder.h"
+#include "passes/graph_util.h"
 
 namespace duet::train {
 
@@ -133,22 +134,16 @@ std::unique_ptr<ir::Model> build_model(const std::string& spec, const Dims& samp
   return m;
 }
 
-std::vector<std::string> prepend_standardization(ir::Model& model, double mean, double stddev) {
+void prepend_standardization(ir::Model& model, double mean, double stddev) {
   DUET_CHECK(stddev > 0, "standardization: the standard deviation must be positive, got ", stddev);
   ir::Graph& g = *model.graph;
   DUET_CHECK(!g.inputs.empty(), "standardization: the model has no input");
   ir::Value* x = g.inputs.front();
   DUET_CHECK(x->type.dtype == DType::Float32, "standardization: input '", x->name, "' is not float32");
-  DUET_CHECK(!g.find_value(kStandardizeMean), "standardization: the model already has '", kStandardizeMean, "'");
-  auto scalar = [&](const char* name, float v) {
-    Tensor t(DType::Float32, {});
-    t.data<float>()[0] = v;
-    ir::Value* c = g.value(name);
-    c->type.dtype = DType::Float32;
-    c->type.shape = Shape::from({});
-    g.initializers[name] = std::move(t);
-    g.initializer_order.push_back(name);
-    return c;
+  for (const char* name : {kStandardizeMean, kStandardizeScale})
+    DUET_CHECK(!g.find_value(name), "standardization: the model already has '", name, "'");
+  auto scalar = [&](const char* name, float v) {  // the name is free (checked above), so it is kept as is
+    return passes::graph_util::add_initializer(g, name, Tensor::scalar<float>(v));
   };
   ir::Value* centered = g.value(x->name + ".centered");
   ir::Value* standardized = g.value(x->name + ".standardized");
@@ -160,7 +155,6 @@ std::vector<std::string> prepend_standardization(ir::Model& model, double mean, 
   g.add_node("Mul", {centered, scalar(kStandardizeScale, static_cast<float>(1.0 / stddev))}, {standardized},
              "standardize_mul");
   g.topological_sort();
-  return {kStandardizeMean, kStandardizeScale};
 }
 
 }  // namespace duet::train

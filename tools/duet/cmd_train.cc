@@ -155,10 +155,9 @@ Runner add_train(CLI::App& app) {
     } else {
       model = onnx_io::load_model(o->model);
     }
-    std::vector<std::string> frozen = o->freeze;
     if (o->standardize) {
       const train::Standardization st = train::feature_statistics(data);
-      for (const std::string& name : train::prepend_standardization(*model, st.mean, st.stddev)) frozen.push_back(name);
+      train::prepend_standardization(*model, st.mean, st.stddev);
     }
     if (!o->save_init.empty()) onnx_io::save_model(*model, o->save_init);
     fit_to_input(data, *model, "--data");
@@ -191,7 +190,7 @@ Runner add_train(CLI::App& app) {
     cfg.seed = o->seed;
     cfg.threads = o->threads;
     cfg.backend = o->backend;
-    cfg.frozen = frozen;
+    cfg.frozen = o->freeze;
     cfg.max_steps = o->max_steps;
     cfg.qat = o->qat;
     cfg.profile = o->profile;

@@ -143,4 +143,7 @@ struct Conv2dShape {
 };
 void conv2d(const GemmSpec& spec, const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y);
 
+// Step 5 for one value: y rounded to the output format (nearest-even, the format's default overflow).
+float output_value(const Format& out, float y);
+
 }  // namespace duet::numerics::emu

@@ -24,10 +24,10 @@ bool is_builder_spec(const std::string& s);  // "mlp", "cnn", "mlp:..." or "cnn:
 
 // The model's first input x becomes (x - mean) / stddev before every reader:
 // Sub and Mul by constants named kStandardizeMean / kStandardizeScale, so the
-// trained and exported model takes the data as given. Returns those two names
-// (the trainer keeps them frozen).
+// trained and exported model takes the data as given (the trainer never
+// trains constants of those names).
 inline constexpr const char* kStandardizeMean = "standardize.mean";
 inline constexpr const char* kStandardizeScale = "standardize.inv_std";
-std::vector<std::string> prepend_standardization(ir::Model& model, double mean, double stddev);
+void prepend_standardization(ir::Model& model, double mean, double stddev);
 
 }  // namespace duet::train

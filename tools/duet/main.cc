@@ -1,6 +1,7 @@
 // duet: the command-line tool, thin over the library.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -14,18 +15,28 @@
 // busy thread needs (PaddleOCR rec: 105 ms passive vs 2.2 s with libgomp's
 // default spin beside a compile job); on a quiet one sleeping costs a wake-up
 // per primitive (PaddleOCR cls: 2.7 ms passive vs 0.66 ms spinning 100k
-// iterations). libgomp reads its settings when it loads, before main, so duet
-// chooses by the load average and restarts itself once, unless the user set
-// OMP_WAIT_POLICY or GOMP_SPINCOUNT.
+// iterations; ResNet-18 54 vs 30 ms). libgomp reads its settings when it
+// loads, before main, so duet looks at how many other tasks are running now
+// and restarts itself once, unless the user set OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT. "Now" is /proc/loadavg's running-task count (the fewest of
+// three readings a millisecond apart, less duet itself), not the one-minute
+// load average: that one still counts a job that ended seconds ago (a
+// benchmark peer run just before duet made it choose sleeping threads).
 void choose_openmp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  double load = 1e9;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = 1e9;
-    std::fclose(f);
+  long others = 1L << 20;
+  for (int i = 0; i < 3; ++i) {
+    if (i) usleep(1000);
+    long running = 0, total = 0;
+    double load[3];
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+      if (std::fscanf(f, "%lf %lf %lf %ld/%ld", &load[0], &load[1], &load[2], &running, &total) == 5)
+        others = std::min(others, running - 1);
+      std::fclose(f);
+    }
   }
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (load < 0.75 * static_cast<double>(cores)) setenv("GOMP_SPINCOUNT", "100000", 1);
+  if (2 * others < cores) setenv("GOMP_SPINCOUNT", "100000", 1);
   else setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
 }

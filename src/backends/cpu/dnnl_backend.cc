@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -32,6 +33,7 @@
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
 #include "duet/runtime/peaks.h"
+#include "winograd.h"
 
 // oneDNN (Debian) runs on OpenMP (libgomp); its thread count is OpenMP's.
 extern "C" void omp_set_num_threads(int);
@@ -45,6 +47,8 @@ using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 using ops::PostOp;
 using ops::PostOpKind;
+using backends::cpu::WinogradConv3x3;
+using backends::cpu::WinogradShape;
 
 const Tensor* constant_of(const ir::Graph& g, const ir::Value* v) {
   if (!v) return nullptr;
@@ -444,6 +448,7 @@ struct Slot {
 
 struct Step {
   dnnl::primitive prim;
+  std::function<void(std::unordered_map<int, memory>&)> kernel;  // Duet's own kernel, run instead of prim
   const ir::Node* node = nullptr;            // the node it was lowered from (profiling)
   std::unordered_map<int, int> slots;        // argument -> slot
   std::unordered_map<int, memory> constants; // argument -> packed weights, bias...
@@ -496,13 +501,13 @@ class Plan {
     }
     for (auto [step, slot] : view_outputs_) args_[step][DNNL_ARG_DST].set_data_handle(slots_[slot].mem.get_data_handle());
     if (!times) {
-      for (size_t i = 0; i < steps_.size(); ++i) steps_[i].prim.execute(stream_, args_[i]);
+      for (size_t i = 0; i < steps_.size(); ++i) execute(i);
       stream_.wait();
       return outputs;
     }
     for (size_t i = 0; i < steps_.size(); ++i) {
       const auto start = std::chrono::steady_clock::now();
-      steps_[i].prim.execute(stream_, args_[i]);
+      execute(i);
       stream_.wait();
       (*times)[steps_[i].node] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     }
@@ -510,6 +515,11 @@ class Plan {
   }
 
  private:
+  void execute(size_t i) {
+    if (!steps_[i].kernel) return steps_[i].prim.execute(stream_, args_[i]);
+    stream_.wait();  // oneDNN's CPU stream runs in order; a kernel of ours starts after the primitives before it
+    steps_[i].kernel(args_[i]);
+  }
   int new_slot(const memory::desc& md) {
     slots_.push_back({md});
     return static_cast<int>(slots_.size()) - 1;
@@ -528,7 +538,13 @@ class Plan {
       if (written && slot.def < 0) slot.def = index;
       slot.last = index;
     }
-    steps_.push_back({std::move(prim), current_, std::move(slots), std::move(constants)});
+    steps_.push_back({std::move(prim), {}, current_, std::move(slots), std::move(constants)});
+    return index;
+  }
+  // A step run by one of Duet's own kernels (reads and writes the slots' memory).
+  int add_kernel_step(std::function<void(std::unordered_map<int, memory>&)> kernel, std::unordered_map<int, int> slots) {
+    const int index = add_step(dnnl::primitive(), std::move(slots));
+    steps_[index].kernel = std::move(kernel);
     return index;
   }
   void reorder(int src, int dst) {
@@ -671,6 +687,7 @@ class Plan {
   // -1) and the post-op chain fused; returns the result's slot.
   int conv_f32(const ir::Node& n, int x, const Tensor& w, const Tensor* bias, const std::vector<PostOp>& chain, int sum) {
     const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
+    if (const int y = winograd_conv(n, c, x, w, bias, chain, sum); y >= 0) return y;
     memory::desc src_any(c.src, dt::f32, tag::any), w_any(c.weights, dt::f32, tag::any), dst_any(c.dst, dt::f32, tag::any);
     memory::desc bias_md = bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
@@ -685,6 +702,46 @@ class Plan {
     if (sum >= 0) reorder(sum, dst);
     add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
     return eltwise(dst, rest);
+  }
+
+  // A 3x3 stride-1 convolution through Duet's Winograd F(2x2, 3x3) kernel
+  // where it applies (winograd.h: AVX2, channels in blocks of 8/16, outputs
+  // of 12x12 or more, no post-op but ReLU); -1 where it does not. Set
+  // DUET_WINOGRAD=0 to run every convolution through oneDNN (comparisons).
+  int winograd_conv(const ir::Node& n, const ConvShape& c, int x, const Tensor& w, const Tensor* bias,
+                    const std::vector<PostOp>& chain, int sum) {
+    static const bool enabled = [] {
+      const char* env = std::getenv("DUET_WINOGRAD");
+      return !(env && std::string(env) == "0") && WinogradConv3x3::available();
+    }();
+    const bool relu = chain.size() == 1 && chain[0].kind == PostOpKind::Relu && chain[0].a == 0;
+    if (!enabled || (!chain.empty() && !relu) || n.attr_int("group", 1) != 1 || w.dtype() != DType::Float32) return -1;
+    if (c.weights.size() != 4 || c.weights[2] != 3 || c.weights[3] != 3 || c.strides != memory::dims{1, 1} ||
+        c.dilates != memory::dims{0, 0})
+      return -1;
+    WinogradShape s;
+    s.batch = c.src[0];
+    s.in_channels = c.src[1];
+    s.out_channels = c.dst[1];
+    s.height = c.src[2];
+    s.width = c.src[3];
+    s.out_height = c.dst[2];
+    s.out_width = c.dst[3];
+    s.pad_top = c.pad_begin[0];
+    s.pad_left = c.pad_begin[1];
+    if (!WinogradConv3x3::suits(s) || s.pad_top < 0 || s.pad_left < 0) return -1;
+    auto kernel = std::make_shared<const WinogradConv3x3>(s, w.data<float>(), bias ? bias->data<float>() : nullptr,
+                                                          sum >= 0, relu);
+    const int src = as_layout(x, memory::desc(c.src, dt::f32, tag::nChw8c));
+    const int dst = new_slot(memory::desc(c.dst, dt::f32, tag::nChw8c));
+    if (sum >= 0) reorder(sum, dst);
+    add_kernel_step(
+        [kernel](std::unordered_map<int, memory>& args) {
+          kernel->run(static_cast<const float*>(args.at(DNNL_ARG_SRC).get_data_handle()),
+                      static_cast<float*>(args.at(DNNL_ARG_DST).get_data_handle()));
+        },
+        {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    return dst;
   }
 
   // --- Training: weights computed at run time, convolution gradients ----------------

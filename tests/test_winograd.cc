@@ -1,0 +1,147 @@
+// The cpu backend's Winograd F(2x2, 3x3) convolution against a direct
+// convolution computed here in double: odd output sizes (partial tiles),
+// asymmetric and zero padding, batches, residual sum and ReLU, no bias — and
+// end to end through a session, where the backend picks it for 3x3 convs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "../src/backends/cpu/winograd.h"
+#include "duet/runtime/session.h"
+
+using namespace duet;
+using backends::cpu::WinogradConv3x3;
+using backends::cpu::WinogradShape;
+
+namespace {
+
+std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// nChw8c index of (n, c, y, x) for a tensor of `channels` x h x w.
+size_t blocked(int64_t n, int64_t c, int64_t y, int64_t x, int64_t channels, int64_t h, int64_t w) {
+  return static_cast<size_t>((((n * (channels / 8) + c / 8) * h + y) * w + x) * 8 + c % 8);
+}
+
+struct Case {
+  int64_t batch, in, out, h, w, pad_top, pad_left, pad_bottom, pad_right;
+  bool bias, residual, relu;
+};
+
+void expect_matches_direct(const Case& k) {
+  WinogradShape s;
+  s.batch = k.batch;
+  s.in_channels = k.in;
+  s.out_channels = k.out;
+  s.height = k.h;
+  s.width = k.w;
+  s.out_height = k.h + k.pad_top + k.pad_bottom - 2;
+  s.out_width = k.w + k.pad_left + k.pad_right - 2;
+  s.pad_top = k.pad_top;
+  s.pad_left = k.pad_left;
+  const auto x = random_values(static_cast<size_t>(k.batch * k.in * k.h * k.w), 1);
+  const auto w = random_values(static_cast<size_t>(k.out * k.in * 9), 2, 0.1f);
+  const auto b = random_values(static_cast<size_t>(k.out), 3);
+  const auto r = random_values(static_cast<size_t>(k.batch * k.out * s.out_height * s.out_width), 4);
+  std::vector<float> y = k.residual ? r : std::vector<float>(r.size(), 0.0f);  // nChw8c, same order as r
+
+  WinogradConv3x3 conv(s, w.data(), k.bias ? b.data() : nullptr, k.residual, k.relu);
+  conv.run(x.data(), y.data());  // x read as nChw8c: any values do
+
+  double worst = 0;
+  for (int64_t n = 0; n < k.batch; ++n)
+    for (int64_t o = 0; o < k.out; ++o)
+      for (int64_t oy = 0; oy < s.out_height; ++oy)
+        for (int64_t ox = 0; ox < s.out_width; ++ox) {
+          double want = k.bias ? b[o] : 0.0;
+          for (int64_t c = 0; c < k.in; ++c)
+            for (int64_t i = 0; i < 3; ++i)
+              for (int64_t j = 0; j < 3; ++j) {
+                const int64_t iy = oy + i - k.pad_top, ix = ox + j - k.pad_left;
+                if (iy < 0 || iy >= k.h || ix < 0 || ix >= k.w) continue;
+                want += double(x[blocked(n, c, iy, ix, k.in, k.h, k.w)]) * w[((o * k.in + c) * 3 + i) * 3 + j];
+              }
+          const size_t at = blocked(n, o, oy, ox, k.out, s.out_height, s.out_width);
+          if (k.residual) want += r[at];
+          if (k.relu) want = std::max(want, 0.0);
+          worst = std::max(worst, std::fabs(want - y[at]));
+        }
+  EXPECT_LE(worst, 2e-5) << "batch " << k.batch << ", " << k.in << "->" << k.out << " channels, " << k.h << "x" << k.w;
+}
+
+}  // namespace
+
+TEST(Winograd, MatchesDirectConvolution) {
+  if (!WinogradConv3x3::available()) GTEST_SKIP() << "needs AVX2 and FMA";
+  expect_matches_direct({1, 16, 16, 12, 12, 1, 1, 1, 1, true, false, true});
+  expect_matches_direct({2, 16, 32, 13, 15, 0, 1, 1, 0, true, true, false});  // odd sizes: partial tiles
+  expect_matches_direct({1, 24, 16, 17, 14, 2, 0, 0, 1, false, true, true});  // wider top pad, no bias
+  expect_matches_direct({3, 32, 48, 9, 20, 1, 1, 1, 1, true, false, false});  // tiles of several images in a block
+}
+
+TEST(Winograd, ChosenOnlyWhereItPays) {
+  WinogradShape s;
+  s.in_channels = 64, s.out_channels = 64, s.out_height = 56, s.out_width = 56;
+  EXPECT_TRUE(WinogradConv3x3::suits(s));
+  s.out_height = s.out_width = 7;  // ResNet's last stage: tile padding and weight traffic outweigh the saving
+  EXPECT_FALSE(WinogradConv3x3::suits(s));
+  s.out_height = s.out_width = 56, s.in_channels = 12;  // channels not in blocks of 8
+  EXPECT_FALSE(WinogradConv3x3::suits(s));
+}
+
+TEST(Winograd, ResidualBlockOnTheCpuBackendMatchesTheReference) {
+  // conv3x3 -> ReLU -> conv3x3 + x -> ReLU, 16 channels at 24x24: both convs
+  // take the Winograd path on an AVX2 machine (oneDNN elsewhere).
+  auto model = std::make_shared<ir::Model>();
+  model->opset_imports.push_back({"", 17});
+  ir::Graph& g = *model->graph;
+  auto value = [&](const std::string& name, Dims dims) {
+    ir::Value* v = g.value(name);
+    v->type.dtype = DType::Float32;
+    v->type.shape = Shape::from(dims);
+    return v;
+  };
+  auto constant = [&](const std::string& name, Dims dims, uint32_t seed) {
+    Tensor t(DType::Float32, dims);
+    const auto v = random_values(static_cast<size_t>(t.numel()), seed, 0.1f);
+    std::copy(v.begin(), v.end(), t.data<float>());
+    g.initializers[name] = t;
+    g.initializer_order.push_back(name);
+    return value(name, dims);
+  };
+  ir::Attribute pads{.name = "pads", .type = ir::AttrType::Ints, .ints = {1, 1, 1, 1}};
+  ir::Value* x = value("x", {2, 16, 24, 24});
+  g.inputs.push_back(x);
+  g.add_node("Conv", {x, constant("w1", {16, 16, 3, 3}, 5), constant("b1", {16}, 6)}, {g.value("c1")}, "c1")
+      ->attributes = {pads};
+  g.add_node("Relu", {g.value("c1")}, {g.value("r1")}, "r1");
+  g.add_node("Conv", {g.value("r1"), constant("w2", {16, 16, 3, 3}, 7), constant("b2", {16}, 8)}, {g.value("c2")},
+             "c2")
+      ->attributes = {pads};
+  g.add_node("Add", {g.value("c2"), x}, {g.value("sum")}, "sum");
+  g.add_node("Relu", {g.value("sum")}, {g.value("y")}, "y");
+  g.outputs.push_back(g.value("y"));
+
+  Tensor in(DType::Float32, {2, 16, 24, 24});
+  const auto v = random_values(static_cast<size_t>(in.numel()), 9);
+  std::copy(v.begin(), v.end(), in.data<float>());
+  runtime::Session reference(model);
+  const Tensor want = reference.run({{"x", in}}).at(0).tensor;
+  runtime::SessionOptions options;
+  options.backend = "cpu";
+  options.threads = 2;
+  runtime::prepare_model(*model, options);  // fuses bias, residual sum and ReLU into the convs
+  runtime::Session fast(model, options);
+  const Tensor got = fast.run({{"x", in}}).at(0).tensor;
+  ASSERT_EQ(got.dims(), want.dims());
+  double worst = 0;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    worst = std::max(worst, std::fabs(double(want.data<float>()[i]) - got.data<float>()[i]));
+  EXPECT_LE(worst, 1e-5);
+}

@@ -1,17 +1,23 @@
 // duet bench gemm --m M --n N --k K --dtype fp32|bf16|int8: oneDNN's matmul
 // on this machine against the arithmetic peak measured in the same run
-// (runtime/peaks.h). Weights are packed once, outside the timed loop, as the
-// cpu backend does for a model's weights.
+// (runtime/peaks.h); for fp32 also Duet's own packed GEMM (the cpu
+// backend's for MatMuls of 2 to 512 rows), timed alternately with oneDNN's.
+// Weights are packed once, outside the timed loop, as the cpu backend does
+// for a model's weights.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <memory>
+#include <vector>
+#include <cmath>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "duet/core/error.h"
 #include "duet/runtime/peaks.h"
+#include "../../src/backends/cpu/sgemm.h"
 
 extern "C" void omp_set_num_threads(int);
 
@@ -37,10 +43,23 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
   }
   const std::string impl = pd.impl_info_str();
   dnnl::memory a(a_md, engine), b(pd.weights_desc(), engine), c(c_md, engine);
-  // Small values: integers stay far from saturation, floats stay finite.
+  // Small values: integers stay far from saturation, floats stay normal
+  // (bytes like 0x01 read as float32 are ~1e-38: every product would
+  // underflow, and subnormal arithmetic is slow on x86 — an early version of
+  // this bench measured that instead of the GEMM).
   auto fill = [](dnnl::memory& mem) {
+    const auto type = mem.get_desc().data_type();
+    const size_t bytes = mem.get_desc().get_size();
     auto* p = static_cast<uint8_t*>(mem.get_data_handle());
-    for (size_t i = 0; i < mem.get_desc().get_size(); ++i) p[i] = static_cast<uint8_t>(i % 7 == 0 ? 0x3c : 0x01);
+    if (type == dt::f32) {
+      auto* f = reinterpret_cast<float*>(p);
+      for (size_t i = 0; i < bytes / 4; ++i) f[i] = 0.01f * static_cast<float>(i % 7 + 1);
+    } else if (type == dt::bf16) {
+      auto* h = reinterpret_cast<uint16_t*>(p);
+      for (size_t i = 0; i < bytes / 2; ++i) h[i] = i % 7 == 0 ? 0x3c24 : 0x3ba4;  // 0.01 and 0.005 in BF16
+    } else {
+      for (size_t i = 0; i < bytes; ++i) p[i] = static_cast<uint8_t>(i % 7 == 0 ? 0x3c : 0x01);
+    }
   };
   fill(a);
   fill(b);
@@ -51,13 +70,37 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
     stream.wait();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  for (int i = 0; i < 3; ++i) once();
-  std::vector<double> s;
-  for (int i = 0; i < runs; ++i) s.push_back(once());
+  // Duet's packed GEMM on the same A and B values (fp32 only).
+  const bool own = dtype == "fp32" && backends::cpu::PackedSgemm::available();
+  std::vector<float> b_plain, c_own;
+  std::unique_ptr<backends::cpu::PackedSgemm> sgemm;
+  if (own) {
+    b_plain.resize(static_cast<size_t>(k * n));
+    for (size_t i = 0; i < b_plain.size(); ++i) b_plain[i] = 0.01f * static_cast<float>(i % 7 + 1);
+    sgemm = std::make_unique<backends::cpu::PackedSgemm>(k, n, b_plain.data(), n);
+    c_own.resize(static_cast<size_t>(m * n));
+  }
+  auto once_own = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    sgemm->run(m, static_cast<const float*>(a.get_data_handle()), k, c_own.data(), n, threads);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int i = 0; i < 3; ++i) {
+    once();
+    if (own) once_own();
+  }
+  std::vector<double> s, s_own;
+  for (int i = 0; i < runs; ++i) {  // alternating: both see the same moments of a shared machine
+    s.push_back(once());
+    if (own) s_own.push_back(once_own());
+  }
   std::sort(s.begin(), s.end());
+  std::sort(s_own.begin(), s_own.end());
   const double median = s[s.size() / 2];
+  const double median_own = own ? s_own[s_own.size() / 2] : 0;
   const double ops = 2.0 * m * n * k;
   const double rate = ops / median;
+  const double rate_own = own ? ops / median_own : 0;
   const runtime::Peak peak = runtime::measure_peak(kind, threads);
   const runtime::Peak fp32 = runtime::measure_peak(runtime::PeakKind::FP32, threads);
   const double share = peak.ops_per_s > 0 ? rate / peak.ops_per_s : 0;
@@ -67,6 +110,11 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
                         {"peak_gops_per_s", peak.ops_per_s / 1e9}, {"peak_instructions", peak.instructions},
                         {"share_of_peak", share}, {"fp32_peak_gflops", fp32.ops_per_s / 1e9},
                         {"cpu", runtime::cpu_features().describe()}, {"measured", true}};
+    if (own) {
+      j["duet_sgemm_median_ms"] = median_own * 1e3;
+      j["duet_sgemm_gops_per_s"] = rate_own / 1e9;
+      j["duet_sgemm_share_of_peak"] = peak.ops_per_s > 0 ? rate_own / peak.ops_per_s : 0;
+    }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -74,6 +122,11 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
             << threads << " thread" << (threads > 1 ? "s" : "") << " (measured; CPU: " << runtime::cpu_features().describe()
             << ")\n  oneDNN " << impl << ": median " << std::setprecision(3) << median * 1e3 << " ms = "
             << std::setprecision(1) << rate / 1e9 << " GOP/s\n";
+  if (own)
+    std::cout << "  Duet packed sgemm (AVX2): median " << std::setprecision(3) << median_own * 1e3 << " ms = "
+              << std::setprecision(1) << rate_own / 1e9 << " GOP/s"
+              << (peak.ops_per_s > 0 ? " = " + std::to_string(static_cast<int>(std::lround(100 * rate_own / peak.ops_per_s))) + "% of peak" : "")
+              << "\n";
   if (peak.ops_per_s > 0)
     std::cout << "  measured " << dtype << " peak " << peak.ops_per_s / 1e9 << " GOP/s (" << peak.instructions
               << "): " << 100 * share << "% of peak\n";

@@ -33,6 +33,7 @@
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
 #include "duet/runtime/peaks.h"
+#include "sgemm.h"
 #include "winograd.h"
 
 // oneDNN (Debian) runs on OpenMP (libgomp); its thread count is OpenMP's.
@@ -47,6 +48,7 @@ using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 using ops::PostOp;
 using ops::PostOpKind;
+using backends::cpu::PackedSgemm;
 using backends::cpu::WinogradConv3x3;
 using backends::cpu::WinogradShape;
 
@@ -1219,13 +1221,14 @@ class Plan {
     memory::dims od = ad;
     od.back() = cols;
     const int a = as_layout(a0, memory::desc(ad, dt::f32, plain_tag(ad.size())));
+    const auto chain = n.op_type == "FusedMatMul" ? ops::read_post_ops(n) : std::vector<PostOp>{};
+    if (const int y = sgemm_matmul(n, a, ad, b, chain); y >= 0) return define(n, y);
     const bool has_bias = n.has_input(2), has_sum = n.has_input(3);
     memory::desc bias_md;
     if (has_bias) bias_md = memory::desc(batched ? memory::dims{1, 1, cols} : memory::dims{1, cols}, dt::f32, plain_tag(ad.size()));
     memory::desc dst_md(od, dt::f32, plain_tag(od.size()));
     dnnl::matmul::desc desc(memory::desc(ad, dt::f32, plain_tag(ad.size())), memory::desc(bd, dt::f32, tag::any),
                             bias_md, dst_md);
-    const auto chain = n.op_type == "FusedMatMul" ? ops::read_post_ops(n) : std::vector<PostOp>{};
     std::vector<EltwiseStep> rest;
     dnnl::matmul::primitive_desc pd(desc, post_op_attr(chain, has_sum, rest), engine_);
     std::unordered_map<int, memory> consts = {
@@ -1239,6 +1242,38 @@ class Plan {
     if (has_sum) reorder(slot_of(n.inputs[3]), dst);
     add_step(dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}}, std::move(consts));
     define(n, eltwise(dst, rest));
+  }
+
+  // A MatMul with constant B through Duet's packed GEMM (sgemm.h) where it
+  // is faster than oneDNN's: a few to a few hundred rows, bias, residual sum
+  // and ReLU fused; -1 where it does not apply. DUET_SGEMM=0 turns it off.
+  int sgemm_matmul(const ir::Node& n, int a, const memory::dims& ad, const Tensor& b, const std::vector<PostOp>& chain) {
+    static const bool enabled = [] {
+      const char* env = std::getenv("DUET_SGEMM");
+      return !(env && std::string(env) == "0") && PackedSgemm::available();
+    }();
+    const bool relu = chain.size() == 1 && chain[0].kind == PostOpKind::Relu && chain[0].a == 0;
+    if (!enabled || (!chain.empty() && !relu) || b.dtype() != DType::Float32 || b.rank() != 2) return -1;
+    int64_t m = 1;
+    for (size_t i = 0; i + 1 < ad.size(); ++i) m *= ad[i];
+    const int64_t k = b.dim(0), cols = b.dim(1);
+    const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
+    if (!PackedSgemm::suits(m, k, cols) || (bias && (bias->numel() != cols || bias->dtype() != DType::Float32)))
+      return -1;
+    const bool sum = n.has_input(3);
+    auto gemm = std::make_shared<const PackedSgemm>(k, cols, b.data<float>(), cols,
+                                                    bias ? bias->data<float>() : nullptr, sum, relu);
+    memory::dims od = ad;
+    od.back() = cols;
+    const int dst = new_slot(memory::desc(od, dt::f32, plain_tag(od.size())));
+    if (sum) reorder(slot_of(n.inputs[3]), dst);
+    add_kernel_step(
+        [gemm, m, k, cols](std::unordered_map<int, memory>& args) {
+          gemm->run(m, static_cast<const float*>(args.at(DNNL_ARG_SRC).get_data_handle()), k,
+                    static_cast<float*>(args.at(DNNL_ARG_DST).get_data_handle()), cols);
+        },
+        {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, dst}});
+    return dst;
   }
 
   // A slot in the plain row-major layout of its dims.

@@ -12,20 +12,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 
 #include "duet/runtime/peaks.h"
-
-// oneDNN (Debian) runs on libgomp; these run on the same thread team, so the
-// Winograd steps and the oneDNN primitives between them share warm threads.
-// Called through libgomp's ABI (what `#pragma omp parallel` compiles to) so
-// the file needs no -fopenmp, whatever the compiler.
-extern "C" {
-void GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
-int omp_get_thread_num(void);
-int omp_get_max_threads(void);
-}
+#include "omp_team.h"
 
 namespace duet::backends::cpu {
 namespace {
@@ -238,21 +228,10 @@ void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst, float
 }
 
 void WinogradConv3x3::run(const float* src, float* dst) const {
-  struct Job {
-    const WinogradConv3x3* self;
-    const float* src;
-    float* dst;
-    std::atomic<int64_t> next{0};
-  } job{this, src, dst};
   const int threads = static_cast<int>(scratch_.size() / scratch_floats_);
-  auto body = [](void* p) {
-    Job& j = *static_cast<Job*>(p);
-    const int t = omp_get_thread_num();
-    float* scratch = j.self->scratch_.data() + j.self->scratch_floats_ * static_cast<size_t>(t);
-    const int64_t items = j.self->blocks_ * j.self->groups_;
-    for (int64_t i = j.next.fetch_add(1); i < items; i = j.next.fetch_add(1)) j.self->run_item(i, j.src, j.dst, scratch);
-  };
-  GOMP_parallel(body, &job, static_cast<unsigned>(threads), 0);
+  run_items(blocks_ * groups_, threads, [&](int64_t item, int thread) {
+    run_item(item, src, dst, scratch_.data() + scratch_floats_ * static_cast<size_t>(thread));
+  });
 }
 
 }  // namespace duet::backends::cpu

@@ -11,6 +11,7 @@
 
 #include "../src/backends/cpu/sgemm.h"
 #include "../src/backends/cpu/winograd.h"
+#include "duet/numerics/convert.h"
 #include "duet/runtime/session.h"
 
 using namespace duet;
@@ -230,4 +231,77 @@ TEST(PackedSgemm, MatMulOnTheCpuBackendMatchesTheReference) {
   for (int64_t i = 0; i < want.numel(); ++i)
     worst = std::max(worst, std::fabs(double(want.data<float>()[i]) - got.data<float>()[i]));
   EXPECT_LE(worst, 1e-5);
+}
+
+// --precision bf16: a Conv then a MatMul read inputs and weights rounded to
+// BF16 and accumulate in FP32 — the reference executor on pre-rounded
+// values gives the same numbers (up to summation order).
+TEST(Bf16Precision, ConvAndMatMulComputeOnBf16RoundedValues) {
+  auto round_bf16 = [](Tensor t) {
+    std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
+    numerics::encode_bulk(numerics::bf16(), t.data<float>(), bits.size(), bits.data());
+    numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), t.data<float>());
+    return t;
+  };
+  auto build = [&](bool rounded) {
+    auto model = std::make_shared<ir::Model>();
+    model->opset_imports.push_back({"", 17});
+    ir::Graph& g = *model->graph;
+    ir::Value* x = g.value("x");
+    x->type.dtype = DType::Float32;
+    x->type.shape = Shape::from(Dims{1, 16, 14, 14});
+    g.inputs.push_back(x);
+    auto constant = [&](const std::string& name, Dims dims, uint32_t seed, bool weights = true) {
+      Tensor t(DType::Float32, dims);
+      const auto v = random_values(static_cast<size_t>(t.numel()), seed, 0.3f);
+      std::copy(v.begin(), v.end(), t.data<float>());
+      g.initializers[name] = rounded && weights ? round_bf16(t) : t;  // biases stay FP32
+      g.initializer_order.push_back(name);
+      ir::Value* c = g.value(name);
+      c->type.dtype = DType::Float32;
+      c->type.shape = Shape::from(dims);
+      return c;
+    };
+    ir::Attribute pads{.name = "pads", .type = ir::AttrType::Ints, .ints = {1, 1, 1, 1}};
+    g.add_node("Conv", {x, constant("w", {16, 16, 3, 3}, 31), constant("b", {16}, 32, false)}, {g.value("c")}, "c")->attributes = {pads};
+    g.add_node("Reshape", {g.value("c"), [&] {
+                 Tensor shape = Tensor::from_vector<int64_t>({16, 196}, {2});
+                 g.initializers["shape"] = shape;
+                 g.initializer_order.push_back("shape");
+                 return g.value("shape");
+               }()},
+               {g.value("r")}, "r");
+    ir::Value* r = g.value("r");
+    if (rounded) {  // the reference rounds the MatMul's input itself, as the backend does
+      g.add_node("Cast", {r}, {g.value("r16")}, "r16")->attributes = {{.name = "to", .type = ir::AttrType::Int, .i = 16}};
+      g.add_node("Cast", {g.value("r16")}, {g.value("r32")}, "r32")->attributes = {{.name = "to", .type = ir::AttrType::Int, .i = 1}};
+      r = g.value("r32");
+    }
+    g.add_node("MatMul", {r, constant("m", {196, 40}, 33)}, {g.value("y")}, "y");
+    g.outputs.push_back(g.value("y"));
+    return model;
+  };
+  Tensor in(DType::Float32, {1, 16, 14, 14});
+  const auto v = random_values(static_cast<size_t>(in.numel()), 34);
+  std::copy(v.begin(), v.end(), in.data<float>());
+  auto reference_model = build(true);
+  runtime::Session reference(reference_model);
+  const Tensor want = reference.run({{"x", round_bf16(in.clone())}}).at(0).tensor;
+  auto fp32_want = runtime::Session(build(false)).run({{"x", in}}).at(0).tensor;
+  auto model = build(false);
+  runtime::SessionOptions options;
+  options.backend = "cpu";
+  options.threads = 2;
+  options.precision = runtime::Precision::BF16;
+  runtime::prepare_model(*model, options);
+  runtime::Session bf16(model, options);
+  const Tensor got = bf16.run({{"x", in}}).at(0).tensor;
+  ASSERT_EQ(got.dims(), want.dims());
+  double worst = 0, from_fp32 = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    worst = std::max(worst, std::fabs(double(want.data<float>()[i]) - got.data<float>()[i]));
+    from_fp32 = std::max(from_fp32, std::fabs(double(fp32_want.data<float>()[i]) - got.data<float>()[i]));
+  }
+  EXPECT_LE(worst, 1e-4) << "the same products as the reference on BF16-rounded values";
+  EXPECT_GT(from_fp32, 1e-3) << "and not the FP32 result";
 }

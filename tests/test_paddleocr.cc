@@ -20,12 +20,14 @@ struct CaseRun {
 };
 
 std::vector<CaseRun> run_testdata(const std::string& model_file, const std::string& testdata,
-                                  const std::string& backend = "reference", int threads = 2) {
+                                  const std::string& backend = "reference", int threads = 2,
+                                  runtime::Precision precision = runtime::Precision::FP32) {
   const fs::path root = fs::path(testutil::shared_dir()) / "models/paddleocr";
   std::shared_ptr<ir::Model> model = onnx_io::load_model((root / model_file).string());
   runtime::SessionOptions options;
   options.threads = threads;
   options.backend = backend;
+  options.precision = precision;
   runtime::prepare_model(*model, options);
   runtime::Session session(model, options);
   std::vector<CaseRun> runs;
@@ -93,6 +95,25 @@ TEST_P(PaddleOCR, DetectorMatchesOnnxRuntime) {
   DUET_REQUIRE_SHARED();
   for (auto& r : run_testdata("ch_PP-OCRv4_det_infer.onnx", "det", GetParam()))
     EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
+}
+
+// BF16 precision on the cpu backend (Conv/MatMul inputs rounded to BF16, FP32
+// accumulation; emulated without AVX512-BF16): the recognizer still reads
+// every test line as FP32 does, and its probabilities stay close.
+TEST(PaddleOCRBf16, RecognizerDecodesAsFp32) {
+  DUET_REQUIRE_SHARED();
+  std::vector<std::string> keys;
+  std::ifstream f(fs::path(testutil::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
+  for (std::string line; std::getline(f, line);) keys.push_back(line);
+  const auto runs = run_testdata("ch_PP-OCRv4_rec_infer.onnx", "rec", "cpu", 2, runtime::Precision::BF16);
+  ASSERT_FALSE(runs.empty());
+  double worst = 0;
+  for (auto& r : runs) {
+    EXPECT_EQ(ctc_decode(r.actual, keys), ctc_decode(r.expected, keys));
+    worst = std::max(worst, max_abs_diff(r.expected, r.actual));
+  }
+  EXPECT_GT(worst, 1e-6) << "the BF16 rounding happened";
+  EXPECT_LT(worst, 0.1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PaddleOCR, ::testing::Values("reference", "cpu"),

@@ -40,6 +40,7 @@ Runner add_bench(CLI::App& app) {
     std::string model;
     std::vector<std::string> shapes;
     std::string backend = "cpu";
+    std::string precision = "fp32";
     int threads = 1, runs = 20, warmup = 3;
     int64_t m = 1024, n = 1024, k = 1024;
     std::string dtype = "fp32";
@@ -57,6 +58,8 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--backend", o->backend, "cpu (graph optimizer + oneDNN, default) or reference")
       ->check(CLI::IsMember({"reference", "cpu"}));
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--precision", o->precision, "cpu backend: fp32, or bf16 (Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--runs", o->runs, "Timed runs")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000));
   cmd->add_flag("--profile", o->profile, "Also time every node: per-node time and the share per op type");
@@ -67,6 +70,7 @@ Runner add_bench(CLI::App& app) {
     runtime::SessionOptions options;
     options.threads = o->threads;
     options.backend = o->backend;
+    options.precision = parse_precision(o->precision, o->backend);
     options.profile = o->profile;
     const auto shapes = parse_shape_bindings(o->shapes);
     const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes);
@@ -111,7 +115,7 @@ Runner add_bench(CLI::App& app) {
     }
     std::sort(rows.begin(), rows.end(), [](const NodeRow& a, const NodeRow& b) { return a.ms > b.ms; });
     if (o->json) {
-      nlohmann::json j = {{"model", o->model}, {"backend", o->backend}, {"threads", o->threads},
+      nlohmann::json j = {{"model", o->model}, {"backend", o->backend}, {"precision", o->precision}, {"threads", o->threads},
                           {"runs", o->runs}, {"median_ms", median}, {"min_ms", sorted.front()},
                           {"max_ms", sorted.back()}, {"throughput_per_s", 1000.0 / median},
                           {"setup_ms", setup_ms}, {"peak_rss_mb", peak_rss_mb()}, {"nodes", model->graph->nodes.size()},
@@ -125,7 +129,8 @@ Runner add_bench(CLI::App& app) {
       std::cout << j.dump(2) << "\n";
       return 0;
     }
-    std::cout << std::fixed << std::setprecision(2) << o->model << " (" << o->backend << " backend, " << o->threads
+    std::cout << std::fixed << std::setprecision(2) << o->model << " (" << o->backend << " backend, "
+              << (o->precision == "bf16" ? "bf16 precision, " : "") << o->threads
               << " thread" << (o->threads > 1 ? "s" : "") << ", measured)\n"
               << "  latency median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back()
               << " ms over " << o->runs << " runs\n"

@@ -5,9 +5,20 @@
 #include <functional>
 #include <string>
 
+#include "duet/core/error.h"
+#include "duet/runtime/backend.h"
+
 namespace duet::cli {
 
 using Runner = std::function<int()>;
+
+// --precision of run/bench: bf16 is a cpu-backend mode (the reference
+// executor computes every op as the graph says).
+inline runtime::Precision parse_precision(const std::string& precision, const std::string& backend) {
+  if (precision != "bf16") return runtime::Precision::FP32;
+  if (backend != "cpu") fail("--precision bf16 needs --backend cpu (the reference executor runs the graph as written)");
+  return runtime::Precision::BF16;
+}
 
 Runner add_info(CLI::App& app);
 Runner add_run(CLI::App& app);

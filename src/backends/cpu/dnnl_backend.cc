@@ -30,6 +30,7 @@
 #include <unordered_map>
 
 #include "../../ops/conv_util.h"
+#include "duet/numerics/convert.h"
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
 #include "duet/runtime/peaks.h"
@@ -655,7 +656,66 @@ class Plan {
   void conv(const ir::Node& n) {
     const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
     const int sum = n.has_input(3) ? slot_of(n.inputs[3]) : -1;
+    if (options_.precision == Precision::BF16)
+      return define(n, conv_bf16(n, slot_of(n.inputs[0]), constant(n, 1), bias, ops::read_post_ops(n), sum));
     define(n, conv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias, ops::read_post_ops(n), sum));
+  }
+
+  // --- BF16 precision (--precision bf16): Conv/ConvTranspose/MatMul read their
+  // input and weights rounded to BF16 (nearest-even) and accumulate in FP32;
+  // every other op stays FP32 (PyTorch's CPU autocast lists). Natively where
+  // oneDNN has a bf16 primitive (AVX512-BF16 / AMX: src and weights bf16,
+  // destination f32); elsewhere emulated with the same products: the input
+  // rounded by a step of ours (numerics' bulk BF16 encoder and decoder), the
+  // weights rounded once, and the FP32 primitive. The native path never ran
+  // on the AVX2 machine this was written on (oneDNN 2.6 refuses bf16 there).
+
+  // A copy of slot x with every value rounded to BF16, same layout.
+  int bf16_values(int x) {
+    const int y = new_slot(slots_[x].md);
+    const size_t count = slots_[x].md.get_size() / sizeof(float);
+    auto bits = std::make_shared<std::vector<uint16_t>>(count);  // sized once: runs allocate nothing
+    add_kernel_step(
+        [bits, count](std::unordered_map<int, memory>& args) {
+          const auto* src = static_cast<const float*>(args.at(DNNL_ARG_SRC).get_data_handle());
+          numerics::encode_bulk(numerics::bf16(), src, count, bits->data());
+          numerics::decode_bulk(numerics::bf16(), bits->data(), count,
+                                static_cast<float*>(args.at(DNNL_ARG_DST).get_data_handle()));
+        },
+        {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}});
+    return y;
+  }
+  static Tensor bf16_values(const Tensor& t) {
+    Tensor r(DType::Float32, t.dims());
+    std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
+    numerics::encode_bulk(numerics::bf16(), t.data<float>(), bits.size(), bits.data());
+    numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), r.data<float>());
+    return r;
+  }
+
+  int conv_bf16(const ir::Node& n, int x, const Tensor& w, const Tensor* bias, const std::vector<PostOp>& chain, int sum) {
+    const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
+    std::vector<EltwiseStep> rest;
+    dnnl::convolution_forward::primitive_desc pd;
+    try {
+      memory::desc src_any(c.src, dt::bf16, tag::any), w_any(c.weights, dt::bf16, tag::any),
+          dst_any(c.dst, dt::f32, tag::any);
+      memory::desc bias_md = bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
+      dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                           src_any, w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin,
+                                           c.pad_end);
+      pd = dnnl::convolution_forward::primitive_desc(desc, post_op_attr(chain, sum >= 0, rest), engine_);
+    } catch (const dnnl::error&) {
+      return conv_f32(n, bf16_values(x), bf16_values(w), bias, chain, sum);
+    }
+    const int src = as_layout(x, pd.src_desc());  // a reorder f32 -> bf16 (nearest-even)
+    std::unordered_map<int, memory> consts = {
+        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
+    if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);
+    const int dst = new_slot(pd.dst_desc());
+    if (sum >= 0) reorder(sum, dst);
+    add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
+    return eltwise(dst, rest);
   }
 
   // A Conv's geometry in oneDNN's terms (weights grouped when group > 1).
@@ -1132,6 +1192,8 @@ class Plan {
 
   void deconv(const ir::Node& n) {
     const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
+    if (options_.precision == Precision::BF16)  // emulated everywhere (see conv_bf16)
+      return define(n, deconv_f32(n, bf16_values(slot_of(n.inputs[0])), bf16_values(constant(n, 1)), bias));
     define(n, deconv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias));
   }
 
@@ -1213,26 +1275,42 @@ class Plan {
   void matmul(const ir::Node& n) {
     const int a0 = slot_of(n.inputs[0]);
     const memory::dims ad = slots_[a0].md.dims();
-    const Tensor& b = constant(n, 1);
-    const int64_t k = b.dim(0), cols = b.dim(1);
+    const Tensor* b = &constant(n, 1);
+    const int64_t k = b->dim(0), cols = b->dim(1);
     if (ad.back() != k) fail(n.label(), ": A has ", ad.back(), " columns, B has ", k, " rows");
     const bool batched = ad.size() == 3;
     const memory::dims bd = batched ? memory::dims{1, k, cols} : memory::dims{k, cols};
     memory::dims od = ad;
     od.back() = cols;
-    const int a = as_layout(a0, memory::desc(ad, dt::f32, plain_tag(ad.size())));
+    int a = as_layout(a0, memory::desc(ad, dt::f32, plain_tag(ad.size())));
     const auto chain = n.op_type == "FusedMatMul" ? ops::read_post_ops(n) : std::vector<PostOp>{};
-    if (const int y = sgemm_matmul(n, a, ad, b, chain); y >= 0) return define(n, y);
     const bool has_bias = n.has_input(2), has_sum = n.has_input(3);
     memory::desc bias_md;
     if (has_bias) bias_md = memory::desc(batched ? memory::dims{1, 1, cols} : memory::dims{1, cols}, dt::f32, plain_tag(ad.size()));
     memory::desc dst_md(od, dt::f32, plain_tag(od.size()));
-    dnnl::matmul::desc desc(memory::desc(ad, dt::f32, plain_tag(ad.size())), memory::desc(bd, dt::f32, tag::any),
-                            bias_md, dst_md);
     std::vector<EltwiseStep> rest;
-    dnnl::matmul::primitive_desc pd(desc, post_op_attr(chain, has_sum, rest), engine_);
+    auto primitive = [&](dt in) {  // throws dnnl::error where oneDNN has no such matmul
+      dnnl::matmul::desc desc(memory::desc(ad, in, plain_tag(ad.size())), memory::desc(bd, in, tag::any), bias_md, dst_md);
+      return dnnl::matmul::primitive_desc(desc, post_op_attr(chain, has_sum, rest), engine_);
+    };
+    dnnl::matmul::primitive_desc pd;
+    Tensor rounded;
+    if (options_.precision == Precision::BF16) {  // see conv_bf16
+      try {
+        pd = primitive(dt::bf16);
+        a = as_layout(a, pd.src_desc());
+      } catch (const dnnl::error&) {
+        a = bf16_values(a);
+        rounded = bf16_values(*b);
+        b = &rounded;
+      }
+    }
+    if (!pd) {
+      if (const int y = sgemm_matmul(n, a, ad, *b, chain); y >= 0) return define(n, y);
+      pd = primitive(dt::f32);
+    }
     std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(b, memory::desc(bd, dt::f32, plain_tag(bd.size())), pd.weights_desc())}};
+        {DNNL_ARG_WEIGHTS, pack(*b, memory::desc(bd, dt::f32, plain_tag(bd.size())), pd.weights_desc())}};
     if (has_bias) {
       const Tensor& c = constant(n, 2);
       keep_.push_back(c);
@@ -1283,7 +1361,11 @@ class Plan {
   }
 
   void matmul_runtime(const ir::Node& n) {
-    const int a = plain(slot_of(n.inputs[0])), b = plain(slot_of(n.inputs[1]));
+    int a = plain(slot_of(n.inputs[0])), b = plain(slot_of(n.inputs[1]));
+    if (options_.precision == Precision::BF16) {  // emulated (see conv_bf16)
+      a = bf16_values(a);
+      b = bf16_values(b);
+    }
     const memory::dims ad = slots_[a].md.dims(), bd = slots_[b].md.dims();
     const size_t r = ad.size();
     if (ad[r - 1] != bd[r - 2]) fail(n.label(), ": A has ", ad[r - 1], " columns, B has ", bd[r - 2], " rows");

@@ -34,6 +34,68 @@ size_t blocked(int64_t n, int64_t c, int64_t y, int64_t x, int64_t channels, int
   return static_cast<size_t>((((n * (channels / 8) + c / 8) * h + y) * w + x) * 8 + c % 8);
 }
 
+// A float32 graph under construction: one input, seeded constants.
+struct Graph {
+  std::shared_ptr<ir::Model> model = std::make_shared<ir::Model>();
+  ir::Graph& g = *model->graph;
+  Graph(Dims input) {
+    model->opset_imports.push_back({"", 17});
+    g.inputs.push_back(typed("x", input));
+  }
+  ir::Value* typed(const std::string& name, Dims dims) {
+    ir::Value* v = g.value(name);
+    v->type.dtype = DType::Float32;
+    v->type.shape = Shape::from(dims);
+    return v;
+  }
+  ir::Value* constant(const std::string& name, Tensor t) {
+    g.initializers[name] = t;
+    g.initializer_order.push_back(name);
+    ir::Value* v = g.value(name);
+    v->type.dtype = t.dtype();
+    v->type.shape = Shape::from(t.dims());
+    return v;
+  }
+  ir::Value* node(const std::string& op, std::vector<ir::Value*> ins, const std::string& out,
+                  std::vector<ir::Attribute> attrs = {}) {
+    g.add_node(op, std::move(ins), {g.value(out)}, out)->attributes = std::move(attrs);
+    return g.value(out);
+  }
+};
+
+Tensor random_tensor(Dims dims, uint32_t seed, float scale = 1) {
+  Tensor t(DType::Float32, dims);
+  const auto v = random_values(static_cast<size_t>(t.numel()), seed, scale);
+  std::copy(v.begin(), v.end(), t.data<float>());
+  return t;
+}
+
+const ir::Attribute kPads1{.name = "pads", .type = ir::AttrType::Ints, .ints = {1, 1, 1, 1}};
+
+// The model's output for input x on the cpu backend (graph optimizer first:
+// it fuses bias, residual sum and ReLU into the convs and MatMuls).
+Tensor run_cpu(std::shared_ptr<ir::Model> model, const Tensor& x,
+               runtime::Precision precision = runtime::Precision::FP32) {
+  runtime::SessionOptions options;
+  options.backend = "cpu";
+  options.threads = 2;
+  options.precision = precision;
+  runtime::prepare_model(*model, options);
+  return runtime::Session(model, options).run({{"x", x}}).at(0).tensor;
+}
+
+Tensor run_reference(std::shared_ptr<ir::Model> model, const Tensor& x) {
+  return runtime::Session(model).run({{"x", x}}).at(0).tensor;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.dims(), b.dims());
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel() && a.dims() == b.dims(); ++i)
+    worst = std::max(worst, std::fabs(double(a.data<float>()[i]) - b.data<float>()[i]));
+  return worst;
+}
+
 struct Case {
   int64_t batch, in, out, h, w, pad_top, pad_left, pad_bottom, pad_right;
   bool bias, residual, relu;
@@ -103,52 +165,19 @@ TEST(Winograd, ChosenOnlyWhereItPays) {
 TEST(Winograd, ResidualBlockOnTheCpuBackendMatchesTheReference) {
   // conv3x3 -> ReLU -> conv3x3 + x -> ReLU, 16 channels at 24x24: both convs
   // take the Winograd path on an AVX2 machine (oneDNN elsewhere).
-  auto model = std::make_shared<ir::Model>();
-  model->opset_imports.push_back({"", 17});
-  ir::Graph& g = *model->graph;
-  auto value = [&](const std::string& name, Dims dims) {
-    ir::Value* v = g.value(name);
-    v->type.dtype = DType::Float32;
-    v->type.shape = Shape::from(dims);
-    return v;
-  };
-  auto constant = [&](const std::string& name, Dims dims, uint32_t seed) {
-    Tensor t(DType::Float32, dims);
-    const auto v = random_values(static_cast<size_t>(t.numel()), seed, 0.1f);
-    std::copy(v.begin(), v.end(), t.data<float>());
-    g.initializers[name] = t;
-    g.initializer_order.push_back(name);
-    return value(name, dims);
-  };
-  ir::Attribute pads{.name = "pads", .type = ir::AttrType::Ints, .ints = {1, 1, 1, 1}};
-  ir::Value* x = value("x", {2, 16, 24, 24});
-  g.inputs.push_back(x);
-  g.add_node("Conv", {x, constant("w1", {16, 16, 3, 3}, 5), constant("b1", {16}, 6)}, {g.value("c1")}, "c1")
-      ->attributes = {pads};
-  g.add_node("Relu", {g.value("c1")}, {g.value("r1")}, "r1");
-  g.add_node("Conv", {g.value("r1"), constant("w2", {16, 16, 3, 3}, 7), constant("b2", {16}, 8)}, {g.value("c2")},
-             "c2")
-      ->attributes = {pads};
-  g.add_node("Add", {g.value("c2"), x}, {g.value("sum")}, "sum");
-  g.add_node("Relu", {g.value("sum")}, {g.value("y")}, "y");
-  g.outputs.push_back(g.value("y"));
-
-  Tensor in(DType::Float32, {2, 16, 24, 24});
-  const auto v = random_values(static_cast<size_t>(in.numel()), 9);
-  std::copy(v.begin(), v.end(), in.data<float>());
-  runtime::Session reference(model);
-  const Tensor want = reference.run({{"x", in}}).at(0).tensor;
-  runtime::SessionOptions options;
-  options.backend = "cpu";
-  options.threads = 2;
-  runtime::prepare_model(*model, options);  // fuses bias, residual sum and ReLU into the convs
-  runtime::Session fast(model, options);
-  const Tensor got = fast.run({{"x", in}}).at(0).tensor;
-  ASSERT_EQ(got.dims(), want.dims());
-  double worst = 0;
-  for (int64_t i = 0; i < want.numel(); ++i)
-    worst = std::max(worst, std::fabs(double(want.data<float>()[i]) - got.data<float>()[i]));
-  EXPECT_LE(worst, 1e-5);
+  Graph m({2, 16, 24, 24});
+  ir::Value* x = m.g.inputs[0];
+  auto* r1 = m.node("Relu", {m.node("Conv", {x, m.constant("w1", random_tensor({16, 16, 3, 3}, 5, 0.1f)),
+                                             m.constant("b1", random_tensor({16}, 6, 0.1f))},
+                                    "c1", {kPads1})},
+                    "r1");
+  auto* c2 = m.node("Conv", {r1, m.constant("w2", random_tensor({16, 16, 3, 3}, 7, 0.1f)),
+                             m.constant("b2", random_tensor({16}, 8, 0.1f))},
+                    "c2", {kPads1});
+  m.g.outputs.push_back(m.node("Relu", {m.node("Add", {c2, x}, "sum")}, "y"));
+  const Tensor in = random_tensor({2, 16, 24, 24}, 9);
+  const Tensor want = run_reference(m.model, in);
+  EXPECT_LE(max_abs_diff(want, run_cpu(m.model, in)), 1e-5);
 }
 
 namespace {
@@ -193,44 +222,12 @@ TEST(PackedSgemm, MatchesDoubleReference) {
 TEST(PackedSgemm, MatMulOnTheCpuBackendMatchesTheReference) {
   // MatMul [2, 40, 64] x [64, 96] + bias -> Relu: 80 rows, the shape of a
   // transformer's projection, taken by the packed GEMM.
-  auto model = std::make_shared<ir::Model>();
-  model->opset_imports.push_back({"", 17});
-  ir::Graph& g = *model->graph;
-  ir::Value* x = g.value("x");
-  x->type.dtype = DType::Float32;
-  x->type.shape = Shape::from(Dims{2, 40, 64});
-  g.inputs.push_back(x);
-  auto constant = [&](const std::string& name, Dims dims, uint32_t seed) {
-    Tensor t(DType::Float32, dims);
-    const auto v = random_values(static_cast<size_t>(t.numel()), seed, 0.2f);
-    std::copy(v.begin(), v.end(), t.data<float>());
-    g.initializers[name] = t;
-    g.initializer_order.push_back(name);
-    ir::Value* c = g.value(name);
-    c->type.dtype = DType::Float32;
-    c->type.shape = Shape::from(dims);
-    return c;
-  };
-  g.add_node("MatMul", {x, constant("w", {64, 96}, 21)}, {g.value("mm")}, "mm");
-  g.add_node("Add", {g.value("mm"), constant("b", {96}, 22)}, {g.value("biased")}, "biased");
-  g.add_node("Relu", {g.value("biased")}, {g.value("y")}, "y");
-  g.outputs.push_back(g.value("y"));
-  Tensor in(DType::Float32, {2, 40, 64});
-  const auto v = random_values(static_cast<size_t>(in.numel()), 23);
-  std::copy(v.begin(), v.end(), in.data<float>());
-  runtime::Session reference(model);
-  const Tensor want = reference.run({{"x", in}}).at(0).tensor;
-  runtime::SessionOptions options;
-  options.backend = "cpu";
-  options.threads = 2;
-  runtime::prepare_model(*model, options);
-  runtime::Session fast(model, options);
-  const Tensor got = fast.run({{"x", in}}).at(0).tensor;
-  ASSERT_EQ(got.dims(), want.dims());
-  double worst = 0;
-  for (int64_t i = 0; i < want.numel(); ++i)
-    worst = std::max(worst, std::fabs(double(want.data<float>()[i]) - got.data<float>()[i]));
-  EXPECT_LE(worst, 1e-5);
+  Graph m({2, 40, 64});
+  auto* mm = m.node("MatMul", {m.g.inputs[0], m.constant("w", random_tensor({64, 96}, 21, 0.2f))}, "mm");
+  m.g.outputs.push_back(m.node("Relu", {m.node("Add", {mm, m.constant("b", random_tensor({96}, 22, 0.2f))}, "biased")}, "y"));
+  const Tensor in = random_tensor({2, 40, 64}, 23);
+  const Tensor want = run_reference(m.model, in);
+  EXPECT_LE(max_abs_diff(want, run_cpu(m.model, in)), 1e-5);
 }
 
 // --precision bf16: a Conv then a MatMul read inputs and weights rounded to
@@ -243,65 +240,29 @@ TEST(Bf16Precision, ConvAndMatMulComputeOnBf16RoundedValues) {
     numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), t.data<float>());
     return t;
   };
+  // Conv 16->16 3x3 + bias, reshaped to [16, 196], MatMul by [196, 40]. With
+  // `rounded`, weights are pre-rounded (biases stay FP32) and the MatMul's
+  // input goes through Cast to BF16 and back: the reference for BF16 precision.
   auto build = [&](bool rounded) {
-    auto model = std::make_shared<ir::Model>();
-    model->opset_imports.push_back({"", 17});
-    ir::Graph& g = *model->graph;
-    ir::Value* x = g.value("x");
-    x->type.dtype = DType::Float32;
-    x->type.shape = Shape::from(Dims{1, 16, 14, 14});
-    g.inputs.push_back(x);
-    auto constant = [&](const std::string& name, Dims dims, uint32_t seed, bool weights = true) {
-      Tensor t(DType::Float32, dims);
-      const auto v = random_values(static_cast<size_t>(t.numel()), seed, 0.3f);
-      std::copy(v.begin(), v.end(), t.data<float>());
-      g.initializers[name] = rounded && weights ? round_bf16(t) : t;  // biases stay FP32
-      g.initializer_order.push_back(name);
-      ir::Value* c = g.value(name);
-      c->type.dtype = DType::Float32;
-      c->type.shape = Shape::from(dims);
-      return c;
+    Graph m({1, 16, 14, 14});
+    auto weights = [&](const std::string& name, Dims dims, uint32_t seed) {
+      const Tensor t = random_tensor(dims, seed, 0.3f);
+      return m.constant(name, rounded ? round_bf16(t.clone()) : t);
     };
-    ir::Attribute pads{.name = "pads", .type = ir::AttrType::Ints, .ints = {1, 1, 1, 1}};
-    g.add_node("Conv", {x, constant("w", {16, 16, 3, 3}, 31), constant("b", {16}, 32, false)}, {g.value("c")}, "c")->attributes = {pads};
-    g.add_node("Reshape", {g.value("c"), [&] {
-                 Tensor shape = Tensor::from_vector<int64_t>({16, 196}, {2});
-                 g.initializers["shape"] = shape;
-                 g.initializer_order.push_back("shape");
-                 return g.value("shape");
-               }()},
-               {g.value("r")}, "r");
-    ir::Value* r = g.value("r");
-    if (rounded) {  // the reference rounds the MatMul's input itself, as the backend does
-      g.add_node("Cast", {r}, {g.value("r16")}, "r16")->attributes = {{.name = "to", .type = ir::AttrType::Int, .i = 16}};
-      g.add_node("Cast", {g.value("r16")}, {g.value("r32")}, "r32")->attributes = {{.name = "to", .type = ir::AttrType::Int, .i = 1}};
-      r = g.value("r32");
+    auto* c = m.node("Conv", {m.g.inputs[0], weights("w", {16, 16, 3, 3}, 31), m.constant("b", random_tensor({16}, 32, 0.3f))},
+                     "c", {kPads1});
+    ir::Value* r = m.node("Reshape", {c, m.constant("shape", Tensor::from_vector<int64_t>({16, 196}, {2}))}, "r");
+    if (rounded) {
+      r = m.node("Cast", {r}, "r16", {{.name = "to", .type = ir::AttrType::Int, .i = 16}});
+      r = m.node("Cast", {r}, "r32", {{.name = "to", .type = ir::AttrType::Int, .i = 1}});
     }
-    g.add_node("MatMul", {r, constant("m", {196, 40}, 33)}, {g.value("y")}, "y");
-    g.outputs.push_back(g.value("y"));
-    return model;
+    m.g.outputs.push_back(m.node("MatMul", {r, weights("m", {196, 40}, 33)}, "y"));
+    return m.model;
   };
-  Tensor in(DType::Float32, {1, 16, 14, 14});
-  const auto v = random_values(static_cast<size_t>(in.numel()), 34);
-  std::copy(v.begin(), v.end(), in.data<float>());
-  auto reference_model = build(true);
-  runtime::Session reference(reference_model);
-  const Tensor want = reference.run({{"x", round_bf16(in.clone())}}).at(0).tensor;
-  auto fp32_want = runtime::Session(build(false)).run({{"x", in}}).at(0).tensor;
-  auto model = build(false);
-  runtime::SessionOptions options;
-  options.backend = "cpu";
-  options.threads = 2;
-  options.precision = runtime::Precision::BF16;
-  runtime::prepare_model(*model, options);
-  runtime::Session bf16(model, options);
-  const Tensor got = bf16.run({{"x", in}}).at(0).tensor;
-  ASSERT_EQ(got.dims(), want.dims());
-  double worst = 0, from_fp32 = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    worst = std::max(worst, std::fabs(double(want.data<float>()[i]) - got.data<float>()[i]));
-    from_fp32 = std::max(from_fp32, std::fabs(double(fp32_want.data<float>()[i]) - got.data<float>()[i]));
-  }
-  EXPECT_LE(worst, 1e-4) << "the same products as the reference on BF16-rounded values";
-  EXPECT_GT(from_fp32, 1e-3) << "and not the FP32 result";
+  const Tensor in = random_tensor({1, 16, 14, 14}, 34);
+  const Tensor want = run_reference(build(true), round_bf16(in.clone()));
+  const Tensor fp32 = run_reference(build(false), in);
+  const Tensor got = run_cpu(build(false), in, runtime::Precision::BF16);
+  EXPECT_LE(max_abs_diff(want, got), 1e-4) << "the same products as the reference on BF16-rounded values";
+  EXPECT_GT(max_abs_diff(fp32, got), 1e-3) << "and not the FP32 result";
 }

@@ -695,27 +695,11 @@ class Plan {
 
   int conv_bf16(const ir::Node& n, int x, const Tensor& w, const Tensor* bias, const std::vector<PostOp>& chain, int sum) {
     const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
-    std::vector<EltwiseStep> rest;
-    dnnl::convolution_forward::primitive_desc pd;
-    try {
-      memory::desc src_any(c.src, dt::bf16, tag::any), w_any(c.weights, dt::bf16, tag::any),
-          dst_any(c.dst, dt::f32, tag::any);
-      memory::desc bias_md = bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
-      dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                           src_any, w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin,
-                                           c.pad_end);
-      pd = dnnl::convolution_forward::primitive_desc(desc, post_op_attr(chain, sum >= 0, rest), engine_);
+    try {  // conv_primitive throws when it creates the primitive descriptor, before it adds anything
+      return conv_primitive(n, c, x, w, bias, chain, sum, dt::bf16);
     } catch (const dnnl::error&) {
       return conv_f32(n, bf16_values(x), bf16_values(w), bias, chain, sum);
     }
-    const int src = as_layout(x, pd.src_desc());  // a reorder f32 -> bf16 (nearest-even)
-    std::unordered_map<int, memory> consts = {
-        {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
-    if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);
-    const int dst = new_slot(pd.dst_desc());
-    if (sum >= 0) reorder(sum, dst);
-    add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, std::move(consts));
-    return eltwise(dst, rest);
   }
 
   // A Conv's geometry in oneDNN's terms (weights grouped when group > 1).
@@ -750,13 +734,20 @@ class Plan {
   int conv_f32(const ir::Node& n, int x, const Tensor& w, const Tensor* bias, const std::vector<PostOp>& chain, int sum) {
     const ConvShape c = conv_shape(n, slots_[x].md.dims(), w);
     if (const int y = winograd_conv(n, c, x, w, bias, chain, sum); y >= 0) return y;
-    memory::desc src_any(c.src, dt::f32, tag::any), w_any(c.weights, dt::f32, tag::any), dst_any(c.dst, dt::f32, tag::any);
+    return conv_primitive(n, c, x, w, bias, chain, sum, dt::f32);
+  }
+
+  // The oneDNN convolution with source and weights of type `in` (f32, or
+  // bf16 where oneDNN has such a primitive, else dnnl::error), float32 out.
+  int conv_primitive(const ir::Node& n, const ConvShape& c, int x, const Tensor& w, const Tensor* bias,
+                     const std::vector<PostOp>& chain, int sum, dt in) {
+    memory::desc src_any(c.src, in, tag::any), w_any(c.weights, in, tag::any), dst_any(c.dst, dt::f32, tag::any);
     memory::desc bias_md = bias ? memory::desc({w.dim(0)}, dt::f32, tag::a) : memory::desc();
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
                                          w_any, bias_md, dst_any, c.strides, c.dilates, c.pad_begin, c.pad_end);
     std::vector<EltwiseStep> rest;
     dnnl::convolution_forward::primitive_desc pd(desc, post_op_attr(chain, sum >= 0, rest), engine_);
-    const int src = as_layout(x, pd.src_desc());
+    const int src = as_layout(x, pd.src_desc());  // for bf16, the reorder rounds to nearest even
     std::unordered_map<int, memory> consts = {
         {DNNL_ARG_WEIGHTS, pack(w, memory::desc(c.weights, dt::f32, c.weights_tag), pd.weights_desc())}};
     if (bias) consts[DNNL_ARG_BIAS] = vector_memory(*bias);

@@ -14,6 +14,11 @@
 #include "duet/numerics/convert.h"
 #include "duet/runtime/session.h"
 
+extern "C" {
+int omp_get_max_threads(void);
+void omp_set_num_threads(int);
+}
+
 using namespace duet;
 using backends::cpu::PackedSgemm;
 using backends::cpu::WinogradConv3x3;
@@ -147,9 +152,19 @@ void expect_matches_direct(const Case& k) {
 TEST(Winograd, MatchesDirectConvolution) {
   if (!WinogradConv3x3::available()) GTEST_SKIP() << "needs AVX2 and FMA";
   expect_matches_direct({1, 16, 16, 12, 12, 1, 1, 1, 1, true, false, true});
-  expect_matches_direct({2, 16, 32, 13, 15, 0, 1, 1, 0, true, true, false});  // odd sizes: partial tiles
+  expect_matches_direct({2, 16, 32, 13, 15, 0, 1, 1, 0, true, true, false});  // odd input sizes, 12x14 out
   expect_matches_direct({1, 24, 16, 17, 14, 2, 0, 0, 1, false, true, true});  // wider top pad, no bias
   expect_matches_direct({3, 32, 48, 9, 20, 1, 1, 1, 1, true, false, false});  // tiles of several images in a block
+}
+
+TEST(Winograd, SplitsOutputChannelsAcrossItemsWhenTilesAreFew) {
+  // Sized for 8 threads, a 12x12 output (36 tiles) is cut into output-channel
+  // groups too: each item then transforms its tiles' input again.
+  if (!WinogradConv3x3::available()) GTEST_SKIP() << "needs AVX2 and FMA";
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(8);
+  expect_matches_direct({1, 16, 64, 12, 12, 0, 0, 0, 0, true, true, true});
+  omp_set_num_threads(before);
 }
 
 TEST(Winograd, ChosenOnlyWhereItPays) {
@@ -193,10 +208,13 @@ void expect_gemm_matches(const GemmCase& g) {
   const auto bias = random_values(static_cast<size_t>(g.n), 13);
   const auto r = random_values(static_cast<size_t>(g.m * g.n), 14);
   PackedSgemm gemm(g.k, g.n, b.data(), g.n, g.bias ? bias.data() : nullptr, g.residual, g.relu);
-  std::vector<float> one = r, two = r;  // C holds the residual when there is one, else is overwritten
+  std::vector<float> one = r;  // C holds the residual when there is one, else is overwritten
   gemm.run(g.m, a.data(), g.k, one.data(), g.n, 1);
-  gemm.run(g.m, a.data(), g.k, two.data(), g.n, 2);
-  EXPECT_EQ(one, two) << "the same bits on 1 and 2 threads";
+  for (int threads : {2, 5}) {  // 5: more threads than row blocks splits B's panels into chunks
+    std::vector<float> more = r;
+    gemm.run(g.m, a.data(), g.k, more.data(), g.n, threads);
+    EXPECT_EQ(one, more) << "the same bits on 1 and " << threads << " threads";
+  }
   double worst = 0;
   for (int64_t i = 0; i < g.m; ++i)
     for (int64_t j = 0; j < g.n; ++j) {
@@ -215,7 +233,9 @@ TEST(PackedSgemm, MatchesDoubleReference) {
   expect_gemm_matches({7, 33, 19, true, false, true});     // partial tiles both ways
   expect_gemm_matches({200, 513, 40, false, true, false});  // three k slices, residual
   expect_gemm_matches({1, 256, 16, true, true, true});      // one row
+  expect_gemm_matches({5, 100, 130, true, true, false});    // few rows, many panels: chunks of panels
   expect_gemm_matches({400, 64, 100, true, false, false});  // several row blocks
+  expect_gemm_matches({7, 600, 40, true, false, true});     // bias and ReLU once, after the third slice
   expect_gemm_matches({3, 0, 20, true, true, true});        // an empty sum: bias + residual
 }
 

@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <memory>
-#include <vector>
-#include <cmath>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <vector>
 
 #include "duet/core/error.h"
 #include "duet/runtime/peaks.h"
@@ -62,7 +62,12 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
     }
   };
   fill(a);
-  fill(b);
+  // B filled in plain k x n order, then packed into the primitive's layout
+  // (the fp32 values are also what Duet's GEMM packs, so the results compare).
+  dnnl::memory b_user({{k, n}, b_type, tag::ab}, engine);
+  fill(b_user);
+  dnnl::reorder(b_user, b).execute(stream, b_user, b);
+  stream.wait();
   dnnl::matmul mm(pd);
   auto once = [&] {
     const auto t0 = std::chrono::steady_clock::now();
@@ -70,14 +75,12 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
     stream.wait();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  // Duet's packed GEMM on the same A and B values (fp32 only).
+  // Duet's packed GEMM on the same A and B (fp32 only).
   const bool own = dtype == "fp32" && backends::cpu::PackedSgemm::available();
-  std::vector<float> b_plain, c_own;
+  std::vector<float> c_own;
   std::unique_ptr<backends::cpu::PackedSgemm> sgemm;
   if (own) {
-    b_plain.resize(static_cast<size_t>(k * n));
-    for (size_t i = 0; i < b_plain.size(); ++i) b_plain[i] = 0.01f * static_cast<float>(i % 7 + 1);
-    sgemm = std::make_unique<backends::cpu::PackedSgemm>(k, n, b_plain.data(), n);
+    sgemm = std::make_unique<backends::cpu::PackedSgemm>(k, n, static_cast<const float*>(b_user.get_data_handle()), n);
     c_own.resize(static_cast<size_t>(m * n));
   }
   auto once_own = [&] {
@@ -101,6 +104,17 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
   const double ops = 2.0 * m * n * k;
   const double rate = ops / median;
   const double rate_own = own ? ops / median_own : 0;
+  double own_vs_onednn = 0;  // largest difference relative to the largest value of oneDNN's C
+  if (own) {
+    const float* ref = static_cast<const float*>(c.get_data_handle());
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < c_own.size(); ++i) {
+      scale = std::max(scale, std::fabs(double(ref[i])));
+      diff = std::max(diff, std::fabs(double(ref[i]) - c_own[i]));
+    }
+    own_vs_onednn = scale > 0 ? diff / scale : diff;
+    if (!(own_vs_onednn < 1e-4)) fail("Duet's GEMM differs from oneDNN's by ", own_vs_onednn, " (relative): a kernel bug");
+  }
   const runtime::Peak peak = runtime::measure_peak(kind, threads);
   const runtime::Peak fp32 = runtime::measure_peak(runtime::PeakKind::FP32, threads);
   const double share = peak.ops_per_s > 0 ? rate / peak.ops_per_s : 0;
@@ -114,6 +128,7 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
       j["duet_sgemm_median_ms"] = median_own * 1e3;
       j["duet_sgemm_gops_per_s"] = rate_own / 1e9;
       j["duet_sgemm_share_of_peak"] = peak.ops_per_s > 0 ? rate_own / peak.ops_per_s : 0;
+      j["duet_sgemm_max_rel_diff_vs_onednn"] = own_vs_onednn;
     }
     std::cout << j.dump(2) << "\n";
     return 0;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <vector>
 
 #include "commands.h"
 #include "duet/core/error.h"
@@ -18,25 +19,28 @@
 // iterations; ResNet-18 54 vs 30 ms). libgomp reads its settings when it
 // loads, before main, so duet looks at how many other tasks are running now
 // and restarts itself once, unless the user set OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT. "Now" is /proc/loadavg's running-task count (the fewest of
+// GOMP_SPINCOUNT. "Now" is /proc/loadavg's running-task count (the median of
 // three readings a millisecond apart, less duet itself), not the one-minute
 // load average: that one still counts a job that ended seconds ago (a
 // benchmark peer run just before duet made it choose sleeping threads).
 void choose_openmp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  long others = 1L << 20;
+  std::vector<long> others;
   for (int i = 0; i < 3; ++i) {
     if (i) usleep(1000);
     long running = 0, total = 0;
     double load[3];
     if (FILE* f = std::fopen("/proc/loadavg", "r")) {
       if (std::fscanf(f, "%lf %lf %lf %ld/%ld", &load[0], &load[1], &load[2], &running, &total) == 5)
-        others = std::min(others, running - 1);
+        others.push_back(running - 1);
       std::fclose(f);
     }
   }
+  if (others.empty()) return;  // no /proc: libgomp's defaults
+  std::sort(others.begin(), others.end());
+  const long busy = others[others.size() / 2];
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (2 * others < cores) setenv("GOMP_SPINCOUNT", "100000", 1);
+  if (2 * busy < cores) setenv("GOMP_SPINCOUNT", "100000", 1);
   else setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
 }

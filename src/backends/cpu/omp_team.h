@@ -6,7 +6,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 extern "C" {
 void GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
@@ -35,6 +37,15 @@ void run_items(int64_t items, int threads, const Fn& fn) {
     return;
   }
   GOMP_parallel(body, &job, static_cast<unsigned>(threads), 0);
+}
+
+// The calling thread's scratch buffer, at least `floats` long: one per thread
+// shared by every kernel (a buffer per kernel object would hold threads x
+// layers of them), grown on first use, so steady-state runs allocate nothing.
+inline float* thread_scratch(size_t floats) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < floats) buffer.resize(floats);
+  return buffer.data();
 }
 
 }  // namespace duet::backends::cpu

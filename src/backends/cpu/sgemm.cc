@@ -121,7 +121,6 @@ PackedSgemm::PackedSgemm(int64_t k, int64_t n, const float* b, int64_t ldb, cons
   }
   bias_.assign(static_cast<size_t>(panels_ * kCols), 0.0f);
   if (bias) std::copy(bias, bias + n, bias_.begin());
-  scratch_.assign(static_cast<size_t>(std::max(1, omp_get_max_threads()) * kBlockRows * kSlice), 0.0f);
 }
 
 void PackedSgemm::run(int64_t m, const float* a, int64_t lda, float* c, int64_t ldc, int threads) const {
@@ -134,8 +133,7 @@ void PackedSgemm::run(int64_t m, const float* a, int64_t lda, float* c, int64_t 
       }
     return;
   }
-  const int capacity = static_cast<int>(scratch_.size() / (kBlockRows * kSlice));
-  threads = std::min(threads > 0 ? threads : omp_get_max_threads(), capacity);
+  threads = std::max(1, threads > 0 ? threads : omp_get_max_threads());
   // Row blocks: at least one per thread where there are rows for it, a
   // multiple of the thread count (even shares), each at most kBlockRows. Each item then takes every panel (A is
   // packed once per block and slice); with fewer row blocks than threads,
@@ -147,10 +145,10 @@ void PackedSgemm::run(int64_t m, const float* a, int64_t lda, float* c, int64_t 
   const int64_t chunk =
       row_blocks >= threads ? panels_ : std::clamp<int64_t>(panels_ * row_blocks / (4 * threads), 1, kMaxChunk);
   const int64_t chunks = (panels_ + chunk - 1) / chunk;
-  run_items(row_blocks * chunks, threads, [&](int64_t item, int thread) {
+  run_items(row_blocks * chunks, threads, [&](int64_t item, int) {
     const int64_t i0 = (item / chunks) * block_rows, rows = std::min(block_rows, m - i0);
     const int64_t p0 = (item % chunks) * chunk, p1 = std::min(panels_, p0 + chunk);
-    float* packed = scratch_.data() + static_cast<size_t>(thread) * kBlockRows * kSlice;
+    float* packed = thread_scratch(static_cast<size_t>(kBlockRows * kSlice));
     for (int64_t s = 0; s < slices_; ++s) {
       const int64_t k0 = s * kSlice, depth = std::min(kSlice, k_ - k0);
       pack_a(a + i0 * lda, lda, rows, k0, depth, packed);

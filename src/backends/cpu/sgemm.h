@@ -33,7 +33,8 @@ class PackedSgemm {
   static bool suits(int64_t m, int64_t k, int64_t n) { return m >= 2 && m <= 512 && k >= 32 && n >= 32; }
 
   // C = A B (+ bias) (ReLU) for m rows of A (row stride lda) into C (row
-  // stride ldc), on up to `threads` of libgomp's threads (0: OpenMP's count).
+  // stride ldc), on up to `threads` of libgomp's threads (0: OpenMP's count);
+  // each packs A into its thread_scratch.
   void run(int64_t m, const float* a, int64_t lda, float* c, int64_t ldc, int threads = 0) const;
 
   int64_t k() const { return k_; }
@@ -44,7 +45,6 @@ class PackedSgemm {
   bool accumulate_, relu_;
   std::vector<float> b_;     // [slice][panel][depth of slice][16], zero-padded columns
   std::vector<float> bias_;  // [panels * 16], zeros without bias
-  mutable std::vector<float> scratch_;  // per thread: a packed A block
 };
 
 }  // namespace duet::backends::cpu

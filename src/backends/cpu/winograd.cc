@@ -12,7 +12,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "duet/runtime/peaks.h"
 #include "omp_team.h"
@@ -177,10 +176,10 @@ WinogradConv3x3::WinogradConv3x3(const WinogradShape& shape, const float* weight
   while (blocks_ * groups_ < 4 * threads && groups_ < pairs) groups_ *= 2;
   groups_ = std::min(groups_, pairs);
   scratch_floats_ = static_cast<size_t>(16 * ic * block_ + 16 * block_ * 16);
-  scratch_.assign(scratch_floats_ * static_cast<size_t>(threads), 0.0f);
 }
 
-void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst, float* scratch) const {
+void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst) const {
+  float* scratch = thread_scratch(scratch_floats_);
   const int64_t ic = s_.in_channels, in_blocks = ic / 8, pairs = s_.out_channels / 16;
   const int64_t first = (item / groups_) * block_, count = std::min(block_, tiles_ - first);
   const int64_t group = item % groups_;
@@ -228,10 +227,7 @@ void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst, float
 }
 
 void WinogradConv3x3::run(const float* src, float* dst) const {
-  const int threads = static_cast<int>(scratch_.size() / scratch_floats_);
-  run_items(blocks_ * groups_, threads, [&](int64_t item, int thread) {
-    run_item(item, src, dst, scratch_.data() + scratch_floats_ * static_cast<size_t>(thread));
-  });
+  run_items(blocks_ * groups_, omp_get_max_threads(), [&](int64_t item, int) { run_item(item, src, dst); });
 }
 
 }  // namespace duet::backends::cpu

@@ -35,8 +35,8 @@ class WinogradConv3x3 {
  public:
   // True where the kernels can run: AVX2 and FMA.
   static bool available();
-  // True where the shape fits the kernels (input channels a multiple of 8,
-  // output channels of 16) and Winograd pays: outputs of at least 12x12
+  // True where the shape fits the kernels (input channels a multiple of 8 and
+  // at least 16, output channels a multiple of 16) and Winograd pays: outputs of at least 12x12
   // (smaller ones waste tile padding and stream 16/9 more weight bytes than
   // the direct convolution, for deep layers from DRAM).
   static bool suits(const WinogradShape& s);
@@ -46,21 +46,22 @@ class WinogradConv3x3 {
   WinogradConv3x3(const WinogradShape& shape, const float* weights, const float* bias, bool accumulate, bool relu);
 
   // src: nChw8c [batch][in/8][height][width][8]; dst: nChw8c of the output.
-  // Runs on the OpenMP threads oneDNN uses (omp_set_num_threads).
+  // Runs on the OpenMP threads oneDNN uses (omp_set_num_threads; the work
+  // split was sized for the count when the object was made). Not reentrant
+  // per thread team (neither is a Plan).
   void run(const float* src, float* dst) const;
 
   int64_t tiles_per_block() const { return block_; }
 
  private:
-  void run_item(int64_t item, const float* src, float* dst, float* scratch) const;
+  void run_item(int64_t item, const float* src, float* dst) const;
 
   WinogradShape s_;
   bool accumulate_, relu_;
   int64_t tiles_x_, tiles_y_, tiles_, block_, blocks_, groups_;
   std::vector<float> u_;     // transformed weights [oc/16][16 positions][ic][16]
   std::vector<float> bias_;  // [oc], zeros without bias
-  size_t scratch_floats_;    // per thread: V block + M block
-  mutable std::vector<float> scratch_;
+  size_t scratch_floats_;    // per thread (thread_scratch): V block + M block
 };
 
 }  // namespace duet::backends::cpu

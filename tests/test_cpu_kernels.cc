@@ -155,6 +155,8 @@ TEST(Winograd, MatchesDirectConvolution) {
   expect_matches_direct({2, 16, 32, 13, 15, 0, 1, 1, 0, true, true, false});  // odd input sizes, 12x14 out
   expect_matches_direct({1, 24, 16, 17, 14, 2, 0, 0, 1, false, true, true});  // wider top pad, no bias
   expect_matches_direct({3, 32, 48, 9, 20, 1, 1, 1, 1, true, false, false});  // tiles of several images in a block
+  expect_matches_direct({1, 96, 24, 16, 16, 1, 1, 1, 1, true, true, true});   // a last panel of 8 channels (PP-OCR det)
+  expect_matches_direct({2, 16, 8, 13, 13, 1, 1, 1, 1, false, false, true});  // one panel of 8
 }
 
 TEST(Winograd, SplitsOutputChannelsAcrossItemsWhenTilesAreFew) {

@@ -1,11 +1,12 @@
 // Winograd F(2x2, 3x3) float32 convolution (see winograd.h).
 //
-// Work is split into items of (a block of up to kMaxBlock output tiles, a
-// group of 16-channel output pairs). An item transforms its block's input
+// Output channels come in panels of 16 (the last one 8 wide when the count
+// is 8 mod 16). Work is split into items of (a block of up to kMaxBlock
+// output tiles, a group of panels). An item transforms its block's input
 // patches for every input channel into V[16][ic/8][block][8], then for each
-// output pair and each of the 16 positions multiplies V by U in register
-// tiles of up to 6 output tiles x 16 channels (12 accumulators, the same
-// shape as oneDNN's AVX2 direct kernel), keeps M[16][block][16] in cache and
+// panel and each of the 16 positions multiplies V by U in register tiles of
+// up to 6 output tiles x 16 channels (12 accumulators, the same shape as
+// oneDNN's AVX2 direct kernel), keeps M[16][block][16] in cache and
 // transforms it into 2x2 output tiles.
 #include "winograd.h"
 
@@ -24,39 +25,44 @@ constexpr int64_t kMaxBlock = 24;      // output tiles per work item
 
 #define DUET_AVX2_FMA __attribute__((target("avx2,fma")))
 
-// M[xi][t][0:16] for tiles t0..t0+R of one position xi and one output pair:
-// sum over input channels of V[xi][icb][t][c] * U[pair][xi][icb*8+c][0:16].
-template <int R>
+// M[xi][t][0:8V] for tiles t0..t0+R of one position xi and one panel of 8V
+// output channels: sum over input channels of V[xi][icb][t][c] * U[panel][xi][icb*8+c][0:8V].
+template <int R, int V>
 DUET_AVX2_FMA void multiply(const float* v, const float* u, int64_t in_blocks, int64_t block, float* m) {
-  // Every loop over r is unrolled (pragmas: -O2 does not unroll them itself,
-  // and the accumulators would live in memory — measured 3x slower).
-  __m256 acc[R][2];
+  // Every loop over r and the vectors is unrolled (pragmas: -O2 does not
+  // unroll them itself, and the accumulators would live in memory — measured
+  // 3x slower).
+  __m256 acc[R][V];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < V; ++j) acc[r][j] = _mm256_setzero_ps();
   for (int64_t icb = 0; icb < in_blocks; ++icb) {
     const float* vp = v + icb * block * 8;
-    const float* up = u + icb * 8 * 16;
+    const float* up = u + icb * 8 * 8 * V;
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
-      const __m256 w0 = _mm256_loadu_ps(up + c * 16), w1 = _mm256_loadu_ps(up + c * 16 + 8);
+      __m256 w[V];
+#pragma GCC unroll 2
+      for (int j = 0; j < V; ++j) w[j] = _mm256_loadu_ps(up + (c * V + j) * 8);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const __m256 x = _mm256_broadcast_ss(vp + r * 8 + c);
-        acc[r][0] = _mm256_fmadd_ps(x, w0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(x, w1, acc[r][1]);
+#pragma GCC unroll 2
+        for (int j = 0; j < V; ++j) acc[r][j] = _mm256_fmadd_ps(x, w[j], acc[r][j]);
       }
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(m + r * 16, acc[r][0]);
-    _mm256_storeu_ps(m + r * 16 + 8, acc[r][1]);
-  }
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < V; ++j) _mm256_storeu_ps(m + r * 16 + j * 8, acc[r][j]);
 }
 
 using MultiplyFn = void (*)(const float*, const float*, int64_t, int64_t, float*);
-constexpr MultiplyFn kMultiply[kRegisterTiles + 1] = {nullptr,     multiply<1>, multiply<2>, multiply<3>,
-                                                      multiply<4>, multiply<5>, multiply<6>};
+template <int V>
+constexpr MultiplyFn kMultiply[kRegisterTiles + 1] = {nullptr,        multiply<1, V>, multiply<2, V>, multiply<3, V>,
+                                                      multiply<4, V>, multiply<5, V>, multiply<6, V>};
 
 // V = B^T d B for one 4x4 patch of 8 channels; rows of B^T: (1,0,-1,0),
 // (0,1,1,0), (0,-1,1,0), (0,1,0,-1). Out-of-image pixels are zeros (padding).
@@ -131,7 +137,7 @@ DUET_AVX2_FMA void transform_output(const float* m, size_t position_stride, cons
 bool WinogradConv3x3::available() { return runtime::cpu_features().avx2_fma; }
 
 bool WinogradConv3x3::suits(const WinogradShape& s) {
-  return s.in_channels % 8 == 0 && s.out_channels % 16 == 0 && s.out_height >= 12 && s.out_width >= 12 &&
+  return s.in_channels % 8 == 0 && s.out_channels % 8 == 0 && s.out_height >= 12 && s.out_width >= 12 &&
          s.in_channels >= 16;
 }
 
@@ -139,7 +145,8 @@ WinogradConv3x3::WinogradConv3x3(const WinogradShape& shape, const float* weight
                                  bool relu)
     : s_(shape), accumulate_(accumulate), relu_(relu) {
   const int64_t ic = s_.in_channels, oc = s_.out_channels;
-  // U[pair][xi][c][o] = (G g G^T)[xi] for output channel pair*16+o, input channel c;
+  // U[panel][xi][c][o] = (G g G^T)[xi] for output channel panel*16+o, input
+  // channel c (a panel is 16 channels wide, the last one perhaps 8);
   // rows of G: (1,0,0), (1/2,1/2,1/2), (1/2,-1/2,1/2), (0,0,1).
   u_.assign(static_cast<size_t>(16 * ic * oc), 0.0f);
   for (int64_t o = 0; o < oc; ++o)
@@ -156,7 +163,8 @@ WinogradConv3x3::WinogradConv3x3(const WinogradShape& shape, const float* weight
         const float row[4] = {gg[i][0], 0.5f * (gg[i][0] + gg[i][1] + gg[i][2]), 0.5f * (gg[i][0] - gg[i][1] + gg[i][2]),
                               gg[i][2]};
         for (int j = 0; j < 4; ++j)
-          u_[static_cast<size_t>((((o / 16) * 16 + i * 4 + j) * ic + c) * 16 + o % 16)] = row[j];
+          u_[static_cast<size_t>((o / 16) * 16 * ic * 16 + ((i * 4 + j) * ic + c) * panel_width(o / 16) + o % 16)] =
+              row[j];
       }
     }
   bias_.assign(static_cast<size_t>(oc), 0.0f);
@@ -171,19 +179,19 @@ WinogradConv3x3::WinogradConv3x3(const WinogradShape& shape, const float* weight
   block_ = kMaxBlock;
   while (block_ > kRegisterTiles && (tiles_ + block_ - 1) / block_ < 4 * threads) block_ -= kRegisterTiles;
   blocks_ = (tiles_ + block_ - 1) / block_;
-  const int64_t pairs = oc / 16;
+  const int64_t panels = (oc + 15) / 16;
   groups_ = 1;
-  while (blocks_ * groups_ < 4 * threads && groups_ < pairs) groups_ *= 2;
-  groups_ = std::min(groups_, pairs);
+  while (blocks_ * groups_ < 4 * threads && groups_ < panels) groups_ *= 2;
+  groups_ = std::min(groups_, panels);
   scratch_floats_ = static_cast<size_t>(16 * ic * block_ + 16 * block_ * 16);
 }
 
 void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst) const {
   float* scratch = thread_scratch(scratch_floats_);
-  const int64_t ic = s_.in_channels, in_blocks = ic / 8, pairs = s_.out_channels / 16;
+  const int64_t ic = s_.in_channels, in_blocks = ic / 8, panels = (s_.out_channels + 15) / 16;
   const int64_t first = (item / groups_) * block_, count = std::min(block_, tiles_ - first);
   const int64_t group = item % groups_;
-  const int64_t pair_begin = group * pairs / groups_, pair_end = (group + 1) * pairs / groups_;
+  const int64_t panel_begin = group * panels / groups_, panel_end = (group + 1) * panels / groups_;
   float* v = scratch;                                            // [16][in_blocks][block][8]
   float* m = scratch + static_cast<size_t>(16 * ic * block_);   // [16][block][16]
   const size_t v_position = static_cast<size_t>(in_blocks * block_ * 8);
@@ -205,20 +213,22 @@ void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst) const
     }
   }
   const size_t m_position = static_cast<size_t>(block_ * 16);
-  for (int64_t p = pair_begin; p < pair_end; ++p) {
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    const int64_t width = panel_width(p);
     const float* u = u_.data() + static_cast<size_t>(p * 16 * ic * 16);
     for (int xi = 0; xi < 16; ++xi)
       for (int64_t k = 0; k < count; k += kRegisterTiles) {
         const int64_t r = std::min(kRegisterTiles, count - k);
-        kMultiply[r](v + xi * v_position + k * 8, u + static_cast<size_t>(xi * ic * 16), in_blocks, block_,
-                     m + xi * m_position + k * 16);
+        (width == 16 ? kMultiply<2> : kMultiply<1>)[r](v + xi * v_position + k * 8,
+                                                      u + static_cast<size_t>(xi * ic * width), in_blocks, block_,
+                                                      m + xi * m_position + k * 16);
       }
     for (int64_t k = 0; k < count; ++k) {
       int64_t image, ty, tx;
       tile_origin(first + k, image, ty, tx);
-      for (int h = 0; h < 2; ++h) {
+      for (int64_t h = 0; h < width / 8; ++h) {
         const int64_t ocb = p * 2 + h;
-        float* plane = dst + (image * pairs * 2 + ocb) * plane_out;
+        float* plane = dst + (image * (s_.out_channels / 8) + ocb) * plane_out;
         transform_output(m + k * 16 + h * 8, m_position, bias_.data() + ocb * 8, accumulate_, relu_, plane,
                          s_.out_height, s_.out_width, 2 * ty, 2 * tx);
       }

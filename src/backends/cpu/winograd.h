@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -36,7 +37,7 @@ class WinogradConv3x3 {
   // True where the kernels can run: AVX2 and FMA.
   static bool available();
   // True where the shape fits the kernels (input channels a multiple of 8 and
-  // at least 16, output channels a multiple of 16) and Winograd pays: outputs of at least 12x12
+  // at least 16, output channels a multiple of 8) and Winograd pays: outputs of at least 12x12
   // (smaller ones waste tile padding and stream 16/9 more weight bytes than
   // the direct convolution, for deep layers from DRAM).
   static bool suits(const WinogradShape& s);
@@ -55,11 +56,12 @@ class WinogradConv3x3 {
 
  private:
   void run_item(int64_t item, const float* src, float* dst) const;
+  int64_t panel_width(int64_t panel) const { return std::min<int64_t>(16, s_.out_channels - panel * 16); }
 
   WinogradShape s_;
   bool accumulate_, relu_;
   int64_t tiles_x_, tiles_y_, tiles_, block_, blocks_, groups_;
-  std::vector<float> u_;     // transformed weights [oc/16][16 positions][ic][16]
+  std::vector<float> u_;     // transformed weights: per panel of 16 (last: 8) channels [16 positions][ic][width]
   std::vector<float> bias_;  // [oc], zeros without bias
   size_t scratch_floats_;    // per thread (thread_scratch): V block + M block
 };

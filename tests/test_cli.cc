@@ -96,6 +96,18 @@ TEST(CliErrors, MalformedShapeOption) {
   expect_one_line_error(run_command(cli() + " info " + kModel + " --shape x=1x3xx48"), "malformed shape");
 }
 
+TEST(CliErrors, PrecisionTheModelOrBackendCannotGive) {
+  expect_one_line_error(run_command(cli() + " run " + kModel + " --input x=" + kSample + " --precision int8"),
+                        "this model has none: make one with duet quantize");
+  expect_one_line_error(run_command(cli() + " run " + kModel + " --input x=" + kSample + " --precision bf16"),
+                        "--precision bf16 needs --backend cpu");
+}
+
+TEST(Cli, RunsInBf16PrecisionOnTheCpuBackend) {
+  auto r = run_command(cli() + " run " + kModel + " --input x=" + kSample + " --backend cpu --precision bf16 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(Cli, EveryCommandHasHelp) {
   for (const char* c : {"info", "run", "conform"}) {
     auto r = run_command(cli() + " " + c + " --help");

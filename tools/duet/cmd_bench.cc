@@ -58,8 +58,8 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--backend", o->backend, "cpu (graph optimizer + oneDNN, default) or reference")
       ->check(CLI::IsMember({"reference", "cpu"}));
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--precision", o->precision, "cpu backend: fp32, or bf16 (Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--precision", o->precision, "fp32; bf16 (cpu backend: Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere); int8 (a QDQ model from duet quantize: integer kernels on the cpu backend)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--runs", o->runs, "Timed runs")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000));
   cmd->add_flag("--profile", o->profile, "Also time every node: per-node time and the share per op type");
@@ -70,7 +70,7 @@ Runner add_bench(CLI::App& app) {
     runtime::SessionOptions options;
     options.threads = o->threads;
     options.backend = o->backend;
-    options.precision = parse_precision(o->precision, o->backend);
+    options.precision = parse_precision(o->precision, o->backend, *model->graph);
     options.profile = o->profile;
     const auto shapes = parse_shape_bindings(o->shapes);
     const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes);
@@ -130,7 +130,7 @@ Runner add_bench(CLI::App& app) {
       return 0;
     }
     std::cout << std::fixed << std::setprecision(2) << o->model << " (" << o->backend << " backend, "
-              << (o->precision == "bf16" ? "bf16 precision, " : "") << o->threads
+              << (o->precision != "fp32" ? o->precision + " precision, " : "") << o->threads
               << " thread" << (o->threads > 1 ? "s" : "") << ", measured)\n"
               << "  latency median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back()
               << " ms over " << o->runs << " runs\n"

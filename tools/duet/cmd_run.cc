@@ -40,8 +40,8 @@ Runner add_run(CLI::App& app) {
   cmd->add_option("--input,-i", o->inputs, "NAME=FILE (.pb TensorProto or .npy); FILE alone for a single-input model");
   cmd->add_option("--output-dir,-o", o->output_dir, "Write each output to DIR/NAME.pb (or .npy when the inputs were .npy)");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--precision", o->precision, "cpu backend: fp32, or bf16 (Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--precision", o->precision, "fp32; bf16 (cpu backend: Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere); int8 (a QDQ model from duet quantize: integer kernels on the cpu backend)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--backend", o->backend, "reference, or cpu (graph optimizer + oneDNN)")->check(CLI::IsMember({"reference", "cpu"}));
   cmd->add_flag("--json", o->json, "Print the outputs' summary as JSON");
   return [o]() {
@@ -49,7 +49,7 @@ Runner add_run(CLI::App& app) {
     runtime::SessionOptions options;
     options.threads = o->threads;
     options.backend = o->backend;
-    options.precision = parse_precision(o->precision, o->backend);
+    options.precision = parse_precision(o->precision, o->backend, *model->graph);
     runtime::prepare_model(*model, options);
     runtime::Session session(model, options);
     const ir::Graph& g = *model->graph;

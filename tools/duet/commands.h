@@ -6,15 +6,26 @@
 #include <string>
 
 #include "duet/core/error.h"
+#include "duet/ir/graph.h"
 #include "duet/runtime/backend.h"
 
 namespace duet::cli {
 
 using Runner = std::function<int()>;
 
-// --precision of run/bench: bf16 is a cpu-backend mode (the reference
-// executor computes every op as the graph says).
-inline runtime::Precision parse_precision(const std::string& precision, const std::string& backend) {
+// --precision of run/bench. bf16 is a cpu-backend mode (the reference
+// executor computes every op as the graph says); int8 names what a QDQ graph
+// (QuantizeLinear/DequantizeLinear pairs, e.g. from duet quantize) already
+// asks for: the cpu backend runs its patterns as integer kernels, the
+// reference executor by the QDQ definitions — so it checks there is one.
+inline runtime::Precision parse_precision(const std::string& precision, const std::string& backend,
+                                          const ir::Graph& graph) {
+  if (precision == "int8") {
+    for (auto& n : graph.nodes)
+      if (n->op_type == "QuantizeLinear" || n->op_type == "DequantizeLinear") return runtime::Precision::FP32;
+    fail("--precision int8 runs a QDQ model (QuantizeLinear/DequantizeLinear pairs) with integer kernels; this "
+         "model has none: make one with duet quantize");
+  }
   if (precision != "bf16") return runtime::Precision::FP32;
   if (backend != "cpu") fail("--precision bf16 needs --backend cpu (the reference executor runs the graph as written)");
   return runtime::Precision::BF16;

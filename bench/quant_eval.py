@@ -98,6 +98,21 @@ def run_ort(model, inputs, exact=False):
     return [s.run(None, {name: x})[0] for x in inputs]
 
 
+def run_duet_bf16(duet, model, inputs, work):
+    """The FP32 model on Duet's cpu backend with --precision bf16 (Conv/MatMul inputs and weights in BF16,
+    FP32 accumulation), one `duet run` per input (.npy in, .npy out)."""
+    outs = []
+    folder = os.path.join(work, 'bf16_run')
+    os.makedirs(folder, exist_ok=True)
+    for i, x in enumerate(inputs):
+        src, out = os.path.join(folder, f'in_{i}.npy'), os.path.join(folder, f'out_{i}')
+        np.save(src, x)
+        subprocess.run([duet, 'run', model, '--input', 'x=' + src, '--backend', 'cpu', '--precision', 'bf16',
+                        '--threads', '2', '--output-dir', out], check=True, capture_output=True)
+        outs.append(np.load(os.path.join(out, sorted(os.listdir(out))[0])))
+    return outs
+
+
 def ctc_decode(prob, keys):
     idx = prob[0].argmax(-1)
     out, prev = [], -1
@@ -195,6 +210,9 @@ def main():
     ap.add_argument('--methods', default='entropy,mse', help='Duet methods to run')
     ap.add_argument('--skip-ort', action='store_true', help='leave out ONNX Runtime quantize_static')
     ap.add_argument('--duet-args', default='', help='extra arguments for duet quantize, e.g. "--accuracy-budget 0.03"')
+    ap.add_argument('--bf16-baseline', action='store_true',
+                    help='also run the FP32 model with `duet run --backend cpu --precision bf16` on the evaluation '
+                         'data: how far the same metrics move under BF16, the format accelerators treat as safe')
     ap.add_argument('--json', action='store_true')
     a = ap.parse_args()
     ensure_python_deps()
@@ -210,7 +228,9 @@ def main():
         calib, evals = load_set(os.path.join(cal_dir, kind))[:ncal], load_set(os.path.join(ev_dir, kind))[:nev]
         ref = run_ort(model, evals)
         res = results[kind] = {'calibration_samples': len(calib), 'evaluation_samples': len(evals)}
-        for method in a.methods.split(','):
+        if a.bf16_baseline:
+            res['duet_bf16_precision'] = metrics(kind, ref, run_duet_bf16(a.duet, model, evals, a.work), keys)
+        for method in [m for m in a.methods.split(',') if m]:
             out = os.path.join(a.work, f'{kind}_duet_{method}.onnx')
             t0 = time.time()
             r = subprocess.run([a.duet, 'quantize', model, '--calib', os.path.join(cal_dir, kind), '--max-calib', str(ncal),
@@ -231,7 +251,8 @@ def main():
             res[f'ort_{method}'] = dict(metrics(kind, ref, run_ort(out, evals, exact=True), keys), seconds=round(time.time() - t0, 1))
             res[f'ort_{method}']['ort_int_kernels'] = metrics(kind, ref, run_ort(out, evals), keys)
         first = a.methods.split(',')[0]
-        res['ort_vs_duet_integers'] = lsb_check(a.duet, os.path.join(a.work, f'{kind}_duet_{first}.onnx'), evals[0], a.work)
+        if first:  # --methods "" with --bf16-baseline: no Duet QDQ model to compare
+            res['ort_vs_duet_integers'] = lsb_check(a.duet, os.path.join(a.work, f'{kind}_duet_{first}.onnx'), evals[0], a.work)
         if not a.json:
             print(kind, json.dumps(res, indent=1), flush=True)
     if a.json:

@@ -32,11 +32,11 @@ volatile int sink_i;
 // the accumulators in memory, and the "peak" measured 2.5x low.
 __attribute__((target("avx2,fma"))) double fp32_avx2(int64_t iterations) {
   __m256 acc[12];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(1e-3f * i);
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
   for (int64_t it = 0; it < iterations; ++it)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
   __m256 s = acc[0];
   for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
@@ -46,11 +46,11 @@ __attribute__((target("avx2,fma"))) double fp32_avx2(int64_t iterations) {
 
 __attribute__((target("avx512f"))) double fp32_avx512(int64_t iterations) {
   __m512 acc[12];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(1e-3f * i);
   const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
   for (int64_t it = 0; it < iterations; ++it)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   sink_f = _mm512_reduce_add_ps(acc[0]) + _mm512_reduce_add_ps(acc[11]);
   return 12.0 * 16 * 2 * iterations;
@@ -60,11 +60,11 @@ __attribute__((target("avx512f"))) double fp32_avx512(int64_t iterations) {
 // the AVX2 INT8 path oneDNN uses where VNNI is missing. 32 MACs per round.
 __attribute__((target("avx2"))) double int8_avx2(int64_t iterations) {
   __m256i acc[12];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_epi32(i);
   const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
   for (int64_t it = 0; it < iterations; ++it)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i)
       acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
   __m256i s = acc[0];
@@ -75,11 +75,11 @@ __attribute__((target("avx2"))) double int8_avx2(int64_t iterations) {
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_vnni(int64_t iterations) {
   __m512i acc[12];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
   const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
   for (int64_t it = 0; it < iterations; ++it)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
   sink_i = _mm512_reduce_add_epi32(acc[0]) + _mm512_reduce_add_epi32(acc[11]);
   return 12.0 * 64 * 2 * iterations;
@@ -87,11 +87,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_vnni(int64_t 
 
 __attribute__((target("avx512f,avx512bf16"))) double bf16_avx512(int64_t iterations) {
   __m512 acc[12];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(1e-3f * i);
   const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380);
   for (int64_t it = 0; it < iterations; ++it)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
   sink_f = _mm512_reduce_add_ps(acc[0]) + _mm512_reduce_add_ps(acc[11]);
   return 12.0 * 32 * 2 * iterations;
@@ -99,10 +99,10 @@ __attribute__((target("avx512f,avx512bf16"))) double bf16_avx512(int64_t iterati
 
 double fp32_scalar(int64_t iterations) {
   float acc[12];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) acc[i] = 1e-3f * i;
   for (int64_t it = 0; it < iterations; ++it)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = acc[i] * 0.999999f + 1e-7f;
   sink_f = acc[0] + acc[11];
   return 12.0 * 2 * iterations;

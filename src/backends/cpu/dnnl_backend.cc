@@ -148,8 +148,6 @@ dnnl::primitive_attr post_op_attr(const std::vector<PostOp>& chain, bool sum, st
 // ---------------------------------------------------------------------------
 // Capability query.
 
-// DUET_CPU_OPS=Conv,FusedConv,... limits the claimed op types (for bisecting
-// a mismatch against the reference executor).
 // Duet's own kernels are on unless the variable says 0 (read when a plan is
 // built, so a comparison can switch them per session).
 bool own_kernel_enabled(const char* variable) {
@@ -157,6 +155,15 @@ bool own_kernel_enabled(const char* variable) {
   return !(env && std::string(env) == "0");
 }
 
+// The post-op chains Duet's own kernels fuse: none, or one plain ReLU. Sets
+// relu; false for any other chain.
+bool none_or_relu(const std::vector<PostOp>& chain, bool& relu) {
+  relu = chain.size() == 1 && chain[0].kind == PostOpKind::Relu && chain[0].a == 0;
+  return chain.empty() || relu;
+}
+
+// DUET_CPU_OPS=Conv,FusedConv,... limits the claimed op types (for bisecting
+// a mismatch against the reference executor).
 bool op_allowed(const std::string& op) {
   static const char* env = std::getenv("DUET_CPU_OPS");
   if (!env) return true;
@@ -770,9 +777,10 @@ class Plan {
   // DUET_WINOGRAD=0 to run every convolution through oneDNN (comparisons).
   int winograd_conv(const ir::Node& n, const ConvShape& c, int x, const Tensor& w, const Tensor* bias,
                     const std::vector<PostOp>& chain, int sum) {
-    const bool enabled = own_kernel_enabled("DUET_WINOGRAD") && WinogradConv3x3::available();
-    const bool relu = chain.size() == 1 && chain[0].kind == PostOpKind::Relu && chain[0].a == 0;
-    if (!enabled || (!chain.empty() && !relu) || n.attr_int("group", 1) != 1 || w.dtype() != DType::Float32) return -1;
+    bool relu = false;
+    if (!own_kernel_enabled("DUET_WINOGRAD") || !WinogradConv3x3::available() || !none_or_relu(chain, relu) ||
+        n.attr_int("group", 1) != 1 || w.dtype() != DType::Float32)
+      return -1;
     if (c.weights.size() != 4 || c.weights[2] != 3 || c.weights[3] != 3 || c.strides != memory::dims{1, 1} ||
         c.dilates != memory::dims{0, 0})
       return -1;
@@ -1321,9 +1329,10 @@ class Plan {
   // is faster than oneDNN's: a few to a few hundred rows, bias, residual sum
   // and ReLU fused; -1 where it does not apply. DUET_SGEMM=0 turns it off.
   int sgemm_matmul(const ir::Node& n, int a, const memory::dims& ad, const Tensor& b, const std::vector<PostOp>& chain) {
-    const bool enabled = own_kernel_enabled("DUET_SGEMM") && PackedSgemm::available();
-    const bool relu = chain.size() == 1 && chain[0].kind == PostOpKind::Relu && chain[0].a == 0;
-    if (!enabled || (!chain.empty() && !relu) || b.dtype() != DType::Float32 || b.rank() != 2) return -1;
+    bool relu = false;
+    if (!own_kernel_enabled("DUET_SGEMM") || !PackedSgemm::available() || !none_or_relu(chain, relu) ||
+        b.dtype() != DType::Float32 || b.rank() != 2)
+      return -1;
     int64_t m = 1;
     for (size_t i = 0; i + 1 < ad.size(); ++i) m *= ad[i];
     const int64_t k = b.dim(0), cols = b.dim(1);

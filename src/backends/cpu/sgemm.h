@@ -37,9 +37,6 @@ class PackedSgemm {
   // each packs A into its thread_scratch.
   void run(int64_t m, const float* a, int64_t lda, float* c, int64_t ldc, int threads = 0) const;
 
-  int64_t k() const { return k_; }
-  int64_t n() const { return n_; }
-
  private:
   int64_t k_, n_, panels_, slices_;
   bool accumulate_, relu_;

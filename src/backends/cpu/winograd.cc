@@ -179,19 +179,18 @@ WinogradConv3x3::WinogradConv3x3(const WinogradShape& shape, const float* weight
   block_ = kMaxBlock;
   while (block_ > kRegisterTiles && (tiles_ + block_ - 1) / block_ < 4 * threads) block_ -= kRegisterTiles;
   blocks_ = (tiles_ + block_ - 1) / block_;
-  const int64_t panels = (oc + 15) / 16;
   groups_ = 1;
-  while (blocks_ * groups_ < 4 * threads && groups_ < panels) groups_ *= 2;
-  groups_ = std::min(groups_, panels);
+  while (blocks_ * groups_ < 4 * threads && groups_ < panels()) groups_ *= 2;
+  groups_ = std::min(groups_, panels());
   scratch_floats_ = static_cast<size_t>(16 * ic * block_ + 16 * block_ * 16);
 }
 
 void WinogradConv3x3::run_item(int64_t item, const float* src, float* dst) const {
   float* scratch = thread_scratch(scratch_floats_);
-  const int64_t ic = s_.in_channels, in_blocks = ic / 8, panels = (s_.out_channels + 15) / 16;
+  const int64_t ic = s_.in_channels, in_blocks = ic / 8;
   const int64_t first = (item / groups_) * block_, count = std::min(block_, tiles_ - first);
   const int64_t group = item % groups_;
-  const int64_t panel_begin = group * panels / groups_, panel_end = (group + 1) * panels / groups_;
+  const int64_t panel_begin = group * panels() / groups_, panel_end = (group + 1) * panels() / groups_;
   float* v = scratch;                                            // [16][in_blocks][block][8]
   float* m = scratch + static_cast<size_t>(16 * ic * block_);   // [16][block][16]
   const size_t v_position = static_cast<size_t>(in_blocks * block_ * 8);

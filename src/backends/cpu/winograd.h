@@ -52,10 +52,9 @@ class WinogradConv3x3 {
   // per thread team (neither is a Plan).
   void run(const float* src, float* dst) const;
 
-  int64_t tiles_per_block() const { return block_; }
-
  private:
   void run_item(int64_t item, const float* src, float* dst) const;
+  int64_t panels() const { return (s_.out_channels + 15) / 16; }
   int64_t panel_width(int64_t panel) const { return std::min<int64_t>(16, s_.out_channels - panel * 16); }
 
   WinogradShape s_;

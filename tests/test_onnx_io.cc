@@ -120,6 +120,33 @@ TEST(OnnxIO, TypedFieldsAndPackedInt4Decode) {
   EXPECT_THROW(onnx_io::parse_tensor_pb(bad.SerializeAsString()), Error);
 }
 
+TEST(OnnxIO, AHugeShapeOverMissingDataIsAnErrorNotAnAllocation) {
+  // The fuzzer's find: a header declaring 2^38 floats over no data. The loader must name the missing data
+  // (duet::Error) before it reserves a terabyte (std::bad_alloc, or an out-of-memory abort under ASan).
+  for (bool raw : {false, true}) {
+    onnx::TensorProto p;
+    p.set_name("huge");
+    p.set_data_type(onnx::TensorProto::FLOAT);
+    p.add_dims(int64_t{1} << 19);
+    p.add_dims(int64_t{1} << 19);
+    if (raw) p.set_raw_data(std::string(16, '\0'));
+    try {
+      onnx_io::parse_tensor_pb(p.SerializeAsString());
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("tensor 'huge'"), std::string::npos) << e.what();
+    }
+  }
+  onnx::TensorProto ext;
+  ext.set_name("w");
+  ext.set_data_type(onnx::TensorProto::FLOAT);
+  ext.set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* kv = ext.add_external_data();
+  kv->set_key("offset");
+  kv->set_value("eight");
+  EXPECT_THROW(onnx_io::parse_tensor_pb(ext.SerializeAsString()), Error);
+}
+
 TEST(TensorFile, NpyRoundTrip) {
   const fs::path dir = temp_dir("npy");
   Tensor t = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});

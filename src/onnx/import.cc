@@ -2,6 +2,7 @@
 #include <onnx/onnx_pb.h>
 #include <onnx/onnx-data.pb.h>
 
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -37,13 +38,21 @@ int64_t checked_numel(const google::protobuf::RepeatedField<int64_t>& dims, cons
   return n;
 }
 
+int64_t parse_external_int(const std::string& text, const char* key, const std::string& what) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  DUET_CHECK(ec == std::errc() && end == text.data() + text.size() && v >= 0, what, ": external data ", key, " '", text,
+             "' is not a non-negative integer");
+  return v;
+}
+
 std::string read_external(const onnx::TensorProto& p, const std::string& base_dir, const std::string& what) {
   std::string location;
   int64_t offset = 0, length = -1;
   for (auto& kv : p.external_data()) {
     if (kv.key() == "location") location = kv.value();
-    else if (kv.key() == "offset") offset = std::stoll(kv.value());
-    else if (kv.key() == "length") length = std::stoll(kv.value());
+    else if (kv.key() == "offset") offset = parse_external_int(kv.value(), "offset", what);
+    else if (kv.key() == "length") length = parse_external_int(kv.value(), "length", what);
   }
   DUET_CHECK(!location.empty(), what, ": external data without a location");
   fs::path loc(location);
@@ -72,11 +81,12 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   const DType dt = static_cast<DType>(p.data_type());
   const int64_t n = checked_numel(p.dims(), what);
   Dims dims(p.dims().begin(), p.dims().end());
-  Tensor t(dt, dims);
-  const size_t nbytes = t.nbytes();
-
+  const size_t nbytes = dtype_storage_bytes(dt, n);
+  // Every branch checks that the data is there before the tensor is allocated: a header declaring a huge
+  // shape over a few bytes of data is a malformed model, not a reason to reserve gigabytes.
   if (dt == DType::String) {
     DUET_CHECK(p.string_data_size() == n, what, ": has ", p.string_data_size(), " strings, shape needs ", n);
+    Tensor t(dt, dims);
     for (int64_t i = 0; i < n; ++i) t.strings()[i] = p.string_data(static_cast<int>(i));
     return t;
   }
@@ -85,50 +95,35 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
     const std::string bytes = external ? read_external(p, base_dir, what) : p.raw_data();
     DUET_CHECK(bytes.size() == nbytes, what, ": raw data has ", bytes.size(), " bytes, ", dtype_name(dt), "[",
                dims_str(dims), "] needs ", nbytes);
+    Tensor t(dt, dims);
     if (nbytes) std::memcpy(t.raw(), bytes.data(), nbytes);
     return t;
   }
   auto count_check = [&](int64_t have, int64_t want) {
     DUET_CHECK(have == want, what, ": has ", have, " values, ", dtype_name(dt), "[", dims_str(dims), "] needs ", want);
   };
+  const int bits = dtype_bits(dt);
   switch (dt) {
-    case DType::Float32:
-      count_check(p.float_data_size(), n);
-      if (nbytes) std::memcpy(t.raw(), p.float_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
-    case DType::Complex64:
-      count_check(p.float_data_size(), 2 * n);
-      if (nbytes) std::memcpy(t.raw(), p.float_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
-    case DType::Float64:
-      count_check(p.double_data_size(), n);
-      if (nbytes) std::memcpy(t.raw(), p.double_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
-    case DType::Complex128:
-      count_check(p.double_data_size(), 2 * n);
-      if (nbytes) std::memcpy(t.raw(), p.double_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
-    case DType::Int64:
-      count_check(p.int64_data_size(), n);
-      if (nbytes) std::memcpy(t.raw(), p.int64_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
+    case DType::Float32: case DType::Complex64: count_check(p.float_data_size(), dt == DType::Float32 ? n : 2 * n); break;
+    case DType::Float64: case DType::Complex128: count_check(p.double_data_size(), dt == DType::Float64 ? n : 2 * n); break;
+    case DType::Int64: count_check(p.int64_data_size(), n); break;
+    case DType::UInt32: case DType::UInt64: count_check(p.uint64_data_size(), n); break;
+    // int32_data holds one element (or, for sub-byte types, one packed byte) per entry.
+    default: count_check(p.int32_data_size(), bits < 8 ? static_cast<int64_t>(nbytes) : n);
+  }
+  Tensor t(dt, dims);
+  if (nbytes == 0) return t;  // empty repeated fields have a null data()
+  switch (dt) {
+    case DType::Float32: case DType::Complex64: std::memcpy(t.raw(), p.float_data().data(), nbytes); break;
+    case DType::Float64: case DType::Complex128: std::memcpy(t.raw(), p.double_data().data(), nbytes); break;
+    case DType::Int64: std::memcpy(t.raw(), p.int64_data().data(), nbytes); break;
+    case DType::UInt64: std::memcpy(t.raw(), p.uint64_data().data(), nbytes); break;
+    case DType::Int32: std::memcpy(t.raw(), p.int32_data().data(), nbytes); break;
     case DType::UInt32:
-      count_check(p.uint64_data_size(), n);
       for (int64_t i = 0; i < n; ++i) t.data<uint32_t>()[i] = static_cast<uint32_t>(p.uint64_data(static_cast<int>(i)));
       break;
-    case DType::UInt64:
-      count_check(p.uint64_data_size(), n);
-      if (nbytes) std::memcpy(t.raw(), p.uint64_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
-    case DType::Int32:
-      count_check(p.int32_data_size(), n);
-      if (nbytes) std::memcpy(t.raw(), p.int32_data().data(), nbytes);  // empty repeated fields have a null data()
-      break;
     default: {
-      // int32_data holds one element (or, for sub-byte types, one packed byte) per entry.
-      const int bits = dtype_bits(dt);
-      const int64_t entries = bits < 8 ? static_cast<int64_t>(nbytes) : n;
-      count_check(p.int32_data_size(), entries);
+      const int64_t entries = p.int32_data_size();
       for (int64_t i = 0; i < entries; ++i) {
         const uint32_t v = static_cast<uint32_t>(p.int32_data(static_cast<int>(i)));
         uint8_t* dst = t.data<uint8_t>() + i * std::max(bits / 8, 1);

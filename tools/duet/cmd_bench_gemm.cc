@@ -118,16 +118,24 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
   const runtime::Peak peak = runtime::measure_peak(kind, threads);
   const runtime::Peak fp32 = runtime::measure_peak(runtime::PeakKind::FP32, threads);
   const double share = peak.ops_per_s > 0 ? rate / peak.ops_per_s : 0;
+  // The peak is the fastest ~10 ms sample of its loop; on a machine whose clock moves, the like-for-like
+  // figure beside it is the fastest GEMM run. Both are printed; the median stays the headline.
+  auto fastest_share = [&](const std::vector<double>& sorted) {
+    return peak.ops_per_s > 0 && !sorted.empty() ? ops / sorted.front() / peak.ops_per_s : 0.0;
+  };
+  auto percent = [](double x) { return std::to_string(static_cast<int>(std::lround(100 * x))) + "%"; };
   if (json) {
     nlohmann::json j = {{"m", m}, {"n", n}, {"k", k}, {"dtype", dtype}, {"threads", threads}, {"runs", runs},
                         {"median_ms", median * 1e3}, {"gops_per_s", rate / 1e9}, {"onednn_impl", impl},
                         {"peak_gops_per_s", peak.ops_per_s / 1e9}, {"peak_instructions", peak.instructions},
-                        {"share_of_peak", share}, {"fp32_peak_gflops", fp32.ops_per_s / 1e9},
+                        {"share_of_peak", share}, {"fastest_run_share_of_peak", fastest_share(s)},
+                        {"fp32_peak_gflops", fp32.ops_per_s / 1e9},
                         {"cpu", runtime::cpu_features().describe()}, {"measured", true}};
     if (own) {
       j["duet_sgemm_median_ms"] = median_own * 1e3;
       j["duet_sgemm_gops_per_s"] = rate_own / 1e9;
       j["duet_sgemm_share_of_peak"] = peak.ops_per_s > 0 ? rate_own / peak.ops_per_s : 0;
+      j["duet_sgemm_fastest_run_share_of_peak"] = fastest_share(s_own);
       j["duet_sgemm_max_rel_diff_vs_onednn"] = own_vs_onednn;
     }
     std::cout << j.dump(2) << "\n";
@@ -140,11 +148,14 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
   if (own)
     std::cout << "  Duet packed sgemm (AVX2): median " << std::setprecision(3) << median_own * 1e3 << " ms = "
               << std::setprecision(1) << rate_own / 1e9 << " GOP/s"
-              << (peak.ops_per_s > 0 ? " = " + std::to_string(static_cast<int>(std::lround(100 * rate_own / peak.ops_per_s))) + "% of peak" : "")
+              << (peak.ops_per_s > 0 ? " = " + percent(rate_own / peak.ops_per_s) + " of peak (fastest run " +
+                                           percent(fastest_share(s_own)) + ")"
+                                     : "")
               << "\n";
   if (peak.ops_per_s > 0)
     std::cout << "  measured " << dtype << " peak " << peak.ops_per_s / 1e9 << " GOP/s (" << peak.instructions
-              << "): " << 100 * share << "% of peak\n";
+              << ", fastest 10 ms sample): oneDNN median " << 100 * share << "% of peak (fastest run "
+              << percent(fastest_share(s)) << ")\n";
   else
     std::cout << "  " << dtype << " peak: " << peak.instructions << "; FP32 peak " << fp32.ops_per_s / 1e9
               << " GFLOP/s, so this runs at " << 100 * rate / fp32.ops_per_s << "% of the FP32 peak\n";

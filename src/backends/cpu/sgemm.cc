@@ -42,6 +42,15 @@ DUET_AVX2_FMA void tile(const float* a, const float* b, int64_t depth, float* c,
   __m256 acc[R][2];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  // C is read back after the products (slices after the first); asking for its lines now hides the miss
+  // (a block of C outgrows L2 between slices) behind the depth loop.
+  if (!first) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kCols - 1), _MM_HINT_T0);
+    }
+  }
 #pragma GCC unroll 4
   for (int64_t d = 0; d < depth; ++d) {
     const __m256 b0 = _mm256_loadu_ps(b + d * kCols), b1 = _mm256_loadu_ps(b + d * kCols + 8);

@@ -15,6 +15,7 @@
 #include "../src/backends/cpu/winograd.h"
 #include "duet/numerics/convert.h"
 #include "duet/runtime/session.h"
+#include "duet/train/graph_builder.h"
 
 extern "C" {
 int omp_get_max_threads(void);
@@ -40,35 +41,6 @@ std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1) {
 size_t blocked(int64_t n, int64_t c, int64_t y, int64_t x, int64_t channels, int64_t h, int64_t w) {
   return static_cast<size_t>((((n * (channels / 8) + c / 8) * h + y) * w + x) * 8 + c % 8);
 }
-
-// A float32 graph under construction: one input, seeded constants.
-struct Graph {
-  std::shared_ptr<ir::Model> model = std::make_shared<ir::Model>();
-  ir::Graph& g = *model->graph;
-  Graph(Dims input) {
-    model->opset_imports.push_back({"", 17});
-    g.inputs.push_back(typed("x", input));
-  }
-  ir::Value* typed(const std::string& name, Dims dims) {
-    ir::Value* v = g.value(name);
-    v->type.dtype = DType::Float32;
-    v->type.shape = Shape::from(dims);
-    return v;
-  }
-  ir::Value* constant(const std::string& name, Tensor t) {
-    g.initializers[name] = t;
-    g.initializer_order.push_back(name);
-    ir::Value* v = g.value(name);
-    v->type.dtype = t.dtype();
-    v->type.shape = Shape::from(t.dims());
-    return v;
-  }
-  ir::Value* node(const std::string& op, std::vector<ir::Value*> ins, const std::string& out,
-                  std::vector<ir::Attribute> attrs = {}) {
-    g.add_node(op, std::move(ins), {g.value(out)}, out)->attributes = std::move(attrs);
-    return g.value(out);
-  }
-};
 
 Tensor random_tensor(Dims dims, uint32_t seed, float scale = 1) {
   Tensor t(DType::Float32, dims);
@@ -194,17 +166,16 @@ TEST(Winograd, ResidualBlockOnTheCpuBackendMatchesTheReference) {
   // conv3x3 -> ReLU -> conv3x3 + x -> ReLU, 16 channels at 24x24: both convs
   // take the Winograd path on an AVX2 machine (oneDNN elsewhere).
   auto build = [] {
-    Graph m({2, 16, 24, 24});
-    ir::Value* x = m.g.inputs[0];
-    auto* r1 = m.node("Relu", {m.node("Conv", {x, m.constant("w1", random_tensor({16, 16, 3, 3}, 5, 0.1f)),
-                                               m.constant("b1", random_tensor({16}, 6, 0.1f))},
-                                      "c1", {kPads1})},
-                      "r1");
-    auto* c2 = m.node("Conv", {r1, m.constant("w2", random_tensor({16, 16, 3, 3}, 7, 0.1f)),
-                               m.constant("b2", random_tensor({16}, 8, 0.1f))},
-                      "c2", {kPads1});
-    m.g.outputs.push_back(m.node("Relu", {m.node("Add", {c2, x}, "sum")}, "y"));
-    return m.model;
+    train::GraphBuilder b;
+    ir::Value* x = b.input("x", DType::Float32, {2, 16, 24, 24});
+    auto* r1 = b.node("Relu", {b.node("Conv", {x, b.initializer("w1", random_tensor({16, 16, 3, 3}, 5, 0.1f)),
+                                               b.initializer("b1", random_tensor({16}, 6, 0.1f))},
+                                      {kPads1})});
+    auto* c2 = b.node("Conv", {r1, b.initializer("w2", random_tensor({16, 16, 3, 3}, 7, 0.1f)),
+                               b.initializer("b2", random_tensor({16}, 8, 0.1f))},
+                      {kPads1});
+    b.output(b.node("Relu", {b.node("Add", {c2, x})}), "y");
+    return b.finish();
   };
   const Tensor in = random_tensor({2, 16, 24, 24}, 9);
   const Tensor want = run_reference(build(), in), got = run_cpu(build(), in);
@@ -261,11 +232,10 @@ TEST(PackedSgemm, MatMulOnTheCpuBackendMatchesTheReference) {
   // MatMul [2, 40, 64] x [64, 96] + bias -> Relu: 80 rows, the shape of a
   // transformer's projection, taken by the packed GEMM.
   auto build = [] {
-    Graph m({2, 40, 64});
-    auto* mm = m.node("MatMul", {m.g.inputs[0], m.constant("w", random_tensor({64, 96}, 21, 0.2f))}, "mm");
-    m.g.outputs.push_back(
-        m.node("Relu", {m.node("Add", {mm, m.constant("b", random_tensor({96}, 22, 0.2f))}, "biased")}, "y"));
-    return m.model;
+    train::GraphBuilder b;
+    auto* mm = b.node("MatMul", {b.input("x", DType::Float32, {2, 40, 64}), b.initializer("w", random_tensor({64, 96}, 21, 0.2f))});
+    b.output(b.node("Relu", {b.node("Add", {mm, b.initializer("b", random_tensor({96}, 22, 0.2f))})}), "y");
+    return b.finish();
   };
   const Tensor in = random_tensor({2, 40, 64}, 23);
   const Tensor want = run_reference(build(), in), got = run_cpu(build(), in);
@@ -289,20 +259,21 @@ TEST(Bf16Precision, ConvAndMatMulComputeOnBf16RoundedValues) {
   // `rounded`, weights are pre-rounded (biases stay FP32) and the MatMul's
   // input goes through Cast to BF16 and back: the reference for BF16 precision.
   auto build = [&](bool rounded) {
-    Graph m({1, 16, 14, 14});
+    train::GraphBuilder b;
     auto weights = [&](const std::string& name, Dims dims, uint32_t seed) {
       const Tensor t = random_tensor(dims, seed, 0.3f);
-      return m.constant(name, rounded ? round_bf16(t.clone()) : t);
+      return b.initializer(name, rounded ? round_bf16(t.clone()) : t);
     };
-    auto* c = m.node("Conv", {m.g.inputs[0], weights("w", {16, 16, 3, 3}, 31), m.constant("b", random_tensor({16}, 32, 0.3f))},
-                     "c", {kPads1});
-    ir::Value* r = m.node("Reshape", {c, m.constant("shape", Tensor::from_vector<int64_t>({16, 196}, {2}))}, "r");
+    auto* c = b.node("Conv", {b.input("x", DType::Float32, {1, 16, 14, 14}), weights("w", {16, 16, 3, 3}, 31),
+                              b.initializer("b", random_tensor({16}, 32, 0.3f))},
+                     {kPads1});
+    ir::Value* r = b.node("Reshape", {c, b.initializer("shape", Tensor::from_vector<int64_t>({16, 196}, {2}))});
     if (rounded) {
-      r = m.node("Cast", {r}, "r16", {{.name = "to", .type = ir::AttrType::Int, .i = 16}});
-      r = m.node("Cast", {r}, "r32", {{.name = "to", .type = ir::AttrType::Int, .i = 1}});
+      r = b.node("Cast", {r}, {train::attr_int("to", 16)});
+      r = b.node("Cast", {r}, {train::attr_int("to", 1)});
     }
-    m.g.outputs.push_back(m.node("MatMul", {r, weights("m", {196, 40}, 33)}, "y"));
-    return m.model;
+    b.output(b.node("MatMul", {r, weights("m", {196, 40}, 33)}), "y");
+    return b.finish();
   };
   const Tensor in = random_tensor({1, 16, 14, 14}, 34);
   const Tensor want = run_reference(build(true), round_bf16(in.clone()));

@@ -11,8 +11,8 @@
 #include <functional>
 #include <random>
 
-#include "../src/backends/cpu/sgemm.h"
-#include "../src/backends/cpu/winograd.h"
+#include "duet/backends/cpu/sgemm.h"
+#include "duet/backends/cpu/winograd.h"
 #include "duet/numerics/convert.h"
 #include "duet/runtime/session.h"
 #include "duet/train/graph_builder.h"

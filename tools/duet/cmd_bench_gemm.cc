@@ -17,7 +17,7 @@
 
 #include "duet/core/error.h"
 #include "duet/runtime/peaks.h"
-#include "../../src/backends/cpu/sgemm.h"
+#include "duet/backends/cpu/sgemm.h"
 
 extern "C" void omp_set_num_threads(int);
 

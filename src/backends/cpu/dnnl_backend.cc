@@ -34,8 +34,8 @@
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
 #include "duet/runtime/peaks.h"
-#include "sgemm.h"
-#include "winograd.h"
+#include "duet/backends/cpu/sgemm.h"
+#include "duet/backends/cpu/winograd.h"
 
 // oneDNN (Debian) runs on OpenMP (libgomp); its thread count is OpenMP's.
 extern "C" void omp_set_num_threads(int);

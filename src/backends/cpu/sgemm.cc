@@ -1,4 +1,4 @@
-// Duet's float32 GEMM (see sgemm.h).
+// Duet's float32 GEMM (see duet/backends/cpu/sgemm.h).
 //
 // Work items are (a block of up to kBlockRows rows of A, a chunk of B's
 // 16-column panels). An item walks the k slices in order: packs its rows of
@@ -6,7 +6,7 @@
 // its chunk into C, which it loads back for the slices after the first and
 // finishes (bias, ReLU) at the last. Items write disjoint parts of C, so the
 // result does not depend on the thread count or on which thread ran what.
-#include "sgemm.h"
+#include "duet/backends/cpu/sgemm.h"
 
 #include <immintrin.h>
 

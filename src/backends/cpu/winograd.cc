@@ -1,4 +1,4 @@
-// Winograd F(2x2, 3x3) float32 convolution (see winograd.h).
+// Winograd F(2x2, 3x3) float32 convolution (see duet/backends/cpu/winograd.h).
 //
 // Output channels come in panels of 16 (the last one 8 wide when the count
 // is 8 mod 16). Work is split into items of (a block of up to kMaxBlock
@@ -8,7 +8,7 @@
 // up to 6 output tiles x 16 channels (12 accumulators, the same shape as
 // oneDNN's AVX2 direct kernel), keeps M[16][block][16] in cache and
 // transforms it into 2x2 output tiles.
-#include "winograd.h"
+#include "duet/backends/cpu/winograd.h"
 
 #include <immintrin.h>
 

@@ -359,6 +359,11 @@ TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {
   EXPECT_NE(page.find("Precision per node"), std::string::npos);
   auto q = onnx_io::load_model(out);
   EXPECT_EQ(q->opset(""), 13);
+  // The text summary names the tensors whose own range costs the most, beside what calibration observed.
+  r = run_command(cli() + " quantize " + model + " --calib " + calib.string() + " -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("weakest activation ranges"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("of observed ["), std::string::npos) << r.output;
   if (run_command("python3 -c 'import onnxruntime'").exit_code == 0) {
     auto ort = run_command("python3 -c \"import onnxruntime as o; o.InferenceSession('" + out + "', providers=['CPUExecutionProvider'])\"");
     EXPECT_EQ(ort.exit_code, 0) << ort.output;

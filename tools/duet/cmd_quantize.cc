@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <limits>
 #include <sstream>
@@ -35,6 +36,33 @@ std::set<std::string> split_list(const std::vector<std::string>& items) {
       if (!s.empty()) out.insert(s);
   }
   return out;
+}
+
+// The activation ranges that cost the most on their own (isolated SQNR: a
+// tensor against its own quantize-dequantize), beside the min-max extent the
+// calibration saw: a range far inside it is clipping values that carry much
+// of the signal, which a histogram method can do where a few large values
+// matter (KL divergence weighs values by count, not by energy).
+void print_weakest_ranges(const quant::QuantReport& report, const std::map<std::string, quant::Observer>& observers,
+                          const std::string& method) {
+  std::vector<quant::Evaluator::TensorSqnr> weakest = report.sqnr;
+  if (weakest.empty()) return;
+  std::sort(weakest.begin(), weakest.end(), [](auto& a, auto& b) { return a.isolated_db < b.isolated_db; });
+  weakest.resize(std::min<size_t>(weakest.size(), 3));
+  std::cout << "weakest activation ranges (SQNR of the tensor alone, measured):\n";
+  for (const auto& t : weakest) {
+    std::cout << "  " << t.tensor << ": " << std::setprecision(3) << t.isolated_db << " dB";
+    auto r = report.ranges.find(t.tensor);
+    auto o = observers.find(t.tensor);
+    if (r != report.ranges.end() && o != observers.end())
+      std::cout << ", range [" << r->second.lo << ", " << r->second.hi << "] of observed [" << o->second.min() << ", "
+                << o->second.max() << "]";
+    std::cout << "\n";
+  }
+  std::cout << std::setprecision(6);
+  if (weakest.front().isolated_db < 20 && method != "minmax")
+    std::cout << "  (under 20 dB: " << method << " clipped values that carry much of that tensor's signal; "
+              << "--method mse or auto, --override TENSOR=LO:HI or --accuracy-budget)\n";
 }
 
 }  // namespace
@@ -269,6 +297,7 @@ Runner add_quantize(CLI::App& app) {
         std::cout << " " << report.sensitivity[i].first << " (" << report.sensitivity[i].second << ")";
       std::cout << "\n";
     }
+    print_weakest_ranges(report, observers, auto_method ? "auto" : quant::method_name(qo.calibration.method));
     std::cout << "calibration peak RSS " << report.peak_rss_mb << " MB; total " << seconds << " s\n";
     return 0;
   };

@@ -14,6 +14,7 @@
 #include "duet/quant/observer.h"
 #include "duet/quant/quantize.h"
 #include "duet/runtime/session.h"
+#include "duet/train/graph_builder.h"
 #include "test_util.h"
 
 using namespace duet;
@@ -400,6 +401,28 @@ TEST(QuantizeCli, BadCalibrationInputIsOneClearError) {
   EXPECT_NE(r.exit_code, 0);
   r = run_command(cli() + " quantize " + model + " --calib " + good + " -o " + (dir / "q.onnx").string() + " --awq");
   EXPECT_NE(r.output.find("--awq searches INT4 weight scales"), std::string::npos) << r.output;
+}
+
+TEST(Quantize, SoftmaxOutputsKeepTheirWholeRangeUnderEveryMethod) {
+  // Softmax over 8 uniform values peaks near 0.3 here; a histogram method
+  // would clip the rare large probabilities, which decide an attention. The
+  // range is the op's own: [0, 1].
+  train::GraphBuilder b;
+  ir::Value* p = b.node("Softmax", {b.input("x", DType::Float32, {1, 3, 8, 8})}, {train::attr_int("axis", -1)});
+  b.output(b.node("MatMul", {p, b.weight("w", {8, 4}, 8)}), "y");
+  const auto m = b.finish();
+  for (const char* method : {"entropy", "mse", "minmax"}) {
+    quant::QuantizeOptions o;
+    o.calibration.method = quant::parse_method(method);
+    auto prepared = quant::prepare_for_quantization(*m, o);
+    const auto plan = quant::plan_quantization(*prepared, o);
+    ASSERT_EQ(plan.activations.size(), 1u);
+    const auto observers = quant::calibrate(*prepared, plan.activations, random_samples(4), reference_run());
+    EXPECT_LT(observers.begin()->second.max(), 0.9f);
+    const quant::Range r = quant::choose_ranges(observers, o).at(plan.activations[0]);
+    EXPECT_EQ(r.lo, 0.0f) << method;
+    EXPECT_EQ(r.hi, 1.0f) << method;
+  }
 }
 
 TEST(Quantize, QuantizeOutputsAddsOnnxRuntimesOutputPairs) {

@@ -59,6 +59,11 @@ std::map<std::string, Observer> calibrate(const ir::Model& prepared, const std::
   Runner runner(prepared, tensors, run);
   std::map<std::string, Observer> observers;
   for (const auto& t : tensors) observers[t];
+  for (const auto& n : prepared.graph->nodes) {
+    if (n->op_type != "Softmax" || !n->domain.empty() || n->outputs.empty() || !n->outputs[0]) continue;
+    auto it = observers.find(n->outputs[0]->name);
+    if (it != observers.end()) it->second.set_known_range({0.0f, 1.0f});
+  }
   for (size_t i = 0; i < data.count; ++i) {
     const std::string label = sample_label(data, i);
     std::map<std::string, Tensor> outputs;

@@ -185,6 +185,7 @@ float Observer::percentile_threshold(const std::vector<double>& h, double keep_o
 }
 
 Range Observer::range(const RangeOptions& o) const {
+  if (known_) return *known_;
   if (count_ == 0) return {};
   const float lo = std::min(min_, 0.0f), hi = std::max(max_, 0.0f);
   if (range_ == 0) return {0, 0};

@@ -1,7 +1,9 @@
 // Fuzzes the model loader: any bytes must either load (then verify and pass
 // the support check without crashing) or raise duet::Error — never crash or
 // hang. Shape inference is not fuzzed yet: infer functions index their inputs
-// by position and need an arity check per op first (see the issue notes).
+// by position, and check_supported judges arity by libonnx's schemas only up
+// to the opset that library knows (17 on Debian 12), so later opsets could
+// reach an infer function with too few inputs.
 #include <cstddef>
 #include <cstdint>
 

@@ -160,3 +160,16 @@ TEST(TensorFile, NpyRoundTrip) {
   }
   fs::remove_all(dir);
 }
+
+TEST(OnnxIO, NodeArityComesFromTheOnnxSchemas) {
+  EXPECT_EQ(onnx_io::arity_problem("", "MatMul", 13, 2, 1), "");
+  EXPECT_EQ(onnx_io::arity_problem("", "MatMul", 13, 3, 1), "has 3 inputs, but MatMul-13 takes 2 inputs");
+  EXPECT_EQ(onnx_io::arity_problem("", "Conv", 11, 1, 1), "has 1 input, but Conv-11 takes 2 to 3 inputs");
+  EXPECT_EQ(onnx_io::arity_problem("ai.onnx", "Concat", 13, 0, 1), "has 0 inputs, but Concat-13 takes at least 1 input");
+  EXPECT_EQ(onnx_io::arity_problem("", "Relu", 14, 1, 0), "has 0 outputs, but Relu-14 gives 1 output");
+  // Optional inputs count by position, as ONNX writes them (an empty name holds the place).
+  EXPECT_EQ(onnx_io::arity_problem("", "Resize", 13, 3, 1), "");
+  // Opsets past what this machine's schema library knows, and Duet's own domain, are not judged here.
+  EXPECT_EQ(onnx_io::arity_problem("", "Pad", 28, 4, 1), "");
+  EXPECT_EQ(onnx_io::arity_problem("com.duet", "FusedConv", 1, 7, 1), "");
+}

@@ -46,6 +46,22 @@ TEST(Session, ClassifierPutsUprightAndRotatedSamplesInTheRightClass) {
   EXPECT_LT(prob_upright(2), 0.5f);
 }
 
+TEST(Session, RejectsANodeWithMoreInputsThanItsOpReads) {
+  // MatMul(x, x, x): ONNX's MatMul takes two; running it with the third ignored would be a silent wrong answer.
+  auto model = std::make_shared<ir::Model>();
+  model->opset_imports.push_back({"", 13});
+  ir::Graph& g = *model->graph;
+  g.inputs.push_back(g.value("x"));
+  g.add_node("MatMul", {g.value("x"), g.value("x"), g.value("x")}, {g.value("y")}, "mm");
+  g.outputs.push_back(g.value("y"));
+  try {
+    runtime::Session s(model);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has 3 inputs, but MatMul-13 takes 2 inputs"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Session, RejectsUnknownOpAtCreationNamingIt) {
   auto model = std::make_shared<ir::Model>();
   ir::Graph& g = *model->graph;

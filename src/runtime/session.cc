@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "duet/onnx/onnx_io.h"
 #include "duet/ops/registry.h"
 #include "duet/passes/optimize.h"
 #include "duet/runtime/backend.h"
@@ -86,6 +87,9 @@ void check_graph_supported(const ir::Graph& g, const ir::Model& model, const ops
       unsupported("unknown op '", node->op_type, "' (domain ", domain, ", opset ", model.opset(node->domain), ") at ",
                   node->label());
     }
+    const std::string arity = onnx_io::arity_problem(node->domain, node->op_type, model.opset(node->domain),
+                                                     node->inputs.size(), node->outputs.size());
+    DUET_CHECK(arity.empty(), node->label(), ": ", arity);
     for (auto& a : node->attributes) {
       if (a.g) check_graph_supported(*a.g, model, reg);
       for (auto& sg : a.graphs) check_graph_supported(*sg, model, reg);

@@ -28,4 +28,11 @@ void save_tensor_pb(const Tensor& tensor, const std::string& name, const std::st
 Tensor load_value_pb(const std::string& path, const ir::ValueType& type);
 Tensor parse_tensor_pb(const std::string& bytes, const std::string& base_dir = "", std::string* name = nullptr);
 
+// What is wrong with a node's input/output counts by its ONNX schema at the
+// model's opset ("" when nothing is, or when the schema library on this
+// machine does not know that op at that opset: its schemas stop at the
+// opset it was released with, and a later opset may have added inputs).
+std::string arity_problem(const std::string& domain, const std::string& op_type, int64_t opset, size_t inputs,
+                          size_t outputs);
+
 }  // namespace duet::onnx_io

@@ -51,19 +51,6 @@ uint64_t stochastic_bits(uint64_t seed, uint64_t index) {
   return mix(mix(seed + 0x9E3779B97F4A7C15ull) ^ (index * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull));
 }
 
-uint32_t Minifloat::max_finite_bits() const {
-  const uint32_t exp_all = (1u << exponent_bits) - 1;
-  const uint32_t man_all = (1u << mantissa_bits) - 1;
-  switch (specials) {
-    case Specials::IEEE: return ((exp_all - 1) << mantissa_bits) | man_all;
-    case Specials::FiniteNaN: return (exp_all << mantissa_bits) | (man_all - 1);
-    case Specials::FNUZ:
-    case Specials::NoNaN: return (exp_all << mantissa_bits) | man_all;
-    case Specials::ExponentOnly: return exp_all - 1;
-  }
-  return 0;
-}
-
 uint32_t Minifloat::nan_bits() const {
   const uint32_t exp_all = (1u << exponent_bits) - 1;
   const uint32_t man_all = (1u << mantissa_bits) - 1;
@@ -92,75 +79,6 @@ bool Minifloat::fits_fp32() const {
   const int exp_all = (1 << exponent_bits) - 1;
   const int emax = (specials == Specials::IEEE ? exp_all - 1 : exp_all) - bias;
   return exponent_bits <= 8 && mantissa_bits <= 23 && min_exponent() >= -126 && emax <= 127;
-}
-
-uint32_t Minifloat::encode(float x, Rounding rounding, Overflow overflow, uint64_t random_bits) const {
-  if (specials == Specials::ExponentOnly) {
-    // E8M0: value 2^(e-127). Round the exponent (ties away, as the OCP MX spec's
-    // reference conversion does for the nearest power of two).
-    if (std::isnan(x) || x <= 0.0f) return 0xFF;
-    if (std::isinf(x)) return overflow == Overflow::Saturate ? 0xFE : 0xFF;
-    int e = 0;
-    const float m = std::frexp(x, &e);  // x = m * 2^e, m in [0.5, 1)
-    int exp2 = e - 1;                   // x = (2m) * 2^(e-1)
-    if (rounding == Rounding::NearestEven || rounding == Rounding::NearestAway) {
-      if (2.0f * m >= 1.5f) exp2 += 1;
-    } else if (rounding == Rounding::Stochastic) {
-      // Round up with probability (x - 2^k) / 2^k, the distance to the lower power of two.
-      if (static_cast<double>(random_bits >> 11) * 0x1p-53 < 2.0 * m - 1.0) exp2 += 1;
-    }
-    const int biased = exp2 + bias;
-    if (biased < 0) return 0;
-    if (biased > 254) return overflow == Overflow::Saturate ? 0xFE : 0xFF;
-    return static_cast<uint32_t>(biased);
-  }
-  // Integer-only and branch-light: the rounding decisions depend on low mantissa
-  // bits, which no branch predictor can guess, so they are computed as 0/1 values.
-  const uint32_t fbits = std::bit_cast<uint32_t>(x);
-  const uint32_t sign = (fbits >> 31) << (total_bits() - 1);
-  const uint32_t abs_bits = fbits & 0x7FFFFFFFu;
-  uint32_t fexp = abs_bits >> 23;
-  if (fexp == 0xFF) {
-    if (abs_bits != 0x7F800000u) {  // NaN
-      return specials == Specials::NoNaN ? 0u : (nan_bits() | (specials == Specials::FNUZ ? 0u : sign));
-    }
-    return overflow_bits(sign, overflow);  // infinity counts as an overflow
-  }
-  if (abs_bits == 0) return specials == Specials::FNUZ ? 0u : sign;
-  const uint32_t is_normal = fexp != 0;
-  const uint64_t significand = (abs_bits & 0x7FFFFFu) | (is_normal << 23);
-  fexp += 1 - is_normal;  // FP32 subnormals: value = significand * 2^(1-127-23)
-  const int e = static_cast<int>(fexp) - 127;  // value = significand * 2^(e-23)
-  const int emin = 1 - bias;
-  const int te = e < emin ? emin : e;
-  // Number of quanta of size 2^(te - mantissa_bits): significand * 2^(e - 23 - te + p)
-  const int shift = 23 + te - mantissa_bits - e;
-  uint64_t q;
-  if (shift <= 0) {
-    q = significand << (-shift);
-  } else if (shift >= 64) {
-    q = 0;  // below 2^-40 of the smallest subnormal: zero in every rounding mode here
-  } else {
-    q = significand >> shift;
-    const uint64_t rem = significand & ((uint64_t{1} << shift) - 1);
-    const uint64_t half = uint64_t{1} << (shift - 1);
-    switch (rounding) {
-      case Rounding::NearestEven: q += (rem > half) | ((rem == half) & q & 1); break;
-      case Rounding::NearestAway: q += rem >= half; break;
-      case Rounding::Stochastic:
-        // Add a uniform integer in [0, 2^shift): rounds up with probability rem / 2^shift.
-        q += (rem + (random_bits >> (64 - shift))) >> shift;
-        break;
-      case Rounding::TowardZero: break;
-    }
-  }
-  // For normal numbers q carries the hidden bit; adding it to the exponent
-  // field shifted by one encodes normals and subnormals alike, and a rounding
-  // carry moves into the exponent on its own.
-  const uint64_t magnitude = (static_cast<uint64_t>(te - emin) << mantissa_bits) + q;
-  if (magnitude > max_finite_bits()) return overflow_bits(sign, overflow);
-  if (magnitude == 0 && specials == Specials::FNUZ) return 0;
-  return sign | static_cast<uint32_t>(magnitude);
 }
 
 uint32_t Minifloat::overflow_bits(uint32_t sign, Overflow overflow) const {

@@ -27,7 +27,7 @@ std::string arity_problem(const std::string& domain, const std::string& op_type,
                           size_t outputs) {
   const std::string d = domain == "ai.onnx" ? "" : domain;
   if (d != "" && d != "ai.onnx.ml") return "";
-  const auto known = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
+  const auto& known = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
   auto range = known.find(d);
   if (range == known.end() || opset > range->second.second || opset < 1) return "";
   const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(op_type, static_cast<int>(opset), d);

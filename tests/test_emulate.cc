@@ -1,4 +1,4 @@
-// Datapath emulation of whole models: numerics::Datapath specs, the com.duet
+// Precision emulation of whole models: numerics::Precision specs, the com.duet
 // Emulated* kernels (checked against independent arithmetic and the FP32
 // reference kernels), passes::emulate_datapath and `duet emulate`.
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <cmath>
 #include <random>
 
-#include "duet/numerics/datapath.h"
+#include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/emulate.h"
 #include "duet/passes/shape_inference.h"
@@ -20,8 +20,8 @@
 namespace duet {
 namespace {
 
-using numerics::Datapath;
-using numerics::parse_datapath;
+using numerics::Precision;
+using numerics::parse_precision;
 using numerics::emu::Scaling;
 using testutil::cli;
 using testutil::run_command;
@@ -50,7 +50,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> run_both(GraphBuilder& b, co
   std::shared_ptr<ir::Model> model = b.finish();
   passes::infer_shapes(*model);
   std::shared_ptr<ir::Model> emulated = onnx_io::clone_model(*model);
-  const auto report = passes::emulate_datapath(*emulated, parse_datapath(datapath));
+  const auto report = passes::emulate_datapath(*emulated, parse_precision(datapath));
   EXPECT_EQ(report.emulated, expect_emulated);
   return {run_model(model, feeds), run_model(emulated, feeds)};
 }
@@ -60,48 +60,51 @@ float bf16_round(float x) {
   return static_cast<float>(f.decode(f.encode(x)));
 }
 
-TEST(Datapath, PresetsRoundTripThroughTheirSpecs) {
-  for (const Datapath& d : numerics::datapath_presets()) {
-    const Datapath again = parse_datapath(d.spec());
+TEST(Precision, PresetsRoundTripThroughTheirSpecs) {
+  for (const Precision& d : numerics::precision_presets()) {
+    const Precision again = parse_precision(d.spec());
     EXPECT_EQ(again.spec(), d.spec()) << d.name;
     EXPECT_FALSE(d.devices.empty()) << d.name;
   }
-  const Datapath fp8 = parse_datapath("fp8");
+  const Precision fp8 = parse_precision("fp8");
   EXPECT_EQ(fp8.x.format.name, "e4m3fn");
   EXPECT_EQ(fp8.acc.chunk, 128);  // Hopper: promoted to FP32 every 128 products
 }
 
-TEST(Datapath, DefaultsFollowTheFormats) {
-  const Datapath i8 = parse_datapath("x=int8");
+TEST(Precision, DefaultsFollowTheFormats) {
+  const Precision i8 = parse_precision("x=int8");
   EXPECT_EQ(i8.w.format.name, "int8");
   EXPECT_EQ(i8.x.scaling, Scaling::Tensor);
   EXPECT_EQ(i8.w.scaling, Scaling::Channel);
   EXPECT_EQ(i8.acc.kind, numerics::emu::AccumulatorKind::Integer);
-  const Datapath bf = parse_datapath("x=bf16");
+  const Precision bf = parse_precision("x=bf16");
   EXPECT_EQ(bf.x.scaling, Scaling::None);
   EXPECT_EQ(bf.acc_spec, "fp32");
-  const Datapath custom = parse_datapath("x=fp(1,5,10)/tensor,w=e4m3fn/none,acc=hopper:10:64,out=bf16");
+  const Precision custom = parse_precision("x=fp(1,5,10)/tensor,w=e4m3fn/none,acc=hopper:10:64,out=bf16");
   EXPECT_EQ(custom.x.format.bits(), 16);
   EXPECT_EQ(custom.x.scaling, Scaling::Tensor);
   EXPECT_EQ(custom.acc.chunk, 64);
   EXPECT_EQ(custom.out.name, "bf16");
-  const Datapath mx = parse_datapath("x=e4m3fn/block,w=e4m3fn/block,block=32");
+  const Precision mx = parse_precision("x=e4m3fn/block,w=e4m3fn/block,block=32");
   EXPECT_EQ(mx.acc.chunk, 32);  // each block's dot product is scaled once
 }
 
-TEST(Datapath, BadSpecsNameTheProblem) {
+TEST(Precision, BadSpecsNameTheProblem) {
   auto message = [](const std::string& spec) {
     try {
-      parse_datapath(spec);
+      parse_precision(spec);
     } catch (const Error& e) {
       return std::string(e.what());
     }
     return std::string("no error");
   };
-  EXPECT_NE(message("tpu9").find("unknown datapath 'tpu9'"), std::string::npos);
+  EXPECT_NE(message("tpu9").find("unknown precision 'tpu9'"), std::string::npos);
+  EXPECT_NE(message("int8,sparsity=3:8").find("sparsity must be dense or 2:4"), std::string::npos);
+  EXPECT_NE(message("x=fp16,w=int4/none").find("weight-only"), std::string::npos);
+  EXPECT_NE(message("int8,acc=fp32").find("precision 'int8,acc=fp32'"), std::string::npos);
   EXPECT_NE(message("x=bf16,speed=fast").find("unknown key 'speed'"), std::string::npos);
   EXPECT_NE(message("x=uint8").find("unsigned"), std::string::npos);
-  EXPECT_NE(message("x=int8,w=bf16").find("both be float or both be integer"), std::string::npos);
+  EXPECT_NE(message("x=int8,w=bf16").find("integer activations need integer weights"), std::string::npos);
   EXPECT_NE(message("x=e4m3fn/block,w=e4m3fn/block,block=32,acc=hopper").find("promotes every 128"),
             std::string::npos);
   EXPECT_NE(message("x=e4m3fn/block").find("block=N"), std::string::npos);
@@ -111,11 +114,54 @@ TEST(Datapath, BadSpecsNameTheProblem) {
   EXPECT_NE(message("x=bf16,seed=3").find("round=sr"), std::string::npos);
 }
 
-TEST(Datapath, IntegerFormatsOfAnyWidthAreScaledAndBlocksCarryToW) {
-  const Datapath i16 = parse_datapath("x=int16");
+TEST(Precision, PresetsTakeOverridesAndPrintTheirShortestForm) {
+  const Precision sparse = parse_precision("int8,sparsity=2:4");
+  EXPECT_EQ(sparse.sparsity, numerics::Sparsity::TwoOfFour);
+  EXPECT_EQ(sparse.w.scaling, numerics::emu::Scaling::Channel);  // the rest is int8's
+  EXPECT_EQ(sparse.str(), "int8,sparsity=2:4");
+  EXPECT_EQ(parse_precision(sparse.spec()), sparse);
+  EXPECT_EQ(parse_precision(sparse.spec()).str(), sparse.spec());  // no preset name to give it back
+  // A spec that happens to be a preset prints as the preset.
+  EXPECT_EQ(parse_precision("x=bf16/none,w=bf16/none,acc=fp32,out=fp32").str(), "bf16");
+  // Overriding x drops the preset's block: block goes with the scaling.
+  EXPECT_EQ(parse_precision("mxfp8,x=bf16,w=bf16").spec(), parse_precision("x=bf16,w=bf16").spec());
+  for (const Precision& p : numerics::precision_presets()) {
+    EXPECT_EQ(parse_precision(p.str()), p) << p.name;
+    EXPECT_EQ(parse_precision(p.name + ",sparsity=2:4").sparsity, numerics::Sparsity::TwoOfFour) << p.name;
+  }
+}
+
+TEST(Precision, WeightOnlyComputesInTheActivationFormat) {
+  const Precision w4 = parse_precision("w4a16");
+  EXPECT_TRUE(w4.weight_only());
+  EXPECT_EQ(w4.compute_format().name, "fp16");
+  EXPECT_EQ(w4.acc.chunk, 0);  // scales apply to the weights, not to partial sums
+  EXPECT_DOUBLE_EQ(w4.weight_bytes(), 0.5 + 2.0 / 128);  // INT4 + one FP16 scale per 128
+  EXPECT_DOUBLE_EQ(w4.activation_bytes(), 2);
+  EXPECT_EQ(parse_precision("int8").compute_format().name, "int8");
+  EXPECT_DOUBLE_EQ(parse_precision("int8,sparsity=2:4").weight_bytes(), 0.5 * (1 + 0.25));
+  EXPECT_EQ(parse_precision("fp8-e5m2").compute_format().name, "e5m2");
+}
+
+TEST(Precision, TwoOfFourKeepsTheTwoLargestOfEveryFourAlongK) {
+  // 2 rows x K=7 (a group of 4 then a group of 3), row-major.
+  const std::vector<float> w = {1, -5, 3, 2, 9, -1, 0.5f, /**/ 4, 4, 4, 4, 0, 0, -2};
+  const std::vector<float> p = numerics::prune_2of4(w.data(), 2, 7, 7, 1);
+  EXPECT_EQ(p, (std::vector<float>{0, -5, 3, 0, 9, -1, 0, /**/ 4, 4, 0, 0, 0, 0, -2}));
+  // The same matrix stored transposed (K x 2): k stride 2, outer stride 1.
+  std::vector<float> t(14);
+  for (int o = 0; o < 2; ++o)
+    for (int k = 0; k < 7; ++k) t[k * 2 + o] = w[o * 7 + k];
+  const std::vector<float> pt = numerics::prune_2of4(t.data(), 2, 7, 1, 2);
+  for (int o = 0; o < 2; ++o)
+    for (int k = 0; k < 7; ++k) EXPECT_EQ(pt[k * 2 + o], p[o * 7 + k]);
+}
+
+TEST(Precision, IntegerFormatsOfAnyWidthAreScaledAndBlocksCarryToW) {
+  const Precision i16 = parse_precision("x=int16");
   EXPECT_EQ(i16.x.scaling, Scaling::Tensor);  // unscaled, |x| < 0.5 would all round to 0
   EXPECT_EQ(i16.w.scaling, Scaling::Channel);
-  const Datapath mx = parse_datapath("x=e4m3fn/block,block=32");
+  const Precision mx = parse_precision("x=e4m3fn/block,block=32");
   EXPECT_EQ(mx.w.scaling, Scaling::Block);
 }
 
@@ -182,6 +228,38 @@ TEST(EmulatedOps, ConvThroughBf16EqualsTheReferenceOnRoundedInputs) {
   EXPECT_LT(worst, 0.05);  // ...by a BF16-sized amount
 }
 
+// A 2:4-sparse FP32 datapath computes the model with its weights pruned by
+// magnitude along K: Conv (K = Cin/group x kh x kw per output channel) and a
+// transposed Gemm weight; an activation x activation MatMul stays dense.
+TEST(EmulatedOps, TwoOfFourSparsityPrunesTheWeightsAlongK) {
+  const Tensor xin = random_tensor({1, 4, 6, 6}, 11), w = random_tensor({3, 4, 3, 3}, 12, 0.3f),
+               fc = random_tensor({5, 12}, 13, 0.3f);
+  auto build = [&](GraphBuilder& g, const Tensor& wv, const Tensor& fcv) {
+    ir::Value* x = g.input("x", DType::Float32, xin.dims());
+    ir::Value* y = g.node("Conv", {x, g.initializer("w", wv)}, {train::attr_ints("strides", {2, 2})});  // 1x3x2x2
+    ir::Value* flat = g.node("Reshape", {y, g.initializer("shape", Tensor::from_vector<int64_t>({1, 12}, {2}))});
+    ir::Value* z = g.node("Gemm", {flat, g.initializer("fc", fcv)}, {train::attr_int("transB", 1)});
+    g.output(g.node("MatMul", {g.node("Transpose", {z}), z}));  // 5x5 from two computed tensors
+  };
+  GraphBuilder g1;
+  build(g1, w, fc);
+  auto [dense, sparse] = run_both(g1, "fp32,sparsity=2:4", {{"x", xin}}, 3);
+  Tensor wp = w.clone(), fcp = fc.clone();
+  const auto pw = numerics::prune_2of4(w.data<float>(), 3, 36, 36, 1), pf = numerics::prune_2of4(fc.data<float>(), 5, 12, 12, 1);
+  std::copy(pw.begin(), pw.end(), wp.data<float>());
+  std::copy(pf.begin(), pf.end(), fcp.data<float>());
+  GraphBuilder g2;
+  build(g2, wp, fcp);
+  auto [pruned_ref, unused] = run_both(g2, "fp32", {{"x", xin}}, 3);
+  double moved = 0;
+  for (int64_t i = 0; i < sparse[0].numel(); ++i) {
+    const float r = pruned_ref[0].data<float>()[i];
+    EXPECT_NEAR(sparse[0].data<float>()[i], r, 1e-4 * (1 + std::fabs(r))) << i;
+    moved += std::fabs(sparse[0].data<float>()[i] - dense[0].data<float>()[i]) > 1e-3;
+  }
+  EXPECT_GT(moved, 0);  // pruning half the weights does change the result
+}
+
 TEST(EmulatedOps, GemmKeepsAlphaBetaAndBroadcastBias) {
   const Tensor a = random_tensor({4, 6}, 6), w = random_tensor({3, 6}, 7), c = random_tensor({3}, 8);
   GraphBuilder g;
@@ -212,7 +290,7 @@ TEST(EmulatePass, KeepsWhatItCannotEmulateAndSaysWhy) {
   auto model = g.finish();
   passes::infer_shapes(*model);
   passes::EmulateOptions options;
-  const auto r = passes::emulate_datapath(*model, parse_datapath("bf16"), options);
+  const auto r = passes::emulate_datapath(*model, parse_precision("bf16"), options);
   EXPECT_EQ(r.emulated, 1);
   ASSERT_EQ(r.kept_fp32.size(), 1u);
   EXPECT_NE(r.kept_fp32[0].second.find("int32, not float32"), std::string::npos) << r.kept_fp32[0].second;

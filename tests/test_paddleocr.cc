@@ -91,10 +91,20 @@ TEST_P(PaddleOCR, RecognizerMatchesOnnxRuntimeAndDecodesIdentically) {
   }
 }
 
+// The probability map after ~100 convolutions: float summation order alone
+// moves it by ~1e-4 (ONNX Runtime's stored outputs came from an AVX2 machine;
+// oneDNN's AVX-512 kernels measure 1.01e-4, 1.04e-4 without Duet's Winograd,
+// on Zen 4, 2026-12-07). What the detector decides — which pixels pass DB's
+// 0.3 threshold — must be the same.
 TEST_P(PaddleOCR, DetectorMatchesOnnxRuntime) {
   DUET_REQUIRE_SHARED();
-  for (auto& r : run_testdata("ch_PP-OCRv4_det_infer.onnx", "det", GetParam()))
-    EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
+  for (auto& r : run_testdata("ch_PP-OCRv4_det_infer.onnx", "det", GetParam())) {
+    EXPECT_LE(max_abs_diff(r.expected, r.actual), 2e-4);
+    int64_t flipped = 0;
+    for (int64_t i = 0; i < r.expected.numel(); ++i)
+      flipped += (r.expected.get_double(i) > 0.3) != (r.actual.get_double(i) > 0.3);
+    EXPECT_EQ(flipped, 0) << "pixels on the other side of the 0.3 text threshold";
+  }
 }
 
 // BF16 precision on the cpu backend (Conv/MatMul inputs rounded to BF16, FP32

@@ -9,6 +9,8 @@
 #include "duet/sim/report.h"
 #include "duet/sim/simulate.h"
 #include "duet/sim/topology.h"
+#include "duet/sim/workload.h"
+#include "duet/train/graph_builder.h"
 #include "test_util.h"
 
 namespace duet::sim {
@@ -94,6 +96,67 @@ TEST(SimSimulate, UnsupportedPrecisionFallsBackToTheHostWithTransfers) {
   SimOptions bad;
   bad.auto_cast = "sometimes";
   EXPECT_THROW(simulate(w, tpu, &host, bad), Error);
+}
+
+// Mixed precision, node by node: four identical 3x3 convolutions, each
+// annotated with its own precision (numerics::Precision text, the node
+// annotation "precision"), costed on an A100 at a compute-bound batch. Each
+// node's time follows its own annotation: FP32 (the default), BF16 (16x the
+// FP32 rate), INT8 (2x BF16) and INT8 with 2:4-sparse weights (2x again, with
+// half the weight bytes); its DRAM traffic follows its own storage width.
+TEST(SimSimulate, EachNodeIsCostedAtItsOwnAnnotatedPrecision) {
+  train::GraphBuilder b;
+  ir::Value* x = b.input("x", DType::Float32, {1, 256, 28, 28});
+  for (int i = 0; i < 4; ++i) x = b.conv2d(x, 256, 256, 3, 1);
+  b.output(x);
+  std::unique_ptr<ir::Model> model = b.finish();
+  const std::vector<std::string> annotation = {"", "bf16", "int8", "int8,sparsity=2:4"};
+  int conv = 0;
+  for (auto& n : model->graph->nodes)
+    if (n->op_type == "Conv" && !annotation[conv++].empty()) n->annotations["precision"] = annotation[conv - 1];
+  ASSERT_EQ(conv, 4);
+
+  const Workload w = workload_from_model(*model, 32);
+  ASSERT_EQ(w.items.size(), 4u);
+  const Device a100 = find_device(kDevices, "a100");
+  const SimResult r = simulate(w, a100, nullptr, {});  // default precision fp32
+  ASSERT_EQ(r.nodes.size(), 4u);
+  const std::vector<std::string> reported = {"fp32", "bf16", "int8", "int8,sparsity=2:4"};
+  const std::vector<double> peak = {19.5e12, 312e12, 624e12, 2 * 624e12};  // sparse: the device's 2:4 speedup
+  for (size_t i = 0; i < 4; ++i) {
+    const NodeResult& n = r.nodes[i];
+    EXPECT_EQ(n.precision, reported[i]);
+    EXPECT_EQ(n.bound, "compute") << n.name;
+    EXPECT_NEAR(n.compute_s, n.flops / peak[i], 1e-9 * n.compute_s) << n.name;
+    EXPECT_GE(n.time_s, n.compute_s) << n.name;  // plus the host link for the first input and the last output
+  }
+  EXPECT_NEAR(r.nodes[0].compute_s / r.nodes[1].compute_s, 16, 1e-9);
+  EXPECT_NEAR(r.nodes[1].compute_s / r.nodes[2].compute_s, 2, 1e-9);
+  EXPECT_NEAR(r.nodes[2].compute_s / r.nodes[3].compute_s, 2, 1e-9);
+  EXPECT_DOUBLE_EQ(r.nodes[1].time_s, r.nodes[1].compute_s);  // inner nodes: compute alone
+  // Storage: activations 4, 2, 1, 1 bytes; weights 4, 2, 1 and 2:4's 0.625 bytes.
+  const double acts = w.items[0].input_elements + w.items[0].output_elements, weights = w.items[0].weight_elements;
+  const std::vector<double> bytes = {4 * (acts + weights), 2 * (acts + weights), acts + weights, acts + 0.625 * weights};
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(r.nodes[i].dram_bytes, bytes[i], 1e-9 * bytes[i]) << r.nodes[i].name;
+
+  // The annotation wins over the run's default; unannotated nodes take the default.
+  SimOptions bf16;
+  bf16.precision = "bf16";
+  const SimResult rb = simulate(w, a100, nullptr, bf16);
+  EXPECT_EQ(rb.nodes[0].precision, "bf16");
+  EXPECT_EQ(rb.nodes[2].precision, "int8");
+  EXPECT_DOUBLE_EQ(rb.nodes[3].time_s, r.nodes[3].time_s);
+  // A device without the annotated rate sends that node alone to the host.
+  const Device t4 = find_device(kDevices, "t4");
+  Workload wt = w;
+  wt.items[1].precision = "x=int16,acc=int32";  // no device has an int16 rate
+  auto host = parse_device_toml(kHost, "host.toml");
+  SimOptions fp16;  // T4 (Turing) has no BF16 rate
+  fp16.precision = "fp16";
+  const SimResult rt = simulate(wt, t4, &host, fp16);
+  EXPECT_EQ(rt.host_nodes, 1);
+  EXPECT_TRUE(rt.nodes[1].on_host);
+  EXPECT_EQ(rt.nodes[1].fallback_reason, "no int16 matrix rate");
 }
 
 TEST(SimSimulate, DramDominatesGemvEnergyAtBatchOneAndFallsWithBatch) {

@@ -53,28 +53,28 @@ WorkItem conv_item(int64_t cin, int64_t cout, int64_t hw, int64_t groups) {
 TEST(SimCpuModel, GemmShapedConvRunsAtTheConvRateWithOutputChannelsPaddedToTheSimdWidth) {
   const auto m = fixed_model();
   const WorkItem w = conv_item(64, 12, 56, 1);  // 12 output channels compute as 16
-  const CpuNodeCost c = cpu_node_cost(m, w, 4, 1);
+  const CpuNodeCost c = cpu_node_cost(m, w, 4, 4, 1);
   EXPECT_EQ(c.op_class, CpuOpClass::Conv);
   EXPECT_DOUBLE_EQ(c.flops, w.flops * 16 / 12);
   EXPECT_DOUBLE_EQ(c.compute_s, w.flops * 16 / 12 / 80e9);
   EXPECT_GT(c.compute_s, c.memory_s);
   EXPECT_DOUBLE_EQ(c.time_s(), 2e-6 + c.compute_s);
   // Two threads: the rates measured at two threads.
-  EXPECT_DOUBLE_EQ(cpu_node_cost(m, w, 4, 2).compute_s, w.flops * 16 / 12 / 160e9);
-  EXPECT_DOUBLE_EQ(cpu_node_cost(m, w, 4, 8).compute_s, w.flops * 16 / 12 / 160e9);  // largest measured <= 8
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, w, 4, 4, 2).compute_s, w.flops * 16 / 12 / 160e9);
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, w, 4, 4, 8).compute_s, w.flops * 16 / 12 / 160e9);  // largest measured <= 8
 }
 
 TEST(SimCpuModel, DepthwiseConvIsBandwidthBoundAtTheLevelHoldingItsWorkingSet) {
   const auto m = fixed_model();
   const WorkItem w = conv_item(16, 16, 320, 16);  // 6.5 MB in, 6.5 MB out: L3
-  const CpuNodeCost c = cpu_node_cost(m, w, 4, 1);
+  const CpuNodeCost c = cpu_node_cost(m, w, 4, 4, 1);
   EXPECT_EQ(c.op_class, CpuOpClass::Depthwise);
   EXPECT_EQ(c.level, "L3");
   EXPECT_DOUBLE_EQ(c.bytes, (16.0 * 9 + 2.0 * 16 * 320 * 320) * 4);
   EXPECT_DOUBLE_EQ(c.memory_s, c.bytes / 20e9);
   EXPECT_GT(c.memory_s, c.compute_s);
   const WorkItem big = conv_item(64, 64, 320, 64);  // 52 MB: DRAM
-  EXPECT_EQ(cpu_node_cost(m, big, 4, 1).level, "DRAM");
+  EXPECT_EQ(cpu_node_cost(m, big, 4, 4, 1).level, "DRAM");
 }
 
 TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsCostOnlyTheOverhead) {
@@ -86,16 +86,16 @@ TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsCostOnlyTheOverhead) 
   add.output_parts = {640.0 * 640};
   add.output_channels = {1};
   add.output_elements = 640.0 * 640;
-  const CpuNodeCost c = cpu_node_cost(m, add, 4, 1);
+  const CpuNodeCost c = cpu_node_cost(m, add, 4, 4, 1);
   EXPECT_DOUBLE_EQ(c.bytes, (8.0 * 640 * 640 * 2 + 8) * 4);  // one channel stored as eight
   WorkItem sigmoid = add;
   sigmoid.op = "Sigmoid";
   EXPECT_EQ(classify_cpu_op(sigmoid), CpuOpClass::Transcendental);
-  EXPECT_GE(cpu_node_cost(m, sigmoid, 4, 1).compute_s, 8.0 * 640 * 640 / 1e9);
+  EXPECT_GE(cpu_node_cost(m, sigmoid, 4, 4, 1).compute_s, 8.0 * 640 * 640 / 1e9);
   WorkItem view;
   view.op = "Reshape";
   view.output_elements = 1e6;
-  EXPECT_DOUBLE_EQ(cpu_node_cost(m, view, 4, 1).time_s(), 2e-6);
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, view, 4, 4, 1).time_s(), 2e-6);
 }
 
 TEST(SimCpuModel, HostFileKernelRatesParseAndDriveTheSimulation) {
@@ -132,7 +132,7 @@ levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50 }, { name
   ASSERT_EQ(r.nodes.size(), 2u);
   EXPECT_EQ(r.nodes[0].cpu_class, "conv");
   EXPECT_EQ(r.nodes[1].cpu_class, "depthwise");
-  EXPECT_DOUBLE_EQ(r.latency_s, cpu_node_cost(*d.cpu, w.items[0], 4, 1).time_s() + cpu_node_cost(*d.cpu, w.items[1], 4, 1).time_s());
+  EXPECT_DOUBLE_EQ(r.latency_s, cpu_node_cost(*d.cpu, w.items[0], 4, 4, 1).time_s() + cpu_node_cost(*d.cpu, w.items[1], 4, 4, 1).time_s());
   EXPECT_THROW(parse_device_toml(std::string(toml) + "\n[[cpu_kernels.rates]]\nthreads = 2\n", "bad.toml"), Error);
 }
 

@@ -870,14 +870,53 @@ Cost conv_transpose_cost(const CostContext& c) {
   return k;
 }
 
+int64_t product(const Dims& d, size_t from) {
+  int64_t p = 1;
+  for (size_t i = from; i < d.size(); ++i) p *= d[i];
+  return p;
+}
+
 }  // namespace
+
+// Weights [Cout, Cin/group, k...]: per output channel along 0; K = Cin/group x
+// window, the trailing axes (axis 1 leads them).
+MatrixTraits conv_traits() {
+  return {.weight_input = 1,
+          .convolution = true,
+          .weight_axes = [](const ir::Node&, int64_t rank) { return rank >= 2 ? WeightAxes{0, 1} : WeightAxes{}; },
+          .lower = [](const ir::Node& n) -> std::optional<GemmLowering> {
+            const Dims x = known_dims(n.inputs[0]), w = known_dims(n.inputs.size() > 1 ? n.inputs[1] : nullptr),
+                       y = known_dims(n.outputs[0]);
+            if (x.size() < 3 || w.size() != x.size() || y.size() != x.size()) return std::nullopt;
+            const int64_t groups = n.attr_int("group", 1);
+            if (groups <= 0) return std::nullopt;
+            // Every output pixel is a row; each group's Cout/group filters of K values are the columns.
+            return GemmLowering{y[0] * product(y, 2), w[0] / groups, w[1] * product(w, 2), groups};
+          }};
+}
+
+// Weights [Cin, Cout/group, k...]: output channels along 1, K along 0.
+MatrixTraits conv_transpose_traits() {
+  return {.weight_input = 1,
+          .convolution = true,
+          .weight_axes = [](const ir::Node&, int64_t rank) { return rank >= 2 ? WeightAxes{1, 0} : WeightAxes{}; },
+          .lower = [](const ir::Node& n) -> std::optional<GemmLowering> {
+            // Every input pixel times the Cin x (Cout x window) weights of its group.
+            const Dims x = known_dims(n.inputs[0]), w = known_dims(n.inputs.size() > 1 ? n.inputs[1] : nullptr);
+            if (x.size() < 3 || w.size() != x.size()) return std::nullopt;
+            const int64_t groups = n.attr_int("group", 1);
+            if (groups <= 0) return std::nullopt;
+            return GemmLowering{x[0] * product(x, 2), w[1] * product(w, 2), w[0] / groups, groups};
+          }};
+}
 
 void register_conv(Registry& r) {
   r.add({.name = "Conv", .kernel = conv_kernel,
          .infer = [](InferContext& c) { return infer_conv_like(c, c.inputs[0].dtype, 0, 1); },
-         .cost = [](const CostContext& c) { return conv_cost(c, 1, 2); }});
+         .cost = [](const CostContext& c) { return conv_cost(c, 1, 2); },
+         .matrix = conv_traits()});
   r.add({.name = "ConvTranspose", .kernel = conv_transpose_kernel, .infer = infer_conv_transpose,
-         .cost = conv_transpose_cost});
+         .cost = conv_transpose_cost, .matrix = conv_transpose_traits()});
   r.add({.domain = "com.duet", .name = "ConvGrad", .kernel = conv_grad_kernel, .infer = infer_conv_grad});
   r.add({.name = "ConvInteger", .kernel = conv_integer_kernel,
          .infer = [](InferContext& c) { return infer_conv_like(c, DType::Int32, 0, 1); },

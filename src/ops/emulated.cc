@@ -1,15 +1,16 @@
 // com.duet EmulatedConv / EmulatedMatMul / EmulatedGemm: Conv, MatMul and Gemm
-// computed as a reduced-precision matrix engine would (numerics::Datapath,
+// computed as a reduced-precision matrix engine would (numerics::Precision,
 // numerics::emu kernels): inputs rounded to the datapath's formats with dynamic
-// symmetric scales, exact products, the stated accumulator, the output format.
+// symmetric scales, exact products, the stated accumulator, the output format;
+// a 2:4-sparse precision prunes the weights by magnitude along K first.
 // Each takes its ONNX op's inputs and attributes plus `datapath` (a
-// numerics::parse_datapath spec); shape inference and cost are the ONNX op's.
+// numerics::parse_precision spec); shape inference and cost are the ONNX op's.
 // passes::emulate_datapath writes them. float32 only.
 #include <algorithm>
 #include <optional>
 
 #include "conv_util.h"
-#include "duet/numerics/datapath.h"
+#include "duet/numerics/precision.h"
 #include "duet/ops/kernel_util.h"
 #include "families.h"
 
@@ -17,13 +18,29 @@ namespace duet::ops {
 
 namespace {
 
-using numerics::Datapath;
+using numerics::Precision;
 namespace emu = numerics::emu;
 
-Datapath datapath_of(const KernelContext& ctx) {
+Precision datapath_of(const KernelContext& ctx) {
   const std::string spec = ctx.node.attr_string("datapath", "");
   if (spec.empty()) fail(ctx.node.label(), ": ", ctx.node.op_type, " needs a datapath attribute");
-  return numerics::parse_datapath(spec);
+  Precision d = numerics::parse_precision(spec);
+  if (d.weight_only())
+    unsupported(ctx.node.label(), ": weight-only precision ", d.str(), " (integer weights, float products) is not emulated");
+  return d;
+}
+
+// The weights as the datapath sees them: pruned 2:4 along K when it is sparse
+// (`outer` × K matrices, `count` of them `matrix` values apart), else as stored.
+const float* weights_of(const Precision& d, const Tensor& w, int64_t count, int64_t matrix, int64_t outer, int64_t K,
+                        int64_t outer_stride, int64_t k_stride, std::vector<float>& pruned) {
+  if (d.sparsity != numerics::Sparsity::TwoOfFour) return w.data<float>();
+  pruned.assign(w.data<float>(), w.data<float>() + w.numel());
+  for (int64_t i = 0; i < count; ++i) {
+    const std::vector<float> p = numerics::prune_2of4(w.data<float>() + i * matrix, outer, K, outer_stride, k_stride);
+    std::copy(p.begin(), p.end(), pruned.begin() + i * matrix);
+  }
+  return pruned.data();
 }
 
 int threads_of(const KernelContext& ctx) { return ctx.parallel ? ctx.parallel->threads() : 1; }
@@ -36,13 +53,13 @@ void require_float32(const KernelContext& ctx, size_t i) {
 
 // A per-tensor scale covers the whole tensor (every batch entry); the other
 // scalings are per matrix. Returns the tensor's scale, or nothing.
-std::optional<std::vector<float>> tensor_scale(const numerics::OperandRule& rule, const Tensor& t) {
+std::optional<std::vector<float>> tensor_scale(const numerics::OperandRule& rule, const float* data, int64_t n) {
   if (rule.scaling != emu::Scaling::Tensor) return std::nullopt;
-  return numerics::dynamic_scales(rule.format, rule.scaling, 0, t.data<float>(), 1, t.numel(), false, true);
+  return numerics::dynamic_scales(rule.format, rule.scaling, 0, data, 1, n, false, true);
 }
 
 // One M×K by K×N product with the datapath's dynamic scales; `out` is M×N.
-void emulated_gemm(const Datapath& d, int threads, int64_t M, int64_t N, int64_t K, const float* A, bool trans_a,
+void emulated_gemm(const Precision& d, int threads, int64_t M, int64_t N, int64_t K, const float* A, bool trans_a,
                    const float* B, bool trans_b, float* out, const std::optional<std::vector<float>>& a_tensor_scale,
                    const std::optional<std::vector<float>>& b_tensor_scale, bool fp32_out = false) {
   emu::GemmSpec spec = numerics::gemm_spec(d, threads);
@@ -60,7 +77,7 @@ void emulated_gemm(const Datapath& d, int threads, int64_t M, int64_t N, int64_t
 void emulated_matmul_kernel(KernelContext& ctx) {
   require_float32(ctx, 0);
   require_float32(ctx, 1);
-  const Datapath d = datapath_of(ctx);
+  const Precision d = datapath_of(ctx);
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   Dims ad = a.dims(), bd = b.dims();
@@ -107,10 +124,12 @@ void emulated_matmul_kernel(KernelContext& ctx) {
     return off;
   };
   const int threads = threads_of(ctx);
-  const auto sa = tensor_scale(d.x, a), sb = tensor_scale(d.w, b);
+  std::vector<float> pruned;
+  const float* bw = weights_of(d, b, b.numel() / std::max<int64_t>(1, K * N), K * N, N, K, 1, N, pruned);
+  const auto sa = tensor_scale(d.x, a.data<float>(), a.numel()), sb = tensor_scale(d.w, bw, b.numel());
   for (int64_t i = 0; i < count; ++i) {
     emulated_gemm(d, threads, M, N, K, a.data<float>() + offset(abatch, i, M * K), false,
-                  b.data<float>() + offset(bbatch, i, K * N), false, y.data<float>() + i * M * N, sa, sb);
+                  bw + offset(bbatch, i, K * N), false, y.data<float>() + i * M * N, sa, sb);
   }
 }
 
@@ -118,7 +137,7 @@ void emulated_matmul_kernel(KernelContext& ctx) {
 // out), alpha/beta/C in FP32, then the datapath's output rounding.
 void emulated_gemm_kernel(KernelContext& ctx) {
   for (size_t i = 0; i < 3; ++i) require_float32(ctx, i);
-  const Datapath d = datapath_of(ctx);
+  const Precision d = datapath_of(ctx);
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   const bool ta = ctx.node.attr_int("transA", 0) != 0, tb = ctx.node.attr_int("transB", 0) != 0;
@@ -132,8 +151,9 @@ void emulated_gemm_kernel(KernelContext& ctx) {
   float* out = y.data<float>();
   if (M * N == 0) return;
   if (K > 0) {
-    emulated_gemm(d, threads_of(ctx), M, N, K, a.data<float>(), ta, b.data<float>(), tb, out, std::nullopt, std::nullopt,
-                  true);
+    std::vector<float> pruned;
+    const float* bw = weights_of(d, b, 1, K * N, N, K, tb ? K : 1, tb ? 1 : N, pruned);
+    emulated_gemm(d, threads_of(ctx), M, N, K, a.data<float>(), ta, bw, tb, out, std::nullopt, std::nullopt, true);
   } else {
     std::fill(out, out + M * N, 0.0f);
   }
@@ -160,7 +180,7 @@ void emulated_gemm_kernel(KernelContext& ctx) {
 // tensor or none).
 void emulated_conv_kernel(KernelContext& ctx) {
   for (size_t i = 0; i < 3; ++i) require_float32(ctx, i);
-  const Datapath d = datapath_of(ctx);
+  const Precision d = datapath_of(ctx);
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
   const Tensor* bias = ctx.optional_input(2);
@@ -198,9 +218,11 @@ void emulated_conv_kernel(KernelContext& ctx) {
   if (y.numel() == 0) return;
   const int64_t K = s.cin_g() * cs.kh * cs.kw;
   // Weights: logical A is O × K (row-major as stored); input: one tensor scale.
-  spec.a.scales = numerics::dynamic_scales(d.w.format, d.w.scaling, 0, w.data<float>(), s.Cout, K, false, true);
+  std::vector<float> pruned;
+  const float* wd = weights_of(d, w, 1, s.Cout * K, s.Cout, K, K, 1, pruned);
+  spec.a.scales = numerics::dynamic_scales(d.w.format, d.w.scaling, 0, wd, s.Cout, K, false, true);
   spec.b.scales = numerics::dynamic_scales(d.x.format, d.x.scaling, 0, x.data<float>(), 1, x.numel(), false, false);
-  emu::conv2d(spec, cs, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr, y.data<float>());
+  emu::conv2d(spec, cs, x.data<float>(), wd, bias ? bias->data<float>() : nullptr, y.data<float>());
 }
 
 InferFn infer_as_onnx(const char* op_type) {
@@ -214,11 +236,11 @@ CostFn cost_as_onnx(const char* op_type) {
 
 void register_emulated(Registry& r) {
   r.add({.domain = "com.duet", .name = "EmulatedConv", .kernel = emulated_conv_kernel, .infer = infer_as_onnx("Conv"),
-         .cost = cost_as_onnx("Conv")});
+         .cost = cost_as_onnx("Conv"), .matrix = conv_traits()});
   r.add({.domain = "com.duet", .name = "EmulatedMatMul", .kernel = emulated_matmul_kernel,
-         .infer = infer_as_onnx("MatMul"), .cost = cost_as_onnx("MatMul")});
+         .infer = infer_as_onnx("MatMul"), .cost = cost_as_onnx("MatMul"), .matrix = matmul_traits()});
   r.add({.domain = "com.duet", .name = "EmulatedGemm", .kernel = emulated_gemm_kernel, .infer = infer_as_onnx("Gemm"),
-         .cost = cost_as_onnx("Gemm")});
+         .cost = cost_as_onnx("Gemm"), .matrix = gemm_traits()});
 }
 
 }  // namespace duet::ops

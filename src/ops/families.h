@@ -43,4 +43,10 @@ void register_emulated(Registry&);            // emulated.cc: com.duet EmulatedC
 
 const std::vector<Family>& all_families();
 
+// Matrix traits of the ONNX matrix ops, for their fused and emulated forms too.
+MatrixTraits conv_traits();            // conv.cc
+MatrixTraits conv_transpose_traits();  // conv.cc
+MatrixTraits matmul_traits();          // matmul.cc
+MatrixTraits gemm_traits();            // matmul.cc
+
 }  // namespace duet::ops

@@ -397,9 +397,9 @@ void register_fused(Registry& r) {
          .infer = [](InferContext& ctx) { return Registry::builtin().find("", "LayerNormalization")->infer(ctx); },
          .cost = [](const CostContext& c) { return Registry::builtin().find("", "LayerNormalization")->cost(c); }});
   r.add({.domain = "com.duet", .name = "FusedConv", .kernel = fused_conv_kernel, .infer = infer_as("Conv", 3),
-         .cost = cost_as("Conv")});
+         .cost = cost_as("Conv"), .matrix = conv_traits()});
   r.add({.domain = "com.duet", .name = "FusedMatMul", .kernel = fused_matmul_kernel, .infer = infer_as("MatMul", 2),
-         .cost = cost_as("MatMul")});
+         .cost = cost_as("MatMul"), .matrix = matmul_traits()});
   r.add({.domain = "com.duet", .name = "QuantizedConv", .kernel = [](KernelContext& ctx) { quantized_kernel(ctx, "Conv"); },
          .infer = infer_quantized("Conv", true), .cost = cost_quantized("Conv", true)});
   r.add({.domain = "com.duet", .name = "QuantizedConvTranspose",

@@ -823,11 +823,50 @@ std::vector<ir::ValueType> matmul_integer_infer(InferContext& ctx) {
   return {tensor_type(DType::Int32, matmul_out_shape(ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.node))};
 }
 
+int64_t leading_product(const Dims& d, size_t count) {
+  int64_t p = 1;
+  for (size_t i = 0; i < count && i < d.size(); ++i) p *= d[i];
+  return p;
+}
+
 }  // namespace
 
+// Weights [..., K, N]: output channels along the last axis, K the one before.
+MatrixTraits matmul_traits() {
+  return {.weight_input = 1,
+          .weight_axes = [](const ir::Node&, int64_t rank) { return rank >= 2 ? WeightAxes{rank - 1, rank - 2} : WeightAxes{}; },
+          .lower = [](const ir::Node& n) -> std::optional<GemmLowering> {
+            Dims a = known_dims(n.inputs[0]), b = known_dims(n.inputs.size() > 1 ? n.inputs[1] : nullptr);
+            if (a.empty() || b.empty()) return std::nullopt;
+            if (a.size() == 1) a.insert(a.begin(), 1);
+            if (b.size() == 1) b.push_back(1);
+            const int64_t M = a[a.size() - 2], K = a.back(), N = b.back();
+            // Shared 2-D weights: the leading dims fold into M; otherwise one product per batch entry.
+            if (b.size() == 2) return GemmLowering{leading_product(a, a.size() - 2) * M, N, K, 1};
+            const Dims y = known_dims(n.outputs[0]);
+            return GemmLowering{M, N, K, y.size() >= 2 ? leading_product(y, y.size() - 2) : 1};
+          }};
+}
+
+// Weights [K, N], or [N, K] with transB.
+MatrixTraits gemm_traits() {
+  return {.weight_input = 1,
+          .weight_axes = [](const ir::Node& n, int64_t rank) {
+            if (rank != 2) return WeightAxes{};
+            return n.attr_int("transB", 0) ? WeightAxes{0, 1} : WeightAxes{1, 0};
+          },
+          .lower = [](const ir::Node& n) -> std::optional<GemmLowering> {
+            const Dims a = known_dims(n.inputs[0]), b = known_dims(n.inputs.size() > 1 ? n.inputs[1] : nullptr);
+            if (a.size() != 2 || b.size() != 2) return std::nullopt;
+            const bool ta = n.attr_int("transA", 0) != 0, tb = n.attr_int("transB", 0) != 0;
+            return GemmLowering{ta ? a[1] : a[0], tb ? b[0] : b[1], ta ? a[0] : a[1], 1};
+          }};
+}
+
 void register_matmul(Registry& r) {
-  r.add({.name = "MatMul", .kernel = matmul_kernel, .infer = matmul_infer, .cost = matmul_cost});
-  r.add({.name = "Gemm", .kernel = gemm_kernel, .infer = gemm_infer, .cost = gemm_cost});
+  r.add({.name = "MatMul", .kernel = matmul_kernel, .infer = matmul_infer, .cost = matmul_cost,
+         .matrix = matmul_traits()});
+  r.add({.name = "Gemm", .kernel = gemm_kernel, .infer = gemm_infer, .cost = gemm_cost, .matrix = gemm_traits()});
   r.add({.name = "Einsum", .kernel = einsum_kernel, .infer = einsum_infer, .cost = einsum_cost});
   r.add({.name = "MatMulInteger", .kernel = matmul_integer_kernel, .infer = matmul_integer_infer,
          .cost = matmul_cost});

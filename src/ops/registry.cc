@@ -55,6 +55,24 @@ void Registry::add(OpDef def) {
   ops_.emplace(key, std::move(def));
 }
 
+const MatrixTraits* matrix_traits(const ir::Node& n) {
+  const OpDef* def = Registry::builtin().find(n.domain, n.op_type);
+  return def && def->matrix ? &*def->matrix : nullptr;
+}
+
+std::set<std::string> matrix_op_types(const std::string& domain) {
+  std::set<std::string> out;
+  for (const OpDef* def : Registry::builtin().all())
+    if (def->matrix && def->domain == domain) out.insert(def->name);
+  return out;
+}
+
+Dims known_dims(const ir::Value* v) {
+  if (!v || v->type.kind != ir::ValueType::Kind::Tensor || !v->type.shape.rank_known || !v->type.shape.fully_known())
+    return {};
+  return v->type.shape.concrete();
+}
+
 const OpDef* Registry::find(const std::string& domain, const std::string& name) const {
   const std::string d = domain == "ai.onnx" ? "" : domain;
   auto it = ops_.find({d, name});

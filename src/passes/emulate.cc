@@ -1,11 +1,20 @@
 #include "duet/passes/emulate.h"
 
+#include "duet/ops/registry.h"
+
 namespace duet::passes {
 
 namespace {
 
+// The com.duet Emulated* op of an ONNX matrix op, if one is registered.
+const ops::OpDef* emulated_form(const ir::Node& n) {
+  if (!(n.domain.empty() || n.domain == "ai.onnx") || !ops::matrix_traits(n)) return nullptr;
+  return ops::Registry::builtin().find("com.duet", "Emulated" + n.op_type);
+}
+
 // Why this node cannot run through the datapath; empty when it can.
-std::string obstacle(const ir::Node& n, const numerics::Datapath& d) {
+std::string obstacle(const ir::Node& n, const numerics::Precision& d) {
+  if (d.weight_only()) return "weight-only precision " + d.str() + " (integer weights, float products) is not emulated";
   for (size_t i = 0; i < n.inputs.size() && i < 3; ++i) {
     const ir::Value* v = n.inputs[i];
     if (v && v->type.dtype != DType::Undefined && v->type.dtype != DType::Float32)
@@ -29,7 +38,7 @@ void list_subgraph_nodes(const ir::Graph& g, EmulateReport& report) {
       for (auto& b : a.graphs) bodies.push_back(b.get());
       for (const ir::Graph* body : bodies) {
         for (auto& inner : body->nodes)
-          if (inner->op_type == "Conv" || inner->op_type == "MatMul" || inner->op_type == "Gemm")
+          if (emulated_form(*inner))
             report.kept_fp32.emplace_back(inner->label(), "inside the body of " + n->label() + " (not emulated)");
         list_subgraph_nodes(*body, report);
       }
@@ -38,14 +47,12 @@ void list_subgraph_nodes(const ir::Graph& g, EmulateReport& report) {
 
 }  // namespace
 
-EmulateReport emulate_datapath(ir::Model& model, const numerics::Datapath& datapath, const EmulateOptions& options) {
+EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& datapath, const EmulateOptions& options) {
   EmulateReport report;
-  const std::string spec = datapath.spec();
   bool any = false;
   for (auto& up : model.graph->nodes) {
     ir::Node& n = *up;
-    if (!(n.domain.empty() || n.domain == "ai.onnx")) continue;
-    if (n.op_type != "Conv" && n.op_type != "MatMul" && n.op_type != "Gemm") continue;
+    if (!emulated_form(n)) continue;
     if (options.exclude_op_types.count(n.op_type)) {
       report.kept_fp32.emplace_back(n.label(), "excluded by op type");
       continue;
@@ -58,10 +65,17 @@ EmulateReport emulate_datapath(ir::Model& model, const numerics::Datapath& datap
       report.kept_fp32.emplace_back(n.label(), why);
       continue;
     }
+    // 2:4 prunes weights: a product of two computed tensors (attention) stays dense.
+    numerics::Precision own = datapath;
+    const ir::Value* b = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
+    if (own.sparsity != numerics::Sparsity::Dense && !(b && model.graph->is_initializer(b))) {
+      own.sparsity = numerics::Sparsity::Dense;
+      own.name = "custom";
+    }
     n.op_type = "Emulated" + n.op_type;
     n.domain = "com.duet";
-    n.attributes.push_back({.name = "datapath", .type = ir::AttrType::String, .s = spec});
-    n.annotations["precision"] = datapath.name == "custom" ? spec : datapath.name;
+    n.attributes.push_back({.name = "datapath", .type = ir::AttrType::String, .s = own.spec()});
+    n.annotations[numerics::kPrecisionAnnotation] = own.str();
     report.emulated_nodes.push_back(n.name);
     ++report.emulated;
     any = true;

@@ -9,6 +9,7 @@
 #include "duet/core/error.h"
 #include "duet/numerics/convert.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/ops/registry.h"
 #include "duet/passes/optimize.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/upgrade_opset.h"
@@ -61,18 +62,15 @@ struct WeightSlot {
   int reduce_axis = 0; // the axis summed over (INT4 blocks run along it)
 };
 
+// From the op's matrix traits (ops::MatrixTraits), for a weight that is a constant.
 std::optional<WeightSlot> weight_slot(const Graph& g, const Node& n) {
-  const size_t nin = n.inputs.size();
-  auto rank_of = [&](size_t i) { return static_cast<int>(constant(g, n.inputs[i])->rank()); };
-  if ((n.op_type == "Conv" || n.op_type == "ConvTranspose") && nin >= 2 && constant(g, n.inputs[1]))
-    return WeightSlot{1, n.op_type == "Conv" ? 0 : 1, n.op_type == "Conv" ? 1 : 0};
-  if (n.op_type == "MatMul" && nin == 2 && constant(g, n.inputs[1]) && rank_of(1) >= 2)
-    return WeightSlot{1, rank_of(1) - 1, rank_of(1) - 2};
-  if (n.op_type == "Gemm" && nin >= 2 && constant(g, n.inputs[1])) {
-    const bool tb = n.attr_int("transB", 0) != 0;
-    return WeightSlot{1, tb ? 0 : 1, tb ? 1 : 0};
-  }
-  return std::nullopt;
+  const ops::MatrixTraits* traits = ops::matrix_traits(n);
+  if (!traits || n.inputs.size() <= traits->weight_input) return std::nullopt;
+  const Tensor* w = constant(g, n.inputs[traits->weight_input]);
+  if (!w) return std::nullopt;
+  const ops::WeightAxes axes = traits->weight_axes(n, static_cast<int64_t>(w->rank()));
+  if (axes.channel < 0 || axes.reduce < 0) return std::nullopt;
+  return WeightSlot{traits->weight_input, static_cast<int>(axes.channel), static_cast<int>(axes.reduce)};
 }
 
 // INT4 covers constant 2-D MatMul/Gemm weights; in an INT4 run the other

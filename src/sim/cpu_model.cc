@@ -42,7 +42,8 @@ const char* cpu_op_class_name(CpuOpClass c) {
   return "other";
 }
 
-CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, double bytes_per, int threads) {
+CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, double weight_bytes_per,
+                          double activation_bytes_per, int threads) {
   const CpuKernelRates& r = model.rates(threads);
   CpuNodeCost c;
   c.op_class = classify_cpu_op(item);
@@ -74,10 +75,10 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   if (c.op_class == CpuOpClass::Transcendental && r.transcendental_per_s > 0)
     c.compute_s = std::max(c.compute_s, out_elements / r.transcendental_per_s);
 
-  double elements = item.weight_elements + out_elements;
+  double activations = out_elements;
   for (size_t i = 0; i < item.producer_elements.size(); ++i)
-    elements += padded(item.producer_elements[i], i < item.input_channels.size() ? item.input_channels[i] : 0);
-  c.bytes = elements * bytes_per;
+    activations += padded(item.producer_elements[i], i < item.input_channels.size() ? item.input_channels[i] : 0);
+  c.bytes = item.weight_elements * weight_bytes_per + activations * activation_bytes_per;
   DUET_CHECK(!r.levels.empty(), "host CPU kernel model has no memory levels: run `duet calibrate-host`");
   const CpuLevel* level = &r.levels.back();
   for (auto& l : r.levels)

@@ -13,7 +13,7 @@
 namespace duet::sim {
 
 const std::vector<std::string>& precisions() {
-  static const std::vector<std::string> all{"fp32", "tf32", "bf16", "fp16", "fp8", "int8"};
+  static const std::vector<std::string> all{"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"};
   return all;
 }
 
@@ -21,7 +21,18 @@ double precision_bytes(const std::string& p) {
   if (p == "fp32" || p == "tf32") return 4;  // tf32 is stored as fp32
   if (p == "bf16" || p == "fp16") return 2;
   if (p == "fp8" || p == "int8") return 1;
-  fail("unknown precision '", p, "' (expected fp32, tf32, bf16, fp16, fp8 or int8)");
+  if (p == "int4") return 0.5;
+  fail("unknown rate format '", p, "' (expected fp32, tf32, bf16, fp16, fp8, int8 or int4)");
+}
+
+std::string rate_key(const numerics::Precision& p) {
+  const numerics::Format& f = p.compute_format();
+  if (!f.is_float()) return f.int_bits <= 4 ? "int4" : f.int_bits <= 8 ? "int8" : "int" + std::to_string(f.int_bits);
+  const int e = f.fp.exponent_bits, m = f.fp.mantissa_bits;
+  if (f.bits() <= 8) return "fp8";
+  if (f.bits() <= 16) return e >= 8 ? "bf16" : "fp16";
+  if (m <= 10) return "tf32";
+  return "fp32";
 }
 
 bool Device::supports_op(const std::string& op) const {

@@ -16,7 +16,7 @@ double lookup(const std::map<std::string, double>& table, const std::string& key
 }  // namespace
 
 double TechnologyTable::mac_pj(const std::string& precision) const {
-  const std::string acc = precision == "int8" ? "int32" : "fp32";
+  const std::string acc = precision == "int8" || precision == "int4" ? "int32" : "fp32";
   return lookup(mul_pj, precision, "multiply") + lookup(add_pj, acc, "add");
 }
 

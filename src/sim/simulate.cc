@@ -16,20 +16,60 @@ EnergyBreakdown& EnergyBreakdown::operator+=(const EnergyBreakdown& o) {
 }
 
 void validate(const SimOptions& o) {
-  precision_bytes(o.precision);
+  numerics::parse_precision(o.precision);
   DUET_CHECK(o.threads >= 1, "--threads must be at least 1, got ", o.threads);
   DUET_CHECK(o.auto_cast == "none" || o.auto_cast == "matmul" || o.auto_cast == "all",
              "--auto-cast must be none, matmul or all, got '", o.auto_cast, "'");
-  DUET_CHECK(o.auto_cast_type == "bf16" || o.auto_cast_type == "fp16" || o.auto_cast_type == "tf32" ||
-                 o.auto_cast_type == "fp8",
-             "--auto-cast-type must be bf16, fp16, tf32 or fp8, got '", o.auto_cast_type, "'");
+  numerics::parse_precision(o.auto_cast_type);
 }
 
 namespace {
 
-std::string node_precision(const WorkItem& item, const SimOptions& o) {
-  if (o.auto_cast == "all" || (o.auto_cast == "matmul" && item.matrix)) return o.auto_cast_type;
-  return o.precision;
+// How one node is costed: the rate key its compute format selects, storage
+// per weight and per activation element, and whether its weights are 2:4 sparse.
+struct NodeFormat {
+  std::string text;  // the precision as reported (numerics::Precision::str())
+  std::string key;   // device rate key (rate_key)
+  double weight_bytes = 4, activation_bytes = 4;
+  bool sparse = false;
+};
+
+NodeFormat node_format(const numerics::Precision& p, bool matrix) {
+  NodeFormat f;
+  f.text = p.str();
+  f.key = rate_key(p);
+  f.activation_bytes = p.activation_bytes();
+  f.sparse = matrix && p.sparsity == numerics::Sparsity::TwoOfFour;
+  numerics::Precision dense = p;
+  dense.sparsity = numerics::Sparsity::Dense;
+  f.weight_bytes = dense.weight_bytes();  // the sparse layout is the device's to apply (cost_on)
+  return f;
+}
+
+// A plain rate key (a host widening to fp32): its format everywhere, dense.
+NodeFormat plain_format(const std::string& key) {
+  NodeFormat f;
+  f.text = f.key = key;
+  f.weight_bytes = f.activation_bytes = precision_bytes(key);
+  return f;
+}
+
+// The node's own annotation, else the auto-cast rule, else the default;
+// --sparse-2-4 makes every matrix op with weights 2:4.
+numerics::Precision node_precision(const WorkItem& item, const SimOptions& o) {
+  numerics::Precision p = numerics::parse_precision(
+      !item.precision.empty() ? item.precision
+      : (o.auto_cast == "all" || (o.auto_cast == "matmul" && item.matrix)) ? o.auto_cast_type
+                                                                             : o.precision);
+  if (o.sparse_2to4 && p.sparsity == numerics::Sparsity::Dense) {
+    p.sparsity = numerics::Sparsity::TwoOfFour;
+    p.name = "custom";
+  }
+  if (p.sparsity != numerics::Sparsity::Dense && !(item.matrix && item.weight_elements > 0)) {
+    p.sparsity = numerics::Sparsity::Dense;  // 2:4 prunes weights: nothing to prune here
+    p.name = "custom";
+  }
+  return p;
 }
 
 // The format a device computes the node in, or "" when it cannot run it.
@@ -51,11 +91,12 @@ std::string runnable_precision(const Device& d, const WorkItem& item, const std:
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
 // A node on a CPU with measured kernel rates (sim/cpu_model.h).
-void cost_on_cpu(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
-                 int64_t batch, NodeResult& r) {
-  const CpuNodeCost c = cpu_node_cost(*d.cpu, item, bytes_per, o.threads);
+void cost_on_cpu(const Device& d, const WorkItem& item, const NodeFormat& f, const SimOptions& o, int64_t batch,
+                 NodeResult& r) {
+  const std::string& p = f.key;
+  const CpuNodeCost c = cpu_node_cost(*d.cpu, item, f.weight_bytes, f.activation_bytes, o.threads);
   const TechnologyTable& tech = d.energy;
-  r.precision = p;
+  r.precision = f.text;
   r.flops = item.flops;
   r.cpu_class = cpu_op_class_name(c.op_class);
   r.cpu_level = c.level;
@@ -75,7 +116,7 @@ void cost_on_cpu(const Device& d, const WorkItem& item, const std::string& p, do
   r.energy.dram_j = 1e-12 * r.dram_bytes * d.dram_pj_per_byte();
   // Crossover on this model: compute and activations grow with the batch, weights do not.
   if (c.memory_s > 0 && c.bytes > 0) {
-    const double weight_s = c.memory_s * std::min(1.0, item.weight_elements * bytes_per / c.bytes);
+    const double weight_s = c.memory_s * std::min(1.0, item.weight_elements * f.weight_bytes / c.bytes);
     const double slope = (c.compute_s - (c.memory_s - weight_s)) / double(batch);
     if (slope > 0) {
       const double b = std::max(1.0, std::ceil(weight_s / slope));
@@ -84,13 +125,16 @@ void cost_on_cpu(const Device& d, const WorkItem& item, const std::string& p, do
   }
 }
 
-// Node on one device at compute format `p` (storage bytes from the node's own format).
-void cost_on(const Device& d, const WorkItem& item, const std::string& p, double bytes_per, const SimOptions& o,
-             int64_t batch, NodeResult& r) {
-  if (d.cpu) return cost_on_cpu(d, item, p, bytes_per, o, batch, r);
-  const bool sparse = o.sparse_2to4 && item.matrix && d.matrix.sparsity_2to4_speedup > 1;
+// Node on one device at its format `f` (rate key, storage bytes, sparsity).
+void cost_on(const Device& d, const WorkItem& item, const NodeFormat& f, const SimOptions& o, int64_t batch,
+             NodeResult& r) {
+  if (d.cpu) return cost_on_cpu(d, item, f, o, batch, r);
+  const std::string& p = f.key;
+  const double bytes_per = f.activation_bytes;
+  const bool sparse = f.sparse && d.matrix.sparsity_2to4_speedup > 1;
   // 2:4 keeps half the weights plus a 2-bit index per kept value.
-  const double weight_bytes = item.weight_elements * (sparse ? 0.5 * (bytes_per + 0.25) : bytes_per);
+  const double wb = f.weight_bytes;
+  const double weight_bytes = item.weight_elements * (sparse ? 0.5 * (wb + 0.25) : wb);
   const double act_bytes = (item.input_elements + item.output_elements) * bytes_per;
   const MemoryLevel& dram = d.dram();
   const TechnologyTable& tech = d.energy;
@@ -114,7 +158,8 @@ void cost_on(const Device& d, const WorkItem& item, const std::string& p, double
     const MemoryTraffic t = gemm_traffic(g, array, s, m.sram, bytes_per);
     // The ifmap is broadcast to every engine; filters and outputs are per engine.
     dram_bytes = t.ifmap_dram_read_bytes + m.count * (t.filter_dram_read_bytes + t.ofmap_dram_write_bytes + t.ofmap_dram_read_bytes);
-    if (sparse) dram_bytes -= m.count * t.filter_dram_read_bytes * (1 - 0.5 * (bytes_per + 0.25) / bytes_per);
+    // gemm_traffic counts filters at the activation width: rescale to the weights' own storage.
+    dram_bytes -= m.count * t.filter_dram_read_bytes * (1 - (sparse ? 0.5 * (wb + 0.25) : wb) / bytes_per);
     on_chip_bytes = m.count * (t.sram_read_bytes + t.sram_write_bytes);
     on_chip_capacity = m.sram.ifmap_bytes;
     if (dram.bandwidth_bytes_per_s > 0) fill_s = double(m.rows) * m.cols * bytes_per / dram.bandwidth_bytes_per_s;
@@ -134,7 +179,7 @@ void cost_on(const Device& d, const WorkItem& item, const std::string& p, double
   for (auto& level : d.memory)
     if (level.on_chip && level.bandwidth_bytes_per_s > 0) memory_s = std::max(memory_s, on_chip_bytes / level.bandwidth_bytes_per_s);
 
-  r.precision = p;
+  r.precision = f.text;
   r.flops = item.flops;
   r.dram_bytes = dram_bytes;
   r.on_chip_bytes = on_chip_bytes;
@@ -171,7 +216,7 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
   out.device_id = device.id;
   out.device_name = device.name;
   out.batch = w.batch;
-  const std::string base = options.precision;
+  const std::string base = rate_key(numerics::parse_precision(options.precision));
   out.peak_flops = device.matrix.peak_flops.count(base) ? device.matrix.peak_flops.at(base)
                    : device.vector.peak_flops.count(base) ? device.vector.peak_flops.at(base) : 0;
   if (out.peak_flops == 0)
@@ -188,12 +233,15 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
     r.op = item.op;
     r.matrix = item.matrix;
     r.node_index = item.node_index;
-    const std::string wanted = node_precision(item, options);
-    const double bytes_per = precision_bytes(wanted);
+    const NodeFormat wanted_format = node_format(node_precision(item, options), item.matrix);
+    const std::string& wanted = wanted_format.key;
     std::string why;
     std::string p = runnable_precision(device, item, wanted, why);
+    // Elementwise work widened to fp32 stores fp32.
+    const NodeFormat format = p.empty() || p == wanted ? wanted_format : plain_format(p);
+    const double bytes_per = format.activation_bytes;
     if (!p.empty()) {
-      cost_on(device, item, p, bytes_per, options, w.batch, r);
+      cost_on(device, item, format, options, w.batch, r);
     } else {
       DUET_CHECK(host && host->calibrated, "node '", item.name, "' (", item.op, ") cannot run on ", device.id, " (", why,
                  ") and the host CPU is not calibrated: run `duet calibrate-host`");
@@ -202,7 +250,7 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
       if (hp.empty()) hp = runnable_precision(*host, item, "fp32", host_why);
       DUET_CHECK(!hp.empty(), "node '", item.name, "' (", item.op, ") runs neither on ", device.id, " (", why,
                  ") nor on the host (", host_why, ")");
-      cost_on(*host, item, hp, precision_bytes(hp), options, w.batch, r);
+      cost_on(*host, item, hp == wanted ? wanted_format : plain_format(hp), options, w.batch, r);
       r.on_host = true;
       r.fallback_reason = why;
       placed_on_host[i] = true;

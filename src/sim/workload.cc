@@ -3,6 +3,8 @@
 #include <map>
 
 #include "duet/core/error.h"
+#include "duet/numerics/precision.h"
+#include "duet/ops/registry.h"
 #include <algorithm>
 #include "duet/passes/shape_inference.h"
 
@@ -42,65 +44,6 @@ int64_t channels_4d(const ir::ValueType& t) {
 double elements(const ir::ValueType& t) {
   if (t.kind != ir::ValueType::Kind::Tensor || !t.shape.rank_known || !t.shape.fully_known()) return 0;
   return double(numel(t.shape.concrete()));
-}
-
-Dims dims_of(const ir::Value* v) {
-  if (!v || !v->type.shape.rank_known || !v->type.shape.fully_known()) return {};
-  return v->type.shape.concrete();
-}
-
-int64_t product(const Dims& d, size_t from, size_t to) {
-  int64_t p = 1;
-  for (size_t i = from; i < to && i < d.size(); ++i) p *= d[i];
-  return p;
-}
-
-// GEMM lowering of Conv / MatMul / Gemm from the inferred shapes; false when
-// shapes are missing.
-bool lower_to_gemm(const ir::Node& n, const ir::Graph& g, Gemm& out) {
-  if (n.op_type == "Conv" || n.op_type == "FusedConv") {
-    Dims x = dims_of(n.inputs[0]), w = dims_of(n.inputs[1]), y = dims_of(n.outputs[0]);
-    if (x.size() < 3 || w.size() != x.size() || y.size() != x.size()) return false;
-    const int64_t groups = n.has_attr("group") ? n.attr("group")->i : 1;
-    out.m = y[0] * product(y, 2, y.size());
-    out.n = w[0] / groups;
-    out.k = w[1] * product(w, 2, w.size());
-    out.repeats = groups;
-    return true;
-  }
-  if (n.op_type == "ConvTranspose") {
-    // Every input pixel times the Cin x (Cout x window) weights of its group.
-    Dims x = dims_of(n.inputs[0]), w = dims_of(n.inputs[1]);
-    if (x.size() < 3 || w.size() != x.size()) return false;
-    const int64_t groups = n.has_attr("group") ? n.attr("group")->i : 1;
-    out.m = x[0] * product(x, 2, x.size());
-    out.n = w[1] * product(w, 2, w.size());
-    out.k = w[0] / groups;
-    out.repeats = groups;
-    return true;
-  }
-  if (n.op_type == "MatMul" || n.op_type == "FusedMatMul") {
-    Dims a = dims_of(n.inputs[0]), b = dims_of(n.inputs[1]);
-    if (a.empty() || b.empty()) return false;
-    if (a.size() == 1) a.insert(a.begin(), 1);
-    if (b.size() == 1) b.push_back(1);
-    const int64_t M = a[a.size() - 2], K = a.back(), N = b.back();
-    if (b.size() == 2) {  // shared weights: fold the leading dims into M
-      out = {product(a, 0, a.size() - 2) * M, N, K, 1};
-    } else {
-      Dims y = dims_of(n.outputs[0]);
-      out = {M, N, K, y.size() >= 2 ? product(y, 0, y.size() - 2) : 1};
-    }
-    return true;
-  }
-  if (n.op_type == "Gemm") {
-    Dims a = dims_of(n.inputs[0]), b = dims_of(n.inputs[1]);
-    if (a.size() != 2 || b.size() != 2) return false;
-    const bool ta = n.has_attr("transA") && n.attr("transA")->i, tb = n.has_attr("transB") && n.attr("transB")->i;
-    out = {ta ? a[1] : a[0], tb ? b[0] : b[1], ta ? a[0] : a[1], 1};
-    return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -174,8 +117,13 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
       if (is_output.count(o->name)) item.model_output = true;
     }
     item.node_index = node_index.at(&n);
-    item.matrix = lower_to_gemm(n, g, item.gemm);
-    item.conv = item.matrix && (n.op_type == "Conv" || n.op_type == "FusedConv" || n.op_type == "ConvTranspose");
+    if (auto p = n.annotations.find(numerics::kPrecisionAnnotation); p != n.annotations.end()) item.precision = p->second;
+    const ops::MatrixTraits* traits = ops::matrix_traits(n);
+    if (auto gemm = traits ? traits->lower(n) : std::nullopt) {
+      item.matrix = true;
+      item.gemm = {gemm->m, gemm->n, gemm->k, gemm->groups};
+      item.conv = traits->convolution;
+    }
     if (item.matrix) item.flops = std::max(item.flops, 2 * item.gemm.macs());
     index[&n] = int(w.items.size());
     w.items.push_back(std::move(item));

@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "duet/numerics/format.h"
+#include "duet/numerics/precision.h"
 #include "duet/train/graph_builder.h"
 #include "passes/graph_util.h"
 
@@ -15,8 +16,16 @@ bool is_float32(const ir::Value* v) { return v && v->type.dtype == DType::Float3
 }  // namespace
 
 AutocastReport autocast(ir::Model& model, const AutocastOptions& options) {
-  numerics::parse_format(options.format);  // a bad spec fails here, naming it
+  const numerics::Format format = numerics::parse_format(options.format);  // a bad spec fails here, naming it
   if (options.scaled) numerics::parse_format(options.grad_format);
+  // What the annotated nodes compute, in the one precision vocabulary: both
+  // operands rounded to the format (per-tensor scales under delayed scaling),
+  // FP32 accumulation, outputs rounded too unless scaled.
+  const std::string scaling = options.scaled ? "/tensor" : "/none";
+  const std::string annotation =
+      numerics::parse_precision("x=" + format.name + scaling + ",w=" + format.name + scaling + ",acc=fp32,out=" +
+                                (options.round_outputs && !options.scaled ? format.name : std::string("fp32")))
+          .str();
   ir::Graph& g = *model.graph;
   if (model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
   AutocastReport report;
@@ -68,7 +77,7 @@ AutocastReport autocast(ir::Model& model, const AutocastOptions& options) {
       any = true;
     }
     if (any) {
-      n->annotations["precision"] = options.format;
+      n->annotations[numerics::kPrecisionAnnotation] = annotation;
       ++report.nodes;
     }
   }

@@ -14,12 +14,11 @@ namespace duet::train {
 namespace {
 namespace gu = passes::graph_util;
 
-// The output-channel axis of a matrix op's weight (input 1).
+// The output-channel axis of a matrix op's weight (its op's matrix traits); -1 when unknown.
 int64_t weight_axis(const ir::Node& n, const ir::Value* w) {
-  if (n.op_type == "Conv") return 0;
-  if (n.op_type == "ConvTranspose") return 1;
-  if (n.op_type == "Gemm") return n.attr_int("transB", 0) ? 0 : 1;
-  return w->type.shape.rank_known ? static_cast<int64_t>(w->type.shape.rank()) - 1 : -1;  // MatMul
+  const ops::MatrixTraits* traits = ops::matrix_traits(n);
+  if (!traits || !w->type.shape.rank_known) return -1;
+  return traits->weight_axes(n, static_cast<int64_t>(w->type.shape.rank())).channel;
 }
 
 ir::Value* scalar_input(ir::Graph& g, const std::string& name, DType dtype, const Shape& shape) {
@@ -77,7 +76,7 @@ std::vector<QatTensor> insert_fake_quant(ir::Model& model, const QatOptions& opt
   std::vector<ir::Node*> targets;
   for (auto& n : g.nodes)
     if ((n->domain.empty() || n->domain == "ai.onnx") &&
-        std::find(options.ops.begin(), options.ops.end(), n->op_type) != options.ops.end())
+        options.ops.count(n->op_type))
       targets.push_back(n.get());
   for (ir::Node* n : targets) {
     for (size_t i = 0; i < 2 && i < n->inputs.size(); ++i) {

@@ -1,5 +1,5 @@
 // duet emulate MODEL [--datapath P]... [--data DIR] [--json] [--report out.html] [-o out.onnx]
-// Runs the model's Conv/MatMul/Gemm through each datapath (numerics::Datapath:
+// Runs the model's Conv/MatMul/Gemm through each datapath (numerics::Precision:
 // input formats and scales, accumulator, output format; presets name real
 // devices' matrix engines) and measures how far its outputs move from FP32 on
 // the given samples: relative L2, SQNR, max |error|, argmax agreement. The
@@ -16,7 +16,7 @@
 
 #include "commands.h"
 #include "duet/core/html.h"
-#include "duet/numerics/datapath.h"
+#include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/emulate.h"
 #include "duet/passes/optimize.h"
@@ -40,7 +40,7 @@ struct Options {
 };
 
 struct Result {
-  numerics::Datapath datapath;
+  numerics::Precision datapath;
   passes::EmulateReport rewrite;
   quant::Comparison cmp;
   double ms_per_sample = 0;
@@ -49,12 +49,12 @@ struct Result {
 int list_presets(bool json) {
   if (json) {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& d : numerics::datapath_presets())
+    for (const auto& d : numerics::precision_presets())
       j.push_back({{"name", d.name}, {"spec", d.spec()}, {"devices", d.devices}});
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  for (const auto& d : numerics::datapath_presets())
+  for (const auto& d : numerics::precision_presets())
     std::cout << d.name << "\n    " << d.spec() << "\n    " << d.devices << "\n";
   return 0;
 }
@@ -93,7 +93,7 @@ void write_report(const std::string& path, const Options& o, const std::vector<R
   DUET_CHECK(f.good(), "cannot write report '", path, "'");
   f << "<!doctype html><html><head><meta charset='utf-8'><title>duet emulate</title><style>"
        "body{font-family:sans-serif;margin:24px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-       "padding:3px 8px;font-size:13px}</style></head><body><h1>Datapath emulation: "
+       "padding:3px 8px;font-size:13px}</style></head><body><h1>Precision emulation: "
     << html_escape(o.model) << "</h1><p>Measured: every Conv/MatMul/Gemm computed bit-exactly as the datapath would "
     << "(inputs rounded with dynamic scales, exact products, the stated accumulator, the output format), compared "
     << "with FP32 on " << samples << " sample(s)" << (o.data.empty() ? " (seeded random inputs)" : " from " + html_escape(o.data))
@@ -128,9 +128,9 @@ void write_report(const std::string& path, const Options& o, const std::vector<R
 int run(const Options& o) {
   if (o.list) return list_presets(o.json);
   DUET_CHECK(!o.model.empty(), "emulate: a MODEL is required (or --list)");
-  std::vector<numerics::Datapath> datapaths;
+  std::vector<numerics::Precision> datapaths;
   for (const auto& s : o.datapaths.empty() ? std::vector<std::string>{"bf16", "fp16", "fp8", "int8"} : o.datapaths)
-    datapaths.push_back(numerics::parse_datapath(s));
+    datapaths.push_back(numerics::parse_precision(s));
   DUET_CHECK(o.output.empty() || datapaths.size() == 1, "emulate: -o writes one model; give exactly one --datapath");
   std::shared_ptr<ir::Model> model = onnx_io::load_model(o.model);
   runtime::check_supported(*model);

@@ -78,11 +78,12 @@ Runner add_simulate(CLI::App& app) {
   auto* cmd = app.add_subcommand("simulate", "Model latency, throughput, energy and cost of a model on accelerators (all figures modelled)");
   cmd->add_option("model", o->input, "ONNX model, or SCALE-Sim topology CSV (.csv: conv rows or GEMM M,N,K rows)")->required();
   cmd->add_option("--device", o->devices, "Device ids, comma-separated, or 'all' (see duet devices)")->required();
-  cmd->add_option("--precision", o->sim.precision, "Compute format: fp32, tf32, bf16, fp16, fp8, int8 (default fp32)");
+  cmd->add_option("--precision", o->sim.precision, "Default precision of every node without its own \"precision\" annotation: a preset (fp32, tf32, bf16, fp16, "
+                  "fp8, int8, int4, w8a16, w4a16...) or a spec like int8,sparsity=2:4 (see duet emulate --list; default fp32)");
   cmd->add_option("--batch", o->batches, "Batch sizes, comma-separated (default 1)");
   cmd->add_option("--dataflow", o->dataflow, "Systolic dataflow: os, ws or is (default: the device's first)");
   cmd->add_option("--auto-cast", o->sim.auto_cast, "Cast matrix ops (matmul), every op (all) or nothing (none, default)");
-  cmd->add_option("--auto-cast-type", o->sim.auto_cast_type, "Format for --auto-cast: bf16 (default), fp16, tf32, fp8");
+  cmd->add_option("--auto-cast-type", o->sim.auto_cast_type, "Precision for --auto-cast: bf16 (default), fp16, tf32, fp8, or any precision text");
   cmd->add_flag("--sparse-2-4", o->sim.sparse_2to4, "Weights of matrix ops pruned 2:4 (uses the device's sparsity speedup)");
   cmd->add_option("--set", o->sets, "Override a device parameter, KEY=VALUE (e.g. matrix.rows=128); repeatable");
   cmd->add_option("--shape", o->shapes, "Bind an ONNX input shape, NAME=1x3x224x224 (batch still replaces dim 0)");

@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -85,12 +87,37 @@ struct CostContext {
 
 using CostFn = std::function<Cost(const CostContext&)>;
 
+// A matrix op's GEMM: `groups` independent M×K by K×N products (grouped
+// convolutions, batched MatMul).
+struct GemmLowering {
+  int64_t m = 1, n = 1, k = 1, groups = 1;
+  double macs() const { return double(m) * double(n) * double(k) * double(groups); }
+};
+
+// Axes of a matrix op's weight: its output channels (per-channel scales) and
+// the reduced axis K (INT4 blocks, 2:4 groups run along it); -1 where none.
+struct WeightAxes {
+  int64_t channel = -1, reduce = -1;
+};
+
+// What the passes that treat matrix ops specially (quantization, QAT,
+// autocast, emulation, the simulator, sparsity) need to know, stated with the op.
+struct MatrixTraits {
+  size_t weight_input = 1;   // where a constant weight sits
+  bool convolution = false;  // lowered by im2col: gemm.n counts output channels per group
+  // The weight's axes for a weight of `rank` under this node's attributes.
+  std::function<WeightAxes(const ir::Node&, int64_t rank)> weight_axes;
+  // The GEMM from the node's inferred value shapes; nullopt when they are not all known.
+  std::function<std::optional<GemmLowering>(const ir::Node&)> lower;
+};
+
 struct OpDef {
   std::string domain;  // "" for the default ONNX domain
   std::string name;
   KernelFn kernel;
   InferFn infer;       // may be empty: outputs then have unknown type
   CostFn cost;         // may be empty: one FLOP per output element
+  std::optional<MatrixTraits> matrix;  // set for matrix ops
   std::string family;  // source family (for listings), set by the registry
 };
 
@@ -106,6 +133,13 @@ class Registry {
  private:
   std::map<std::pair<std::string, std::string>, OpDef> ops_;
 };
+
+// The matrix traits of a node's op (builtin registry); nullptr for other ops.
+const MatrixTraits* matrix_traits(const ir::Node& n);
+// The op types of `domain` ("" for ONNX) that are matrix ops: Conv, ConvTranspose, Gemm, MatMul.
+std::set<std::string> matrix_op_types(const std::string& domain = "");
+// A value's dimensions when its inferred shape is fully known, else empty.
+Dims known_dims(const ir::Value* v);
 
 // Default cost: one FLOP per output element, bytes of every operand.
 Cost default_cost(const CostContext& ctx);

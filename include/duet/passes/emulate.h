@@ -1,6 +1,6 @@
 // emulate_datapath: rewrites a model's Conv, MatMul and Gemm nodes into com.duet
 // EmulatedConv / EmulatedMatMul / EmulatedGemm (ops/emulated.cc) that compute
-// through a numerics::Datapath, so the whole model runs as a device with that
+// through a numerics::Precision, so the whole model runs as a device with that
 // matrix engine would compute it (`duet emulate`). Everything else stays FP32,
 // as on a device whose vector units keep FP32. Nodes that cannot be emulated
 // are listed with the reason (including those inside If/Loop/Scan bodies, which
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "duet/ir/graph.h"
-#include "duet/numerics/datapath.h"
+#include "duet/numerics/precision.h"
 
 namespace duet::passes {
 
@@ -26,6 +26,6 @@ struct EmulateReport {
   std::vector<std::pair<std::string, std::string>> kept_fp32;  // node label, reason
 };
 
-EmulateReport emulate_datapath(ir::Model& model, const numerics::Datapath& datapath, const EmulateOptions& options = {});
+EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& datapath, const EmulateOptions& options = {});
 
 }  // namespace duet::passes

@@ -32,6 +32,7 @@
 
 #include "duet/ir/graph.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/ops/registry.h"
 #include "duet/quant/observer.h"
 
 namespace duet::quant {
@@ -56,7 +57,7 @@ struct QuantizeOptions {
   bool reduce_range = false;
   bool quantize_outputs = false;       // also a Q/DQ pair on every quantized node's output (ONNX Runtime's placement)
   int block_size = 32;                 // INT4 weights: 32, 64 or 128
-  std::set<std::string> op_types = {"Conv", "ConvTranspose", "MatMul", "Gemm"};
+  std::set<std::string> op_types = ops::matrix_op_types();  // Conv, ConvTranspose, Gemm, MatMul
   std::set<std::string> exclude_op_types;
   std::set<std::string> exclude_nodes;    // node names
   std::map<std::string, Range> overrides; // tensor name -> range, replacing calibration

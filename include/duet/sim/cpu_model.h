@@ -66,7 +66,8 @@ struct CpuNodeCost {
   double time_s() const { return overhead_s + (compute_s > memory_s ? compute_s : memory_s); }
 };
 
-// `bytes_per` is the storage size of one element (4 for FP32).
-CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, double bytes_per, int threads);
+// Storage size of one weight element and of one activation element (4 for FP32).
+CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, double weight_bytes_per,
+                          double activation_bytes_per, int threads);
 
 }  // namespace duet::sim

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/numerics/precision.h"
 #include "duet/sim/cpu_model.h"
 #include "duet/sim/energy.h"
 #include "duet/sim/memory.h"
@@ -16,8 +17,13 @@
 namespace duet::sim {
 
 // Formats a device can compute in, narrowest storage last.
-const std::vector<std::string>& precisions();  // fp32 tf32 bf16 fp16 fp8 int8
-double precision_bytes(const std::string& precision);  // storage bytes per element; throws on unknown
+// Devices state their peak rates per compute format: these keys.
+const std::vector<std::string>& precisions();  // fp32 tf32 bf16 fp16 fp8 int8 int4
+double precision_bytes(const std::string& precision);  // storage bytes per element of a key; throws on unknown
+// The rate key a precision computes at: its compute format (numerics::Precision)
+// by width and exponent; integers wider than 8 bits give "intN", which no
+// device lists (the node falls back).
+std::string rate_key(const numerics::Precision& p);
 
 struct MatrixEngine {
   std::string model = "roofline";  // "systolic": fold-based cycles (sim/systolic.h); "roofline": peak rate

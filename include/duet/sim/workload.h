@@ -31,6 +31,9 @@ struct WorkItem {
   std::vector<double> output_parts;
   std::vector<int64_t> output_channels;
   bool model_output = false;  // an output goes back to the host
+  // The node's own precision (numerics::Precision text, its annotation
+  // kPrecisionAnnotation); empty: the simulation's default applies.
+  std::string precision;
 };
 
 struct Workload {

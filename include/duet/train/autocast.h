@@ -13,12 +13,13 @@
 #include <string>
 
 #include "duet/ir/graph.h"
+#include "duet/ops/registry.h"
 
 namespace duet::train {
 
 struct AutocastOptions {
   std::string format = "bf16";  // numerics format spec: bf16, fp16, tf32, e4m3fn, ...
-  std::set<std::string> ops{"Conv", "ConvTranspose", "MatMul", "Gemm"};
+  std::set<std::string> ops = ::duet::ops::matrix_op_types();  // Conv, ConvTranspose, Gemm, MatMul
   bool round_outputs = true;     // outputs in the format too (PyTorch: autocast ops return it)
   // FP8 with per-tensor delayed scaling (Transformer Engine): inputs go
   // through ScaledRoundToFormat with a scale graph input "fp8_scale:<tensor>"

@@ -8,10 +8,12 @@
 // activations) that runs in Duet and ONNX Runtime.
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "duet/ir/graph.h"
+#include "duet/ops/registry.h"
 
 namespace duet::train {
 
@@ -20,7 +22,7 @@ struct QatOptions {
   bool activations = true;       // also fake-quantize the matrix ops' float inputs (UINT8)
   bool per_channel = true;       // weight scales per output channel
   bool lsq = false;              // weight scales are trainable (learned step size)
-  std::vector<std::string> ops{"Conv", "ConvTranspose", "Gemm", "MatMul"};
+  std::set<std::string> ops = ::duet::ops::matrix_op_types();  // Conv, ConvTranspose, Gemm, MatMul
 };
 
 // One fake-quantized tensor. Weight scales (without LSQ) and activation

@@ -1,5 +1,5 @@
-// Datapath specs, presets and dynamic scales (see datapath.h).
-#include "duet/numerics/datapath.h"
+// Precision text form, presets and dynamic scales (see precision.h).
+#include "duet/numerics/precision.h"
 
 #include <algorithm>
 #include <cmath>
@@ -37,7 +37,7 @@ Scaling parse_scaling(const std::string& s, const std::string& spec) {
   if (s == "tensor") return Scaling::Tensor;
   if (s == "channel") return Scaling::Channel;
   if (s == "block") return Scaling::Block;
-  fail("datapath '", spec, "': unknown scaling '", s, "' (expected none, tensor, channel or block)");
+  fail("precision '", spec, "': unknown scaling '", s, "' (expected none, tensor, channel or block)");
 }
 
 // Integer formats and floats of 8 bits or fewer need a scale to use their range;
@@ -46,11 +46,11 @@ bool narrow(const Format& f) { return !f.is_float() || f.bits() <= 8; }
 
 void check_input_format(const Format& f, const char* which, const std::string& spec) {
   if (f.is_float()) {
-    DUET_CHECK(f.fp.fits_fp32(), "datapath '", spec, "': ", which, " format ", f.name, " is not exact in float32");
+    DUET_CHECK(f.fp.fits_fp32(), "precision '", spec, "': ", which, " format ", f.name, " is not exact in float32");
   } else {
-    DUET_CHECK(f.int_signed, "datapath '", spec, "': ", which, " format ", f.name,
+    DUET_CHECK(f.int_signed, "precision '", spec, "': ", which, " format ", f.name,
                " is unsigned; dynamic symmetric scaling needs a signed integer format (int8, int4...)");
-    DUET_CHECK(f.int_bits <= 24, "datapath '", spec, "': ", which, " format ", f.name, " is wider than 24 bits");
+    DUET_CHECK(f.int_bits <= 24, "precision '", spec, "': ", which, " format ", f.name, " is wider than 24 bits");
   }
 }
 
@@ -58,12 +58,12 @@ void check_input_format(const Format& f, const char* which, const std::string& s
 uint64_t parse_count(const std::string& value, const char* key, const std::string& spec) {
   const bool digits = !value.empty() && value.size() <= 18 &&
                       std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits) fail("datapath '", spec, "': ", key, " must be a non-negative integer, got '", value, "'");
+  if (!digits) fail("precision '", spec, "': ", key, " must be a non-negative integer, got '", value, "'");
   return std::stoull(value);
 }
 
-Datapath preset(const char* name, const char* spec, const char* devices) {
-  Datapath d = parse_datapath(spec);
+Precision preset(const char* name, const char* spec, const char* devices) {
+  Precision d = parse_precision(spec);
   d.name = name;
   d.devices = devices;
   return d;
@@ -81,35 +81,88 @@ const char* scaling_name(Scaling s) {
   return "?";
 }
 
-std::string Datapath::spec() const {
+const char* sparsity_name(Sparsity s) { return s == Sparsity::TwoOfFour ? "2:4" : "dense"; }
+
+std::string Precision::spec() const {
   std::string s = "x=" + x.format.name + "/" + scaling_name(x.scaling) + ",w=" + w.format.name + "/" +
                   scaling_name(w.scaling) + ",acc=" + acc_spec + ",out=" + out.name;
   if (rounding != Rounding::NearestEven) s += std::string(",round=") + rounding_name(rounding);
   if (rounding == Rounding::Stochastic) s += ",seed=" + std::to_string(seed);
   if (block > 0) s += ",block=" + std::to_string(block);
+  if (sparsity != Sparsity::Dense) s += std::string(",sparsity=") + sparsity_name(sparsity);
   return s;
 }
 
-Datapath parse_datapath(const std::string& spec) {
-  DUET_CHECK(!spec.empty(), "datapath: empty spec");
-  if (spec.find('=') == std::string::npos) {
-    for (const Datapath& d : datapath_presets())
-      if (d.name == spec) return d;
-    std::string names;
-    for (const Datapath& d : datapath_presets()) names += (names.empty() ? "" : ", ") + d.name;
-    fail("unknown datapath '", spec, "' (presets: ", names, "; or a spec like x=bf16,acc=fp32)");
+std::string Precision::str() const {
+  const std::string full = spec();
+  if (!name.empty() && name != "custom") return name;  // a preset, or a preset with overrides as written
+  for (const Precision& p : precision_presets())
+    if (p.spec() == full) return p.name;
+  return full;
+}
+
+const Format& Precision::compute_format() const {
+  if (weight_only()) return x.format;
+  return w.format.bits() > x.format.bits() ? w.format : x.format;
+}
+
+double Precision::weight_bytes() const {
+  double bytes = w.format.bits() / 8.0;
+  if (w.scaling == emu::Scaling::Block && block > 0) bytes += 2.0 / block;  // one FP16 scale per block
+  if (sparsity == Sparsity::TwoOfFour) bytes = 0.5 * (bytes + 0.25);        // kept half + 2-bit index each
+  return bytes;
+}
+
+double Precision::activation_bytes() const { return x.format.bits() / 8.0; }
+
+Precision parse_precision(const std::string& text) {
+  const std::string spec = text;
+  DUET_CHECK(!spec.empty(), "precision: empty text");
+  std::vector<std::string> parts = split_top_level(spec);
+  // PRESET[,key=value...]: the preset's own keys, overridden by those given.
+  const Precision* base = nullptr;
+  if (parts.front().find('=') == std::string::npos) {
+    for (const Precision& d : precision_presets())
+      if (d.name == parts.front()) base = &d;
+    if (!base) {
+      std::string names;
+      for (const Precision& d : precision_presets()) names += (names.empty() ? "" : ", ") + d.name;
+      fail("unknown precision '", parts.front(), "' (presets: ", names, "; or a spec like x=bf16,acc=fp32)");
+    }
+    if (parts.size() == 1) return *base;
+    std::vector<std::string> merged;
+    std::set<std::string> given;
+    for (size_t i = 1; i < parts.size(); ++i) given.insert(parts[i].substr(0, parts[i].find('=')));
+    for (const std::string& part : split_top_level(base->spec())) {
+      const std::string key = part.substr(0, part.find('='));
+      // block and seed go with the scaling and rounding they belong to
+      const bool dependent = (key == "block" && (given.count("x") || given.count("w"))) ||
+                             (key == "seed" && given.count("round"));
+      if (!given.count(key) && !dependent) merged.push_back(part);
+    }
+    for (size_t i = 1; i < parts.size(); ++i) merged.push_back(parts[i]);
+    std::string joined;
+    for (const std::string& m : merged) joined += (joined.empty() ? "" : ",") + m;
+    try {
+      Precision d = parse_precision(joined);
+      d.name = spec;
+      d.devices = base->devices;
+      return d;
+    } catch (const Error& e) {
+      fail("precision '", spec, "': ", e.what());
+    }
   }
-  Datapath d;
+  Precision d;
   d.name = "custom";
   std::string x_spec, w_spec, acc_spec, out_spec = "fp32";
   bool have_w = false, have_acc = false;
   std::set<std::string> seen;
-  for (const std::string& part : split_top_level(spec)) {
+  for (const std::string& part : parts) {
     const size_t eq = part.find('=');
-    DUET_CHECK(eq != std::string::npos && eq > 0, "datapath '", spec, "': expected key=value, got '", part, "'");
+    DUET_CHECK(eq != std::string::npos && eq > 0, "precision '", spec, "': expected key=value, got '", part, "'");
     const std::string key = part.substr(0, eq), value = part.substr(eq + 1);
-    DUET_CHECK(!value.empty(), "datapath '", spec, "': empty value for ", key);
-    DUET_CHECK(seen.insert(key).second, "datapath '", spec, "': ", key, " is given twice");
+    DUET_CHECK(!value.empty(), "precision '", spec, "': empty value for ", key);
+    DUET_CHECK(seen.insert(key).second, "precision '", spec, "': ", key, " is given twice");
     if (key == "x") {
       x_spec = value;
     } else if (key == "w") {
@@ -126,14 +179,17 @@ Datapath parse_datapath(const std::string& spec) {
       d.seed = parse_count(value, "seed", spec);
     } else if (key == "block") {
       const uint64_t b = parse_count(value, "block", spec);
-      DUET_CHECK(b > 0 && b <= (1u << 20), "datapath '", spec, "': block must be in 1..1048576");
+      DUET_CHECK(b > 0 && b <= (1u << 20), "precision '", spec, "': block must be in 1..1048576");
       d.block = static_cast<int>(b);
+    } else if (key == "sparsity") {
+      if (value == "2:4") d.sparsity = Sparsity::TwoOfFour;
+      else DUET_CHECK(value == "dense", "precision '", spec, "': sparsity must be dense or 2:4, got '", value, "'");
     } else {
-      fail("datapath '", spec, "': unknown key '", key, "' (expected x, w, acc, out, round, seed, block)");
+      fail("precision '", spec, "': unknown key '", key, "' (expected x, w, acc, out, round, seed, block, sparsity)");
     }
   }
-  DUET_CHECK(!x_spec.empty(), "datapath '", spec, "': the activation format x=... is required");
-  DUET_CHECK(!seen.count("seed") || d.rounding == Rounding::Stochastic, "datapath '", spec,
+  DUET_CHECK(!x_spec.empty(), "precision '", spec, "': the activation format x=... is required");
+  DUET_CHECK(!seen.count("seed") || d.rounding == Rounding::Stochastic, "precision '", spec,
              "': seed applies to round=sr only");
   if (!have_w) w_spec = x_spec.substr(0, x_spec.find('/'));
   auto operand = [&](const std::string& s, bool is_x) {
@@ -152,34 +208,37 @@ Datapath parse_datapath(const std::string& spec) {
   };
   d.x = operand(x_spec, true);
   d.w = operand(w_spec, false);
-  DUET_CHECK(d.x.format.is_float() == d.w.format.is_float(), "datapath '", spec,
-             "': x and w must both be float or both be integer formats");
+  DUET_CHECK(d.x.format.is_float() || !d.w.format.is_float(), "precision '", spec,
+             "': integer activations need integer weights (float weights with integer activations compute nothing real)");
+  DUET_CHECK(!d.weight_only() || d.w.scaling != Scaling::None, "precision '", spec,
+             "': integer weights with float activations (weight-only) need scales: w=", d.w.format.name,
+             "/channel or /block");
   if (!have_acc) acc_spec = d.x.format.is_float() ? "fp32" : "int32";
   d.acc_spec = acc_spec;
   d.acc = emu::parse_accumulator(acc_spec);
-  DUET_CHECK(d.x.format.is_float() == (d.acc.kind == emu::AccumulatorKind::Float), "datapath '", spec,
+  DUET_CHECK(d.x.format.is_float() == (d.acc.kind == emu::AccumulatorKind::Float), "precision '", spec,
              "': integer inputs need an integer accumulator and float inputs a float one");
   d.out = parse_format(out_spec);
-  DUET_CHECK(d.out.is_float() && d.out.fp.fits_fp32(), "datapath '", spec, "': output format ", d.out.name,
+  DUET_CHECK(d.out.is_float() && d.out.fp.fits_fp32(), "precision '", spec, "': output format ", d.out.name,
              " must be a float format within float32");
   const bool block_scaled = d.x.scaling == Scaling::Block || d.w.scaling == Scaling::Block;
   if (block_scaled) {
-    DUET_CHECK(d.block > 0, "datapath '", spec, "': block scaling needs block=N");
+    DUET_CHECK(d.block > 0, "precision '", spec, "': block scaling needs block=N");
     DUET_CHECK((d.x.scaling == Scaling::Block || d.x.scaling == Scaling::None) &&
                    (d.w.scaling == Scaling::Block || d.w.scaling == Scaling::None),
-               "datapath '", spec, "': block scaling on one operand cannot be combined with tensor or channel scales");
-    DUET_CHECK(d.acc.chunk == 0 || d.acc.chunk == d.block, "datapath '", spec, "': the accumulator promotes every ",
+               "precision '", spec, "': block scaling on one operand cannot be combined with tensor or channel scales");
+    DUET_CHECK(d.weight_only() || d.acc.chunk == 0 || d.acc.chunk == d.block, "precision '", spec, "': the accumulator promotes every ",
                d.acc.chunk, " products but the scale blocks are ", d.block, " long");
-    d.acc.chunk = d.block;
+    if (!d.weight_only()) d.acc.chunk = d.block;  // weight-only: scales apply before the products
   } else {
-    DUET_CHECK(d.block == 0, "datapath '", spec, "': block=N applies to block scaling only");
+    DUET_CHECK(d.block == 0, "precision '", spec, "': block=N applies to block scaling only");
   }
   return d;
 }
 
-const std::vector<Datapath>& datapath_presets() {
-  static const std::vector<Datapath> presets = [] {
-    return std::vector<Datapath>{
+const std::vector<Precision>& precision_presets() {
+  static const std::vector<Precision> presets = [] {
+    return std::vector<Precision>{
         preset("fp32", "x=fp32,acc=fp32", "FP32 FMA in k order (this CPU's FP32 GEMM up to summation order)"),
         preset("tf32", "x=tf32,acc=fp32,round=rna",
                "NVIDIA A100/H100 TF32 tensor cores (inputs rounded as cuBLAS/CUTLASS, FP32 accumulation)"),
@@ -201,6 +260,10 @@ const std::vector<Datapath>& datapath_presets() {
         preset("int8-acc16", "x=int8/tensor,w=int8/channel,acc=int16sat",
                "INT8 with a saturating 16-bit accumulator (a narrow-accumulator design point)"),
         preset("int4", "x=int4/tensor,w=int4/channel,acc=int32", "INT4 x INT4 -> INT32 (NVIDIA T4/A100 INT4 tensor cores)"),
+        preset("w8a16", "x=fp16,w=int8/channel,acc=fp32",
+               "INT8 weights per output channel, dequantized to FP16 for FP16 products (weight-only, LLM.int8-style serving)"),
+        preset("w4a16", "x=fp16,w=int4/block,block=128,acc=fp32",
+               "INT4 weights in blocks of 128 along K with FP16 scales, FP16 products (AWQ/GPTQ weight-only serving)"),
     };
   }();
   return presets;
@@ -246,7 +309,27 @@ std::vector<float> dynamic_scales(const Format& f, Scaling s, int block, const f
   return out;
 }
 
-emu::GemmSpec gemm_spec(const Datapath& d, int threads) {
+std::vector<float> prune_2of4(const float* data, int64_t outer, int64_t K, int64_t outer_stride, int64_t k_stride) {
+  const int64_t span = std::max((outer - 1) * outer_stride + (K - 1) * k_stride + 1, int64_t(0));
+  std::vector<float> out(data, data + (outer > 0 && K > 0 ? span : 0));
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k0 = 0; k0 < K; k0 += 4) {
+      const int64_t len = std::min<int64_t>(4, K - k0);
+      if (len <= 2) continue;
+      float* v[4];
+      float mag[4];
+      int order[4] = {0, 1, 2, 3};
+      for (int64_t i = 0; i < len; ++i) {
+        v[i] = &out[o * outer_stride + (k0 + i) * k_stride];
+        mag[i] = std::isnan(*v[i]) ? INFINITY : std::fabs(*v[i]);  // NaN stays visible
+      }
+      std::stable_sort(order, order + len, [&](int i, int j) { return mag[i] > mag[j]; });
+      for (int64_t r = 2; r < len; ++r) *v[order[r]] = 0.0f;
+    }
+  return out;
+}
+
+emu::GemmSpec gemm_spec(const Precision& d, int threads) {
   emu::GemmSpec g;
   g.acc = d.acc;
   g.out = d.out;

@@ -8,6 +8,8 @@
 #include "duet/sim/device.h"
 #include "duet/sim/report.h"
 #include "duet/sim/simulate.h"
+#include "duet/sim/sweep.h"
+#include "duet/onnx/onnx_io.h"
 #include "duet/sim/topology.h"
 #include "duet/sim/workload.h"
 #include "duet/train/graph_builder.h"
@@ -157,6 +159,52 @@ TEST(SimSimulate, EachNodeIsCostedAtItsOwnAnnotatedPrecision) {
   EXPECT_EQ(rt.host_nodes, 1);
   EXPECT_TRUE(rt.nodes[1].on_host);
   EXPECT_EQ(rt.nodes[1].fallback_reason, "no int16 matrix rate");
+}
+
+// The sweep pipeline from C++: the bundled text-direction classifier on three
+// devices x two default precisions x two batches, no CLI involved.
+TEST(SimSweep, BundledClassifierOverThreeDevicesPrecisionsAndBatches) {
+  auto model = onnx_io::load_model(std::string(DUET_SOURCE_DIR) + "/data/models/ppocr_cls_mobile_v2.0.onnx");
+  SweepRequest r;
+  r.catalog_dir = kDevices;
+  r.devices = {"t4", "a100", "tpu-v4"};
+  r.precisions = {"fp16", "int8,sparsity=2:4"};
+  r.batches = {1, 8};
+  r.input_shapes = {{"x", {1, 3, 48, 192}}};
+  const Sweep s = sweep_model(*model, r);
+  ASSERT_EQ(s.devices.size(), 3u);
+  ASSERT_EQ(s.points.size(), 12u);
+  for (size_t i = 0; i < s.points.size(); ++i) {
+    const SweepPoint& p = s.points[i];
+    EXPECT_EQ(p.device, i / 4);
+    EXPECT_EQ(p.result.device_id, r.devices[i / 4]);
+    EXPECT_EQ(p.precision, r.precisions[(i / 2) % 2]);
+    EXPECT_EQ(p.batch, r.batches[i % 2]);
+    EXPECT_EQ(p.result.batch, p.batch);
+    EXPECT_GT(p.nodes, 100);
+    EXPECT_GT(p.result.latency_s, 0);
+    if (p.batch == 8) EXPECT_GT(p.result.throughput_per_s, s.points[i - 1].result.throughput_per_s) << i;
+  }
+  // TPU v4 has no FP16 rate (BF16 and INT8): FP16 nodes go to the host, INT8 ones stay.
+  EXPECT_GT(s.points[8].result.host_nodes, 0);
+  EXPECT_EQ(s.points[10].result.host_nodes, 0);
+  // On the GPUs INT8 2:4 moves fewer bytes than FP16 at the same batch.
+  for (size_t d = 0; d < 2; ++d) {
+    double fp16 = 0, int8 = 0;
+    for (auto& n : s.points[d * 4].result.nodes) fp16 += n.dram_bytes;
+    for (auto& n : s.points[d * 4 + 2].result.nodes) int8 += n.dram_bytes;
+    EXPECT_LT(int8, 0.7 * fp16) << r.devices[d];
+  }
+  // The model is not changed by the sweep, and a bad request is one clear error.
+  EXPECT_EQ(model->graph->inputs.front()->type.shape.str(), onnx_io::load_model(std::string(DUET_SOURCE_DIR) +
+                                                                                "/data/models/ppocr_cls_mobile_v2.0.onnx")
+                                                                 ->graph->inputs.front()->type.shape.str());
+  SweepRequest bad = r;
+  bad.precisions = {"int9"};
+  EXPECT_THROW(sweep_model(*model, bad), Error);
+  bad = r;
+  bad.devices = {"no-such-device"};
+  EXPECT_THROW(sweep_model(*model, bad), Error);
 }
 
 TEST(SimSimulate, DramDominatesGemvEnergyAtBatchOneAndFallsWithBatch) {

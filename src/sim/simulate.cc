@@ -237,8 +237,10 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
     const std::string& wanted = wanted_format.key;
     std::string why;
     std::string p = runnable_precision(device, item, wanted, why);
-    // Elementwise work widened to fp32 stores fp32.
-    const NodeFormat format = p.empty() || p == wanted ? wanted_format : plain_format(p);
+    // Elementwise work a device widens to fp32 computes at that rate; its
+    // tensors stay in the node's own storage format.
+    NodeFormat format = wanted_format;
+    if (!p.empty() && p != wanted) format.key = format.text = p;
     const double bytes_per = format.activation_bytes;
     if (!p.empty()) {
       cost_on(device, item, format, options, w.batch, r);

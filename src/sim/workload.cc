@@ -59,6 +59,9 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
     if (bound != opts.input_shapes.end()) {
       // --shape binds the other dimensions; the batch still replaces dimension 0.
       if (batch != 1 && !bound->second.empty()) bound->second[0] = batch;
+      // ...and the model's own dimension 0 (fixed at 1 by an exporter, or by a
+      // previous call's inference) gives way to it.
+      if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("batch");
       continue;
     }
     auto& s = v->type.shape;

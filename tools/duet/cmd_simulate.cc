@@ -1,10 +1,9 @@
-// duet simulate MODEL_OR_CSV --device A[,B] [--precision P] [--batch 1,8,64]
+// duet simulate MODEL_OR_CSV --device A[,B] [--precision P]... [--batch 1,8,64]
 //   [--dataflow os|ws|is] [--auto-cast none|matmul|all --auto-cast-type T]
 //   [--set key=value] [--threads N] [--validate [--runs N]] [--json] [--report out.html]
-// Costs an ONNX model or a SCALE-Sim topology CSV on devices from the catalog.
-// Devices with measured CPU kernel rates (the host) cost the graph the cpu
-// backend runs (passes::optimize first); --validate also runs it there and
-// reports measured against modelled per node.
+// Costs an ONNX model or a SCALE-Sim topology CSV on devices from the catalog
+// (sim::sweep_model / sweep_topology: device x precision x batch); --validate
+// also runs it on the cpu backend and reports measured against modelled per node.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -19,9 +18,9 @@
 #include "commands.h"
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
-#include "duet/passes/optimize.h"
 #include "duet/sim/report.h"
 #include "duet/sim/simulate.h"
+#include "duet/sim/sweep.h"
 #include "duet/sim/topology.h"
 #include "duet/sim/validate.h"
 
@@ -69,7 +68,7 @@ void print_validation(std::ostream& out, const sim::HostValidation& v) {
 Runner add_simulate(CLI::App& app) {
   struct Options {
     std::string input, report, dir = sim::default_devices_dir(), dataflow;
-    std::vector<std::string> devices, batches{"1"}, sets, shapes;
+    std::vector<std::string> devices, batches{"1"}, sets, shapes, precisions;
     sim::SimOptions sim;
     bool json = false, nodes = false, validate = false;
     int runs = 10;
@@ -78,8 +77,9 @@ Runner add_simulate(CLI::App& app) {
   auto* cmd = app.add_subcommand("simulate", "Model latency, throughput, energy and cost of a model on accelerators (all figures modelled)");
   cmd->add_option("model", o->input, "ONNX model, or SCALE-Sim topology CSV (.csv: conv rows or GEMM M,N,K rows)")->required();
   cmd->add_option("--device", o->devices, "Device ids, comma-separated, or 'all' (see duet devices)")->required();
-  cmd->add_option("--precision", o->sim.precision, "Default precision of every node without its own \"precision\" annotation: a preset (fp32, tf32, bf16, fp16, "
-                  "fp8, int8, int4, w8a16, w4a16...) or a spec like int8,sparsity=2:4 (see duet emulate --list; default fp32)");
+  cmd->add_option("--precision", o->precisions, "Default precision of every node without its own \"precision\" annotation: a preset (fp32, tf32, bf16, fp16, "
+                  "fp8, int8, int4, w8a16, w4a16...) or a spec like int8,sparsity=2:4 (see duet emulate --list; default fp32); "
+                  "repeat to sweep several")->allow_extra_args(false);
   cmd->add_option("--batch", o->batches, "Batch sizes, comma-separated (default 1)");
   cmd->add_option("--dataflow", o->dataflow, "Systolic dataflow: os, ws or is (default: the device's first)");
   cmd->add_option("--auto-cast", o->sim.auto_cast, "Cast matrix ops (matmul), every op (all) or nothing (none, default)");
@@ -101,53 +101,31 @@ Runner add_simulate(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     if (!o->dataflow.empty()) o->sim.dataflow = sim::parse_dataflow(o->dataflow);
     sim::validate(o->sim);
-    std::vector<int64_t> batches;
+    sim::SweepRequest request;
+    request.catalog_dir = o->dir;
+    request.devices = split_list(o->devices);
+    request.batches.clear();
     for (auto& b : split_list(o->batches)) {
       char* end = nullptr;
       const long long v = std::strtoll(b.c_str(), &end, 10);
       DUET_CHECK(end && *end == '\0' && v > 0, "--batch expects positive integers, got '", b, "'");
-      batches.push_back(v);
+      request.batches.push_back(v);
     }
-    std::vector<sim::Override> overrides;
-    for (auto& s : o->sets) overrides.push_back(sim::parse_override(s));
-    std::vector<sim::Device> devices;
-    for (auto& id : split_list(o->devices)) {
-      if (id == "all") {
-        for (auto& d : sim::load_catalog(o->dir))
-          if (d.calibrated) devices.push_back(sim::find_device(o->dir, d.id, overrides));
-      } else {
-        devices.push_back(sim::find_device(o->dir, id, overrides));
-      }
-    }
-    DUET_CHECK(!devices.empty(), "--device: no device given");
-    std::optional<sim::Device> host;
-    if (std::filesystem::exists(std::filesystem::path(o->dir) / "host.toml")) host = sim::find_device(o->dir, "host");
-
-    // Workloads per batch (shape inference once per batch, shared by all devices).
-    // CPUs with measured kernel rates cost the graph the cpu backend runs (optimized).
-    std::vector<sim::Workload> workloads, optimized;
-    const auto shapes = parse_shape_bindings(o->shapes);
+    if (!o->precisions.empty()) request.precisions = o->precisions;
+    for (auto& s : o->sets) request.overrides.push_back(sim::parse_override(s));
+    request.options = o->sim;
+    request.input_shapes = parse_shape_bindings(o->shapes);
     const bool onnx = !ends_with(o->input, ".csv");
-    if (!onnx) {
-      auto topo = sim::read_topology_csv(o->input);
-      for (auto b : batches) workloads.push_back(sim::workload_from_topology(topo, b));
-    } else {
+    const sim::Sweep sweep = onnx ? sim::sweep_model(*[&] {
       auto model = onnx_io::load_model(o->input);
       ir::verify(*model->graph);
-      if (std::any_of(devices.begin(), devices.end(), [](auto& d) { return !d.cpu; }))
-        for (auto b : batches) workloads.push_back(sim::workload_from_model(*model, b, shapes));
-      if (std::any_of(devices.begin(), devices.end(), [](auto& d) { return d.cpu.has_value(); })) {
-        auto fresh = onnx_io::load_model(o->input);
-        passes::optimize(*fresh);
-        for (auto b : batches) optimized.push_back(sim::workload_from_model(*fresh, b, shapes));
-      }
-    }
-    auto workloads_for = [&](const sim::Device& d) -> const std::vector<sim::Workload>& {
-      return d.cpu && onnx ? optimized : workloads;
-    };
+      return model;
+    }(), request)
+                                  : sim::sweep_topology(sim::read_topology_csv(o->input), request);
+    const std::vector<sim::Device>& devices = sweep.devices;
+    const std::vector<int64_t>& batches = request.batches;
     std::vector<sim::SimResult> results;
-    for (auto& d : devices)
-      for (auto& w : workloads_for(d)) results.push_back(sim::simulate(w, d, host ? &*host : nullptr, o->sim));
+    for (auto& p : sweep.points) results.push_back(p.result);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     std::optional<sim::HostValidation> validation;
@@ -155,9 +133,12 @@ Runner add_simulate(CLI::App& app) {
       DUET_CHECK(onnx, "--validate runs an ONNX model, not a topology CSV");
       DUET_CHECK(devices.size() == 1 && devices.front().cpu, "--validate compares the host CPU model: give --device host");
       DUET_CHECK(batches.size() == 1 && batches.front() == 1, "--validate runs batch 1 (set other shapes with --shape)");
-      validation = sim::validate_host(o->input, shapes, devices.front(), o->sim, {o->runs, 2});
+      DUET_CHECK(request.precisions.size() == 1, "--validate compares one precision");
+      sim::SimOptions vo = o->sim;
+      vo.precision = request.precisions.front();
+      validation = sim::validate_host(o->input, request.input_shapes, devices.front(), vo, {o->runs, 2});
     }
-    const auto& first_workload = workloads_for(devices.front()).front();
+    const sim::SweepPoint& first = sweep.points.front();
 
     const std::string title = "duet simulate " + o->input;
     if (!o->report.empty()) {
@@ -166,29 +147,38 @@ Runner add_simulate(CLI::App& app) {
       f << sim::html_report(title, results, validation ? &*validation : nullptr);
     }
     if (o->json) {
-      nlohmann::json j{{"input", o->input}, {"modelled", true}, {"precision", o->sim.precision},
+      nlohmann::json j{{"input", o->input}, {"modelled", true}, {"precision", request.precisions.front()},
+                       {"precisions", request.precisions},
                        {"auto_cast", o->sim.auto_cast}, {"auto_cast_type", o->sim.auto_cast_type},
                        {"seconds", elapsed}, {"results", nlohmann::json::array()}};
-      for (auto& r : results) j["results"].push_back(sim::to_json(r));
+      for (auto& p : sweep.points) {
+        nlohmann::json r = sim::to_json(p.result);
+        r["default_precision"] = p.precision;
+        j["results"].push_back(r);
+      }
       if (validation) j["validation"] = sim::to_json(*validation);
       std::cout << j.dump(2) << "\n";
       return 0;
     }
     std::cout << "All figures modelled (not measured)" << (validation ? ", except the validation below" : "") << ". "
-              << first_workload.items.size() << " nodes";
-    if (first_workload.unknown_cost_nodes) std::cout << " (" << first_workload.unknown_cost_nodes << " left out: shapes unknown)";
-    std::cout << ", precision " << o->sim.precision;
+              << first.nodes << " nodes";
+    if (first.unknown_cost_nodes) std::cout << " (" << first.unknown_cost_nodes << " left out: shapes unknown)";
+    std::cout << ", precision";
+    for (auto& p : request.precisions) std::cout << " " << p;
     if (o->sim.auto_cast != "none") std::cout << ", auto-cast " << o->sim.auto_cast << " to " << o->sim.auto_cast_type;
     std::cout << "\n"
-              << std::left << std::setw(18) << "device" << std::right << std::setw(7) << "batch" << std::setw(12) << "latency ms"
+              << std::left << std::setw(18) << "device" << std::setw(18) << "precision" << std::right << std::setw(7) << "batch"
+              << std::setw(12) << "latency ms"
               << std::setw(13) << "infer/s" << std::setw(13) << "mJ/infer" << std::setw(9) << "compute" << std::setw(9) << "on-chip"
               << std::setw(8) << "DRAM" << std::setw(10) << "transfer" << std::setw(10) << "$/1M" << std::setw(7) << "host" << "\n";
-    for (auto& r : results) {
+    for (auto& p : sweep.points) {
+      const sim::SimResult& r = p.result;
       const double e = r.energy.total() > 0 ? r.energy.total() : 1;
       auto pct = [&](double v) { std::ostringstream s; s << std::fixed << std::setprecision(1) << 100 * v / e << "%"; return s.str(); };
       std::ostringstream cost;
       if (r.cost_per_million_usd) cost << std::setprecision(3) << *r.cost_per_million_usd; else cost << "-";
-      std::cout << std::left << std::setw(18) << r.device_id << std::right << std::setw(7) << r.batch << std::setw(12)
+      std::cout << std::left << std::setw(18) << r.device_id << std::setw(18) << p.precision.substr(0, 17) << std::right
+                << std::setw(7) << r.batch << std::setw(12)
                 << std::setprecision(4) << r.latency_s * 1e3 << std::setw(13) << r.throughput_per_s << std::setw(13)
                 << r.energy_per_inference_j * 1e3 << std::setw(9) << pct(r.energy.compute_j) << std::setw(9) << pct(r.energy.on_chip_j)
                 << std::setw(8) << pct(r.energy.dram_j) << std::setw(10) << pct(r.energy.transfer_j) << std::setw(10) << cost.str()
@@ -197,7 +187,7 @@ Runner add_simulate(CLI::App& app) {
     // Where each device's layers turn compute-bound (roofline, at the first batch's shapes).
     std::cout << "compute-bound from batch (roofline; layers: median / max):\n";
     for (size_t d = 0; d < devices.size(); ++d) {
-      const auto& r = results[d * batches.size()];
+      const auto& r = results[d * request.precisions.size() * batches.size()];
       std::vector<int64_t> b;
       int never = 0;
       for (auto& n : r.nodes) {
@@ -225,8 +215,8 @@ Runner add_simulate(CLI::App& app) {
       }
     }
     if (validation) print_validation(std::cout, *validation);
-    std::cout << "simulated " << first_workload.items.size() << " nodes x " << devices.size() << " devices x " << batches.size()
-              << " batches in " << std::setprecision(3) << elapsed * 1e3 << " ms"
+    std::cout << "simulated " << first.nodes << " nodes x " << devices.size() << " devices x " << request.precisions.size()
+              << " precisions x " << batches.size() << " batches in " << std::setprecision(3) << elapsed * 1e3 << " ms"
               << (o->report.empty() ? "" : "; report: " + o->report) << "\n";
     return 0;
   };

@@ -9,6 +9,7 @@
 #include "duet/sim/report.h"
 #include "duet/sim/simulate.h"
 #include "duet/sim/sweep.h"
+#include "duet/passes/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/sim/topology.h"
 #include "duet/sim/workload.h"
@@ -171,7 +172,14 @@ TEST(SimSweep, BundledClassifierOverThreeDevicesPrecisionsAndBatches) {
   r.precisions = {"fp16", "int8,sparsity=2:4"};
   r.batches = {1, 8};
   r.input_shapes = {{"x", {1, 3, 48, 192}}};
+  ir::Node* first_conv = nullptr;
+  for (auto& n : model->graph->nodes)
+    if (!first_conv && n->op_type == "Conv") first_conv = n.get();
+  first_conv->annotations["precision"] = "bf16";  // its own precision survives the sweep's copies
   const Sweep s = sweep_model(*model, r);
+  for (const SweepPoint& p : s.points)
+    for (const NodeResult& n : p.result.nodes)
+      if (n.name == first_conv->name && p.result.device_id != "t4") EXPECT_EQ(n.precision, "bf16");  // T4: no bf16
   ASSERT_EQ(s.devices.size(), 3u);
   ASSERT_EQ(s.points.size(), 12u);
   for (size_t i = 0; i < s.points.size(); ++i) {
@@ -205,6 +213,49 @@ TEST(SimSweep, BundledClassifierOverThreeDevicesPrecisionsAndBatches) {
   bad = r;
   bad.devices = {"no-such-device"};
   EXPECT_THROW(sweep_model(*model, bad), Error);
+}
+
+// A QDQ model says its precisions through its DequantizeLinear nodes:
+// annotate_qdq_precision writes them on the matrix ops, and the simulator
+// costs each at its own (INT8 conv, INT4 weight-only MatMul, float conv).
+TEST(SimSimulate, QdqModelsAreCostedAtTheirQuantizedPrecisions) {
+  train::GraphBuilder b(21);
+  auto initializer = [&](const std::string& name, DType t, const Dims& dims) {
+    return b.initializer(name, Tensor::zeros(t, dims));
+  };
+  auto dq = [&](ir::Value* q, ir::Value* scale, std::vector<ir::Attribute> attrs = {}) {
+    return b.node("DequantizeLinear", {q, scale}, attrs);
+  };
+  ir::Value* x = b.input("x", DType::Float32, {1, 64, 16, 16});
+  // Conv 1: UINT8 activations (per tensor), INT8 weights per output channel.
+  ir::Value* xq = b.node("QuantizeLinear", {x, b.initializer("xs", Tensor::scalar(0.1f)),
+                                            b.initializer("xz", Tensor::scalar<uint8_t>(128))});
+  ir::Value* xd = dq(xq, b.initializer("xs2", Tensor::scalar(0.1f)));
+  ir::Value* w1 = dq(initializer("w1q", DType::Int8, {64, 64, 3, 3}), b.initializer("w1s", Tensor::zeros(DType::Float32, {64})),
+                     {train::attr_int("axis", 0)});
+  ir::Value* y = b.node("Conv", {xd, w1}, {train::attr_ints("pads", {1, 1, 1, 1})});
+  // Conv 2: float.
+  y = b.conv2d(y, 64, 64, 3, 1);
+  // MatMul: INT4 weights in blocks of 32 along K, float activations.
+  ir::Value* flat = b.node("Reshape", {y, b.initializer("shape", Tensor::from_vector<int64_t>({256, 64}, {2}))});
+  ir::Value* w3 = dq(initializer("w3q", DType::Int4, {64, 128}), b.initializer("w3s", Tensor::zeros(DType::Float32, {2, 128})),
+                     {train::attr_int("axis", 0), train::attr_int("block_size", 32)});
+  b.output(b.node("MatMul", {flat, w3}));
+  std::unique_ptr<ir::Model> model = b.finish();
+  EXPECT_EQ(passes::annotate_qdq_precision(*model), 2);
+  std::map<std::string, std::string> by_op;
+  for (auto& n : model->graph->nodes)
+    if (n->annotations.count("precision")) by_op[n->op_type] = n->annotations.at("precision");
+  EXPECT_EQ(by_op["Conv"], "int8");  // the preset: UINT8 activations compute 8-bit products
+  EXPECT_EQ(by_op["MatMul"], "x=fp32/none,w=int4/block,acc=fp32,out=fp32,block=32");
+
+  const Workload w = workload_from_model(*model, 1);
+  const SimResult r = simulate(w, find_device(kDevices, "a100"), nullptr, {});
+  std::vector<std::string> matrix;
+  for (auto& n : r.nodes)
+    if (n.matrix) matrix.push_back(n.precision);
+  EXPECT_EQ(matrix, (std::vector<std::string>{"int8", "fp32",
+                                              "x=fp32/none,w=int4/block,acc=fp32,out=fp32,block=32"}));
 }
 
 TEST(SimSimulate, DramDominatesGemvEnergyAtBatchOneAndFallsWithBatch) {

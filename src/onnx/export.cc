@@ -151,7 +151,14 @@ void save_tensor_pb(const Tensor& t, const std::string& name, const std::string&
 
 std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
   const std::string bytes = serialize_model(model);
-  return parse_model(bytes.data(), bytes.size());
+  std::unique_ptr<ir::Model> copy = parse_model(bytes.data(), bytes.size());
+  // ONNX has no field for pass annotations (precision...): carry them over
+  // node by node (serialization keeps the main graph's node order).
+  const auto& from = model.graph->nodes;
+  auto& to = copy->graph->nodes;
+  if (from.size() == to.size())
+    for (size_t i = 0; i < from.size(); ++i) to[i]->annotations = from[i]->annotations;
+  return copy;
 }
 
 }  // namespace duet::onnx_io

@@ -52,7 +52,11 @@ EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& data
   bool any = false;
   for (auto& up : model.graph->nodes) {
     ir::Node& n = *up;
-    if (!emulated_form(n)) continue;
+    if (!emulated_form(n)) {
+      if ((n.domain.empty() || n.domain == "ai.onnx") && ops::matrix_traits(n))
+        report.kept_fp32.emplace_back(n.label(), n.op_type + " has no emulated form");
+      continue;
+    }
     if (options.exclude_op_types.count(n.op_type)) {
       report.kept_fp32.emplace_back(n.label(), "excluded by op type");
       continue;

@@ -11,6 +11,7 @@
 #include "duet/onnx/onnx_io.h"
 #include "duet/ops/registry.h"
 #include "duet/passes/optimize.h"
+#include "duet/passes/precision.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/upgrade_opset.h"
 
@@ -595,6 +596,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
   g.topological_sort();
   ir::verify(g);
   passes::infer_shapes(*result.model);
+  passes::annotate_qdq_precision(*result.model);  // each quantized node says what it computes
   return result;
 }
 

@@ -7,6 +7,7 @@
 #include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/optimize.h"
+#include "duet/passes/precision.h"
 
 namespace duet::sim {
 
@@ -73,6 +74,7 @@ Sweep sweep_model(const ir::Model& model, const SweepRequest& r) {
   for (const Device& d : resolve_devices(r)) (d.cpu ? need_optimized : need_given) = true;
   if (need_given) {
     auto m = onnx_io::clone_model(model);
+    passes::annotate_qdq_precision(*m);  // a QDQ model is costed at the precisions it was quantized to
     for (int64_t b : r.batches) as_given.push_back(workload_from_model(*m, b, r.input_shapes));
   }
   if (need_optimized) {

@@ -16,7 +16,8 @@ std::unique_ptr<ir::Model> load_model(const std::string& path);
 std::unique_ptr<ir::Model> parse_model(const void* data, size_t size, const std::string& base_dir = "");
 
 std::string serialize_model(const ir::Model& model);
-// A deep copy (through the ONNX serialization, so every field survives).
+// A deep copy (through the ONNX serialization, so every field survives; the
+// main graph's node annotations, which ONNX has no field for, are copied over).
 std::unique_ptr<ir::Model> clone_model(const ir::Model& model);
 void save_model(const ir::Model& model, const std::string& path);
 

@@ -12,6 +12,7 @@
 #include "duet/passes/upgrade_opset.h"
 #include "duet/quant/calibrate.h"
 #include "duet/quant/observer.h"
+#include "duet/quant/ptq.h"
 #include "duet/quant/quantize.h"
 #include "duet/runtime/session.h"
 #include "duet/train/graph_builder.h"
@@ -338,6 +339,45 @@ TEST(Quantize, AccuracyBudgetKeepsTheMostSensitiveNodesInFloat) {
   EXPECT_EQ(err, 0.0);
   keep = quant::choose_float_nodes(*prepared, plan, ranges, o, eval, ranking, 1.0, &err, nullptr);
   EXPECT_TRUE(keep.empty());
+}
+
+// The post-training pipeline from C++, no CLI: the bundled classifier with an
+// accuracy budget on its own three samples. Every planned node is INT8 or kept
+// float by the budget, the measured error meets it, and the QDQ model says
+// its precision per node (what the simulator reads).
+TEST(Ptq, QuantizesTheBundledClassifierFromCpp) {
+  auto model = onnx_io::load_model(source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx");
+  quant::Recipe recipe;
+  recipe.accuracy_budget = 0.02;
+  recipe.max_eval = 3;
+  recipe.run.threads = 2;
+  std::vector<std::string> stages;
+  recipe.progress = [&](const std::string& stage) {
+    stages.push_back(stage);
+    return std::function<void(size_t, size_t)>{};
+  };
+  const quant::SampleSource calib = quant::sample_folder(source_dir() + "/data/samples/cls", *model->graph);
+  ASSERT_EQ(calib.count, 3u);
+  const quant::PtqResult r = quant::quantize_post_training(*model, recipe, calib);
+  EXPECT_EQ(r.report.calibration_samples, 3u);
+  EXPECT_EQ(r.report.evaluation_samples, 3u);
+  ASSERT_TRUE(r.report.comparison.has_value());
+  EXPECT_LE(r.report.budget_error, 0.02);
+  EXPECT_LE(r.report.comparison->error, 0.02);
+  EXPECT_EQ(r.report.plan.nodes.size(), r.quantized.precision.size());
+  int int8 = 0, fp32 = 0;
+  for (auto& [node, p] : r.quantized.precision) (p == "int8" ? int8 : fp32) += 1;
+  EXPECT_EQ(size_t(fp32), r.kept_float.size());
+  EXPECT_GT(int8, 40);  // most of the 54 convolutions
+  EXPECT_FALSE(r.observers.empty());
+  int annotated = 0;
+  for (auto& n : r.quantized.model->graph->nodes) annotated += n->annotations.count("precision") > 0;
+  EXPECT_EQ(annotated, int8);
+  EXPECT_EQ(stages, (std::vector<std::string>{"calibrating", "sensitivity"}));
+  // A recipe that cannot apply is one clear error.
+  quant::Recipe bad;
+  bad.awq = true;
+  EXPECT_THROW(quant::quantize_post_training(*model, bad, calib), Error);
 }
 
 TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {

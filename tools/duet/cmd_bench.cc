@@ -14,6 +14,7 @@
 #include <set>
 
 #include "commands.h"
+#include "duet/core/process.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/runtime/session.h"
 
@@ -21,19 +22,6 @@ namespace duet::cli {
 
 std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>& specs);  // cmd_info.cc
 int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, int threads, int runs, bool json);  // cmd_bench_gemm.cc
-
-// The high-water mark of this process image's resident memory (VmHWM).
-// getrusage's ru_maxrss would not do: it survives fork and exec, so a child
-// of a big parent (a Python benchmark driver) reports the parent's peak.
-double peak_rss_mb() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
-  rusage r{};
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_maxrss / 1024.0;
-}
-
 
 Runner add_bench(CLI::App& app) {
   struct Options {

@@ -20,12 +20,11 @@
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/emulate.h"
 #include "duet/passes/optimize.h"
-#include "duet/quant/calibrate.h"
+#include "duet/quant/ptq.h"
 #include "duet/runtime/session.h"
 
 namespace duet::cli {
 
-quant::SampleSource open_samples(const std::string& dir, const ir::Graph& graph, const std::string& preprocess);  // samples_source.cc
 std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>& specs);                       // cmd_info.cc
 
 namespace {
@@ -143,7 +142,7 @@ int run(const Options& o) {
   quant::SampleSource data;
   std::map<std::string, Tensor> random;
   if (!o.data.empty()) {
-    data = open_samples(o.data, *model->graph, o.preprocess);
+    data = quant::sample_folder(o.data, *model->graph, o.preprocess);
   } else {
     random = runtime::seeded_feeds(*model->graph, parse_shape_bindings(o.shapes));
     data.count = 1;

@@ -1,8 +1,7 @@
 // duet quantize MODEL --calib DIR -o OUT.onnx: post-training quantization.
-// Calibrates activation ranges over a folder of samples (streaming: memory
-// does not grow with the sample count), writes a QDQ model that ONNX Runtime
-// runs, and measures it against FP32 (sensitivity per node, per-tensor SQNR,
-// output comparison; --accuracy-budget keeps the most sensitive nodes in FP32).
+// Parses the flags into a quant::Recipe, calls quant::quantize_post_training
+// (quant/ptq.h: calibration, SmoothQuant/AWQ, bias correction, sensitivity,
+// the accuracy budget, measured comparison), writes the QDQ model and reports.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -18,13 +17,11 @@
 #include "commands.h"
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
-#include "duet/quant/calibrate.h"
+#include "duet/quant/ptq.h"
 #include "duet/quant/report.h"
 
 namespace duet::cli {
 
-double peak_rss_mb();                                    // cmd_bench.cc
-quant::SampleSource open_samples(const std::string& dir, const ir::Graph& graph, const std::string& preprocess);  // samples_source.cc
 
 namespace {
 
@@ -141,9 +138,10 @@ Runner add_quantize(CLI::App& app) {
   return [o]() {
     const auto t_start = std::chrono::steady_clock::now();
     auto model = onnx_io::load_model(o->model);
-    quant::QuantizeOptions qo;
-    const bool auto_method = o->method == "auto";
-    qo.calibration.method = auto_method ? quant::Method::Entropy : quant::parse_method(o->method);
+    quant::Recipe recipe;
+    quant::QuantizeOptions& qo = recipe.options;
+    recipe.auto_method = o->method == "auto";
+    qo.calibration.method = recipe.auto_method ? quant::Method::Entropy : quant::parse_method(o->method);
     qo.calibration.percentile = o->percentile;
     qo.per_channel = !o->per_tensor;
     qo.weights = quant::parse_weight_format(o->weights);
@@ -168,105 +166,28 @@ Runner add_quantize(CLI::App& app) {
       DUET_CHECK(r.lo <= 0 && r.hi >= 0 && r.lo < r.hi, "--override '", spec, "': the range must contain 0 (LO <= 0 <= HI, LO < HI)");
       qo.overrides[spec.substr(0, eq)] = r;
     }
-    DUET_CHECK(!(qo.weights == quant::WeightFormat::Int4 && qo.activations != quant::ActivationFormat::None),
-               "--weights int4 is weight-only: add --activations none");
+    recipe.smooth = o->smooth;
+    recipe.awq = o->awq;
+    recipe.bias_correction = o->bias_correction;
+    recipe.sensitivity = o->sensitivity;
+    if (o->budget >= 0) recipe.accuracy_budget = o->budget;
+    recipe.budget_metric = o->metric == "argmax" ? quant::Metric::Argmax : quant::Metric::L2;
+    recipe.max_eval = o->max_eval;
+    recipe.run.threads = o->threads;
+    recipe.run.backend = o->backend;
     const bool show = o->progress || isatty(2);
+    recipe.progress = [show](const std::string& stage) { return progress_bar(stage, show); };
 
-    quant::SampleSource calib = open_samples(o->calib, *model->graph, o->preprocess);
+    quant::SampleSource calib = quant::sample_folder(o->calib, *model->graph, o->preprocess);
     if (o->max_calib && calib.count > o->max_calib) calib.count = o->max_calib;
-    quant::RunOptions run;
-    run.threads = o->threads;
-    run.backend = o->backend;
-
-    auto prepared = quant::prepare_for_quantization(*model, qo);
-    quant::Plan plan = quant::plan_quantization(*prepared, qo);
-    int smoothed = 0;
-    std::vector<std::pair<double, double>> awq_trace;  // (alpha, error)
-    double awq_alpha = -1;
-    if (o->awq) {
-      DUET_CHECK(qo.weights == quant::WeightFormat::Int4, "--awq searches INT4 weight scales: use it with --weights int4");
-      // Activation-aware scaling: per input channel s = mean|x|^alpha (normalized), the
-      // alpha with the smallest measured output error; alpha 0 is plain round-to-nearest.
-      quant::RunOptions pass = run;
-      pass.progress = progress_bar("channel statistics", show);
-      const auto amax = quant::channel_statistics(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::MeanAbs);
-      const quant::SampleSource awq_eval = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
-      quant::Evaluator eval(*prepared, awq_eval, o->max_eval, run);
-      double best = std::numeric_limits<double>::infinity();
-      std::unique_ptr<ir::Model> best_model;
-      for (double alpha : {0.0, 0.25, 0.5, 0.75, 1.0}) {
-        auto candidate = quant::clone_model(*prepared);
-        const int n = quant::smooth_activations(*candidate, plan, amax, alpha, true);
-        const auto cplan = quant::plan_quantization(*candidate, qo);
-        const double e = eval.compare(*quant::quantize_model(*candidate, cplan, {}, qo).model).error;
-        awq_trace.emplace_back(alpha, e);
-        if (e < best) best = e, awq_alpha = alpha, best_model = std::move(candidate), smoothed = n;
-      }
-      prepared = std::move(best_model);
-      plan = quant::plan_quantization(*prepared, qo);
-    }
-    if (o->smooth > 0 && qo.activations != quant::ActivationFormat::None) {
-      quant::RunOptions pass = run;
-      pass.progress = progress_bar("channel statistics", show);
-      const auto amax = quant::channel_statistics(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass);
-      smoothed = quant::smooth_activations(*prepared, plan, amax, o->smooth);
-      plan = quant::plan_quantization(*prepared, qo);
-    }
-    DUET_CHECK(!plan.nodes.empty(), o->model, ": no node to quantize (op types ", o->op_types.empty() ? "Conv,ConvTranspose,MatMul,Gemm" : "as given", ")");
-
-    if (o->bias_correction) {
-      // Per-channel input means for the Conv bias correction (after any smoothing).
-      quant::RunOptions pass = run;
-      pass.progress = progress_bar("channel means", show);
-      qo.input_means = quant::channel_statistics(*prepared, quant::smoothable_tensors(*prepared, plan), calib, pass, quant::ChannelStat::Mean);
-    }
-    for (auto& [name, _] : qo.overrides)
-      DUET_CHECK(std::find(plan.activations.begin(), plan.activations.end(), name) != plan.activations.end(), "--override: '", name,
-                 "' is not an activation tensor that gets quantized");
-
-    quant::QuantReport report;
+    std::optional<quant::SampleSource> eval;
+    if (!o->eval.empty()) eval = quant::sample_folder(o->eval, *model->graph, o->preprocess);
+    quant::PtqResult result = quant::quantize_post_training(*model, recipe, calib, eval ? &*eval : nullptr);
+    quant::QuantReport& report = result.report;
     report.model = o->model;
     report.output = o->output;
-    report.options = qo;
-    report.plan = plan;
-    report.smoothed = smoothed;
-    report.smooth_alpha = o->awq ? awq_alpha : o->smooth;
-    report.awq_trace = awq_trace;
-    report.calibration_samples = calib.count;
-    std::map<std::string, quant::Range> ranges;
-    std::map<std::string, quant::Observer> observers;
-    if (!plan.activations.empty()) {
-      const auto t0 = std::chrono::steady_clock::now();
-      run.progress = progress_bar("calibrating", show);
-      observers = quant::calibrate(*prepared, plan.activations, calib, run);
-      ranges = quant::choose_ranges(observers, qo);
-      report.calibration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
-    report.peak_rss_mb = peak_rss_mb();
-    run.progress = {};
-
-    const quant::SampleSource eval_data = o->eval.empty() ? calib : open_samples(o->eval, *model->graph, o->preprocess);
-    quant::Evaluator eval(*prepared, eval_data, o->max_eval, run, o->metric == "argmax" ? quant::Metric::Argmax : quant::Metric::L2);
-    report.evaluation_samples = eval.samples();
-    if (auto_method && !observers.empty())
-      ranges = quant::choose_ranges_by_error(*prepared, plan, observers, qo, eval, &report.chosen_method,
-                                             progress_bar("choosing ranges", show));
-    std::set<std::string> keep_float;
-    if (o->sensitivity || o->budget >= 0) {
-      report.sensitivity = quant::sensitivity(*prepared, plan, ranges, qo, eval, progress_bar("sensitivity", show));
-      if (o->budget >= 0) {
-        report.budget = o->budget;
-        report.budget_metric = o->metric;
-        keep_float = quant::choose_float_nodes(*prepared, plan, ranges, qo, eval, report.sensitivity, o->budget,
-                                               &report.budget_error, &report.budget_trace);
-      }
-    }
-    quant::QuantizedModel q = quant::quantize_model(*prepared, plan, ranges, qo, {}, keep_float);
-    report.precision = q.precision;
-    report.ranges = ranges;
+    const quant::QuantizedModel& q = result.quantized;
     onnx_io::save_model(*q.model, o->output);
-    report.comparison = eval.compare(*q.model);
-    if (!ranges.empty()) report.sqnr = eval.tensor_sqnr(*prepared, q, ranges, qo);
     if (!o->report.empty()) {
       std::ofstream f(o->report);
       DUET_CHECK(f, "cannot write ", o->report);
@@ -283,21 +204,22 @@ Runner add_quantize(CLI::App& app) {
     for (auto& [_, p] : q.precision) quantized += p != "fp32";
     std::cout << "wrote " << o->output << ": " << quantized << " of " << q.precision.size() << " nodes quantized ("
               << quant::format_name(qo.weights) << " weights, " << quant::format_name(qo.activations) << " activations, "
-              << (auto_method ? std::string("auto") : quant::method_name(qo.calibration.method)) << " calibration on " << calib.count << " samples)\n";
-    std::cout << "measured on " << eval.samples() << " evaluation samples (FP32 vs quantized):\n";
+              << (recipe.auto_method ? std::string("auto") : quant::method_name(qo.calibration.method)) << " calibration on "
+              << calib.count << " samples)\n";
+    std::cout << "measured on " << report.evaluation_samples << " evaluation samples (FP32 vs quantized):\n";
     for (auto& c : report.comparison->outputs)
       std::cout << "  " << c.name << ": relative L2 error " << c.rel_l2 << ", SQNR " << c.sqnr_db << " dB, argmax agreement "
                 << 100 * c.argmax_agree << "% of " << c.rows << " rows\n";
     if (report.budget)
-      std::cout << "accuracy budget " << *report.budget << " (" << o->metric << "): error " << report.budget_error << " with " << keep_float.size()
-                << " node(s) kept in FP32\n";
+      std::cout << "accuracy budget " << *report.budget << " (" << o->metric << "): error " << report.budget_error << " with "
+                << result.kept_float.size() << " node(s) kept in FP32\n";
     if (!report.sensitivity.empty()) {
       std::cout << "most sensitive nodes:";
       for (size_t i = 0; i < std::min<size_t>(5, report.sensitivity.size()); ++i)
         std::cout << " " << report.sensitivity[i].first << " (" << report.sensitivity[i].second << ")";
       std::cout << "\n";
     }
-    print_weakest_ranges(report, observers, auto_method ? "auto" : quant::method_name(qo.calibration.method));
+    print_weakest_ranges(report, result.observers, recipe.auto_method ? "auto" : quant::method_name(qo.calibration.method));
     std::cout << "calibration peak RSS " << report.peak_rss_mb << " MB; total " << seconds << " s\n";
     return 0;
   };

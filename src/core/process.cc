@@ -1,0 +1,19 @@
+#include "duet/core/process.h"
+
+#include <sys/resource.h>
+
+#include <fstream>
+#include <string>
+
+namespace duet {
+
+double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_maxrss / 1024.0;
+}
+
+}  // namespace duet

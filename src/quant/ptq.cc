@@ -1,0 +1,131 @@
+#include "duet/quant/ptq.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <memory>
+
+#include "duet/core/error.h"
+#include "duet/core/process.h"
+#include "duet/io/preprocess.h"
+#include "duet/io/samples.h"
+
+namespace duet::quant {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::function<void(size_t, size_t)> stage(const Recipe& r, const std::string& name) {
+  return r.progress ? r.progress(name) : std::function<void(size_t, size_t)>{};
+}
+
+// AWQ: per input channel s = mean|x|^alpha (normalized); the alpha with the
+// smallest measured output error wins (alpha 0 is plain round-to-nearest).
+std::unique_ptr<ir::Model> search_awq(const ir::Model& prepared, const Plan& plan, const Recipe& r,
+                                      const SampleSource& calib, const SampleSource& eval_data, QuantReport& report) {
+  RunOptions pass = r.run;
+  pass.progress = stage(r, "channel statistics");
+  const auto mean_abs = channel_statistics(prepared, smoothable_tensors(prepared, plan), calib, pass, ChannelStat::MeanAbs);
+  Evaluator eval(prepared, eval_data, r.max_eval, r.run);
+  double best = std::numeric_limits<double>::infinity();
+  std::unique_ptr<ir::Model> best_model;
+  for (double alpha : r.awq_alphas) {
+    auto candidate = clone_model(prepared);
+    const int n = smooth_activations(*candidate, plan, mean_abs, alpha, true);
+    const double e = eval.compare(*quantize_model(*candidate, plan_quantization(*candidate, r.options), {}, r.options).model).error;
+    report.awq_trace.emplace_back(alpha, e);
+    if (e < best) best = e, report.smooth_alpha = alpha, best_model = std::move(candidate), report.smoothed = n;
+  }
+  return best_model;
+}
+
+}  // namespace
+
+SampleSource sample_folder(const std::string& dir, const ir::Graph& graph, const std::string& preprocess) {
+  std::optional<io::Preprocess> pre;
+  if (!preprocess.empty()) pre = io::Preprocess::parse(preprocess);
+  auto folder = std::make_shared<io::SampleFolder>(dir, graph, pre);
+  SampleSource s;
+  s.count = folder->size();
+  s.name = [folder](size_t i) { return folder->sample_path(i); };
+  s.load = [folder](size_t i) { return folder->load(i); };
+  return s;
+}
+
+PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const SampleSource& calib, const SampleSource* eval_in) {
+  QuantizeOptions qo = r.options;
+  DUET_CHECK(!(qo.weights == WeightFormat::Int4 && qo.activations != ActivationFormat::None),
+             "--weights int4 is weight-only: add --activations none");
+  DUET_CHECK(!r.awq || qo.weights == WeightFormat::Int4, "--awq searches INT4 weight scales: use it with --weights int4");
+  DUET_CHECK(calib.count > 0, "no calibration samples");
+  const SampleSource& eval_data = eval_in ? *eval_in : calib;
+
+  PtqResult out;
+  QuantReport& report = out.report;
+  report.smooth_alpha = r.smooth;
+  report.calibration_samples = calib.count;
+
+  auto prepared = prepare_for_quantization(model, qo);
+  Plan plan = plan_quantization(*prepared, qo);
+  if (r.awq) {
+    prepared = search_awq(*prepared, plan, r, calib, eval_data, report);
+    plan = plan_quantization(*prepared, qo);
+  }
+  if (r.smooth > 0 && qo.activations != ActivationFormat::None) {
+    RunOptions pass = r.run;
+    pass.progress = stage(r, "channel statistics");
+    const auto amax = channel_statistics(*prepared, smoothable_tensors(*prepared, plan), calib, pass);
+    report.smoothed = smooth_activations(*prepared, plan, amax, r.smooth);
+    plan = plan_quantization(*prepared, qo);
+  }
+  DUET_CHECK(!plan.nodes.empty(), "no node to quantize (op types: ", [&] {
+    std::string s;
+    for (auto& t : qo.op_types) s += (s.empty() ? "" : ",") + t;
+    return s;
+  }(), ")");
+  if (r.bias_correction) {  // per-channel input means, after any smoothing
+    RunOptions pass = r.run;
+    pass.progress = stage(r, "channel means");
+    qo.input_means = channel_statistics(*prepared, smoothable_tensors(*prepared, plan), calib, pass, ChannelStat::Mean);
+  }
+  for (auto& [name, _] : qo.overrides)
+    DUET_CHECK(std::find(plan.activations.begin(), plan.activations.end(), name) != plan.activations.end(), "--override: '",
+               name, "' is not an activation tensor that gets quantized");
+
+  report.options = qo;
+  report.plan = plan;
+  std::map<std::string, Range> ranges;
+  if (!plan.activations.empty()) {
+    const auto t0 = Clock::now();
+    RunOptions pass = r.run;
+    pass.progress = stage(r, "calibrating");
+    out.observers = calibrate(*prepared, plan.activations, calib, pass);
+    ranges = choose_ranges(out.observers, qo);
+    report.calibration_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  report.peak_rss_mb = peak_rss_mb();
+
+  Evaluator eval(*prepared, eval_data, r.max_eval, r.run, r.budget_metric);
+  report.evaluation_samples = eval.samples();
+  if (r.auto_method && !out.observers.empty())
+    ranges = choose_ranges_by_error(*prepared, plan, out.observers, qo, eval, &report.chosen_method, stage(r, "choosing ranges"));
+  std::set<std::string>& keep_float = out.kept_float;
+  if (r.sensitivity || r.accuracy_budget) {
+    report.sensitivity = sensitivity(*prepared, plan, ranges, qo, eval, stage(r, "sensitivity"));
+    if (r.accuracy_budget) {
+      report.budget = r.accuracy_budget;
+      report.budget_metric = r.budget_metric == Metric::Argmax ? "argmax" : "l2";
+      keep_float = choose_float_nodes(*prepared, plan, ranges, qo, eval, report.sensitivity, *r.accuracy_budget,
+                                      &report.budget_error, &report.budget_trace);
+    }
+  }
+  out.quantized = quantize_model(*prepared, plan, ranges, qo, {}, keep_float);
+  report.precision = out.quantized.precision;
+  report.ranges = ranges;
+  report.comparison = eval.compare(*out.quantized.model);
+  if (!ranges.empty()) report.sqnr = eval.tensor_sqnr(*prepared, out.quantized, ranges, qo);
+  return out;
+}
+
+}  // namespace duet::quant

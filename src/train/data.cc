@@ -220,4 +220,12 @@ std::pair<Dataset, Dataset> split(const Dataset& data, double test_fraction, uin
   return {data.gather(train), data.gather(test)};
 }
 
+Dataset load_dataset(const std::string& path, const CsvOptions& csv, const std::string& preprocess, int64_t channels) {
+  if (std::filesystem::is_directory(path)) {
+    if (std::filesystem::exists(std::filesystem::path(path) / "x.npy")) return load_npy_pair(path);
+    return load_image_folder(path, preprocess, channels);
+  }
+  return load_csv(path, csv);
+}
+
 }  // namespace duet::train

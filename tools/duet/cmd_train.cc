@@ -1,7 +1,7 @@
 // duet train MODEL_OR_BUILDER --data DATA -o OUT.onnx: trains a classifier on
-// Duet's own graph (autodiff pass, optimizers, mixed precision by autocast
-// with float32 master weights and dynamic loss scaling), prints per-epoch
-// metrics (all measured) and writes the trained model as ONNX.
+// Duet's own graph. Parses flags into data, a model and a train::TrainConfig,
+// calls train::fit (train/fit.h: the epoch loop, checkpoints, resume), prints
+// per-epoch metrics (all measured) and writes the trained model as ONNX.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +15,7 @@
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/train/data.h"
+#include "duet/train/fit.h"
 #include "duet/train/models.h"
 #include "duet/train/report.h"
 #include "duet/train/trainer.h"
@@ -22,35 +23,6 @@
 namespace duet::cli {
 
 namespace {
-
-// A CSV file, a folder with x.npy / y.npy, or an image folder (DIR/<class>/<image>).
-train::Dataset load_data(const std::string& path, const train::CsvOptions& csv, const std::string& preprocess,
-                         int64_t channels) {
-  if (std::filesystem::is_directory(path)) {
-    if (std::filesystem::exists(std::filesystem::path(path) / "x.npy")) return train::load_npy_pair(path);
-    return train::load_image_folder(path, preprocess, channels);
-  }
-  return train::load_csv(path, csv);
-}
-
-// Features reshaped to [N, sample...] of the model input (per-sample sizes must agree).
-void fit_to_input(train::Dataset& d, const ir::Model& model, const std::string& what) {
-  const ir::Value* in = model.graph->inputs.at(0);
-  if (!in->type.shape.rank_known || in->type.shape.rank() < 2) return;
-  Dims sample;
-  for (size_t i = 1; i < in->type.shape.rank(); ++i) {
-    const Dim& dim = in->type.shape.dims[i];
-    if (!dim.known()) return;
-    sample.push_back(dim.value);
-  }
-  const int64_t per = d.size() ? d.features.numel() / d.size() : 0;
-  if (per != numel(sample))
-    fail(what, ": samples have ", per, " values but the model input '", in->name, "' takes ", dims_str(sample), " (",
-         numel(sample), ")");
-  Dims dims{d.size()};
-  dims.insert(dims.end(), sample.begin(), sample.end());
-  d.features = d.features.reshaped(dims);
-}
 
 std::string pct(double v) {
   char buf[32];
@@ -143,8 +115,8 @@ Runner add_train(CLI::App& app) {
     train::CsvOptions csv;
     csv.scale = static_cast<float>(o->scale);
     if (!o->sample_shape.empty()) csv.sample_shape = parse_dims(o->sample_shape);
-    train::Dataset data = load_data(o->data, csv, o->preprocess, o->channels), test;
-    if (!o->test.empty()) test = load_data(o->test, csv, o->preprocess, o->channels);
+    train::Dataset data = train::load_dataset(o->data, csv, o->preprocess, o->channels), test;
+    if (!o->test.empty()) test = train::load_dataset(o->test, csv, o->preprocess, o->channels);
     else std::tie(data, test) = train::split(data, o->test_fraction, o->seed);
 
     std::unique_ptr<ir::Model> model;
@@ -160,8 +132,8 @@ Runner add_train(CLI::App& app) {
       train::prepend_standardization(*model, st.mean, st.stddev);
     }
     if (!o->save_init.empty()) onnx_io::save_model(*model, o->save_init);
-    fit_to_input(data, *model, "--data");
-    if (test.size()) fit_to_input(test, *model, "--test");
+    train::fit_to_input(data, *model, "--data");
+    if (test.size()) train::fit_to_input(test, *model, "--test");
 
     train::TrainConfig cfg;
     cfg.epochs = o->epochs;
@@ -201,27 +173,28 @@ Runner add_train(CLI::App& app) {
     cfg.comm = train::mpi_world();
     cfg.bf16_allreduce = o->allreduce == "bf16";
     const bool root = !cfg.comm || cfg.comm->rank() == 0;  // rank 0 prints and writes
-    train::Trainer trainer(*model, cfg);
-    if (!o->resume.empty()) trainer.load_checkpoint(o->resume);
-
     const bool show = root && (o->progress || isatty(2));
     nlohmann::json epochs = nlohmann::json::array();
-    if (!o->json && root)
-      std::cout << "training " << o->model << ": " << trainer.parameter_names().size() << " parameter tensors, "
-                << data.size() << " training / " << test.size() << " test samples, amp " << cfg.amp
-                << (cfg.tf32 ? " +tf32" : "") << (cfg.qat != "off" ? ", QAT " + cfg.qat : std::string()) << " (" << trainer.autocast_nodes() << " matrix ops low precision)"
-                << ", backend " << cfg.backend
-                << (cfg.comm ? ", data parallel over " + std::to_string(cfg.comm->size()) + " MPI ranks" : std::string())
-                << "\n";
-    train::EpochResult last;
     train::TrainingReport report;
     report.title = "duet train " + o->model;
-    for (int64_t e = trainer.epoch(); e < cfg.epochs && !(cfg.max_steps > 0 && trainer.steps() >= cfg.max_steps); ++e) {
+    train::FitOptions fo;
+    fo.resume = o->resume;
+    fo.checkpoint = o->checkpoint;
+    fo.on_start = [&](const train::Trainer& trainer) {
+      if (o->json || !root) return;
+      std::cout << "training " << o->model << ": " << trainer.parameter_names().size() << " parameter tensors, "
+                << data.size() << " training / " << test.size() << " test samples, amp " << cfg.amp
+                << (cfg.tf32 ? " +tf32" : "") << (cfg.qat != "off" ? ", QAT " + cfg.qat : std::string()) << " ("
+                << trainer.autocast_nodes() << " matrix ops low precision)" << ", backend " << cfg.backend
+                << (cfg.comm ? ", data parallel over " + std::to_string(cfg.comm->size()) + " MPI ranks" : std::string())
+                << "\n";
+    };
+    fo.progress = [&](int64_t e) -> std::function<void(int64_t, int64_t)> {
       auto bar = progress_bar("epoch " + std::to_string(e + 1), show && !o->json);
-      last = trainer.train_epoch(data, test.size() ? &test : nullptr, [&](int64_t d, int64_t t) {
-        if (bar) bar(static_cast<size_t>(d), static_cast<size_t>(t));
-      });
-      if (!o->checkpoint.empty() && root) trainer.save_checkpoint(o->checkpoint);
+      if (!bar) return {};
+      return [bar](int64_t d, int64_t t) { bar(static_cast<size_t>(d), static_cast<size_t>(t)); };
+    };
+    fo.on_epoch = [&](int64_t e, const train::EpochResult& last, const train::Trainer& trainer) {
       nlohmann::json j = {{"epoch", e + 1},
                           {"train_loss", last.train_loss},
                           {"last_step_loss", last.last_loss},
@@ -247,13 +220,15 @@ Runner add_train(CLI::App& app) {
           std::cout << "  scale " << last.loss_scale << " skipped " << last.skipped_steps;
         std::cout << "\n";
       }
-    }
+    };
+    const train::FitResult fitted = train::fit(*model, data, &test, cfg, fo);
+    const train::EpochResult last = fitted.epochs.empty() ? train::EpochResult{} : fitted.epochs.back();
     if (!root) return 0;
     nlohmann::json profile = nlohmann::json::object();
     if (o->profile) {
       std::vector<std::pair<double, std::string>> rows;
       double total = 0;
-      for (auto& [op, ms] : trainer.profile()) {
+      for (auto& [op, ms] : fitted.profile) {
         rows.push_back({ms, op});
         total += ms;
         profile[op] = ms;
@@ -268,7 +243,7 @@ Runner add_train(CLI::App& app) {
         }
       }
     }
-    if (!o->output.empty()) onnx_io::save_model(*trainer.trained_model(), o->output);
+    if (!o->output.empty()) onnx_io::save_model(*fitted.trained, o->output);
     if (!o->report.empty()) {
       report.settings = {{"model", o->model},
                          {"data", o->data + " (" + std::to_string(data.size()) + " training, " + std::to_string(test.size()) + " test samples)"},
@@ -276,11 +251,11 @@ Runner add_train(CLI::App& app) {
                                            std::to_string(cfg.optimizer.weight_decay) + ", schedule " + cfg.schedule.kind},
                          {"batch", std::to_string(cfg.batch)},
                          {"mixed precision", cfg.amp + (cfg.tf32 ? " + tf32" : "") + ", " +
-                                                 std::to_string(trainer.autocast_nodes()) + " matrix ops low precision"},
+                                                 std::to_string(fitted.autocast_nodes) + " matrix ops low precision"},
                          {"QAT", cfg.qat},
                          {"backend", cfg.backend + ", " + std::to_string(cfg.threads) + " threads"},
                          {"ranks", std::to_string(cfg.comm ? cfg.comm->size() : 1)},
-                         {"steps", std::to_string(trainer.steps())}};
+                         {"steps", std::to_string(fitted.steps)}};
       std::ofstream f(o->report);
       if (!f) fail("cannot write the report '", o->report, "'");
       f << train::training_report_html(report);
@@ -295,9 +270,9 @@ Runner add_train(CLI::App& app) {
                             {"batch", cfg.batch},
                             {"train_samples", data.size()},
                             {"test_samples", test.size()},
-                            {"autocast_nodes", trainer.autocast_nodes()},
+                            {"autocast_nodes", fitted.autocast_nodes},
                             {"ranks", cfg.comm ? cfg.comm->size() : 1},
-                            {"steps", trainer.steps()},
+                            {"steps", fitted.steps},
                             {"epochs", epochs},
                             {"test_accuracy", last.test.accuracy},
                             {"output", o->output}};

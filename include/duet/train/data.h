@@ -40,6 +40,11 @@ Dataset load_npy_pair(const std::string& dir);
 // 601 luma). Throws naming an unreadable image or a size mismatch.
 Dataset load_image_folder(const std::string& dir, const std::string& preprocess, int64_t channels = 3);
 
+// A CSV file (.csv / .csv.gz), a folder with x.npy / y.npy, or an image
+// folder (DIR/<class>/<image>): whichever `path` is.
+Dataset load_dataset(const std::string& path, const CsvOptions& csv = {}, const std::string& preprocess = "",
+                     int64_t channels = 3);
+
 // Mean and standard deviation of every feature value of a dataset (one pair
 // for all features, as torchvision's Normalize with one channel); computed on
 // the training split and baked into the model by prepend_standardization.

@@ -1,0 +1,48 @@
+#include "duet/train/fit.h"
+
+#include "duet/core/error.h"
+
+namespace duet::train {
+
+void fit_to_input(Dataset& d, const ir::Model& model, const std::string& what) {
+  const ir::Value* in = model.graph->inputs.at(0);
+  if (!in->type.shape.rank_known || in->type.shape.rank() < 2) return;
+  Dims sample;
+  for (size_t i = 1; i < in->type.shape.rank(); ++i) {
+    const Dim& dim = in->type.shape.dims[i];
+    if (!dim.known()) return;
+    sample.push_back(dim.value);
+  }
+  const int64_t per = d.size() ? d.features.numel() / d.size() : 0;
+  if (per != numel(sample))
+    fail(what, ": samples have ", per, " values but the model input '", in->name, "' takes ", dims_str(sample), " (",
+         numel(sample), ")");
+  Dims dims{d.size()};
+  dims.insert(dims.end(), sample.begin(), sample.end());
+  d.features = d.features.reshaped(dims);
+}
+
+FitResult fit(const ir::Model& model, const Dataset& train, const Dataset* test, const TrainConfig& cfg,
+              const FitOptions& options) {
+  Trainer trainer(model, cfg);
+  if (!options.resume.empty()) trainer.load_checkpoint(options.resume);
+  FitResult r;
+  r.root = !cfg.comm || cfg.comm->rank() == 0;
+  if (options.on_start) options.on_start(trainer);
+  const Dataset* held_out = test && test->size() ? test : nullptr;
+  for (int64_t e = trainer.epoch(); e < cfg.epochs && !(cfg.max_steps > 0 && trainer.steps() >= cfg.max_steps); ++e) {
+    const auto progress = options.progress ? options.progress(e) : std::function<void(int64_t, int64_t)>{};
+    r.epochs.push_back(trainer.train_epoch(train, held_out, progress));
+    if (!options.checkpoint.empty() && r.root) trainer.save_checkpoint(options.checkpoint);
+    if (options.on_epoch) options.on_epoch(e, r.epochs.back(), trainer);
+  }
+  r.trained = trainer.trained_model();
+  if (cfg.profile) r.profile = trainer.profile();
+  r.steps = trainer.steps();
+  r.autocast_nodes = trainer.autocast_nodes();
+  r.parameter_tensors = trainer.parameter_names().size();
+  r.loss_scale = trainer.loss_scale();
+  return r;
+}
+
+}  // namespace duet::train

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "duet/numerics/precision.h"
+#include "duet/quant/emulation.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/emulate.h"
 #include "duet/passes/shape_inference.h"
@@ -258,6 +259,37 @@ TEST(EmulatedOps, TwoOfFourSparsityPrunesTheWeightsAlongK) {
     moved += std::fabs(sparse[0].data<float>()[i] - dense[0].data<float>()[i]) > 1e-3;
   }
   EXPECT_GT(moved, 0);  // pruning half the weights does change the result
+}
+
+// The emulation pipeline from C++, no CLI: the bundled digits CNN on its
+// sample digits through BF16, INT8 and 2:4-sparse INT8. BF16 stays closest to
+// FP32, pruning half the weights without retraining moves it most, and a
+// weight-only precision is listed as kept FP32 with its reason.
+TEST(EmulationPipeline, DigitsCnnThroughThreePrecisionsFromCpp) {
+  auto model = onnx_io::load_model(std::string(DUET_SOURCE_DIR) + "/data/models/digits_cnn.onnx");
+  quant::EmulationRequest r;
+  r.precisions = {"bf16", "int8", "int8,sparsity=2:4", "w4a16"};
+  r.max_samples = 16;
+  r.keep_models = true;
+  const auto data = quant::sample_folder(std::string(DUET_SOURCE_DIR) + "/data/samples/digits", *model->graph);
+  const quant::EmulationResult e = quant::emulate_precisions(*model, r, data);
+  EXPECT_EQ(e.samples, std::min<size_t>(16, data.count));
+  ASSERT_EQ(e.precisions.size(), 4u);
+  const auto& bf16 = e.precisions[0].comparison, &int8 = e.precisions[1].comparison, &sparse = e.precisions[2].comparison;
+  EXPECT_EQ(e.precisions[0].rewrite.emulated, 4);
+  EXPECT_LT(bf16.rel_l2, 0.01);
+  EXPECT_LT(bf16.rel_l2, int8.rel_l2);
+  EXPECT_LT(int8.rel_l2, sparse.rel_l2);
+  EXPECT_EQ(e.precisions[2].precision.str(), "int8,sparsity=2:4");
+  EXPECT_EQ(e.precisions[3].rewrite.emulated, 0);
+  EXPECT_EQ(e.precisions[3].rewrite.kept_fp32.size(), 4u);
+  EXPECT_DOUBLE_EQ(e.precisions[3].comparison.rel_l2, 0);
+  int annotated = 0;
+  for (auto& n : e.precisions[1].model->graph->nodes) annotated += n->annotations.count("precision") && n->annotations.at("precision") == "int8";
+  EXPECT_EQ(annotated, 4);
+  quant::EmulationRequest bad = r;
+  bad.rewrite.exclude_op_types = {"Relu"};
+  EXPECT_THROW(quant::emulate_precisions(*model, bad, data), Error);
 }
 
 TEST(EmulatedOps, GemmKeepsAlphaBetaAndBroadcastBias) {

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <set>
 
 #include "duet/core/error.h"
+#include "duet/io/preprocess.h"
+#include "duet/io/samples.h"
 #include "duet/runtime/session.h"
 
 namespace duet::quant {
@@ -316,6 +319,17 @@ std::set<std::string> choose_float_nodes(const ir::Model& prepared, const Plan& 
   }
   if (error_out) *error_out = error_with(hi);
   return keep(hi);
+}
+
+SampleSource sample_folder(const std::string& dir, const ir::Graph& graph, const std::string& preprocess) {
+  std::optional<io::Preprocess> pre;
+  if (!preprocess.empty()) pre = io::Preprocess::parse(preprocess);
+  auto folder = std::make_shared<io::SampleFolder>(dir, graph, pre);
+  SampleSource s;
+  s.count = folder->size();
+  s.name = [folder](size_t i) { return folder->sample_path(i); };
+  s.load = [folder](size_t i) { return folder->load(i); };
+  return s;
 }
 
 }  // namespace duet::quant

@@ -7,8 +7,6 @@
 
 #include "duet/core/error.h"
 #include "duet/core/process.h"
-#include "duet/io/preprocess.h"
-#include "duet/io/samples.h"
 
 namespace duet::quant {
 
@@ -41,17 +39,6 @@ std::unique_ptr<ir::Model> search_awq(const ir::Model& prepared, const Plan& pla
 }
 
 }  // namespace
-
-SampleSource sample_folder(const std::string& dir, const ir::Graph& graph, const std::string& preprocess) {
-  std::optional<io::Preprocess> pre;
-  if (!preprocess.empty()) pre = io::Preprocess::parse(preprocess);
-  auto folder = std::make_shared<io::SampleFolder>(dir, graph, pre);
-  SampleSource s;
-  s.count = folder->size();
-  s.name = [folder](size_t i) { return folder->sample_path(i); };
-  s.load = [folder](size_t i) { return folder->load(i); };
-  return s;
-}
 
 PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const SampleSource& calib, const SampleSource* eval_in) {
   QuantizeOptions qo = r.options;

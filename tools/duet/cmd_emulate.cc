@@ -1,12 +1,11 @@
 // duet emulate MODEL [--datapath P]... [--data DIR] [--json] [--report out.html] [-o out.onnx]
-// Runs the model's Conv/MatMul/Gemm through each datapath (numerics::Precision:
+// A front end over quant::emulate_precisions (quant/emulation.h), which runs the model's Conv/MatMul/Gemm through each datapath (numerics::Precision:
 // input formats and scales, accumulator, output format; presets name real
 // devices' matrix engines) and measures how far its outputs move from FP32 on
 // the given samples: relative L2, SQNR, max |error|, argmax agreement. The
 // errors are measured (bit-exact emulation on this CPU); nothing is modelled.
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -19,9 +18,8 @@
 #include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/emulate.h"
-#include "duet/passes/optimize.h"
+#include "duet/quant/emulation.h"
 #include "duet/quant/ptq.h"
-#include "duet/runtime/session.h"
 
 namespace duet::cli {
 
@@ -38,12 +36,7 @@ struct Options {
   bool json = false, list = false, progress = false;
 };
 
-struct Result {
-  numerics::Precision datapath;
-  passes::EmulateReport rewrite;
-  quant::Comparison cmp;
-  double ms_per_sample = 0;
-};
+using Result = quant::EmulatedPrecision;
 
 int list_presets(bool json) {
   if (json) {
@@ -79,7 +72,7 @@ std::string bars(const std::vector<Result>& results, const std::string& label,
     const int y = 22 + static_cast<int>(i) * row;
     const double w = std::fabs(v) / vmax * width;
     s << "<text x='" << left - 6 << "' y='" << y + 14 << "' font-size='12' text-anchor='end'>"
-      << html_escape(results[i].datapath.name) << "</text><rect x='" << left << "' y='" << y << "' width='" << w
+      << html_escape(results[i].precision.name) << "</text><rect x='" << left << "' y='" << y << "' width='" << w
       << "' height='" << row - 6 << "' fill='#4a7ab5'/><text x='" << left + w + 4 << "' y='" << y + 14
       << "' font-size='12'>" << fmt(v) << "</text>";
   }
@@ -99,98 +92,70 @@ void write_report(const std::string& path, const Options& o, const std::vector<R
     << ".</p><h2>Output SQNR (dB, higher is closer to FP32)</h2>"
     << bars(results, "SQNR dB (mean over outputs)", [](const Result& r) {
          double s = 0;
-         for (const auto& oc : r.cmp.outputs) s += oc.sqnr_db;
-         return r.cmp.outputs.empty() ? 0.0 : s / r.cmp.outputs.size();
+         for (const auto& oc : r.comparison.outputs) s += oc.sqnr_db;
+         return r.comparison.outputs.empty() ? 0.0 : s / r.comparison.outputs.size();
        })
-    << "<h2>Relative L2 error</h2>" << bars(results, "mean relative L2 error", [](const Result& r) { return r.cmp.rel_l2; })
+    << "<h2>Relative L2 error</h2>" << bars(results, "mean relative L2 error", [](const Result& r) { return r.comparison.rel_l2; })
     << "<h2>Datapaths</h2><table><tr><th>datapath</th><th>spec</th><th>emulated nodes</th><th>kept FP32</th>"
        "<th>rel L2</th><th>argmax changed</th><th>ms/sample (measured, emulated)</th></tr>";
   for (const auto& r : results) {
-    f << "<tr><td>" << html_escape(r.datapath.name) << "</td><td>" << html_escape(r.datapath.spec()) << "</td><td>"
-      << r.rewrite.emulated << "</td><td>" << r.rewrite.kept_fp32.size() << "</td><td>" << fmt(r.cmp.rel_l2)
-      << "</td><td>" << fmt(100 * r.cmp.argmax_changed, 3) << "%</td><td>" << fmt(r.ms_per_sample, 4) << "</td></tr>";
+    f << "<tr><td>" << html_escape(r.precision.name) << "</td><td>" << html_escape(r.precision.spec()) << "</td><td>"
+      << r.rewrite.emulated << "</td><td>" << r.rewrite.kept_fp32.size() << "</td><td>" << fmt(r.comparison.rel_l2)
+      << "</td><td>" << fmt(100 * r.comparison.argmax_changed, 3) << "%</td><td>" << fmt(r.ms_per_sample, 4) << "</td></tr>";
   }
   f << "</table><h2>Per output</h2><table><tr><th>datapath</th><th>output</th><th>rel L2</th><th>SQNR dB</th>"
        "<th>max |err|</th><th>argmax agreement</th></tr>";
   for (const auto& r : results)
-    for (const auto& oc : r.cmp.outputs)
-      f << "<tr><td>" << html_escape(r.datapath.name) << "</td><td>" << html_escape(oc.name) << "</td><td>"
+    for (const auto& oc : r.comparison.outputs)
+      f << "<tr><td>" << html_escape(r.precision.name) << "</td><td>" << html_escape(oc.name) << "</td><td>"
         << fmt(oc.rel_l2) << "</td><td>" << fmt(oc.sqnr_db) << "</td><td>" << fmt(oc.max_abs) << "</td><td>"
         << fmt(100 * oc.argmax_agree, 4) << "%</td></tr>";
   f << "</table><h2>Nodes kept in FP32</h2><ul>";
   for (const auto& r : results)
     for (const auto& [node, why] : r.rewrite.kept_fp32)
-      f << "<li>" << html_escape(r.datapath.name) << ": " << html_escape(node) << ": " << html_escape(why) << "</li>";
+      f << "<li>" << html_escape(r.precision.name) << ": " << html_escape(node) << ": " << html_escape(why) << "</li>";
   f << "</ul></body></html>\n";
 }
 
 int run(const Options& o) {
   if (o.list) return list_presets(o.json);
   DUET_CHECK(!o.model.empty(), "emulate: a MODEL is required (or --list)");
-  std::vector<numerics::Precision> datapaths;
-  for (const auto& s : o.datapaths.empty() ? std::vector<std::string>{"bf16", "fp16", "fp8", "int8"} : o.datapaths)
-    datapaths.push_back(numerics::parse_precision(s));
-  DUET_CHECK(o.output.empty() || datapaths.size() == 1, "emulate: -o writes one model; give exactly one --datapath");
+  quant::EmulationRequest request;
+  if (!o.datapaths.empty()) request.precisions = o.datapaths;
+  DUET_CHECK(o.output.empty() || request.precisions.size() == 1, "emulate: -o writes one model; give exactly one --datapath");
+  request.rewrite.exclude_op_types.insert(o.exclude_ops.begin(), o.exclude_ops.end());
+  request.rewrite.exclude_nodes.insert(o.exclude_nodes.begin(), o.exclude_nodes.end());
+  request.max_samples = o.max_samples;
+  request.run.threads = o.threads;
+  request.run.backend = o.backend;
+  request.keep_models = !o.output.empty();
+  if (o.progress)
+    request.progress = [](size_t i, size_t n, const std::string& p) {
+      std::cerr << "emulate: " << p << " (" << i + 1 << "/" << n << ")\n";
+    };
   std::shared_ptr<ir::Model> model = onnx_io::load_model(o.model);
-  runtime::check_supported(*model);
-  // As a device compiler does before casting weights: constants, BatchNorm and
-  // per-channel affine steps folded into the convolutions (no op fusion).
-  passes::OptimizeOptions fold;
-  fold.fuse = false;
-  passes::optimize(*model, fold);
-
-  quant::SampleSource data;
-  std::map<std::string, Tensor> random;
-  if (!o.data.empty()) {
-    data = quant::sample_folder(o.data, *model->graph, o.preprocess);
-  } else {
-    random = runtime::seeded_feeds(*model->graph, parse_shape_bindings(o.shapes));
-    data.count = 1;
-    data.load = [&random](size_t) { return random; };
-    data.name = [](size_t) { return std::string("seeded random inputs"); };
-  }
-  quant::RunOptions run_options;
-  run_options.threads = o.threads;
-  run_options.backend = o.backend;
+  const quant::SampleSource data = o.data.empty() ? quant::seeded_samples(*model->graph, parse_shape_bindings(o.shapes))
+                                                  : quant::sample_folder(o.data, *model->graph, o.preprocess);
   if (o.progress) std::cerr << "emulate: FP32 reference outputs\n";
-  quant::Evaluator eval(*model, data, o.max_samples, run_options);
-
-  for (const auto& op : o.exclude_ops)
-    DUET_CHECK(op == "Conv" || op == "MatMul" || op == "Gemm", "emulate: --exclude-op takes Conv, MatMul or Gemm, got '",
-               op, "'");
-  passes::EmulateOptions eo;
-  eo.exclude_op_types.insert(o.exclude_ops.begin(), o.exclude_ops.end());
-  eo.exclude_nodes.insert(o.exclude_nodes.begin(), o.exclude_nodes.end());
-  std::vector<Result> results;
-  for (size_t i = 0; i < datapaths.size(); ++i) {
-    if (o.progress) std::cerr << "emulate: " << datapaths[i].name << " (" << i + 1 << "/" << datapaths.size() << ")\n";
-    Result r;
-    r.datapath = datapaths[i];
-    std::unique_ptr<ir::Model> emulated = onnx_io::clone_model(*model);
-    r.rewrite = passes::emulate_datapath(*emulated, r.datapath, eo);
-    const auto t0 = std::chrono::steady_clock::now();
-    r.cmp = eval.compare(*emulated);
-    r.ms_per_sample = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-                      static_cast<double>(eval.samples());
-    if (!o.output.empty()) onnx_io::save_model(*emulated, o.output);
-    results.push_back(std::move(r));
-  }
-  if (!o.report.empty()) write_report(o.report, o, results, eval.samples());
+  quant::EmulationResult emulation = quant::emulate_precisions(*model, request, data);
+  const std::vector<Result>& results = emulation.precisions;
+  if (!o.output.empty()) onnx_io::save_model(*results.front().model, o.output);
+  if (!o.report.empty()) write_report(o.report, o, results, emulation.samples);
 
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
-                        {"samples", eval.samples()},
+                        {"samples", emulation.samples},
                         {"data", o.data.empty() ? "seeded random inputs" : o.data},
                         {"figures", "measured (bit-exact emulation on this CPU)"}};
     for (const auto& r : results) {
-      nlohmann::json d = {{"datapath", r.datapath.name},
-                          {"spec", r.datapath.spec()},
+      nlohmann::json d = {{"datapath", r.precision.name},
+                          {"spec", r.precision.spec()},
                           {"emulated_nodes", r.rewrite.emulated},
-                          {"rel_l2", r.cmp.rel_l2},
-                          {"argmax_changed", r.cmp.argmax_changed},
+                          {"rel_l2", r.comparison.rel_l2},
+                          {"argmax_changed", r.comparison.argmax_changed},
                           {"measured_ms_per_sample", r.ms_per_sample}};
       for (const auto& [node, why] : r.rewrite.kept_fp32) d["kept_fp32"].push_back({{"node", node}, {"reason", why}});
-      for (const auto& oc : r.cmp.outputs)
+      for (const auto& oc : r.comparison.outputs)
         d["outputs"].push_back({{"name", oc.name},
                                 {"rel_l2", oc.rel_l2},
                                 {"sqnr_db", oc.sqnr_db},
@@ -202,15 +167,15 @@ int run(const Options& o) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << "measured on " << eval.samples() << " sample(s) "
+  std::cout << "measured on " << emulation.samples << " sample(s) "
             << (o.data.empty() ? std::string("(seeded random inputs; give --data for real ones)") : "from " + o.data)
             << ", FP32 vs each datapath (bit-exact emulation on this CPU):\n";
-  std::printf("%-12s %6s %6s %11s %9s %11s %9s %12s\n", "datapath", "nodes", "fp32", "rel L2", "SQNR dB", "max |err|",
+  std::printf("%-18s %6s %6s %11s %9s %11s %9s %12s\n", "datapath", "nodes", "fp32", "rel L2", "SQNR dB", "max |err|",
               "argmax", "ms/sample");
   for (const auto& r : results) {
-    for (size_t k = 0; k < r.cmp.outputs.size(); ++k) {
-      const auto& oc = r.cmp.outputs[k];
-      std::printf("%-12s %6d %6zu %11.4g %9.2f %11.4g %8.3f%% %12.2f  %s\n", k == 0 ? r.datapath.name.c_str() : "",
+    for (size_t k = 0; k < r.comparison.outputs.size(); ++k) {
+      const auto& oc = r.comparison.outputs[k];
+      std::printf("%-18s %6d %6zu %11.4g %9.2f %11.4g %8.3f%% %12.2f  %s\n", k == 0 ? r.precision.name.c_str() : "",
                   r.rewrite.emulated, r.rewrite.kept_fp32.size(), oc.rel_l2, oc.sqnr_db, oc.max_abs,
                   100 * oc.argmax_agree, r.ms_per_sample, oc.name.c_str());
     }

@@ -26,6 +26,10 @@ struct SampleSource {
   std::function<std::string(size_t)> name;  // for messages
 };
 
+// Samples from a folder (test_data_set_*/input_*.pb folders, .npy/.pb files,
+// or images with an io::Preprocess spec), loaded lazily by index.
+SampleSource sample_folder(const std::string& dir, const ir::Graph& graph, const std::string& preprocess = "");
+
 struct RunOptions {
   int threads = 1;
   std::string backend = "cpu";  // "cpu" (oneDNN, Q/DQ on reference kernels) or "reference"

@@ -57,8 +57,5 @@ struct PtqResult {
 PtqResult quantize_post_training(const ir::Model& model, const Recipe& recipe, const SampleSource& calibration,
                                  const SampleSource* eval = nullptr);
 
-// Samples from a folder (test_data_set_*/input_*.pb folders, .npy/.pb files,
-// or images with an io::Preprocess spec), loaded lazily by index.
-SampleSource sample_folder(const std::string& dir, const ir::Graph& graph, const std::string& preprocess = "");
 
 }  // namespace duet::quant

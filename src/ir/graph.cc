@@ -203,11 +203,25 @@ void Graph::topological_sort() {
   nodes = std::move(sorted);
 }
 
+const Tensor* Graph::constant(const Value* v) const {
+  if (!v) return nullptr;
+  auto it = initializers.find(v->name);
+  if (it == initializers.end()) return nullptr;
+  for (auto* in : inputs)
+    if (in == v) return nullptr;
+  return &it->second;
+}
+
 int64_t Model::opset(const std::string& d) const {
   for (auto& o : opset_imports) {
     if (o.domain == d || (d.empty() && o.domain == "ai.onnx") || (d == "ai.onnx" && o.domain.empty())) return o.version;
   }
   return 0;
+}
+
+int64_t Model::opset_or_latest(const std::string& domain) const {
+  const int64_t v = opset(domain);
+  return v || !(domain.empty() || domain == "ai.onnx") ? v : kMaxOnnxOpset;
 }
 
 namespace {

@@ -58,13 +58,8 @@ inline bool is_graph_input(const Graph& g, const Value* v) {
   return false;
 }
 
-// The value of v when it is a constant (an initializer that no graph input overrides).
-inline const Tensor* constant(const Graph& g, const Value* v) {
-  if (!v) return nullptr;
-  auto it = g.initializers.find(v->name);
-  if (it == g.initializers.end() || is_graph_input(g, v)) return nullptr;
-  return &it->second;
-}
+// The value of v when it is a constant (ir::Graph::constant).
+inline const Tensor* constant(const Graph& g, const Value* v) { return g.constant(v); }
 
 inline std::optional<float> scalar(const Graph& g, const Value* v) {
   const Tensor* t = constant(g, v);

@@ -8,7 +8,6 @@
 #include "duet/ops/registry.h"
 #include "duet/passes/shape_inference.h"
 #include "graph_util.h"
-#include "duet/runtime/session.h"
 
 namespace duet::passes {
 
@@ -386,7 +385,7 @@ int fuse_requantize_steps(ir::Model& model) {
 
 int fuse_qdq(ir::Model& model) {
   Graph& g = *model.graph;
-  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  const int64_t opset = model.opset_or_latest("");
   Uses uses(g);
   std::unordered_set<const Node*> dead;
   int fused = 0;
@@ -464,7 +463,7 @@ int fold_constants(ir::Model& model, int64_t limit, bool keep_integer_dequantize
     if (!def) continue;
     ops::KernelContext ctx{n};
     ctx.opset = model.opset(n.domain);
-    if (ctx.opset == 0 && n.domain.empty()) ctx.opset = runtime::kMaxOnnxOpset;
+    if (ctx.opset == 0 && n.domain.empty()) ctx.opset = ir::kMaxOnnxOpset;
     ctx.inputs = inputs;
     ctx.outputs.resize(n.outputs.size());
     try {
@@ -669,7 +668,7 @@ int gemm_to_matmul(ir::Model& model) {
 
 int fuse_post_ops(ir::Model& model) {
   int total = 0;
-  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  const int64_t opset = model.opset_or_latest("");
   for (;;) {
     Graph& g = *model.graph;
     Uses uses(g);
@@ -738,7 +737,7 @@ bool is_last_axis_mean(const Graph& g, const Node* n, int64_t opset) {
 
 int fuse_layer_norm(ir::Model& model) {
   Graph& g = *model.graph;
-  const int64_t opset = model.opset("") ? model.opset("") : runtime::kMaxOnnxOpset;
+  const int64_t opset = model.opset_or_latest("");
   Uses uses(g);
   std::unordered_set<const Node*> dead;
   struct Found {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "duet/runtime/session.h"
 
 namespace duet::passes {
 
@@ -106,7 +105,7 @@ ShapeInferenceResult infer_shapes(ir::Model& model, const ShapeInferenceOptions&
       result.unresolved.push_back(node.label());
       continue;
     }
-    const int64_t opset = model.opset(node.domain) ? model.opset(node.domain) : runtime::kMaxOnnxOpset;
+    const int64_t opset = model.opset(node.domain) ? model.opset(node.domain) : ir::kMaxOnnxOpset;
     if (fold_from_type(node, result)) continue;
     bool all_constant = !has_subgraph(node);
     int64_t elements = 0;

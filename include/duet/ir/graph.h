@@ -112,6 +112,9 @@ struct Graph {
                  std::string name = "", std::string domain = "");
   const std::unordered_map<std::string, std::unique_ptr<Value>>& values() const { return values_; }
   bool is_initializer(const Value* v) const { return v && initializers.count(v->name); }
+  // v's value when it is a constant: an initializer that no graph input
+  // overrides (ONNX lets an input of the same name replace it); else nullptr.
+  const Tensor* constant(const Value* v) const;
   // Names used but not defined here: captured from an enclosing graph.
   std::vector<std::string> outer_scope_names() const;
   // Re-sorts nodes topologically; throws naming a node on a cycle.
@@ -120,6 +123,9 @@ struct Graph {
  private:
   std::unordered_map<std::string, std::unique_ptr<Value>> values_;
 };
+
+// The newest ONNX opset Duet implements (every op of the default domain up to it).
+constexpr int64_t kMaxOnnxOpset = 28;
 
 struct Model {
   int64_t ir_version = 8;
@@ -135,6 +141,9 @@ struct Model {
   std::unique_ptr<Graph> graph = std::make_unique<Graph>();
 
   int64_t opset(const std::string& domain) const;  // 0 when not imported
+  // The version the model's nodes of `domain` follow: the imported one, or for
+  // the default domain the latest Duet implements when the model imports none.
+  int64_t opset_or_latest(const std::string& domain) const;
 };
 
 // Checks SSA form, definitions before uses, graph outputs defined and subgraphs

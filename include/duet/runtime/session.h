@@ -14,7 +14,7 @@
 
 namespace duet::runtime {
 
-constexpr int64_t kMaxOnnxOpset = 28;
+using ir::kMaxOnnxOpset;
 
 struct SessionOptions {
   int threads = 1;

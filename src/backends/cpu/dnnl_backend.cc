@@ -53,13 +53,7 @@ using backends::cpu::PackedSgemm;
 using backends::cpu::WinogradConv3x3;
 using backends::cpu::WinogradShape;
 
-const Tensor* constant_of(const ir::Graph& g, const ir::Value* v) {
-  if (!v) return nullptr;
-  auto it = g.initializers.find(v->name);
-  if (it == g.initializers.end()) return nullptr;
-  for (auto* in : g.inputs) if (in == v) return nullptr;
-  return &it->second;
-}
+const Tensor* constant_of(const ir::Graph& g, const ir::Value* v) { return g.constant(v); }
 
 bool is_f32(const ir::Value* v) { return v && v->type.dtype == DType::Float32; }
 bool is_8bit(DType t) { return t == DType::UInt8 || t == DType::Int8; }
@@ -444,7 +438,7 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
     return rank >= 2 && rank <= 6;
   }
   if (onnx) {
-    auto post = ops::activation_post_op(n, model.opset("") ? model.opset("") : 21,
+    auto post = ops::activation_post_op(n, model.opset_or_latest(""),
                                         [&](const ir::Value* v) { return constant_of(g, v); });
     return post && in(0) && in(0)->type.shape.rank_known && in(0)->type.shape.rank() >= 1 &&
            in(0)->type.shape.rank() <= 5;
@@ -661,7 +655,7 @@ class Plan {
     if (op == "Resize") return resize(n);
     if (op == "Concat") return concat(n);
     if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return binary(n);
-    auto post = ops::activation_post_op(n, model_.opset("") ? model_.opset("") : 21,
+    auto post = ops::activation_post_op(n, model_.opset_or_latest(""),
                                         [&](const ir::Value* v) { return constant_of(g_, v); });
     if (!post) unsupported("oneDNN backend: ", n.label(), " is not supported");
     define(n, eltwise(slot_of(n.inputs[0]), eltwise_steps(*post)));

@@ -9,11 +9,7 @@ namespace duet::runtime {
 
 namespace {
 
-bool is_constant(const ir::Graph& g, const ir::Value* v) {
-  if (!g.initializers.count(v->name)) return false;
-  for (auto* in : g.inputs) if (in == v) return false;
-  return true;
-}
+bool is_constant(const ir::Graph& g, const ir::Value* v) { return g.constant(v) != nullptr; }
 
 // Values read from outside the top-level node list: graph outputs and names
 // captured by subgraphs.

@@ -7,7 +7,7 @@
 #include "duet/ops/post_ops.h"
 #include "duet/ops/registry.h"
 #include "duet/passes/shape_inference.h"
-#include "graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::passes {
 
@@ -18,7 +18,7 @@ using ir::Node;
 using ir::Value;
 using ops::PostOp;
 using ops::PostOpKind;
-using namespace graph_util;
+using namespace ir::edit;
 
 bool is(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
 

@@ -4,13 +4,13 @@
 #include <set>
 
 #include "duet/core/error.h"
-#include "graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::passes {
 
 namespace {
 
-using namespace graph_util;
+using namespace ir::edit;
 
 Tensor int64s(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}); }
 

@@ -5,7 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "../passes/graph_util.h"
+#include "duet/ir/edit.h"
 #include "duet/core/error.h"
 #include "duet/numerics/convert.h"
 #include "duet/onnx/onnx_io.h"
@@ -17,7 +17,7 @@
 
 namespace duet::quant {
 
-using namespace passes::graph_util;
+using namespace ir::edit;
 
 WeightFormat parse_weight_format(const std::string& s) {
   if (s == "int8") return WeightFormat::Int8;
@@ -418,9 +418,7 @@ class Rewriter {
     Value* out = g_.value(fresh_name(g_, base + "_dequantized"));
     std::vector<Value*> ins = {q, scale};
     if (zp) ins.push_back(zp);
-    Node* n = g_.add_node("DequantizeLinear", ins, {out}, fresh_name_node(base + "_DequantizeLinear"));
-    out->producer = n;
-    out->producer_output = 0;
+    Node* n = g_.add_node("DequantizeLinear", ins, {out}, node_names_.fresh(base + "_DequantizeLinear"));
     if (axis) set_attr(*n, "axis", static_cast<int64_t>(*axis));
     if (block) set_attr(*n, "block_size", static_cast<int64_t>(block));
     return out;
@@ -433,28 +431,17 @@ class Rewriter {
     Value* scale = add_initializer(g_, x->name + "_scale", Tensor::scalar<float>(p.scale));
     Value* zp = add_initializer(g_, x->name + "_zero_point", p.zero_point);
     Value* q = g_.value(fresh_name(g_, x->name + "_quantized"));
-    Node* qn = g_.add_node("QuantizeLinear", {x, scale, zp}, {q}, fresh_name_node(x->name + "_QuantizeLinear"));
-    q->producer = qn;
-    q->producer_output = 0;
+    g_.add_node("QuantizeLinear", {x, scale, zp}, {q}, node_names_.fresh(x->name + "_QuantizeLinear"));
     if (!into) return dequantize(x->name, q, scale, zp, std::nullopt, 0);
-    Node* dn = g_.add_node("DequantizeLinear", {q, scale, zp}, {into}, fresh_name_node(into->name + "_DequantizeLinear"));
-    into->producer = dn;
-    into->producer_output = 0;
+    g_.add_node("DequantizeLinear", {q, scale, zp}, {into}, node_names_.fresh(into->name + "_DequantizeLinear"));
     act_scale_[into->name] = p.scale;
     return into;
-  }
-
-  std::string fresh_name_node(const std::string& base) {
-    std::string name = base;
-    for (int i = 1; node_names_.count(name); ++i) name = base + "_" + std::to_string(i);
-    node_names_.insert(name);
-    return name;
   }
 
   ir::Model& m_;
   Graph& g_;
   const QuantizeOptions& o_;
-  std::set<std::string> node_names_;
+  NodeNames node_names_{g_};
   std::map<std::string, float> act_scale_;  // activation (dequantized name) -> scale
 };
 
@@ -467,7 +454,6 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
   result.model = clone_model(prepared);
   Graph& g = *result.model->graph;
   Rewriter rw(*result.model, o);
-  for (auto& n : g.nodes) rw.node_names_.insert(n->name);
   std::unordered_map<std::string, Node*> by_name;
   for (auto& n : g.nodes) by_name[n->name] = n.get();
 

@@ -5,12 +5,12 @@
 #include "duet/numerics/format.h"
 #include "duet/numerics/precision.h"
 #include "duet/train/graph_builder.h"
-#include "passes/graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::train {
 
 namespace {
-namespace gu = passes::graph_util;
+namespace gu = ir::edit;
 
 bool is_float32(const ir::Value* v) { return v && v->type.dtype == DType::Float32; }
 }  // namespace

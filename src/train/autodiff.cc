@@ -11,7 +11,7 @@
 
 #include "duet/core/error.h"
 #include "duet/train/graph_builder.h"
-#include "passes/graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::train {
 
@@ -22,7 +22,7 @@ using ir::AttrType;
 using ir::Graph;
 using ir::Node;
 using ir::Value;
-namespace gu = passes::graph_util;
+namespace gu = ir::edit;
 
 // Appends backward nodes, named after the forward node they differentiate.
 class Builder {

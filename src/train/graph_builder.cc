@@ -3,21 +3,11 @@
 #include <cmath>
 
 #include "duet/core/error.h"
+#include "duet/ir/edit.h"
 
 namespace duet::train {
 
-ir::Attribute attr_int(const std::string& name, int64_t v) {
-  return {.name = name, .type = ir::AttrType::Int, .i = v};
-}
-ir::Attribute attr_ints(const std::string& name, std::vector<int64_t> v) {
-  return {.name = name, .type = ir::AttrType::Ints, .ints = std::move(v)};
-}
-ir::Attribute attr_float(const std::string& name, float v) {
-  return {.name = name, .type = ir::AttrType::Float, .f = v};
-}
-ir::Attribute attr_string(const std::string& name, const std::string& v) {
-  return {.name = name, .type = ir::AttrType::String, .s = v};
-}
+
 
 GraphBuilder::GraphBuilder(int64_t opset, uint32_t seed) : model_(std::make_unique<ir::Model>()), rng_(seed) {
   model_->opset_imports.push_back({"", opset});
@@ -42,14 +32,7 @@ ir::Value* GraphBuilder::input(const std::string& name, DType dtype, const Dims&
 }
 
 ir::Value* GraphBuilder::initializer(const std::string& name, Tensor value) {
-  ir::Graph& g = *model_->graph;
-  if (g.find_value(name)) fail("GraphBuilder: value '", name, "' already exists");
-  ir::Value* v = g.value(name);
-  v->type.dtype = value.dtype();
-  v->type.shape = Shape::from(value.dims());
-  g.initializers[name] = std::move(value);
-  g.initializer_order.push_back(name);
-  return v;
+  return ir::edit::add_named_initializer(*model_->graph, name, std::move(value));
 }
 
 ir::Value* GraphBuilder::weight(const std::string& name, const Dims& dims, int64_t fan_in) {

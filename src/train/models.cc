@@ -5,7 +5,7 @@
 
 #include "duet/core/error.h"
 #include "duet/train/graph_builder.h"
-#include "passes/graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::train {
 
@@ -143,7 +143,7 @@ void prepend_standardization(ir::Model& model, double mean, double stddev) {
   for (const char* name : {kStandardizeMean, kStandardizeScale})
     DUET_CHECK(!g.find_value(name), "standardization: the model already has '", name, "'");
   auto scalar = [&](const char* name, float v) {  // the name is free (checked above), so it is kept as is
-    return passes::graph_util::add_initializer(g, name, Tensor::scalar<float>(v));
+    return ir::edit::add_initializer(g, name, Tensor::scalar<float>(v));
   };
   ir::Value* centered = g.value(x->name + ".centered");
   ir::Value* standardized = g.value(x->name + ".standardized");

@@ -7,12 +7,12 @@
 #include "duet/core/error.h"
 #include "duet/passes/upgrade_opset.h"
 #include "duet/train/graph_builder.h"
-#include "passes/graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::train {
 
 namespace {
-namespace gu = passes::graph_util;
+namespace gu = ir::edit;
 
 // The output-channel axis of a matrix op's weight (its op's matrix traits); -1 when unknown.
 int64_t weight_axis(const ir::Node& n, const ir::Value* w) {

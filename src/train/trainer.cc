@@ -19,7 +19,7 @@
 #include "duet/train/autocast.h"
 #include "duet/train/autodiff.h"
 #include "duet/train/models.h"
-#include "passes/graph_util.h"
+#include "duet/ir/edit.h"
 
 namespace duet::train {
 
@@ -92,7 +92,7 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
   if (training)
     for (auto& n : g.nodes) {
       if (n->op_type != "BatchNormalization" || !(n->domain.empty() || n->domain == "ai.onnx")) continue;
-      passes::graph_util::set_attr(*n, "training_mode", int64_t{1});
+      ir::edit::set_attr(*n, "training_mode", int64_t{1});
       n->outputs.resize(3, nullptr);
       for (size_t k = 1; k < 3; ++k) {
         ir::Value* next = g.value(n->inputs.at(2 + k)->name + ".next");

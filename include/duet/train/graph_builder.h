@@ -1,6 +1,7 @@
-// GraphBuilder: writes small models in C++ (the training builders MLP / CNN /
-// transformer encoder, and tests): typed graph inputs, initializers with
-// seeded He/Glorot-style values, nodes with generated names, graph outputs.
+// GraphBuilder: writes whole small models in C++ (the training builders MLP /
+// CNN / transformer encoder, and tests) on top of ir/edit.h: typed graph
+// inputs, initializers with seeded He/Glorot-style values, nodes with
+// generated names, graph outputs, common layers.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -8,14 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "duet/ir/edit.h"
 #include "duet/ir/graph.h"
 
 namespace duet::train {
 
-ir::Attribute attr_int(const std::string& name, int64_t v);
-ir::Attribute attr_ints(const std::string& name, std::vector<int64_t> v);
-ir::Attribute attr_float(const std::string& name, float v);
-ir::Attribute attr_string(const std::string& name, const std::string& v);
+using ir::edit::attr_float;
+using ir::edit::attr_int;
+using ir::edit::attr_ints;
+using ir::edit::attr_string;
 
 class GraphBuilder {
  public:

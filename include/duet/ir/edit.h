@@ -1,6 +1,7 @@
-// Small graph-editing helpers shared by the passes (optimize, upgrade_opset)
-// and the quantizer: who reads a value, constants, fresh names, new
-// initializers, node removal and use rewiring.
+// Editing a graph in place: who reads a value, constants, fresh value and node
+// names, new initializers and nodes, node removal, use rewiring, attributes.
+// The one set of editing helpers that passes, the quantizer, QAT, autocast,
+// autodiff and train::GraphBuilder (which builds whole models on top of it) use.
 #pragma once
 #include <optional>
 #include <string>
@@ -8,9 +9,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "duet/core/error.h"
 #include "duet/ir/graph.h"
 
-namespace duet::passes::graph_util {
+namespace duet::ir::edit {
 
 using ir::Graph;
 using ir::Node;
@@ -74,14 +76,38 @@ inline std::string fresh_name(Graph& g, const std::string& base) {
   }
 }
 
-inline Value* add_initializer(Graph& g, const std::string& base, Tensor t) {
-  const std::string name = fresh_name(g, base);
+// Node names in use, handing out fresh ones (base, base_1, base_2...) while a
+// pass adds many nodes (ONNX wants node names unique when present).
+class NodeNames {
+ public:
+  explicit NodeNames(const Graph& g) {
+    for (auto& n : g.nodes) taken_.insert(n->name);
+  }
+  std::string fresh(const std::string& base) {
+    std::string name = base;
+    for (int i = 1; taken_.count(name); ++i) name = base + "_" + std::to_string(i);
+    taken_.insert(name);
+    return name;
+  }
+
+ private:
+  std::unordered_set<std::string> taken_;
+};
+
+// An initializer named exactly `name` (an error when the name is taken).
+inline Value* add_named_initializer(Graph& g, const std::string& name, Tensor t) {
+  DUET_CHECK(!g.find_value(name) && !g.initializers.count(name), "value '", name, "' already exists");
   Value* v = g.value(name);
   v->type.dtype = t.dtype();
   v->type.shape = Shape::from(t.dims());
   g.initializers[name] = std::move(t);
   g.initializer_order.push_back(name);
   return v;
+}
+
+// An initializer under a fresh name built from `base`.
+inline Value* add_initializer(Graph& g, const std::string& base, Tensor t) {
+  return add_named_initializer(g, fresh_name(g, base), std::move(t));
 }
 
 inline void drop_nodes(Graph& g, const std::unordered_set<const Node*>& dead) {
@@ -97,6 +123,16 @@ inline bool replace_uses(Graph& g, const Uses& uses, Value* from, Value* to) {
   return true;
 }
 
+// Attributes by value.
+inline ir::Attribute attr_int(const std::string& name, int64_t v) { return {.name = name, .type = ir::AttrType::Int, .i = v}; }
+inline ir::Attribute attr_ints(const std::string& name, std::vector<int64_t> v) {
+  return {.name = name, .type = ir::AttrType::Ints, .ints = std::move(v)};
+}
+inline ir::Attribute attr_float(const std::string& name, float v) { return {.name = name, .type = ir::AttrType::Float, .f = v}; }
+inline ir::Attribute attr_string(const std::string& name, const std::string& v) {
+  return {.name = name, .type = ir::AttrType::String, .s = v};
+}
+
 inline void remove_attr(Node& n, const std::string& name) {
   std::erase_if(n.attributes, [&](const ir::Attribute& a) { return a.name == name; });
 }
@@ -104,19 +140,11 @@ inline void remove_attr(Node& n, const std::string& name) {
 // Sets (replacing) an integer or string attribute.
 inline void set_attr(Node& n, const std::string& name, int64_t value) {
   remove_attr(n, name);
-  ir::Attribute a;
-  a.name = name;
-  a.type = ir::AttrType::Int;
-  a.i = value;
-  n.attributes.push_back(std::move(a));
+  n.attributes.push_back(attr_int(name, value));
 }
 inline void set_attr(Node& n, const std::string& name, const std::string& value) {
   remove_attr(n, name);
-  ir::Attribute a;
-  a.name = name;
-  a.type = ir::AttrType::String;
-  a.s = value;
-  n.attributes.push_back(std::move(a));
+  n.attributes.push_back(attr_string(name, value));
 }
 
-}  // namespace duet::passes::graph_util
+}  // namespace duet::ir::edit

@@ -2,6 +2,7 @@
 
 #include "duet/onnx/onnx_io.h"
 #include "duet/runtime/session.h"
+#include "duet/train/graph_builder.h"
 #include "test_util.h"
 
 using namespace duet;
@@ -75,3 +76,134 @@ TEST(Session, RejectsUnknownOpAtCreationNamingIt) {
     EXPECT_NE(std::string(e.what()).find("FrobnicateV2"), std::string::npos);
   }
 }
+
+// --- Placement over registered backends --------------------------------------
+
+namespace duet::runtime {
+namespace {
+
+// A device backend for the test: it claims Relu and Add of float32 values,
+// "lives" in device memory 7 (host bytes tagged with the id), and counts the
+// copies the session asks of it. Nothing in the session knows of it.
+struct Transfers {
+  int to_device = 0, to_host = 0;
+};
+
+class FakeDevice final : public Backend {
+ public:
+  explicit FakeDevice(Transfers* t) : transfers_(t) {}
+  std::string name() const override { return "fake"; }
+  Claim claim(const ir::Model&, const ir::Node& n) const override {
+    if (n.op_type != "Relu" && n.op_type != "Add") return Claim::no("takes Relu and Add only");
+    return Claim::yes();
+  }
+  int device_id() const override { return 7; }
+  Tensor to_device(const Tensor& host) override {
+    EXPECT_TRUE(host.on_host());
+    ++transfers_->to_device;
+    return host.clone();
+  }
+  Tensor to_host(const Tensor& on_device) override {
+    EXPECT_EQ(on_device.device(), 7);
+    ++transfers_->to_host;
+    return on_device.clone();
+  }
+  std::unique_ptr<CompiledPartition> compile(const ir::Model&, const PartitionSpec& spec, const BackendOptions&) override {
+    struct Partition final : CompiledPartition {
+      PartitionSpec spec;
+      std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, Allocator&, NodeTimes*) override {
+        std::map<const ir::Value*, Tensor> values;
+        for (size_t i = 0; i < inputs.size(); ++i) {
+          EXPECT_EQ(inputs[i]->device(), 7) << "partition input " << i << " not in device memory";
+          values[spec.inputs[i]] = *inputs[i];
+        }
+        for (const ir::Node* n : spec.nodes) {
+          const Tensor& a = values.at(n->inputs[0]);
+          Tensor y(DType::Float32, a.dims());
+          for (int64_t k = 0; k < a.numel(); ++k)
+            y.data<float>()[k] = n->op_type == "Relu" ? std::max(0.0f, a.data<float>()[k])
+                                                       : a.data<float>()[k] + values.at(n->inputs[1]).data<float>()[k];
+          y.set_device(7);
+          values[n->outputs[0]] = y;
+        }
+        std::vector<Tensor> out;
+        for (auto* v : spec.outputs) out.push_back(values.at(v));
+        return out;
+      }
+    };
+    auto p = std::make_unique<Partition>();
+    p->spec = spec;
+    return p;
+  }
+
+ private:
+  Transfers* transfers_;
+};
+
+TEST(Placement, ADeviceBackendRegisteredByNameRunsItsNodesWithTransfersAtTheBoundaries) {
+  train::GraphBuilder b;
+  ir::Value* x = b.input("x", DType::Float32, {2, 3});
+  ir::Value* y = b.input("y", DType::Float32, {2, 3});
+  ir::Value* h = b.node("Add", {b.node("Relu", {x}), y});  // fake
+  h = b.node("Sigmoid", {h});                              // reference
+  b.output(b.node("Relu", {h}));                           // fake
+  std::shared_ptr<ir::Model> model = b.finish();
+  const std::map<std::string, Tensor> feeds = {
+      {"x", Tensor::from_vector<float>({-1, 2, -3, 4, -5, 6}, {2, 3})},
+      {"y", Tensor::from_vector<float>({1, 1, 1, -9, 1, 1}, {2, 3})}};
+
+  Transfers transfers;
+  BackendRegistry registry;
+  registry.add("fake", [&] { return std::make_unique<FakeDevice>(&transfers); });
+  SessionOptions options;
+  options.backend = "fake";
+  options.registry = &registry;
+  Session on_device(model, options);
+  EXPECT_EQ(on_device.partitions().size(), 2u);
+  EXPECT_EQ(on_device.partition_backends(), (std::vector<std::string>{"fake", "fake"}));
+  ASSERT_EQ(on_device.refusals().size(), 1u);  // the Sigmoid, with the reason
+  EXPECT_EQ(on_device.refusals().begin()->first->op_type, "Sigmoid");
+  EXPECT_EQ(on_device.refusals().begin()->second.front(), (std::pair<std::string, std::string>{"fake", "takes Relu and Add only"}));
+
+  const auto got = on_device.run(feeds);
+  const auto want = Session(model).run(feeds);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].tensor.on_host());
+  for (int64_t k = 0; k < 6; ++k) EXPECT_FLOAT_EQ(got[0].tensor.data<float>()[k], want[0].tensor.data<float>()[k]);
+  // x and y up, the Add's output down for the Sigmoid, the Sigmoid's up, the result down.
+  EXPECT_EQ(transfers.to_device, 3);
+  EXPECT_EQ(transfers.to_host, 2);
+}
+
+TEST(Placement, BackendListsAndRegistryErrorsAreOneClearLine) {
+  EXPECT_EQ(backend_preference("cuda,cpu"), (std::vector<std::string>{"cuda", "cpu"}));
+  EXPECT_TRUE(backend_preference("reference").empty());
+  EXPECT_EQ(backend_preference("cpu,reference"), (std::vector<std::string>{"cpu"}));
+  EXPECT_THROW(backend_preference("reference,cpu"), Error);
+  EXPECT_THROW(backend_preference("cpu,,x"), Error);
+  EXPECT_TRUE(BackendRegistry::builtin().contains("cpu"));
+  try {
+    BackendRegistry::builtin().make("tpu");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown backend 'tpu' (choose from reference, cpu)"), std::string::npos);
+  }
+  BackendRegistry r;
+  EXPECT_THROW(r.add("reference", [] { return make_cpu_backend(); }), Error);
+  r.add("mine", [] { return make_cpu_backend(); });
+  EXPECT_THROW(r.add("mine", [] { return make_cpu_backend(); }), Error);
+  // The cpu backend says why it leaves a node to the reference kernels.
+  train::GraphBuilder b;
+  ir::Value* x = b.input("x", DType::Float32, {4});
+  b.output(b.node("Cos", {x}));
+  std::shared_ptr<ir::Model> model = b.finish();
+  SessionOptions cpu;
+  cpu.backend = "cpu";
+  prepare_model(*std::const_pointer_cast<ir::Model>(model), cpu);
+  Session s(model, cpu);
+  ASSERT_EQ(s.refusals().size(), 1u);
+  EXPECT_EQ(s.refusals().begin()->second.front().second, "no oneDNN lowering for Cos");
+}
+
+}  // namespace
+}  // namespace duet::runtime

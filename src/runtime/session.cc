@@ -136,9 +136,31 @@ class Session::Impl final : public ops::SubgraphRunner {
     std::unordered_map<std::string, size_t> last_use;  // values released after this step
   };
 
-  void compile_partitions(Backend& backend, const BackendOptions& options) {
-    specs_ = partition(model_, backend);
-    for (auto& spec : specs_) partitions_.push_back(backend.compile(model_, spec, options));
+  void compile_partitions(std::vector<std::unique_ptr<Backend>> backends, const BackendOptions& options) {
+    backends_ = std::move(backends);
+    std::vector<const Backend*> preference;
+    for (auto& b : backends_) preference.push_back(b.get());
+    Placement placement = place(model_, preference);
+    specs_ = std::move(placement.partitions);
+    refusals_ = std::move(placement.refusals);
+    for (auto& spec : specs_) partitions_.push_back(backends_[spec.backend]->compile(model_, spec, options));
+  }
+
+  // The backend whose memory holds `t` (device tensors only).
+  Backend& owner(const Tensor& t) {
+    for (auto& b : backends_)
+      if (b->device_id() == t.device()) return *b;
+    fail("a value lives on device ", t.device(), " but no backend of this session owns it");
+  }
+
+  // The value of `name` in host memory: a device value is copied back once and
+  // the host copy replaces it in `scope` (values never change once computed).
+  const Tensor* host_value(const std::string& name, Scope& scope) {
+    const Tensor* t = scope.find(name);
+    if (!t || t->on_host()) return t;
+    Tensor host = owner(*t).to_host(*t);
+    host.set_device(-1);
+    return &(scope.values[name] = std::move(host));
   }
 
   const Plan& plan(const ir::Graph& g) {
@@ -181,10 +203,22 @@ class Session::Impl final : public ops::SubgraphRunner {
   }
 
   void run_partition(const Step& step, Scope& scope) {
+    Backend& backend = *backends_[specs_[step.partition].backend];
+    const int device = backend.device_id();
     std::vector<const Tensor*> inputs;
+    std::vector<Tensor> moved;  // inputs copied into the backend's memory for this run
+    moved.reserve(step.inputs.size());
     for (auto* in : step.inputs) {
       const Tensor* t = scope.find(in->name);
       DUET_CHECK(t, "partition input '", in->name, "' has no value");
+      if (t->device() != device) {
+        if (!t->on_host()) t = host_value(in->name, scope);
+        if (device >= 0) {
+          moved.push_back(backend.to_device(*t));
+          moved.back().set_device(device);
+          t = &moved.back();
+        }
+      }
       inputs.push_back(t);
     }
     auto outputs = partitions_[step.partition]->run(inputs, *pool_, options_.profile ? &times_ : nullptr);
@@ -192,6 +226,14 @@ class Session::Impl final : public ops::SubgraphRunner {
   }
 
   void run_node(const ir::Node& node, Scope& scope) {
+    // Subgraph bodies read captured values by name: bring them to the host first.
+    for (auto& a : node.attributes) {
+      std::vector<const ir::Graph*> subs;
+      if (a.g) subs.push_back(a.g.get());
+      for (auto& sg : a.graphs) subs.push_back(sg.get());
+      for (auto* sg : subs)
+        for (auto& name : sg->outer_scope_names()) host_value(name, scope);
+    }
     const ops::OpDef* def = ops::Registry::builtin().find(node.domain, node.op_type);
     DUET_CHECK(def, "unknown op '", node.op_type, "' at ", node.label());
     ops::KernelContext ctx{node};
@@ -202,7 +244,7 @@ class Session::Impl final : public ops::SubgraphRunner {
     ctx.subgraphs = this;
     for (auto* in : node.inputs) {
       if (!in) { ctx.inputs.push_back(nullptr); continue; }
-      const Tensor* t = scope.find(in->name);
+      const Tensor* t = host_value(in->name, scope);
       DUET_CHECK(t, node.label(), ": input '", in->name, "' has no value");
       ctx.inputs.push_back(t);
     }
@@ -260,7 +302,7 @@ class Session::Impl final : public ops::SubgraphRunner {
     }
     std::vector<Tensor> outputs;
     for (auto* out : g.outputs) {
-      const Tensor* t = scope.find(out->name);
+      const Tensor* t = host_value(out->name, scope);
       DUET_CHECK(t, "graph '", g.name, "': output '", out->name, "' was not computed");
       outputs.push_back(*t);
     }
@@ -273,8 +315,10 @@ class Session::Impl final : public ops::SubgraphRunner {
   ThreadPool parallel_;
   const Scope* current_scope_ = nullptr;
   std::unordered_map<const ir::Graph*, Plan> plans_;
+  std::vector<std::unique_ptr<Backend>> backends_;  // in preference order
   std::vector<PartitionSpec> specs_;
   std::vector<std::unique_ptr<CompiledPartition>> partitions_;
+  std::map<const ir::Node*, std::vector<std::pair<std::string, std::string>>> refusals_;
   NodeTimes times_;
 };
 
@@ -283,12 +327,10 @@ Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options)
   ir::verify(*model_->graph);
   check_supported(*model_);
   impl_ = std::make_unique<Impl>(*model_, options);
-  if (options.backend == "cpu") {
-    auto backend = make_cpu_backend();
-    impl_->compile_partitions(*backend, {options.threads, options.precision});
-  } else if (options.backend != "reference") {
-    fail("unknown backend '", options.backend, "' (choose reference or cpu)");
-  }
+  const BackendRegistry& registry = options.registry ? *options.registry : BackendRegistry::builtin();
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (const std::string& name : backend_preference(options.backend)) backends.push_back(registry.make(name));
+  if (!backends.empty()) impl_->compile_partitions(std::move(backends), {options.threads, options.precision});
 }
 
 Session::~Session() = default;
@@ -317,7 +359,7 @@ std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::ma
 }
 
 void prepare_model(ir::Model& model, const SessionOptions& options) {
-  if (options.backend == "cpu") {
+  if (!backend_preference(options.backend).empty()) {  // backends claim by inferred types and fused forms
     check_supported(model);
     passes::optimize(model);
   }
@@ -383,6 +425,16 @@ size_t Session::allocation_count() const { return impl_->pool_->allocations(); }
 
 const NodeTimes& Session::node_times() const { return impl_->times_; }
 void Session::reset_node_times() { impl_->times_.clear(); }
+
+std::vector<std::string> Session::partition_backends() const {
+  std::vector<std::string> result;
+  for (auto& spec : impl_->specs_) result.push_back(impl_->backends_[spec.backend]->name());
+  return result;
+}
+
+const std::map<const ir::Node*, std::vector<std::pair<std::string, std::string>>>& Session::refusals() const {
+  return impl_->refusals_;
+}
 
 std::vector<std::vector<const ir::Node*>> Session::partitions() const {
   std::vector<std::vector<const ir::Node*>> result;

@@ -43,8 +43,7 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "gemm: fp32, bf16 (FP32 accumulation) or int8 (u8 x s8 -> s32)")
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--shape", o->shapes, "Bind an input shape, NAME=1x3x640x640 (repeatable)");
-  cmd->add_option("--backend", o->backend, "cpu (graph optimizer + oneDNN, default) or reference")
-      ->check(CLI::IsMember({"reference", "cpu"}));
+  add_backend_option(cmd, o->backend, "cpu (graph optimizer + oneDNN, default) or reference");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   cmd->add_option("--precision", o->precision, "fp32; bf16 (cpu backend: Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere); int8 (a QDQ model from duet quantize: integer kernels on the cpu backend)")
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
@@ -86,8 +85,14 @@ Runner add_bench(CLI::App& app) {
       in_partition.insert(p.begin(), p.end());
     }
     std::map<std::string, int> on_reference;  // op types left to the reference kernels
-    if (o->backend != "reference")
-      for (auto& n : model->graph->nodes) if (!in_partition.count(n.get())) on_reference[n->op_type]++;
+    std::map<std::string, std::string> why;   // op type -> the first such node's refusal, per backend
+    for (auto& n : model->graph->nodes) {
+      auto r = session.refusals().find(n.get());
+      if (r == session.refusals().end()) continue;
+      on_reference[n->op_type]++;
+      if (why.count(n->op_type)) continue;
+      for (auto& [backend, reason] : r->second) why[n->op_type] += (why[n->op_type].empty() ? "" : "; ") + backend + ": " + reason;
+    }
     struct NodeRow {
       std::string label, op;
       double ms;
@@ -108,7 +113,8 @@ Runner add_bench(CLI::App& app) {
                           {"max_ms", sorted.back()}, {"throughput_per_s", 1000.0 / median},
                           {"setup_ms", setup_ms}, {"peak_rss_mb", peak_rss_mb()}, {"nodes", model->graph->nodes.size()},
                           {"partitions", partitions}, {"nodes_in_partitions", claimed},
-                          {"reference_ops", on_reference}, {"measured", true}};
+                          {"reference_ops", on_reference}, {"reference_reasons", why},
+                          {"partition_backends", session.partition_backends()}, {"measured", true}};
       if (o->profile) {
         nlohmann::json nodes = nlohmann::json::array();
         for (auto& r : rows) nodes.push_back({{"node", r.label}, {"op", r.op}, {"ms", r.ms}});
@@ -130,6 +136,7 @@ Runner add_bench(CLI::App& app) {
       std::cout << "  on reference kernels:";
       for (auto& [op, count] : on_reference) std::cout << " " << op << "×" << count;
       std::cout << "\n";
+      for (auto& [op, reason] : why) std::cout << "    " << op << ": " << reason << "\n";
     }
     if (o->profile) {
       std::vector<std::pair<std::string, double>> ops(per_op.begin(), per_op.end());

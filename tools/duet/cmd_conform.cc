@@ -28,7 +28,7 @@ Runner add_conform(CLI::App& app) {
   cmd->add_flag("-v,--verbose", o->verbose, "Print every case that did not pass, with the reason");
   cmd->add_option("--filter", o->filter, "Only cases whose name matches this regular expression");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--backend", o->backend, "reference, or cpu (graph optimizer + oneDNN)")->check(CLI::IsMember({"reference", "cpu"}));
+  add_backend_option(cmd, o->backend, "reference, or cpu (graph optimizer + oneDNN)");
   return [o]() {
     auto cases = conformance::find_cases(o->dirs);
     if (!o->filter.empty()) {

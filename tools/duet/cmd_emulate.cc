@@ -212,8 +212,7 @@ Runner add_emulate(CLI::App& app) {
   cmd->add_option("--exclude-op", o->exclude_ops, "Keep every node of this op type (Conv, MatMul, Gemm) in FP32 (repeatable)");
   cmd->add_option("--exclude-node", o->exclude_nodes, "Keep this node in FP32 (repeatable)");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--backend", o->backend, "Executor for the FP32 parts: cpu (oneDNN) or reference")
-      ->check(CLI::IsMember({"cpu", "reference"}))
+  add_backend_option(cmd, o->backend, "Executor for the FP32 parts: cpu (oneDNN) or reference")
       ->capture_default_str();
   cmd->add_option("--report", o->report, "Write a self-contained HTML report");
   cmd->add_option("-o,--output", o->output, "Write the emulated model (com.duet Emulated* nodes; one --datapath)");

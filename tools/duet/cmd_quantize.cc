@@ -129,8 +129,7 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--max-calib", o->max_calib, "Use at most this many calibration samples (0: all)");
   cmd->add_option("--max-eval", o->max_eval, "Evaluation samples used for sensitivity and the comparison");
   cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec for image folders, e.g. resize=48x320,keep_ratio,pad=right,scale=1/255,mean=0.5,std=0.5,order=bgr (io/preprocess.h)");
-  cmd->add_option("--backend", o->backend, "Backend for calibration and evaluation runs: cpu (default) or reference")
-      ->check(CLI::IsMember({"reference", "cpu"}));
+  add_backend_option(cmd, o->backend, "Backend for calibration and evaluation runs: cpu (default) or reference");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   cmd->add_option("--report", o->report, "Write an HTML report (plots of sensitivity, SQNR and the output comparison)");
   cmd->add_flag("--progress", o->progress, "Show progress bars even when stderr is not a terminal");

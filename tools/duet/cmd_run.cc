@@ -32,7 +32,7 @@ Runner add_run(CLI::App& app) {
     int threads = 1;
     std::string backend = "reference";
     std::string precision = "fp32";
-    bool json = false;
+    bool json = false, verbose = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("run", "Run a model (reference executor, or --backend cpu)");
@@ -42,8 +42,9 @@ Runner add_run(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   cmd->add_option("--precision", o->precision, "fp32; bf16 (cpu backend: Conv/ConvTranspose/MatMul inputs rounded to BF16, FP32 accumulation; native with AVX512-BF16, emulated elsewhere); int8 (a QDQ model from duet quantize: integer kernels on the cpu backend)")
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
-  cmd->add_option("--backend", o->backend, "reference, or cpu (graph optimizer + oneDNN)")->check(CLI::IsMember({"reference", "cpu"}));
+  add_backend_option(cmd, o->backend, "reference, or cpu (graph optimizer + oneDNN)");
   cmd->add_flag("--json", o->json, "Print the outputs' summary as JSON");
+  cmd->add_flag("-v,--verbose", o->verbose, "Also say where each node ran: backend partitions, and why backends refused the rest");
   return [o]() {
     std::shared_ptr<ir::Model> model = onnx_io::load_model(o->model);
     runtime::SessionOptions options;
@@ -78,6 +79,19 @@ Runner add_run(CLI::App& app) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!o->output_dir.empty()) std::filesystem::create_directories(o->output_dir);
     nlohmann::json j = {{"model", o->model}, {"seconds", seconds}, {"outputs", nlohmann::json::array()}};
+    if (o->verbose) {
+      nlohmann::json placement = nlohmann::json::array();
+      const auto parts = session.partitions();
+      const auto backends = session.partition_backends();
+      for (size_t p = 0; p < parts.size(); ++p)
+        placement.push_back({{"backend", backends[p]}, {"nodes", parts[p].size()}, {"first", parts[p].front()->label()}});
+      nlohmann::json refused = nlohmann::json::array();
+      for (auto& n : g.nodes)
+        if (auto r = session.refusals().find(n.get()); r != session.refusals().end())
+          for (auto& [backend, why] : r->second) refused.push_back({{"node", n->label()}, {"backend", backend}, {"reason", why}});
+      j["partitions"] = placement;
+      j["refused"] = refused;
+    }
     for (auto& out : outputs) {
       nlohmann::json jo = {{"name", out.name}};
       if (out.tensor.is_sequence()) {
@@ -104,6 +118,14 @@ Runner add_run(CLI::App& app) {
     if (o->json) {
       std::cout << j.dump(1) << "\n";
     } else {
+      if (o->verbose) {
+        for (auto& p : j["partitions"])
+          std::cout << "partition on " << p["backend"].get<std::string>() << ": " << p["nodes"].get<size_t>()
+                    << " node(s) from " << p["first"].get<std::string>() << "\n";
+        for (auto& r : j["refused"])
+          std::cout << "reference kernels: " << r["node"].get<std::string>() << " (" << r["backend"].get<std::string>()
+                    << ": " << r["reason"].get<std::string>() << ")\n";
+      }
       for (auto& jo : j["outputs"]) {
         std::cout << "output " << jo["name"].get<std::string>() << "  " << jo.value("type", std::string("none"));
         if (jo.contains("shape")) std::cout << "[" << dims_str(jo["shape"].get<Dims>()) << "]";

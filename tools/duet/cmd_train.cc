@@ -100,7 +100,7 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--freeze", o->freeze, "Initializers to keep constant");
   cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--backend", o->backend, "cpu (default: oneDNN where it runs the node, reference kernels elsewhere) or reference")->check(CLI::IsMember({"reference", "cpu"}));
+  add_backend_option(cmd, o->backend, "cpu (default: oneDNN where it runs the node, reference kernels elsewhere) or reference");
   cmd->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps in all (0: run every epoch)");
   cmd->add_option("--allreduce", o->allreduce, "Under mpirun: gradients travel as fp32 (default) or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}));

@@ -13,6 +13,31 @@ namespace duet::cli {
 
 using Runner = std::function<int()>;
 
+// --backend of every command that runs models: "reference", a registered
+// backend, or an ordered preference of them ("cuda,cpu"), checked against
+// runtime::BackendRegistry::builtin().
+inline CLI::Option* add_backend_option(CLI::App* cmd, std::string& backend, const std::string& what) {
+  return cmd
+      ->add_option("--backend", backend,
+                   what + "; an ordered list (e.g. cuda,cpu) places each node on the first backend that claims it")
+      ->check([](const std::string& value) -> std::string {
+        try {
+          for (const std::string& name : runtime::backend_preference(value))
+            if (!runtime::BackendRegistry::builtin().contains(name)) runtime::BackendRegistry::builtin().make(name);
+        } catch (const Error& e) {
+          return e.what();
+        }
+        return {};
+      });
+}
+
+// Whether the preference list names the cpu backend.
+inline bool uses_cpu_backend(const std::string& backend) {
+  for (const std::string& name : runtime::backend_preference(backend))
+    if (name == "cpu") return true;
+  return false;
+}
+
 // --precision of run/bench. bf16 is a cpu-backend mode (the reference
 // executor computes every op as the graph says); int8 names what a QDQ graph
 // (QuantizeLinear/DequantizeLinear pairs, e.g. from duet quantize) already
@@ -27,7 +52,8 @@ inline runtime::Precision parse_precision(const std::string& precision, const st
          "model has none: make one with duet quantize");
   }
   if (precision != "bf16") return runtime::Precision::FP32;
-  if (backend != "cpu") fail("--precision bf16 needs --backend cpu (the reference executor runs the graph as written)");
+  if (!uses_cpu_backend(backend))
+    fail("--precision bf16 needs --backend cpu (the reference executor runs the graph as written)");
   return runtime::Precision::BF16;
 }
 

@@ -86,6 +86,14 @@ class Tensor {
   bool same_bits(const Tensor& other) const;  // dtype, shape and bytes identical
   std::string describe() const;               // "float32[1x3x48x192]"
 
+  // Where the bytes live: -1 host memory (what the reference kernels and the
+  // cpu backend read), else the memory of the device backend with that id
+  // (runtime::Backend::device_id), which only that backend reads; the session
+  // moves values across at partition boundaries (Backend::to_host / to_device).
+  int device() const { return device_; }
+  bool on_host() const { return device_ < 0; }
+  void set_device(int device) { device_ = device; }
+
  private:
   DType dtype_ = DType::Undefined;
   Dims dims_;
@@ -96,6 +104,7 @@ class Tensor {
   std::shared_ptr<const std::vector<Tensor>> sequence_;
   DType sequence_elem_ = DType::Undefined;
   bool none_ = false;
+  int device_ = -1;
 };
 
 // Packed sub-byte access (int4/uint4/float4e2m1: two per byte, low nibble

@@ -1,9 +1,18 @@
-// Execution backends. A backend answers a capability query per node, as ONNX
-// Runtime's execution providers do; the session groups consecutive claimed
-// nodes into partitions, compiles each once, and runs the rest on the
-// reference kernels. Values cross a partition boundary as plain (row-major)
-// Tensors; inside, a backend keeps whatever layout its kernels prefer.
+// Execution backends and placement. A backend answers a capability query per
+// node with a reason when it refuses (as ONNX Runtime's execution providers
+// and ggml's backends do); backends register by name in a BackendRegistry; a
+// session takes an ordered preference list, gives each node to the first
+// backend that claims it, groups consecutive nodes of one backend into
+// partitions, compiles each once, and runs the rest on the reference kernels.
+// Values cross a partition boundary as plain (row-major) Tensors; a device
+// backend's tensors carry its device id (Tensor::device) and the session
+// moves them with the backend's to_host / to_device where a reader on the
+// other side needs them. Inside a partition a backend keeps whatever layout
+// its kernels prefer. Adding a backend touches its own files and one
+// registration, not the session.
 #pragma once
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -27,6 +36,7 @@ struct PartitionSpec {
   std::vector<const ir::Node*> nodes;
   std::vector<const ir::Value*> inputs;
   std::vector<const ir::Value*> outputs;
+  size_t backend = 0;  // index into the placement's backend list
 };
 
 // Measured milliseconds per node, accumulated over runs (profiling).
@@ -44,22 +54,62 @@ class CompiledPartition {
                                   NodeTimes* times = nullptr) = 0;
 };
 
+// A backend's answer for one node: claimed, or why not (one line).
+struct Claim {
+  bool claimed = false;
+  std::string reason;
+  static Claim yes() { return {true, {}}; }
+  static Claim no(std::string why) { return {false, std::move(why)}; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  // Whether this backend runs `node` (types from shape inference are set).
-  virtual bool claims(const ir::Model& model, const ir::Node& node) const = 0;
+  // Whether this backend runs `node` (types from shape inference are set), and why not.
+  virtual Claim claim(const ir::Model& model, const ir::Node& node) const = 0;
+  bool claims(const ir::Model& model, const ir::Node& node) const { return claim(model, node).claimed; }
   virtual std::unique_ptr<CompiledPartition> compile(const ir::Model& model, const PartitionSpec& spec,
                                                      const BackendOptions& options) = 0;
+  // Memory: -1 for backends that compute in host memory (no transfers); a
+  // device backend returns its id >= 0, tags the tensors it produces with it,
+  // and copies across here.
+  virtual int device_id() const { return -1; }
+  virtual Tensor to_device(const Tensor& host) { return host; }
+  virtual Tensor to_host(const Tensor& on_device) { return on_device; }
 };
+
+// Backends by name. "reference" is not one: it is what runs every node no
+// backend claims. builtin() holds Duet's own ("cpu": oneDNN plus Duet's
+// kernels); a program adds its own to a registry of its own.
+class BackendRegistry {
+ public:
+  using Factory = std::function<std::unique_ptr<Backend>()>;
+  void add(const std::string& name, Factory factory);
+  std::unique_ptr<Backend> make(const std::string& name) const;  // one clear error naming the known ones
+  std::vector<std::string> names() const;
+  bool contains(const std::string& name) const { return factories_.count(name) > 0; }
+  static const BackendRegistry& builtin();
+
+ private:
+  std::map<std::string, Factory> factories_;
+};
+
+// "cuda,cpu" -> {"cuda", "cpu"}; "reference" (alone or last) adds nothing.
+std::vector<std::string> backend_preference(const std::string& list);
 
 // The oneDNN CPU backend (FP32; BF16 with FP32 accumulation; INT8 for the
 // QuantizeLinear/DequantizeLinear patterns passes::fuse_qdq forms).
 std::unique_ptr<Backend> make_cpu_backend();
 
-// Groups the top-level nodes of `model` that `backend` claims into maximal
-// runs of consecutive nodes.
-std::vector<PartitionSpec> partition(const ir::Model& model, const Backend& backend);
+// Where each top-level node runs: the first backend of `preference` that
+// claims it (none: the reference kernels), consecutive nodes of one backend
+// grouped into maximal partitions. `refusals` lists, per node that no
+// backend took, each backend's reason.
+struct Placement {
+  std::vector<PartitionSpec> partitions;
+  std::map<const ir::Node*, std::vector<std::pair<std::string, std::string>>> refusals;  // node -> (backend, why)
+};
+Placement place(const ir::Model& model, const std::vector<const Backend*>& preference);
 
 }  // namespace duet::runtime

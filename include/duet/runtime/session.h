@@ -18,10 +18,12 @@ using ir::kMaxOnnxOpset;
 
 struct SessionOptions {
   int threads = 1;
-  // "reference": every node on the reference kernels. "cpu": nodes the oneDNN
-  // backend claims run there in partitions (run passes::optimize first so
-  // that types are inferred and fusions formed); the rest on reference kernels.
+  // An ordered preference of backends, comma-separated ("cuda,cpu"): each
+  // node runs on the first that claims it, the rest on the reference kernels.
+  // "reference": every node on the reference kernels. "cpu": the oneDNN
+  // backend (run prepare_model first so that types are inferred and fusions formed).
   std::string backend = "reference";
+  const BackendRegistry* registry = nullptr;  // where backend names resolve; null: BackendRegistry::builtin()
   Precision precision{};
   bool profile = false;  // time every node (and every backend primitive); see Session::node_times
 };
@@ -50,6 +52,10 @@ class Session {
   void reset_node_times();
   // The nodes of each backend partition (empty for the reference backend).
   std::vector<std::vector<const ir::Node*>> partitions() const;
+  // The backend running each partition, by name.
+  std::vector<std::string> partition_backends() const;
+  // Per node left on the reference kernels, each backend's reason for refusing it.
+  const std::map<const ir::Node*, std::vector<std::pair<std::string, std::string>>>& refusals() const;
 
  private:
   class Impl;

@@ -446,6 +446,64 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   return false;
 }
 
+// What the backend lowers for each op it knows: the reason a node of that op
+// is refused once the general checks (domain, ranks, types) have passed.
+const char* lowered_form(const std::string& op) {
+  static const std::map<std::string, const char*> forms = {
+      {"Conv", "takes a 4-D float32 input with constant 4-D float32 weights and a constant bias (computed weights: group 1, no residual)"},
+      {"FusedConv", "takes a 4-D float32 input with constant 4-D float32 weights, a constant bias and a 4-D residual"},
+      {"ConvTranspose", "takes a 4-D input, constant 4-D float32 weights and bias, no output_padding, output_shape or auto_pad"},
+      {"MatMul", "takes a 2-D/3-D float32 input times constant 2-D float32 weights, or two computed 3-D/4-D float32 operands"},
+      {"FusedMatMul", "takes a 2-D/3-D float32 input times constant 2-D float32 weights with a constant bias"},
+      {"ConvGrad", "takes 4-D float32 operands and group 1"},
+      {"BatchNormalization", "takes inference mode on a 4-D input with constant float32 statistics and one output"},
+      {"GlobalAveragePool", "takes a 4-D input"},
+      {"GlobalMaxPool", "takes a 4-D input"},
+      {"MaxPool", "takes a 4-D input without dilations or indices output"},
+      {"AveragePool", "takes a 4-D input without dilations or ceil_mode"},
+      {"Resize", "takes 4-D nearest / asymmetric / floor resizing by constant integer scales >= 1 on H and W"},
+      {"Concat", "takes computed 1-5-D inputs of the output's type"},
+      {"Add", "takes float32 rank 1-5 with one operand of the output's shape and the other broadcasting into it"},
+      {"Sub", "takes float32 rank 1-5 with the first operand of the output's shape and the second broadcasting into it"},
+      {"Mul", "takes float32 rank 1-5 with one operand of the output's shape and the other broadcasting into it"},
+      {"Div", "takes float32 rank 1-5 with the first operand of the output's shape and the second broadcasting into it"},
+      {"LayerNormalization", "takes float32 over the last axis of a 2-5-D input with constant 1-D scale and bias, one output"},
+      {"Reshape", "takes a float32 input with a constant shape (allowzero 0)"},
+      {"Squeeze", "takes a float32 input with constant axes"},
+      {"Unsqueeze", "takes a float32 input with constant axes"},
+      {"Flatten", "takes a float32 input"},
+      {"Slice", "takes float32 with constant starts, ends and axes, steps of 1, opset >= 10"},
+      {"Softmax", "takes float32 of rank 1-5 over the last axis"},
+      {"Transpose", "takes float32 of rank 2-6"},
+      {"QuantizeLinear", "takes float32 <-> 8-bit codes with a constant scalar scale and zero point, no block_size"},
+      {"DequantizeLinear", "takes float32 <-> 8-bit codes with a constant scalar scale and zero point, no block_size"},
+      {"QuantizedConv", "takes 8-bit codes, constant int8 weights with per-tensor/per-channel float32 scales, scalar activation scales"},
+      {"QuantizedConvTranspose", "takes 8-bit codes, constant int8 weights with float32 scales, group 1, no output_padding"},
+      {"QuantizedMatMul", "takes 2-D/3-D 8-bit codes times constant int8 weights where the integer product is exact on this CPU"},
+      {"QuantizedBinary", "takes Add/Sub/Mul/Div of 8-bit codes with scalar scales (Div by a constant only)"},
+  };
+  auto it = forms.find(op);
+  return it == forms.end() ? nullptr : it->second;
+}
+
+// claims_node with the reason for a refusal: the general checks first, then
+// what the backend lowers for the node's op.
+Claim claim_node(const ir::Model& model, const ir::Node& n) {
+  if (claims_node(model, n)) return Claim::yes();
+  if (!op_allowed(n.op_type)) return Claim::no(n.op_type + " is not in DUET_CPU_OPS");
+  if (n.domain != "" && n.domain != "com.duet") return Claim::no("domain " + n.domain + " is not lowered");
+  for (auto* v : n.inputs)
+    if (v && !constant_of(*model.graph, v) &&
+        !(v->type.shape.rank_known && v->type.shape.rank() >= 1 && v->type.shape.rank() <= 6))
+      return Claim::no("input '" + v->name + "' has " +
+                       (v->type.shape.rank_known ? "rank " + std::to_string(v->type.shape.rank()) : std::string("an unknown rank")) +
+                       " (oneDNN takes ranks 1 to 6)");
+  if (const char* form = lowered_form(n.op_type)) return Claim::no(std::string("the oneDNN backend ") + form);
+  if (n.domain.empty() && ops::activation_post_op(n, model.opset_or_latest(""), [](const ir::Value*) { return nullptr; }))
+    return Claim::no("an eltwise activation of float32 rank 1-5 only");
+  return Claim::no("no oneDNN lowering for " + n.op_type);
+}
+
 // ---------------------------------------------------------------------------
 // Plans.
 
@@ -1791,7 +1849,7 @@ class DnnlPartition final : public CompiledPartition {
 class DnnlBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
-  bool claims(const ir::Model& model, const ir::Node& node) const override { return claims_node(model, node); }
+  Claim claim(const ir::Model& model, const ir::Node& node) const override { return claim_node(model, node); }
   std::unique_ptr<CompiledPartition> compile(const ir::Model& model, const PartitionSpec& spec,
                                              const BackendOptions& options) override {
     return std::make_unique<DnnlPartition>(model, spec, options);

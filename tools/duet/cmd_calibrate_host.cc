@@ -6,7 +6,7 @@
 
 #include "commands.h"
 #include "duet/core/error.h"
-#include "duet/sim/calibrate.h"
+#include "duet/measure/host_calibration.h"
 #include "duet/sim/device.h"
 
 namespace duet::cli {
@@ -21,8 +21,8 @@ Runner add_calibrate_host(CLI::App& app) {
   cmd->add_option("--out", o->out, "Device file to write (default: the catalog's host.toml)");
   cmd->add_option("--seconds", o->seconds, "Seconds per microbenchmark")->check(CLI::Range(0.01, 60.0));
   return [o]() {
-    auto c = sim::calibrate_host(o->seconds);
-    const std::string text = sim::host_toml(c);
+    auto c = measure::calibrate_host(o->seconds);
+    const std::string text = measure::host_toml(c);
     sim::parse_device_toml(text, o->out);  // what we write must load
     std::ofstream f(o->out);
     DUET_CHECK(f.good(), "cannot write '", o->out, "'");

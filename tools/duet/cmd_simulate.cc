@@ -22,7 +22,7 @@
 #include "duet/sim/simulate.h"
 #include "duet/sim/sweep.h"
 #include "duet/sim/topology.h"
-#include "duet/sim/validate.h"
+#include "duet/measure/validate.h"
 
 namespace duet::cli {
 
@@ -136,7 +136,7 @@ Runner add_simulate(CLI::App& app) {
       DUET_CHECK(request.precisions.size() == 1, "--validate compares one precision");
       sim::SimOptions vo = o->sim;
       vo.precision = request.precisions.front();
-      validation = sim::validate_host(o->input, request.input_shapes, devices.front(), vo, {o->runs, 2});
+      validation = measure::validate_host(o->input, request.input_shapes, devices.front(), vo, {o->runs, 2});
     }
     const sim::SweepPoint& first = sweep.points.front();
 

@@ -1,7 +1,7 @@
 // Host-CPU kernel model: what a node of the optimized graph costs on this CPU
 // when the oneDNN cpu backend runs it. A roofline whose ceilings are the rates
 // oneDNN's own kernels reach here, each measured by `duet calibrate-host`
-// (sim/calibrate.h) at a given thread count and written to devices/host.toml
+// (measure/host_calibration.h) at a given thread count and written to devices/host.toml
 // ([cpu_kernels]); nothing in it is typed in or fitted to a model.
 //
 //   time = primitive overhead + max(compute, memory)

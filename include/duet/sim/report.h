@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "duet/sim/simulate.h"
-#include "duet/sim/validate.h"
+#include "duet/sim/validation.h"
 
 namespace duet::sim {
 

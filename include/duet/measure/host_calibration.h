@@ -7,7 +7,9 @@
 
 #include "duet/sim/cpu_model.h"
 
-namespace duet::sim {
+namespace duet::measure {
+
+using sim::CpuKernelRates;
 
 struct HostCalibration {
   std::string cpu_model;
@@ -29,4 +31,4 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds_per_test);
 HostCalibration calibrate_host(double seconds_per_test = 0.3);
 std::string host_toml(const HostCalibration& c);  // devices/host.toml contents
 
-}  // namespace duet::sim
+}  // namespace duet::measure

@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "duet/runtime/peaks.h"
-#include "duet/sim/calibrate.h"
+#include "duet/measure/host_calibration.h"
 
 extern "C" void omp_set_num_threads(int);
 
-namespace duet::sim {
+namespace duet::measure {
+
+using namespace sim;
 
 namespace {
 
@@ -173,4 +175,4 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   return r;
 }
 
-}  // namespace duet::sim
+}  // namespace duet::measure

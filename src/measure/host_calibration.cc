@@ -1,4 +1,4 @@
-#include "duet/sim/calibrate.h"
+#include "duet/measure/host_calibration.h"
 
 #include <unistd.h>
 
@@ -14,7 +14,9 @@
 
 #include "duet/runtime/peaks.h"
 
-namespace duet::sim {
+namespace duet::measure {
+
+using namespace sim;
 
 namespace {
 
@@ -170,4 +172,4 @@ std::string host_toml(const HostCalibration& c) {
   return o.str();
 }
 
-}  // namespace duet::sim
+}  // namespace duet::measure

@@ -1,4 +1,4 @@
-#include "duet/sim/validate.h"
+#include "duet/measure/validate.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,16 +10,10 @@
 #include "duet/runtime/session.h"
 #include "duet/sim/workload.h"
 
-namespace duet::sim {
+namespace duet::measure {
 
-double HostValidation::median_abs_node_error() const {
-  std::vector<double> e;
-  for (auto& r : rows)
-    if (r.modelled && r.measured && r.measured_s > 0) e.push_back(std::fabs(r.error()));
-  if (e.empty()) return 0;
-  std::sort(e.begin(), e.end());
-  return e[e.size() / 2];
-}
+using namespace sim;
+
 
 namespace {
 
@@ -118,4 +112,4 @@ HostValidation validate_host(const std::string& model_path, const std::map<std::
   return out;
 }
 
-}  // namespace duet::sim
+}  // namespace duet::measure

@@ -1,14 +1,12 @@
-// Validation of the host-CPU model against the machine: runs the model on the
-// oneDNN cpu backend (the graph optimizer's graph, so predicted and measured
-// nodes are the same nodes), times it, and sets every node's measured time
-// beside the host-CPU model's prediction (sim/cpu_model.h).
+// What a validation of the host-CPU model says: every node's measured time
+// beside the model's prediction (sim/cpu_model.h). measure::validate_host
+// (measure/validate.h) runs the model to fill it; sim's reports render it.
 #pragma once
 #include <map>
 #include <string>
 #include <vector>
 
 #include "duet/core/shape.h"
-#include "duet/sim/simulate.h"
 
 namespace duet::sim {
 
@@ -31,16 +29,5 @@ struct HostValidation {
   // Median of |per-node error| over nodes both modelled and measured.
   double median_abs_node_error() const;
 };
-
-struct ValidationOptions {
-  int runs = 10;    // measured rounds: each one unprofiled run and one profiled run
-  int warmup = 2;
-};
-
-// Loads `model_path`, optimizes it as the cpu backend does, simulates it on
-// `host` (which must carry [cpu_kernels]) and measures it. `shapes` binds
-// input shapes (as --shape); inputs are seeded uniform [0, 1) float32 tensors.
-HostValidation validate_host(const std::string& model_path, const std::map<std::string, Dims>& shapes, const Device& host,
-                             const SimOptions& options, const ValidationOptions& v = {});
 
 }  // namespace duet::sim

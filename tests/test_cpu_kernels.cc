@@ -54,7 +54,7 @@ const ir::Attribute kPads1{.name = "pads", .type = ir::AttrType::Ints, .ints = {
 // The model's output for input x on the cpu backend (graph optimizer first:
 // it fuses bias, residual sum and ReLU into the convs and MatMuls).
 Tensor run_cpu(std::shared_ptr<ir::Model> model, const Tensor& x,
-               runtime::Precision precision = runtime::Precision::FP32) {
+               const std::string& precision = "fp32") {
   runtime::SessionOptions options;
   options.backend = "cpu";
   options.threads = 2;
@@ -278,7 +278,44 @@ TEST(Bf16Precision, ConvAndMatMulComputeOnBf16RoundedValues) {
   const Tensor in = random_tensor({1, 16, 14, 14}, 34);
   const Tensor want = run_reference(build(true), round_bf16(in.clone()));
   const Tensor fp32 = run_reference(build(false), in);
-  const Tensor got = run_cpu(build(false), in, runtime::Precision::BF16);
+  const Tensor got = run_cpu(build(false), in, "bf16");
   EXPECT_LE(max_abs_diff(want, got), 1e-4) << "the same products as the reference on BF16-rounded values";
   EXPECT_GT(max_abs_diff(fp32, got), 1e-3) << "and not the FP32 result";
+}
+
+// Per node: the precision annotation (numerics::Precision text) picks each
+// matrix op's math whatever the session's default. Only the MatMul annotated
+// bf16 under an fp32 default: its input and weights rounded, the Conv exact.
+// And the converse: an fp32-annotated Conv stays exact under a bf16 default.
+TEST(Bf16Precision, EachMatrixOpFollowsItsOwnAnnotation) {
+  auto round_bf16 = [](Tensor t) {
+    std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
+    numerics::encode_bulk(numerics::bf16(), t.data<float>(), bits.size(), bits.data());
+    numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), t.data<float>());
+    return t;
+  };
+  const Tensor w = random_tensor({16, 16, 3, 3}, 41, 0.3f), m = random_tensor({196, 40}, 42, 0.3f);
+  // `mode`: 0 plain, 1 MatMul annotated bf16, 2 Conv annotated fp32, 3 the reference for 1 (Casts, rounded m).
+  auto build = [&](int mode) {
+    train::GraphBuilder b;
+    auto* c = b.node("Conv", {b.input("x", DType::Float32, {1, 16, 14, 14}), b.initializer("w", w)}, {kPads1});
+    ir::Value* r = b.node("Reshape", {c, b.initializer("shape", Tensor::from_vector<int64_t>({16, 196}, {2}))});
+    if (mode == 3) r = b.node("Cast", {b.node("Cast", {r}, {train::attr_int("to", 16)})}, {train::attr_int("to", 1)});
+    b.output(b.node("MatMul", {r, b.initializer("m", mode == 3 ? round_bf16(m.clone()) : m)}), "y");
+    auto model = b.finish();
+    for (auto& n : model->graph->nodes) {
+      if (mode == 1 && n->op_type == "MatMul") n->annotations["precision"] = "bf16";
+      if (mode == 2 && n->op_type == "Conv") n->annotations["precision"] = "fp32";
+    }
+    return std::shared_ptr<ir::Model>(std::move(model));
+  };
+  const Tensor in = random_tensor({1, 16, 14, 14}, 43);
+  const Tensor exact = run_reference(build(0), in);
+  const Tensor matmul_bf16 = run_cpu(build(1), in, "fp32");
+  EXPECT_LE(max_abs_diff(run_reference(build(3), in), matmul_bf16), 1e-4);
+  EXPECT_GT(max_abs_diff(exact, matmul_bf16), 1e-3);
+  // Conv kept fp32 under a bf16 default: only the MatMul rounds (its input is the exact conv output).
+  EXPECT_LE(max_abs_diff(run_reference(build(3), in), run_cpu(build(2), in, "bf16")), 1e-4);
+  // A precision the cpu backend does not compute is one clear error, not an FP32 run.
+  EXPECT_THROW(run_cpu(build(0), in, "fp8"), Error);
 }

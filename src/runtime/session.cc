@@ -10,6 +10,7 @@
 #include "duet/onnx/onnx_io.h"
 #include "duet/ops/registry.h"
 #include "duet/passes/optimize.h"
+#include "duet/numerics/precision.h"
 #include "duet/runtime/backend.h"
 #include "parallel.h"
 
@@ -330,6 +331,14 @@ Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options)
   const BackendRegistry& registry = options.registry ? *options.registry : BackendRegistry::builtin();
   std::vector<std::unique_ptr<Backend>> backends;
   for (const std::string& name : backend_preference(options.backend)) backends.push_back(registry.make(name));
+  const numerics::Precision precision = numerics::parse_precision(options.precision);
+  if (precision != numerics::parse_precision("fp32")) {
+    DUET_CHECK(!backends.empty(), "precision ", precision.str(),
+               " needs a backend (--backend cpu): the reference executor runs the graph as written");
+    DUET_CHECK(precision == numerics::parse_precision("bf16"), "precision ", precision.str(),
+               ": the cpu backend computes fp32 and bf16; to see what ", precision.str(),
+               " does to this model, emulate it (duet emulate -d ", precision.str(), ")");
+  }
   if (!backends.empty()) impl_->compile_partitions(std::move(backends), {options.threads, options.precision});
 }
 

@@ -43,18 +43,18 @@ inline bool uses_cpu_backend(const std::string& backend) {
 // (QuantizeLinear/DequantizeLinear pairs, e.g. from duet quantize) already
 // asks for: the cpu backend runs its patterns as integer kernels, the
 // reference executor by the QDQ definitions — so it checks there is one.
-inline runtime::Precision parse_precision(const std::string& precision, const std::string& backend,
-                                          const ir::Graph& graph) {
+// Returns the session's default precision (numerics::Precision text).
+inline std::string parse_precision(const std::string& precision, const std::string& backend, const ir::Graph& graph) {
   if (precision == "int8") {
     for (auto& n : graph.nodes)
-      if (n->op_type == "QuantizeLinear" || n->op_type == "DequantizeLinear") return runtime::Precision::FP32;
+      if (n->op_type == "QuantizeLinear" || n->op_type == "DequantizeLinear") return "fp32";
     fail("--precision int8 runs a QDQ model (QuantizeLinear/DequantizeLinear pairs) with integer kernels; this "
          "model has none: make one with duet quantize");
   }
-  if (precision != "bf16") return runtime::Precision::FP32;
+  if (precision != "bf16") return "fp32";
   if (!uses_cpu_backend(backend))
     fail("--precision bf16 needs --backend cpu (the reference executor runs the graph as written)");
-  return runtime::Precision::BF16;
+  return "bf16";
 }
 
 Runner add_info(CLI::App& app);

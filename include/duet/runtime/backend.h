@@ -23,11 +23,13 @@
 
 namespace duet::runtime {
 
-enum class Precision { FP32, BF16 };
-
 struct BackendOptions {
   int threads = 1;
-  Precision precision = Precision::FP32;
+  // The default precision (numerics::Precision text) of nodes without their
+  // own "precision" annotation. The cpu backend computes fp32 and bf16
+  // (Conv/ConvTranspose/MatMul on BF16-rounded inputs and weights, FP32
+  // accumulation), per node by its annotation; the graph as written otherwise.
+  std::string precision = "fp32";
 };
 
 // The nodes of one partition, in execution order, and the values that cross

@@ -24,7 +24,9 @@ struct SessionOptions {
   // backend (run prepare_model first so that types are inferred and fusions formed).
   std::string backend = "reference";
   const BackendRegistry* registry = nullptr;  // where backend names resolve; null: BackendRegistry::builtin()
-  Precision precision{};
+  // Default precision (numerics::Precision text) of the nodes without their own
+  // annotation: fp32, or bf16 on the cpu backend (BackendOptions::precision).
+  std::string precision = "fp32";
   bool profile = false;  // time every node (and every backend primitive); see Session::node_times
 };
 

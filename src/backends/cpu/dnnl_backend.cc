@@ -31,6 +31,7 @@
 
 #include "../../ops/conv_util.h"
 #include "duet/numerics/convert.h"
+#include "duet/numerics/precision.h"
 #include "duet/ops/post_ops.h"
 #include "duet/runtime/backend.h"
 #include "duet/runtime/peaks.h"
@@ -523,11 +524,20 @@ struct Step {
   std::unordered_map<int, memory> constants; // argument -> packed weights, bias...
 };
 
+// BF16 math on this backend: both operands BF16 without scales, FP32
+// accumulation (the bf16 preset; an output rounded to BF16 too, as autocast
+// annotates, reads the same). Anything else is computed as the graph is written.
+bool is_bf16_math(const numerics::Precision& p) {
+  return p.x.format.name == "bf16" && p.w.format.name == "bf16" && p.x.scaling == numerics::emu::Scaling::None &&
+         p.w.scaling == numerics::emu::Scaling::None && p.acc_spec == "fp32" && p.sparsity == numerics::Sparsity::Dense;
+}
+
 class Plan {
  public:
   Plan(const ir::Model& model, const PartitionSpec& spec, const std::vector<const Tensor*>& inputs,
        const BackendOptions& options, dnnl::engine& engine)
-      : model_(model), g_(*model.graph), options_(options), engine_(engine), stream_(engine) {
+      : model_(model), g_(*model.graph), options_(options),
+        default_bf16_(is_bf16_math(numerics::parse_precision(options.precision))), engine_(engine), stream_(engine) {
     for (size_t i = 0; i < spec.inputs.size(); ++i) {
       const Tensor& t = *inputs[i];
       if (t.dtype() != DType::Float32 && !is_8bit(t.dtype()))
@@ -722,7 +732,7 @@ class Plan {
   void conv(const ir::Node& n) {
     const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
     const int sum = n.has_input(3) ? slot_of(n.inputs[3]) : -1;
-    if (options_.precision == Precision::BF16)
+    if (bf16_math(n))
       return define(n, conv_bf16(n, slot_of(n.inputs[0]), constant(n, 1), bias, ops::read_post_ops(n), sum));
     define(n, conv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias, ops::read_post_ops(n), sum));
   }
@@ -1247,7 +1257,7 @@ class Plan {
 
   void deconv(const ir::Node& n) {
     const Tensor* bias = n.has_input(2) ? &constant(n, 2) : nullptr;
-    if (options_.precision == Precision::BF16)  // emulated everywhere (see conv_bf16)
+    if (bf16_math(n))  // emulated everywhere (see conv_bf16)
       return define(n, deconv_f32(n, bf16_values(slot_of(n.inputs[0])), bf16_values(constant(n, 1)), bias));
     define(n, deconv_f32(n, slot_of(n.inputs[0]), constant(n, 1), bias));
   }
@@ -1350,7 +1360,7 @@ class Plan {
     };
     dnnl::matmul::primitive_desc pd;
     Tensor rounded;
-    if (options_.precision == Precision::BF16) {  // see conv_bf16
+    if (bf16_math(n)) {  // see conv_bf16
       try {
         pd = primitive(dt::bf16);
         a = as_layout(a, pd.src_desc());
@@ -1415,7 +1425,7 @@ class Plan {
 
   void matmul_runtime(const ir::Node& n) {
     int a = plain(slot_of(n.inputs[0])), b = plain(slot_of(n.inputs[1]));
-    if (options_.precision == Precision::BF16) {  // emulated (see conv_bf16)
+    if (bf16_math(n)) {  // emulated (see conv_bf16)
       a = bf16_values(a);
       b = bf16_values(b);
     }
@@ -1793,6 +1803,12 @@ class Plan {
   const ir::Model& model_;
   const ir::Graph& g_;
   BackendOptions options_;
+  bool default_bf16_ = false;
+  // A matrix node's math: its own precision annotation, else the default.
+  bool bf16_math(const ir::Node& n) const {
+    auto it = n.annotations.find(numerics::kPrecisionAnnotation);
+    return it == n.annotations.end() ? default_bf16_ : is_bf16_math(numerics::parse_precision(it->second));
+  }
   dnnl::engine& engine_;
   dnnl::stream stream_;
   std::deque<Slot> slots_;  // deque: references stay valid as slots are added

@@ -380,6 +380,35 @@ TEST(Ptq, QuantizesTheBundledClassifierFromCpp) {
   EXPECT_THROW(quant::quantize_post_training(*model, bad, calib), Error);
 }
 
+// The quantizer speaks the one precision vocabulary: a numerics::Precision
+// picks its formats, and what a QDQ model states is what it was asked for.
+TEST(Ptq, FormatsComeFromOnePrecisionText) {
+  auto options = [](const std::string& text) {
+    quant::QuantizeOptions o;
+    quant::apply_precision(o, numerics::parse_precision(text));
+    return o;
+  };
+  const auto int8 = options("int8");
+  EXPECT_EQ(int8.weights, quant::WeightFormat::Int8);
+  EXPECT_EQ(int8.activations, quant::ActivationFormat::Int8);
+  EXPECT_TRUE(int8.per_channel);
+  const auto w4 = options("w4a16");
+  EXPECT_EQ(w4.weights, quant::WeightFormat::Int4);
+  EXPECT_EQ(w4.activations, quant::ActivationFormat::None);
+  EXPECT_EQ(w4.block_size, 128);
+  EXPECT_EQ(options("w8a16").activations, quant::ActivationFormat::None);
+  EXPECT_FALSE(options("x=int8/tensor,w=int8/tensor").per_channel);
+  EXPECT_EQ(options("fp8").weights, quant::WeightFormat::Fp8);
+  for (const char* bad : {"bf16", "int8,sparsity=2:4", "int4", "x=fp16,w=int4/block,block=16"}) {
+    try {
+      options(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("precision"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {
   const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
   const fs::path dir = scratch("cli");

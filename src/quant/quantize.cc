@@ -19,6 +19,42 @@ namespace duet::quant {
 
 using namespace ir::edit;
 
+void apply_precision(QuantizeOptions& o, const numerics::Precision& p) {
+  auto refuse = [&]() {
+    fail("precision ", p.str(), ": duet quantize writes INT8 (w8a8 or weight-only w8a16), INT4 weight-only "
+         "(w4a16) and FP8 E4M3 QDQ models; to see what ", p.str(), " does, emulate it (duet emulate -d ", p.str(), ")");
+  };
+  const std::string& w = p.w.format.name;
+  const std::string& x = p.x.format.name;
+  if (p.sparsity != numerics::Sparsity::Dense) refuse();
+  if (p.weight_only()) {
+    o.activations = ActivationFormat::None;
+    if (w == "int8") {
+      o.weights = WeightFormat::Int8;
+      o.per_channel = p.w.scaling == numerics::emu::Scaling::Channel;
+    } else if (w == "int4" && p.w.scaling == numerics::emu::Scaling::Block) {
+      o.weights = WeightFormat::Int4;
+      DUET_CHECK(p.block == 32 || p.block == 64 || p.block == 128, "precision ", p.str(),
+                 ": INT4 blocks of 32, 64 or 128 along K, got ", p.block);
+      o.block_size = p.block;
+    } else {
+      refuse();
+    }
+    return;
+  }
+  if (x == "int8" && w == "int8") {
+    o.weights = WeightFormat::Int8;
+    o.activations = ActivationFormat::Int8;
+  } else if (x == "e4m3fn" && w == "e4m3fn") {
+    o.weights = WeightFormat::Fp8;
+    o.activations = ActivationFormat::Fp8;
+  } else {
+    refuse();
+  }
+  if (p.x.scaling != numerics::emu::Scaling::Tensor) refuse();  // QDQ activations carry one scale
+  o.per_channel = p.w.scaling == numerics::emu::Scaling::Channel;
+}
+
 WeightFormat parse_weight_format(const std::string& s) {
   if (s == "int8") return WeightFormat::Int8;
   if (s == "int4") return WeightFormat::Int4;
@@ -583,6 +619,11 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
   ir::verify(g);
   passes::infer_shapes(*result.model);
   passes::annotate_qdq_precision(*result.model);  // each quantized node says what it computes
+  for (auto& n : g.nodes) {  // ...and the plan's record says the same, in the same words
+    auto p = result.precision.find(n->name);
+    auto a = n->annotations.find(numerics::kPrecisionAnnotation);
+    if (p != result.precision.end() && p->second != "fp32" && a != n->annotations.end()) p->second = a->second;
+  }
   return result;
 }
 

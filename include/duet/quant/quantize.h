@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "duet/ir/graph.h"
+#include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/ops/registry.h"
 #include "duet/quant/observer.h"
@@ -44,6 +45,13 @@ WeightFormat parse_weight_format(const std::string& s);          // int8 | int4 
 ActivationFormat parse_activation_format(const std::string& s);  // int8 | fp8 | none
 std::string format_name(WeightFormat f);
 std::string format_name(ActivationFormat f);
+
+struct QuantizeOptions;
+// Sets the formats (and weight granularity, INT4 block) of `options` from
+// one numerics::Precision: int8 (w8a8), w8a16 / w4a16 (weight-only), fp8
+// E4M3 with per-tensor activation scales. One clear error, pointing to
+// duet emulate, for a precision a QDQ model cannot state.
+void apply_precision(QuantizeOptions& options, const numerics::Precision& precision);
 
 struct QuantizeOptions {
   RangeOptions calibration;
@@ -106,7 +114,7 @@ struct QuantizedModel {
   // Activation tensor of the prepared model -> the name of its dequantized
   // copy in the quantized model (what quantized readers see).
   std::map<std::string, std::string> dequantized;
-  std::map<std::string, std::string> precision;  // node name -> "int8" / "int4" / "fp8" / "fp32"
+  std::map<std::string, std::string> precision;  // node name -> its numerics::Precision text ("int8", ...) or "fp32"
 };
 
 // The integer grid an activation range maps to (INT8 symmetric or UINT8

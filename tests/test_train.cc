@@ -63,6 +63,26 @@ train::Dataset digits() {
 // The training pipeline from C++, no CLI: the bundled digits, the CNN builder,
 // one epoch with BF16 autocast, a checkpoint, and a resumed second epoch that
 // continues where the first stopped.
+// --amp speaks the precision vocabulary: the bf16 preset and its full spec
+// train the same steps; a precision mixed-precision training cannot mean is one error.
+TEST(Fit, AmpTakesAPrecisionText) {
+  train::Dataset all = train::load_dataset(source_dir() + "/data/datasets/digits/digits.csv.gz",
+                                           {.sample_shape = {1, 8, 8}, .scale = 1.0f / 16});
+  auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
+  auto run = [&](const std::string& amp) {
+    train::TrainConfig cfg;
+    cfg.epochs = 1;
+    cfg.max_steps = 4;
+    cfg.amp = amp;
+    return train::fit(*model, all, nullptr, cfg).epochs.at(0).train_loss;
+  };
+  const double preset = run("bf16");
+  EXPECT_EQ(preset, run("x=bf16/none,w=bf16/none,acc=fp32"));
+  EXPECT_NE(preset, run("off"));
+  EXPECT_THROW(run("int8"), Error);
+  EXPECT_THROW(run("mxfp8"), Error);
+}
+
 TEST(Fit, TrainsTheDigitsCnnForAnEpochFromCpp) {
   train::Dataset all = train::load_dataset(source_dir() + "/data/datasets/digits/digits.csv.gz",
                                            {.sample_shape = {1, 8, 8}, .scale = 1.0f / 16});

@@ -13,6 +13,7 @@
 #include "duet/core/error.h"
 #include "duet/io/tensor_file.h"
 #include "duet/numerics/format.h"
+#include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/upgrade_opset.h"
@@ -31,6 +32,28 @@ constexpr const char* kLoss = "loss";
 // --amp fp8 (Transformer Engine's hybrid recipe): forward tensors and gradients.
 constexpr const char* kFp8Forward = "e4m3fn";
 constexpr const char* kFp8Gradient = "e5m2";
+
+// What --amp asks of autocast: a numerics::Precision text (bf16, fp16, tf32,
+// fp8 — per-tensor scaled, i.e. delayed scaling with E5M2 gradients — or a
+// spec like x=e4m3fn/none), or, as before, a bare float format name (e4m3fn:
+// unscaled rounding). "off": nothing.
+struct AmpPlan {
+  std::string format;
+  bool scaled = false;
+};
+AmpPlan amp_plan(const std::string& amp) {
+  numerics::Precision p;
+  try {
+    p = numerics::parse_precision(amp);
+  } catch (const Error&) {
+    return {numerics::parse_format(amp).name, false};  // a bare format name, or one error naming the text
+  }
+  DUET_CHECK(p.x.format.is_float() && p.w.format.name == p.x.format.name && p.x.scaling != numerics::emu::Scaling::Block &&
+                 p.x.scaling != numerics::emu::Scaling::Channel,
+             "--amp ", amp, ": mixed-precision training rounds both operands of the matrix ops to one float format, "
+             "unscaled or per-tensor scaled (bf16, fp16, tf32, fp8, x=FORMAT/none)");
+  return {p.x.format.name, p.x.scaling == numerics::emu::Scaling::Tensor};
+}
 
 // BatchNormalization's running mean and variance (inputs 3 and 4): state the
 // trainer carries from step to step, not parameters.
@@ -112,8 +135,11 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
     if (v->type.shape.rank_known && v->type.shape.rank() > 0) v->type.shape.dims[0] = Dim::named("N");
   if (config.amp != "off" || config.tf32) {
     AutocastOptions ao;
-    ao.format = config.amp == "fp8" ? kFp8Forward : config.amp != "off" ? config.amp : "tf32";
-    ao.scaled = config.amp == "fp8";
+    const AmpPlan amp = config.amp != "off" ? amp_plan(config.amp) : AmpPlan{"tf32", false};
+    ao.format = amp.scaled ? kFp8Forward : amp.format;
+    ao.scaled = amp.scaled;
+    DUET_CHECK(!amp.scaled || amp.format == kFp8Forward, "--amp ", config.amp,
+               ": delayed (per-tensor) scaling is the FP8 recipe: E4M3 forward, E5M2 gradients");
     ao.grad_format = kFp8Gradient;
     ao.round_outputs = config.amp != "off";
     const auto r = autocast(*m, ao);
@@ -204,7 +230,7 @@ struct Trainer::Impl {
     for (auto& n : state_names) state.push_back(g.initializers.at(n).clone());
     if (config.comm)  // every rank starts from rank 0's weights
       for (auto& p : params) config.comm->broadcast(p.data<float>(), static_cast<size_t>(p.numel()), 0);
-    scaling = config.loss_scaling.value_or(config.amp == "fp16" || config.amp == "float16" || config.amp == "half");
+    scaling = config.loss_scaling.value_or(config.amp != "off" && amp_plan(config.amp).format == "fp16");
 
     // Training graph: forward + loss + backward.
     auto tm = forward_with_parameter_inputs(*forward, names, state_names, true, config, &autocast_nodes);

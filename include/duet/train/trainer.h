@@ -27,8 +27,9 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   double clip_norm = 0;          // > 0: clip the global gradient norm
-  // Mixed precision: "off", "fp8" (scaled, below), or a numerics format for
-  // the matrix ops (bf16, fp16, tf32, e4m3fn unscaled, ...; see train::autocast).
+  // Mixed precision: "off", or a numerics::Precision text for the matrix ops
+  // (bf16, fp16, tf32, fp8 = E4M3 per-tensor scaled, below; x=e4m3fn/none
+  // unscaled), or a bare float format name (e4m3fn, e5m2...; see train::autocast).
   std::string amp = "off";
   // amp "fp8": E4M3 forward / E5M2 gradients with per-tensor delayed scaling
   // (Transformer Engine): scale = fp8_max / max(amax over the last

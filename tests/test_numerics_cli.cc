@@ -13,7 +13,10 @@ TEST(NumericsCli, FormatsListsPropertiesAsTextAndJson) {
   EXPECT_NE(text.output.find("e4m3fn"), std::string::npos);
   auto json = run_command(cli() + " formats --json --spec 'fp(1,5,10)'");
   ASSERT_EQ(json.exit_code, 0) << json.output;
-  const auto j = nlohmann::json::parse(json.output);
+  const auto out = nlohmann::json::parse(json.output);
+  EXPECT_FALSE(out["duet"]["version"].get<std::string>().empty());  // every --json output says what produced it
+  EXPECT_EQ(out["duet"]["options"]["--spec"], "fp(1,5,10)");
+  const auto& j = out["items"];
   bool found = false;
   for (const auto& f : j) {
     if (f["name"] == "e4m3fn") {

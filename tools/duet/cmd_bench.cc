@@ -120,7 +120,7 @@ Runner add_bench(CLI::App& app) {
         for (auto& r : rows) nodes.push_back({{"node", r.label}, {"op", r.op}, {"ms", r.ms}});
         j["profile"] = {{"nodes", nodes}, {"per_op_ms", per_op}, {"profiled_ms", profiled}};
       }
-      std::cout << j.dump(2) << "\n";
+      print_json(j, 2);
       return 0;
     }
     std::cout << std::fixed << std::setprecision(2) << o->model << " (" << o->backend << " backend, "

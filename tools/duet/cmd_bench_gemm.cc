@@ -15,6 +15,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
+#include "commands.h"
 #include "duet/core/error.h"
 #include "duet/runtime/peaks.h"
 #include "duet/backends/cpu/sgemm.h"
@@ -138,7 +139,7 @@ int run_gemm_bench(int64_t m, int64_t n, int64_t k, const std::string& dtype, in
       j["duet_sgemm_fastest_run_share_of_peak"] = fastest_share(s_own);
       j["duet_sgemm_max_rel_diff_vs_onednn"] = own_vs_onednn;
     }
-    std::cout << j.dump(2) << "\n";
+    print_json(j, 2);
     return 0;
   }
   std::cout << std::fixed << std::setprecision(1) << "GEMM " << m << "x" << n << "x" << k << " " << dtype << ", "

@@ -59,7 +59,7 @@ Runner add_conform(CLI::App& app) {
     if (o->json) {
       nlohmann::json out = {{"passed", passed}, {"failed", failed}, {"unsupported", unsup},
                             {"total", cases.size()}, {"cases", jcases}};
-      std::cout << out.dump(1) << "\n";
+      print_json(out, 1);
     } else {
       const double pct = cases.empty() ? 0 : 100.0 * passed / cases.size();
       std::cout << "conformance: " << passed << " passed, " << failed << " failed, " << unsup << " unsupported of "

@@ -42,7 +42,7 @@ Runner add_devices(CLI::App& app) {
         j["price_per_hour_usd"] = d.price_per_hour_usd ? nlohmann::json(*d.price_per_hour_usd) : nlohmann::json();
         out.push_back(j);
       }
-      std::cout << out.dump(2) << "\n";
+      print_json(out, 2);
       return 0;
     }
     std::cout << std::left << std::setw(18) << "id" << std::setw(36) << "name" << std::right << std::setw(10) << "fp32 TF"

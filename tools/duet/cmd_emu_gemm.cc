@@ -96,7 +96,7 @@ int run(const Options& o) {
                         {"runs", o.runs},
                         {"max_abs_error_vs_fp32", max_abs},
                         {"rel_frobenius_error_vs_fp32", rel}};
-    std::cout << j.dump(2) << "\n";
+    print_json(j, 2);
     return 0;
   }
   std::printf("emulated GEMM %lldx%lldx%lld: A %s, B %s, accumulator %s, out %s\n", (long long)o.m, (long long)o.n,

@@ -79,7 +79,7 @@ int list_formats(const std::vector<std::string>& specs, bool json) {
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& f : formats) j.push_back(format_json(f));
-    std::cout << j.dump(1) << "\n";
+    print_json(j, 1);
     return 0;
   }
   std::printf("%-22s %4s %5s %14s %14s %14s %12s  %s\n", "format", "bits", "e/m", "max", "min normal", "min subnormal",
@@ -141,7 +141,7 @@ int convert_values(const ConvertOptions& o) {
                         {"rounding", numerics::rounding_name(rounding)},
                         {"overflow", numerics::overflow_name(overflow)},
                         {"values", rows}};
-    std::cout << j.dump(1) << "\n";
+    print_json(j, 1);
   }
   return 0;
 }

@@ -123,7 +123,7 @@ Runner add_info(CLI::App& app) {
       nlohmann::json ops = nlohmann::json::object();
       for (auto& [op, s] : histogram) ops[op] = {{"count", s.count}, {"flops", s.flops}};
       j["ops"] = ops;
-      std::cout << j.dump(1) << "\n";
+      print_json(j, 1);
       return 0;
     }
     std::cout << "model      " << o->model << "\n";

@@ -45,7 +45,7 @@ Runner add_optimize_graph(CLI::App& app) {
       nlohmann::json j = {{"model", o->model}, {"output", o->output}, {"passes", report},
                           {"nodes_before", nodes_before}, {"nodes_after", model->graph->nodes.size()},
                           {"ops_before", before}, {"ops_after", after}};
-      std::cout << j.dump(2) << "\n";
+      print_json(j, 2);
       return 0;
     }
     std::cout << o->model << ": " << nodes_before << " nodes -> " << model->graph->nodes.size() << " nodes\n";

@@ -116,7 +116,7 @@ Runner add_run(CLI::App& app) {
       j["outputs"].push_back(jo);
     }
     if (o->json) {
-      std::cout << j.dump(1) << "\n";
+      print_json(j, 1);
     } else {
       if (o->verbose) {
         for (auto& p : j["partitions"])

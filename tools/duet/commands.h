@@ -2,6 +2,7 @@
 // function that runs it.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <string>
 
@@ -70,6 +71,15 @@ Runner add_emu_gemm(CLI::App& app);
 Runner add_emulate(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_train(CLI::App& app);
+
+// The subcommand being run (main.cc sets it once parsing succeeded).
+const CLI::App*& active_command();
+// What produced an output: {"version", "command", "options": every option of
+// the command with its effective value, given or default}.
+nlohmann::json invocation();
+// Every --json output goes through here: an object gains "duet":
+// invocation(); an array is wrapped as {"duet": ..., "items": [...]}.
+void print_json(const nlohmann::json& j, int indent = 2);
 
 // A progress bar on stderr: done/total, or nothing when not enabled (cmd_quantize.cc).
 std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "duet/core/version.h"
 #include "duet/core/error.h"
 
 // oneDNN (Debian's build) runs on OpenMP (libgomp), whose idle workers spin
@@ -49,7 +50,8 @@ int main(int argc, char** argv) {
   choose_openmp_wait_policy(argv);
   CLI::App app{"Duet: hardware/algorithm co-design toolkit for neural networks"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "duet 0.1.0");
+  app.set_version_flag("--version", std::string("duet ") + duet::version());
+  app.option_defaults()->always_capture_default();  // --json outputs report every effective option
   std::map<CLI::App*, duet::cli::Runner> runners;
   auto add = [&](duet::cli::Runner (*fn)(CLI::App&)) {
     const size_t before = app.get_subcommands({}).size();
@@ -77,7 +79,15 @@ int main(int argc, char** argv) {
   }
   try {
     for (auto& [sub, run] : runners) {
-      if (sub->parsed()) return run();
+      if (!sub->parsed()) continue;
+      const CLI::App* active = sub;  // the innermost parsed subcommand (bench gemm)
+      for (bool deeper = true; deeper;) {
+        deeper = false;
+        for (const CLI::App* child : active->get_subcommands())
+          if (child->parsed()) active = child, deeper = true;
+      }
+      duet::cli::active_command() = active;
+      return run();
     }
   } catch (const std::exception& e) {
     std::cerr << "duet: error: " << e.what() << "\n";

@@ -1,0 +1,46 @@
+// The envelope of every --json output: Duet's version and the command's
+// effective options beside the results.
+#include <iostream>
+
+#include "commands.h"
+#include "duet/core/version.h"
+
+namespace duet::cli {
+
+const CLI::App*& active_command() {
+  static const CLI::App* command = nullptr;
+  return command;
+}
+
+nlohmann::json invocation() {
+  nlohmann::json j = {{"version", version()}};
+  const CLI::App* cmd = active_command();
+  if (!cmd) return j;
+  std::string name = cmd->get_name();
+  for (const CLI::App* p = cmd->get_parent(); p && p->get_parent(); p = p->get_parent()) name = p->get_name() + " " + name;
+  j["command"] = name;
+  nlohmann::json options = nlohmann::json::object();
+  for (const CLI::Option* opt : cmd->get_options()) {
+    const std::string key = opt->get_name();
+    if (key == "--help" || key == "-h") continue;
+    const bool flag = opt->get_expected_max() == 0 || opt->get_items_expected_max() == 0;
+    if (flag) {
+      options[key] = opt->count() > 0;
+    } else if (opt->count() > 0) {
+      const auto& given = opt->results();
+      options[key] = given.size() == 1 ? nlohmann::json(given.front()) : nlohmann::json(given);
+    } else {
+      options[key] = opt->get_default_str();
+    }
+  }
+  j["options"] = options;
+  return j;
+}
+
+void print_json(const nlohmann::json& j, int indent) {
+  nlohmann::json out = j.is_object() ? j : nlohmann::json{{"items", j}};
+  out["duet"] = invocation();
+  std::cout << out.dump(indent) << "\n";
+}
+
+}  // namespace duet::cli

@@ -409,6 +409,23 @@ TEST(Ptq, FormatsComeFromOnePrecisionText) {
   }
 }
 
+TEST(QuantizeCli, TakesAPrecisionTextAndSaysWhatRanInItsJson) {
+  const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+  const fs::path dir = scratch("cli_precision");
+  const std::string out = (dir / "w8.onnx").string();
+  auto r = run_command(cli() + " quantize " + model + " --calib " + source_dir() + "/data/samples/cls -o " + out +
+                       " --precision w8a16 --max-eval 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["duet"]["command"], "quantize");
+  EXPECT_EQ(j["duet"]["options"]["--precision"], "w8a16");
+  EXPECT_EQ(j["duet"]["options"]["--method"], "entropy");  // defaults are reported too
+  r = run_command(cli() + " quantize " + model + " --calib " + source_dir() + "/data/samples/cls -o " + out +
+                  " --precision bf16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("duet: error: precision bf16: duet quantize writes"), std::string::npos) << r.output;
+}
+
 TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {
   const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
   const fs::path dir = scratch("cli");

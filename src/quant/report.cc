@@ -1,5 +1,7 @@
-#include "duet/core/html.h"
 #include "duet/quant/report.h"
+
+#include "duet/core/html.h"
+#include "duet/report/chart.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,50 +23,43 @@ std::string fmt(double v, int prec = 4) {
   return o.str();
 }
 
-// Horizontal bars, one row per item (value >= 0), log scale when values span decades.
-std::string bars_svg(const std::vector<std::pair<std::string, double>>& items, const std::string& unit, const std::string& colour) {
-  const int row = 16, left = 260, width = 560;
-  double vmax = 0;
-  for (auto& [_, v] : items) if (std::isfinite(v)) vmax = std::max(vmax, v);
-  if (vmax <= 0) vmax = 1;
-  std::ostringstream o;
-  const int h = static_cast<int>(items.size()) * row + 30;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + width + 90 << "' height='" << h << "' font-size='11'>";
-  for (size_t i = 0; i < items.size(); ++i) {
-    const double v = std::isfinite(items[i].second) ? items[i].second : vmax;
-    const int y = static_cast<int>(i) * row + 4;
-    const int w = static_cast<int>(width * std::max(0.0, v) / vmax);
-    o << "<text x='" << left - 6 << "' y='" << y + 11 << "' text-anchor='end'>" << esc(items[i].first.substr(0, 40)) << "</text>"
-      << "<rect x='" << left << "' y='" << y << "' width='" << std::max(w, 1) << "' height='" << row - 3 << "' fill='" << colour << "'/>"
-      << "<text x='" << left + w + 4 << "' y='" << y + 11 << "'>" << fmt(items[i].second, 3) << "</text>";
+// The most sensitive nodes (at most 40), most sensitive first.
+report::Chart sensitivity_chart(const QuantReport& r) {
+  report::Chart c{.title = "Output error with only this node quantized (measured)", .kind = report::Kind::Bar};
+  c.x.label = "node";
+  c.y.label = "relative L2 output error (measured)";
+  report::Series s{.name = "sensitivity", .color = "#c05030"};
+  for (size_t i = 0; i < std::min<size_t>(40, r.sensitivity.size()); ++i) {
+    c.categories.push_back(r.sensitivity[i].first);
+    s.y.push_back(r.sensitivity[i].second);
   }
-  o << "<text x='" << left << "' y='" << h - 6 << "'>" << esc(unit) << " (measured)</text></svg>";
-  return o.str();
+  // Sensitivities often span decades: a log axis keeps the small ones visible.
+  const auto [lo, hi] = std::minmax_element(s.y.begin(), s.y.end());
+  c.y.log = lo != s.y.end() && *lo > 0 && *hi > 100 * *lo;
+  c.series = {s};
+  c.width = 900;
+  return c;
 }
 
-// SQNR per tensor in graph order: isolated (grey) and accumulated (blue) lines.
-std::string sqnr_svg(const std::vector<Evaluator::TensorSqnr>& s) {
-  if (s.empty()) return "";
-  const int W = 900, H = 300, l = 50, b = 40, t = 10;
-  double hi = 0;
-  for (auto& x : s) for (double v : {x.isolated_db, x.accumulated_db}) if (std::isfinite(v)) hi = std::max(hi, v);
-  hi = std::max(10.0, std::ceil(hi / 10) * 10);
-  auto X = [&](size_t i) { return l + (W - l - 10) * (s.size() == 1 ? 0.5 : static_cast<double>(i) / (s.size() - 1)); };
-  auto Y = [&](double v) { return t + (H - t - b) * (1 - std::clamp(std::isfinite(v) ? v : hi, 0.0, hi) / hi); };
-  std::ostringstream o;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-size='11'>"
-    << "<line x1='" << l << "' y1='" << H - b << "' x2='" << W - 10 << "' y2='" << H - b << "' stroke='black'/>"
-    << "<line x1='" << l << "' y1='" << t << "' x2='" << l << "' y2='" << H - b << "' stroke='black'/>";
-  for (double v = 0; v <= hi; v += 10)
-    o << "<text x='" << l - 4 << "' y='" << Y(v) + 4 << "' text-anchor='end'>" << v << "</text>";
-  for (int series = 0; series < 2; ++series) {
-    o << "<polyline fill='none' stroke='" << (series ? "#2060c0" : "#999") << "' stroke-width='1.5' points='";
-    for (size_t i = 0; i < s.size(); ++i) o << X(i) << "," << Y(series ? s[i].accumulated_db : s[i].isolated_db) << " ";
-    o << "'/>";
+// SQNR per activation tensor in graph order: the tensor's own quantization noise and what accumulates along the graph.
+report::Chart sqnr_chart(const QuantReport& r) {
+  report::Chart c{.title = "Per-tensor SQNR (measured)", .kind = report::Kind::Line};
+  c.x.label = "activation tensor, in graph order";
+  c.y.label = "SQNR dB (measured)";
+  report::Series isolated{.name = "own quantization noise", .color = "#999"};
+  report::Series accumulated{.name = "accumulated in the quantized model", .color = "#2060c0"};
+  for (size_t i = 0; i < r.sqnr.size(); ++i) {
+    for (auto* s : {&isolated, &accumulated}) {
+      s->x.push_back(static_cast<double>(i + 1));
+      s->labels.push_back(r.sqnr[i].tensor);
+    }
+    isolated.y.push_back(r.sqnr[i].isolated_db);
+    accumulated.y.push_back(r.sqnr[i].accumulated_db);
   }
-  o << "<text x='" << l << "' y='" << H - 12 << "'>activation tensors in graph order; grey: own quantization noise, "
-    << "blue: accumulated in the quantized model; SQNR dB (measured)</text></svg>";
-  return o.str();
+  c.series = {isolated, accumulated};
+  c.width = 900;
+  c.height = 320;
+  return c;
 }
 
 }  // namespace
@@ -114,10 +109,7 @@ nlohmann::json to_json(const QuantReport& r) {
 
 std::string html_report(const QuantReport& r) {
   std::ostringstream o;
-  o << "<!DOCTYPE html><html><head><meta charset='utf-8'><title>duet quantize: " << esc(r.model) << "</title>"
-    << "<style>body{font-family:sans-serif;margin:20px;max-width:1000px}table{border-collapse:collapse}"
-       "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}</style></head><body>"
-    << "<h1>Quantization report</h1><p>Model <code>" << esc(r.model) << "</code> &rarr; <code>" << esc(r.output)
+  o << "<h1>Quantization report</h1><p>Model <code>" << esc(r.model) << "</code> &rarr; <code>" << esc(r.output)
     << "</code>. All errors below are <b>measured</b>: both models were run on this machine.</p><table>"
     << "<tr><th>calibration</th><td>" << (r.chosen_method.empty() ? method_name(r.options.calibration.method) : "auto (per tensor: " + [&] {
          std::map<std::string, int> count;
@@ -148,21 +140,24 @@ std::string html_report(const QuantReport& r) {
         << fmt(c.max_abs) << "</td><td>" << fmt(100 * c.argmax_agree, 4) << "% of " << c.rows << "</td></tr>";
     o << "</table>";
   }
-  if (!r.sensitivity.empty()) {
-    o << "<h2>Sensitivity: output error with only this node quantized</h2>";
-    std::vector<std::pair<std::string, double>> items(r.sensitivity.begin(), r.sensitivity.begin() + std::min<size_t>(40, r.sensitivity.size()));
-    o << bars_svg(items, "relative L2 output error", "#c05030");
-  }
+  if (!r.sensitivity.empty()) o << "<h2>Sensitivity: output error with only this node quantized</h2>" << report::svg(sensitivity_chart(r));
   if (!r.budget_trace.empty()) {
     o << "<h2>Accuracy budget search</h2><table><tr><th>most sensitive nodes kept in FP32</th><th>output error</th></tr>";
     for (auto& [k, e] : r.budget_trace) o << "<tr><td>" << k << "</td><td>" << fmt(e) << "</td></tr>";
     o << "</table>";
   }
-  if (!r.sqnr.empty()) o << "<h2>Per-tensor SQNR</h2>" << sqnr_svg(r.sqnr);
+  if (!r.sqnr.empty()) o << "<h2>Per-tensor SQNR</h2>" << report::svg(sqnr_chart(r));
   o << "<h2>Precision per node</h2><table><tr><th>node</th><th>precision</th></tr>";
   for (auto& name : r.plan.nodes) o << "<tr><td>" << esc(name) << "</td><td>" << esc(r.precision.count(name) ? r.precision.at(name) : "?") << "</td></tr>";
-  o << "</table></body></html>\n";
-  return o.str();
+  o << "</table>";
+  return report::page("duet quantize: " + r.model, o.str());
+}
+
+nlohmann::json report_data(const QuantReport& r) {
+  std::vector<report::Chart> charts;
+  if (!r.sensitivity.empty()) charts.push_back(sensitivity_chart(r));
+  if (!r.sqnr.empty()) charts.push_back(sqnr_chart(r));
+  return report::data(charts);
 }
 
 }  // namespace duet::quant

@@ -1,5 +1,7 @@
-#include "duet/core/html.h"
 #include "duet/sim/report.h"
+
+#include "duet/core/html.h"
+#include "duet/report/chart.h"
 
 #include <algorithm>
 #include <cmath>
@@ -73,108 +75,152 @@ std::string fmt(double v, int digits = 3) {
   return o.str();
 }
 
-const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                         "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+// Values spanning more than this ratio are plotted on a log axis.
+constexpr double kLogSpan = 30;
 
-struct LogAxis {
-  double lo, hi, px0, px1;
-  double map(double v) const {
-    v = std::clamp(v, lo, hi);
-    return px0 + (std::log10(v) - std::log10(lo)) / (std::log10(hi) - std::log10(lo)) * (px1 - px0);
-  }
-};
-
-std::string axes(const LogAxis& x, const LogAxis& y, const std::string& xl, const std::string& yl) {
-  std::ostringstream o;
-  o << "<line x1='" << x.px0 << "' y1='" << y.px0 << "' x2='" << x.px1 << "' y2='" << y.px0 << "' stroke='#333'/>"
-    << "<line x1='" << x.px0 << "' y1='" << y.px0 << "' x2='" << x.px0 << "' y2='" << y.px1 << "' stroke='#333'/>";
-  for (double d = std::ceil(std::log10(x.lo)); d <= std::log10(x.hi); d += 1)
-    o << "<text x='" << x.map(std::pow(10, d)) << "' y='" << y.px0 + 14 << "' font-size='10' text-anchor='middle'>1e" << int(d) << "</text>";
-  for (double d = std::ceil(std::log10(y.lo)); d <= std::log10(y.hi); d += 1)
-    o << "<text x='" << x.px0 - 4 << "' y='" << y.map(std::pow(10, d)) + 3 << "' font-size='10' text-anchor='end'>1e" << int(d) << "</text>";
-  o << "<text x='" << (x.px0 + x.px1) / 2 << "' y='" << y.px0 + 30 << "' font-size='11' text-anchor='middle'>" << esc(xl) << "</text>"
-    << "<text x='12' y='" << (y.px0 + y.px1) / 2 << "' font-size='11' transform='rotate(-90 12 " << (y.px0 + y.px1) / 2
-    << ")' text-anchor='middle'>" << esc(yl) << "</text>";
-  return o.str();
+bool spans_decades(const std::vector<double>& v) {
+  double lo = INFINITY, hi = 0;
+  for (double x : v)
+    if (x > 0) lo = std::min(lo, x), hi = std::max(hi, x);
+  return hi > kLogSpan * lo;
 }
 
-std::string roofline_svg(const SimResult& r) {
-  LogAxis x{1e-2, 1e5, 70, 640}, y{1e8, 1e16, 360, 20};
-  std::ostringstream o;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='660' height='400'>" << axes(x, y, "intensity (FLOP per DRAM byte)", "FLOP/s (modelled)");
-  o << "<polyline fill='none' stroke='#000' stroke-width='2' points='";
-  for (double e = -2; e <= 5; e += 0.05) {
-    const double i = std::pow(10, e);
-    o << x.map(i) << "," << y.map(std::min(r.peak_flops, r.dram_bandwidth * i)) << " ";
+// A result's device and batch: point labels and the per-device chart titles (the data file has no headings).
+std::string configuration(const SimResult& r) { return r.device_name + ", batch " + std::to_string(r.batch); }
+
+using ByDevice = std::map<std::string, std::vector<const SimResult*>>;  // device id -> its results, one series each
+
+// Latency against energy (or cost) per inference, one point per device and
+// batch; the Pareto front marks the configurations nothing beats on both.
+report::Chart tradeoff_chart(const ByDevice& by_device, bool cost) {
+  report::Chart c{.title = cost ? "Latency vs cost (modelled)" : "Latency vs energy per inference (modelled)", .pareto = true};
+  c.x.label = "latency ms (modelled)";
+  c.y.label = cost ? "$ per 1M inferences (modelled)" : "mJ per inference (modelled)";
+  std::vector<double> xs, ys;
+  for (auto& [device, rs] : by_device) {
+    report::Series s{.name = rs.front()->device_name};
+    for (auto* r : rs) {
+      if (cost && !r->cost_per_million_usd) continue;
+      s.x.push_back(r->latency_s * 1e3);
+      s.y.push_back(cost ? *r->cost_per_million_usd : r->energy_per_inference_j * 1e3);
+      s.labels.push_back(configuration(*r));
+      xs.push_back(s.x.back()), ys.push_back(s.y.back());
+    }
+    c.series.push_back(s);  // even when empty, so each device keeps its colour across the charts
   }
-  o << "'/>";
+  c.x.log = spans_decades(xs);
+  c.y.log = spans_decades(ys);
+  return c;
+}
+
+report::Chart sweep_chart(const ByDevice& by_device, const std::string& what) {
+  auto value = [&](const SimResult* r) {
+    return what == "throughput" ? r->throughput_per_s : what == "latency" ? r->latency_s : r->energy_per_inference_j;
+  };
+  const std::string unit = what == "throughput" ? "inferences/s" : what == "latency" ? "latency s" : "J per inference";
+  report::Chart c{.title = unit + " by batch (modelled)", .kind = report::Kind::Line};
+  c.x = {"batch", true};
+  c.y = {unit + " (modelled)", true};
+  for (auto& [device, rs] : by_device) {
+    report::Series s{.name = rs.front()->device_name};
+    for (auto* r : rs) {
+      s.x.push_back(static_cast<double>(r->batch));
+      s.y.push_back(value(r));
+      s.labels.push_back(configuration(*r));
+    }
+    c.series.push_back(s);
+  }
+  c.width = 620;
+  c.height = 300;
+  return c;
+}
+
+report::Chart roofline_chart(const SimResult& r) {
+  report::Chart c{.title = "Roofline: " + configuration(r) + " (modelled)"};
+  c.x = {"intensity (FLOP per DRAM byte)", true};
+  c.y = {"FLOP/s (modelled)", true};
+  report::Series roof{.name = "roof (peak, DRAM bandwidth)", .color = "#000", .line = true};
+  for (double e = -2; e <= 5.001; e += 0.05) {
+    const double i = std::pow(10, e);
+    roof.x.push_back(i);
+    roof.y.push_back(std::min(r.peak_flops, r.dram_bandwidth * i));
+  }
+  report::Series matrix{.name = "matrix op", .color = "#1f77b4"}, other{.name = "other op", .color = "#2ca02c"},
+      host{.name = "host fallback", .color = "#d62728"};
   for (auto& n : r.nodes) {
     if (n.time_s <= 0 || n.flops <= 0 || n.intensity <= 0) continue;
-    o << "<circle cx='" << x.map(n.intensity) << "' cy='" << y.map(n.flops / n.time_s) << "' r='3' fill='"
-      << (n.on_host ? "#d62728" : n.matrix ? "#1f77b4" : "#2ca02c") << "' fill-opacity='0.7'><title>" << esc(n.name) << " ("
-      << esc(n.op) << "): " << fmt(n.flops / n.time_s / 1e12) << " TFLOP/s, " << n.bound << "-bound</title></circle>";
+    report::Series& s = n.on_host ? host : n.matrix ? matrix : other;
+    s.x.push_back(n.intensity);
+    s.y.push_back(n.flops / n.time_s);
+    s.labels.push_back(n.name + " (" + n.op + "): " + fmt(n.flops / n.time_s / 1e12) + " TFLOP/s, " + n.bound + "-bound");
   }
-  o << "<text x='400' y='40' font-size='11'>blue: matrix op, green: other, red: host fallback</text></svg>";
-  return o.str();
+  c.series = {roof};
+  for (auto* s : {&matrix, &other, &host})
+    if (!s->x.empty()) c.series.push_back(*s);
+  c.width = 660;
+  c.height = 400;
+  return c;
 }
 
-std::string node_bars_svg(const SimResult& r) {
+// The 30 slowest nodes: time, by placement, and energy, by where it is spent.
+std::vector<report::Chart> node_charts(const SimResult& r) {
   std::vector<const NodeResult*> nodes;
   for (auto& n : r.nodes) nodes.push_back(&n);
   std::sort(nodes.begin(), nodes.end(), [](auto* a, auto* b) { return a->time_s > b->time_s; });
   if (nodes.size() > 30) nodes.resize(30);
-  double tmax = 0, emax = 0;
-  for (auto* n : nodes) tmax = std::max(tmax, n->time_s), emax = std::max(emax, n->energy.total());
-  const int row = 16, h = int(nodes.size()) * row + 40;
-  std::ostringstream o;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='900' height='" << h << "'>"
-    << "<text x='200' y='12' font-size='11'>time (modelled)</text><text x='560' y='12' font-size='11'>energy: "
-       "<tspan fill='#1f77b4'>compute</tspan> <tspan fill='#2ca02c'>on-chip</tspan> <tspan fill='#d62728'>DRAM</tspan> "
-       "<tspan fill='#9467bd'>transfer</tspan> (modelled)</text>";
-  int yy = 24;
+  report::Chart time{.title = "Time per node, 30 slowest: " + configuration(r) + " (modelled)", .kind = report::Kind::Bar,
+                     .stacked = true, .width = 900};
+  time.x.label = "node";
+  time.y.label = "time us (modelled)";
+  report::Chart energy = time;
+  energy.title = "Energy per node, 30 slowest: " + configuration(r) + " (modelled)";
+  energy.y.label = "energy uJ (modelled)";
+  report::Series device{.name = "on " + r.device_id, .color = "#1f77b4"}, host{.name = "host fallback", .color = "#d62728"};
+  report::Series parts[4] = {{.name = "compute", .color = "#1f77b4"}, {.name = "on-chip", .color = "#2ca02c"},
+                             {.name = "DRAM", .color = "#d62728"}, {.name = "transfer", .color = "#9467bd"}};
+  bool any_host = false;
   for (auto* n : nodes) {
-    o << "<text x='0' y='" << yy + 11 << "' font-size='10'>" << esc(n->name.substr(0, 28)) << "</text>";
-    const double w = tmax > 0 ? n->time_s / tmax * 300 : 0;
-    o << "<rect x='200' y='" << yy << "' width='" << w << "' height='12' fill='" << (n->on_host ? "#d62728" : "#1f77b4")
-      << "'><title>" << fmt(n->time_s * 1e6) << " us, " << n->bound << "-bound</title></rect>";
-    double x = 560;
-    const double parts[4] = {n->energy.compute_j, n->energy.on_chip_j, n->energy.dram_j, n->energy.transfer_j};
-    const char* colors[4] = {"#1f77b4", "#2ca02c", "#d62728", "#9467bd"};
-    for (int k = 0; k < 4; ++k) {
-      const double pw = emax > 0 ? parts[k] / emax * 320 : 0;
-      o << "<rect x='" << x << "' y='" << yy << "' width='" << pw << "' height='12' fill='" << colors[k] << "'><title>"
-        << fmt(parts[k] * 1e6) << " uJ</title></rect>";
-      x += pw;
-    }
-    yy += row;
+    time.categories.push_back(n->name);
+    (n->on_host ? host : device).y.push_back(n->time_s * 1e6);
+    (n->on_host ? device : host).y.push_back(NAN);
+    for (auto* s : {&device, &host}) s->labels.push_back(fmt(n->time_s * 1e6) + " us, " + n->bound + "-bound");
+    any_host |= n->on_host;
+    const double j[4] = {n->energy.compute_j, n->energy.on_chip_j, n->energy.dram_j, n->energy.transfer_j};
+    for (int k = 0; k < 4; ++k) parts[k].y.push_back(j[k] * 1e6);
   }
-  o << "</svg>";
-  return o.str();
+  energy.categories = time.categories;
+  time.series = {device};
+  if (any_host) time.series.push_back(host);
+  energy.series.assign(parts, parts + 4);
+  return {time, energy};
 }
 
-std::string sweep_svg(const std::map<std::string, std::vector<const SimResult*>>& by_device, const std::string& what) {
-  double lo = 1e300, hi = 0;
-  int64_t bmax = 1;
-  auto value = [&](const SimResult* r) {
-    return what == "throughput" ? r->throughput_per_s : what == "latency" ? r->latency_s : r->energy_per_inference_j;
-  };
-  for (auto& [d, rs] : by_device)
-    for (auto* r : rs) lo = std::min(lo, value(r)), hi = std::max(hi, value(r)), bmax = std::max(bmax, r->batch);
-  if (hi <= 0) return "";
-  LogAxis x{1, double(std::max<int64_t>(bmax, 2)), 70, 440}, y{std::pow(10, std::floor(std::log10(lo))), std::pow(10, std::ceil(std::log10(hi))), 260, 20};
-  const std::string unit = what == "throughput" ? "inferences/s" : what == "latency" ? "latency s" : "J per inference";
-  std::ostringstream o;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='620' height='300'>" << axes(x, y, "batch", unit + " (modelled)");
-  int c = 0, ly = 30;
-  for (auto& [d, rs] : by_device) {
-    const char* color = kColors[c++ % 10];
-    o << "<polyline fill='none' stroke='" << color << "' stroke-width='2' points='";
-    for (auto* r : rs) o << x.map(double(r->batch)) << "," << y.map(value(r)) << " ";
-    o << "'/><text x='450' y='" << ly << "' font-size='10' fill='" << color << "'>" << esc(d) << "</text>";
-    ly += 13;
+struct Section {
+  std::string heading;
+  std::vector<report::Chart> charts;
+};
+
+// Every chart of the page, in page order, under its heading.
+std::vector<Section> chart_sections(const std::vector<SimResult>& results) {
+  ByDevice by_device;
+  for (auto& r : results) by_device[r.device_id].push_back(&r);
+  std::vector<Section> sections;
+  if (results.size() > 1) {
+    Section tradeoff{"Latency vs energy and cost: the Pareto front (modelled)", {tradeoff_chart(by_device, false)}};
+    if (std::count_if(results.begin(), results.end(), [](auto& r) { return r.cost_per_million_usd.has_value(); }) > 1)
+      tradeoff.charts.push_back(tradeoff_chart(by_device, true));
+    sections.push_back(tradeoff);
   }
-  o << "</svg>";
-  return o.str();
+  if (!by_device.empty() && by_device.begin()->second.size() > 1)
+    sections.push_back({"Batch sweep (modelled)", {sweep_chart(by_device, "throughput"), sweep_chart(by_device, "latency"),
+                                                   sweep_chart(by_device, "energy")}});
+  for (auto& [d, rs] : by_device) {
+    const SimResult& r = *rs.front();
+    Section s{configuration(r) + " (modelled)", {roofline_chart(r)}};
+    for (auto& c : node_charts(r)) s.charts.push_back(c);
+    sections.push_back(s);
+  }
+  return sections;
 }
 
 std::string validation_html(const HostValidation& v) {
@@ -186,7 +232,7 @@ std::string validation_html(const HostValidation& v) {
     << "<p>Total: modelled " << fmt(v.predicted_total_s * 1e3, 4) << " ms, measured " << fmt(v.measured_total_s * 1e3, 4)
     << " ms (median latency), error " << pct(v.total_error()) << "; median |per-node error| "
     << fmt(100 * v.median_abs_node_error()) << "%.</p>"
-    << "<table><tr><th>node</th><th>op</th><th>class</th><th>modelled ms</th><th>measured ms</th><th>error</th></tr>";
+    << "<table class='num'><tr><th>node</th><th>op</th><th>class</th><th>modelled ms</th><th>measured ms</th><th>error</th></tr>";
   for (auto& r : v.rows)
     o << "<tr><td style='text-align:left'>" << esc(r.name) << "</td><td style='text-align:left'>" << esc(r.op)
       << "</td><td>" << (r.modelled ? esc(r.cpu_class) : "folded") << "</td><td>" << fmt(r.predicted_s * 1e3) << "</td><td>"
@@ -199,18 +245,13 @@ std::string validation_html(const HostValidation& v) {
 
 std::string html_report(const std::string& title, const std::vector<SimResult>& results, const HostValidation* validation) {
   std::ostringstream o;
-  o << "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" << esc(title) << "</title><style>"
-    << "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-       "text-align:right}th{background:#eee}.note{color:#a00}</style></head><body>"
-    << "<h1>" << esc(title) << "</h1><p class='note'>Every figure on this page is <b>modelled</b> by <code>duet simulate</code> "
+  o << "<h1>" << esc(title) << "</h1><p class='note'>Every figure on this page is <b>modelled</b> by <code>duet simulate</code> "
        "from the device catalog (devices/*.toml) and the op registry's costs; none is a measurement"
     << (validation ? ", except the measured column of the validation section" : "") << ".</p>";
   if (validation) o << validation_html(*validation);
-  o << "<h2>Device comparison (modelled)</h2><table><tr><th>device</th><th>batch</th><th>latency ms</th><th>inferences/s</th>"
+  o << "<h2>Device comparison (modelled)</h2><table class='num'><tr><th>device</th><th>batch</th><th>latency ms</th><th>inferences/s</th>"
        "<th>mJ/inference</th><th>DRAM share of energy</th><th>$ per 1M inferences</th><th>host-fallback nodes</th></tr>";
-  std::map<std::string, std::vector<const SimResult*>> by_device;
   for (auto& r : results) {
-    by_device[r.device_id].push_back(&r);
     const double total = r.energy.total();
     o << "<tr><td style='text-align:left'>" << esc(r.device_name) << "</td><td>" << r.batch << "</td><td>" << fmt(r.latency_s * 1e3)
       << "</td><td>" << fmt(r.throughput_per_s) << "</td><td>" << fmt(r.energy_per_inference_j * 1e3) << "</td><td>"
@@ -218,17 +259,19 @@ std::string html_report(const std::string& title, const std::vector<SimResult>& 
       << (r.cost_per_million_usd ? fmt(*r.cost_per_million_usd) : std::string("n/a")) << "</td><td>" << r.host_nodes << "</td></tr>";
   }
   o << "</table>";
-  if (by_device.begin() != by_device.end() && by_device.begin()->second.size() > 1) {
-    o << "<h2>Batch sweep (modelled)</h2>" << sweep_svg(by_device, "throughput") << sweep_svg(by_device, "latency")
-      << sweep_svg(by_device, "energy");
+  for (auto& section : chart_sections(results)) {
+    o << "<h2>" << esc(section.heading) << "</h2>";
+    for (auto& c : section.charts) o << report::svg(c);
   }
-  for (auto& [d, rs] : by_device) {
-    const SimResult& r = *rs.front();
-    o << "<h2>" << esc(r.device_name) << ", batch " << r.batch << " (modelled)</h2><h3>Roofline</h3>" << roofline_svg(r)
-      << "<h3>Per-node time and energy (30 slowest)</h3>" << node_bars_svg(r);
-  }
-  o << "</body></html>\n";
-  return o.str();
+  return report::page(title, o.str());
+}
+
+nlohmann::json report_data(const std::vector<SimResult>& results) {
+  std::vector<report::Chart> charts;
+  for (auto& section : chart_sections(results)) charts.insert(charts.end(), section.charts.begin(), section.charts.end());
+  nlohmann::json j = report::data(charts);
+  j["modelled"] = true;
+  return j;
 }
 
 }  // namespace duet::sim

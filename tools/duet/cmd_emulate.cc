@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -20,6 +20,7 @@
 #include "duet/passes/emulate.h"
 #include "duet/quant/emulation.h"
 #include "duet/quant/ptq.h"
+#include "duet/report/chart.h"
 
 namespace duet::cli {
 
@@ -43,7 +44,7 @@ int list_presets(bool json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& d : numerics::precision_presets())
       j.push_back({{"name", d.name}, {"spec", d.spec()}, {"devices", d.devices}});
-    std::cout << j.dump(2) << "\n";
+    print_json(j, 2);
     return 0;
   }
   for (const auto& d : numerics::precision_presets())
@@ -58,44 +59,43 @@ std::string fmt(double v, int prec = 4) {
   return s.str();
 }
 
-// Horizontal bars, one per datapath (self-contained SVG).
-std::string bars(const std::vector<Result>& results, const std::string& label,
-                 const std::function<double(const Result&)>& value) {
-  double vmax = 1e-12;
-  for (const auto& r : results) vmax = std::max(vmax, std::fabs(value(r)));
-  const int row = 24, left = 150, width = 420;
-  std::ostringstream s;
-  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + width + 80 << "' height='" << row * results.size() + 30
-    << "'><text x='" << left << "' y='14' font-size='12'>" << html_escape(label) << "</text>";
-  for (size_t i = 0; i < results.size(); ++i) {
-    const double v = value(results[i]);
-    const int y = 22 + static_cast<int>(i) * row;
-    const double w = std::fabs(v) / vmax * width;
-    s << "<text x='" << left - 6 << "' y='" << y + 14 << "' font-size='12' text-anchor='end'>"
-      << html_escape(results[i].precision.name) << "</text><rect x='" << left << "' y='" << y << "' width='" << w
-      << "' height='" << row - 6 << "' fill='#4a7ab5'/><text x='" << left + w + 4 << "' y='" << y + 14
-      << "' font-size='12'>" << fmt(v) << "</text>";
+// One bar per datapath.
+report::Chart datapath_chart(const std::vector<Result>& results, const std::string& value_label,
+                             const std::function<double(const Result&)>& value) {
+  report::Chart c;
+  c.title = value_label + " (measured)";
+  c.kind = report::Kind::Bar;
+  c.x.label = "datapath";
+  c.y.label = value_label + " (measured)";
+  report::Series s;
+  s.name = value_label;
+  s.color = "#4a7ab5";
+  for (const auto& r : results) {
+    c.categories.push_back(r.precision.name);
+    s.y.push_back(value(r));
   }
-  s << "</svg>";
-  return s.str();
+  c.series = {s};
+  return c;
 }
 
-void write_report(const std::string& path, const Options& o, const std::vector<Result>& results, size_t samples) {
-  std::ofstream f(path);
-  DUET_CHECK(f.good(), "cannot write report '", path, "'");
-  f << "<!doctype html><html><head><meta charset='utf-8'><title>duet emulate</title><style>"
-       "body{font-family:sans-serif;margin:24px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-       "padding:3px 8px;font-size:13px}</style></head><body><h1>Precision emulation: "
-    << html_escape(o.model) << "</h1><p>Measured: every Conv/MatMul/Gemm computed bit-exactly as the datapath would "
+std::vector<report::Chart> charts(const std::vector<Result>& results) {
+  return {datapath_chart(results, "SQNR dB (mean over outputs)",
+                         [](const Result& r) {
+                           double s = 0;
+                           for (const auto& oc : r.comparison.outputs) s += oc.sqnr_db;
+                           return r.comparison.outputs.empty() ? 0.0 : s / r.comparison.outputs.size();
+                         }),
+          datapath_chart(results, "mean relative L2 error", [](const Result& r) { return r.comparison.rel_l2; })};
+}
+
+std::string report_html(const Options& o, const std::vector<Result>& results, size_t samples) {
+  const std::vector<report::Chart> c = charts(results);
+  std::ostringstream f;
+  f << "<h1>Precision emulation: " << html_escape(o.model) << "</h1><p>Measured: every Conv/MatMul/Gemm computed bit-exactly as the datapath would "
     << "(inputs rounded with dynamic scales, exact products, the stated accumulator, the output format), compared "
     << "with FP32 on " << samples << " sample(s)" << (o.data.empty() ? " (seeded random inputs)" : " from " + html_escape(o.data))
-    << ".</p><h2>Output SQNR (dB, higher is closer to FP32)</h2>"
-    << bars(results, "SQNR dB (mean over outputs)", [](const Result& r) {
-         double s = 0;
-         for (const auto& oc : r.comparison.outputs) s += oc.sqnr_db;
-         return r.comparison.outputs.empty() ? 0.0 : s / r.comparison.outputs.size();
-       })
-    << "<h2>Relative L2 error</h2>" << bars(results, "mean relative L2 error", [](const Result& r) { return r.comparison.rel_l2; })
+    << ".</p><h2>Output SQNR (dB, higher is closer to FP32)</h2>" << report::svg(c[0])
+    << "<h2>Relative L2 error</h2>" << report::svg(c[1])
     << "<h2>Datapaths</h2><table><tr><th>datapath</th><th>spec</th><th>emulated nodes</th><th>kept FP32</th>"
        "<th>rel L2</th><th>argmax changed</th><th>ms/sample (measured, emulated)</th></tr>";
   for (const auto& r : results) {
@@ -114,7 +114,8 @@ void write_report(const std::string& path, const Options& o, const std::vector<R
   for (const auto& r : results)
     for (const auto& [node, why] : r.rewrite.kept_fp32)
       f << "<li>" << html_escape(r.precision.name) << ": " << html_escape(node) << ": " << html_escape(why) << "</li>";
-  f << "</ul></body></html>\n";
+  f << "</ul>";
+  return report::page("duet emulate", f.str());
 }
 
 int run(const Options& o) {
@@ -140,7 +141,7 @@ int run(const Options& o) {
   quant::EmulationResult emulation = quant::emulate_precisions(*model, request, data);
   const std::vector<Result>& results = emulation.precisions;
   if (!o.output.empty()) onnx_io::save_model(*results.front().model, o.output);
-  if (!o.report.empty()) write_report(o.report, o, results, emulation.samples);
+  if (!o.report.empty()) report::write_report(o.report, report_html(o, results, emulation.samples), report::data(charts(results)));
 
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
@@ -164,7 +165,7 @@ int run(const Options& o) {
                                 {"rows", oc.rows}});
       j["datapaths"].push_back(d);
     }
-    std::cout << j.dump(2) << "\n";
+    print_json(j, 2);
     return 0;
   }
   std::cout << "measured on " << emulation.samples << " sample(s) "

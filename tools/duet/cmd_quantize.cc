@@ -19,6 +19,7 @@
 #include "duet/onnx/onnx_io.h"
 #include "duet/quant/ptq.h"
 #include "duet/quant/report.h"
+#include "duet/report/chart.h"
 
 namespace duet::cli {
 
@@ -78,7 +79,7 @@ std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool e
 Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
-    std::string backend = "cpu", metric = "l2";
+    std::string backend = "cpu", metric = "l2", precision;
     bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false, progress = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
     double budget = -1, percentile = 99.999, smooth = 0;
@@ -101,6 +102,14 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--block-size", o->block_size, "INT4 block size along the reduced axis")->check(CLI::IsMember({32, 64, 128}));
   cmd->add_option("--activations", o->activations, "Activation format: int8 (default), fp8 (E4M3FN) or none (weight-only)")
       ->check(CLI::IsMember({"int8", "fp8", "none"}));
+  cmd->add_option("--precision", o->precision,
+                  "What to quantize to, in the one precision vocabulary (duet emulate --list): int8 (default scheme), "
+                  "w8a16 or w4a16 (weight-only), fp8, or a spec such as x=int8/tensor,w=int8/tensor; "
+                  "sets --weights, --activations, --per-tensor and --block-size")
+      ->excludes("--weights")
+      ->excludes("--activations")
+      ->excludes("--per-tensor")
+      ->excludes("--block-size");
   cmd->add_flag("--quantize-outputs", o->quantize_outputs,
                  "Also quantize every quantized node's output (ONNX Runtime's placement; default: only inputs of quantized nodes)");
   cmd->add_option("--smooth", o->smooth,
@@ -149,6 +158,7 @@ Runner add_quantize(CLI::App& app) {
     qo.quantize_outputs = o->quantize_outputs;
     qo.reduce_range = o->reduce_range;
     qo.block_size = o->block_size;
+    if (!o->precision.empty()) quant::apply_precision(qo, numerics::parse_precision(o->precision));
     if (!o->op_types.empty()) qo.op_types = split_list(o->op_types);
     qo.exclude_op_types = split_list(o->exclude);
     qo.exclude_nodes = split_list(o->exclude_nodes);
@@ -187,16 +197,12 @@ Runner add_quantize(CLI::App& app) {
     report.output = o->output;
     const quant::QuantizedModel& q = result.quantized;
     onnx_io::save_model(*q.model, o->output);
-    if (!o->report.empty()) {
-      std::ofstream f(o->report);
-      DUET_CHECK(f, "cannot write ", o->report);
-      f << quant::html_report(report);
-    }
+    if (!o->report.empty()) duet::report::write_report(o->report, quant::html_report(report), quant::report_data(report));
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     if (o->json) {
       auto j = quant::to_json(report);
       j["seconds"] = seconds;
-      std::cout << j.dump(2) << "\n";
+      print_json(j, 2);
       return 0;
     }
     int quantized = 0;

@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/report/chart.h"
 #include "duet/sim/report.h"
 #include "duet/sim/simulate.h"
 #include "duet/sim/sweep.h"
@@ -141,11 +142,9 @@ Runner add_simulate(CLI::App& app) {
     const sim::SweepPoint& first = sweep.points.front();
 
     const std::string title = "duet simulate " + o->input;
-    if (!o->report.empty()) {
-      std::ofstream f(o->report);
-      DUET_CHECK(f.good(), "cannot write report '", o->report, "'");
-      f << sim::html_report(title, results, validation ? &*validation : nullptr);
-    }
+    if (!o->report.empty())
+      report::write_report(o->report, sim::html_report(title, results, validation ? &*validation : nullptr),
+                           sim::report_data(results));
     if (o->json) {
       nlohmann::json j{{"input", o->input}, {"modelled", true}, {"precision", request.precisions.front()},
                        {"precisions", request.precisions},
@@ -157,7 +156,7 @@ Runner add_simulate(CLI::App& app) {
         j["results"].push_back(r);
       }
       if (validation) j["validation"] = sim::to_json(*validation);
-      std::cout << j.dump(2) << "\n";
+      print_json(j, 2);
       return 0;
     }
     std::cout << "All figures modelled (not measured)" << (validation ? ", except the validation below" : "") << ". "

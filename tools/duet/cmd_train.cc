@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/report/chart.h"
 #include "duet/train/data.h"
 #include "duet/train/fit.h"
 #include "duet/train/models.h"
@@ -256,9 +257,7 @@ Runner add_train(CLI::App& app) {
                          {"backend", cfg.backend + ", " + std::to_string(cfg.threads) + " threads"},
                          {"ranks", std::to_string(cfg.comm ? cfg.comm->size() : 1)},
                          {"steps", std::to_string(fitted.steps)}};
-      std::ofstream f(o->report);
-      if (!f) fail("cannot write the report '", o->report, "'");
-      f << train::training_report_html(report);
+      duet::report::write_report(o->report, train::training_report_html(report), train::training_report_data(report));
     }
     if (o->json) {
       nlohmann::json out = {{"model", o->model},
@@ -277,7 +276,7 @@ Runner add_train(CLI::App& app) {
                             {"test_accuracy", last.test.accuracy},
                             {"output", o->output}};
       if (o->profile) out["profile_ms_per_step"] = profile;
-      std::cout << out.dump(2) << "\n";
+      print_json(out, 2);
     } else if (!o->output.empty()) {
       std::cout << "wrote " << o->output << " (test accuracy " << pct(last.test.accuracy) << ", measured)\n";
     }

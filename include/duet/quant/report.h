@@ -37,5 +37,6 @@ struct QuantReport {
 
 nlohmann::json to_json(const QuantReport& r);
 std::string html_report(const QuantReport& r);
+nlohmann::json report_data(const QuantReport& r);  // what html_report plots (report::data), written beside it
 
 }  // namespace duet::quant

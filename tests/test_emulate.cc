@@ -344,7 +344,7 @@ TEST(EmulateCli, BundledClassifierThroughDevicePresets) {
   EXPECT_GT(j["datapaths"][2]["rel_l2"].get<double>(), j["datapaths"][0]["rel_l2"].get<double>());
   auto list = run_command(cli() + " emulate --list --json");
   ASSERT_EQ(list.exit_code, 0) << list.output;
-  EXPECT_GE(nlohmann::json::parse(list.output).size(), 10u);
+  EXPECT_GE(nlohmann::json::parse(list.output)["items"].size(), 10u);
 }
 
 TEST(EmulateCli, BadDatapathIsOneClearError) {

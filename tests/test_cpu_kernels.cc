@@ -248,13 +248,17 @@ TEST(PackedSgemm, MatMulOnTheCpuBackendMatchesTheReference) {
 // --precision bf16: a Conv then a MatMul read inputs and weights rounded to
 // BF16 and accumulate in FP32 — the reference executor on pre-rounded
 // values gives the same numbers (up to summation order).
+namespace {
+// t with every value rounded to BF16 (nearest-even): what BF16 math reads.
+Tensor round_bf16(Tensor t) {
+  std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
+  numerics::encode_bulk(numerics::bf16(), t.data<float>(), bits.size(), bits.data());
+  numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), t.data<float>());
+  return t;
+}
+}  // namespace
+
 TEST(Bf16Precision, ConvAndMatMulComputeOnBf16RoundedValues) {
-  auto round_bf16 = [](Tensor t) {
-    std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
-    numerics::encode_bulk(numerics::bf16(), t.data<float>(), bits.size(), bits.data());
-    numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), t.data<float>());
-    return t;
-  };
   // Conv 16->16 3x3 + bias, reshaped to [16, 196], MatMul by [196, 40]. With
   // `rounded`, weights are pre-rounded (biases stay FP32) and the MatMul's
   // input goes through Cast to BF16 and back: the reference for BF16 precision.
@@ -288,12 +292,6 @@ TEST(Bf16Precision, ConvAndMatMulComputeOnBf16RoundedValues) {
 // bf16 under an fp32 default: its input and weights rounded, the Conv exact.
 // And the converse: an fp32-annotated Conv stays exact under a bf16 default.
 TEST(Bf16Precision, EachMatrixOpFollowsItsOwnAnnotation) {
-  auto round_bf16 = [](Tensor t) {
-    std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
-    numerics::encode_bulk(numerics::bf16(), t.data<float>(), bits.size(), bits.data());
-    numerics::decode_bulk(numerics::bf16(), bits.data(), bits.size(), t.data<float>());
-    return t;
-  };
   const Tensor w = random_tensor({16, 16, 3, 3}, 41, 0.3f), m = random_tensor({196, 40}, 42, 0.3f);
   // `mode`: 0 plain, 1 MatMul annotated bf16, 2 Conv annotated fp32, 3 the reference for 1 (Casts, rounded m).
   auto build = [&](int mode) {

@@ -152,6 +152,22 @@ std::vector<std::string> Graph::outer_scope_names() const {
   return result;
 }
 
+std::vector<const Graph*> Node::subgraphs() const {
+  std::vector<const Graph*> bodies;
+  for (auto& a : attributes) {
+    if (a.g) bodies.push_back(a.g.get());
+    for (auto& g : a.graphs) bodies.push_back(g.get());
+  }
+  return bodies;
+}
+
+std::vector<std::string> Node::captured_names() const {
+  std::vector<std::string> names;
+  for (const Graph* body : subgraphs())
+    for (auto& name : body->outer_scope_names()) names.push_back(name);
+  return names;
+}
+
 void Graph::topological_sort() {
   std::unordered_map<const Node*, int> pending;
   std::unordered_map<const Value*, std::vector<Node*>> users;
@@ -159,14 +175,8 @@ void Graph::topological_sort() {
   auto deps_of = [&](const Node* n) {
     std::vector<const Value*> deps;
     for (auto* in : n->inputs) if (in) deps.push_back(in);
-    for (auto& a : n->attributes) {
-      std::vector<const Graph*> gs;
-      if (a.g) gs.push_back(a.g.get());
-      for (auto& g : a.graphs) gs.push_back(g.get());
-      for (auto* g : gs)
-        for (auto& name : g->outer_scope_names())
-          if (auto* v = find_value(name)) deps.push_back(v);
-    }
+    for (auto& name : n->captured_names())
+      if (auto* v = find_value(name)) deps.push_back(v);
     return deps;
   };
   std::vector<Node*> ready;

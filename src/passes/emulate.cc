@@ -32,16 +32,11 @@ std::string obstacle(const ir::Node& n, const numerics::Precision& d) {
 // Conv/MatMul/Gemm inside control-flow bodies: listed, not rewritten.
 void list_subgraph_nodes(const ir::Graph& g, EmulateReport& report) {
   for (auto& n : g.nodes)
-    for (auto& a : n->attributes) {
-      std::vector<const ir::Graph*> bodies;
-      if (a.g) bodies.push_back(a.g.get());
-      for (auto& b : a.graphs) bodies.push_back(b.get());
-      for (const ir::Graph* body : bodies) {
-        for (auto& inner : body->nodes)
-          if (emulated_form(*inner))
-            report.kept_fp32.emplace_back(inner->label(), "inside the body of " + n->label() + " (not emulated)");
-        list_subgraph_nodes(*body, report);
-      }
+    for (const ir::Graph* body : n->subgraphs()) {
+      for (auto& inner : body->nodes)
+        if (emulated_form(*inner))
+          report.kept_fp32.emplace_back(inner->label(), "inside the body of " + n->label() + " (not emulated)");
+      list_subgraph_nodes(*body, report);
     }
 }
 

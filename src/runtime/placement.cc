@@ -11,21 +11,13 @@ namespace duet::runtime {
 
 namespace {
 
-bool is_constant(const ir::Graph& g, const ir::Value* v) { return g.constant(v) != nullptr; }
-
 // Values read from outside the top-level node list: graph outputs and names
 // captured by subgraphs.
 std::unordered_set<const ir::Value*> pinned_values(const ir::Graph& g) {
   std::unordered_set<const ir::Value*> pinned(g.outputs.begin(), g.outputs.end());
   for (auto& n : g.nodes)
-    for (auto& a : n->attributes) {
-      std::vector<const ir::Graph*> subs;
-      if (a.g) subs.push_back(a.g.get());
-      for (auto& s : a.graphs) subs.push_back(s.get());
-      for (auto* s : subs)
-        for (auto& name : s->outer_scope_names())
-          if (auto* v = g.find_value(name)) pinned.insert(v);
-    }
+    for (auto& name : n->captured_names())
+      if (auto* v = g.find_value(name)) pinned.insert(v);
   return pinned;
 }
 
@@ -120,7 +112,7 @@ Placement place(const ir::Model& model, const std::vector<const Backend*>& prefe
     std::unordered_set<const ir::Value*> produced, seen;
     for (auto* n : spec.nodes) {
       for (auto* in : n->inputs) {
-        if (!in || produced.count(in) || is_constant(g, in) || !seen.insert(in).second) continue;
+        if (!in || produced.count(in) || g.constant(in) || !seen.insert(in).second) continue;
         spec.inputs.push_back(in);
       }
       for (auto* out : n->outputs) if (out) produced.insert(out);

@@ -145,6 +145,7 @@ class Session::Impl final : public ops::SubgraphRunner {
     specs_ = std::move(placement.partitions);
     refusals_ = std::move(placement.refusals);
     for (auto& spec : specs_) partitions_.push_back(backends_[spec.backend]->compile(model_, spec, options));
+    for (auto& b : backends_) device_backends_ = device_backends_ || b->device_id() >= 0;
   }
 
   // The backend whose memory holds `t` (device tensors only).
@@ -192,12 +193,7 @@ class Session::Impl final : public ops::SubgraphRunner {
       const Step& step = p.steps[i];
       for (auto* in : step.inputs) if (in) p.last_use[in->name] = i;
       if (!step.node) continue;
-      for (auto& a : step.node->attributes) {
-        std::vector<const ir::Graph*> subs;
-        if (a.g) subs.push_back(a.g.get());
-        for (auto& sg : a.graphs) subs.push_back(sg.get());
-        for (auto* sg : subs) for (auto& n : sg->outer_scope_names()) p.last_use[n] = i;
-      }
+      for (auto& n : step.node->captured_names()) p.last_use[n] = i;
     }
     for (auto* out : g.outputs) p.last_use.erase(out->name);
     return plans_.emplace(&g, std::move(p)).first->second;
@@ -227,14 +223,10 @@ class Session::Impl final : public ops::SubgraphRunner {
   }
 
   void run_node(const ir::Node& node, Scope& scope) {
-    // Subgraph bodies read captured values by name: bring them to the host first.
-    for (auto& a : node.attributes) {
-      std::vector<const ir::Graph*> subs;
-      if (a.g) subs.push_back(a.g.get());
-      for (auto& sg : a.graphs) subs.push_back(sg.get());
-      for (auto* sg : subs)
-        for (auto& name : sg->outer_scope_names()) host_value(name, scope);
-    }
+    // Subgraph bodies read captured values by name: bring them to the host
+    // first (only a session with a device backend has values elsewhere).
+    if (device_backends_)
+      for (auto& name : node.captured_names()) host_value(name, scope);
     const ops::OpDef* def = ops::Registry::builtin().find(node.domain, node.op_type);
     DUET_CHECK(def, "unknown op '", node.op_type, "' at ", node.label());
     ops::KernelContext ctx{node};
@@ -317,6 +309,7 @@ class Session::Impl final : public ops::SubgraphRunner {
   const Scope* current_scope_ = nullptr;
   std::unordered_map<const ir::Graph*, Plan> plans_;
   std::vector<std::unique_ptr<Backend>> backends_;  // in preference order
+  bool device_backends_ = false;                    // one of them keeps values outside host memory
   std::vector<PartitionSpec> specs_;
   std::vector<std::unique_ptr<CompiledPartition>> partitions_;
   std::map<const ir::Node*, std::vector<std::pair<std::string, std::string>>> refusals_;

@@ -24,12 +24,12 @@ void check(const SweepRequest& r) {
   }
 }
 
-// Runs every (device, precision, batch) point; `workloads_for(device)` gives
-// one workload per batch, in request order.
+// Runs every (device, precision, batch) point on the resolved `devices`;
+// `workloads_for(device)` gives one workload per batch, in request order.
 template <typename WorkloadsFor>
-Sweep run(const SweepRequest& r, WorkloadsFor&& workloads_for) {
+Sweep run(const SweepRequest& r, std::vector<Device> devices, WorkloadsFor&& workloads_for) {
   Sweep s;
-  s.devices = resolve_devices(r);
+  s.devices = std::move(devices);
   std::optional<Device> host;
   if (std::filesystem::exists(std::filesystem::path(r.catalog_dir) / "host.toml")) host = find_device(r.catalog_dir, "host");
   s.has_host = host && host->calibrated;
@@ -66,12 +66,12 @@ std::vector<Device> resolve_devices(const SweepRequest& r) {
 }
 
 Sweep sweep_model(const ir::Model& model, const SweepRequest& r) {
-  check(r);
+  std::vector<Device> devices = resolve_devices(r);  // checks the request
   // Workloads per batch (shape inference once per batch, shared by all devices);
   // CPUs with measured kernel rates cost the graph the cpu backend runs.
   std::vector<Workload> as_given, optimized;
   bool need_given = false, need_optimized = false;
-  for (const Device& d : resolve_devices(r)) (d.cpu ? need_optimized : need_given) = true;
+  for (const Device& d : devices) (d.cpu ? need_optimized : need_given) = true;
   if (need_given) {
     auto m = onnx_io::clone_model(model);
     passes::annotate_qdq_precision(*m);  // a QDQ model is costed at the precisions it was quantized to
@@ -82,14 +82,15 @@ Sweep sweep_model(const ir::Model& model, const SweepRequest& r) {
     passes::optimize(*m);
     for (int64_t b : r.batches) optimized.push_back(workload_from_model(*m, b, r.input_shapes));
   }
-  return run(r, [&](const Device& d) -> const std::vector<Workload>& { return d.cpu ? optimized : as_given; });
+  return run(r, std::move(devices),
+             [&](const Device& d) -> const std::vector<Workload>& { return d.cpu ? optimized : as_given; });
 }
 
 Sweep sweep_topology(const Topology& topology, const SweepRequest& r) {
-  check(r);
+  std::vector<Device> devices = resolve_devices(r);  // checks the request
   std::vector<Workload> workloads;
   for (int64_t b : r.batches) workloads.push_back(workload_from_topology(topology, b));
-  return run(r, [&](const Device&) -> const std::vector<Workload>& { return workloads; });
+  return run(r, std::move(devices), [&](const Device&) -> const std::vector<Workload>& { return workloads; });
 }
 
 }  // namespace duet::sim

@@ -29,14 +29,8 @@ struct Uses {
     for (auto& n : g.nodes) {
       for (size_t i = 0; i < n->inputs.size(); ++i)
         if (n->inputs[i]) readers[n->inputs[i]].push_back({n.get(), i});
-      for (auto& a : n->attributes) {
-        std::vector<const Graph*> subs;
-        if (a.g) subs.push_back(a.g.get());
-        for (auto& s : a.graphs) subs.push_back(s.get());
-        for (auto* s : subs)
-          for (auto& name : s->outer_scope_names())
-            if (auto* v = g.find_value(name)) pinned.insert(v);
-      }
+      for (auto& name : n->captured_names())
+        if (auto* v = g.find_value(name)) pinned.insert(v);
     }
   }
   size_t count(const Value* v) const {

@@ -77,6 +77,11 @@ struct Node {
   std::vector<int64_t> attr_ints(const std::string& n, std::vector<int64_t> def = {}) const;
   std::vector<float> attr_floats(const std::string& n, std::vector<float> def = {}) const;
   std::vector<std::string> attr_strings(const std::string& n) const;
+  // The bodies in its graph attributes (If branches, Loop/Scan bodies), and the
+  // enclosing-scope names they read (captures): what the node depends on
+  // beyond its inputs.
+  std::vector<const Graph*> subgraphs() const;
+  std::vector<std::string> captured_names() const;
   const Graph* attr_graph(const std::string& n) const;
 
   size_t num_inputs() const { return inputs.size(); }

@@ -1,5 +1,6 @@
 #include "duet/passes/emulate.h"
 
+#include "duet/core/error.h"
 #include "duet/ops/registry.h"
 
 namespace duet::passes {
@@ -42,9 +43,30 @@ void list_subgraph_nodes(const ir::Graph& g, EmulateReport& report) {
 
 }  // namespace
 
+namespace {
+
+// Rewrites one node to its Emulated* form computing through `precision`.
+void rewrite(ir::Model& model, ir::Node& n, const numerics::Precision& precision, EmulateReport& report) {
+  // 2:4 prunes weights: a product of two computed tensors (attention) stays dense.
+  numerics::Precision own = precision;
+  const ir::Value* b = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
+  if (own.sparsity != numerics::Sparsity::Dense && !(b && model.graph->is_initializer(b))) {
+    own.sparsity = numerics::Sparsity::Dense;
+    own.name = "custom";
+  }
+  n.op_type = "Emulated" + n.op_type;
+  n.domain = "com.duet";
+  n.attributes.push_back({.name = "datapath", .type = ir::AttrType::String, .s = own.spec()});
+  n.annotations[numerics::kPrecisionAnnotation] = own.str();
+  report.emulated_nodes.push_back(n.name);
+  ++report.emulated;
+  if (model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
+}
+
+}  // namespace
+
 EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& datapath, const EmulateOptions& options) {
   EmulateReport report;
-  bool any = false;
   for (auto& up : model.graph->nodes) {
     ir::Node& n = *up;
     if (!emulated_form(n)) {
@@ -64,23 +86,37 @@ EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& data
       report.kept_fp32.emplace_back(n.label(), why);
       continue;
     }
-    // 2:4 prunes weights: a product of two computed tensors (attention) stays dense.
-    numerics::Precision own = datapath;
-    const ir::Value* b = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
-    if (own.sparsity != numerics::Sparsity::Dense && !(b && model.graph->is_initializer(b))) {
-      own.sparsity = numerics::Sparsity::Dense;
-      own.name = "custom";
-    }
-    n.op_type = "Emulated" + n.op_type;
-    n.domain = "com.duet";
-    n.attributes.push_back({.name = "datapath", .type = ir::AttrType::String, .s = own.spec()});
-    n.annotations[numerics::kPrecisionAnnotation] = own.str();
-    report.emulated_nodes.push_back(n.name);
-    ++report.emulated;
-    any = true;
+    rewrite(model, n, datapath, report);
   }
   list_subgraph_nodes(*model.graph, report);
-  if (any && model.opset("com.duet") == 0) model.opset_imports.push_back({"com.duet", 1});
+  return report;
+}
+
+EmulateReport emulate_nodes(ir::Model& model, const std::map<std::string, numerics::Precision>& precisions) {
+  EmulateReport report;
+  size_t found = 0;
+  for (auto& up : model.graph->nodes) {
+    ir::Node& n = *up;
+    const auto it = precisions.find(n.name);
+    if (n.name.empty() || it == precisions.end()) continue;
+    ++found;
+    if (it->second.str() == "fp32") continue;
+    if (!emulated_form(n)) {
+      report.kept_fp32.emplace_back(n.label(), n.op_type + " has no emulated form");
+      continue;
+    }
+    if (std::string why = obstacle(n, it->second); !why.empty()) {
+      report.kept_fp32.emplace_back(n.label(), why);
+      continue;
+    }
+    rewrite(model, n, it->second, report);
+  }
+  if (found < precisions.size())
+    for (const auto& [name, _] : precisions) {
+      bool present = false;
+      for (auto& n : model.graph->nodes) present = present || n->name == name;
+      DUET_CHECK(present, "emulate: no node named '", name, "' in the model");
+    }
   return report;
 }
 

@@ -71,6 +71,7 @@ Runner add_emu_gemm(CLI::App& app);
 Runner add_emulate(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_train(CLI::App& app);
+Runner add_plan(CLI::App& app);
 
 // The subcommand being run (main.cc sets it once parsing succeeded).
 const CLI::App*& active_command();

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_emulate);
   add(duet::cli::add_quantize);
   add(duet::cli::add_train);
+  add(duet::cli::add_plan);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

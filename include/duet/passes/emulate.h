@@ -6,6 +6,7 @@
 // are listed with the reason (including those inside If/Loop/Scan bodies, which
 // stay FP32), never skipped silently.
 #pragma once
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,5 +28,11 @@ struct EmulateReport {
 };
 
 EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& datapath, const EmulateOptions& options = {});
+
+// Mixed precision: each named node through its own precision (a plan's
+// per-layer choice); nodes not named, and nodes named with FP32, stay as they
+// are. A named node that cannot take its precision is listed in kept_fp32; a
+// name that is no node is an error.
+EmulateReport emulate_nodes(ir::Model& model, const std::map<std::string, numerics::Precision>& precisions);
 
 }  // namespace duet::passes

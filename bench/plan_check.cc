@@ -1,0 +1,106 @@
+// The planner's acceptance check (issue 16): at a modelled latency budget
+// halfway between uniform low precision (INT8) and uniform 16-bit on one
+// catalog device, is the planned mixed model at least as accurate (measured,
+// held-out samples) as uniform INT8 and as the best of N random per-layer
+// assignments that meet the same budget?
+//
+//   plan_check MODEL DATA METRIC DEVICE [--high fp16] [--low int8] [--samples 16] [--random 20] [--seed 1]
+//
+// Latency is modelled (the simulator, catalog device); accuracy is measured by
+// bit-exact emulation on this CPU. Prints one line per contender and a verdict.
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "duet/core/error.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/plan/planner.h"
+
+using namespace duet;
+
+int main(int argc, char** argv) try {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: %s MODEL DATA METRIC DEVICE [--high P] [--low P] [--samples N] [--random N] [--seed S]\n", argv[0]);
+    return 2;
+  }
+  std::string high = "fp16", low = "int8";
+  size_t samples = 16, randoms = 20;
+  unsigned seed = 1;
+  for (int i = 5; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--high")) high = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--low")) low = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--samples")) samples = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--random")) randoms = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seed")) seed = static_cast<unsigned>(std::stoul(argv[i + 1]));
+    else fail("unknown option ", argv[i]);
+  }
+  auto model = onnx_io::load_model(argv[1]);
+  const quant::SampleSource data = quant::sample_folder(argv[2], *model->graph);
+  plan::PlanRequest r;
+  r.metric = eval::parse_metric(argv[3]);
+  r.devices = {argv[4]};
+  r.precisions = {high, low};
+  r.max_samples = samples;
+  r.objective = plan::Objective::Accuracy;
+  r.max_accuracy_drop = 100;
+  r.progress = [](const std::string& stage, size_t done, size_t total) {
+    if (done == total) std::fprintf(stderr, "plan_check: %s done (%zu)\n", stage.c_str(), total);
+  };
+
+  // Uniform figures first (a plan without a latency limit lists them), then the budget halfway.
+  const plan::PlanResult free = plan::plan_model(*model, r, data);
+  const plan::Plan *uniform_high = nullptr, *uniform_low = nullptr;
+  for (const auto& p : free.plans) {
+    if (p.summary == "uniform " + numerics::parse_precision(high).str()) uniform_high = &p;
+    if (p.summary == "uniform " + numerics::parse_precision(low).str()) uniform_low = &p;
+  }
+  DUET_CHECK(uniform_high && uniform_low, "the device does not take both ", high, " and ", low, " on every layer");
+  const double budget = (uniform_high->latency_ms + uniform_low->latency_ms) / 2;
+  r.max_latency_ms = budget;
+  const plan::PlanResult planned = plan::plan_model(*model, r, data);
+  DUET_CHECK(planned.chosen >= 0, planned.infeasible);
+  const plan::Plan& chosen = planned.plans[planned.chosen];
+
+  const bool lower_better = r.metric.lower_is_better();
+  auto better_or_equal = [&](double a, double b) { return lower_better ? a <= b + 1e-12 : a >= b - 1e-12; };
+  std::printf("model %s, device %s, metric %s (%s), %zu held-out samples; latency modelled, accuracy measured\n", argv[1],
+              argv[4], r.metric.name().c_str(), lower_better ? "lower is better" : "higher is better",
+              planned.held_out_samples);
+  std::printf("FP32                       %s %.5f\n", r.metric.name().c_str(), planned.fp32_held_out.metric_value);
+  std::printf("uniform %-6s  %9.5f ms  %s %.5f\n", high.c_str(), uniform_high->latency_ms, r.metric.name().c_str(),
+              uniform_high->held_out.metric_value);
+  std::printf("uniform %-6s  %9.5f ms  %s %.5f\n", low.c_str(), uniform_low->latency_ms, r.metric.name().c_str(),
+              uniform_low->held_out.metric_value);
+  std::printf("budget          %9.5f ms (halfway)\n", budget);
+  std::printf("planned         %9.5f ms  %s %.5f  (%s)\n", chosen.latency_ms, r.metric.name().c_str(),
+              chosen.held_out.metric_value, chosen.summary.c_str());
+
+  // Random assignments within the budget: each layer low with a probability drawn per assignment.
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  double best_random = lower_better ? 1e300 : -1e300;
+  size_t met = 0, drawn = 0;
+  while (met < randoms && drawn < 200 * randoms) {
+    ++drawn;
+    const double q = u(rng);
+    std::map<std::string, std::string> a;
+    for (const auto& l : planned.layers) a[l.node] = u(rng) < q ? low : high;
+    plan::Plan p = plan::evaluate_assignment(planned, r, data, argv[4], 1, a);
+    if (p.latency_ms > budget) continue;
+    ++met;
+    std::printf("random %2zu       %9.5f ms  %s %.5f  (%s)\n", met, p.latency_ms, r.metric.name().c_str(),
+                p.held_out.metric_value, p.summary.c_str());
+    if (better_or_equal(p.held_out.metric_value, best_random) && p.held_out.metric_value != best_random)
+      best_random = p.held_out.metric_value;
+  }
+  const bool beats_low = better_or_equal(chosen.held_out.metric_value, uniform_low->held_out.metric_value);
+  const bool beats_random = met == 0 || better_or_equal(chosen.held_out.metric_value, best_random);
+  std::printf("best of %zu random (of %zu drawn) %s %.5f\n", met, drawn, r.metric.name().c_str(), best_random);
+  std::printf("verdict: planned %s uniform %s (%s), %s the best random (%s)\n", beats_low ? ">=" : "WORSE THAN", low.c_str(),
+              beats_low ? "ok" : "fail", beats_random ? ">=" : "WORSE THAN", beats_random ? "ok" : "fail");
+  return beats_low && beats_random ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "plan_check: error: %s\n", e.what());
+  return 1;
+}

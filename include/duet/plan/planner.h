@@ -1,0 +1,137 @@
+// The planner: the user states the objective and the limits, Duet chooses the
+// device, the batch and each matrix layer's precision (and 2:4 sparsity), and
+// says what the choice costs and how accurate it is — `duet plan`.
+//
+//   plan::PlanRequest r;
+//   r.objective = plan::Objective::Latency;
+//   r.max_accuracy_drop = 1.0;                  // points of the task metric
+//   r.metric = eval::parse_metric("top1,labels=0,180");
+//   r.devices = {"t4", "a100"};
+//   const plan::PlanResult p = plan::plan_model(model, r, quant::sample_folder(dir, *model.graph));
+//
+// How (every figure says whether it is measured or modelled):
+//  1. The samples split in two: even-numbered ones for the search, odd ones held
+//     out; the accuracy printed for a plan comes from the held-out part.
+//  2. Sensitivity, measured: each matrix layer alone through each candidate
+//     precision (bit-exact emulation, passes::emulate_nodes), the rest FP32; its
+//     output noise power (squared relative L2 against FP32) is the layer's error.
+//  3. Cost, modelled: each layer's time and energy at each precision on each
+//     device and batch from the simulator (sim::simulate on the folded model).
+//  4. Choice, exact: per device and batch, the trade-off between summed error and
+//     summed time over every per-layer assignment (plan::trade_off, the exact
+//     multiple-choice knapsack); then the finalists along it are emulated whole
+//     and their task metric measured on the search samples: the fastest that
+//     keeps the accuracy budget is the device's plan (a binary search along the
+//     curve; the whole mixed model is re-simulated for its figures).
+//  5. The host CPU is measured, never modelled: the cpu backend runs the model
+//     at FP32 and at BF16 (where it computes BF16), batch 1.
+//  6. Plans across devices and batches are ranked by the objective under the
+//     limits; the Pareto front over (accuracy, latency, throughput, cost, energy)
+//     is kept; infeasible requests name the binding limit and the nearest plan.
+// Deterministic: the same inputs give the same plan and the same figures
+// (measured timings of the host aside).
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duet/eval/metrics.h"
+#include "duet/ir/graph.h"
+#include "duet/quant/calibrate.h"
+#include "duet/sim/device.h"
+
+namespace duet::plan {
+
+// Accuracy: the most accurate plan (measured) within the other limits.
+enum class Objective { Latency, Cost, Energy, Throughput, Accuracy };
+Objective parse_objective(const std::string& s);  // latency | cost | energy | throughput | accuracy
+const char* objective_name(Objective o);
+
+struct PlanRequest {
+  Objective objective = Objective::Latency;
+  double max_accuracy_drop = 1.0;          // points (x100) of the task metric's score, held against FP32
+  std::optional<double> max_latency_ms;    // per batch (a request waits for its batch to finish)
+  std::optional<double> min_throughput;    // inferences per second
+  std::optional<double> max_power_w;       // the device's TDP
+  std::optional<double> max_cost_per_million;  // USD per million inferences
+  std::vector<std::string> devices = {"all"};   // catalog ids, "host", "all" (the calibrated catalog + host)
+  std::vector<std::string> precisions = {"fp32", "bf16", "fp16", "fp8", "int8"};  // numerics::Precision texts
+  std::vector<int64_t> batches = {1};
+  bool sparsity = false;                   // also offer each precision with 2:4 sparse weights
+  eval::TaskMetric metric;
+  size_t max_samples = 16;                 // per split
+  std::map<std::string, Dims> input_shapes;  // bind unknown non-batch input dims for the simulator
+  std::string catalog_dir = sim::default_devices_dir();
+  int threads = 1;
+  std::function<void(const std::string& stage, size_t done, size_t total)> progress;
+};
+
+// One layer's candidate: a precision, its measured error and modelled cost per (device, batch).
+struct Candidate {
+  std::string precision;   // numerics::Precision text; "fp32" keeps the layer as it is
+  double noise = 0;        // measured: mean squared relative L2 of the outputs, this layer alone
+  double task_drop = 0;    // measured: task-metric drop (points), this layer alone
+};
+
+struct MatrixLayer {
+  std::string node, op;
+  std::vector<Candidate> options;
+};
+
+struct Figures {
+  double score = 0;           // task metric's score, higher is better (1 - CER for cer)
+  double metric_value = 0;    // the metric as people quote it (accuracy, CER, agreement)
+  double drop_points = 0;     // (FP32's score - score) x 100
+  size_t samples = 0;
+};
+
+struct Plan {
+  std::string device, device_name;
+  bool measured_latency = false;          // host: measured; catalog devices: modelled
+  int64_t batch = 1;
+  std::map<std::string, std::string> precision;  // matrix node -> precision text
+  std::string summary;                    // "int8 ×40, bf16 ×11" or "uniform bf16"
+  double latency_ms = 0, throughput = 0;
+  std::optional<double> energy_mj;        // per inference, modelled
+  std::optional<double> cost_per_million; // modelled from the catalog price
+  std::string cost_source;                // the price's source and date
+  double power_w = 0;
+  Figures search, held_out;               // measured accuracy
+  int host_fallback_nodes = 0;            // modelled: nodes the device hands to the host CPU
+  bool feasible = false;
+  std::string rejected;                   // why a plan was not chosen ("" for the chosen one)
+  bool pareto = false;
+};
+
+struct PlanResult {
+  std::string model, metric, metric_description;
+  Figures fp32_search, fp32_held_out;     // measured
+  size_t search_samples = 0, held_out_samples = 0;
+  std::vector<MatrixLayer> layers;
+  std::vector<Plan> plans;                // one per device × batch (and the host's precisions)
+  int chosen = -1;                        // index into plans; -1: infeasible
+  std::string infeasible;                 // the binding limit, the nearest plan, how far the limit must move
+  std::string objective;
+  double search_s = 0;                    // wall time of the search
+  size_t emulated_models = 0;             // whole-model emulations measured
+  std::unique_ptr<ir::Model> folded;      // the folded FP32 model the plans annotate
+};
+
+PlanResult plan_model(const ir::Model& model, const PlanRequest& request, const quant::SampleSource& data);
+
+// Any per-node assignment (node -> precision text; nodes not named stay FP32)
+// costed like a plan: modelled on a catalog device at a batch, accuracy
+// measured on the request's held-out samples. What a planned model is
+// compared against (uniform precisions, random assignments within a budget).
+Plan evaluate_assignment(const PlanResult& result, const PlanRequest& request, const quant::SampleSource& data,
+                         const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision);
+
+// The chosen plan's model: the folded FP32 model with every matrix node's
+// precision annotation (numerics::kPrecisionAnnotation), which `duet simulate`
+// costs node by node and `duet emulate` / plan verification run bit-exactly.
+std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan& plan);
+
+}  // namespace duet::plan

@@ -1,0 +1,640 @@
+#include "duet/plan/planner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "duet/core/error.h"
+#include "duet/numerics/precision.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/ir/edit.h"
+#include "duet/ops/registry.h"
+#include "duet/passes/emulate.h"
+#include "duet/passes/optimize.h"
+#include "duet/plan/solver.h"
+#include "duet/runtime/session.h"
+#include "duet/sim/simulate.h"
+#include "duet/sim/sweep.h"
+#include "duet/sim/workload.h"
+
+namespace duet::plan {
+
+Objective parse_objective(const std::string& s) {
+  if (s == "latency") return Objective::Latency;
+  if (s == "cost") return Objective::Cost;
+  if (s == "energy") return Objective::Energy;
+  if (s == "throughput") return Objective::Throughput;
+  if (s == "accuracy") return Objective::Accuracy;
+  fail("unknown objective '", s, "': latency, cost, energy, throughput or accuracy");
+}
+
+const char* objective_name(Objective o) {
+  switch (o) {
+    case Objective::Latency: return "latency";
+    case Objective::Cost: return "cost";
+    case Objective::Energy: return "energy";
+    case Objective::Throughput: return "throughput";
+    case Objective::Accuracy: return "accuracy";
+  }
+  return "?";
+}
+
+namespace {
+
+using Assignment = std::map<std::string, std::string>;  // node -> precision text (fp32 entries omitted)
+
+std::string key_of(const Assignment& a) {
+  std::string k;
+  for (const auto& [node, p] : a)
+    if (p != "fp32") k += node + "=" + p + ";";
+  return k;
+}
+
+std::string summarize(const Assignment& a, size_t layers) {
+  std::map<std::string, int> count;
+  size_t named = 0;
+  for (const auto& [_, p] : a) ++count[p], ++named;
+  if (layers > named) count["fp32"] += static_cast<int>(layers - named);
+  if (count.size() == 1) return "uniform " + count.begin()->first;
+  std::vector<std::pair<int, std::string>> by;
+  for (const auto& [p, n] : count) by.push_back({-n, p});
+  std::sort(by.begin(), by.end());
+  std::string s;
+  for (const auto& [n, p] : by) s += (s.empty() ? "" : ", ") + p + " x" + std::to_string(-n);
+  return s;
+}
+
+// The split's samples, their references and the FP32 outputs; measures models on them.
+class Split {
+ public:
+  Split(const quant::SampleSource& data, const std::vector<size_t>& indices, const eval::TaskMetric& metric)
+      : metric_(metric) {
+    for (size_t i : indices) {
+      feeds_.push_back(data.load(i));
+      texts_.push_back(metric.needs_references() ? eval::reference_text(data.name(i)) : "");
+    }
+  }
+  size_t size() const { return feeds_.size(); }
+
+  struct Measure {
+    Figures figures;
+    double noise = 0;  // mean over samples and outputs of squared relative L2 against FP32
+  };
+
+  Measure measure(const ir::Model& model, const std::string& precision, int threads) {
+    auto m = onnx_io::clone_model(model);
+    runtime::SessionOptions so;
+    so.threads = threads;
+    so.backend = "cpu";
+    so.precision = precision;
+    runtime::prepare_model(*m, so);
+    runtime::Session session(std::shared_ptr<const ir::Model>(std::move(m)), so);
+    const bool first = fp32_.empty();
+    eval::Accumulator acc(metric_);
+    double noise = 0;
+    for (size_t s = 0; s < feeds_.size(); ++s) {
+      std::vector<Tensor> outs;
+      for (auto& nt : session.run(feeds_[s])) outs.push_back(nt.tensor);
+      if (first) fp32_.push_back(outs);
+      acc.add(outs, fp32_[s], texts_[s]);
+      double n = 0;
+      for (size_t k = 0; k < outs.size(); ++k) {
+        const Tensor& a = outs[k];
+        const Tensor& r = fp32_[s][k];
+        if (a.dtype() != DType::Float32 || a.numel() != r.numel()) continue;
+        double d2 = 0, r2 = 0;
+        for (int64_t i = 0; i < a.numel(); ++i) {
+          const double d = static_cast<double>(a.data<float>()[i]) - r.data<float>()[i];
+          d2 += d * d;
+          r2 += static_cast<double>(r.data<float>()[i]) * r.data<float>()[i];
+        }
+        n += r2 > 0 ? d2 / r2 : d2;
+      }
+      noise += n / std::max<size_t>(1, outs.size());
+    }
+    Measure out;
+    out.figures.samples = feeds_.size();
+    out.figures.score = acc.score();
+    out.figures.metric_value = acc.value();
+    out.noise = noise / static_cast<double>(std::max<size_t>(1, feeds_.size()));
+    if (first) fp32_score_ = out.figures.score;
+    out.figures.drop_points = 100 * (fp32_score_ - out.figures.score);
+    return out;
+  }
+
+ private:
+  eval::TaskMetric metric_;
+  std::vector<std::map<std::string, Tensor>> feeds_;
+  std::vector<std::string> texts_;
+  std::vector<std::vector<Tensor>> fp32_;
+  double fp32_score_ = 0;
+};
+
+// Whole-model measurements of assignments, each measured once.
+class Measurer {
+ public:
+  Measurer(const ir::Model& folded, Split& search, Split& held_out, int threads)
+      : folded_(folded), search_(search), held_out_(held_out), threads_(threads) {}
+
+  Split::Measure search(const Assignment& a) { return measure(a, search_, search_cache_); }
+  Split::Measure held_out(const Assignment& a) { return measure(a, held_out_, held_cache_); }
+  size_t count() const { return count_; }
+
+ private:
+  Split::Measure measure(const Assignment& a, Split& split, std::map<std::string, Split::Measure>& cache) {
+    const std::string key = key_of(a);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+    auto m = onnx_io::clone_model(folded_);
+    std::map<std::string, numerics::Precision> precisions;
+    for (const auto& [node, p] : a) precisions[node] = numerics::parse_precision(p);
+    passes::emulate_nodes(*m, precisions);
+    ++count_;
+    return cache[key] = split.measure(*m, "fp32", threads_);
+  }
+
+  const ir::Model& folded_;
+  Split &search_, &held_out_;
+  int threads_;
+  std::map<std::string, Split::Measure> search_cache_, held_cache_;
+  size_t count_ = 0;
+};
+
+// The matrix nodes a precision can be emulated on: those the emulation rewrites.
+bool emulatable(const ir::Model& folded, const std::string& node, const numerics::Precision& p) {
+  auto m = onnx_io::clone_model(folded);
+  return passes::emulate_nodes(*m, {{node, p}}).emulated == 1;
+}
+
+// The 16-bit (else FP32) format a device's vector units compute the non-matrix work in.
+std::string vector_default(const sim::Device& d) {
+  for (const char* p : {"fp16", "bf16", "fp32"})
+    if (d.vector_supports(p) || d.matrix_supports(p)) return p;
+  return "fp32";
+}
+
+struct Modelled {
+  double latency_s = 0, throughput = 0;
+  std::optional<double> energy_j, cost;
+  int host_nodes = 0;
+};
+
+Modelled model_plan(const sim::Workload& base, const Assignment& a, const sim::Device& d, const sim::Device* host,
+                    const std::string& default_precision) {
+  sim::Workload w = base;
+  for (auto& item : w.items)
+    if (auto it = a.find(item.name); it != a.end()) item.precision = it->second;
+    else if (item.matrix) item.precision = "fp32";
+  sim::SimOptions o;
+  o.precision = default_precision;
+  const sim::SimResult r = sim::simulate(w, d, host, o);
+  Modelled m;
+  m.latency_s = r.latency_s;
+  m.throughput = r.throughput_per_s;
+  m.energy_j = r.energy_per_inference_j;
+  m.cost = r.cost_per_million_usd;
+  m.host_nodes = r.host_nodes;
+  return m;
+}
+
+// Does the plan meet the modelled limits? Empty when it does, else the first it breaks.
+std::string broken_limit(const PlanRequest& r, const Plan& p) {
+  auto num = [](double v) {
+    std::ostringstream s;
+    s.precision(4);
+    s << v;
+    return s.str();
+  };
+  if (r.max_latency_ms && p.latency_ms > *r.max_latency_ms)
+    return "latency " + num(p.latency_ms) + " ms > --max-latency-ms " + num(*r.max_latency_ms);
+  if (r.min_throughput && p.throughput < *r.min_throughput)
+    return "throughput " + num(p.throughput) + "/s < --min-throughput " + num(*r.min_throughput);
+  if (r.max_power_w && !(p.power_w > 0 && p.power_w <= *r.max_power_w))
+    return p.power_w > 0 ? "power " + num(p.power_w) + " W > --max-power " + num(*r.max_power_w)
+                         : "no power figure for the device (--max-power needs one)";
+  if (r.max_cost_per_million && !(p.cost_per_million && *p.cost_per_million <= *r.max_cost_per_million))
+    return p.cost_per_million ? "$" + num(*p.cost_per_million) + " per million > --max-cost " + num(*r.max_cost_per_million)
+                              : "no price for the device (--max-cost needs one)";
+  return {};
+}
+
+bool accurate_enough(const PlanRequest& r, const Plan& p) { return p.search.drop_points <= r.max_accuracy_drop + 1e-9; }
+
+// Smaller is better for the objective.
+double objective_value(const PlanRequest& r, const Plan& p) {
+  switch (r.objective) {
+    case Objective::Latency: return p.latency_ms;
+    case Objective::Cost: return p.cost_per_million ? *p.cost_per_million : INFINITY;
+    case Objective::Energy: return p.energy_mj ? *p.energy_mj : INFINITY;
+    case Objective::Throughput: return -p.throughput;
+    case Objective::Accuracy: return -p.search.score;
+  }
+  return 0;
+}
+
+double median_ms(runtime::Session& s, const std::map<std::string, Tensor>& feeds, int runs) {
+  s.run(feeds);  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < runs; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    s.run(feeds);
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Even-numbered samples search (part 0), odd ones are held out (part 1).
+std::vector<size_t> split_indices(const quant::SampleSource& data, const PlanRequest& r, int part) {
+  std::vector<size_t> idx;
+  for (size_t i = part; i < data.count && idx.size() < r.max_samples; i += 2) idx.push_back(i);
+  return idx;
+}
+
+// The simulator's workload; unknown input dimensions bound from the samples' shapes unless the request binds them.
+sim::Workload workload(const ir::Model& folded, const PlanRequest& r, const quant::SampleSource& data, int64_t batch) {
+  std::map<std::string, Dims> shapes = r.input_shapes;
+  for (const auto& [name, t] : data.load(0))
+    if (!shapes.count(name)) shapes[name] = t.dims();
+  auto m = onnx_io::clone_model(folded);
+  return sim::workload_from_model(*m, batch, shapes);
+}
+
+std::optional<sim::Device> calibrated_host(const std::string& catalog_dir) {
+  if (!std::filesystem::exists(std::filesystem::path(catalog_dir) / "host.toml")) return std::nullopt;
+  sim::Device host = sim::find_device(catalog_dir, "host");
+  return host.calibrated ? std::optional<sim::Device>(host) : std::nullopt;
+}
+
+}  // namespace
+
+Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const quant::SampleSource& data,
+                         const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision) {
+  DUET_CHECK(result.folded, "plan: the result holds no model");
+  const sim::Device d = sim::find_device(r.catalog_dir, device);
+  DUET_CHECK(!d.cpu, "evaluate_assignment costs catalog accelerators; the host is measured by plan_model");
+  const std::optional<sim::Device> host = calibrated_host(r.catalog_dir);
+  Assignment a;
+  for (const auto& [node, p] : precision)
+    if (numerics::parse_precision(p).str() != "fp32") a[node] = numerics::parse_precision(p).str();
+  Plan p;
+  p.device = d.id;
+  p.device_name = d.name;
+  p.batch = batch;
+  p.precision = a;
+  p.summary = summarize(a, result.layers.size());
+  const Modelled m = model_plan(workload(*result.folded, r, data, batch), a, d, host ? &*host : nullptr, vector_default(d));
+  p.latency_ms = m.latency_s * 1e3;
+  p.throughput = m.throughput;
+  if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
+  p.cost_per_million = m.cost;
+  p.power_w = d.tdp_w;
+  p.host_fallback_nodes = m.host_nodes;
+  Split held_out(data, split_indices(data, r, 1), r.metric);
+  held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
+  auto emulated = onnx_io::clone_model(*result.folded);
+  std::map<std::string, numerics::Precision> ps;
+  for (const auto& [node, text] : a) ps[node] = numerics::parse_precision(text);
+  passes::emulate_nodes(*emulated, ps);
+  p.held_out = held_out.measure(*emulated, "fp32", r.threads).figures;
+  return p;
+}
+
+PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant::SampleSource& data) {
+  const auto started = std::chrono::steady_clock::now();
+  DUET_CHECK(data.count >= 2, "plan: needs at least 2 samples (one to search with, one held out), got ", data.count);
+  DUET_CHECK(!r.batches.empty() && !r.precisions.empty(), "plan: no batch size or no precision allowed");
+  for (int64_t b : r.batches) DUET_CHECK(b > 0, "plan: batch sizes are positive, got ", b);
+  DUET_CHECK(r.max_accuracy_drop >= 0, "--max-accuracy-drop is in points and not negative");
+  auto progress = [&](const std::string& stage, size_t done, size_t total) {
+    if (r.progress) r.progress(stage, done, total);
+  };
+
+  PlanResult out;
+  out.objective = objective_name(r.objective);
+  out.metric = r.metric.name();
+  out.metric_description = r.metric.description();
+
+  // The options every layer may take: the allowed precisions, each also 2:4 sparse when asked.
+  std::vector<std::string> options;
+  for (const std::string& text : r.precisions) {
+    const numerics::Precision p = numerics::parse_precision(text);
+    options.push_back(p.str());
+    if (r.sparsity && p.str() != "fp32") {
+      numerics::Precision s = p;
+      s.sparsity = numerics::Sparsity::TwoOfFour;
+      s.name = "custom";
+      options.push_back(numerics::parse_precision(p.str() + ",sparsity=2:4").str());
+    }
+  }
+
+  // The folded model every plan annotates (what a device compiler casts).
+  out.folded = onnx_io::clone_model(model);
+  runtime::check_supported(*out.folded);
+  passes::OptimizeOptions fold;
+  fold.fuse = false;
+  passes::optimize(*out.folded, fold);
+  {
+    ir::edit::NodeNames names(*out.folded->graph);
+    for (auto& n : out.folded->graph->nodes)
+      if (n->name.empty()) n->name = names.fresh(n->op_type);
+  }
+  const ir::Model& folded = *out.folded;
+
+  // 1. The split.
+  const std::vector<size_t> search_idx = split_indices(data, r, 0), held_idx = split_indices(data, r, 1);
+  progress("loading samples", 0, 1);
+  Split search(data, search_idx, r.metric), held_out(data, held_idx, r.metric);
+  out.search_samples = search.size();
+  out.held_out_samples = held_out.size();
+  out.fp32_search = search.measure(folded, "fp32", r.threads).figures;
+  out.fp32_held_out = held_out.measure(folded, "fp32", r.threads).figures;
+  Measurer measurer(folded, search, held_out, r.threads);
+
+  // 2. Sensitivity: each layer alone at each option.
+  std::vector<std::string> matrix_nodes;
+  for (auto& n : folded.graph->nodes)
+    if ((n->domain.empty() || n->domain == "ai.onnx") && ops::matrix_traits(*n)) matrix_nodes.push_back(n->name);
+  size_t step = 0;
+  const size_t steps = matrix_nodes.size() * options.size();
+  for (const std::string& node : matrix_nodes) {
+    MatrixLayer layer;
+    layer.node = node;
+    for (auto& n : folded.graph->nodes)
+      if (n->name == node) layer.op = n->op_type;
+    for (const std::string& option : options) {
+      progress("sensitivity", step++, steps);
+      if (option == "fp32") {
+        layer.options.push_back({"fp32", 0, 0});
+        continue;
+      }
+      if (!emulatable(folded, node, numerics::parse_precision(option))) continue;
+      const Split::Measure m = measurer.search({{node, option}});
+      layer.options.push_back({option, m.noise, m.figures.drop_points});
+    }
+    if (layer.options.size() > 1 || (layer.options.size() == 1 && layer.options[0].precision != "fp32"))
+      out.layers.push_back(std::move(layer));
+  }
+  progress("sensitivity", steps, steps);
+
+  // 3-4. Catalog devices: modelled cost per layer, the exact trade-off, measured finalists.
+  sim::SweepRequest devices_request;
+  devices_request.catalog_dir = r.catalog_dir;
+  bool want_host = false;
+  for (const std::string& id : r.devices) {
+    if (id == "host" || id == "all") want_host = true;
+    if (id != "host") devices_request.devices.push_back(id);
+  }
+  std::vector<sim::Device> devices;
+  if (!devices_request.devices.empty()) devices = sim::resolve_devices(devices_request);
+  const std::optional<sim::Device> host = calibrated_host(r.catalog_dir);
+  std::vector<sim::Workload> workloads;
+  for (int64_t b : r.batches) workloads.push_back(workload(folded, r, data, b));
+
+  size_t point = 0;
+  for (const sim::Device& d : devices) {
+    if (d.cpu) continue;  // CPUs in the catalog with kernel rates are the host: measured below
+    const std::string base_precision = vector_default(d);
+    for (size_t bi = 0; bi < r.batches.size(); ++bi) {
+      progress("devices", point++, devices.size() * r.batches.size());
+      const sim::Workload& w = workloads[bi];
+      // Each layer's modelled time (and energy) per option on this device: one simulation per option.
+      std::map<std::string, std::map<std::string, std::pair<double, double>>> cost;  // node -> option -> (s, J)
+      for (const std::string& option : options) {
+        Assignment all;
+        for (const MatrixLayer& l : out.layers) all[l.node] = option;
+        sim::Workload ww = w;
+        for (auto& item : ww.items)
+          if (all.count(item.name)) item.precision = option;
+        sim::SimOptions so;
+        so.precision = base_precision;
+        const sim::SimResult res = sim::simulate(ww, d, host ? &*host : nullptr, so);
+        for (const sim::NodeResult& n : res.nodes)
+          if (all.count(n.name) && !n.on_host) cost[n.name][option] = {n.time_s, n.energy.total()};
+      }
+      Problem problem;
+      problem.columns = {"time_s", "energy_j", "noise"};
+      problem.objective = "noise";
+      for (const MatrixLayer& l : out.layers) {
+        plan::Layer pl{l.node, "", {}};
+        for (const Candidate& o : l.options)
+          if (cost[l.node].count(o.precision))
+            pl.options.push_back({o.precision, {cost[l.node][o.precision].first, cost[l.node][o.precision].second, o.noise}});
+        if (pl.options.empty()) continue;  // no option on this device's engine: stays FP32 (on the host)
+        problem.layers.push_back(std::move(pl));
+      }
+      if (problem.layers.empty()) continue;
+      const std::string column = r.objective == Objective::Energy ? "energy_j" : "time_s";
+      std::vector<Solution> curve = trade_off(problem, column);
+
+      auto assignment_of = [&](const Solution& s) {
+        Assignment a;
+        for (size_t i = 0; i < problem.layers.size(); ++i) {
+          const std::string& p = problem.layers[i].options[s.choice[i]].name;
+          if (p != "fp32") a[problem.layers[i].name] = p;
+        }
+        return a;
+      };
+      auto plan_of = [&](const Assignment& a) {
+        Plan p;
+        p.device = d.id;
+        p.device_name = d.name;
+        p.batch = r.batches[bi];
+        p.precision = a;
+        p.summary = summarize(a, out.layers.size());
+        const Modelled m = model_plan(w, a, d, host ? &*host : nullptr, base_precision);
+        p.latency_ms = m.latency_s * 1e3;
+        p.throughput = m.throughput;
+        if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
+        p.cost_per_million = m.cost;
+        if (d.price_per_hour_usd) p.cost_source = d.cloud_instance + ": " + d.cloud_source;
+        p.power_w = d.tdp_w;
+        p.host_fallback_nodes = m.host_nodes;
+        return p;
+      };
+      std::vector<Plan> along;
+      for (const Solution& s : curve) along.push_back(plan_of(assignment_of(s)));
+      // Curve order: cheapest first. Those that meet the modelled limits:
+      std::vector<size_t> ok;
+      for (size_t i = 0; i < along.size(); ++i)
+        if (broken_limit(r, along[i]).empty()) ok.push_back(i);
+      auto measure_plan = [&](Plan& p) { p.search = measurer.search(p.precision).figures; };
+      std::optional<size_t> pick;
+      if (!ok.empty()) {
+        if (r.objective == Objective::Accuracy) {
+          // The least noisy plans within the limits, the best measured of three.
+          for (size_t k = 0; k < 3 && k < ok.size(); ++k) {
+            Plan& p = along[ok[ok.size() - 1 - k]];
+            measure_plan(p);
+            if (!pick || p.search.score > along[*pick].search.score) pick = ok[ok.size() - 1 - k];
+          }
+        } else {
+          // The cheapest that keeps the accuracy budget: binary search along the curve.
+          size_t lo = 0, hi = ok.size() - 1;
+          measure_plan(along[ok[hi]]);
+          if (accurate_enough(r, along[ok[hi]])) {
+            while (lo < hi) {
+              const size_t mid = (lo + hi) / 2;
+              measure_plan(along[ok[mid]]);
+              if (accurate_enough(r, along[ok[mid]])) hi = mid;
+              else lo = mid + 1;
+            }
+          }
+          pick = ok[hi];
+        }
+      } else if (!along.empty()) {
+        pick = along.size() - 1;  // none meets the limits: the most accurate, to say why
+        measure_plan(along[*pick]);
+      }
+      std::string picked_key = "-";
+      const size_t picked_index = out.plans.size();
+      if (pick) {
+        Plan p = along[*pick];
+        picked_key = key_of(p.precision);
+        out.plans.push_back(std::move(p));
+      }
+      // The uniform plans beside it, for comparison.
+      for (const std::string& option : options) {
+        Assignment a;
+        bool everywhere = true;
+        for (const auto& pl : problem.layers) {
+          bool has = false;
+          for (const auto& o : pl.options) has = has || o.name == option;
+          everywhere = everywhere && has;
+          if (option != "fp32") a[pl.name] = option;
+        }
+        if (!everywhere) continue;
+        Plan p = plan_of(a);
+        p.summary = "uniform " + option;
+        measure_plan(p);
+        if (key_of(p.precision) == picked_key) {
+          out.plans[picked_index].summary = p.summary;  // the pick is uniform
+          continue;
+        }
+        out.plans.push_back(std::move(p));
+      }
+    }
+  }
+
+  // 5. The host CPU, measured.
+  if (want_host) {
+    progress("host", 0, 1);
+    const auto feeds = data.load(search_idx[0]);
+    for (const std::string& precision : {std::string("fp32"), std::string("bf16")}) {
+      if (std::find(options.begin(), options.end(), precision) == options.end()) continue;
+      Plan p;
+      p.device = "host";
+      p.device_name = host ? host->name : "this machine's CPU";
+      p.measured_latency = true;
+      p.batch = 1;
+      p.summary = "uniform " + precision + " (cpu backend)";
+      for (const MatrixLayer& l : out.layers)
+        if (precision != "fp32") p.precision[l.node] = precision;
+      try {
+        auto m = onnx_io::clone_model(folded);
+        runtime::SessionOptions so;
+        so.threads = r.threads;
+        so.backend = "cpu";
+        so.precision = precision;
+        runtime::prepare_model(*m, so);
+        runtime::Session session(std::shared_ptr<const ir::Model>(std::move(m)), so);
+        p.latency_ms = median_ms(session, feeds, 10);
+      } catch (const Error& e) {
+        continue;  // the cpu backend does not compute this precision here
+      }
+      p.throughput = 1e3 / p.latency_ms;
+      p.search = search.measure(folded, precision, r.threads).figures;
+      p.held_out = held_out.measure(folded, precision, r.threads).figures;
+      out.plans.push_back(std::move(p));
+    }
+  }
+  DUET_CHECK(!out.plans.empty(), "plan: no device could run the model (devices: ", r.devices.size(), ")");
+
+  // 6. Choose; the front; why the others lost.
+  std::optional<size_t> best;
+  for (size_t i = 0; i < out.plans.size(); ++i) {
+    Plan& p = out.plans[i];
+    const std::string broken = broken_limit(r, p);
+    p.feasible = broken.empty() && accurate_enough(r, p);
+    if (!broken.empty()) p.rejected = broken;
+    else if (!accurate_enough(r, p)) p.rejected = "accuracy drop " + std::to_string(p.search.drop_points) +
+                                                  " points > --max-accuracy-drop " + std::to_string(r.max_accuracy_drop);
+    if (!p.feasible) continue;
+    if (!best || objective_value(r, p) < objective_value(r, out.plans[*best]) ||
+        (objective_value(r, p) == objective_value(r, out.plans[*best]) && p.search.score > out.plans[*best].search.score))
+      best = i;
+  }
+  std::vector<std::vector<double>> points;
+  for (const Plan& p : out.plans)
+    points.push_back({-p.search.score, p.latency_ms, -p.throughput, p.cost_per_million.value_or(INFINITY),
+                      p.energy_mj.value_or(INFINITY)});
+  for (size_t i : pareto_front(points)) out.plans[i].pareto = true;
+  for (Plan& p : out.plans)
+    if (p.held_out.samples == 0) p.held_out = measurer.held_out(p.precision).figures;
+  if (best) {
+    out.chosen = static_cast<int>(*best);
+    const Plan& c = out.plans[*best];
+    for (Plan& p : out.plans)
+      if (&p != &c && p.rejected.empty()) {
+        std::ostringstream s;
+        s.precision(4);
+        s << objective_name(r.objective) << " ";
+        if (r.objective == Objective::Accuracy) s << p.search.score << " vs the chosen " << c.search.score;
+        else if (r.objective == Objective::Throughput) s << p.throughput << "/s vs the chosen " << c.throughput << "/s";
+        else s << objective_value(r, p) << " vs the chosen " << objective_value(r, c);
+        p.rejected = s.str();
+      }
+  } else {
+    // Infeasible: which limit binds, and the nearest plan.
+    struct Limit { std::string name; std::function<double(const Plan&)> value; double limit; };
+    std::vector<Limit> limits = {{"--max-accuracy-drop", [](const Plan& p) { return p.search.drop_points; }, r.max_accuracy_drop}};
+    if (r.max_latency_ms) limits.push_back({"--max-latency-ms", [](const Plan& p) { return p.latency_ms; }, *r.max_latency_ms});
+    if (r.min_throughput) limits.push_back({"--min-throughput", [](const Plan& p) { return -p.throughput; }, -*r.min_throughput});
+    if (r.max_power_w) limits.push_back({"--max-power", [](const Plan& p) { return p.power_w > 0 ? p.power_w : INFINITY; }, *r.max_power_w});
+    if (r.max_cost_per_million)
+      limits.push_back({"--max-cost", [](const Plan& p) { return p.cost_per_million.value_or(INFINITY); }, *r.max_cost_per_million});
+    std::string message;
+    double best_move = INFINITY;
+    for (size_t k = 0; k < limits.size(); ++k) {
+      // Plans that meet every limit but k: the one nearest to meeting k.
+      for (const Plan& p : out.plans) {
+        bool others = true;
+        for (size_t j = 0; j < limits.size() && others; ++j)
+          if (j != k) others = limits[j].value(p) <= limits[j].limit + 1e-9;
+        if (!others) continue;
+        const double v = limits[k].value(p);
+        const double move = (v - limits[k].limit) / std::max(1e-9, std::fabs(limits[k].limit));
+        if (move < best_move) {
+          best_move = move;
+          std::ostringstream s;
+          s.precision(4);
+          const bool negated = limits[k].name == "--min-throughput";
+          s << "no plan meets " << limits[k].name << " " << (negated ? -limits[k].limit : limits[k].limit)
+            << " (the binding limit); the nearest: " << p.device << " batch " << p.batch << " " << p.summary << " at "
+            << (negated ? -v : v) << ": " << (negated ? "lower" : "raise") << " " << limits[k].name << " to "
+            << (negated ? -v : v);
+          message = s.str();
+        }
+      }
+    }
+    out.infeasible = message.empty() ? "no plan meets the limits, and none meets all but one of them" : message;
+  }
+  out.emulated_models = measurer.count();
+  out.search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return out;
+}
+
+std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan& plan) {
+  DUET_CHECK(result.folded, "plan: the result holds no model");
+  auto m = onnx_io::clone_model(*result.folded);
+  for (auto& n : m->graph->nodes) {
+    const auto it = plan.precision.find(n->name);
+    if (it != plan.precision.end()) n->annotations[numerics::kPrecisionAnnotation] = it->second;
+    else if (ops::matrix_traits(*n)) n->annotations[numerics::kPrecisionAnnotation] = "fp32";
+  }
+  return m;
+}
+
+}  // namespace duet::plan

@@ -1,0 +1,167 @@
+// Task metrics (eval/metrics.h), per-node emulation of a mixed plan, and the
+// planner end to end on the bundled digits CNN (plan/planner.h).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "duet/core/error.h"
+#include "duet/eval/metrics.h"
+#include "duet/onnx/onnx_io.h"
+#include "duet/passes/emulate.h"
+#include "duet/plan/planner.h"
+#include "test_util.h"
+
+using namespace duet;
+
+namespace {
+
+std::string source(const std::string& rel) { return std::string(DUET_SOURCE_DIR) + "/" + rel; }
+
+Tensor scores(const std::vector<std::vector<float>>& rows) {
+  Tensor t(DType::Float32, {1, static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+  float* p = t.data<float>();
+  for (const auto& r : rows)
+    for (float v : r) *p++ = v;
+  return t;
+}
+
+plan::PlanRequest digits_request() {
+  plan::PlanRequest r;
+  r.metric = eval::parse_metric("top1");
+  r.devices = {"t4", "a100", "tpu-v4"};
+  r.precisions = {"fp32", "bf16", "fp16", "int8"};
+  r.max_accuracy_drop = 0;
+  return r;
+}
+
+}  // namespace
+
+TEST(TaskMetrics, EditDistanceCountsCodePointsNotBytes) {
+  EXPECT_EQ(eval::edit_distance("kitten", "sitting"), 3);
+  EXPECT_EQ(eval::edit_distance("", "abc"), 3);
+  EXPECT_EQ(eval::edit_distance("数据", "数掘"), 1);  // one Chinese character, three UTF-8 bytes
+  EXPECT_EQ(eval::code_points("数据 ok"), 5);
+}
+
+TEST(TaskMetrics, CtcGreedyDecodeDropsRepeatsAndBlanks) {
+  // Classes: blank, 'a', 'b', space (keys a, b).
+  const std::vector<std::string> keys = {"a", "b"};
+  const Tensor t = scores({{0, 1, 0, 0}, {0, 1, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 0, 1}, {0, 0, 1, 0}});
+  EXPECT_EQ(eval::ctc_greedy_decode(t, keys), "aa b");
+  EXPECT_THROW(eval::ctc_greedy_decode(t, {"a"}), Error);  // 4 classes need 2 keys
+}
+
+TEST(TaskMetrics, CerTop1AndAgreementAccumulateOverSamples) {
+  const std::string keys_file = testing::TempDir() + "/keys.txt";
+  std::ofstream(keys_file) << "a\nb\n";
+  eval::Accumulator cer(eval::parse_metric("cer,keys=" + keys_file));
+  cer.add({scores({{0, 1, 0, 0}, {0, 0, 1, 0}})}, {}, "ab");  // "ab": 0 edits of 2
+  cer.add({scores({{0, 1, 0, 0}, {1, 0, 0, 0}})}, {}, "ab");  // "a": 1 edit of 2
+  EXPECT_DOUBLE_EQ(cer.value(), 0.25);
+  EXPECT_DOUBLE_EQ(cer.score(), 0.75);
+
+  eval::Accumulator top1(eval::parse_metric("top1,labels=0,180"));
+  Tensor up(DType::Float32, {1, 2});
+  up.data<float>()[0] = 0.9f, up.data<float>()[1] = 0.1f;
+  top1.add({up}, {}, "0");
+  top1.add({up}, {}, "180");
+  EXPECT_DOUBLE_EQ(top1.value(), 0.5);
+  EXPECT_THROW(top1.add({up}, {}, "90"), Error);
+
+  eval::Accumulator agree(eval::parse_metric("agreement"));
+  Tensor down = up.clone();
+  down.data<float>()[0] = 0.1f, down.data<float>()[1] = 0.9f;
+  agree.add({up}, {up}, "");
+  agree.add({down}, {up}, "");
+  EXPECT_DOUBLE_EQ(agree.value(), 0.5);
+}
+
+TEST(TaskMetrics, ParseNamesWhatIsWrong) {
+  auto message = [](const std::string& text) {
+    try {
+      eval::parse_metric(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("wer").find("unknown metric 'wer'"), std::string::npos);
+  EXPECT_NE(message("cer").find("needs keys=FILE"), std::string::npos);
+  EXPECT_NE(message("cer,keys=/nonexistent").find("cannot read the keys file"), std::string::npos);
+  EXPECT_NE(message("agreement,labels=1").find("unknown option"), std::string::npos);
+  EXPECT_NE(message("top1,keys=x").find("unknown option"), std::string::npos);
+}
+
+TEST(TaskMetrics, ReferenceTextSitsBesideTheSample) {
+  EXPECT_EQ(eval::reference_text(source("data/samples/digits/digit_00_label5.npy")), "5");
+  EXPECT_THROW(eval::reference_text(source("data/models/digits_cnn.onnx")), Error);
+}
+
+TEST(EmulateNodes, RewritesOnlyTheNamedNodesAtTheirOwnPrecision) {
+  auto model = onnx_io::load_model(source("data/models/digits_cnn.onnx"));
+  std::vector<std::string> matrix;
+  for (auto& n : model->graph->nodes)
+    if (n->op_type == "Conv" || n->op_type == "Gemm" || n->op_type == "MatMul") matrix.push_back(n->name);
+  ASSERT_GE(matrix.size(), 2u);
+  const auto report = passes::emulate_nodes(
+      *model, {{matrix[0], numerics::parse_precision("int8")}, {matrix[1], numerics::parse_precision("fp32")}});
+  EXPECT_EQ(report.emulated, 1);
+  for (auto& n : model->graph->nodes) {
+    if (n->name == matrix[0]) {
+      EXPECT_EQ(n->op_type.rfind("Emulated", 0), 0u);
+      EXPECT_EQ(n->annotations.at("precision"), "int8");
+    } else if (n->name == matrix[1]) {
+      EXPECT_EQ(n->domain, "");  // fp32: left as it is
+    }
+  }
+  EXPECT_THROW(passes::emulate_nodes(*model, {{"no_such_node", numerics::parse_precision("int8")}}), Error);
+}
+
+TEST(Planner, PlansTheBundledDigitsCnnWithMeasuredAccuracy) {
+  auto model = onnx_io::load_model(source("data/models/digits_cnn.onnx"));
+  const auto data = quant::sample_folder(source("data/samples/digits"), *model->graph);
+  const plan::PlanResult r = plan::plan_model(*model, digits_request(), data);
+  EXPECT_EQ(r.search_samples, 8u);
+  EXPECT_EQ(r.held_out_samples, 8u);
+  EXPECT_GE(r.layers.size(), 3u);
+  ASSERT_GE(r.chosen, 0) << r.infeasible;
+  const plan::Plan& c = r.plans[r.chosen];
+  EXPECT_LE(c.search.drop_points, 0.0 + 1e-9);  // --max-accuracy-drop 0
+  EXPECT_EQ(c.held_out.samples, 8u);
+  EXPECT_FALSE(c.measured_latency);  // catalog devices: modelled
+  // The chosen plan is the fastest feasible one, and every device had a plan.
+  std::set<std::string> devices;
+  for (const auto& p : r.plans) {
+    devices.insert(p.device);
+    if (p.feasible) EXPECT_GE(p.latency_ms, c.latency_ms);
+    if (&p != &c) EXPECT_FALSE(p.rejected.empty());
+  }
+  EXPECT_EQ(devices, (std::set<std::string>{"t4", "a100", "tpu-v4"}));
+  // The annotated model carries each matrix node's chosen precision.
+  const auto annotated = plan::annotated_model(r, c);
+  int annotated_nodes = 0;
+  for (auto& n : annotated->graph->nodes) annotated_nodes += n->annotations.count("precision");
+  EXPECT_EQ(annotated_nodes, static_cast<int>(r.layers.size()));
+
+  // Deterministic: a second run gives the same plans.
+  const plan::PlanResult again = plan::plan_model(*model, digits_request(), data);
+  ASSERT_EQ(again.plans.size(), r.plans.size());
+  for (size_t i = 0; i < r.plans.size(); ++i) {
+    EXPECT_EQ(again.plans[i].precision, r.plans[i].precision);
+    EXPECT_EQ(again.plans[i].latency_ms, r.plans[i].latency_ms);
+    EXPECT_EQ(again.plans[i].held_out.score, r.plans[i].held_out.score);
+  }
+}
+
+TEST(Planner, AnInfeasibleRequestNamesTheBindingLimitAndTheNearestPlan) {
+  auto model = onnx_io::load_model(source("data/models/digits_cnn.onnx"));
+  const auto data = quant::sample_folder(source("data/samples/digits"), *model->graph);
+  plan::PlanRequest r = digits_request();
+  r.max_latency_ms = 1e-6;
+  const plan::PlanResult p = plan::plan_model(*model, r, data);
+  EXPECT_EQ(p.chosen, -1);
+  EXPECT_NE(p.infeasible.find("--max-latency-ms"), std::string::npos) << p.infeasible;
+  EXPECT_NE(p.infeasible.find("the nearest"), std::string::npos) << p.infeasible;
+  EXPECT_NE(p.infeasible.find("raise --max-latency-ms to"), std::string::npos) << p.infeasible;
+}

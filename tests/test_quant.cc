@@ -299,8 +299,7 @@ TEST(Quantize, Int4WeightOnlyBlocksMatMulWeights) {
   g.outputs.push_back(g.value("y"));
   passes::infer_shapes(m);
   quant::QuantizeOptions o;
-  o.weights = quant::WeightFormat::Int4;
-  o.activations = quant::ActivationFormat::None;
+  o.precision = numerics::parse_precision("w4a16,block=32");
   auto prepared = quant::prepare_for_quantization(m, o);
   EXPECT_EQ(prepared->opset(""), 21);
   const auto plan = quant::plan_quantization(*prepared, o);
@@ -380,32 +379,84 @@ TEST(Ptq, QuantizesTheBundledClassifierFromCpp) {
   EXPECT_THROW(quant::quantize_post_training(*model, bad, calib), Error);
 }
 
-// The quantizer speaks the one precision vocabulary: a numerics::Precision
-// picks its formats, and what a QDQ model states is what it was asked for.
+// The quantizer speaks the one precision vocabulary: QuantizeOptions holds a
+// numerics::Precision, and what the QDQ model states (its nodes' precision
+// annotations) is what was asked for: the weights' format and scaling, and
+// weight-only or not. Precisions a QDQ model cannot state are one error.
 TEST(Ptq, FormatsComeFromOnePrecisionText) {
-  auto options = [](const std::string& text) {
+  // x[2,64] -> MatMul with a constant [64,16] weight: every accepted precision applies to it.
+  ir::Model m = model_with_input(13, {2, 64});
+  auto& g = *m.graph;
+  Tensor w(DType::Float32, {64, 16});
+  for (int i = 0; i < w.numel(); ++i) w.data<float>()[i] = std::sin(i * 0.37f);
+  g.initializers["w"] = w;
+  g.value("w")->type.dtype = DType::Float32;
+  g.add_node("MatMul", {g.inputs[0], g.value("w")}, {g.value("y")}, "mm");
+  g.outputs.push_back(g.value("y"));
+  passes::infer_shapes(m);
+  const std::map<std::string, quant::Range> ranges = {{"x", {-1.0f, 1.0f}}};
+  for (const char* text : {"int8", "x=int8/tensor,w=int8/tensor", "w8a16", "w8a16,w=int8/tensor", "w4a16",
+                           "w4a16,block=32", "fp8", "fp8,w=e4m3fn/channel"}) {
+    SCOPED_TRACE(text);
     quant::QuantizeOptions o;
-    quant::apply_precision(o, numerics::parse_precision(text));
-    return o;
-  };
-  const auto int8 = options("int8");
-  EXPECT_EQ(int8.weights, quant::WeightFormat::Int8);
-  EXPECT_EQ(int8.activations, quant::ActivationFormat::Int8);
-  EXPECT_TRUE(int8.per_channel);
-  const auto w4 = options("w4a16");
-  EXPECT_EQ(w4.weights, quant::WeightFormat::Int4);
-  EXPECT_EQ(w4.activations, quant::ActivationFormat::None);
-  EXPECT_EQ(w4.block_size, 128);
-  EXPECT_EQ(options("w8a16").activations, quant::ActivationFormat::None);
-  EXPECT_FALSE(options("x=int8/tensor,w=int8/tensor").per_channel);
-  EXPECT_EQ(options("fp8").weights, quant::WeightFormat::Fp8);
-  for (const char* bad : {"bf16", "int8,sparsity=2:4", "int4", "x=fp16,w=int4/block,block=16"}) {
+    o.precision = numerics::parse_precision(text);
+    EXPECT_NO_THROW(quant::check_quantizable(o.precision));
+    auto prepared = quant::prepare_for_quantization(m, o);
+    const auto plan = quant::plan_quantization(*prepared, o);
+    ASSERT_EQ(plan.nodes, std::vector<std::string>{"mm"});
+    EXPECT_EQ(plan.activations.empty(), o.precision.weight_only());
+    const auto q = quant::quantize_model(*prepared, plan, ranges, o);
+    const numerics::Precision stated = numerics::parse_precision(q.precision.at("mm"));
+    EXPECT_EQ(stated.weight_only(), o.precision.weight_only());
+    EXPECT_EQ(stated.w.format.name, o.precision.w.format.name);
+    EXPECT_EQ(stated.w.scaling, o.precision.w.scaling);
+    EXPECT_EQ(stated.block, o.precision.block);
+    if (!o.precision.weight_only()) EXPECT_EQ(stated.x.format.name, o.precision.x.format.name);
+  }
+  for (const char* bad : {"bf16", "int8,sparsity=2:4", "int4", "x=fp16,w=int4/block,block=16", "x=fp16,w=int8/block,block=32",
+                          "fp8-e5m2", "fp8-block"}) {
     try {
-      options(bad);
+      quant::check_quantizable(numerics::parse_precision(bad));
       ADD_FAILURE() << bad << " was accepted";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("precision"), std::string::npos) << e.what();
     }
+  }
+  quant::QuantizeOptions bf16;
+  bf16.precision = numerics::parse_precision("bf16");
+  EXPECT_THROW(quant::prepare_for_quantization(m, bf16), Error);  // every pipeline checks first
+}
+
+// The flags from before --precision name one precision, which the JSON states;
+// pairs that name none are one error line.
+TEST(QuantizeCli, WeightAndActivationFlagsNameOnePrecision) {
+  const std::string model = source_dir() + "/data/models/digits_cnn.onnx";
+  const std::string base = cli() + " quantize " + model + " --calib " + source_dir() + "/data/samples/digits -o " +
+                           (scratch("cli_flags") / "q.onnx").string() + " --max-calib 2 --max-eval 2";
+  const std::vector<std::pair<std::string, std::string>> named = {
+      {"", "int8"},
+      {"--per-tensor", "int8,w=int8/tensor"},
+      {"--weights int8 --activations none", "w8a16"},
+      {"--weights int4 --activations none", "w4a16,block=32"},
+      {"--weights int4 --activations none --block-size 128", "w4a16"},
+      {"--weights fp8 --activations fp8", "fp8,w=e4m3fn/channel"},
+      {"--weights fp8 --activations fp8 --per-tensor", "fp8"}};
+  for (const auto& [flags, precision] : named) {
+    auto r = run_command(base + " " + flags + " --json");
+    ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.output;
+    EXPECT_EQ(nlohmann::json::parse(r.output)["scheme"]["precision"], precision) << flags;
+  }
+  for (const auto& [flags, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"--weights int8 --activations fp8", "names no precision"},
+           {"--weights fp8 --activations none", "names no precision"},
+           {"--weights int4", "names no precision"},
+           {"--weights int4 --activations none --per-tensor", "INT4 weights are scaled per block"},
+           {"--block-size 64", "--block-size applies to --weights int4"}}) {
+    auto r = run_command(base + " " + flags);
+    EXPECT_NE(r.exit_code, 0) << flags;
+    EXPECT_EQ(r.output.rfind("duet: error:", 0), 0u) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
   }
 }
 
@@ -591,7 +642,7 @@ TEST(Quantize, BiasCorrectionRemovesTheMeanShiftOfWeightRounding) {
   m.graph->nodes.pop_back();  // drop the Relu: look at the conv output itself
   m.graph->outputs = {m.graph->find_value("c")};
   quant::QuantizeOptions o;
-  o.per_channel = false;  // coarse weights: a visible shift
+  o.precision = numerics::parse_precision("int8,w=int8/tensor");  // coarse weights: a visible shift
   o.calibration.method = quant::Method::MinMax;
   auto prepared = quant::prepare_for_quantization(m, o);
   const auto plan = quant::plan_quantization(*prepared, o);

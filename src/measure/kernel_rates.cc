@@ -137,7 +137,7 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   dnnl::stream s(e);
   CpuKernelRates r;
   r.threads = threads;
-  r.fma_flops = runtime::measure_peak(runtime::PeakKind::FP32, threads, seconds).ops_per_s;
+  r.fma_flops = runtime::measure_peak(numerics::parse_format("fp32"), threads, seconds).ops_per_s;
   // The kernels are timed in three interleaved rounds of a third of the time
   // each and the fastest round's median kept: on a shared machine another
   // tenant's burst of a few seconds then slows one round, not the calibration

@@ -10,6 +10,7 @@
 #include "duet/io/preprocess.h"
 #include "duet/io/samples.h"
 #include "duet/runtime/session.h"
+#include "scheme.h"
 
 namespace duet::quant {
 
@@ -123,7 +124,8 @@ std::map<std::string, std::vector<float>> channel_statistics(const ir::Model& pr
 
 std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& o) {
   RangeOptions ro = o.calibration;
-  if (o.symmetric_activations || o.activations == ActivationFormat::Fp8) ro.levels_unsigned = ro.levels_signed;
+  // FP8 and symmetric INT8 ranges are symmetric about 0: signed level counts.
+  if (o.symmetric_activations || scheme::fp8_activations(o.precision)) ro.levels_unsigned = ro.levels_signed;
   std::map<std::string, Range> ranges;
   for (const auto& [name, obs] : observers) ranges[name] = obs.range(ro);
   return ranges;

@@ -7,6 +7,7 @@
 
 #include "duet/core/error.h"
 #include "duet/core/process.h"
+#include "scheme.h"
 
 namespace duet::quant {
 
@@ -42,9 +43,10 @@ std::unique_ptr<ir::Model> search_awq(const ir::Model& prepared, const Plan& pla
 
 PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const SampleSource& calib, const SampleSource* eval_in) {
   QuantizeOptions qo = r.options;
-  DUET_CHECK(!(qo.weights == WeightFormat::Int4 && qo.activations != ActivationFormat::None),
-             "--weights int4 is weight-only: add --activations none");
-  DUET_CHECK(!r.awq || qo.weights == WeightFormat::Int4, "--awq searches INT4 weight scales: use it with --weights int4");
+  check_quantizable(qo.precision);  // before any work: one clear error
+  DUET_CHECK(!r.awq || scheme::int4_weights(qo.precision),
+             "--awq searches INT4 weight scales: use it with an INT4 weight-only precision (w4a16, or --weights int4 "
+             "--activations none)");
   DUET_CHECK(calib.count > 0, "no calibration samples");
   const SampleSource& eval_data = eval_in ? *eval_in : calib;
 
@@ -59,7 +61,7 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
     prepared = search_awq(*prepared, plan, r, calib, eval_data, report);
     plan = plan_quantization(*prepared, qo);
   }
-  if (r.smooth > 0 && qo.activations != ActivationFormat::None) {
+  if (r.smooth > 0 && scheme::quantizes_activations(qo.precision)) {
     RunOptions pass = r.run;
     pass.progress = stage(r, "channel statistics");
     const auto amax = channel_statistics(*prepared, smoothable_tensors(*prepared, plan), calib, pass);

@@ -14,68 +14,34 @@
 #include "duet/passes/precision.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/upgrade_opset.h"
+#include "scheme.h"
 
 namespace duet::quant {
 
 using namespace ir::edit;
 
-void apply_precision(QuantizeOptions& o, const numerics::Precision& p) {
+void check_quantizable(const numerics::Precision& p) {
+  using numerics::emu::Scaling;
   auto refuse = [&]() {
     fail("precision ", p.str(), ": duet quantize writes INT8 (w8a8 or weight-only w8a16), INT4 weight-only "
          "(w4a16) and FP8 E4M3 QDQ models; to see what ", p.str(), " does, emulate it (duet emulate -d ", p.str(), ")");
   };
   const std::string& w = p.w.format.name;
   const std::string& x = p.x.format.name;
+  // A DequantizeLinear scale is a scalar or one per slice along an axis (channel or tensor), or blocked (INT4).
+  const bool channel_or_tensor = p.w.scaling == Scaling::Channel || p.w.scaling == Scaling::Tensor;
   if (p.sparsity != numerics::Sparsity::Dense) refuse();
   if (p.weight_only()) {
-    o.activations = ActivationFormat::None;
-    if (w == "int8") {
-      o.weights = WeightFormat::Int8;
-      o.per_channel = p.w.scaling == numerics::emu::Scaling::Channel;
-    } else if (w == "int4" && p.w.scaling == numerics::emu::Scaling::Block) {
-      o.weights = WeightFormat::Int4;
-      DUET_CHECK(p.block == 32 || p.block == 64 || p.block == 128, "precision ", p.str(),
-                 ": INT4 blocks of 32, 64 or 128 along K, got ", p.block);
-      o.block_size = p.block;
-    } else {
-      refuse();
-    }
+    if (w == "int8" && channel_or_tensor) return;
+    if (w != "int4" || p.w.scaling != Scaling::Block) refuse();
+    DUET_CHECK(p.block == 32 || p.block == 64 || p.block == 128, "precision ", p.str(),
+               ": INT4 blocks of 32, 64 or 128 along K, got ", p.block);
     return;
   }
-  if (x == "int8" && w == "int8") {
-    o.weights = WeightFormat::Int8;
-    o.activations = ActivationFormat::Int8;
-  } else if (x == "e4m3fn" && w == "e4m3fn") {
-    o.weights = WeightFormat::Fp8;
-    o.activations = ActivationFormat::Fp8;
-  } else {
-    refuse();
-  }
-  if (p.x.scaling != numerics::emu::Scaling::Tensor) refuse();  // QDQ activations carry one scale
-  o.per_channel = p.w.scaling == numerics::emu::Scaling::Channel;
+  const bool same_format = (x == "int8" && w == "int8") || (x == "e4m3fn" && w == "e4m3fn");
+  if (!same_format || !channel_or_tensor) refuse();
+  if (p.x.scaling != Scaling::Tensor) refuse();  // QDQ activations carry one scale
 }
-
-WeightFormat parse_weight_format(const std::string& s) {
-  if (s == "int8") return WeightFormat::Int8;
-  if (s == "int4") return WeightFormat::Int4;
-  if (s == "fp8") return WeightFormat::Fp8;
-  fail("unknown weight format '", s, "' (int8, int4, fp8)");
-}
-
-ActivationFormat parse_activation_format(const std::string& s) {
-  if (s == "int8") return ActivationFormat::Int8;
-  if (s == "fp8") return ActivationFormat::Fp8;
-  if (s == "none") return ActivationFormat::None;
-  fail("unknown activation format '", s, "' (int8, fp8, none)");
-}
-
-std::string format_name(WeightFormat f) {
-  return f == WeightFormat::Int8 ? "int8" : f == WeightFormat::Int4 ? "int4" : "fp8";
-}
-std::string format_name(ActivationFormat f) {
-  return f == ActivationFormat::Int8 ? "int8" : f == ActivationFormat::Fp8 ? "fp8" : "none";
-}
-
 
 namespace {
 
@@ -84,9 +50,9 @@ void set_input_value(Node& n, size_t index, Value* v) {
   n.inputs[index] = v;
 }
 
-int64_t required_opset(const QuantizeOptions& o) {
-  if (o.weights == WeightFormat::Int4) return 21;
-  if (o.weights == WeightFormat::Fp8 || o.activations == ActivationFormat::Fp8) return 19;
+int64_t required_opset(const numerics::Precision& p) {
+  if (scheme::int4_weights(p)) return 21;  // blocked DequantizeLinear, INT4
+  if (scheme::fp8_weights(p) || scheme::fp8_activations(p)) return 19;
   return 13;
 }
 
@@ -110,23 +76,22 @@ std::optional<WeightSlot> weight_slot(const Graph& g, const Node& n) {
   return WeightSlot{traits->weight_input, static_cast<int>(axes.channel), static_cast<int>(axes.reduce)};
 }
 
-// INT4 covers constant 2-D MatMul/Gemm weights; in an INT4 run the other
-// weight ops (Conv, ConvTranspose, batched weights) keep INT8.
-WeightFormat weight_format_for(const Graph& g, const Node& n, WeightFormat requested) {
-  if (requested != WeightFormat::Int4) return requested;
+// INT4 blocks run along K of a constant 2-D MatMul/Gemm weight; the other
+// weight ops (Conv, ConvTranspose, batched weights) stay float in an INT4 run.
+bool int4_applies(const Graph& g, const Node& n) {
   const Tensor* w = n.inputs.size() > 1 ? constant(g, n.inputs[1]) : nullptr;
-  const bool matrix = (n.op_type == "MatMul" || n.op_type == "Gemm") && w && w->rank() == 2;
-  return matrix ? WeightFormat::Int4 : WeightFormat::Int8;
+  return (n.op_type == "MatMul" || n.op_type == "Gemm") && w && w->rank() == 2;
 }
 
 }  // namespace
 
 std::unique_ptr<ir::Model> prepare_for_quantization(const ir::Model& model, const QuantizeOptions& options) {
+  check_quantizable(options.precision);
   auto m = clone_model(model);
   passes::OptimizeOptions o;
   o.fuse = false;  // com.duet fused ops would not run elsewhere; the exported model stays standard ONNX
   passes::optimize(*m, o);
-  passes::upgrade_opset(*m, required_opset(options));
+  passes::upgrade_opset(*m, required_opset(options.precision));
   std::set<std::string> seen;
   int counter = 0;
   for (auto& n : m->graph->nodes) {
@@ -144,6 +109,7 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
   const Graph& g = *prepared.graph;
   Plan plan;
   std::set<std::string> tensors;
+  const bool weight_only = !scheme::quantizes_activations(o.precision);
   for (auto& node : g.nodes) {
     const Node& n = *node;
     if (!(n.domain.empty() || n.domain == "ai.onnx") || !o.op_types.count(n.op_type)) continue;
@@ -158,16 +124,16 @@ Plan plan_quantization(const ir::Model& prepared, const QuantizeOptions& o) {
       continue;
     }
     const auto slot = weight_slot(g, n);
-    if (o.activations == ActivationFormat::None && !slot) {
+    if (weight_only && !slot) {
       plan.skipped.push_back(n.name + ": weight-only quantization needs a constant weight");
       continue;
     }
-    if (o.activations == ActivationFormat::None && weight_format_for(g, n, o.weights) != o.weights) {
+    if (scheme::int4_weights(o.precision) && !int4_applies(g, n)) {
       plan.skipped.push_back(n.name + ": INT4 weight-only covers 2-D MatMul/Gemm weights");
       continue;
     }
     plan.nodes.push_back(n.name);
-    if (o.activations == ActivationFormat::None) continue;
+    if (weight_only) continue;
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       const Value* in = n.inputs[i];
       if (!in || constant(g, in)) continue;
@@ -346,7 +312,7 @@ namespace {
 
 ActParams activation_params(const Range& r, const QuantizeOptions& o) {
   ActParams p;
-  if (o.activations == ActivationFormat::Fp8) {
+  if (scheme::fp8_activations(o.precision)) {
     const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
     p.scale = amax > 0 ? amax / 448.0f : 1.0f;
     p.zero_point = Tensor::zeros(DType::Float8E4M3FN, {});
@@ -382,13 +348,14 @@ std::vector<float> channel_amax(const Tensor& w, int axis) {
   return amax;
 }
 
-QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightFormat f, bool per_channel, int block_size,
-                            bool reduce_range) {
+QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, const QuantizeOptions& options) {
   QuantWeight r;
   const auto& d = w.dims();
   const float* x = w.data<float>();
-  if (f == WeightFormat::Int4) {
+  const numerics::Precision& p = options.precision;
+  if (scheme::int4_weights(p)) {
     // Blocks of block_size along the reduced axis, one scale per block and column.
+    const int block_size = p.block;
     const int axis = slot.reduce_axis;
     Dims sd = d;
     sd[axis] = (d[axis] + block_size - 1) / block_size;
@@ -418,16 +385,17 @@ QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, WeightForma
     r.block_size = block_size;
     return r;
   }
-  const int axis = per_channel ? slot.axis : -1;
+  const bool fp8 = scheme::fp8_weights(p);
+  const int axis = scheme::per_channel_weights(p) ? slot.axis : -1;
   const std::vector<float> amax = channel_amax(w, axis);
-  const float qmax = f == WeightFormat::Fp8 ? 448.0f : reduce_range ? 63.0f : 127.0f;
+  const float qmax = fp8 ? 448.0f : options.reduce_range ? 63.0f : 127.0f;
   for (float a : amax) r.scales.push_back(a > 0 ? a / qmax : 1.0f);
   int64_t inner = 1;
   if (axis >= 0) for (size_t k = axis + 1; k < d.size(); ++k) inner *= d[k];
   const int64_t channels = static_cast<int64_t>(r.scales.size());
   std::vector<float> scaled(w.numel());
   for (int64_t i = 0; i < w.numel(); ++i) scaled[i] = x[i] / r.scales[axis < 0 ? 0 : (i / inner) % channels];
-  if (f == WeightFormat::Fp8) {
+  if (fp8) {
     r.q = Tensor(DType::Float8E4M3FN, d);
     numerics::ConvertOptions co;
     co.overflow = numerics::Overflow::Saturate;
@@ -496,7 +464,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
   std::vector<Node*> selected;
   for (const auto& name : plan.nodes) {
     const bool on = (only.empty() || only.count(name)) && !keep_float.count(name);
-    result.precision[name] = on ? format_name(weight_format_for(g, *by_name.at(name), o.weights)) : "fp32";
+    result.precision[name] = on ? o.precision.str() : "fp32";  // the node's annotation replaces it below
     if (on) selected.push_back(by_name.at(name));
   }
   auto range_of = [&](const std::string& tensor) -> Range {
@@ -507,7 +475,8 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     return it->second;
   };
 
-  const bool acts = o.activations != ActivationFormat::None;
+  const numerics::Precision& p = o.precision;
+  const bool acts = scheme::quantizes_activations(p);
   std::unordered_set<const Value*> made;  // dequantized values this rewrite produced
   std::map<const Value*, std::string> original;  // dequantized value -> the float tensor it stands for
   if (acts && o.quantize_outputs) {
@@ -551,17 +520,16 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     auto slot = weight_slot(g, *n);
     if (!slot) continue;
     Value* wv = n->inputs[slot->input];
-    const WeightFormat f = weight_format_for(g, *n, o.weights);
     const std::string key = wv->name + "/" + std::to_string(slot->axis) + "/" + std::to_string(slot->reduce_axis);
     auto it = weights.find(key);
     if (it == weights.end()) {
-      QuantWeight qw = quantize_weight(*constant(g, wv), *slot, f, o.per_channel, o.block_size, o.reduce_range);
+      QuantWeight qw = quantize_weight(*constant(g, wv), *slot, o);
       Value* q = add_initializer(g, wv->name + "_quantized", qw.q);
       Value* scale = add_initializer(g, wv->name + "_scale", qw.scale);
       Value* zp = nullptr;
       if (!qw.block_size) {
         const Dims zd = qw.scale.dims();
-        zp = add_initializer(g, wv->name + "_zero_point", Tensor::zeros(f == WeightFormat::Fp8 ? DType::Float8E4M3FN : DType::Int8, zd));
+        zp = add_initializer(g, wv->name + "_zero_point", Tensor::zeros(scheme::fp8_weights(p) ? DType::Float8E4M3FN : DType::Int8, zd));
       }
       Value* dq = rw.dequantize(wv->name, q, scale, zp, qw.axis, qw.block_size);
       it = weights.emplace(key, std::make_pair(dq, qw.scales)).first;
@@ -569,7 +537,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     }
     const Tensor* wf = constant(g, wv);
     n->inputs[slot->input] = it->second.first;
-    if (n->op_type == "Conv" && f == WeightFormat::Int8 && !o.input_means.empty()) {
+    if (n->op_type == "Conv" && scheme::int8_weights(p) && !o.input_means.empty()) {
       auto orig = original.find(n->inputs[0]);
       auto mu = o.input_means.find(orig != original.end() ? orig->second : n->inputs[0]->name);
       const int64_t cout = wf->dim(0), cin_g = wf->dim(1), group = n->attr_int("group", 1);
@@ -594,7 +562,7 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     }
     // INT32 bias for Conv/ConvTranspose with INT8 activations and weights.
     const bool conv = n->op_type == "Conv" || n->op_type == "ConvTranspose";
-    if (!conv || o.activations != ActivationFormat::Int8 || f != WeightFormat::Int8 || !n->has_input(2)) continue;
+    if (!conv || !scheme::int8_activations(p) || !scheme::int8_weights(p) || !n->has_input(2)) continue;
     const Tensor* b = constant(g, n->inputs[2]);
     auto sx = rw.act_scale_.find(n->inputs[0]->name);
     if (!b || b->dtype() != DType::Float32 || b->rank() != 1 || sx == rw.act_scale_.end()) continue;

@@ -2,6 +2,7 @@
 
 #include "duet/core/html.h"
 #include "duet/report/chart.h"
+#include "scheme.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,14 @@ namespace duet::quant {
 namespace {
 
 std::string esc(const std::string& s) { return html_escape(s); }
+
+// The activations' QDQ grid, which the precision text leaves open (8-bit
+// products either way): UINT8 with a zero point or INT8 symmetric.
+std::string activations_in_words(const QuantizeOptions& o) {
+  if (!scheme::quantizes_activations(o.precision)) return "float (weight-only)";
+  if (scheme::fp8_activations(o.precision)) return "FP8 E4M3FN, one scale per tensor";
+  return o.symmetric_activations ? "INT8 symmetric (zero point 0)" : "UINT8 asymmetric (with a zero point)";
+}
 
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
@@ -69,11 +78,10 @@ nlohmann::json to_json(const QuantReport& r) {
   j["model"] = r.model;
   j["output"] = r.output;
   j["scheme"] = {{"method", method_name(r.options.calibration.method)},
-                 {"per_channel", r.options.per_channel},
-                 {"weights", format_name(r.options.weights)},
-                 {"activations", format_name(r.options.activations)},
-                 {"symmetric_activations", r.options.symmetric_activations},
-                 {"block_size", r.options.block_size}};
+                 {"precision", r.options.precision.str()},
+                 {"precision_spec", r.options.precision.spec()},
+                 {"activations", activations_in_words(r.options)},
+                 {"symmetric_activations", r.options.symmetric_activations}};
   j["calibration"] = {{"samples", r.calibration_samples}, {"seconds", r.calibration_seconds}, {"peak_rss_mb", r.peak_rss_mb}};
   j["evaluation_samples"] = r.evaluation_samples;
   j["smoothing"] = {{"alpha", r.smooth_alpha}, {"tensors", r.smoothed}};
@@ -119,10 +127,9 @@ std::string html_report(const QuantReport& r) {
          return s;
        }() + ")") << ", " << r.calibration_samples
     << " samples, " << fmt(r.calibration_seconds, 3) << " s, peak RSS " << fmt(r.peak_rss_mb, 4) << " MB</td></tr>"
-    << "<tr><th>weights</th><td>" << format_name(r.options.weights) << (r.options.per_channel ? ", per channel" : ", per tensor")
-    << (r.options.weights == WeightFormat::Int4 ? ", block " + std::to_string(r.options.block_size) : "") << "</td></tr>"
-    << "<tr><th>activations</th><td>" << format_name(r.options.activations)
-    << (r.options.activations == ActivationFormat::Int8 ? (r.options.symmetric_activations ? " symmetric" : " asymmetric (uint8)") : "")
+    << "<tr><th>precision</th><td><code>" << esc(r.options.precision.str()) << "</code> ("
+    << esc(r.options.precision.spec()) << ")</td></tr>"
+    << "<tr><th>activations</th><td>" << activations_in_words(r.options)
     << "</td></tr><tr><th>smoothing</th><td>" << (r.smoothed ? std::to_string(r.smoothed) + " tensors, alpha " + fmt(r.smooth_alpha, 3) : std::string("off"))
     << "</td></tr><tr><th>evaluation samples</th><td>" << r.evaluation_samples << "</td></tr>";
   int quantized = 0;

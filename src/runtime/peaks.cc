@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "duet/core/error.h"
+
 namespace duet::runtime {
 
 namespace {
@@ -151,22 +153,20 @@ std::string CpuFeatures::describe() const {
   return s.empty() ? "no vector extensions used" : s;
 }
 
-Peak measure_peak(PeakKind kind, int threads, double seconds) {
+Peak measure_peak(const numerics::Format& compute, int threads, double seconds) {
   const CpuFeatures f = cpu_features();
   Peak p;
   double (*kernel)(int64_t) = nullptr;
-  switch (kind) {
-    case PeakKind::FP32:
-      kernel = f.avx512 ? fp32_avx512 : f.avx2_fma ? fp32_avx2 : fp32_scalar;
-      p.instructions = f.avx512 ? "vfmadd231ps zmm" : f.avx2_fma ? "vfmadd231ps ymm" : "scalar multiply-add";
-      break;
-    case PeakKind::INT8:
-      if (f.avx512_vnni) { kernel = int8_vnni; p.instructions = "vpdpbusd zmm (u8 x s8 -> s32)"; }
-      else if (f.avx2_fma) { kernel = int8_avx2; p.instructions = "vpmaddubsw + vpmaddwd + vpaddd ymm (u8 x s8 -> s32)"; }
-      break;
-    case PeakKind::BF16:
-      if (f.avx512_bf16) { kernel = bf16_avx512; p.instructions = "vdpbf16ps zmm"; }
-      break;
+  if (compute.name == "fp32") {
+    kernel = f.avx512 ? fp32_avx512 : f.avx2_fma ? fp32_avx2 : fp32_scalar;
+    p.instructions = f.avx512 ? "vfmadd231ps zmm" : f.avx2_fma ? "vfmadd231ps ymm" : "scalar multiply-add";
+  } else if (compute.name == "int8") {
+    if (f.avx512_vnni) { kernel = int8_vnni; p.instructions = "vpdpbusd zmm (u8 x s8 -> s32)"; }
+    else if (f.avx2_fma) { kernel = int8_avx2; p.instructions = "vpmaddubsw + vpmaddwd + vpaddd ymm (u8 x s8 -> s32)"; }
+  } else if (compute.name == "bf16") {
+    if (f.avx512_bf16) { kernel = bf16_avx512; p.instructions = "vdpbf16ps zmm"; }
+  } else {
+    unsupported("no peak loop for ", compute.name, " products on this host (fp32, bf16 or int8)");
   }
   if (!kernel) {
     p.instructions = "none: this CPU has no native instruction for it";

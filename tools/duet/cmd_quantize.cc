@@ -63,6 +63,36 @@ void print_weakest_ranges(const quant::QuantReport& report, const std::map<std::
               << "--method mse or auto, --override TENSOR=LO:HI or --accuracy-budget)\n";
 }
 
+// --weights/--activations/--per-tensor/--block-size, the flags from before
+// --precision, as the one precision they name: int8/int8 is int8, fp8/fp8
+// fp8, int8/none w8a16, int4/none w4a16 with the block; weight scales per
+// channel unless --per-tensor (INT4: per block). Pairs no precision names
+// (INT8 with FP8, FP8 weights over float activations, INT4 with quantized
+// activations) are one error, as are flags the pair has no use for.
+std::string precision_of_flags(const std::string& weights, const std::string& activations, bool per_tensor,
+                               int block_size, bool block_size_given) {
+  const std::string pair = weights + "/" + activations;
+  std::string text = pair == "int8/int8"   ? "int8"
+                     : pair == "fp8/fp8"   ? "fp8"
+                     : pair == "int8/none" ? "w8a16"
+                     : pair == "int4/none" ? "w4a16"
+                                           : "";
+  if (text.empty())
+    fail("--weights ", weights, " --activations ", activations, " names no precision: use int8/int8, fp8/fp8, "
+         "int8/none or int4/none, or --precision (duet emulate --list)");
+  const numerics::Precision preset = numerics::parse_precision(text);
+  if (weights == "int4") {
+    DUET_CHECK(!per_tensor, "--per-tensor: INT4 weights are scaled per block of --block-size values");
+    if (block_size != preset.block) text += ",block=" + std::to_string(block_size);
+    return text;
+  }
+  DUET_CHECK(!block_size_given, "--block-size applies to --weights int4 only");
+  // Only where the preset's weight scaling differs (fp8's is per tensor): the text stays the preset's name otherwise.
+  const char* scaling = per_tensor ? "tensor" : "channel";
+  if (numerics::scaling_name(preset.w.scaling) != std::string(scaling)) text += ",w=" + preset.w.format.name + "/" + scaling;
+  return text;
+}
+
 }  // namespace
 
 // A progress bar on stderr (only when stderr is a terminal or --progress).
@@ -97,15 +127,17 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--percentile", o->percentile, "percentile method: share of values kept inside the range, in %")
       ->check(CLI::Range(50.0, 100.0));
   cmd->add_flag("--per-tensor", o->per_tensor, "One weight scale per tensor (default: per output channel)");
-  cmd->add_option("--weights", o->weights, "Weight format: int8 (default), int4 (MatMul/Gemm, blocked; with --activations none) or fp8 (E4M3FN)")
+  cmd->add_option("--weights", o->weights, "Weight format: int8 (default), int4 (MatMul/Gemm, blocked; with --activations none) or fp8 "
+                  "(E4M3FN, with --activations fp8); with --activations it names one precision (int8, w8a16, w4a16, fp8)")
       ->check(CLI::IsMember({"int8", "int4", "fp8"}));
-  cmd->add_option("--block-size", o->block_size, "INT4 block size along the reduced axis")->check(CLI::IsMember({32, 64, 128}));
+  auto* block_size = cmd->add_option("--block-size", o->block_size, "INT4 block size along the reduced axis")
+                         ->check(CLI::IsMember({32, 64, 128}));
   cmd->add_option("--activations", o->activations, "Activation format: int8 (default), fp8 (E4M3FN) or none (weight-only)")
       ->check(CLI::IsMember({"int8", "fp8", "none"}));
   cmd->add_option("--precision", o->precision,
                   "What to quantize to, in the one precision vocabulary (duet emulate --list): int8 (default scheme), "
                   "w8a16 or w4a16 (weight-only), fp8, or a spec such as x=int8/tensor,w=int8/tensor; "
-                  "sets --weights, --activations, --per-tensor and --block-size")
+                  "replaces --weights, --activations, --per-tensor and --block-size")
       ->excludes("--weights")
       ->excludes("--activations")
       ->excludes("--per-tensor")
@@ -143,22 +175,21 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--report", o->report, "Write an HTML report (plots of sensitivity, SQNR and the output comparison)");
   cmd->add_flag("--progress", o->progress, "Show progress bars even when stderr is not a terminal");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
-  return [o]() {
+  return [o, block_size]() {
     const auto t_start = std::chrono::steady_clock::now();
-    auto model = onnx_io::load_model(o->model);
     quant::Recipe recipe;
     quant::QuantizeOptions& qo = recipe.options;
+    qo.precision = numerics::parse_precision(
+        !o->precision.empty() ? o->precision
+                              : precision_of_flags(o->weights, o->activations, o->per_tensor, o->block_size, block_size->count() > 0));
+    quant::check_quantizable(qo.precision);  // before the model and the samples load
+    auto model = onnx_io::load_model(o->model);
     recipe.auto_method = o->method == "auto";
     qo.calibration.method = recipe.auto_method ? quant::Method::Entropy : quant::parse_method(o->method);
     qo.calibration.percentile = o->percentile;
-    qo.per_channel = !o->per_tensor;
-    qo.weights = quant::parse_weight_format(o->weights);
-    qo.activations = quant::parse_activation_format(o->activations);
     qo.symmetric_activations = o->symmetric;
     qo.quantize_outputs = o->quantize_outputs;
     qo.reduce_range = o->reduce_range;
-    qo.block_size = o->block_size;
-    if (!o->precision.empty()) quant::apply_precision(qo, numerics::parse_precision(o->precision));
     if (!o->op_types.empty()) qo.op_types = split_list(o->op_types);
     qo.exclude_op_types = split_list(o->exclude);
     qo.exclude_nodes = split_list(o->exclude_nodes);
@@ -208,7 +239,7 @@ Runner add_quantize(CLI::App& app) {
     int quantized = 0;
     for (auto& [_, p] : q.precision) quantized += p != "fp32";
     std::cout << "wrote " << o->output << ": " << quantized << " of " << q.precision.size() << " nodes quantized ("
-              << quant::format_name(qo.weights) << " weights, " << quant::format_name(qo.activations) << " activations, "
+              << "precision " << qo.precision.str() << ", "
               << (recipe.auto_method ? std::string("auto") : quant::method_name(qo.calibration.method)) << " calibration on "
               << calib.count << " samples)\n";
     std::cout << "measured on " << report.evaluation_samples << " evaluation samples (FP32 vs quantized):\n";

@@ -28,7 +28,7 @@
 namespace duet::quant {
 
 struct Recipe {
-  QuantizeOptions options;             // formats, granularity, op types, exclusions, range overrides
+  QuantizeOptions options;             // precision, op types, exclusions, range overrides
   bool auto_method = false;            // per tensor, the candidate range with the smallest measured output error
   double smooth = 0;                   // SmoothQuant alpha (0: off; not with weight-only)
   bool awq = false;                    // INT4: activation-aware scales, alpha searched by measured error
@@ -51,9 +51,9 @@ struct PtqResult {
 };
 
 // `eval`: evaluation samples (nullptr: the first calibration samples). Throws
-// duet::Error with one line for a recipe that cannot apply (INT4 with
-// quantized activations, AWQ without INT4, nothing to quantize, an override
-// naming a tensor that is not quantized).
+// duet::Error with one line for a recipe that cannot apply (a precision a
+// QDQ model cannot state (check_quantizable), AWQ without INT4 weights,
+// nothing to quantize, an override naming a tensor that is not quantized).
 PtqResult quantize_post_training(const ir::Model& model, const Recipe& recipe, const SampleSource& calibration,
                                  const SampleSource* eval = nullptr);
 

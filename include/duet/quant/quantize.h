@@ -7,7 +7,8 @@
 //   ranges   = calibrate(...) (calibrate.h)               // tensor -> [lo, hi]
 //   qmodel   = quantize_model(*prepared, plan, ranges, options)
 //
-// Scheme (defaults in QuantizeOptions):
+// Scheme (QuantizeOptions::precision, the int8 preset by default, and the
+// other defaults in QuantizeOptions):
 //  - activations: UINT8 with a zero point over the calibrated range (asymmetric),
 //    or INT8 with zero point 0 (symmetric), or FP8 E4M3FN with a per-tensor
 //    scale amax/448; the activation inputs of every quantized node are
@@ -19,7 +20,8 @@
 //  - weights: INT8 symmetric in [-127, 127], per output channel (Conv axis 0,
 //    ConvTranspose axis 1, MatMul the last axis, Gemm by transB) or per tensor;
 //    INT4 weight-only for MatMul/Gemm in blocks of 32/64/128 along the reduced
-//    axis (DequantizeLinear block_size, opset 21); FP8 E4M3FN per channel;
+//    axis (DequantizeLinear block_size, opset 21); FP8 E4M3FN per channel or
+//    per tensor;
 //  - Conv/ConvTranspose bias: INT32 with scale s_x·s_w[c] (kept float when it
 //    would overflow);
 //  - rounding half to even, as QuantizeLinear does.
@@ -38,33 +40,30 @@
 
 namespace duet::quant {
 
-enum class WeightFormat { Int8, Int4, Fp8 };
-enum class ActivationFormat { Int8, Fp8, None };
-
-WeightFormat parse_weight_format(const std::string& s);          // int8 | int4 | fp8
-ActivationFormat parse_activation_format(const std::string& s);  // int8 | fp8 | none
-std::string format_name(WeightFormat f);
-std::string format_name(ActivationFormat f);
-
-struct QuantizeOptions;
-// Sets the formats (and weight granularity, INT4 block) of `options` from
-// one numerics::Precision: int8 (w8a8), w8a16 / w4a16 (weight-only), fp8
-// E4M3 with per-tensor activation scales. One clear error, pointing to
-// duet emulate, for a precision a QDQ model cannot state.
-void apply_precision(QuantizeOptions& options, const numerics::Precision& precision);
+// Throws one duet::Error line, pointing to `duet emulate`, unless a QDQ model
+// can state `precision`: INT8 weights and activations (int8: weights per
+// channel or per tensor, activations per tensor), INT8 weight-only (w8a16,
+// per channel or per tensor), INT4 weight-only in blocks of 32, 64 or 128
+// (w4a16), FP8 E4M3 weights and activations (fp8; weights per channel or per
+// tensor), all dense. The accumulator, output format and input rounding are
+// left to the device that runs the model: a QDQ model does not state them.
+void check_quantizable(const numerics::Precision& precision);
 
 struct QuantizeOptions {
   RangeOptions calibration;
-  bool per_channel = true;
-  WeightFormat weights = WeightFormat::Int8;
-  ActivationFormat activations = ActivationFormat::Int8;
-  bool symmetric_activations = false;  // INT8 with zero point 0 instead of UINT8 with one
+  // What the quantized nodes compute, in the one precision vocabulary
+  // (numerics/precision.h): the weights' format and scale granularity (and
+  // INT4 block), whether activations are quantized (not for weight-only
+  // precisions) and to what. check_quantizable() says which a QDQ model states.
+  numerics::Precision precision = numerics::parse_precision("int8");
+  // INT8 activations with zero point 0 instead of UINT8 with one: both are
+  // 8-bit products (the int8 precision); the QDQ model's choice of grid.
+  bool symmetric_activations = false;
   // 7-bit weights in [-63, 63]: on x86 without VNNI, u8 x s8 products go
   // through VPMADDUBSW, whose 16-bit pair sums saturate for |w| > 64; the cpu
   // backend runs such convs in float (exact) unless the weights fit 7 bits.
   bool reduce_range = false;
   bool quantize_outputs = false;       // also a Q/DQ pair on every quantized node's output (ONNX Runtime's placement)
-  int block_size = 32;                 // INT4 weights: 32, 64 or 128
   std::set<std::string> op_types = ops::matrix_op_types();  // Conv, ConvTranspose, Gemm, MatMul
   std::set<std::string> exclude_op_types;
   std::set<std::string> exclude_nodes;    // node names
@@ -78,7 +77,8 @@ struct QuantizeOptions {
 // Standard-ONNX clean-up that quantization wants (constant folding, no-op
 // removal, BatchNorm and per-channel affine folding into Conv weights: the
 // folded weights are what gets quantized), every node named, the default
-// opset raised to what the chosen formats need (13; FP8 19; INT4 21).
+// opset raised to what the precision needs (13; FP8 19; INT4 21). Checks the
+// precision first (check_quantizable).
 std::unique_ptr<ir::Model> prepare_for_quantization(const ir::Model& model, const QuantizeOptions& options);
 
 struct Plan {

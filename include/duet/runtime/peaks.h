@@ -5,6 +5,8 @@
 #pragma once
 #include <string>
 
+#include "duet/numerics/format.h"
+
 namespace duet::runtime {
 
 struct CpuFeatures {
@@ -16,14 +18,16 @@ struct CpuFeatures {
 };
 CpuFeatures cpu_features();
 
-enum class PeakKind { FP32, BF16, INT8 };
-
 struct Peak {
   double ops_per_s = 0;      // multiply and add count as two; 0 when no native path exists
   std::string instructions;  // what the loop ran, e.g. "vfmadd231ps ymm"
 };
 
-// Peak of `kind` on `threads` threads, best of repeated ~`seconds` runs.
-Peak measure_peak(PeakKind kind, int threads, double seconds = 0.3);
+// Peak of products in `compute` (numerics::Precision::compute_format(): fp32,
+// bf16 or int8) on `threads` threads, best of repeated ~`seconds` runs. A CPU
+// without the instruction for bf16 or int8 gets ops_per_s 0 and says so in
+// `instructions`; any other format is one duet::Unsupported error (no loop
+// measures it on this host).
+Peak measure_peak(const numerics::Format& compute, int threads, double seconds = 0.3);
 
 }  // namespace duet::runtime

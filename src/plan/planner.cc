@@ -85,6 +85,15 @@ class Split {
   };
 
   Measure measure(const ir::Model& model, const std::string& precision, int threads) {
+    const auto started = std::chrono::steady_clock::now();
+    Measure m = run(model, precision, threads);
+    measuring_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return m;
+  }
+  double measuring_s() const { return measuring_s_; }
+
+ private:
+  Measure run(const ir::Model& model, const std::string& precision, int threads) {
     auto m = onnx_io::clone_model(model);
     runtime::SessionOptions so;
     so.threads = threads;
@@ -125,7 +134,7 @@ class Split {
     return out;
   }
 
- private:
+  double measuring_s_ = 0;
   eval::TaskMetric metric_;
   std::vector<std::map<std::string, Tensor>> feeds_;
   std::vector<std::string> texts_;
@@ -393,130 +402,187 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   std::vector<sim::Workload> workloads;
   for (int64_t b : r.batches) workloads.push_back(workload(folded, r, data, b));
 
+  // Each (device, batch): every layer's modelled time and energy per option (one simulation per option).
+  struct Target {
+    const sim::Device* device;
+    size_t batch;
+    std::string base_precision;
+    Problem problem;  // columns time_s, energy_j, noise
+  };
+  std::vector<Target> targets;
   size_t point = 0;
   for (const sim::Device& d : devices) {
     if (d.cpu) continue;  // CPUs in the catalog with kernel rates are the host: measured below
-    const std::string base_precision = vector_default(d);
     for (size_t bi = 0; bi < r.batches.size(); ++bi) {
-      progress("devices", point++, devices.size() * r.batches.size());
-      const sim::Workload& w = workloads[bi];
-      // Each layer's modelled time (and energy) per option on this device: one simulation per option.
+      progress("costing", point++, devices.size() * r.batches.size());
+      Target t{&d, bi, vector_default(d), {}};
       std::map<std::string, std::map<std::string, std::pair<double, double>>> cost;  // node -> option -> (s, J)
       for (const std::string& option : options) {
-        Assignment all;
-        for (const MatrixLayer& l : out.layers) all[l.node] = option;
-        sim::Workload ww = w;
+        sim::Workload ww = workloads[bi];
         for (auto& item : ww.items)
-          if (all.count(item.name)) item.precision = option;
+          if (item.matrix) item.precision = option;
         sim::SimOptions so;
-        so.precision = base_precision;
-        const sim::SimResult res = sim::simulate(ww, d, host ? &*host : nullptr, so);
-        for (const sim::NodeResult& n : res.nodes)
-          if (all.count(n.name) && !n.on_host) cost[n.name][option] = {n.time_s, n.energy.total()};
+        so.precision = t.base_precision;
+        for (const sim::NodeResult& n : sim::simulate(ww, d, host ? &*host : nullptr, so).nodes)
+          if (n.matrix && !n.on_host) cost[n.name][option] = {n.time_s, n.energy.total()};
       }
-      Problem problem;
-      problem.columns = {"time_s", "energy_j", "noise"};
-      problem.objective = "noise";
+      t.problem.columns = {"time_s", "energy_j", "noise"};
+      t.problem.objective = "noise";
       for (const MatrixLayer& l : out.layers) {
         plan::Layer pl{l.node, "", {}};
         for (const Candidate& o : l.options)
           if (cost[l.node].count(o.precision))
             pl.options.push_back({o.precision, {cost[l.node][o.precision].first, cost[l.node][o.precision].second, o.noise}});
-        if (pl.options.empty()) continue;  // no option on this device's engine: stays FP32 (on the host)
-        problem.layers.push_back(std::move(pl));
+        if (!pl.options.empty()) t.problem.layers.push_back(std::move(pl));  // else: no option on this engine, stays FP32
       }
-      if (problem.layers.empty()) continue;
-      const std::string column = r.objective == Objective::Energy ? "energy_j" : "time_s";
-      std::vector<Solution> curve = trade_off(problem, column);
+      if (!t.problem.layers.empty()) targets.push_back(std::move(t));
+    }
+  }
+  progress("costing", point, point);
 
-      auto assignment_of = [&](const Solution& s) {
-        Assignment a;
-        for (size_t i = 0; i < problem.layers.size(); ++i) {
-          const std::string& p = problem.layers[i].options[s.choice[i]].name;
-          if (p != "fp32") a[problem.layers[i].name] = p;
+  auto plan_of = [&](const Target& t, const Assignment& a) {
+    const sim::Device& d = *t.device;
+    Plan p;
+    p.device = d.id;
+    p.device_name = d.name;
+    p.batch = r.batches[t.batch];
+    p.precision = a;
+    p.summary = summarize(a, out.layers.size());
+    const Modelled m = model_plan(workloads[t.batch], a, d, host ? &*host : nullptr, t.base_precision);
+    p.latency_ms = m.latency_s * 1e3;
+    p.throughput = m.throughput;
+    if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
+    p.cost_per_million = m.cost;
+    if (d.price_per_hour_usd) p.cost_source = d.cloud_instance + ": " + d.cloud_source;
+    p.power_w = d.tdp_w;
+    p.host_fallback_nodes = m.host_nodes;
+    return p;
+  };
+  auto assignment_of = [](const Problem& problem, const Solution& s) {
+    Assignment a;
+    for (size_t i = 0; i < problem.layers.size(); ++i) {
+      const std::string& p = problem.layers[i].options[s.choice[i]].name;
+      if (p != "fp32") a[problem.layers[i].name] = p;
+    }
+    return a;
+  };
+  auto measure_plan = [&](Plan& p) { p.search = measurer.search(p.precision).figures; };
+  const std::string column = r.objective == Objective::Energy ? "energy_j" : "time_s";
+
+  // The noise the accuracy budget allows, calibrated once by measurement: along the
+  // first target's exact noise/time trade-off, the noisiest plan whose measured
+  // drop keeps the budget (a binary search). Accuracy does not depend on the device,
+  // so every target starts from it; each chosen plan is measured again below.
+  double noise_budget = INFINITY;
+  if (r.objective != Objective::Accuracy && !targets.empty()) {
+    const std::vector<Solution> curve = trade_off(targets[0].problem, "time_s");  // cheapest (noisiest) first
+    const int noise_col = 2;
+    auto ok = [&](size_t i) {
+      Plan p = plan_of(targets[0], assignment_of(targets[0].problem, curve[i]));
+      measure_plan(p);
+      return accurate_enough(r, p);
+    };
+    if (!curve.empty()) {
+      size_t lo = 0, hi = curve.size() - 1;
+      if (ok(hi)) {
+        while (lo < hi) {
+          const size_t mid = (lo + hi) / 2;
+          if (ok(mid)) hi = mid;
+          else lo = mid + 1;
         }
-        return a;
-      };
-      auto plan_of = [&](const Assignment& a) {
-        Plan p;
-        p.device = d.id;
-        p.device_name = d.name;
-        p.batch = r.batches[bi];
-        p.precision = a;
-        p.summary = summarize(a, out.layers.size());
-        const Modelled m = model_plan(w, a, d, host ? &*host : nullptr, base_precision);
-        p.latency_ms = m.latency_s * 1e3;
-        p.throughput = m.throughput;
-        if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
-        p.cost_per_million = m.cost;
-        if (d.price_per_hour_usd) p.cost_source = d.cloud_instance + ": " + d.cloud_source;
-        p.power_w = d.tdp_w;
-        p.host_fallback_nodes = m.host_nodes;
-        return p;
-      };
-      std::vector<Plan> along;
-      for (const Solution& s : curve) along.push_back(plan_of(assignment_of(s)));
-      // Curve order: cheapest first. Those that meet the modelled limits:
-      std::vector<size_t> ok;
-      for (size_t i = 0; i < along.size(); ++i)
-        if (broken_limit(r, along[i]).empty()) ok.push_back(i);
-      auto measure_plan = [&](Plan& p) { p.search = measurer.search(p.precision).figures; };
-      std::optional<size_t> pick;
-      if (!ok.empty()) {
-        if (r.objective == Objective::Accuracy) {
-          // The least noisy plans within the limits, the best measured of three.
-          for (size_t k = 0; k < 3 && k < ok.size(); ++k) {
-            Plan& p = along[ok[ok.size() - 1 - k]];
-            measure_plan(p);
-            if (!pick || p.search.score > along[*pick].search.score) pick = ok[ok.size() - 1 - k];
-          }
-        } else {
-          // The cheapest that keeps the accuracy budget: binary search along the curve.
-          size_t lo = 0, hi = ok.size() - 1;
-          measure_plan(along[ok[hi]]);
-          if (accurate_enough(r, along[ok[hi]])) {
-            while (lo < hi) {
-              const size_t mid = (lo + hi) / 2;
-              measure_plan(along[ok[mid]]);
-              if (accurate_enough(r, along[ok[mid]])) hi = mid;
-              else lo = mid + 1;
-            }
-          }
-          pick = ok[hi];
-        }
-      } else if (!along.empty()) {
-        pick = along.size() - 1;  // none meets the limits: the most accurate, to say why
-        measure_plan(along[*pick]);
-      }
-      std::string picked_key = "-";
-      const size_t picked_index = out.plans.size();
-      if (pick) {
-        Plan p = along[*pick];
-        picked_key = key_of(p.precision);
-        out.plans.push_back(std::move(p));
-      }
-      // The uniform plans beside it, for comparison.
-      for (const std::string& option : options) {
-        Assignment a;
-        bool everywhere = true;
-        for (const auto& pl : problem.layers) {
-          bool has = false;
-          for (const auto& o : pl.options) has = has || o.name == option;
-          everywhere = everywhere && has;
-          if (option != "fp32") a[pl.name] = option;
-        }
-        if (!everywhere) continue;
-        Plan p = plan_of(a);
-        p.summary = "uniform " + option;
-        measure_plan(p);
-        if (key_of(p.precision) == picked_key) {
-          out.plans[picked_index].summary = p.summary;  // the pick is uniform
-          continue;
-        }
-        out.plans.push_back(std::move(p));
+        // Even the noisiest plan keeps the budget: no calibrated limit (other targets
+        // may offer noisier options; their plans are measured below).
+        noise_budget = hi == 0 ? INFINITY : curve[hi].totals[noise_col];
+      } else {
+        noise_budget = curve[hi].totals[noise_col];  // the least noise there is: the plan will say it falls short
       }
     }
   }
+
+  for (size_t ti = 0; ti < targets.size(); ++ti) {
+    const Target& t = targets[ti];
+    progress("planning", ti, targets.size());
+    const int64_t batch = r.batches[t.batch];
+    // The latency limit that the modelled limits imply for this target.
+    double limit_s = INFINITY;
+    if (r.max_latency_ms) limit_s = std::min(limit_s, *r.max_latency_ms / 1e3);
+    if (r.min_throughput) limit_s = std::min(limit_s, static_cast<double>(batch) / *r.min_throughput);
+    if (r.max_cost_per_million && t.device->price_per_hour_usd)
+      limit_s = std::min(limit_s, *r.max_cost_per_million * 3600.0 * static_cast<double>(batch) / (*t.device->price_per_hour_usd * 1e6));
+    // Solve; the simulator's whole-model latency adds the non-matrix work and
+    // transfers to the layers' sum: tighten the layers' budget by what it adds.
+    auto solve_target = [&](double noise_limit) -> std::optional<Plan> {
+      Problem q = t.problem;
+      q.objective = r.objective == Objective::Accuracy ? "noise" : column;
+      if (std::isfinite(noise_limit)) q.limits["noise"] = noise_limit;
+      double layer_budget = INFINITY;
+      std::optional<Plan> last;
+      for (int round = 0; round < 5; ++round) {
+        if (std::isfinite(layer_budget)) q.limits["time_s"] = layer_budget;
+        const Solution s = solve(q);
+        if (!s.feasible) return last;
+        Plan p = plan_of(t, assignment_of(q, s));
+        const double excess = p.latency_ms / 1e3 - limit_s;
+        last = p;
+        if (excess <= 0) return p;
+        const double layers_s = s.totals[0];
+        layer_budget = (std::isfinite(layer_budget) ? layer_budget : layers_s) - excess * (1 + 1e-6) - 1e-12;
+        if (layer_budget <= 0) return last;
+      }
+      return last;
+    };
+    std::optional<Plan> chosen;
+    double noise_limit = noise_budget;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      std::optional<Plan> p = solve_target(noise_limit);
+      if (!p) {
+        // Nothing meets the limits at this noise: show the least noisy plan, which says why.
+        Problem q = t.problem;
+        const Solution s = solve(q);
+        if (s.feasible) p = plan_of(t, assignment_of(q, s));
+        if (!p) break;
+        measure_plan(*p);
+        chosen = p;
+        break;
+      }
+      measure_plan(*p);
+      chosen = p;
+      if (r.objective == Objective::Accuracy || accurate_enough(r, *p)) break;
+      // Measured over budget: ask for less noise than this plan has.
+      double noise = 0;
+      for (const auto& pl : t.problem.layers)
+        for (const auto& o : pl.options)
+          if ((p->precision.count(pl.name) ? p->precision.at(pl.name) : "fp32") == o.name) noise += o.values[2];
+      noise_limit = noise * 0.5;
+    }
+    std::string picked_key = "-";
+    const size_t picked_index = out.plans.size();
+    if (chosen) {
+      picked_key = key_of(chosen->precision);
+      out.plans.push_back(std::move(*chosen));
+    }
+    // The uniform plans beside it, for comparison.
+    for (const std::string& option : options) {
+      Assignment a;
+      bool everywhere = true;
+      for (const auto& pl : t.problem.layers) {
+        bool has = false;
+        for (const auto& o : pl.options) has = has || o.name == option;
+        everywhere = everywhere && has;
+        if (option != "fp32") a[pl.name] = option;
+      }
+      if (!everywhere) continue;
+      Plan p = plan_of(t, a);
+      p.summary = "uniform " + option;
+      if (key_of(p.precision) == picked_key) {
+        out.plans[picked_index].summary = p.summary;  // the pick is uniform
+        continue;
+      }
+      measure_plan(p);
+      out.plans.push_back(std::move(p));
+    }
+  }
+  progress("planning", targets.size(), targets.size());
 
   // 5. The host CPU, measured.
   if (want_host) {
@@ -622,6 +688,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     out.infeasible = message.empty() ? "no plan meets the limits, and none meets all but one of them" : message;
   }
   out.emulated_models = measurer.count();
+  out.measure_s = search.measuring_s() + held_out.measuring_s();
   out.search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return out;
 }

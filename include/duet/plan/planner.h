@@ -116,6 +116,7 @@ struct PlanResult {
   std::string infeasible;                 // the binding limit, the nearest plan, how far the limit must move
   std::string objective;
   double search_s = 0;                    // wall time of the search
+  double measure_s = 0;                   // of which measuring accuracy (sensitivity, finalists, held-out)
   size_t emulated_models = 0;             // whole-model emulations measured
   std::unique_ptr<ir::Model> folded;      // the folded FP32 model the plans annotate
 };

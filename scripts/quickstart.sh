@@ -1,13 +1,18 @@
 #!/bin/bash
 # Quick start: install what is missing, build, and run the main job on the
-# bundled defaults (data/): train the digits CNN, run the bundled trained
-# model, then bench / simulate / quantize the PaddleOCR text-direction classifier.
+# bundled defaults (data/): plan the bundled digits CNN (duet plan), train the
+# digits CNN, run the bundled trained model, then bench / simulate / quantize
+# the PaddleOCR text-direction classifier.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 duet="$root/build/duet"
 out=$(mktemp -d)
+echo; echo "== duet plan: the bundled digits CNN over the device catalog and this CPU =="
+echo "   (accuracy measured on held-out samples; catalog latency/cost modelled, this CPU's measured)"
+"$duet" plan "$root/data/models/digits_cnn.onnx" --data "$root/data/samples/digits" --metric top1 \
+  --max-accuracy-drop 0 --report "$out/plan.html" -o "$out/plan"
 echo; echo "== duet train: the digits CNN, BF16 autocast (accuracy and step time measured) =="
 "$duet" train cnn --data "$root/data/datasets/digits/digits.csv.gz" --sample-shape 1x8x8 --scale 0.0625 \
   --standardize --amp bf16 -o "$out/digits_cnn.onnx"
@@ -30,4 +35,4 @@ echo; echo "== duet quantize: INT8 QDQ model calibrated on the bundled samples (
 echo; echo "== duet emulate: the bundled digits model through device datapaths, bit-exact (errors measured) =="
 "$duet" emulate "$root/data/models/digits_cnn.onnx" --data "$root/data/samples/digits" --max-samples 16 \
   -d bf16 -d fp16 -d fp8 -d int8 -d int4 -d int8-acc16 --report "$out/emulate.html"
-echo; echo "reports: $out/simulate.html $out/quantize.html $out/emulate.html"
+echo; echo "reports: $out/plan.html $out/simulate.html $out/quantize.html $out/emulate.html"

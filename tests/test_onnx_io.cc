@@ -173,3 +173,23 @@ TEST(OnnxIO, NodeArityComesFromTheOnnxSchemas) {
   EXPECT_EQ(onnx_io::arity_problem("", "Pad", 28, 4, 1), "");
   EXPECT_EQ(onnx_io::arity_problem("com.duet", "FusedConv", 1, 7, 1), "");
 }
+
+TEST(OnnxIo, NodeAnnotationsSurviveSaveAndLoad) {
+  auto model = onnx_io::load_model(std::string(DUET_SOURCE_DIR) + "/data/models/digits_cnn.onnx");
+  ir::Node* conv = nullptr;
+  for (auto& n : model->graph->nodes)
+    if (n->op_type == "Conv" && !n->name.empty()) conv = n.get();
+  ASSERT_NE(conv, nullptr);
+  conv->annotations["precision"] = "int8,sparsity=2:4";
+  const std::string path = testing::TempDir() + "/annotated.onnx";
+  onnx_io::save_model(*model, path);
+  auto back = onnx_io::load_model(path);
+  int annotated = 0;
+  for (auto& n : back->graph->nodes) {
+    if (n->name == conv->name) EXPECT_EQ(n->annotations.at("precision"), "int8,sparsity=2:4");
+    annotated += n->annotations.count("precision");
+  }
+  EXPECT_EQ(annotated, 1);
+  // The carrier entry is not kept as ordinary metadata (a second save writes it once).
+  for (auto& [k, v] : back->metadata_props) EXPECT_NE(k.rfind(onnx_io::kAnnotationPrefix, 0), 0u) << k;
+}

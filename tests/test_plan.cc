@@ -10,6 +10,7 @@
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/emulate.h"
 #include "duet/plan/planner.h"
+#include "duet/runtime/session.h"
 #include "test_util.h"
 
 using namespace duet;
@@ -164,4 +165,31 @@ TEST(Planner, AnInfeasibleRequestNamesTheBindingLimitAndTheNearestPlan) {
   EXPECT_NE(p.infeasible.find("--max-latency-ms"), std::string::npos) << p.infeasible;
   EXPECT_NE(p.infeasible.find("the nearest"), std::string::npos) << p.infeasible;
   EXPECT_NE(p.infeasible.find("raise --max-latency-ms to"), std::string::npos) << p.infeasible;
+}
+
+TEST(Planner, TheEmulatedPlanRunByASessionReproducesTheHeldOutAccuracy) {
+  auto model = onnx_io::load_model(source("data/models/digits_cnn.onnx"));
+  const auto data = quant::sample_folder(source("data/samples/digits"), *model->graph);
+  plan::PlanRequest r = digits_request();
+  r.precisions = {"fp8", "int8"};  // lossy formats, so that the figure is not trivially FP32's
+  r.max_accuracy_drop = 100;
+  const plan::PlanResult p = plan::plan_model(*model, r, data);
+  ASSERT_GE(p.chosen, 0) << p.infeasible;
+  const plan::Plan& c = p.plans[p.chosen];
+  ASSERT_FALSE(c.precision.empty());
+  // What duet run does with plan.emulated.onnx: a session over the held-out (odd) samples.
+  std::shared_ptr<ir::Model> emulated = plan::emulated_model(p, c);
+  runtime::SessionOptions so;
+  so.backend = "cpu";
+  auto m = onnx_io::clone_model(*emulated);
+  runtime::prepare_model(*m, so);
+  runtime::Session session(std::shared_ptr<const ir::Model>(std::move(m)), so);
+  eval::Accumulator acc(r.metric);
+  for (size_t i = 1; i < data.count; i += 2) {
+    std::vector<Tensor> outs;
+    for (auto& nt : session.run(data.load(i))) outs.push_back(nt.tensor);
+    acc.add(outs, {}, eval::reference_text(data.name(i)));
+  }
+  EXPECT_EQ(acc.samples(), c.held_out.samples);
+  EXPECT_EQ(acc.value(), c.held_out.metric_value);
 }

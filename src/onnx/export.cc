@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 
 #include "duet/onnx/onnx_io.h"
 #include "proto_tensor.h"
@@ -121,9 +122,24 @@ std::string serialize_model(const ir::Model& m) {
   if (m.model_version) mp.set_model_version(m.model_version);
   if (!m.doc_string.empty()) mp.set_doc_string(m.doc_string);
   for (auto& [k, v] : m.metadata_props) {
+    if (k.rfind(kAnnotationPrefix, 0) == 0) continue;  // rewritten from the nodes below
     auto* e = mp.add_metadata_props();
     e->set_key(k);
     e->set_value(v);
+  }
+  // Node annotations (the IR's per-node facts, e.g. a plan's precision): this
+  // ONNX version's NodeProto has no metadata_props, so the model's carries them,
+  // one entry per annotation key, one "node<TAB>value" line per named node.
+  std::map<std::string, std::string> annotations;
+  for (auto& node : m.graph->nodes) {
+    if (node->name.empty() || node->name.find_first_of("\t\n") != std::string::npos) continue;
+    for (auto& [key, value] : node->annotations)
+      if (value.find_first_of("\t\n") == std::string::npos) annotations[key] += node->name + "\t" + value + "\n";
+  }
+  for (auto& [key, lines] : annotations) {
+    auto* e = mp.add_metadata_props();
+    e->set_key(kAnnotationPrefix + key);
+    e->set_value(lines);
   }
   for (auto& f : m.opaque_functions) mp.add_functions()->ParseFromString(f);
   for (auto& t : m.opaque_training_info) mp.add_training_info()->ParseFromString(t);

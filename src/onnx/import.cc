@@ -287,10 +287,29 @@ std::unique_ptr<ir::Model> parse_model(const void* data, size_t size, const std:
   m->domain = mp.domain();
   m->model_version = mp.model_version();
   m->doc_string = mp.doc_string();
-  for (auto& kv : mp.metadata_props()) m->metadata_props.emplace_back(kv.key(), kv.value());
+  std::vector<std::pair<std::string, std::string>> annotations;  // key -> "node<TAB>value" lines (export.cc)
+  for (auto& kv : mp.metadata_props()) {
+    if (kv.key().rfind(kAnnotationPrefix, 0) == 0) annotations.emplace_back(kv.key().substr(std::strlen(kAnnotationPrefix)), kv.value());
+    else m->metadata_props.emplace_back(kv.key(), kv.value());
+  }
   for (auto& f : mp.functions()) m->opaque_functions.push_back(f.SerializeAsString());
   for (auto& t : mp.training_info()) m->opaque_training_info.push_back(t.SerializeAsString());
   graph_from_proto(mp.graph(), *m->graph, base_dir);
+  if (!annotations.empty()) {
+    std::map<std::string, ir::Node*> by_name;
+    for (auto& n : m->graph->nodes)
+      if (!n->name.empty()) by_name[n->name] = n.get();
+    for (const auto& [key, lines] : annotations) {
+      std::istringstream in(lines);
+      std::string line;
+      while (std::getline(in, line)) {
+        const size_t tab = line.find('\t');
+        if (tab == std::string::npos) continue;
+        if (auto it = by_name.find(line.substr(0, tab)); it != by_name.end())
+          it->second->annotations[key] = line.substr(tab + 1);
+      }
+    }
+  }
   return m;
 }
 

@@ -704,4 +704,13 @@ std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan&
   return m;
 }
 
+std::unique_ptr<ir::Model> emulated_model(const PlanResult& result, const Plan& plan) {
+  DUET_CHECK(result.folded, "plan: the result holds no model");
+  auto m = onnx_io::clone_model(*result.folded);
+  std::map<std::string, numerics::Precision> precisions;
+  for (const auto& [node, text] : plan.precision) precisions[node] = numerics::parse_precision(text);
+  passes::emulate_nodes(*m, precisions);
+  return m;
+}
+
 }  // namespace duet::plan

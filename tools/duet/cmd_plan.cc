@@ -293,6 +293,9 @@ int run_plan(const Options& o) {
     std::filesystem::create_directories(o.output);
     const auto m = plan::annotated_model(result, result.plans[result.chosen]);
     onnx_io::save_model(*m, (std::filesystem::path(o.output) / "plan.onnx").string());
+    if (!result.plans[result.chosen].measured_latency)  // the host's plan is the model itself at a precision
+      onnx_io::save_model(*plan::emulated_model(result, result.plans[result.chosen]),
+                          (std::filesystem::path(o.output) / "plan.emulated.onnx").string());
     std::ofstream((std::filesystem::path(o.output) / "plan.json")) << j.dump(2) << "\n";
   }
   if (!o.report.empty()) {
@@ -318,7 +321,10 @@ int run_plan(const Options& o) {
                                       << result.plans[result.chosen].batch << ", " << result.plans[result.chosen].summary << "\n"
                                       << deployment_note(result.plans[result.chosen]) << "\n";
     if (!o.report.empty()) std::cout << "report: " << o.report << "\n";
-    if (!o.output.empty() && result.chosen >= 0) std::cout << "plan: " << o.output << "/plan.onnx, " << o.output << "/plan.json\n";
+    if (!o.output.empty() && result.chosen >= 0)
+      std::cout << "plan: " << o.output << "/plan.onnx (annotated), " << o.output << "/plan.json"
+                << (result.plans[result.chosen].measured_latency ? "" : ", " + o.output + "/plan.emulated.onnx (duet run computes it bit-exactly)")
+                << "\n";
   }
   if (result.chosen < 0) fail(result.infeasible);
   return 0;
@@ -356,7 +362,9 @@ Runner add_plan(CLI::App& app) {
   cmd->add_option("--shape", o->shapes, "Bind an input dimension for the simulator, NAME=1x3x48x320 (repeatable)");
   cmd->add_option("--threads", o->threads, "Intra-op threads for measurements")->check(CLI::Range(1, 256));
   cmd->add_option("--report", o->report, "Write a self-contained HTML report (and its data as JSON beside it)");
-  cmd->add_option("-o,--output", o->output, "Directory for the chosen plan: plan.onnx (annotated) and plan.json");
+  cmd->add_option("-o,--output", o->output,
+                  "Directory for the chosen plan: plan.onnx (each matrix node annotated with its precision), "
+                  "plan.emulated.onnx (what duet run computes bit-exactly) and plan.json");
   cmd->add_option("--solve", o->solve, "Solve a per-layer table instead: CSV with layer, option, [group,] value columns");
   cmd->add_option("--minimize", o->minimize, "--solve: the column to minimize")->capture_default_str();
   cmd->add_option("--limit", o->limits, "--solve: COLUMN=VALUE, the most a column's sum may be (repeatable)");

@@ -10,6 +10,12 @@
 
 namespace duet::onnx_io {
 
+// Node annotations (ir::Node::annotations, e.g. a plan's per-node precision)
+// survive save/load as model metadata_props entries named kAnnotationPrefix +
+// key, one "node<TAB>value" line per named node (this ONNX version's NodeProto
+// has no metadata of its own). Other tools ignore them.
+constexpr const char* kAnnotationPrefix = "duet.annotation.";
+
 // Loads MODEL.onnx; throws duet::Error with one line naming the problem.
 std::unique_ptr<ir::Model> load_model(const std::string& path);
 // Parses a serialized ModelProto; external data resolves against base_dir.

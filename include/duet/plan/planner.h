@@ -135,4 +135,9 @@ Plan evaluate_assignment(const PlanResult& result, const PlanRequest& request, c
 // costs node by node and `duet emulate` / plan verification run bit-exactly.
 std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan& plan);
 
+// The plan as `duet run` executes it bit-exactly: each planned node rewritten to
+// its com.duet Emulated* form at its precision (passes::emulate_nodes). Running
+// it over the held-out samples reproduces the plan's measured accuracy.
+std::unique_ptr<ir::Model> emulated_model(const PlanResult& result, const Plan& plan);
+
 }  // namespace duet::plan

@@ -410,11 +410,12 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     Problem problem;  // columns time_s, energy_j, noise
   };
   std::vector<Target> targets;
-  size_t point = 0;
+  size_t point = 0, accelerators = 0;
+  for (const sim::Device& d : devices) accelerators += !d.cpu;
   for (const sim::Device& d : devices) {
     if (d.cpu) continue;  // CPUs in the catalog with kernel rates are the host: measured below
     for (size_t bi = 0; bi < r.batches.size(); ++bi) {
-      progress("costing", point++, devices.size() * r.batches.size());
+      progress("costing", point++, accelerators * r.batches.size());
       Target t{&d, bi, vector_default(d), {}};
       std::map<std::string, std::map<std::string, std::pair<double, double>>> cost;  // node -> option -> (s, J)
       for (const std::string& option : options) {
@@ -453,7 +454,9 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     p.throughput = m.throughput;
     if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
     p.cost_per_million = m.cost;
-    if (d.price_per_hour_usd) p.cost_source = d.cloud_instance + ": " + d.cloud_source;
+    if (d.price_per_hour_usd)
+      p.cost_source = d.cloud_instance + " at $" + std::to_string(*d.price_per_hour_usd).substr(0, 6) + "/h, as of " +
+                      (d.cloud_as_of.empty() ? "an unknown date" : d.cloud_as_of) + " (" + d.cloud_source + ")";
     p.power_w = d.tdp_w;
     p.host_fallback_nodes = m.host_nodes;
     return p;

@@ -231,11 +231,13 @@ Device decode(const toml::table& root, const std::string& origin) {
     d.tdp_w = num(*p, "tdp_w", 0, origin);
     d.idle_w = num(*p, "idle_w", 0, origin);
     d.power_source = str(*p, "source");
+    d.power_as_of = str(*p, "as_of");
   }
   if (auto* c = root["cloud"].as_table()) {
     if (c->contains("price_per_hour_usd")) d.price_per_hour_usd = num(*c, "price_per_hour_usd", 0, origin);
     d.cloud_instance = str(*c, "instance");
     d.cloud_source = str(*c, "source");
+    d.cloud_as_of = str(*c, "as_of");
   }
   if (auto* o = root["ops"].as_table()) {
     for (auto& s : strings(*o, "supported")) d.supported_ops.insert(s);

@@ -60,9 +60,9 @@ struct Device {
   double host_link_bytes_per_s = 0, host_link_latency_s = 0;
   std::string host_link_source;
   double tdp_w = 0, idle_w = 0;
-  std::string power_source;
+  std::string power_source, power_as_of;  // as_of: the date the figure was taken from its source
   std::optional<double> price_per_hour_usd;
-  std::string cloud_instance, cloud_source;
+  std::string cloud_instance, cloud_source, cloud_as_of;
   std::set<std::string> supported_ops;    // "*": every op
   std::set<std::string> unsupported_ops;  // exceptions to "*"
   TechnologyTable energy;

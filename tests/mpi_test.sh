@@ -2,6 +2,8 @@
 # Data-parallel training: `mpirun -np 2 duet train` must match one process
 # training on the same global batches (loss after 50 steps within 1e-5
 # relative), with FP32 and with BF16 gradient traffic (looser: 1e-2).
+# Planning: `mpirun -np 2 duet plan` (sensitivity measurements dealt to the
+# ranks) must print the same JSON as one process.
 # Skips (77) without mpirun, without ../shared, or when duet has no MPI.
 set -euo pipefail
 build=$1
@@ -31,3 +33,9 @@ fi
 check "$out" 1e-5 "fp32 all-reduce"
 out=$(mpirun --oversubscribe -np 2 "$duet" "${args[@]}" --allreduce bf16)
 check "$out" 1e-2 "bf16 all-reduce"
+src=$(cd "$(dirname "$0")/.." && pwd)
+plan=(plan "$src/data/models/digits_cnn.onnx" --data "$src/data/samples/digits" --metric top1 --device t4,a100 --json)
+one=$("$duet" "${plan[@]}")
+two=$(mpirun --oversubscribe -np 2 "$duet" "${plan[@]}")
+if [ "$one" != "$two" ]; then echo "duet plan: 2 ranks printed a different plan from one process"; diff <(echo "$one") <(echo "$two") | head -20; exit 1; fi
+echo "duet plan: 2 ranks print the same JSON as one process ($(wc -c <<<"$one") bytes)"

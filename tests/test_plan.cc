@@ -193,3 +193,14 @@ TEST(Planner, TheEmulatedPlanRunByASessionReproducesTheHeldOutAccuracy) {
   EXPECT_EQ(acc.samples(), c.held_out.samples);
   EXPECT_EQ(acc.value(), c.held_out.metric_value);
 }
+
+TEST(Planner, TailLatencyAddsBatchFillingAndQueueing) {
+  // Batch 1: no filling; M/D/1 wait rho L / (2 (1 - rho)) with rho = 0.5: L/2.
+  EXPECT_NEAR(plan::tail_latency_s(500, 1, 1e-3, 99), 1e-3 + 0.5e-3, 1e-12);
+  // Batch 2: the wait for one more arrival is exponential: its 99th percentile is ln(100) / rate.
+  EXPECT_NEAR(plan::tail_latency_s(1000, 2, 1e-4, 99), std::log(100.0) / 1000 + 0.05 * 1e-4 / (2 * 0.95) + 1e-4, 1e-9);
+  // A device slower than the arrivals never catches up.
+  EXPECT_TRUE(std::isinf(plan::tail_latency_s(1000, 8, 9e-3, 99)));
+  // More arrivals fill a batch sooner.
+  EXPECT_LT(plan::tail_latency_s(20000, 8, 1e-4, 99), plan::tail_latency_s(10000, 8, 1e-4, 99));
+}

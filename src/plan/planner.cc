@@ -19,6 +19,7 @@
 #include "duet/sim/simulate.h"
 #include "duet/sim/sweep.h"
 #include "duet/sim/workload.h"
+#include "duet/train/distributed.h"
 
 namespace duet::plan {
 
@@ -208,6 +209,9 @@ Modelled model_plan(const sim::Workload& base, const Assignment& a, const sim::D
   return m;
 }
 
+// The latency a request sees: with an arrival rate its tail, else the batch's.
+double request_latency_ms(const Plan& p) { return p.tail_latency_ms ? *p.tail_latency_ms : p.latency_ms; }
+
 // Does the plan meet the modelled limits? Empty when it does, else the first it breaks.
 std::string broken_limit(const PlanRequest& r, const Plan& p) {
   auto num = [](double v) {
@@ -216,8 +220,11 @@ std::string broken_limit(const PlanRequest& r, const Plan& p) {
     s << v;
     return s.str();
   };
-  if (r.max_latency_ms && p.latency_ms > *r.max_latency_ms)
-    return "latency " + num(p.latency_ms) + " ms > --max-latency-ms " + num(*r.max_latency_ms);
+  if (p.tail_latency_ms && !std::isfinite(*p.tail_latency_ms))
+    return "throughput " + num(p.throughput) + "/s is below the arrival rate " + num(*r.arrival_rate) + "/s";
+  if (r.max_latency_ms && request_latency_ms(p) > *r.max_latency_ms)
+    return std::string(p.tail_latency_ms ? "p" + num(r.percentile) + " request latency " : "latency ") +
+           num(request_latency_ms(p)) + " ms > --max-latency-ms " + num(*r.max_latency_ms);
   if (r.min_throughput && p.throughput < *r.min_throughput)
     return "throughput " + num(p.throughput) + "/s < --min-throughput " + num(*r.min_throughput);
   if (r.max_power_w && !(p.power_w > 0 && p.power_w <= *r.max_power_w))
@@ -234,7 +241,7 @@ bool accurate_enough(const PlanRequest& r, const Plan& p) { return p.search.drop
 // Smaller is better for the objective.
 double objective_value(const PlanRequest& r, const Plan& p) {
   switch (r.objective) {
-    case Objective::Latency: return p.latency_ms;
+    case Objective::Latency: return request_latency_ms(p);
     case Objective::Cost: return p.cost_per_million ? *p.cost_per_million : INFINITY;
     case Objective::Energy: return p.energy_mj ? *p.energy_mj : INFINITY;
     case Objective::Throughput: return -p.throughput;
@@ -279,6 +286,33 @@ std::optional<sim::Device> calibrated_host(const std::string& catalog_dir) {
 
 }  // namespace
 
+double tail_latency_s(double rate, int64_t batch, double batch_latency_s, double percentile) {
+  DUET_CHECK(rate > 0 && percentile > 0 && percentile < 100, "arrival rate must be positive and the percentile in (0, 100)");
+  const double rho = rate * batch_latency_s / static_cast<double>(batch);
+  if (rho >= 1) return INFINITY;
+  // Fill: the time for b-1 more Poisson arrivals, Erlang(b-1, rate), at the percentile (bisection on its CDF).
+  double fill = 0;
+  const int64_t k = batch - 1;
+  if (k > 0) {
+    const double q = percentile / 100;
+    auto cdf = [&](double x) {
+      double term = std::exp(-rate * x), sum = term;
+      for (int64_t n = 1; n < k; ++n) sum += term *= rate * x / static_cast<double>(n);
+      return 1 - sum;
+    };
+    double lo = 0, hi = static_cast<double>(k) / rate;
+    while (cdf(hi) < q) hi *= 2;
+    for (int i = 0; i < 200 && hi - lo > 1e-12 * hi; ++i) {
+      const double mid = (lo + hi) / 2;
+      (cdf(mid) < q ? lo : hi) = mid;
+    }
+    fill = hi;
+  }
+  // Waiting for the device: the mean M/D/1 wait of batches (deterministic service).
+  const double wait = rho * batch_latency_s / (2 * (1 - rho));
+  return fill + wait + batch_latency_s;
+}
+
 Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const quant::SampleSource& data,
                          const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision) {
   DUET_CHECK(result.folded, "plan: the result holds no model");
@@ -301,6 +335,7 @@ Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const q
   p.cost_per_million = m.cost;
   p.power_w = d.tdp_w;
   p.host_fallback_nodes = m.host_nodes;
+  if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, batch, m.latency_s, r.percentile);
   Split held_out(data, split_indices(data, r, 1), r.metric);
   held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
   auto emulated = onnx_io::clone_model(*result.folded);
@@ -362,31 +397,45 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   out.fp32_held_out = held_out.measure(folded, "fp32", r.threads).figures;
   Measurer measurer(folded, search, held_out, r.threads);
 
-  // 2. Sensitivity: each layer alone at each option.
-  std::vector<std::string> matrix_nodes;
-  for (auto& n : folded.graph->nodes)
-    if ((n->domain.empty() || n->domain == "ai.onnx") && ops::matrix_traits(*n)) matrix_nodes.push_back(n->name);
-  size_t step = 0;
-  const size_t steps = matrix_nodes.size() * options.size();
-  for (const std::string& node : matrix_nodes) {
+  // 2. Sensitivity: each layer alone at each option. Under mpirun the
+  // measurements are dealt round-robin to the ranks and summed back in rank
+  // order (each figure comes from exactly one rank, so every rank ends with the
+  // same doubles a single process would have measured).
+  train::Communicator* comm = train::mpi_world();
+  const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
+  struct Task {
+    size_t layer;
+    std::string option;
+  };
+  std::vector<Task> tasks;
+  for (auto& n : folded.graph->nodes) {
+    if (!(n->domain.empty() || n->domain == "ai.onnx") || !ops::matrix_traits(*n)) continue;
     MatrixLayer layer;
-    layer.node = node;
-    for (auto& n : folded.graph->nodes)
-      if (n->name == node) layer.op = n->op_type;
-    for (const std::string& option : options) {
-      progress("sensitivity", step++, steps);
-      if (option == "fp32") {
-        layer.options.push_back({"fp32", 0, 0});
-        continue;
+    layer.node = n->name;
+    layer.op = n->op_type;
+    for (const std::string& option : options)
+      if (option == "fp32" || emulatable(folded, n->name, numerics::parse_precision(option))) {
+        if (option != "fp32") tasks.push_back({out.layers.size(), option});
+        layer.options.push_back({option, 0, 0});
       }
-      if (!emulatable(folded, node, numerics::parse_precision(option))) continue;
-      const Split::Measure m = measurer.search({{node, option}});
-      layer.options.push_back({option, m.noise, m.figures.drop_points});
-    }
     if (layer.options.size() > 1 || (layer.options.size() == 1 && layer.options[0].precision != "fp32"))
       out.layers.push_back(std::move(layer));
+    else
+      for (size_t k = tasks.size(); k-- > 0 && tasks[k].layer == out.layers.size();) tasks.pop_back();
   }
-  progress("sensitivity", steps, steps);
+  std::vector<double> figures(2 * tasks.size(), 0);  // noise, task drop per task
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    progress("sensitivity", k, tasks.size());
+    if (static_cast<int>(k % ranks) != rank) continue;
+    const Split::Measure m = measurer.search({{out.layers[tasks[k].layer].node, tasks[k].option}});
+    figures[2 * k] = m.noise;
+    figures[2 * k + 1] = m.figures.drop_points;
+  }
+  if (comm) figures = train::allreduce_values(*comm, figures);
+  for (size_t k = 0; k < tasks.size(); ++k)
+    for (Candidate& c : out.layers[tasks[k].layer].options)
+      if (c.precision == tasks[k].option) c.noise = figures[2 * k], c.task_drop = figures[2 * k + 1];
+  progress("sensitivity", tasks.size(), tasks.size());
 
   // 3-4. Catalog devices: modelled cost per layer, the exact trade-off, measured finalists.
   sim::SweepRequest devices_request;
@@ -459,6 +508,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
                       (d.cloud_as_of.empty() ? "an unknown date" : d.cloud_as_of) + " (" + d.cloud_source + ")";
     p.power_w = d.tdp_w;
     p.host_fallback_nodes = m.host_nodes;
+    if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, p.batch, m.latency_s, r.percentile);
     return p;
   };
   auto assignment_of = [](const Problem& problem, const Solution& s) {
@@ -525,11 +575,13 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
         const Solution s = solve(q);
         if (!s.feasible) return last;
         Plan p = plan_of(t, assignment_of(q, s));
-        const double excess = p.latency_ms / 1e3 - limit_s;
+        const double excess = std::isfinite(request_latency_ms(p)) ? request_latency_ms(p) / 1e3 - limit_s : INFINITY;
         last = p;
         if (excess <= 0) return p;
         const double layers_s = s.totals[0];
-        layer_budget = (std::isfinite(layer_budget) ? layer_budget : layers_s) - excess * (1 + 1e-6) - 1e-12;
+        // Too slow for the arrivals: halve the layers' time; else take off what the request latency exceeds.
+        layer_budget = std::isfinite(excess) ? (std::isfinite(layer_budget) ? layer_budget : layers_s) - excess * (1 + 1e-6) - 1e-12
+                                             : layers_s / 2;
         if (layer_budget <= 0) return last;
       }
       return last;
@@ -609,11 +661,15 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
         so.precision = precision;
         runtime::prepare_model(*m, so);
         runtime::Session session(std::shared_ptr<const ir::Model>(std::move(m)), so);
-        p.latency_ms = median_ms(session, feeds, 10);
+        // Under mpirun only rank 0 times (the others would share its cores), then tells the rest.
+        float ms = rank == 0 ? static_cast<float>(median_ms(session, feeds, 10)) : 0.0f;
+        if (comm) comm->broadcast(&ms, 1, 0);
+        p.latency_ms = ms;
       } catch (const Error& e) {
         continue;  // the cpu backend does not compute this precision here
       }
       p.throughput = 1e3 / p.latency_ms;
+      if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, 1, p.latency_ms / 1e3, r.percentile);
       p.search = search.measure(folded, precision, r.threads).figures;
       p.held_out = held_out.measure(folded, precision, r.threads).figures;
       out.plans.push_back(std::move(p));
@@ -659,7 +715,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     // Infeasible: which limit binds, and the nearest plan.
     struct Limit { std::string name; std::function<double(const Plan&)> value; double limit; };
     std::vector<Limit> limits = {{"--max-accuracy-drop", [](const Plan& p) { return p.search.drop_points; }, r.max_accuracy_drop}};
-    if (r.max_latency_ms) limits.push_back({"--max-latency-ms", [](const Plan& p) { return p.latency_ms; }, *r.max_latency_ms});
+    if (r.max_latency_ms) limits.push_back({"--max-latency-ms", request_latency_ms, *r.max_latency_ms});
     if (r.min_throughput) limits.push_back({"--min-throughput", [](const Plan& p) { return -p.throughput; }, -*r.min_throughput});
     if (r.max_power_w) limits.push_back({"--max-power", [](const Plan& p) { return p.power_w > 0 ? p.power_w : INFINITY; }, *r.max_power_w});
     if (r.max_cost_per_million)

@@ -121,18 +121,24 @@ std::vector<float> allreduce_max(Communicator& comm, const std::vector<float>& v
 }
 
 std::vector<double> allreduce_values(Communicator& comm, const std::vector<double>& v) {
-  // Doubles travel as float pairs (hi, lo) so the sum keeps double precision.
+  // Doubles travel as float triples (hi, mid, lo): hi + mid holds 48 bits and
+  // the remainder the last 5, so each double arrives exactly (barring float
+  // underflow below 1e-38) and the sum is what one process would add.
   std::vector<float> packed;
   for (double d : v) {
     const float hi = static_cast<float>(d);
+    const float mid = static_cast<float>(d - hi);
     packed.push_back(hi);
-    packed.push_back(static_cast<float>(d - hi));
+    packed.push_back(mid);
+    packed.push_back(static_cast<float>(d - hi - mid));
   }
   const std::vector<float> all = comm.allgather(packed.data(), packed.size());
   std::vector<double> sum(v.size(), 0.0);
   for (int r = 0; r < comm.size(); ++r)
-    for (size_t i = 0; i < v.size(); ++i)
-      sum[i] += static_cast<double>(all[r * packed.size() + 2 * i]) + all[r * packed.size() + 2 * i + 1];
+    for (size_t i = 0; i < v.size(); ++i) {
+      const float* t = &all[r * packed.size() + 3 * i];
+      sum[i] += (static_cast<double>(t[0]) + t[1]) + t[2];
+    }
   return sum;
 }
 

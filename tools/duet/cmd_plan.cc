@@ -4,6 +4,7 @@
 // solver (plan/solver.h): parse, call, print.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "duet/plan/planner.h"
 #include "duet/plan/solver.h"
 #include "duet/report/chart.h"
+#include "duet/train/distributed.h"
 
 namespace duet::cli {
 
@@ -27,7 +29,7 @@ struct Options {
                                        trade_off;
   std::vector<std::string> devices = {"all"}, precisions = {"fp32", "bf16", "fp16", "fp8", "int8"}, shapes, limits;
   std::vector<int64_t> batches = {1};
-  double max_drop = 1.0, max_latency_ms = 0, min_throughput = 0, max_power = 0, max_cost = 0;
+  double max_drop = 1.0, max_latency_ms = 0, min_throughput = 0, max_power = 0, max_cost = 0, arrival_rate = 0, percentile = 99;
   bool sparsity = false, json = false, progress = false;
   size_t max_samples = 16;
   int threads = 1;
@@ -128,6 +130,7 @@ nlohmann::json plan_json(const plan::Plan& p) {
                       {"summary", p.summary},
                       {"latency_ms", p.latency_ms},
                       {"latency", p.measured_latency ? "measured (cpu backend, median of 10 runs)" : "modelled"},
+                      {"tail_latency_ms", p.tail_latency_ms ? nlohmann::json(std::isfinite(*p.tail_latency_ms) ? *p.tail_latency_ms : -1) : nlohmann::json(nullptr)},
                       {"throughput_per_s", p.throughput},
                       {"energy_mj_per_inference", optional_json(p.energy_mj)},
                       {"cost_per_million_usd", optional_json(p.cost_per_million)},
@@ -241,6 +244,8 @@ int run_plan(const Options& o) {
   if (o.min_throughput > 0) r.min_throughput = o.min_throughput;
   if (o.max_power > 0) r.max_power_w = o.max_power;
   if (o.max_cost > 0) r.max_cost_per_million = o.max_cost;
+  if (o.arrival_rate > 0) r.arrival_rate = o.arrival_rate;
+  r.percentile = o.percentile;
   r.devices = o.devices;
   r.precisions = o.precisions;
   r.batches = o.batches;
@@ -259,6 +264,8 @@ int run_plan(const Options& o) {
   std::shared_ptr<ir::Model> model = onnx_io::load_model(o.model);
   const quant::SampleSource data = quant::sample_folder(o.data, *model->graph, o.preprocess);
   const plan::PlanResult result = plan::plan_model(*model, r, data);
+  // Under mpirun every rank holds the same result; rank 0 speaks for them.
+  if (train::Communicator* comm = train::mpi_world(); comm && comm->rank() != 0) return result.chosen >= 0 ? 0 : 1;
   if (o.progress)
     std::cerr << "plan: " << fmt(result.search_s, 3) << " s (of which measuring accuracy " << fmt(result.measure_s, 3)
               << " s, " << result.emulated_models << " whole-model emulations)\n";
@@ -348,6 +355,12 @@ Runner add_plan(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-latency-ms", o->max_latency_ms, "Latency limit per batch (0: none)");
   cmd->add_option("--min-throughput", o->min_throughput, "Inferences per second at least (0: none)");
+  cmd->add_option("--arrival-rate", o->arrival_rate,
+                  "Requests per second (Poisson): --max-latency-ms then bounds the modelled request latency at "
+                  "--percentile, batch filling and queueing included (0: none)");
+  cmd->add_option("--percentile", o->percentile, "Tail percentile of request latency with --arrival-rate")
+      ->check(CLI::Range(1.0, 99.999))
+      ->capture_default_str();
   cmd->add_option("--max-power", o->max_power, "Device TDP limit, W (0: none)");
   cmd->add_option("--max-cost", o->max_cost, "USD per million inferences at most (0: none)");
   cmd->add_option("--device", o->devices, "Catalog ids, host, or all (the calibrated catalog and this CPU)")

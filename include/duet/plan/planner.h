@@ -53,7 +53,13 @@ const char* objective_name(Objective o);
 struct PlanRequest {
   Objective objective = Objective::Latency;
   double max_accuracy_drop = 1.0;          // points (x100) of the task metric's score, held against FP32
-  std::optional<double> max_latency_ms;    // per batch (a request waits for its batch to finish)
+  std::optional<double> max_latency_ms;    // per request: the batch's latency, or with arrival_rate the tail below
+  // Requests arriving at this rate (Poisson, per second): a request's modelled
+  // latency at `percentile` is the wait for its batch to fill (the Erlang
+  // quantile of b-1 more arrivals), the mean M/D/1 wait for the device, and the
+  // batch's latency; a device slower than the arrivals is infeasible.
+  std::optional<double> arrival_rate;
+  double percentile = 99;
   std::optional<double> min_throughput;    // inferences per second
   std::optional<double> max_power_w;       // the device's TDP
   std::optional<double> max_cost_per_million;  // USD per million inferences
@@ -95,6 +101,7 @@ struct Plan {
   std::map<std::string, std::string> precision;  // matrix node -> precision text
   std::string summary;                    // "int8 ×40, bf16 ×11" or "uniform bf16"
   double latency_ms = 0, throughput = 0;
+  std::optional<double> tail_latency_ms;  // with an arrival rate: the request latency at the percentile (modelled)
   std::optional<double> energy_mj;        // per inference, modelled
   std::optional<double> cost_per_million; // modelled from the catalog price
   std::string cost_source;                // the price's source and date
@@ -127,6 +134,11 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& request, const 
 // costed like a plan: modelled on a catalog device at a batch, accuracy
 // measured on the request's held-out samples. What a planned model is
 // compared against (uniform precisions, random assignments within a budget).
+// The modelled request latency at `percentile` for Poisson arrivals at `rate`
+// per second into batches of `batch` served in `batch_latency_s`; infinity when
+// the device cannot keep up (utilization >= 1).
+double tail_latency_s(double rate, int64_t batch, double batch_latency_s, double percentile);
+
 Plan evaluate_assignment(const PlanResult& result, const PlanRequest& request, const quant::SampleSource& data,
                          const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision);
 

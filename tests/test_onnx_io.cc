@@ -193,3 +193,18 @@ TEST(OnnxIo, NodeAnnotationsSurviveSaveAndLoad) {
   // The carrier entry is not kept as ordinary metadata (a second save writes it once).
   for (auto& [k, v] : back->metadata_props) EXPECT_NE(k.rfind(onnx_io::kAnnotationPrefix, 0), 0u) << k;
 }
+
+TEST(OnnxIo, CloneSharingInitializersCopiesTheStructureNotTheWeights) {
+  auto model = onnx_io::load_model(std::string(DUET_SOURCE_DIR) + "/data/models/digits_cnn.onnx");
+  model->graph->nodes.front()->annotations["precision"] = "bf16";
+  auto copy = ir::clone_sharing_initializers(*model);
+  ir::verify(*copy->graph);
+  ASSERT_EQ(copy->graph->nodes.size(), model->graph->nodes.size());
+  EXPECT_EQ(copy->graph->nodes.front()->annotations.at("precision"), "bf16");
+  EXPECT_EQ(onnx_io::serialize_model(*copy), onnx_io::serialize_model(*model));  // the same model...
+  for (auto& [name, t] : model->graph->initializers) EXPECT_EQ(copy->graph->initializers.at(name).raw(), t.raw());  // ...sharing weights
+  copy->graph->nodes.front()->op_type = "Changed";  // structure is its own
+  EXPECT_NE(model->graph->nodes.front()->op_type, "Changed");
+  for (auto& n : copy->graph->nodes)
+    for (auto* v : n->outputs) EXPECT_EQ(v->producer, n.get());
+}

@@ -268,4 +268,60 @@ void verify_graph(const Graph& g, const std::unordered_set<std::string>& outer) 
 
 void verify(const Graph& graph) { verify_graph(graph, {}); }
 
+namespace {
+
+void clone_into(const Graph& g, Graph& c, Graph* parent) {
+  c.name = g.name;
+  c.doc_string = g.doc_string;
+  c.initializers = g.initializers;  // Tensor copies share their buffers
+  c.initializer_order = g.initializer_order;
+  c.opaque_value_info = g.opaque_value_info;
+  c.opaque_sparse_initializers = g.opaque_sparse_initializers;
+  c.parent = parent;
+  for (const auto& [name, v] : g.values()) {
+    Value* w = c.value(name);
+    w->type = v->type;
+    w->doc_string = v->doc_string;
+  }
+  auto map = [&](const Value* v) { return v ? c.find_value(v->name) : nullptr; };
+  for (const auto& n : g.nodes) {
+    std::vector<Value*> ins, outs;
+    for (const Value* v : n->inputs) ins.push_back(map(v));
+    for (const Value* v : n->outputs) outs.push_back(map(v));
+    Node* m = c.add_node(n->op_type, std::move(ins), std::move(outs), n->name, n->domain);
+    m->attributes = n->attributes;
+    auto sub = [&](std::shared_ptr<Graph>& body) {
+      auto copy = std::make_shared<Graph>();
+      clone_into(*body, *copy, &c);
+      body = std::move(copy);
+    };
+    for (Attribute& a : m->attributes) {
+      if (a.g) sub(a.g);
+      for (auto& body : a.graphs) sub(body);
+    }
+    m->annotations = n->annotations;
+    m->doc_string = n->doc_string;
+  }
+  for (const Value* v : g.inputs) c.inputs.push_back(map(v));
+  for (const Value* v : g.outputs) c.outputs.push_back(map(v));
+}
+
+}  // namespace
+
+std::unique_ptr<Model> clone_sharing_initializers(const Model& model) {
+  auto c = std::make_unique<Model>();
+  c->ir_version = model.ir_version;
+  c->opset_imports = model.opset_imports;
+  c->producer_name = model.producer_name;
+  c->producer_version = model.producer_version;
+  c->domain = model.domain;
+  c->model_version = model.model_version;
+  c->doc_string = model.doc_string;
+  c->metadata_props = model.metadata_props;
+  c->opaque_functions = model.opaque_functions;
+  c->opaque_training_info = model.opaque_training_info;
+  clone_into(*model.graph, *c->graph, nullptr);
+  return c;
+}
+
 }  // namespace duet::ir

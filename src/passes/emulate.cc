@@ -92,6 +92,11 @@ EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& data
   return report;
 }
 
+std::string emulation_obstacle(const ir::Node& n, const numerics::Precision& precision) {
+  if (!emulated_form(n)) return n.op_type + " has no emulated form";
+  return obstacle(n, precision);
+}
+
 EmulateReport emulate_nodes(ir::Model& model, const std::map<std::string, numerics::Precision>& precisions) {
   EmulateReport report;
   size_t found = 0;
@@ -101,11 +106,7 @@ EmulateReport emulate_nodes(ir::Model& model, const std::map<std::string, numeri
     if (n.name.empty() || it == precisions.end()) continue;
     ++found;
     if (it->second.str() == "fp32") continue;
-    if (!emulated_form(n)) {
-      report.kept_fp32.emplace_back(n.label(), n.op_type + " has no emulated form");
-      continue;
-    }
-    if (std::string why = obstacle(n, it->second); !why.empty()) {
+    if (std::string why = emulation_obstacle(n, it->second); !why.empty()) {
       report.kept_fp32.emplace_back(n.label(), why);
       continue;
     }

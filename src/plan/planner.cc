@@ -95,7 +95,7 @@ class Split {
 
  private:
   Measure run(const ir::Model& model, const std::string& precision, int threads) {
-    auto m = onnx_io::clone_model(model);
+    auto m = ir::clone_sharing_initializers(model);
     runtime::SessionOptions so;
     so.threads = threads;
     so.backend = "cpu";
@@ -157,7 +157,7 @@ class Measurer {
   Split::Measure measure(const Assignment& a, Split& split, std::map<std::string, Split::Measure>& cache) {
     const std::string key = key_of(a);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
-    auto m = onnx_io::clone_model(folded_);
+    auto m = ir::clone_sharing_initializers(folded_);
     std::map<std::string, numerics::Precision> precisions;
     for (const auto& [node, p] : a) precisions[node] = numerics::parse_precision(p);
     passes::emulate_nodes(*m, precisions);
@@ -171,12 +171,6 @@ class Measurer {
   std::map<std::string, Split::Measure> search_cache_, held_cache_;
   size_t count_ = 0;
 };
-
-// The matrix nodes a precision can be emulated on: those the emulation rewrites.
-bool emulatable(const ir::Model& folded, const std::string& node, const numerics::Precision& p) {
-  auto m = onnx_io::clone_model(folded);
-  return passes::emulate_nodes(*m, {{node, p}}).emulated == 1;
-}
 
 // The 16-bit (else FP32) format a device's vector units compute the non-matrix work in.
 std::string vector_default(const sim::Device& d) {
@@ -274,7 +268,7 @@ sim::Workload workload(const ir::Model& folded, const PlanRequest& r, const quan
   std::map<std::string, Dims> shapes = r.input_shapes;
   for (const auto& [name, t] : data.load(0))
     if (!shapes.count(name)) shapes[name] = t.dims();
-  auto m = onnx_io::clone_model(folded);
+  auto m = ir::clone_sharing_initializers(folded);
   return sim::workload_from_model(*m, batch, shapes);
 }
 
@@ -338,7 +332,7 @@ Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const q
   if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, batch, m.latency_s, r.percentile);
   Split held_out(data, split_indices(data, r, 1), r.metric);
   held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
-  auto emulated = onnx_io::clone_model(*result.folded);
+  auto emulated = ir::clone_sharing_initializers(*result.folded);
   std::map<std::string, numerics::Precision> ps;
   for (const auto& [node, text] : a) ps[node] = numerics::parse_precision(text);
   passes::emulate_nodes(*emulated, ps);
@@ -414,7 +408,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     layer.node = n->name;
     layer.op = n->op_type;
     for (const std::string& option : options)
-      if (option == "fp32" || emulatable(folded, n->name, numerics::parse_precision(option))) {
+      if (option == "fp32" || passes::emulation_obstacle(*n, numerics::parse_precision(option)).empty()) {
         if (option != "fp32") tasks.push_back({out.layers.size(), option});
         layer.options.push_back({option, 0, 0});
       }
@@ -654,7 +648,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
       for (const MatrixLayer& l : out.layers)
         if (precision != "fp32") p.precision[l.node] = precision;
       try {
-        auto m = onnx_io::clone_model(folded);
+        auto m = ir::clone_sharing_initializers(folded);
         runtime::SessionOptions so;
         so.threads = r.threads;
         so.backend = "cpu";

@@ -155,4 +155,11 @@ struct Model {
 // recursively. Throws duet::Error naming the first inconsistent node.
 void verify(const Graph& graph);
 
+// A deep copy of the model's structure (nodes, values, attributes, subgraphs,
+// annotations) whose initializer tensors share their buffers with the
+// original: cheap for large models, for copies that rewrite nodes but never
+// write into initializer data (emulating a plan, re-running a session).
+// onnx_io::clone_model is the independent copy.
+std::unique_ptr<Model> clone_sharing_initializers(const Model& model);
+
 }  // namespace duet::ir

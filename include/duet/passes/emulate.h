@@ -29,6 +29,10 @@ struct EmulateReport {
 
 EmulateReport emulate_datapath(ir::Model& model, const numerics::Precision& datapath, const EmulateOptions& options = {});
 
+// Why `node` cannot compute through `precision` (no emulated form, an input
+// that is not float32, a scaling the emulated op lacks...); empty when it can.
+std::string emulation_obstacle(const ir::Node& node, const numerics::Precision& precision);
+
 // Mixed precision: each named node through its own precision (a plan's
 // per-layer choice); nodes not named, and nodes named with FP32, stay as they
 // are. A named node that cannot take its precision is listed in kept_fp32; a

@@ -4,7 +4,7 @@
 // held-out samples) as uniform INT8 and as the best of N random per-layer
 // assignments that meet the same budget?
 //
-//   plan_check MODEL DATA METRIC DEVICE [--high fp16] [--low int8] [--samples 16] [--random 20] [--seed 1]
+//   plan_check MODEL DATA METRIC DEVICE [--high fp16] [--low int8] [--samples 16] [--held-out N] [--random 20] [--seed 1]
 //
 // Latency is modelled (the simulator, catalog device); accuracy is measured by
 // bit-exact emulation on this CPU. Prints one line per contender and a verdict.
@@ -21,16 +21,17 @@ using namespace duet;
 
 int main(int argc, char** argv) try {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s MODEL DATA METRIC DEVICE [--high P] [--low P] [--samples N] [--random N] [--seed S]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL DATA METRIC DEVICE [--high P] [--low P] [--samples N] [--held-out N] [--random N] [--seed S]\n", argv[0]);
     return 2;
   }
   std::string high = "fp16", low = "int8";
-  size_t samples = 16, randoms = 20;
+  size_t samples = 16, held_out = 0, randoms = 20;
   unsigned seed = 1;
   for (int i = 5; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--high")) high = argv[i + 1];
     else if (!std::strcmp(argv[i], "--low")) low = argv[i + 1];
     else if (!std::strcmp(argv[i], "--samples")) samples = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--held-out")) held_out = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--random")) randoms = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--seed")) seed = static_cast<unsigned>(std::stoul(argv[i + 1]));
     else fail("unknown option ", argv[i]);
@@ -42,6 +43,7 @@ int main(int argc, char** argv) try {
   r.devices = {argv[4]};
   r.precisions = {high, low};
   r.max_samples = samples;
+  r.max_held_out = held_out;
   r.objective = plan::Objective::Accuracy;
   r.max_accuracy_drop = 100;
   r.progress = [](const std::string& stage, size_t done, size_t total) {

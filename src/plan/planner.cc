@@ -259,7 +259,8 @@ double median_ms(runtime::Session& s, const std::map<std::string, Tensor>& feeds
 // Even-numbered samples search (part 0), odd ones are held out (part 1).
 std::vector<size_t> split_indices(const quant::SampleSource& data, const PlanRequest& r, int part) {
   std::vector<size_t> idx;
-  for (size_t i = part; i < data.count && idx.size() < r.max_samples; i += 2) idx.push_back(i);
+  const size_t most = part == 1 && r.max_held_out ? r.max_held_out : r.max_samples;
+  for (size_t i = part; i < data.count && idx.size() < most; i += 2) idx.push_back(i);
   return idx;
 }
 

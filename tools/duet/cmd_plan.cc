@@ -31,7 +31,7 @@ struct Options {
   std::vector<int64_t> batches = {1};
   double max_drop = 1.0, max_latency_ms = 0, min_throughput = 0, max_power = 0, max_cost = 0, arrival_rate = 0, percentile = 99;
   bool sparsity = false, json = false, progress = false;
-  size_t max_samples = 16;
+  size_t max_samples = 16, max_held_out = 0;
   int threads = 1;
 };
 
@@ -252,6 +252,7 @@ int run_plan(const Options& o) {
   r.sparsity = o.sparsity;
   r.metric = eval::parse_metric(o.metric);
   r.max_samples = o.max_samples;
+  r.max_held_out = o.max_held_out;
   r.input_shapes = parse_shape_bindings(o.shapes);
   r.threads = o.threads;
   if (o.progress)
@@ -371,7 +372,9 @@ Runner add_plan(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--batch", o->batches, "Batch sizes to consider")->delimiter(',')->capture_default_str();
   cmd->add_flag("--sparsity", o->sparsity, "Also offer 2:4 sparse weights for each precision");
-  cmd->add_option("--max-samples", o->max_samples, "At most this many samples per split")->capture_default_str();
+  cmd->add_option("--max-samples", o->max_samples, "At most this many search samples (and held-out ones)")->capture_default_str();
+  cmd->add_option("--max-held-out", o->max_held_out, "At most this many held-out samples (0: as --max-samples)")
+      ->capture_default_str();
   cmd->add_option("--shape", o->shapes, "Bind an input dimension for the simulator, NAME=1x3x48x320 (repeatable)");
   cmd->add_option("--threads", o->threads, "Intra-op threads for measurements")->check(CLI::Range(1, 256));
   cmd->add_option("--report", o->report, "Write a self-contained HTML report (and its data as JSON beside it)");

@@ -68,7 +68,8 @@ struct PlanRequest {
   std::vector<int64_t> batches = {1};
   bool sparsity = false;                   // also offer each precision with 2:4 sparse weights
   eval::TaskMetric metric;
-  size_t max_samples = 16;                 // per split
+  size_t max_samples = 16;                 // search samples (and held-out ones unless max_held_out is set)
+  size_t max_held_out = 0;                 // held-out samples; 0: max_samples
   std::map<std::string, Dims> input_shapes;  // bind unknown non-batch input dims for the simulator
   std::string catalog_dir = sim::default_devices_dir();
   int threads = 1;

@@ -129,3 +129,42 @@ TEST(Cli, RunWritesOutputsInTheInputFormat) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(fs::exists(dir / "softmax_0.tmp_0.pb")) << r.output;
 }
+
+TEST(CliErrors, PlanNamesWhatIsWrongInOneLine) {
+  const std::string digits = source_dir() + "/data/models/digits_cnn.onnx", data = source_dir() + "/data/samples/digits";
+  expect_one_line_error(run_command(cli() + " plan " + digits), "--data DIR is required");
+  expect_one_line_error(run_command(cli() + " plan " + digits + " --data " + data + " --metric wer"), "unknown metric 'wer'");
+  expect_one_line_error(run_command(cli() + " plan " + digits + " --data " + data + " --objective fastest"),
+                        "unknown objective 'fastest'");
+  expect_one_line_error(run_command(cli() + " plan " + digits + " --data " + data + " --device nosuch"), "nosuch");
+  // The bundled cls samples have no text: a task metric needs the references.
+  expect_one_line_error(run_command(cli() + " plan " + kModel + " --data " + source_dir() + "/data/samples/digits"),
+                        "input");
+  const fs::path table = scratch() / "bad.csv";
+  std::ofstream(table) << "layer,option,error\nc1,int8,oops\n";
+  expect_one_line_error(run_command(cli() + " plan --solve " + table.string()), "is not a finite number");
+}
+
+TEST(Cli, PlanSolvesATableAndSaysWhenNoChoiceFits) {
+  const fs::path table = scratch() / "layers.csv";
+  std::ofstream(table) << "layer,group,option,latency_us,error\n"
+                          "conv1,,int8,100,0.01\nconv1,,bf16,200,0.001\n"
+                          "conv2,res,int8,100,0.02\nconv2,res,bf16,200,0.002\n"
+                          "conv3,res,int8,50,0.02\nconv3,res,bf16,90,0.002\n";
+  auto ok = run_command(cli() + " plan --solve " + table.string() + " --limit latency_us=400 --json");
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("\"feasible\": true"), std::string::npos) << ok.output;
+  EXPECT_NE(ok.output.find("\"latency_us\": 390.0"), std::string::npos) << ok.output;  // conv1 int8, the group bf16
+  auto no = run_command(cli() + " plan --solve " + table.string() + " --limit latency_us=200");
+  EXPECT_NE(no.exit_code, 0);
+  EXPECT_NE(no.output.find("no plan meets latency_us <= 200"), std::string::npos) << no.output;
+  EXPECT_NE(no.output.find("raise the limit to at least 250"), std::string::npos) << no.output;
+}
+
+TEST(Cli, PlanInfeasibleExitsNonZeroNamingTheBindingLimit) {
+  const std::string digits = source_dir() + "/data/models/digits_cnn.onnx", data = source_dir() + "/data/samples/digits";
+  auto r = run_command(cli() + " plan " + digits + " --data " + data + " --metric top1 --device t4 --max-latency-ms 0.000001");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128) << r.output;
+  EXPECT_NE(r.output.find("duet: error: no plan meets --max-latency-ms"), std::string::npos) << r.output;
+}

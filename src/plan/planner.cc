@@ -256,6 +256,9 @@ double median_ms(runtime::Session& s, const std::map<std::string, Tensor>& feeds
   return t[t.size() / 2];
 }
 
+// The planner's solves: within 0.1% of the optimum, at most 200k search nodes each.
+constexpr SolveOptions kSolve{.max_nodes = 200'000, .tolerance = 1e-9, .gap = 1e-3};
+
 // Even-numbered samples search (part 0), odd ones are held out (part 1).
 std::vector<size_t> split_indices(const quant::SampleSource& data, const PlanRequest& r, int part) {
   std::vector<size_t> idx;
@@ -515,6 +518,12 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     return a;
   };
   auto measure_plan = [&](Plan& p) { p.search = measurer.search(p.precision).figures; };
+  out.solver_gap = kSolve.gap;
+  auto count = [&](Solution s) {
+    ++out.solves;
+    out.solves_stopped += !s.exact;
+    return s;
+  };
   const std::string column = r.objective == Objective::Energy ? "energy_j" : "time_s";
 
   // The noise the accuracy budget allows, calibrated once by measurement: along the
@@ -523,7 +532,8 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   // so every target starts from it; each chosen plan is measured again below.
   double noise_budget = INFINITY;
   if (r.objective != Objective::Accuracy && !targets.empty()) {
-    const std::vector<Solution> curve = trade_off(targets[0].problem, "time_s");  // cheapest (noisiest) first
+    const std::vector<Solution> curve = trade_off(targets[0].problem, "time_s", 1000, kSolve);  // cheapest (noisiest) first
+    for (const Solution& sol : curve) count(sol);
     const int noise_col = 2;
     auto ok = [&](size_t i) {
       Plan p = plan_of(targets[0], assignment_of(targets[0].problem, curve[i]));
@@ -567,7 +577,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
       std::optional<Plan> last;
       for (int round = 0; round < 5; ++round) {
         if (std::isfinite(layer_budget)) q.limits["time_s"] = layer_budget;
-        const Solution s = solve(q);
+        const Solution s = count(solve(q, kSolve));
         if (!s.feasible) return last;
         Plan p = plan_of(t, assignment_of(q, s));
         const double excess = std::isfinite(request_latency_ms(p)) ? request_latency_ms(p) / 1e3 - limit_s : INFINITY;
@@ -588,7 +598,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
       if (!p) {
         // Nothing meets the limits at this noise: show the least noisy plan, which says why.
         Problem q = t.problem;
-        const Solution s = solve(q);
+        const Solution s = count(solve(q, kSolve));
         if (s.feasible) p = plan_of(t, assignment_of(q, s));
         if (!p) break;
         measure_plan(*p);

@@ -127,6 +127,33 @@ struct Relaxation {
   }
 };
 
+// An item's lower convex hull of (column, objective) as option indices, cheapest in the column first.
+std::vector<int> hull_options(const Item& item, int objective, int column) {
+  std::vector<int> order(item.values.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const auto &va = item.values[a], &vb = item.values[b];
+    return va[column] != vb[column] ? va[column] < vb[column] : va[objective] < vb[objective];
+  });
+  std::vector<int> stair;  // strictly falling objective as the column rises
+  for (int o : order)
+    if (stair.empty() || item.values[o][objective] < item.values[stair.back()][objective]) stair.push_back(o);
+  std::vector<int> hull;
+  for (int o : stair) {
+    while (hull.size() >= 2) {
+      const auto& a = item.values[hull[hull.size() - 2]];
+      const auto& b = item.values[hull.back()];
+      const auto& c = item.values[o];
+      const double cross = (b[column] - a[column]) * (c[objective] - a[objective]) -
+                           (b[objective] - a[objective]) * (c[column] - a[column]);
+      if (cross <= 0) hull.pop_back();
+      else break;
+    }
+    hull.push_back(o);
+  }
+  return hull;
+}
+
 Relaxation relax(const std::vector<Item>& items, int objective, int column) {
   struct Segment { double cost, gain; };
   const size_t n = items.size();
@@ -214,7 +241,49 @@ class Search {
 
   void run() {
     root_bound_ = bound(0, 0);
-    if (std::isfinite(root_bound_)) dfs(0, 0);
+    if (!std::isfinite(root_bound_)) return;
+    for (size_t c = 0; c < limited_.size(); ++c) greedy(c);
+    dfs(0, 0);
+  }
+
+  // A first incumbent: the linear relaxation on limited column c rounded down
+  // (every item at its cheapest hull point, then whole hull steps, steepest
+  // first, while they fit). Near the optimum, so the search prunes from the start.
+  void greedy(size_t c) {
+    const int col = limited_[c];
+    struct Step { size_t item; int from, to; double cost, gain; };
+    std::vector<std::vector<int>> hulls;
+    std::vector<int> choice(items_.size());
+    std::vector<Step> steps;
+    double spent = 0;
+    for (size_t i = 0; i < items_.size(); ++i) {
+      hulls.push_back(hull_options(items_[i], objective_, col));
+      const auto& h = hulls.back();
+      choice[i] = h[0];
+      spent += items_[i].values[h[0]][col];
+      for (size_t k = 1; k < h.size(); ++k)
+        steps.push_back({i, h[k - 1], h[k], items_[i].values[h[k]][col] - items_[i].values[h[k - 1]][col],
+                         items_[i].values[h[k - 1]][objective_] - items_[i].values[h[k]][objective_]});
+    }
+    if (spent > limits_[c]) return;
+    // Steepest first; an item's steps are in hull order, so they stay in order.
+    std::stable_sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) { return a.gain * b.cost > b.gain * a.cost; });
+    for (const Step& st : steps)
+      if (choice[st.item] == st.from && spent + st.cost <= limits_[c]) {
+        choice[st.item] = st.to;
+        spent += st.cost;
+      }
+    double obj = 0;
+    for (size_t i = 0; i < items_.size(); ++i) obj += items_[i].values[choice[i]][objective_];
+    for (size_t k = 0; k < limited_.size(); ++k) {
+      double sum = 0;
+      for (size_t i = 0; i < items_.size(); ++i) sum += items_[i].values[choice[i]][limited_[k]];
+      if (sum > limits_[k]) return;
+    }
+    if (best_.empty() || obj < best_objective_) {
+      best_objective_ = obj;
+      best_ = choice;
+    }
   }
 
   bool found() const { return !best_.empty(); }
@@ -245,7 +314,7 @@ class Search {
       if (!fits) continue;
       for (size_t c = 0; c < limited_.size(); ++c) used_[c] += v[limited_[c]];
       const double obj = used_objective + v[objective_];
-      if (best_.empty() || bound(d + 1, obj) < best_objective_ - 1e-12 * std::fabs(best_objective_)) {
+      if (best_.empty() || bound(d + 1, obj) < best_objective_ - std::max(1e-9, options_.gap) * std::fabs(best_objective_)) {
         current_[d] = o;
         dfs(d + 1, obj);
       }
@@ -330,7 +399,7 @@ Solution solve(const Problem& p, const SolveOptions& options) {
   }
   s.feasible = true;
   s.totals = totals_of(p, s.choice);
-  s.lower_bound = s.exact ? s.totals[objective] : search.root_bound();
+  s.lower_bound = s.exact ? s.totals[objective] - options.gap * std::fabs(s.totals[objective]) : search.root_bound();
   return s;
 }
 

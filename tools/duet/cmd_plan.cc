@@ -281,7 +281,10 @@ int run_plan(const Options& o) {
                       {"held_out_samples", result.held_out_samples},
                       {"fp32_search", figures_json(result.fp32_search)},
                       {"fp32_held_out", figures_json(result.fp32_held_out)},
-                      {"feasible", result.chosen >= 0}};
+                      {"feasible", result.chosen >= 0},
+                      {"solver", {{"solves", result.solves},
+                                  {"optimality_gap", result.solver_gap},
+                                  {"stopped_by_node_limit", result.solves_stopped}}}};
   if (result.chosen >= 0) {
     j["chosen"] = plan_json(result.plans[result.chosen]);
     j["chosen"]["deployment_note"] = deployment_note(result.plans[result.chosen]);

@@ -126,6 +126,8 @@ struct PlanResult {
   double search_s = 0;                    // wall time of the search
   double measure_s = 0;                   // of which measuring accuracy (sensitivity, finalists, held-out)
   size_t emulated_models = 0;             // whole-model emulations measured
+  size_t solves = 0, solves_stopped = 0;  // per-layer solves, and those the node limit stopped (best found kept)
+  double solver_gap = 0;                  // the relative optimality gap the solves settled for
   std::unique_ptr<ir::Model> folded;      // the folded FP32 model the plans annotate
 };
 

@@ -592,17 +592,25 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
       }
       return last;
     };
+    auto noise_of = [&](const Plan& p) {
+      double noise = 0;
+      for (const auto& pl : t.problem.layers)
+        for (const auto& o : pl.options)
+          if ((p.precision.count(pl.name) ? p.precision.at(pl.name) : "fp32") == o.name) noise += o.values[2];
+      return noise;
+    };
     std::optional<Plan> chosen;
     double noise_limit = noise_budget;
     if (r.objective == Objective::Accuracy) {
       // Two proxies of accuracy within the limits — the summed output noise and
-      // the summed per-layer task-metric drops — and the better plan measured.
+      // the summed per-layer task-metric drops — and the better plan measured;
+      // on a tie (a metric too coarse for the search samples) the less noisy.
       for (const char* proxy : {"noise", "task_drop"}) {
         std::optional<Plan> p = solve_target(INFINITY, proxy);
         if (!p) continue;
         measure_plan(*p);
         if (!chosen || p->search.score > chosen->search.score ||
-            (p->search.score == chosen->search.score && p->latency_ms < chosen->latency_ms))
+            (p->search.score == chosen->search.score && noise_of(*p) < noise_of(*chosen)))
           chosen = p;
       }
     }
@@ -625,11 +633,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
       }
       if (attempt == 7) chosen = p;  // the most accurate tried: it will say it falls short
       // Measured over budget: ask for less noise than this plan has.
-      double noise = 0;
-      for (const auto& pl : t.problem.layers)
-        for (const auto& o : pl.options)
-          if ((p->precision.count(pl.name) ? p->precision.at(pl.name) : "fp32") == o.name) noise += o.values[2];
-      noise_limit = noise * 0.5;
+      noise_limit = noise_of(*p) * 0.5;
     }
     std::string picked_key = "-";
     const size_t picked_index = out.plans.size();

@@ -327,7 +327,8 @@ int run_plan(const Options& o) {
                   p.cost_per_million ? fmt(*p.cost_per_million).c_str() : "-", p.held_out.drop_points, p.pareto ? "yes" : "",
                   static_cast<int>(i) == result.chosen ? "<- chosen" : p.rejected.c_str());
     }
-    std::cout << "(latency: * measured on this CPU, otherwise modelled; accuracy drop in points, measured)\n";
+    std::cout << "(latency: * measured on this CPU, otherwise modelled" << (o.arrival_rate > 0 ? "; per batch, p" + fmt(o.percentile) + " request latency in the JSON" : "")
+              << "; accuracy drop in points, measured)\n";
     if (result.chosen >= 0) std::cout << "chosen: " << result.plans[result.chosen].device << ", batch "
                                       << result.plans[result.chosen].batch << ", " << result.plans[result.chosen].summary << "\n"
                                       << deployment_note(result.plans[result.chosen]) << "\n";

@@ -83,7 +83,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_vnni(int64_t 
   for (int64_t it = 0; it < iterations; ++it)
 #pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
-  sink_i = _mm512_reduce_add_epi32(acc[0]) + _mm512_reduce_add_epi32(acc[11]);
+  // The accumulators wrap (that is the point of the loop): add them as unsigned, where wrapping is defined.
+  sink_i = static_cast<int>(static_cast<unsigned>(_mm512_reduce_add_epi32(acc[0])) +
+                            static_cast<unsigned>(_mm512_reduce_add_epi32(acc[11])));
   return 12.0 * 64 * 2 * iterations;
 }
 

@@ -203,6 +203,10 @@ Modelled model_plan(const sim::Workload& base, const Assignment& a, const sim::D
   return m;
 }
 
+// A catalog device's plan for an assignment: every figure modelled.
+Plan modelled_plan(const PlanRequest& r, const sim::Device& d, const sim::Device* host, const sim::Workload& w,
+                   const Assignment& a, size_t layers);
+
 // The latency a request sees: with an arrival rate its tail, else the batch's.
 double request_latency_ms(const Plan& p) { return p.tail_latency_ms ? *p.tail_latency_ms : p.latency_ms; }
 
@@ -282,6 +286,28 @@ std::optional<sim::Device> calibrated_host(const std::string& catalog_dir) {
   return host.calibrated ? std::optional<sim::Device>(host) : std::nullopt;
 }
 
+Plan modelled_plan(const PlanRequest& r, const sim::Device& d, const sim::Device* host, const sim::Workload& w,
+                   const Assignment& a, size_t layers) {
+  Plan p;
+  p.device = d.id;
+  p.device_name = d.name;
+  p.batch = w.batch;
+  p.precision = a;
+  p.summary = summarize(a, layers);
+  const Modelled m = model_plan(w, a, d, host, vector_default(d));
+  p.latency_ms = m.latency_s * 1e3;
+  p.throughput = m.throughput;
+  if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
+  p.cost_per_million = m.cost;
+  if (d.price_per_hour_usd)
+    p.cost_source = d.cloud_instance + " at $" + std::to_string(*d.price_per_hour_usd).substr(0, 6) + "/h, as of " +
+                    (d.cloud_as_of.empty() ? "an unknown date" : d.cloud_as_of) + " (" + d.cloud_source + ")";
+  p.power_w = d.tdp_w;
+  p.host_fallback_nodes = m.host_nodes;
+  if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, p.batch, m.latency_s, r.percentile);
+  return p;
+}
+
 }  // namespace
 
 double tail_latency_s(double rate, int64_t batch, double batch_latency_s, double percentile) {
@@ -320,20 +346,7 @@ Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const q
   Assignment a;
   for (const auto& [node, p] : precision)
     if (numerics::parse_precision(p).str() != "fp32") a[node] = numerics::parse_precision(p).str();
-  Plan p;
-  p.device = d.id;
-  p.device_name = d.name;
-  p.batch = batch;
-  p.precision = a;
-  p.summary = summarize(a, result.layers.size());
-  const Modelled m = model_plan(workload(*result.folded, r, data, batch), a, d, host ? &*host : nullptr, vector_default(d));
-  p.latency_ms = m.latency_s * 1e3;
-  p.throughput = m.throughput;
-  if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
-  p.cost_per_million = m.cost;
-  p.power_w = d.tdp_w;
-  p.host_fallback_nodes = m.host_nodes;
-  if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, batch, m.latency_s, r.percentile);
+  Plan p = modelled_plan(r, d, host ? &*host : nullptr, workload(*result.folded, r, data, batch), a, result.layers.size());
   Split held_out(data, split_indices(data, r, 1), r.metric);
   held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
   auto emulated = ir::clone_sharing_initializers(*result.folded);
@@ -490,25 +503,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   progress("costing", point, point);
 
   auto plan_of = [&](const Target& t, const Assignment& a) {
-    const sim::Device& d = *t.device;
-    Plan p;
-    p.device = d.id;
-    p.device_name = d.name;
-    p.batch = r.batches[t.batch];
-    p.precision = a;
-    p.summary = summarize(a, out.layers.size());
-    const Modelled m = model_plan(workloads[t.batch], a, d, host ? &*host : nullptr, t.base_precision);
-    p.latency_ms = m.latency_s * 1e3;
-    p.throughput = m.throughput;
-    if (m.energy_j) p.energy_mj = *m.energy_j * 1e3;
-    p.cost_per_million = m.cost;
-    if (d.price_per_hour_usd)
-      p.cost_source = d.cloud_instance + " at $" + std::to_string(*d.price_per_hour_usd).substr(0, 6) + "/h, as of " +
-                      (d.cloud_as_of.empty() ? "an unknown date" : d.cloud_as_of) + " (" + d.cloud_source + ")";
-    p.power_w = d.tdp_w;
-    p.host_fallback_nodes = m.host_nodes;
-    if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, p.batch, m.latency_s, r.percentile);
-    return p;
+    return modelled_plan(r, *t.device, host ? &*host : nullptr, workloads[t.batch], a, out.layers.size());
   };
   auto assignment_of = [](const Problem& problem, const Solution& s) {
     Assignment a;

@@ -228,6 +228,8 @@ std::string broken_limit(const PlanRequest& r, const Plan& p) {
   if (r.max_power_w && !(p.power_w > 0 && p.power_w <= *r.max_power_w))
     return p.power_w > 0 ? "power " + num(p.power_w) + " W > --max-power " + num(*r.max_power_w)
                          : "no power figure for the device (--max-power needs one)";
+  if (r.objective == Objective::Cost && !p.cost_per_million) return "no price for the device (--objective cost needs one)";
+  if (r.objective == Objective::Energy && !p.energy_mj) return "no energy figure (--objective energy needs a modelled device)";
   if (r.max_cost_per_million && !(p.cost_per_million && *p.cost_per_million <= *r.max_cost_per_million))
     return p.cost_per_million ? "$" + num(*p.cost_per_million) + " per million > --max-cost " + num(*r.max_cost_per_million)
                               : "no price for the device (--max-cost needs one)";
@@ -363,6 +365,8 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   DUET_CHECK(!r.batches.empty() && !r.precisions.empty(), "plan: no batch size or no precision allowed");
   for (int64_t b : r.batches) DUET_CHECK(b > 0, "plan: batch sizes are positive, got ", b);
   DUET_CHECK(r.max_accuracy_drop >= 0, "--max-accuracy-drop is in points and not negative");
+  DUET_CHECK(r.max_samples >= 1, "plan: --max-samples must be at least 1");
+  DUET_CHECK(!r.arrival_rate || *r.arrival_rate > 0, "plan: --arrival-rate must be positive");
   auto progress = [&](const std::string& stage, size_t done, size_t total) {
     if (r.progress) r.progress(stage, done, total);
   };
@@ -732,7 +736,21 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
         p.rejected = s.str();
       }
   } else {
-    // Infeasible: which limit binds, and the nearest plan.
+    // Infeasible: which limit binds, and the nearest plan. First, an objective no plan has a figure for.
+    bool any_figure = false;
+    for (const Plan& p : out.plans)
+      any_figure = any_figure || (r.objective == Objective::Cost ? p.cost_per_million.has_value()
+                                  : r.objective == Objective::Energy ? p.energy_mj.has_value() : true);
+    if (!any_figure) {
+      out.infeasible = std::string("--objective ") + objective_name(r.objective) + " needs a device with " +
+                       (r.objective == Objective::Cost ? "a price ([cloud] price_per_hour_usd in its catalog entry)"
+                                                       : "an energy model (a catalog accelerator; the host's energy is not measured)") +
+                       ": none of the devices planned has one";
+      out.emulated_models = measurer.count();
+      out.measure_s = search.measuring_s() + held_out.measuring_s();
+      out.search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      return out;
+    }
     struct Limit { std::string name; std::function<double(const Plan&)> value; double limit; };
     std::vector<Limit> limits = {{"--max-accuracy-drop", [](const Plan& p) { return p.search.drop_points; }, r.max_accuracy_drop}};
     if (r.max_latency_ms) limits.push_back({"--max-latency-ms", request_latency_ms, *r.max_latency_ms});

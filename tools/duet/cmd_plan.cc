@@ -244,6 +244,8 @@ int run_plan(const Options& o) {
   if (o.min_throughput > 0) r.min_throughput = o.min_throughput;
   if (o.max_power > 0) r.max_power_w = o.max_power;
   if (o.max_cost > 0) r.max_cost_per_million = o.max_cost;
+  DUET_CHECK(o.arrival_rate >= 0 && o.max_latency_ms >= 0 && o.min_throughput >= 0 && o.max_power >= 0 && o.max_cost >= 0,
+             "plan: limits and --arrival-rate are not negative (0: none)");
   if (o.arrival_rate > 0) r.arrival_rate = o.arrival_rate;
   r.percentile = o.percentile;
   r.devices = o.devices;

@@ -144,7 +144,8 @@ TEST(CliErrors, PlanNamesWhatIsWrongInOneLine) {
                         "--max-samples must be at least 1");
   expect_one_line_error(run_command(cli() + " plan " + digits + " --data " + data + " --arrival-rate -5"), "not negative");
   // tpu-v1 has no price in the catalog: a cost objective has nothing to minimize (stdout holds the table).
-  auto cost = run_command(cli() + " plan " + digits + " --data " + data + " --metric top1 --device tpu-v1 --objective cost 2>&1 >/dev/null");
+  auto cost = run_command("{ " + cli() + " plan " + digits + " --data " + data +
+                          " --metric top1 --device tpu-v1 --objective cost >/dev/null; }");
   expect_one_line_error(cost, "--objective cost needs a device with a price");
   const fs::path table = scratch() / "bad.csv";
   std::ofstream(table) << "layer,option,error\nc1,int8,oops\n";

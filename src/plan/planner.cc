@@ -183,6 +183,7 @@ struct Modelled {
   double latency_s = 0, throughput = 0;
   std::optional<double> energy_j, cost;
   int host_nodes = 0;
+  std::map<std::string, int> fallback;  // "op: reason" -> nodes
 };
 
 Modelled model_plan(const sim::Workload& base, const Assignment& a, const sim::Device& d, const sim::Device* host,
@@ -200,6 +201,8 @@ Modelled model_plan(const sim::Workload& base, const Assignment& a, const sim::D
   m.energy_j = r.energy_per_inference_j;
   m.cost = r.cost_per_million_usd;
   m.host_nodes = r.host_nodes;
+  for (const sim::NodeResult& n : r.nodes)
+    if (n.on_host) ++m.fallback[n.op + (n.fallback_reason.empty() ? "" : ": " + n.fallback_reason)];
   return m;
 }
 
@@ -306,6 +309,7 @@ Plan modelled_plan(const PlanRequest& r, const sim::Device& d, const sim::Device
                     (d.cloud_as_of.empty() ? "an unknown date" : d.cloud_as_of) + " (" + d.cloud_source + ")";
   p.power_w = d.tdp_w;
   p.host_fallback_nodes = m.host_nodes;
+  p.host_fallback = m.fallback;
   if (r.arrival_rate) p.tail_latency_ms = 1e3 * tail_latency_s(*r.arrival_rate, p.batch, m.latency_s, r.percentile);
   return p;
 }

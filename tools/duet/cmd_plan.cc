@@ -137,6 +137,7 @@ nlohmann::json plan_json(const plan::Plan& p) {
                       {"cost_source", p.cost_source},
                       {"power_w", p.power_w},
                       {"host_fallback_nodes", p.host_fallback_nodes},
+                      {"host_fallback", p.host_fallback},
                       {"accuracy_search", figures_json(p.search)},
                       {"accuracy_held_out", figures_json(p.held_out)},
                       {"accuracy", "measured (bit-exact emulation of the plan on this CPU)"},
@@ -152,7 +153,10 @@ std::string deployment_note(const plan::Plan& p) {
   std::string s = "Per-node precisions are in the annotated model (annotation \"precision\"); tell the device compiler to "
                   "cast each matrix node as annotated (e.g. TensorRT per-layer precision, Neuron --auto-cast none with "
                   "casts).";
-  if (p.host_fallback_nodes) s += " " + std::to_string(p.host_fallback_nodes) + " node(s) fall back to the host CPU (modelled).";
+  if (p.host_fallback_nodes) {
+    s += " " + std::to_string(p.host_fallback_nodes) + " node(s) fall back to the host CPU (modelled):";
+    for (const auto& [what, count] : p.host_fallback) s += " " + std::to_string(count) + "x " + what + ";";
+  }
   return s;
 }
 

@@ -109,6 +109,7 @@ struct Plan {
   double power_w = 0;
   Figures search, held_out;               // measured accuracy
   int host_fallback_nodes = 0;            // modelled: nodes the device hands to the host CPU
+  std::map<std::string, int> host_fallback;  // "op: why" -> how many nodes (what the device compiler will not take)
   bool feasible = false;
   std::string rejected;                   // why a plan was not chosen ("" for the chosen one)
   bool pareto = false;

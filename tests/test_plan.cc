@@ -204,3 +204,23 @@ TEST(Planner, TailLatencyAddsBatchFillingAndQueueing) {
   // More arrivals fill a batch sooner.
   EXPECT_LT(plan::tail_latency_s(20000, 8, 1e-4, 99), plan::tail_latency_s(10000, 8, 1e-4, 99));
 }
+
+TEST(Planner, TheDeployableModelIsAQdqModelMeasuredAgain) {
+  auto model = onnx_io::load_model(source("data/models/digits_cnn.onnx"));
+  const auto data = quant::sample_folder(source("data/samples/digits"), *model->graph);
+  plan::PlanRequest r = digits_request();
+  r.precisions = {"fp16", "int8"};
+  r.devices = {"t4"};
+  r.max_accuracy_drop = 100;
+  const plan::PlanResult p = plan::plan_model(*model, r, data);
+  ASSERT_GE(p.chosen, 0) << p.infeasible;
+  const plan::Plan& c = p.plans[p.chosen];
+  const plan::Deployable d = plan::deployable_model(p, c, r, data);
+  size_t int8 = 0, qdq = 0;
+  for (const auto& [node, precision] : c.precision) int8 += precision == "int8";
+  for (auto& n : d.model->graph->nodes) qdq += n->op_type == "QuantizeLinear" || n->op_type == "DequantizeLinear";
+  EXPECT_EQ(d.int8_nodes, int8);
+  if (int8) EXPECT_GT(qdq, 0u);
+  EXPECT_EQ(d.held_out.samples, c.held_out.samples);
+  EXPECT_GE(d.held_out.score, 0.5);  // the digits CNN keeps its accuracy with static INT8 ranges
+}

@@ -15,6 +15,7 @@
 #include "duet/passes/emulate.h"
 #include "duet/passes/optimize.h"
 #include "duet/plan/solver.h"
+#include "duet/quant/ptq.h"
 #include "duet/runtime/session.h"
 #include "duet/sim/simulate.h"
 #include "duet/sim/sweep.h"
@@ -812,6 +813,39 @@ std::unique_ptr<ir::Model> emulated_model(const PlanResult& result, const Plan& 
   for (const auto& [node, text] : plan.precision) precisions[node] = numerics::parse_precision(text);
   passes::emulate_nodes(*m, precisions);
   return m;
+}
+
+Deployable deployable_model(const PlanResult& result, const Plan& plan, const PlanRequest& r,
+                            const quant::SampleSource& data) {
+  DUET_CHECK(result.folded, "plan: the result holds no model");
+  Deployable d;
+  std::set<std::string> int8;
+  for (const auto& [node, p] : plan.precision)
+    if (p == "int8") int8.insert(node);
+  d.int8_nodes = int8.size();
+  if (int8.empty()) {
+    d.model = annotated_model(result, plan);
+  } else {
+    quant::Recipe recipe;
+    for (auto& n : result.folded->graph->nodes)
+      if (ops::matrix_traits(*n) && !int8.count(n->name)) recipe.options.exclude_nodes.insert(n->name);
+    recipe.run.threads = r.threads;
+    // Calibrate on the search samples only: the held-out ones judge the result.
+    quant::SampleSource search = data;
+    const std::vector<size_t> idx = split_indices(data, r, 0);
+    search.count = idx.size();
+    search.load = [data, idx](size_t i) { return data.load(idx[i]); };
+    search.name = [data, idx](size_t i) { return data.name(idx[i]); };
+    quant::PtqResult q = quant::quantize_post_training(*result.folded, recipe, search);
+    d.model = std::move(q.quantized.model);
+    for (auto& n : d.model->graph->nodes)
+      if (auto it = plan.precision.find(n->name); it != plan.precision.end() && it->second != "int8")
+        n->annotations[numerics::kPrecisionAnnotation] = it->second;
+  }
+  Split held_out(data, split_indices(data, r, 1), r.metric);
+  held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
+  d.held_out = held_out.measure(*d.model, "fp32", r.threads).figures;
+  return d;
 }
 
 }  // namespace duet::plan

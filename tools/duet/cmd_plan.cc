@@ -306,6 +306,16 @@ int run_plan(const Options& o) {
     j["layers"].push_back(lj);
   }
 
+  if (!o.output.empty() && result.chosen >= 0 && !result.plans[result.chosen].measured_latency) {
+    // The deployable QDQ form, measured again (static ranges differ from the emulator's dynamic scales).
+    const plan::Deployable dep = plan::deployable_model(result, result.plans[result.chosen], r, data);
+    std::filesystem::create_directories(o.output);
+    onnx_io::save_model(*dep.model, (std::filesystem::path(o.output) / "plan.qdq.onnx").string());
+    j["chosen"]["deployable"] = {{"model", "plan.qdq.onnx"},
+                                 {"int8_nodes_as_qdq", dep.int8_nodes},
+                                 {"accuracy_held_out", figures_json(dep.held_out)},
+                                 {"accuracy", "measured (the QDQ model run by the cpu backend; static calibrated ranges)"}};
+  }
   if (!o.output.empty() && result.chosen >= 0) {
     std::filesystem::create_directories(o.output);
     const auto m = plan::annotated_model(result, result.plans[result.chosen]);
@@ -341,7 +351,9 @@ int run_plan(const Options& o) {
     if (!o.report.empty()) std::cout << "report: " << o.report << "\n";
     if (!o.output.empty() && result.chosen >= 0)
       std::cout << "plan: " << o.output << "/plan.onnx (annotated), " << o.output << "/plan.json"
-                << (result.plans[result.chosen].measured_latency ? "" : ", " + o.output + "/plan.emulated.onnx (duet run computes it bit-exactly)")
+                << (result.plans[result.chosen].measured_latency ? "" : ", " + o.output + "/plan.emulated.onnx (duet run computes it bit-exactly), " +
+                    o.output + "/plan.qdq.onnx (INT8 nodes as QDQ, " + result.metric + " " +
+                    fmt(j["chosen"]["deployable"]["accuracy_held_out"]["value"].get<double>()) + " held out, measured)")
                 << "\n";
   }
   if (result.chosen < 0) fail(result.infeasible);
@@ -390,7 +402,8 @@ Runner add_plan(CLI::App& app) {
   cmd->add_option("--report", o->report, "Write a self-contained HTML report (and its data as JSON beside it)");
   cmd->add_option("-o,--output", o->output,
                   "Directory for the chosen plan: plan.onnx (each matrix node annotated with its precision), "
-                  "plan.emulated.onnx (what duet run computes bit-exactly) and plan.json");
+                  "plan.emulated.onnx (what duet run computes bit-exactly), plan.qdq.onnx (its INT8 nodes as QDQ with "
+                  "calibrated ranges, accuracy measured again) and plan.json");
   cmd->add_option("--solve", o->solve, "Solve a per-layer table instead: CSV with layer, option, [group,] value columns");
   cmd->add_option("--minimize", o->minimize, "--solve: the column to minimize")->capture_default_str();
   cmd->add_option("--limit", o->limits, "--solve: COLUMN=VALUE, the most a column's sum may be (repeatable)");

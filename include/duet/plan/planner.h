@@ -151,6 +151,20 @@ Plan evaluate_assignment(const PlanResult& result, const PlanRequest& request, c
 // costs node by node and `duet emulate` / plan verification run bit-exactly.
 std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan& plan);
 
+// The plan as a device toolchain takes it: its INT8 nodes as a QDQ model
+// (quant::quantize_post_training: static per-tensor activation ranges
+// calibrated on the search samples, per-channel weights — what ONNX Runtime and
+// TensorRT consume), every other node FP32 with its precision annotation.
+// Static ranges compute differently from the emulator's dynamic scales, so its
+// accuracy is measured again on the held-out samples (`held_out`).
+struct Deployable {
+  std::unique_ptr<ir::Model> model;
+  Figures held_out;  // measured, running the QDQ model with the cpu backend
+  size_t int8_nodes = 0;
+};
+Deployable deployable_model(const PlanResult& result, const Plan& plan, const PlanRequest& request,
+                            const quant::SampleSource& data);
+
 // The plan as `duet run` executes it bit-exactly: each planned node rewritten to
 // its com.duet Emulated* form at its precision (passes::emulate_nodes). Running
 // it over the held-out samples reproduces the plan's measured accuracy.

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "duet/core/error.h"
+#include "duet/core/html.h"
 #include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/ir/edit.h"
@@ -69,17 +70,32 @@ std::string summarize(const Assignment& a, size_t layers) {
   return s;
 }
 
-// The split's samples, their references and the FP32 outputs; measures models on them.
+// A cpu-backend session over a copy of `model` (its weights shared) at a default precision.
+std::unique_ptr<runtime::Session> cpu_session(const ir::Model& model, const std::string& precision, int threads) {
+  auto m = ir::clone_sharing_initializers(model);
+  runtime::SessionOptions so;
+  so.threads = threads;
+  so.backend = "cpu";
+  so.precision = precision;
+  runtime::prepare_model(*m, so);
+  return std::make_unique<runtime::Session>(std::shared_ptr<const ir::Model>(std::move(m)), so);
+}
+
+// The split's samples, their references and `fp32`'s outputs on them (measured
+// on construction: every later figure is against them); measures models.
 class Split {
  public:
-  Split(const quant::SampleSource& data, const std::vector<size_t>& indices, const eval::TaskMetric& metric)
+  Split(const quant::SampleSource& data, const std::vector<size_t>& indices, const eval::TaskMetric& metric,
+        const ir::Model& fp32, int threads)
       : metric_(metric) {
     for (size_t i : indices) {
       feeds_.push_back(data.load(i));
       texts_.push_back(metric.needs_references() ? eval::reference_text(data.name(i)) : "");
     }
+    fp32_figures_ = measure(fp32, "fp32", threads).figures;
   }
   size_t size() const { return feeds_.size(); }
+  const Figures& fp32() const { return fp32_figures_; }
 
   struct Measure {
     Figures figures;
@@ -96,19 +112,13 @@ class Split {
 
  private:
   Measure run(const ir::Model& model, const std::string& precision, int threads) {
-    auto m = ir::clone_sharing_initializers(model);
-    runtime::SessionOptions so;
-    so.threads = threads;
-    so.backend = "cpu";
-    so.precision = precision;
-    runtime::prepare_model(*m, so);
-    runtime::Session session(std::shared_ptr<const ir::Model>(std::move(m)), so);
+    const std::unique_ptr<runtime::Session> session = cpu_session(model, precision, threads);
     const bool first = fp32_.empty();
     eval::Accumulator acc(metric_);
     double noise = 0;
     for (size_t s = 0; s < feeds_.size(); ++s) {
       std::vector<Tensor> outs;
-      for (auto& nt : session.run(feeds_[s])) outs.push_back(nt.tensor);
+      for (auto& nt : session->run(feeds_[s])) outs.push_back(nt.tensor);
       if (first) fp32_.push_back(outs);
       acc.add(outs, fp32_[s], texts_[s]);
       double n = 0;
@@ -142,7 +152,17 @@ class Split {
   std::vector<std::string> texts_;
   std::vector<std::vector<Tensor>> fp32_;
   double fp32_score_ = 0;
+  Figures fp32_figures_;
 };
+
+// `folded` with each assigned node emulated at its precision (its weights shared).
+std::unique_ptr<ir::Model> emulate_assignment(const ir::Model& folded, const std::map<std::string, std::string>& a) {
+  auto m = ir::clone_sharing_initializers(folded);
+  std::map<std::string, numerics::Precision> precisions;
+  for (const auto& [node, text] : a) precisions[node] = numerics::parse_precision(text);
+  passes::emulate_nodes(*m, precisions);
+  return m;
+}
 
 // Whole-model measurements of assignments, each measured once.
 class Measurer {
@@ -158,12 +178,8 @@ class Measurer {
   Split::Measure measure(const Assignment& a, Split& split, std::map<std::string, Split::Measure>& cache) {
     const std::string key = key_of(a);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
-    auto m = ir::clone_sharing_initializers(folded_);
-    std::map<std::string, numerics::Precision> precisions;
-    for (const auto& [node, p] : a) precisions[node] = numerics::parse_precision(p);
-    passes::emulate_nodes(*m, precisions);
     ++count_;
-    return cache[key] = split.measure(*m, "fp32", threads_);
+    return cache[key] = split.measure(*emulate_assignment(folded_, a), "fp32", threads_);
   }
 
   const ir::Model& folded_;
@@ -216,12 +232,7 @@ double request_latency_ms(const Plan& p) { return p.tail_latency_ms ? *p.tail_la
 
 // Does the plan meet the modelled limits? Empty when it does, else the first it breaks.
 std::string broken_limit(const PlanRequest& r, const Plan& p) {
-  auto num = [](double v) {
-    std::ostringstream s;
-    s.precision(4);
-    s << v;
-    return s.str();
-  };
+  auto num = [](double v) { return format_number(v, 4); };
   if (p.tail_latency_ms && !std::isfinite(*p.tail_latency_ms))
     return "throughput " + num(p.throughput) + "/s is below the arrival rate " + num(*r.arrival_rate) + "/s";
   if (r.max_latency_ms && request_latency_ms(p) > *r.max_latency_ms)
@@ -277,11 +288,15 @@ std::vector<size_t> split_indices(const quant::SampleSource& data, const PlanReq
   return idx;
 }
 
-// The simulator's workload; unknown input dimensions bound from the samples' shapes unless the request binds them.
-sim::Workload workload(const ir::Model& folded, const PlanRequest& r, const quant::SampleSource& data, int64_t batch) {
+// The input dimensions the simulator binds: the request's, else the first sample's.
+std::map<std::string, Dims> input_shapes(const PlanRequest& r, const quant::SampleSource& data) {
   std::map<std::string, Dims> shapes = r.input_shapes;
   for (const auto& [name, t] : data.load(0))
     if (!shapes.count(name)) shapes[name] = t.dims();
+  return shapes;
+}
+
+sim::Workload workload(const ir::Model& folded, const std::map<std::string, Dims>& shapes, int64_t batch) {
   auto m = ir::clone_sharing_initializers(folded);
   return sim::workload_from_model(*m, batch, shapes);
 }
@@ -353,14 +368,10 @@ Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const q
   Assignment a;
   for (const auto& [node, p] : precision)
     if (numerics::parse_precision(p).str() != "fp32") a[node] = numerics::parse_precision(p).str();
-  Plan p = modelled_plan(r, d, host ? &*host : nullptr, workload(*result.folded, r, data, batch), a, result.layers.size());
-  Split held_out(data, split_indices(data, r, 1), r.metric);
-  held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
-  auto emulated = ir::clone_sharing_initializers(*result.folded);
-  std::map<std::string, numerics::Precision> ps;
-  for (const auto& [node, text] : a) ps[node] = numerics::parse_precision(text);
-  passes::emulate_nodes(*emulated, ps);
-  p.held_out = held_out.measure(*emulated, "fp32", r.threads).figures;
+  Plan p = modelled_plan(r, d, host ? &*host : nullptr, workload(*result.folded, input_shapes(r, data), batch), a,
+                         result.layers.size());
+  Split held_out(data, split_indices(data, r, 1), r.metric, *result.folded, r.threads);
+  p.held_out = held_out.measure(*emulate_assignment(*result.folded, a), "fp32", r.threads).figures;
   return p;
 }
 
@@ -386,12 +397,8 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   for (const std::string& text : r.precisions) {
     const numerics::Precision p = numerics::parse_precision(text);
     options.push_back(p.str());
-    if (r.sparsity && p.str() != "fp32") {
-      numerics::Precision s = p;
-      s.sparsity = numerics::Sparsity::TwoOfFour;
-      s.name = "custom";
+    if (r.sparsity && p.str() != "fp32")
       options.push_back(numerics::parse_precision(p.str() + ",sparsity=2:4").str());
-    }
   }
 
   // The folded model every plan annotates (what a device compiler casts).
@@ -410,11 +417,11 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   // 1. The split.
   const std::vector<size_t> search_idx = split_indices(data, r, 0), held_idx = split_indices(data, r, 1);
   progress("loading samples", 0, 1);
-  Split search(data, search_idx, r.metric), held_out(data, held_idx, r.metric);
+  Split search(data, search_idx, r.metric, folded, r.threads), held_out(data, held_idx, r.metric, folded, r.threads);
   out.search_samples = search.size();
   out.held_out_samples = held_out.size();
-  out.fp32_search = search.measure(folded, "fp32", r.threads).figures;
-  out.fp32_held_out = held_out.measure(folded, "fp32", r.threads).figures;
+  out.fp32_search = search.fp32();
+  out.fp32_held_out = held_out.fp32();
   Measurer measurer(folded, search, held_out, r.threads);
 
   // 2. Sensitivity: each layer alone at each option. Under mpirun the
@@ -468,8 +475,9 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
   std::vector<sim::Device> devices;
   if (!devices_request.devices.empty()) devices = sim::resolve_devices(devices_request);
   const std::optional<sim::Device> host = calibrated_host(r.catalog_dir);
+  const std::map<std::string, Dims> shapes = input_shapes(r, data);
   std::vector<sim::Workload> workloads;
-  for (int64_t b : r.batches) workloads.push_back(workload(folded, r, data, b));
+  for (int64_t b : r.batches) workloads.push_back(workload(folded, shapes, b));
 
   // Each (device, batch): every layer's modelled time and energy per option (one simulation per option).
   struct Target {
@@ -683,15 +691,9 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
       for (const MatrixLayer& l : out.layers)
         if (precision != "fp32") p.precision[l.node] = precision;
       try {
-        auto m = ir::clone_sharing_initializers(folded);
-        runtime::SessionOptions so;
-        so.threads = r.threads;
-        so.backend = "cpu";
-        so.precision = precision;
-        runtime::prepare_model(*m, so);
-        runtime::Session session(std::shared_ptr<const ir::Model>(std::move(m)), so);
+        const std::unique_ptr<runtime::Session> session = cpu_session(folded, precision, r.threads);
         // Under mpirun only rank 0 times (the others would share its cores), then tells the rest.
-        float ms = rank == 0 ? static_cast<float>(median_ms(session, feeds, 10)) : 0.0f;
+        float ms = rank == 0 ? static_cast<float>(median_ms(*session, feeds, 10)) : 0.0f;
         if (comm) comm->broadcast(&ms, 1, 0);
         p.latency_ms = ms;
       } catch (const Error& e) {
@@ -808,11 +810,7 @@ std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan&
 
 std::unique_ptr<ir::Model> emulated_model(const PlanResult& result, const Plan& plan) {
   DUET_CHECK(result.folded, "plan: the result holds no model");
-  auto m = onnx_io::clone_model(*result.folded);
-  std::map<std::string, numerics::Precision> precisions;
-  for (const auto& [node, text] : plan.precision) precisions[node] = numerics::parse_precision(text);
-  passes::emulate_nodes(*m, precisions);
-  return m;
+  return emulate_assignment(*result.folded, plan.precision);
 }
 
 Deployable deployable_model(const PlanResult& result, const Plan& plan, const PlanRequest& r,
@@ -842,8 +840,7 @@ Deployable deployable_model(const PlanResult& result, const Plan& plan, const Pl
       if (auto it = plan.precision.find(n->name); it != plan.precision.end() && it->second != "int8")
         n->annotations[numerics::kPrecisionAnnotation] = it->second;
   }
-  Split held_out(data, split_indices(data, r, 1), r.metric);
-  held_out.measure(*result.folded, "fp32", r.threads);  // the FP32 reference first
+  Split held_out(data, split_indices(data, r, 1), r.metric, *result.folded, r.threads);
   d.held_out = held_out.measure(*d.model, "fp32", r.threads).figures;
   return d;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "duet/core/error.h"
+#include "duet/core/html.h"
 
 namespace duet::plan {
 
@@ -83,26 +84,17 @@ std::vector<Item> merge_groups(const Problem& p) {
 // Options that another option beats or equals in the objective and every
 // limited column are never needed (the first of equals stays).
 void drop_dominated(Item& it, int objective, const std::vector<int>& limited) {
-  auto relevant = [&](size_t o, size_t c) { return c == 0 ? it.values[o][objective] : it.values[o][limited[c - 1]]; };
-  const size_t dims = limited.size() + 1;
-  std::vector<bool> keep(it.values.size(), true);
-  for (size_t a = 0; a < it.values.size(); ++a)
-    for (size_t b = 0; b < it.values.size() && keep[a]; ++b) {
-      if (a == b || !keep[b]) continue;
-      bool no_worse = true, better = false;
-      for (size_t c = 0; c < dims; ++c) {
-        no_worse = no_worse && relevant(b, c) <= relevant(a, c);
-        better = better || relevant(b, c) < relevant(a, c);
-      }
-      if (no_worse && (better || b < a)) keep[a] = false;
-    }
+  std::vector<std::vector<double>> relevant;
+  for (const auto& v : it.values) {
+    relevant.push_back({v[objective]});
+    for (int c : limited) relevant.back().push_back(v[c]);
+  }
   Item kept;
   kept.layers = it.layers;
-  for (size_t o = 0; o < it.values.size(); ++o)
-    if (keep[o]) {
-      kept.member_option.push_back(it.member_option[o]);
-      kept.values.push_back(it.values[o]);
-    }
+  for (size_t o : pareto_front(relevant)) {
+    kept.member_option.push_back(it.member_option[o]);
+    kept.values.push_back(it.values[o]);
+  }
   it = std::move(kept);
 }
 
@@ -111,6 +103,7 @@ void drop_dominated(Item& it, int objective, const std::vector<int>& limited) {
 // of each item's lower convex hull (objective against the column) steepest
 // first, the last one in part. Stored per suffix as sorted cumulative segments.
 struct Relaxation {
+  std::vector<std::vector<int>> hulls;                  // per item: its hull's option indices (hull_options)
   std::vector<double> base_cost, base_objective;        // per suffix d
   std::vector<std::vector<double>> cum_cost, cum_gain;  // per suffix: prefix sums of segments, steepest first
 
@@ -157,33 +150,17 @@ std::vector<int> hull_options(const Item& item, int objective, int column) {
 Relaxation relax(const std::vector<Item>& items, int objective, int column) {
   struct Segment { double cost, gain; };
   const size_t n = items.size();
+  Relaxation r;
   std::vector<std::vector<Segment>> hulls(n);
   std::vector<double> start_cost(n), start_obj(n);
   for (size_t i = 0; i < n; ++i) {
-    std::vector<std::pair<double, double>> pts;  // (cost, objective)
-    for (const auto& v : items[i].values) pts.push_back({v[column], v[objective]});
-    std::sort(pts.begin(), pts.end());
-    std::vector<std::pair<double, double>> stair;  // strictly falling objective as cost rises
-    for (const auto& pt : pts)
-      if (stair.empty() || pt.second < stair.back().second) stair.push_back(pt);
-    std::vector<std::pair<double, double>> hull;
-    for (const auto& pt : stair) {
-      while (hull.size() >= 2) {
-        const auto& a = hull[hull.size() - 2];
-        const auto& b = hull.back();
-        // Drop b when it lies on or above the chord a -> pt.
-        const double cross = (b.first - a.first) * (pt.second - a.second) - (b.second - a.second) * (pt.first - a.first);
-        if (cross <= 0) hull.pop_back();
-        else break;
-      }
-      hull.push_back(pt);
-    }
-    start_cost[i] = hull[0].first;
-    start_obj[i] = hull[0].second;
-    for (size_t h = 1; h < hull.size(); ++h)
-      hulls[i].push_back({hull[h].first - hull[h - 1].first, hull[h - 1].second - hull[h].second});
+    const auto& v = items[i].values;
+    const std::vector<int>& h = r.hulls.emplace_back(hull_options(items[i], objective, column));
+    start_cost[i] = v[h[0]][column];
+    start_obj[i] = v[h[0]][objective];
+    for (size_t k = 1; k < h.size(); ++k)
+      hulls[i].push_back({v[h[k]][column] - v[h[k - 1]][column], v[h[k - 1]][objective] - v[h[k]][objective]});
   }
-  Relaxation r;
   r.base_cost.assign(n + 1, 0);
   r.base_objective.assign(n + 1, 0);
   r.cum_cost.assign(n + 1, {0});
@@ -252,13 +229,11 @@ class Search {
   void greedy(size_t c) {
     const int col = limited_[c];
     struct Step { size_t item; int from, to; double cost, gain; };
-    std::vector<std::vector<int>> hulls;
     std::vector<int> choice(items_.size());
     std::vector<Step> steps;
     double spent = 0;
     for (size_t i = 0; i < items_.size(); ++i) {
-      hulls.push_back(hull_options(items_[i], objective_, col));
-      const auto& h = hulls.back();
+      const std::vector<int>& h = relaxations_[c].hulls[i];
       choice[i] = h[0];
       spent += items_[i].values[h[0]][col];
       for (size_t k = 1; k < h.size(); ++k)
@@ -345,12 +320,7 @@ std::vector<double> totals_of(const Problem& p, const std::vector<int>& choice) 
   return t;
 }
 
-std::string number(double v) {
-  std::ostringstream s;
-  s.precision(6);
-  s << v;
-  return s.str();
-}
+std::string number(double v) { return format_number(v, 6); }
 
 }  // namespace
 

@@ -25,11 +25,8 @@ std::string activations_in_words(const QuantizeOptions& o) {
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 std::string fmt(double v, int prec = 4) {
-  if (!std::isfinite(v)) return v > 0 ? "inf" : "-inf";
-  std::ostringstream o;
-  o.precision(prec);
-  o << v;
-  return o.str();
+  if (!std::isfinite(v)) return v > 0 ? "inf" : "-inf";  // NaN too prints -inf, as it always did
+  return format_number(v, prec);
 }
 
 // The most sensitive nodes (at most 40), most sensitive first.

@@ -69,11 +69,7 @@ namespace {
 
 std::string esc(const std::string& s) { return html_escape(s); }
 
-std::string fmt(double v, int digits = 3) {
-  std::ostringstream o;
-  o << std::setprecision(digits) << v;
-  return o.str();
-}
+std::string fmt(double v, int digits = 3) { return format_number(v, digits); }
 
 // Values spanning more than this ratio are plotted on a log axis.
 constexpr double kLogSpan = 30;

@@ -52,12 +52,7 @@ int list_presets(bool json) {
   return 0;
 }
 
-std::string fmt(double v, int prec = 4) {
-  std::ostringstream s;
-  s.precision(prec);
-  s << v;
-  return s.str();
-}
+std::string fmt(double v, int prec = 4) { return format_number(v, prec); }
 
 // One bar per datapath.
 report::Chart datapath_chart(const std::vector<Result>& results, const std::string& value_label,

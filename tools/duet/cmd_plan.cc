@@ -35,12 +35,7 @@ struct Options {
   int threads = 1;
 };
 
-std::string fmt(double v, int prec = 4) {
-  std::ostringstream s;
-  s.precision(prec);
-  s << v;
-  return s.str();
-}
+std::string fmt(double v, int prec = 4) { return format_number(v, prec); }
 
 nlohmann::json optional_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -359,20 +360,28 @@ double tail_latency_s(double rate, int64_t batch, double batch_latency_s, double
   return fill + wait + batch_latency_s;
 }
 
-Plan evaluate_assignment(const PlanResult& result, const PlanRequest& r, const quant::SampleSource& data,
-                         const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision) {
+Plan cost_assignment(const PlanResult& result, const PlanRequest& r, const quant::SampleSource& data,
+                     const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision) {
   DUET_CHECK(result.folded, "plan: the result holds no model");
   const sim::Device d = sim::find_device(r.catalog_dir, device);
-  DUET_CHECK(!d.cpu, "evaluate_assignment costs catalog accelerators; the host is measured by plan_model");
+  DUET_CHECK(!d.cpu, "cost_assignment costs catalog accelerators; the host is measured by plan_model");
   const std::optional<sim::Device> host = calibrated_host(r.catalog_dir);
   Assignment a;
   for (const auto& [node, p] : precision)
     if (numerics::parse_precision(p).str() != "fp32") a[node] = numerics::parse_precision(p).str();
-  Plan p = modelled_plan(r, d, host ? &*host : nullptr, workload(*result.folded, input_shapes(r, data), batch), a,
-                         result.layers.size());
+  return modelled_plan(r, d, host ? &*host : nullptr, workload(*result.folded, input_shapes(r, data), batch), a,
+                       result.layers.size());
+}
+
+void measure_plans(const PlanResult& result, const PlanRequest& r, const quant::SampleSource& data, std::vector<Plan>& plans) {
+  DUET_CHECK(result.folded, "plan: the result holds no model");
+  Split search(data, split_indices(data, r, 0), r.metric, *result.folded, r.threads);
   Split held_out(data, split_indices(data, r, 1), r.metric, *result.folded, r.threads);
-  p.held_out = held_out.measure(*emulate_assignment(*result.folded, a), "fp32", r.threads).figures;
-  return p;
+  for (Plan& p : plans) {
+    const std::unique_ptr<ir::Model> emulated = emulate_assignment(*result.folded, p.precision);
+    p.search = search.measure(*emulated, "fp32", r.threads).figures;
+    p.held_out = held_out.measure(*emulated, "fp32", r.threads).figures;
+  }
 }
 
 PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant::SampleSource& data) {
@@ -570,6 +579,95 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     }
   }
 
+  // Measured refinement (the accuracy objective): both proxies add per-layer
+  // figures, but layers interact and a per-layer task drop on a few samples is
+  // coarse. From the better proxy plan, a local search measured on the search
+  // samples: the changes the proxies rate nearly as good — one layer to another
+  // option, or two layers trading time (one more accurate, one faster) — are
+  // emulated whole, and the best kept when it measures better: the task score
+  // first, then the whole model's output noise. Every move keeps the modelled
+  // limits; at most r.refine whole models are measured per target.
+  auto refine = [&](const Target& t, Plan current, double limit_s) {
+    const Problem& q = t.problem;
+    const size_t n = q.layers.size();
+    auto choice_of = [&](const Assignment& a) {
+      std::vector<size_t> c(n, 0);
+      for (size_t i = 0; i < n; ++i) {
+        const std::string want = a.count(q.layers[i].name) ? a.at(q.layers[i].name) : "fp32";
+        for (size_t k = 0; k < q.layers[i].options.size(); ++k)
+          if (q.layers[i].options[k].name == want) c[i] = k;
+      }
+      return c;
+    };
+    auto value = [&](size_t i, size_t k, int column) { return q.layers[i].options[k].values[column]; };
+    auto better = [](const Split::Measure& a, const Split::Measure& b) {
+      return a.figures.score > b.figures.score || (a.figures.score == b.figures.score && a.noise < b.noise);
+    };
+    Split::Measure best = measurer.search(current.precision);
+    size_t spent = 0;
+    while (spent < r.refine) {
+      const std::vector<size_t> c = choice_of(current.precision);
+      const double slack = std::isfinite(limit_s) ? limit_s - request_latency_ms(current) / 1e3 : INFINITY;
+      struct Move {
+        size_t i, k, j, m;  // layer i to option k; with j != n also layer j to option m
+        double noise, drop; // predicted changes of the two proxies
+      };
+      std::vector<Move> moves;
+      for (size_t i = 0; i < n; ++i)
+        for (size_t k = 0; k < q.layers[i].options.size(); ++k) {
+          if (k == c[i]) continue;
+          const double dt = value(i, k, 0) - value(i, c[i], 0);
+          const double dn = value(i, k, 2) - value(i, c[i], 2), dd = value(i, k, 3) - value(i, c[i], 3);
+          if (dt <= slack) moves.push_back({i, k, n, 0, dn, dd});
+          if (dt <= 0 || dn >= 0) continue;  // pairs: a more accurate, slower layer i, paid for by a faster one
+          for (size_t j = 0; j < n; ++j)
+            for (size_t m = 0; j != i && m < q.layers[j].options.size(); ++m) {
+              const double dtj = value(j, m, 0) - value(j, c[j], 0);
+              if (dtj < 0 && dt + dtj <= slack)
+                moves.push_back({i, k, j, m, dn + value(j, m, 2) - value(j, c[j], 2), dd + value(j, m, 3) - value(j, c[j], 3)});
+            }
+        }
+      // The most promising by each proxy, alternately (stable: ties keep the enumeration order).
+      std::vector<size_t> by_noise(moves.size()), by_drop(moves.size());
+      std::iota(by_noise.begin(), by_noise.end(), 0);
+      by_drop = by_noise;
+      std::stable_sort(by_noise.begin(), by_noise.end(), [&](size_t a, size_t b) { return moves[a].noise < moves[b].noise; });
+      std::stable_sort(by_drop.begin(), by_drop.end(), [&](size_t a, size_t b) {
+        return moves[a].drop < moves[b].drop || (moves[a].drop == moves[b].drop && moves[a].noise < moves[b].noise);
+      });
+      std::optional<Plan> step_best;
+      Split::Measure step_measure;
+      std::set<std::string> tried;
+      const size_t per_step = std::min<size_t>(8, r.refine - spent);
+      size_t taken = 0;
+      for (size_t rank_i = 0; rank_i < moves.size() && taken < per_step; ++rank_i)
+        for (const std::vector<size_t>* order : {&by_noise, &by_drop}) {
+          if (taken >= per_step) break;
+          const Move& mv = moves[(*order)[rank_i]];
+          Assignment a = current.precision;
+          auto set = [&](size_t layer, size_t option) {
+            const std::string& name = q.layers[layer].options[option].name;
+            if (name == "fp32") a.erase(q.layers[layer].name);
+            else a[q.layers[layer].name] = name;
+          };
+          set(mv.i, mv.k);
+          if (mv.j != n) set(mv.j, mv.m);
+          if (!tried.insert(key_of(a)).second) continue;
+          Plan p = plan_of(t, a);
+          if (!broken_limit(r, p).empty() || request_latency_ms(p) / 1e3 > limit_s) continue;
+          ++taken;
+          const Split::Measure m = measurer.search(a);
+          if (!step_best || better(m, step_measure)) step_best = std::move(p), step_measure = m;
+        }
+      spent += taken;
+      if (!step_best || !better(step_measure, best)) break;  // a local optimum, as measured
+      best = step_measure;
+      current = std::move(*step_best);
+    }
+    current.search = best.figures;
+    return current;
+  };
+
   for (size_t ti = 0; ti < targets.size(); ++ti) {
     const Target& t = targets[ti];
     progress("planning", ti, targets.size());
@@ -626,6 +724,7 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
           chosen = p;
       }
     }
+    if (r.objective == Objective::Accuracy && chosen && r.refine > 0) chosen = refine(t, *chosen, limit_s);
     for (int attempt = 0; attempt < 8 && !chosen; ++attempt) {
       std::optional<Plan> p = solve_target(noise_limit, "noise");
       if (!p) {
@@ -824,18 +923,15 @@ Deployable deployable_model(const PlanResult& result, const Plan& plan, const Pl
   if (int8.empty()) {
     d.model = annotated_model(result, plan);
   } else {
-    quant::Recipe recipe;
-    for (auto& n : result.folded->graph->nodes)
-      if (ops::matrix_traits(*n) && !int8.count(n->name)) recipe.options.exclude_nodes.insert(n->name);
-    recipe.run.threads = r.threads;
-    // Calibrate on the search samples only: the held-out ones judge the result.
-    quant::SampleSource search = data;
-    const std::vector<size_t> idx = split_indices(data, r, 0);
-    search.count = idx.size();
-    search.load = [data, idx](size_t i) { return data.load(idx[i]); };
-    search.name = [data, idx](size_t i) { return data.name(idx[i]); };
-    quant::PtqResult q = quant::quantize_post_training(*result.folded, recipe, search);
-    d.model = std::move(q.quantized.model);
+    quant::QuantizeOptions qo;
+    qo.dynamic_activations = true;
+    qo.symmetric_activations = true;
+    const std::unique_ptr<ir::Model> prepared = quant::prepare_for_quantization(*result.folded, qo);
+    const quant::Plan nodes = quant::plan_quantization(*prepared, qo);
+    for (const std::string& node : int8)
+      DUET_CHECK(std::find(nodes.nodes.begin(), nodes.nodes.end(), node) != nodes.nodes.end(),
+                 "plan: the QDQ form cannot quantize node '", node, "'");
+    d.model = std::move(quant::quantize_model(*prepared, nodes, {}, qo, int8).model);
     for (auto& n : d.model->graph->nodes)
       if (auto it = plan.precision.find(n->name); it != plan.precision.end() && it->second != "int8")
         n->annotations[numerics::kPrecisionAnnotation] = it->second;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -434,14 +435,36 @@ class Rewriter {
     const ActParams p = activation_params(r, o_);
     Value* scale = add_initializer(g_, x->name + "_scale", Tensor::scalar<float>(p.scale));
     Value* zp = add_initializer(g_, x->name + "_zero_point", p.zero_point);
+    return pair(x, scale, zp, into);
+  }
+
+  // The same pair with the scale computed at run time: max |x| / 127 over the
+  // whole tensor, symmetric INT8 (zero point 0) — the emulator's x=int8/tensor.
+  Value* dynamic_activation_pair(Value* x, Value* into = nullptr) {
+    auto op = [&](const std::string& type, std::vector<Value*> ins, const std::string& what) {
+      Value* out = g_.value(fresh_name(g_, x->name + "_" + what));
+      g_.add_node(type, ins, {out}, node_names_.fresh(x->name + "_" + type));
+      return out;
+    };
+    Value* amax = op("ReduceMax", {op("Abs", {x}, "abs")}, "amax");
+    set_attr(*amax->producer, "keepdims", int64_t{0});
+    Value* scale = op("Max", {op("Div", {amax, add_initializer(g_, x->name + "_qmax", Tensor::scalar<float>(127.0f))}, "scale_raw"),
+                              add_initializer(g_, x->name + "_smallest_scale", Tensor::scalar<float>(std::numeric_limits<float>::min()))},
+                      "scale");
+    Value* zp = add_initializer(g_, x->name + "_zero_point", Tensor::zeros(DType::Int8, {}));
+    return pair(x, scale, zp, into);
+  }
+
+ private:
+  Value* pair(Value* x, Value* scale, Value* zp, Value* into) {
     Value* q = g_.value(fresh_name(g_, x->name + "_quantized"));
     g_.add_node("QuantizeLinear", {x, scale, zp}, {q}, node_names_.fresh(x->name + "_QuantizeLinear"));
     if (!into) return dequantize(x->name, q, scale, zp, std::nullopt, 0);
     g_.add_node("DequantizeLinear", {q, scale, zp}, {into}, node_names_.fresh(into->name + "_DequantizeLinear"));
-    act_scale_[into->name] = p.scale;
     return into;
   }
 
+ public:
   ir::Model& m_;
   Graph& g_;
   const QuantizeOptions& o_;
@@ -477,6 +500,8 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
 
   const numerics::Precision& p = o.precision;
   const bool acts = scheme::quantizes_activations(p);
+  DUET_CHECK(!o.dynamic_activations || scheme::int8_activations(p),
+             "dynamic activation scales are for INT8 activations; precision ", p.str(), " has none");
   std::unordered_set<const Value*> made;  // dequantized values this rewrite produced
   std::map<const Value*, std::string> original;  // dequantized value -> the float tensor it stands for
   if (acts && o.quantize_outputs) {
@@ -489,7 +514,12 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
       yf->producer = n;
       yf->producer_output = 0;
       n->outputs[0] = yf;
-      rw.activation_pair(yf, range_of(y->name), y);
+      if (o.dynamic_activations) {
+        rw.dynamic_activation_pair(yf, y);
+      } else {
+        rw.activation_pair(yf, range_of(y->name), y);
+        rw.act_scale_[y->name] = activation_params(range_of(y->name), o).scale;
+      }
       made.insert(y);
       result.dequantized[y->name] = y->name;
     }
@@ -503,8 +533,8 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
         if (!x || constant(g, x) || made.count(x)) continue;
         auto it = pairs.find(x->name);
         if (it == pairs.end()) {
-          Value* dq = rw.activation_pair(x, range_of(x->name));
-          rw.act_scale_[dq->name] = activation_params(range_of(x->name), o).scale;
+          Value* dq = o.dynamic_activations ? rw.dynamic_activation_pair(x) : rw.activation_pair(x, range_of(x->name));
+          if (!o.dynamic_activations) rw.act_scale_[dq->name] = activation_params(range_of(x->name), o).scale;
           made.insert(dq);
           original[dq] = x->name;
           it = pairs.emplace(x->name, dq).first;

@@ -31,7 +31,7 @@ struct Options {
   std::vector<int64_t> batches = {1};
   double max_drop = 1.0, max_latency_ms = 0, min_throughput = 0, max_power = 0, max_cost = 0, arrival_rate = 0, percentile = 99;
   bool sparsity = false, json = false, progress = false;
-  size_t max_samples = 16, max_held_out = 0;
+  size_t max_samples = 16, max_held_out = 0, refine = 16;
   int threads = 1;
 };
 
@@ -254,6 +254,7 @@ int run_plan(const Options& o) {
   r.metric = eval::parse_metric(o.metric);
   r.max_samples = o.max_samples;
   r.max_held_out = o.max_held_out;
+  r.refine = o.refine;
   r.input_shapes = parse_shape_bindings(o.shapes);
   r.threads = o.threads;
   if (o.progress)
@@ -302,14 +303,15 @@ int run_plan(const Options& o) {
   }
 
   if (!o.output.empty() && result.chosen >= 0 && !result.plans[result.chosen].measured_latency) {
-    // The deployable QDQ form, measured again (static ranges differ from the emulator's dynamic scales).
+    // The deployable QDQ form (dynamic activation scales, as emulated), measured again.
     const plan::Deployable dep = plan::deployable_model(result, result.plans[result.chosen], r, data);
     std::filesystem::create_directories(o.output);
     onnx_io::save_model(*dep.model, (std::filesystem::path(o.output) / "plan.qdq.onnx").string());
     j["chosen"]["deployable"] = {{"model", "plan.qdq.onnx"},
                                  {"int8_nodes_as_qdq", dep.int8_nodes},
                                  {"accuracy_held_out", figures_json(dep.held_out)},
-                                 {"accuracy", "measured (the QDQ model run by the cpu backend; static calibrated ranges)"}};
+                                 {"accuracy", "measured (the QDQ model run by the cpu backend; activation scales computed at run time, "
+                                                          "products summed in FP32)"}};
   }
   if (!o.output.empty() && result.chosen >= 0) {
     std::filesystem::create_directories(o.output);
@@ -392,13 +394,17 @@ Runner add_plan(CLI::App& app) {
   cmd->add_option("--max-samples", o->max_samples, "At most this many search samples (and held-out ones)")->capture_default_str();
   cmd->add_option("--max-held-out", o->max_held_out, "At most this many held-out samples (0: as --max-samples)")
       ->capture_default_str();
+  cmd->add_option("--refine", o->refine,
+                  "With --objective accuracy: at most this many whole models measured per device and batch in a local "
+                  "search around the solver's plan (0: none)")
+      ->capture_default_str();
   cmd->add_option("--shape", o->shapes, "Bind an input dimension for the simulator, NAME=1x3x48x320 (repeatable)");
   cmd->add_option("--threads", o->threads, "Intra-op threads for measurements")->check(CLI::Range(1, 256));
   cmd->add_option("--report", o->report, "Write a self-contained HTML report (and its data as JSON beside it)");
   cmd->add_option("-o,--output", o->output,
                   "Directory for the chosen plan: plan.onnx (each matrix node annotated with its precision), "
                   "plan.emulated.onnx (what duet run computes bit-exactly), plan.qdq.onnx (its INT8 nodes as QDQ with "
-                  "calibrated ranges, accuracy measured again) and plan.json");
+                  "activation scales computed at run time, accuracy measured again) and plan.json");
   cmd->add_option("--solve", o->solve, "Solve a per-layer table instead: CSV with layer, option, [group,] value columns");
   cmd->add_option("--minimize", o->minimize, "--solve: the column to minimize")->capture_default_str();
   cmd->add_option("--limit", o->limits, "--solve: COLUMN=VALUE, the most a column's sum may be (repeatable)");

@@ -22,7 +22,10 @@
 //     multiple-choice knapsack); then the finalists along it are emulated whole
 //     and their task metric measured on the search samples: the fastest that
 //     keeps the accuracy budget is the device's plan (a binary search along the
-//     curve; the whole mixed model is re-simulated for its figures).
+//     curve; the whole mixed model is re-simulated for its figures). With the
+//     accuracy objective, the better of two proxy plans (summed noise, summed
+//     per-layer task drop) is refined by a local search measured whole-model on
+//     the search samples (PlanRequest::refine).
 //  5. The host CPU is measured, never modelled: the cpu backend runs the model
 //     at FP32 and at BF16 (where it computes BF16), batch 1.
 //  6. Plans across devices and batches are ranked by the objective under the
@@ -70,6 +73,10 @@ struct PlanRequest {
   eval::TaskMetric metric;
   size_t max_samples = 16;                 // search samples (and held-out ones unless max_held_out is set)
   size_t max_held_out = 0;                 // held-out samples; 0: max_samples
+  // The accuracy objective's measured refinement: at most this many whole
+  // models emulated per device and batch in a local search around the solver's
+  // plan (0: take the solver's plan as it is).
+  size_t refine = 16;
   std::map<std::string, Dims> input_shapes;  // bind unknown non-batch input dims for the simulator
   std::string catalog_dir = sim::default_devices_dir();
   int threads = 1;
@@ -134,29 +141,37 @@ struct PlanResult {
 
 PlanResult plan_model(const ir::Model& model, const PlanRequest& request, const quant::SampleSource& data);
 
-// Any per-node assignment (node -> precision text; nodes not named stay FP32)
-// costed like a plan: modelled on a catalog device at a batch, accuracy
-// measured on the request's held-out samples. What a planned model is
-// compared against (uniform precisions, random assignments within a budget).
 // The modelled request latency at `percentile` for Poisson arrivals at `rate`
 // per second into batches of `batch` served in `batch_latency_s`; infinity when
 // the device cannot keep up (utilization >= 1).
 double tail_latency_s(double rate, int64_t batch, double batch_latency_s, double percentile);
 
-Plan evaluate_assignment(const PlanResult& result, const PlanRequest& request, const quant::SampleSource& data,
-                         const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision);
+// Any per-node assignment (node -> precision text; nodes not named stay FP32)
+// costed like a plan: every figure modelled, on a catalog device at a batch.
+// What a planned model is compared against: uniform precisions, random
+// assignments within a budget.
+Plan cost_assignment(const PlanResult& result, const PlanRequest& request, const quant::SampleSource& data,
+                     const std::string& device, int64_t batch, const std::map<std::string, std::string>& precision);
+
+// Measures plans' accuracy (Plan::search, Plan::held_out) on the request's
+// search and held-out samples, the same split the planner used.
+void measure_plans(const PlanResult& result, const PlanRequest& request, const quant::SampleSource& data,
+                   std::vector<Plan>& plans);
 
 // The chosen plan's model: the folded FP32 model with every matrix node's
 // precision annotation (numerics::kPrecisionAnnotation), which `duet simulate`
 // costs node by node and `duet emulate` / plan verification run bit-exactly.
 std::unique_ptr<ir::Model> annotated_model(const PlanResult& result, const Plan& plan);
 
-// The plan as a device toolchain takes it: its INT8 nodes as a QDQ model
-// (quant::quantize_post_training: static per-tensor activation ranges
-// calibrated on the search samples, per-channel weights — what ONNX Runtime and
-// TensorRT consume), every other node FP32 with its precision annotation.
-// Static ranges compute differently from the emulator's dynamic scales, so its
-// accuracy is measured again on the held-out samples (`held_out`).
+// The plan as a device toolchain takes it: its INT8 nodes as a QDQ model with
+// per-channel INT8 weights and activation scales computed at run time (max |x|
+// / 127 per tensor: quant::QuantizeOptions::dynamic_activations), which is what
+// the planner emulated; every other node FP32 with its precision annotation.
+// ONNX Runtime runs it (the Q/DQ pairs in float); its accuracy is measured again
+// on the held-out samples (`held_out`): the products are summed in FP32 rather
+// than INT32, so figures may differ from the plan's in the last bits. Engines
+// that need static scales (TensorRT, fused QDQ kernels) calibrate with
+// `duet quantize` instead.
 struct Deployable {
   std::unique_ptr<ir::Model> model;
   Figures held_out;  // measured, running the QDQ model with the cpu backend

@@ -63,6 +63,11 @@ struct QuantizeOptions {
   // through VPMADDUBSW, whose 16-bit pair sums saturate for |w| > 64; the cpu
   // backend runs such convs in float (exact) unless the weights fit 7 bits.
   bool reduce_range = false;
+  // Activation scales computed at run time from each tensor (max |x| / 127,
+  // symmetric INT8): no calibration ranges; what the emulator's int8
+  // (x=int8/tensor) computes and what dynamic-quantization runtimes do.
+  // Static-scale engines (TensorRT, fused QDQ kernels) need calibrated ranges.
+  bool dynamic_activations = false;
   bool quantize_outputs = false;       // also a Q/DQ pair on every quantized node's output (ONNX Runtime's placement)
   std::set<std::string> op_types = ops::matrix_op_types();  // Conv, ConvTranspose, Gemm, MatMul
   std::set<std::string> exclude_op_types;

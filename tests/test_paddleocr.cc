@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "duet/eval/metrics.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/runtime/session.h"
 #include "test_util.h"
@@ -49,23 +50,11 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
-// CTC greedy: argmax per step, drop repeats and blanks (index 0); index i is
-// line i-1 of the keys file and the last index is a space.
-std::string ctc_decode(const Tensor& probs, const std::vector<std::string>& keys) {
-  const int64_t steps = probs.dims()[1], classes = probs.dims()[2];
-  std::string text;
-  int64_t prev = -1;
-  for (int64_t t = 0; t < steps; ++t) {
-    int64_t best = 0;
-    float best_p = -1;
-    for (int64_t c = 0; c < classes; ++c) {
-      const float p = probs.data<float>()[t * classes + c];
-      if (p > best_p) { best_p = p; best = c; }
-    }
-    if (best != 0 && best != prev) text += best == classes - 1 ? " " : keys.at(best - 1);
-    prev = best;
-  }
-  return text;
+std::vector<std::string> keys() {
+  std::vector<std::string> k;
+  std::ifstream f(fs::path(testutil::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
+  for (std::string line; std::getline(f, line);) k.push_back(line);
+  return k;
 }
 
 }  // namespace
@@ -82,12 +71,10 @@ TEST_P(PaddleOCR, ClassifierMatchesOnnxRuntime) {
 
 TEST_P(PaddleOCR, RecognizerMatchesOnnxRuntimeAndDecodesIdentically) {
   DUET_REQUIRE_SHARED();
-  std::vector<std::string> keys;
-  std::ifstream f(fs::path(testutil::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
-  for (std::string line; std::getline(f, line);) keys.push_back(line);
+  const std::vector<std::string> k = keys();
   for (auto& r : run_testdata("ch_PP-OCRv4_rec_infer.onnx", "rec", GetParam())) {
     EXPECT_LE(max_abs_diff(r.expected, r.actual), 1e-4);
-    EXPECT_EQ(ctc_decode(r.actual, keys), ctc_decode(r.expected, keys));
+    EXPECT_EQ(eval::ctc_greedy_decode(r.actual, k), eval::ctc_greedy_decode(r.expected, k));
   }
 }
 
@@ -112,18 +99,57 @@ TEST_P(PaddleOCR, DetectorMatchesOnnxRuntime) {
 // every test line as FP32 does, and its probabilities stay close.
 TEST(PaddleOCRBf16, RecognizerDecodesAsFp32) {
   DUET_REQUIRE_SHARED();
-  std::vector<std::string> keys;
-  std::ifstream f(fs::path(testutil::shared_dir()) / "models/paddleocr/ppocr_keys_v1.txt");
-  for (std::string line; std::getline(f, line);) keys.push_back(line);
+  const std::vector<std::string> k = keys();
   const auto runs = run_testdata("ch_PP-OCRv4_rec_infer.onnx", "rec", "cpu", 2, "bf16");
   ASSERT_FALSE(runs.empty());
   double worst = 0;
   for (auto& r : runs) {
-    EXPECT_EQ(ctc_decode(r.actual, keys), ctc_decode(r.expected, keys));
+    EXPECT_EQ(eval::ctc_greedy_decode(r.actual, k), eval::ctc_greedy_decode(r.expected, k));
     worst = std::max(worst, max_abs_diff(r.expected, r.actual));
   }
   EXPECT_GT(worst, 1e-6) << "the BF16 rounding happened";
   EXPECT_LT(worst, 0.1);
+}
+
+// Batch sizes beyond the test data's 1: each model's graph is batch-agnostic
+// (its batch dimension is symbolic), so the four test inputs stacked into one
+// batch give each sample's own output — what a batch sweep of the simulator
+// and a batched benchmark assume.
+TEST_P(PaddleOCR, AStackedBatchGivesEachSamplesOwnOutput) {
+  DUET_REQUIRE_SHARED();
+  const fs::path root = fs::path(testutil::shared_dir()) / "models/paddleocr";
+  for (const auto& [file, testdata] : std::vector<std::pair<std::string, std::string>>{
+           {"ch_ppocr_mobile_v2.0_cls_infer.onnx", "cls"}, {"ch_PP-OCRv4_rec_infer.onnx", "rec"},
+           {"ch_PP-OCRv4_det_infer.onnx", "det"}}) {
+    std::shared_ptr<ir::Model> model = onnx_io::load_model((root / file).string());
+    runtime::SessionOptions options;
+    options.threads = 2;
+    options.backend = GetParam();
+    runtime::prepare_model(*model, options);
+    runtime::Session session(model, options);
+    std::vector<Tensor> inputs, singles;
+    for (int i = 0; i < 4; ++i) {
+      inputs.push_back(onnx_io::load_tensor_pb((root / "testdata" / testdata / ("test_data_set_" + std::to_string(i)) / "input_0.pb").string()));
+      singles.push_back(session.run({{"x", inputs.back()}}).at(0).tensor);
+    }
+    Dims stacked_dims = inputs[0].dims();
+    stacked_dims[0] = 4;
+    Tensor stacked(DType::Float32, stacked_dims);
+    for (int i = 0; i < 4; ++i)
+      std::copy_n(inputs[i].data<float>(), inputs[i].numel(), stacked.data<float>() + i * inputs[i].numel());
+    const Tensor batched = session.run({{"x", stacked}}).at(0).tensor;
+    ASSERT_EQ(batched.dims()[0], 4) << file;
+    for (int i = 0; i < 4; ++i) {
+      const int64_t n = singles[i].numel();
+      ASSERT_EQ(batched.numel(), 4 * n) << file;
+      double worst = 0, scale = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        worst = std::max(worst, std::fabs(static_cast<double>(batched.data<float>()[i * n + k]) - singles[i].data<float>()[k]));
+        scale = std::max(scale, std::fabs(static_cast<double>(singles[i].data<float>()[k])));
+      }
+      EXPECT_LE(worst, 1e-5 * std::max(1.0, scale)) << file << " sample " << i;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PaddleOCR, ::testing::Values("reference", "cpu"),

@@ -56,7 +56,9 @@ int main(int argc, char** argv) try {
   };
 
   // Uniform figures first (a plan without a latency limit lists them), then the budget halfway.
+  r.refine = 0;  // the unlimited plan is only read for the uniform figures
   const plan::PlanResult free = plan::plan_model(*model, r, data);
+  r.refine = refine;
   const plan::Plan *uniform_high = nullptr, *uniform_low = nullptr;
   for (const auto& p : free.plans) {
     if (p.summary == "uniform " + numerics::parse_precision(high).str()) uniform_high = &p;
@@ -65,6 +67,7 @@ int main(int argc, char** argv) try {
   DUET_CHECK(uniform_high && uniform_low, "the device does not take both ", high, " and ", low, " on every layer");
   const double budget = (uniform_high->latency_ms + uniform_low->latency_ms) / 2;
   r.max_latency_ms = budget;
+  r.measured_layers = free.layers;  // the same samples: the sensitivity measured once
   const plan::PlanResult planned = plan::plan_model(*model, r, data);
   DUET_CHECK(planned.chosen >= 0, planned.infeasible);
   const plan::Plan& chosen = planned.plans[planned.chosen];

@@ -459,6 +459,22 @@ PlanResult plan_model(const ir::Model& model, const PlanRequest& r, const quant:
     else
       for (size_t k = tasks.size(); k-- > 0 && tasks[k].layer == out.layers.size();) tasks.pop_back();
   }
+  if (!r.measured_layers.empty()) {
+    // Measured before: the same layers and options, or one clear error.
+    DUET_CHECK(r.measured_layers.size() == out.layers.size(), "plan: the measured layers given (",
+               r.measured_layers.size(), ") are not this model's ", out.layers.size(), " matrix layers");
+    for (size_t i = 0; i < out.layers.size(); ++i) {
+      const MatrixLayer& m = r.measured_layers[i];
+      DUET_CHECK(m.node == out.layers[i].node && m.options.size() == out.layers[i].options.size(),
+                 "plan: the measured layers given do not match this model and these precisions (layer ", i, ": '", m.node,
+                 "' vs '", out.layers[i].node, "')");
+      for (size_t k = 0; k < m.options.size(); ++k)
+        DUET_CHECK(m.options[k].precision == out.layers[i].options[k].precision, "plan: layer '", m.node,
+                   "' was measured at other precisions");
+    }
+    out.layers = r.measured_layers;
+    tasks.clear();
+  }
   std::vector<double> figures(2 * tasks.size(), 0);  // noise, task drop per task
   for (size_t k = 0; k < tasks.size(); ++k) {
     progress("sensitivity", k, tasks.size());

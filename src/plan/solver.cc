@@ -7,6 +7,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "duet/core/csv.h"
 #include "duet/core/error.h"
 #include "duet/core/html.h"
 
@@ -446,36 +447,6 @@ std::vector<size_t> pareto_front(const std::vector<std::vector<double>>& points)
   return front;
 }
 
-namespace {
-
-std::vector<std::string> split_csv_line(const std::string& line) {
-  std::vector<std::string> fields;
-  std::string f;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') f += '"', ++i;
-      else if (c == '"') quoted = false;
-      else f += c;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.push_back(f);
-      f.clear();
-    } else if (c != '\r') {
-      f += c;
-    }
-  }
-  fields.push_back(f);
-  for (auto& s : fields) {
-    const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
-    s = a == std::string::npos ? "" : s.substr(a, b - a + 1);
-  }
-  return fields;
-}
-
-}  // namespace
 
 Problem parse_table(const std::string& text, const std::string& source) {
   std::istringstream in(text);

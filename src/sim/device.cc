@@ -259,6 +259,24 @@ Device decode(const toml::table& root, const std::string& origin) {
     if (auto* add = (*e)["add_pj"].as_table())
       for (auto& [k, v] : *add) tt.add_pj[std::string(k.str())] = v.value_or(0.0);
   }
+  if (auto* e = root["efficiency"].as_table()) {
+    const std::string w = origin + " [efficiency]";
+    Efficiency f;
+    f.kernel_s = num(*e, "kernel_us", 0, w) * 1e-6;
+    f.matrix_fraction = num(*e, "matrix_fraction", 1, w);
+    f.bandwidth_fraction = num(*e, "bandwidth_fraction", 1, w);
+    f.units = int64_t(num(*e, "units", 0, w));
+    f.tile_m = int64_t(num(*e, "tile_m", 0, w));
+    f.tile_n = int64_t(num(*e, "tile_n", 0, w));
+    f.fuse = (*e)["fuse"].value_or(false);
+    f.source = str(*e, "source");
+    DUET_CHECK(f.kernel_s >= 0, w, ": kernel_us must not be negative");
+    DUET_CHECK(f.matrix_fraction > 0 && f.matrix_fraction <= 1 && f.bandwidth_fraction > 0 && f.bandwidth_fraction <= 1, w,
+               ": matrix_fraction and bandwidth_fraction are fractions in (0, 1]");
+    DUET_CHECK(f.units >= 0 && f.tile_m >= 0 && f.tile_n >= 0 && ((f.units > 0) == (f.tile_m > 0 && f.tile_n > 0)), w,
+               ": units, tile_m and tile_n are given together (all positive) or not at all");
+    d.efficiency = f;
+  }
   if (auto* k = root["cpu_kernels"].as_table()) {
     const std::string w = origin + " [cpu_kernels]";
     CpuKernelModel m;

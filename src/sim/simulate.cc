@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "duet/core/error.h"
 
@@ -90,6 +91,30 @@ std::string runnable_precision(const Device& d, const WorkItem& item, const std:
 
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
+// The share of a GEMM's output tiles that do useful work: M x N (x repeats)
+// cut into tile_m x tile_n tiles, dealt to the units in whole waves.
+double wave_efficiency(const Gemm& g, const Efficiency& e) {
+  if (e.units <= 0) return 1;
+  const double tiles = ceil_div(double(g.m), double(e.tile_m)) * ceil_div(double(g.n), double(e.tile_n)) * double(g.repeats);
+  const double waves = ceil_div(tiles, double(e.units));
+  const double useful = double(g.m) * double(g.n) * double(g.repeats);
+  return waves > 0 ? std::min(1.0, useful / (waves * double(e.units) * double(e.tile_m) * double(e.tile_n))) : 1;
+}
+
+// Elementwise ops a device compiler fuses into the kernel producing their input.
+bool fusable(const std::string& op) {
+  static const std::set<std::string> ops = {
+      "Relu", "Clip", "Add", "Sub", "Mul", "Div", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "PRelu",
+      "Gelu", "Erf", "BatchNormalization", "Cast", "QuantizeLinear", "DequantizeLinear", "Softplus", "Elu", "Selu",
+      "Sqrt", "Pow", "Neg", "Abs", "Exp", "Mish"};
+  return ops.count(op) > 0;
+}
+
+// Ops that only re-describe a tensor's shape: no kernel once compiled.
+bool view_op(const std::string& op) {
+  return op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity";
+}
+
 // A node on a CPU with measured kernel rates (sim/cpu_model.h).
 void cost_on_cpu(const Device& d, const WorkItem& item, const NodeFormat& f, const SimOptions& o, int64_t batch,
                  NodeResult& r) {
@@ -173,9 +198,20 @@ void cost_on(const Device& d, const WorkItem& item, const NodeFormat& f, const S
     compute_s = item.flops / peak;
     on_chip_bytes = weight_bytes + act_bytes;
   }
+  const Efficiency* eff = d.efficiency ? &*d.efficiency : nullptr;
+  if (eff && !(item.matrix && d.matrix.model == "systolic")) {  // the systolic model counts its own cycles
+    compute_s /= eff->matrix_fraction;
+    if (item.matrix) {
+      compute_s /= wave_efficiency(item.gemm, *eff);
+      // A kernel library takes the vector units where they are faster (depthwise, skinny GEMMs).
+      const auto v = d.vector.peak_flops.find(p);
+      if (v != d.vector.peak_flops.end()) compute_s = std::min(compute_s, item.flops / (v->second * eff->matrix_fraction));
+    }
+  }
   if (sparse) compute_s /= d.matrix.sparsity_2to4_speedup;
 
-  double memory_s = dram.bandwidth_bytes_per_s > 0 ? dram_bytes / dram.bandwidth_bytes_per_s : 0;
+  const double achieved_bw = dram.bandwidth_bytes_per_s * (eff ? eff->bandwidth_fraction : 1);
+  double memory_s = achieved_bw > 0 ? dram_bytes / achieved_bw : 0;
   for (auto& level : d.memory)
     if (level.on_chip && level.bandwidth_bytes_per_s > 0) memory_s = std::max(memory_s, on_chip_bytes / level.bandwidth_bytes_per_s);
 
@@ -185,8 +221,9 @@ void cost_on(const Device& d, const WorkItem& item, const NodeFormat& f, const S
   r.on_chip_bytes = on_chip_bytes;
   r.compute_s = compute_s;
   r.memory_s = memory_s;
-  r.time_s = std::max(compute_s, memory_s) + fill_s;
-  r.bound = compute_s >= memory_s ? "compute" : "memory";
+  r.overhead_s = eff ? eff->kernel_s : 0;
+  r.time_s = std::max(compute_s, memory_s) + fill_s + r.overhead_s;
+  r.bound = r.overhead_s >= std::max(compute_s, memory_s) ? "overhead" : compute_s >= memory_s ? "compute" : "memory";
   r.intensity = dram_bytes > 0 ? item.flops / dram_bytes : 0;
   const double macs = item.matrix ? item.gemm.macs() : 0;
   r.energy.compute_j = 1e-12 * (item.matrix ? macs * tech.mac_pj(p) : item.flops * tech.op_pj(p));
@@ -205,6 +242,37 @@ void cost_on(const Device& d, const WorkItem& item, const NodeFormat& f, const S
       r.compute_bound_batch = b <= double(1 << 20) ? int64_t(b) : -1;
     }
   }
+}
+
+// Under [efficiency] fuse: a view op costs nothing; an elementwise node whose
+// input comes from a matrix node's kernel (or one fused into it) on the device
+// joins that kernel: no kernel time of its own, and DRAM traffic only for its
+// other inputs (a residual's skip tensor, constants).
+void fuse_into_producer(const Device& d, const Workload& w, size_t i, const std::vector<bool>& on_host, double bytes_per,
+                        std::vector<bool>& fused, NodeResult& r) {
+  const WorkItem& item = w.items[i];
+  int chain = -1;
+  for (size_t k = 0; k < item.producers.size() && chain < 0; ++k) {
+    const int j = item.producers[k];
+    if (j >= 0 && !on_host[size_t(j)] && (w.items[size_t(j)].matrix || fused[size_t(j)])) chain = int(k);
+  }
+  const bool view = view_op(item.op);
+  if (!view && (!fusable(item.op) || chain < 0)) return;
+  fused[i] = chain >= 0;
+  double extra = 0;
+  if (!view) {
+    for (size_t k = 0; k < item.producers.size(); ++k)
+      if (int(k) != chain) extra += item.producer_elements[k] * bytes_per;
+    extra += item.weight_elements * bytes_per;
+  }
+  const double bw = d.dram().bandwidth_bytes_per_s * d.efficiency->bandwidth_fraction;
+  r.dram_bytes = extra;
+  r.memory_s = bw > 0 ? extra / bw : 0;
+  if (view) r.compute_s = 0, r.on_chip_bytes = 0, r.energy = {};
+  r.overhead_s = 0;
+  r.time_s = std::max(r.compute_s, r.memory_s);
+  r.bound = view ? "view" : "fused";
+  r.energy.dram_j = 1e-12 * r.dram_bytes * d.dram_pj_per_byte();
 }
 
 }  // namespace
@@ -226,6 +294,8 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
   const double link_bw = device.host_link_bytes_per_s > 0 ? device.host_link_bytes_per_s : 0;
 
   std::vector<bool> placed_on_host(w.items.size(), false);
+  const bool fusing = device.efficiency && device.efficiency->fuse && !device.cpu;
+  std::vector<bool> fused(w.items.size(), false);  // joined the kernel of a matrix node upstream
   for (size_t i = 0; i < w.items.size(); ++i) {
     const WorkItem& item = w.items[i];
     NodeResult r;
@@ -244,6 +314,7 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
     const double bytes_per = format.activation_bytes;
     if (!p.empty()) {
       cost_on(device, item, format, options, w.batch, r);
+      if (fusing) fuse_into_producer(device, w, i, placed_on_host, bytes_per, fused, r);
     } else {
       DUET_CHECK(host && host->calibrated, "node '", item.name, "' (", item.op, ") cannot run on ", device.id, " (", why,
                  ") and the host CPU is not calibrated: run `duet calibrate-host`");

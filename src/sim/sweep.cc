@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "duet/core/error.h"
+#include "duet/ir/graph.h"
 #include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/optimize.h"
@@ -67,7 +68,8 @@ std::vector<Device> resolve_devices(const SweepRequest& r) {
 
 Sweep sweep_model(const ir::Model& model, const SweepRequest& r) {
   std::vector<Device> devices = resolve_devices(r);  // checks the request
-  // Workloads per batch (shape inference once per batch, shared by all devices);
+  // Workloads per batch (shape inference once per batch, on its own copy of the
+  // graph, shared by all devices);
   // CPUs with measured kernel rates cost the graph the cpu backend runs.
   std::vector<Workload> as_given, optimized;
   bool need_given = false, need_optimized = false;
@@ -75,12 +77,12 @@ Sweep sweep_model(const ir::Model& model, const SweepRequest& r) {
   if (need_given) {
     auto m = onnx_io::clone_model(model);
     passes::annotate_qdq_precision(*m);  // a QDQ model is costed at the precisions it was quantized to
-    for (int64_t b : r.batches) as_given.push_back(workload_from_model(*m, b, r.input_shapes));
+    for (int64_t b : r.batches) as_given.push_back(workload_from_model(*ir::clone_sharing_initializers(*m), b, r.input_shapes));
   }
   if (need_optimized) {
     auto m = onnx_io::clone_model(model);
     passes::optimize(*m);
-    for (int64_t b : r.batches) optimized.push_back(workload_from_model(*m, b, r.input_shapes));
+    for (int64_t b : r.batches) optimized.push_back(workload_from_model(*ir::clone_sharing_initializers(*m), b, r.input_shapes));
   }
   return run(r, std::move(devices),
              [&](const Device& d) -> const std::vector<Workload>& { return d.cpu ? optimized : as_given; });

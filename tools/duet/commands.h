@@ -72,6 +72,7 @@ Runner add_emulate(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_train(CLI::App& app);
 Runner add_plan(CLI::App& app);
+Runner add_validate_devices(CLI::App& app);
 
 // The subcommand being run (main.cc sets it once parsing succeeded).
 const CLI::App*& active_command();

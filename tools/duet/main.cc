@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_quantize);
   add(duet::cli::add_train);
   add(duet::cli::add_plan);
+  add(duet::cli::add_validate_devices);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -53,6 +53,18 @@ enum class Objective { Latency, Cost, Energy, Throughput, Accuracy };
 Objective parse_objective(const std::string& s);  // latency | cost | energy | throughput | accuracy
 const char* objective_name(Objective o);
 
+// One layer's candidate: a precision, its measured error and modelled cost per (device, batch).
+struct Candidate {
+  std::string precision;   // numerics::Precision text; "fp32" keeps the layer as it is
+  double noise = 0;        // measured: mean squared relative L2 of the outputs, this layer alone
+  double task_drop = 0;    // measured: task-metric drop (points), this layer alone
+};
+
+struct MatrixLayer {
+  std::string node, op;
+  std::vector<Candidate> options;
+};
+
 struct PlanRequest {
   Objective objective = Objective::Latency;
   double max_accuracy_drop = 1.0;          // points (x100) of the task metric's score, held against FP32
@@ -77,22 +89,14 @@ struct PlanRequest {
   // models emulated per device and batch in a local search around the solver's
   // plan (0: take the solver's plan as it is).
   size_t refine = 16;
+  // Layers whose sensitivity was measured already (PlanResult::layers of an
+  // earlier plan of the same model on the same samples): taken as they are
+  // instead of measured again, so a second plan with other limits is quick.
+  std::vector<MatrixLayer> measured_layers;
   std::map<std::string, Dims> input_shapes;  // bind unknown non-batch input dims for the simulator
   std::string catalog_dir = sim::default_devices_dir();
   int threads = 1;
   std::function<void(const std::string& stage, size_t done, size_t total)> progress;
-};
-
-// One layer's candidate: a precision, its measured error and modelled cost per (device, batch).
-struct Candidate {
-  std::string precision;   // numerics::Precision text; "fp32" keeps the layer as it is
-  double noise = 0;        // measured: mean squared relative L2 of the outputs, this layer alone
-  double task_drop = 0;    // measured: task-metric drop (points), this layer alone
-};
-
-struct MatrixLayer {
-  std::string node, op;
-  std::vector<Candidate> options;
 };
 
 struct Figures {

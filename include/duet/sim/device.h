@@ -50,6 +50,23 @@ struct MemoryLevel {
   std::string source;
 };
 
+// [efficiency]: what a device's runtime achieves of its peaks, beyond the
+// roofline of compulsory traffic (docs/devices.md). Absent: the plain roofline.
+struct Efficiency {
+  double kernel_s = 0;            // fixed time per kernel: launch, synchronisation, pipeline fill and drain
+  double matrix_fraction = 1;     // of the matrix (and vector) peak, on shapes that fill every unit
+  double bandwidth_fraction = 1;  // of the DRAM bandwidth
+  // Wave quantisation (roofline engines): a GEMM's M x N output is cut into
+  // tile_m x tile_n tiles dealt to `units` compute units in waves; the last
+  // wave and the partial tiles idle (0: not modelled).
+  int64_t units = 0, tile_m = 0, tile_n = 0;
+  // The device compiler fuses elementwise work into the kernel that produces
+  // its input (TensorRT, XLA, the Neuron compiler): no kernel and no DRAM round
+  // trip of its own; view ops (Reshape, Flatten, Squeeze, Unsqueeze) are free.
+  bool fuse = false;
+  std::string source;
+};
+
 struct Device {
   std::string id, name, kind, source, path;
   bool calibrated = true;  // false: the host entry before `duet calibrate-host` ran
@@ -66,6 +83,7 @@ struct Device {
   std::set<std::string> supported_ops;    // "*": every op
   std::set<std::string> unsupported_ops;  // exceptions to "*"
   TechnologyTable energy;
+  std::optional<Efficiency> efficiency;
   // [cpu_kernels]: the host CPU's measured kernel rates (sim/cpu_model.h); when
   // present, nodes on this device are costed by the host-CPU kernel model.
   std::optional<CpuKernelModel> cpu;

@@ -37,14 +37,16 @@ struct NodeResult {
   std::string fallback_reason;
   double flops = 0, dram_bytes = 0, on_chip_bytes = 0, transfer_bytes = 0;
   double compute_s = 0, memory_s = 0, transfer_s = 0, time_s = 0;
-  std::string bound;       // "compute", "memory" or "overhead" (host-CPU model)
+  // "compute", "memory", "overhead" (host-CPU model; [efficiency] kernel time),
+  // "fused" (joined its producer's kernel) or "view" (no kernel)
+  std::string bound;
   double intensity = 0;    // FLOPs per DRAM byte
   std::string dataflow;    // systolic engines
   int64_t systolic_cycles = -1;
   double mapping_efficiency = 0, compute_utilization = 0;
   EnergyBreakdown energy;
   std::string cpu_class, cpu_level;  // host-CPU model: ceiling met, memory level holding the working set
-  double overhead_s = 0;             // host-CPU model: per-primitive overhead
+  double overhead_s = 0;             // host-CPU model: per-primitive overhead; [efficiency]: per kernel
   int node_index = -1;               // the workload item's graph position
   int64_t compute_bound_batch = -1;  // smallest batch at which it is compute-bound (roofline); -1: none up to 2^20
 };

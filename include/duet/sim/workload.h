@@ -47,7 +47,8 @@ Workload workload_from_topology(const Topology& topo, int64_t batch);
 // Binds the first dimension of every model input to `batch` (other unknown
 // dimensions must be fixed by `input_shapes`), infers shapes, and costs every
 // node that is not folded into a constant. Rewrites the graph's value types
-// (shape inference), so calls for several batches may share one model.
+// (shape inference): give each batch its own copy (ir::clone_sharing_initializers),
+// since batch 1 keeps a fully known input as it finds it.
 Workload workload_from_model(ir::Model& model, int64_t batch,
                              const std::map<std::string, Dims>& input_shapes = {});
 

@@ -165,6 +165,23 @@ TEST(SimSimulate, EachNodeIsCostedAtItsOwnAnnotatedPrecision) {
 
 // The sweep pipeline from C++: the bundled text-direction classifier on three
 // devices x two default precisions x two batches, no CLI involved.
+// The batches of one sweep do not leak into each other: batch 1 after batch 256
+// costs what batch 1 alone does (shape inference once rewrote the shared graph).
+TEST(SimSweep, BatchOrderDoesNotMatter) {
+  auto model = onnx_io::load_model(std::string(DUET_SOURCE_DIR) + "/data/models/digits_cnn.onnx");
+  SweepRequest r;
+  r.catalog_dir = kDevices;
+  r.devices = {"a100"};
+  r.batches = {256, 1};
+  const Sweep both = sweep_model(*model, r);
+  r.batches = {1};
+  const Sweep alone = sweep_model(*model, r);
+  ASSERT_EQ(both.points.size(), 2u);
+  EXPECT_EQ(both.points[1].result.batch, 1);
+  EXPECT_DOUBLE_EQ(both.points[1].result.latency_s, alone.points[0].result.latency_s);
+  EXPECT_GT(both.points[0].result.latency_s, both.points[1].result.latency_s);
+}
+
 TEST(SimSweep, BundledClassifierOverThreeDevicesPrecisionsAndBatches) {
   auto model = onnx_io::load_model(std::string(DUET_SOURCE_DIR) + "/data/models/ppocr_cls_mobile_v2.0.onnx");
   SweepRequest r;

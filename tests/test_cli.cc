@@ -175,3 +175,21 @@ TEST(Cli, PlanInfeasibleExitsNonZeroNamingTheBindingLimit) {
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_NE(r.output.find("duet: error: no plan meets --max-latency-ms"), std::string::npos) << r.output;
 }
+
+TEST(Cli, ValidateDevicesSetsModelledBesidePublishedAndNeedsAModel) {
+  // Without a model for the points' workloads nothing can be checked: one clear line.
+  expect_one_line_error(run_command(cli() + " validate-devices"), "--model NAME=FILE");
+  expect_one_line_error(run_command(cli() + " validate-devices --model resnet50"), "NAME=FILE");
+  // A table of one's own: the digits CNN "measured" at 0.5 ms on a T4, 1000/s at batch 64 on an A100.
+  const fs::path dir = scratch();
+  std::ofstream(dir / "points.csv") << "device_id,workload,scenario,batch,precision,metric,value,split,source\n"
+                                    << "t4,digits,singlestream,1,fp16,latency,0.5,fit,a test\n"
+                                    << "a100,digits,offline,64,int8,throughput,1000,check,a test\n";
+  const std::string digits = source_dir() + "/data/models/digits_cnn.onnx";
+  auto r = run_command(cli() + " validate-devices --points " + (dir / "points.csv").string() + " --model digits=" + digits);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("check half: 1 points"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("modelled: duet's simulator"), std::string::npos) << r.output;
+  expect_one_line_error(run_command(cli() + " validate-devices --points " + (dir / "nope.csv").string()),
+                        "cannot open published measurements");
+}

@@ -4,6 +4,7 @@
 // [efficiency] parameters on the points marked `fit` and reports both halves.
 #include <iomanip>
 #include <iostream>
+#include <set>
 
 #include "commands.h"
 #include "duet/core/html.h"
@@ -61,6 +62,15 @@ Runner add_validate_devices(CLI::App& app) {
     const std::vector<sim::PointCheck> checks = sim::check_published(points, r);
     const sim::ErrorSummary all = sim::summarize(checks), fit = sim::summarize(checks, "fit"),
                             check = sim::summarize(checks, "check");
+    if (all.points == 0) {
+      std::set<std::string> named;
+      for (const sim::PublishedPoint& p : points)
+        if (!p.device_id.empty()) named.insert(p.workload);
+      std::string list;
+      for (const std::string& w : named) list += (list.empty() ? "" : ", ") + w;
+      fail("no point could be checked: give the model of a workload the points on catalog devices name (", list,
+           ") with --model NAME=FILE");
+    }
     if (o->json) {
       for (const sim::PointCheck& c : checks) {
         nlohmann::json p{{"device_id", c.point.device_id}, {"device", c.point.device}, {"workload", c.point.workload},

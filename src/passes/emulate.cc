@@ -50,8 +50,15 @@ void rewrite(ir::Model& model, ir::Node& n, const numerics::Precision& precision
   // 2:4 prunes weights: a product of two computed tensors (attention) stays dense.
   numerics::Precision own = precision;
   const ir::Value* b = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
-  if (own.sparsity != numerics::Sparsity::Dense && !(b && model.graph->is_initializer(b))) {
+  const bool computed_b = !(b && model.graph->is_initializer(b));
+  if (own.sparsity != numerics::Sparsity::Dense && computed_b) {
     own.sparsity = numerics::Sparsity::Dense;
+    own.name = "custom";
+  }
+  // Per-channel scales belong to weights; a computed second operand (attention's
+  // K and V) takes one scale per tensor, as engines and QDQ models scale activations.
+  if (own.w.scaling == numerics::emu::Scaling::Channel && computed_b) {
+    own.w.scaling = numerics::emu::Scaling::Tensor;
     own.name = "custom";
   }
   n.op_type = "Emulated" + n.op_type;

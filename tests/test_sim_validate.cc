@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -77,7 +78,7 @@ TEST(SimCpuModel, DepthwiseConvIsBandwidthBoundAtTheLevelHoldingItsWorkingSet) {
   EXPECT_EQ(cpu_node_cost(m, big, 4, 4, 1).level, "DRAM");
 }
 
-TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsCostOnlyTheOverhead) {
+TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsAreCopiesIntoPlainTensors) {
   const auto m = fixed_model();
   WorkItem add;
   add.op = "Add";
@@ -88,14 +89,113 @@ TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsCostOnlyTheOverhead) 
   add.output_elements = 640.0 * 640;
   const CpuNodeCost c = cpu_node_cost(m, add, 4, 4, 1);
   EXPECT_DOUBLE_EQ(c.bytes, (8.0 * 640 * 640 * 2 + 8) * 4);  // one channel stored as eight
+  EXPECT_EQ(c.output_block, 8);                                // elementwise work keeps its input's layout
   WorkItem sigmoid = add;
   sigmoid.op = "Sigmoid";
   EXPECT_EQ(classify_cpu_op(sigmoid), CpuOpClass::Transcendental);
   EXPECT_GE(cpu_node_cost(m, sigmoid, 4, 4, 1).compute_s, 8.0 * 640 * 640 / 1e9);
+  // The cpu backend copies a view's tensor into a plain one: read + write.
   WorkItem view;
   view.op = "Reshape";
-  view.output_elements = 1e6;
-  EXPECT_DOUBLE_EQ(cpu_node_cost(m, view, 4, 4, 1).time_s(), 2e-6);
+  view.producer_elements = {1000};
+  view.input_channels = {0};
+  view.output_parts = {1000};
+  view.output_channels = {0};
+  view.output_elements = 1000;
+  const CpuNodeCost v = cpu_node_cost(m, view, 4, 4, 1, 0, {kCpuPlainLayout});
+  EXPECT_DOUBLE_EQ(v.bytes, 2000.0 * 4);
+  EXPECT_DOUBLE_EQ(v.time_s(), 2e-6 + v.bytes / 50e9);
+  EXPECT_EQ(v.output_block, kCpuPlainLayout);
+  // ...and a 4-d input held blocked is reordered to plain first.
+  view.input_channels = {10};
+  view.producer_elements = {10.0 * 100};
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, view, 4, 4, 1, 0, {8}).bytes, (2 * 16.0 * 100 + 2 * 1000 + 1000) * 4);
+}
+
+TEST(SimCpuModel, FixedCostsFollowTheLevelHoldingTheInferencesFootprint) {
+  auto m = fixed_model();
+  auto& levels = m.by_threads[0].levels;
+  levels[0].overhead_s = 1e-6, levels[1].overhead_s = 2e-6, levels[2].overhead_s = 8e-6;
+  levels[0].matrix_overhead_s = 1.5e-6, levels[1].matrix_overhead_s = 3e-6, levels[2].matrix_overhead_s = 12e-6;
+  WorkItem relu;
+  relu.op = "Relu";
+  relu.output_elements = 16;
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, relu, 4, 4, 1, 0.5e6).overhead_s, 1e-6);   // fits L2
+  EXPECT_NEAR(cpu_node_cost(m, relu, 4, 4, 1, 1.000001e6).overhead_s, 2e-6, 1e-12);  // just past L2: in L3
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, relu, 4, 4, 1, 100e6).overhead_s, 8e-6);   // past L3: DRAM
+  // Between, geometric in the footprint's logarithm: halfway (in log) between 1 MB and 32 MB, halfway between 2 and 8 us.
+  EXPECT_NEAR(cpu_node_cost(m, relu, 4, 4, 1, std::sqrt(1e6 * 32e6)).overhead_s, 4e-6, 1e-12);
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, conv_item(8, 8, 4, 1), 4, 4, 1, 100e6).overhead_s, 12e-6);  // matrix primitives' own
+  // Without per-level costs (older calibrations): the rates' overhead.
+  EXPECT_DOUBLE_EQ(cpu_node_cost(fixed_model(), relu, 4, 4, 1, 100e6).overhead_s, 2e-6);
+}
+
+TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
+  auto m = fixed_model();
+  m.channel_block = 1;  // channels-last, as brgemm convolutions on AVX-512
+  m.winograd = CpuWinogradRule{};
+  m.by_threads[0].winograd_flops = 200e9;
+  WorkItem w = conv_item(64, 64, 56, 1);
+  w.conv_kernel = {3, 3}, w.conv_strides = {1, 1}, w.conv_dilations = {1, 1}, w.conv_output_spatial = {56, 56};
+  w.conv_input_channels = 64;
+  const CpuNodeCost c = cpu_node_cost(m, w, 4, 4, 1, 0, {8});
+  EXPECT_EQ(c.op_class, CpuOpClass::Winograd);
+  EXPECT_DOUBLE_EQ(c.compute_s, w.flops / 200e9);
+  EXPECT_EQ(c.output_block, 8);  // nChw8c
+  EXPECT_TRUE(runs_winograd(*m.winograd, w));
+  WorkItem hardswish = w;
+  hardswish.post_ops = {"HardSwish"};  // the kernels fuse ReLU only
+  EXPECT_EQ(cpu_node_cost(m, hardswish, 4, 4, 1).op_class, CpuOpClass::Conv);
+  WorkItem strided = w;
+  strided.conv_strides = {2, 2};
+  EXPECT_FALSE(runs_winograd(*m.winograd, strided));
+  WorkItem few = w;
+  few.conv_input_channels = 8;  // fewer than 16 input channels
+  EXPECT_FALSE(runs_winograd(*m.winograd, few));
+  EXPECT_EQ(cpu_node_cost(m, w, 2, 2, 1).op_class, CpuOpClass::Conv);  // FP32 only
+  // A channels-last convolution reading the Winograd output reorders it first: two more passes over it.
+  WorkItem next = conv_item(64, 64, 56, 1);
+  const double direct = cpu_node_cost(m, next, 4, 4, 1, 0, {1}).bytes;
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, next, 4, 4, 1, 0, {8}).bytes, direct + 3.0 * 64 * 56 * 56 * 4);
+}
+
+TEST(SimCpuModel, SmallElementwiseNodesRunNoFasterThanTheirFamilysMeasuredRate) {
+  auto m = fixed_model();
+  m.by_threads[0].element_rates = {{"layernorm", 2e9}, {"pool", 4e9}};
+  WorkItem ln;
+  ln.op = "LayerNormalization";
+  ln.producer_elements = {4800};
+  ln.input_channels = {0};
+  ln.output_parts = {4800};
+  ln.output_channels = {0};
+  ln.output_elements = 4800;
+  EXPECT_EQ(cpu_op_family(ln), "layernorm");
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, ln, 4, 4, 1).compute_s, 4800 / 2e9);
+  WorkItem gap = ln;
+  gap.op = "GlobalAveragePool";
+  gap.output_parts = {10};
+  gap.output_elements = 10;
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, gap, 4, 4, 1).compute_s, 4800 / 4e9);  // what it reads
+  gap.op = "Resize";
+  EXPECT_EQ(cpu_op_family(gap), "");
+}
+
+TEST(SimCpuModel, OverlapHidesPartOfTheShorterOfComputeAndMemory) {
+  CpuNodeCost c;
+  c.compute_s = 3e-6, c.memory_s = 2e-6, c.overhead_s = 1e-6;
+  EXPECT_DOUBLE_EQ(c.time_s(), 4e-6);  // overlap 1: the roofline
+  c.overlap = 0.25;
+  EXPECT_DOUBLE_EQ(c.time_s(), 1e-6 + 3e-6 + 0.75 * 2e-6);
+}
+
+TEST(SimCpuModel, FootprintIsWeightsPlusThePeakOfLiveActivations) {
+  Workload w;
+  WorkItem a, b, c;
+  a.weight_elements = 100, a.output_elements = 10;
+  b.producers = {0}, b.output_elements = 20;
+  c.producers = {0, 1}, c.output_elements = 5;  // a's output lives until c
+  w.items = {a, b, c};
+  EXPECT_DOUBLE_EQ(cpu_footprint_bytes(w, 1, 4), 100 + (10 + 20 + 5) * 4.0);
 }
 
 TEST(SimCpuModel, HostFileKernelRatesParseAndDriveTheSimulation) {
@@ -121,6 +221,41 @@ exp_gelements_per_s = 1
 overhead_us = 2
 levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50 }, { name = "DRAM", capacity_bytes = 0, bandwidth_gbs = 10 } ]
 )";
+  // What calibrate-host writes today, beside the older keys above.
+  const std::string current = std::string(toml) + R"(
+[[cpu_kernels.rates]]
+threads = 2
+fma_gflops = 200
+conv_gflops = 160
+matmul_gflops = 120
+depthwise_gflops = 40
+winograd_gflops = 300
+conv_small_gflops = 100
+matmul_small_gflops = 90
+overlap = 0.5
+element_gelements_per_s = { binary = 7, softmax = 1.5 }
+overhead_us = 1
+levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50, overhead_us = 0.3, matrix_overhead_us = 0.5 }, { name = "DRAM", capacity_bytes = 0, bandwidth_gbs = 10, overhead_us = 5, matrix_overhead_us = 6 } ]
+)";
+  {
+    std::string with_tables = current;
+    with_tables.replace(with_tables.find("source = \"fixture\""), 18,
+                        "source = \"fixture\"\nchannel_block = 1\ndeconv_channel_block = 16\n[cpu_kernels.winograd]\nchannel_multiple = 8\n"
+                        "min_input_channels = 16\nmin_output_size = 12");
+    const Device d2 = parse_device_toml(with_tables, "host.toml");
+    ASSERT_TRUE(d2.cpu && d2.cpu->winograd);
+    EXPECT_EQ(d2.cpu->block(), 1);
+    EXPECT_EQ(d2.cpu->deconv_channel_block, 16);
+    const CpuKernelRates& r2 = d2.cpu->rates(2);
+    EXPECT_DOUBLE_EQ(r2.winograd_flops, 300e9);
+    EXPECT_DOUBLE_EQ(r2.overlap, 0.5);
+    EXPECT_DOUBLE_EQ(r2.element_rates.at("softmax"), 1.5e9);
+    EXPECT_DOUBLE_EQ(r2.levels.back().matrix_overhead_s, 6e-6);
+    EXPECT_THROW(parse_device_toml(current + "\n", "x.toml").cpu->rates(2).element_rates.at("pool"), std::out_of_range);
+    std::string bad = current;
+    bad.replace(bad.find("overlap = 0.5"), 13, "overlap = 1.5");
+    EXPECT_THROW(parse_device_toml(bad, "bad.toml"), Error);
+  }
   const Device d = parse_device_toml(toml, "host.toml");
   ASSERT_TRUE(d.cpu);
   ASSERT_EQ(d.cpu->by_threads.size(), 1u);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "duet/backends/cpu/winograd.h"
 #include "duet/runtime/peaks.h"
 
 namespace duet::measure {
@@ -82,6 +83,8 @@ HostCalibration calibrate_host(double seconds_per_test) {
   c.cache_bytes_per_s = on_all_threads(c.threads, [&] { return triad_rate(size_t(256 * 1024 / 12), seconds_per_test); });
   c.dram_capacity_bytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   c.simd_floats = runtime::cpu_features().avx512 ? 16 : 8;
+  c.channel_block = conv_channel_block();
+  c.deconv_channel_block = deconv_channel_block();
   for (int t : {1, c.threads}) {
     if (!c.kernel_rates.empty() && c.kernel_rates.back().threads == t) continue;
     c.kernel_rates.push_back(measure_kernel_rates(t, seconds_per_test));
@@ -117,17 +120,29 @@ std::string host_toml(const HostCalibration& c) {
     << "[ops]\nsupported = [\"*\"]\n";
   if (!c.kernel_rates.empty()) {
     o << "\n# Host-CPU kernel model (sim/cpu_model.h): rates of oneDNN's own primitives, median of repeated\n"
-      << "# execute + wait, net of the per-primitive overhead; levels: a relu streaming half the level.\n"
-      << "[cpu_kernels]\nsimd_floats = " << c.simd_floats << "\n"
+      << "# execute + wait, net of the per-primitive overhead; levels: a relu streaming half the level, and\n"
+      << "# a tiny primitive's fixed cost when its code and data were pushed out to that level.\n"
+      << "[cpu_kernels]\nsimd_floats = " << c.simd_floats << "\nchannel_block = " << c.channel_block
+      << "\ndeconv_channel_block = " << c.deconv_channel_block << "\n"
       << "source = \"" << measured << "; oneDNN 3x3 conv 64->64 56x56, matmul 512^3, 3x3 depthwise 64ch 56x56, "
-      << "logistic on 4096 floats (exp), relu on 64 floats (overhead), relu chains over rings of 4 tensors spanning L2 / L3 / 4x L3 (bandwidth)\"\n";
+      << "logistic on 4096 floats (exp), relu on 64 floats (overhead), relu chains over rings of 4 tensors spanning L2 / L3 / 4x L3 (bandwidth), a Mul on 64 floats and a 1x1 conv 64->64 on 1x1 after streaming 2x L1 / 2x L2 / 2x L3 (per-level overheads)\"\n";
+    if (backends::cpu::WinogradConv3x3::available())
+      o << "\n# The cpu backend's Winograd F(2x2, 3x3) kernels take 3x3 stride-1 FP32 convolutions with these shapes.\n"
+        << "[cpu_kernels.winograd]\nchannel_multiple = " << backends::cpu::WinogradConv3x3::kChannelMultiple
+        << "\nmin_input_channels = " << backends::cpu::WinogradConv3x3::kMinInputChannels
+        << "\nmin_output_size = " << backends::cpu::WinogradConv3x3::kMinOutputSize << "\n";
     for (auto& r : c.kernel_rates) {
       o << "\n[[cpu_kernels.rates]]\nthreads = " << r.threads << "\nfma_gflops = " << r.fma_flops / 1e9
         << "\nconv_gflops = " << r.conv_flops / 1e9 << "\nmatmul_gflops = " << r.matmul_flops / 1e9
-        << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\ndeconv_gflops = " << r.deconv_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
+        << "\nconv_small_gflops = " << r.conv_small_flops / 1e9 << "\nmatmul_small_gflops = " << r.matmul_small_flops / 1e9
+        << "\noverlap = " << r.overlap << "\nelement_gelements_per_s = {";
+      for (auto it = r.element_rates.begin(); it != r.element_rates.end(); ++it)
+        o << (it == r.element_rates.begin() ? " " : ", ") << it->first << " = " << it->second / 1e9;
+      o << " }" << "\nwinograd_gflops = " << r.winograd_flops / 1e9 << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\ndeconv_gflops = " << r.deconv_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
       for (auto& l : r.levels)
         o << "  { name = \"" << l.name << "\", capacity_bytes = " << std::fixed << std::setprecision(0) << l.capacity_bytes
-          << std::defaultfloat << std::setprecision(6) << ", bandwidth_gbs = " << l.bytes_per_s / 1e9 << " },\n";
+          << std::defaultfloat << std::setprecision(6) << ", bandwidth_gbs = " << l.bytes_per_s / 1e9
+          << ", overhead_us = " << l.overhead_s * 1e6 << ", matrix_overhead_us = " << l.matrix_overhead_s * 1e6 << " },\n";
       o << "]\n";
     }
   }

@@ -6,12 +6,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
-#include "duet/runtime/peaks.h"
+#include "duet/backends/cpu/winograd.h"
 #include "duet/measure/host_calibration.h"
+#include "duet/runtime/peaks.h"
 
 extern "C" void omp_set_num_threads(int);
 
@@ -96,6 +99,67 @@ double conv_seconds(int64_t c, int64_t hw, int64_t groups, const dnnl::engine& e
                         {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}}, seconds);
 }
 
+// Median seconds of one primitive of each element family on 4800 elements
+// ([1, 40, 120]: the size of a small transformer's or SE block's nodes),
+// L2-resident: eltwise (relu), binary (Mul of two such tensors), copy (a
+// transpose of the last two axes), softmax and layernorm (over the last
+// axis), pool (average of [1, 120, 5, 8] to [1, 120, 1, 1]).
+std::map<std::string, double> family_seconds(const dnnl::engine& e, dnnl::stream& s, double seconds) {
+  std::map<std::string, double> t;
+  const memory::desc x({1, 40, 120}, dt::f32, tag::abc), xt({1, 40, 120}, dt::f32, tag::acb), x2({40, 120}, dt::f32, tag::ab);
+  {
+    dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, x, 0.f, 0.f}, e);
+    t["eltwise"] = median_seconds(dnnl::eltwise_forward(pd), s, {{DNNL_ARG_SRC, filled(x, e)}, {DNNL_ARG_DST, memory(x, e)}}, seconds);
+  }
+  {
+    dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_mul, x, x, x}, e);
+    t["binary"] = median_seconds(dnnl::binary(pd), s,
+                                 {{DNNL_ARG_SRC_0, filled(x, e)}, {DNNL_ARG_SRC_1, filled(x, e)}, {DNNL_ARG_DST, memory(x, e)}}, seconds);
+  }
+  {
+    memory from = filled(x, e), to(xt, e);
+    t["copy"] = median_seconds(dnnl::reorder(from, to), s, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, seconds);
+  }
+  {
+    dnnl::softmax_forward::primitive_desc pd(dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, x2, 1), e);
+    t["softmax"] = median_seconds(dnnl::softmax_forward(pd), s, {{DNNL_ARG_SRC, filled(x2, e)}, {DNNL_ARG_DST, memory(x2, e)}}, seconds);
+  }
+  {
+    const memory::desc stat({40}, dt::f32, tag::a), affine({120}, dt::f32, tag::a);
+    dnnl::layer_normalization_forward::primitive_desc pd(
+        dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_inference, x2, stat, 1e-5f,
+                                                dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift),
+        e);
+    t["layernorm"] = median_seconds(dnnl::layer_normalization_forward(pd), s,
+                                    {{DNNL_ARG_SRC, filled(x2, e)}, {DNNL_ARG_DST, memory(x2, e)},
+                                     {DNNL_ARG_SCALE, filled(affine, e)}, {DNNL_ARG_SHIFT, filled(affine, e)}},
+                                    seconds);
+  }
+  {
+    const memory::desc in({1, 120, 5, 8}, dt::f32, tag::abcd), out({1, 120, 1, 1}, dt::f32, tag::abcd);
+    dnnl::pooling_forward::primitive_desc pd(
+        dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_avg_exclude_padding, in,
+                                    out, {1, 1}, {5, 8}, {0, 0}, {0, 0}),
+        e);
+    t["pool"] = median_seconds(dnnl::pooling_forward(pd), s, {{DNNL_ARG_SRC, filled(pd.src_desc(), e)}, {DNNL_ARG_DST, memory(pd.dst_desc(), e)}},
+                               seconds);
+  }
+  return t;
+}
+
+// Seconds of a 1x1 convolution c -> c on 1 x c x hw x hw (its working set:
+// 2 c hw^2 floats).
+double conv1x1_seconds(int64_t c, int64_t hw, const dnnl::engine& e, dnnl::stream& s, double seconds) {
+  const memory::dims x = {1, c, hw, hw};
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                       memory::desc(x, dt::f32, tag::any), memory::desc({c, c, 1, 1}, dt::f32, tag::any),
+                                       memory::desc(x, dt::f32, tag::any), {1, 1}, {0, 0}, {0, 0});
+  dnnl::convolution_forward::primitive_desc pd(desc, e);
+  memory src = filled(pd.src_desc(), e), wei = filled(pd.weights_desc(), e), dst(pd.dst_desc(), e);
+  return median_seconds(dnnl::convolution_forward(pd), s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}},
+                        seconds);
+}
+
 // Seconds of a 2x2 stride-2 deconvolution (upsampling head) on 1 x c x hw x hw.
 double deconv_seconds(int64_t c, int64_t hw, const dnnl::engine& e, dnnl::stream& s, double seconds) {
   const memory::dims x = {1, c, hw, hw}, y = {1, c, 2 * hw, 2 * hw}, w = {c, c, 2, 2};
@@ -111,12 +175,89 @@ double deconv_seconds(int64_t c, int64_t hw, const dnnl::engine& e, dnnl::stream
                         seconds);
 }
 
-double matmul_seconds(int64_t n, const dnnl::engine& e, dnnl::stream& s, double seconds) {
-  memory::desc a({n, n}, dt::f32, tag::ab), c({n, n}, dt::f32, tag::ab);
-  dnnl::matmul::desc desc(a, memory::desc({n, n}, dt::f32, tag::any), c);
+// Seconds of the cpu backend's own Winograd 3x3 convolution (pad 1) on
+// 1 x c x hw x hw, nChw8c in and out, as the backend runs it; 0 where the
+// kernels do not run on this CPU.
+double winograd_seconds(int64_t c, int64_t hw, double seconds) {
+  using backends::cpu::WinogradConv3x3;
+  using backends::cpu::WinogradShape;
+  if (!WinogradConv3x3::available()) return 0;
+  WinogradShape shape;
+  shape.in_channels = shape.out_channels = c;
+  shape.height = shape.width = shape.out_height = shape.out_width = hw;
+  shape.pad_top = shape.pad_left = 1;
+  std::vector<float> weights(static_cast<size_t>(c * c * 9)), bias(static_cast<size_t>(c)),
+      src(static_cast<size_t>(c * hw * hw)), dst(src.size());
+  for (size_t i = 0; i < weights.size(); ++i) weights[i] = 0.01f * float(i % 97) - 0.3f;
+  for (size_t i = 0; i < src.size(); ++i) src[i] = 0.01f * float(i % 89) - 0.4f;
+  const WinogradConv3x3 conv(shape, weights.data(), bias.data(), false, false);
+  for (int i = 0; i < 2; ++i) conv.run(src.data(), dst.data());
+  std::vector<double> t;
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  while (t.size() < 5 || (Clock::now() < end && t.size() < 100000)) {
+    const auto t0 = Clock::now();
+    conv.run(src.data(), dst.data());
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+double matmul_seconds(int64_t m, int64_t k, int64_t n, const dnnl::engine& e, dnnl::stream& s, double seconds) {
+  memory::desc a({m, k}, dt::f32, tag::ab), c({m, n}, dt::f32, tag::ab);
+  dnnl::matmul::desc desc(a, memory::desc({k, n}, dt::f32, tag::any), c);
   dnnl::matmul::primitive_desc pd(desc, e);
   memory src = filled(a, e), wei = filled(pd.weights_desc(), e), dst(c, e);
   return median_seconds(dnnl::matmul(pd), s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}}, seconds);
+}
+
+// Median seconds of `p` run right after a relu has streamed `evict_bytes`
+// (source and destination), which pushes p's code and data out to the level
+// beyond: in a network, the rest of the inference runs between two runs of a
+// node, and a tiny node's time is mostly fetching them back.
+double cold_seconds(const dnnl::primitive& p, const std::unordered_map<int, memory>& args, double evict_bytes,
+                    const dnnl::engine& e, dnnl::stream& s, double seconds) {
+  const int64_t elements = std::max<int64_t>(16, int64_t(evict_bytes / 2 / sizeof(float)));
+  memory::desc md({elements}, dt::f32, tag::a);
+  dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, md, 0.f, 0.f}, e);
+  dnnl::eltwise_forward relu(pd);
+  memory src = filled(md, e), dst(md, e);
+  std::vector<double> t;
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  while (t.size() < 15 || (Clock::now() < end && t.size() < 100000)) {
+    relu.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    s.wait();
+    const auto t0 = Clock::now();
+    p.execute(s, args);
+    s.wait();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+// A tiny elementwise primitive (Mul of two [1,64,1,1]) and a tiny matrix one
+// (1x1 convolution 64 -> 64 on 1x1) with their arguments.
+struct TinyPrimitives {
+  dnnl::primitive binary, conv;
+  std::unordered_map<int, memory> binary_args, conv_args;
+};
+
+TinyPrimitives tiny_primitives(const dnnl::engine& e) {
+  TinyPrimitives t;
+  memory::desc x({1, 64, 1, 1}, dt::f32, tag::abcd);
+  dnnl::binary::primitive_desc bpd({dnnl::algorithm::binary_mul, x, x, x}, e);
+  t.binary = dnnl::binary(bpd);
+  t.binary_args = {{DNNL_ARG_SRC_0, filled(x, e)}, {DNNL_ARG_SRC_1, filled(x, e)}, {DNNL_ARG_DST, memory(x, e)}};
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                       memory::desc({1, 64, 1, 1}, dt::f32, tag::any),
+                                       memory::desc({64, 64, 1, 1}, dt::f32, tag::any), memory::desc({64}, dt::f32, tag::a),
+                                       memory::desc({1, 64, 1, 1}, dt::f32, tag::any), {1, 1}, {0, 0}, {0, 0});
+  dnnl::convolution_forward::primitive_desc cpd(desc, e);
+  t.conv = dnnl::convolution_forward(cpd);
+  t.conv_args = {{DNNL_ARG_SRC, filled(cpd.src_desc(), e)}, {DNNL_ARG_WEIGHTS, filled(cpd.weights_desc(), e)},
+                 {DNNL_ARG_BIAS, filled(memory::desc({64}, dt::f32, tag::a), e)}, {DNNL_ARG_DST, memory(cpd.dst_desc(), e)}};
+  return t;
 }
 
 double cache_bytes(int index, double fallback) {
@@ -131,6 +272,36 @@ double cache_bytes(int index, double fallback) {
 
 }  // namespace
 
+namespace {
+
+int channel_block_of(const dnnl_memory_desc_t& md) {
+  if (md.format_kind != dnnl_blocked) return 1;
+  const auto& b = md.format_desc.blocking;
+  for (int i = 0; i < b.inner_nblks; ++i)
+    if (b.inner_idxs[i] == 1) return int(b.inner_blks[i]);
+  return 1;
+}
+
+}  // namespace
+
+int conv_channel_block() {
+  dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  const memory::dims x = {1, 24, 56, 56};
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                       memory::desc(x, dt::f32, tag::any), memory::desc({24, 24, 3, 3}, dt::f32, tag::any),
+                                       memory::desc(x, dt::f32, tag::any), {1, 1}, {1, 1}, {1, 1});
+  return channel_block_of(dnnl::convolution_forward::primitive_desc(desc, e).dst_desc().data);
+}
+
+int deconv_channel_block() {
+  dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  const memory::dims x = {1, 24, 56, 56}, y = {1, 24, 112, 112};
+  dnnl::deconvolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                         memory::desc(x, dt::f32, tag::any), memory::desc({24, 24, 2, 2}, dt::f32, tag::any),
+                                         memory::desc(y, dt::f32, tag::any), {2, 2}, {0, 0}, {0, 0});
+  return channel_block_of(dnnl::deconvolution_forward::primitive_desc(desc, e).dst_desc().data);
+}
+
 CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   omp_set_num_threads(threads);
   dnnl::engine e(dnnl::engine::kind::cpu, 0);
@@ -144,33 +315,76 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   // (measured here: single-round conv rates ranged 37-64 GFLOP/s between runs).
   constexpr int kRounds = 3;
   const double slice = seconds / kRounds;
-  double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30, deconv = 1e30;
+  double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30, deconv = 1e30, winograd = 1e30;
+  std::map<std::string, double> families;
+  double conv_small = 1e30, mm_small = 1e30;
   for (int round = 0; round < kRounds; ++round) {
     overhead = std::min(overhead, eltwise_seconds(64, e, s, slice));
     conv = std::min(conv, conv_seconds(64, 56, 1, e, s, slice));
-    mm = std::min(mm, matmul_seconds(512, e, s, slice));
+    winograd = std::min(winograd, winograd_seconds(64, 56, slice));
+    mm = std::min(mm, matmul_seconds(512, 512, 512, e, s, slice));
+    conv_small = std::min(conv_small, conv_seconds(32, 16, 1, e, s, slice / 3));
+    mm_small = std::min(mm_small, matmul_seconds(40, 120, 360, e, s, slice / 3));
     dw = std::min(dw, conv_seconds(64, 56, 64, e, s, slice));
     deconv = std::min(deconv, deconv_seconds(24, 160, e, s, slice));
     exp = std::min(exp, eltwise_seconds(4096, e, s, slice, dnnl::algorithm::eltwise_logistic));
+    for (auto& [family, seconds] : family_seconds(e, s, slice / 3))
+      families[family] = families.count(family) ? std::min(families[family], seconds) : seconds;
   }
   r.overhead_s = overhead;
   // Rates net of the fixed overhead, as the model adds it back once per node.
   auto rate = [&](double work, double t) { return work / std::max(t - r.overhead_s, 0.25 * t); };
-  r.conv_flops = rate(2.0 * 64 * 64 * 9 * 56 * 56, conv);
-  r.matmul_flops = rate(2.0 * 512 * 512 * 512, mm);
+  r.conv_flops = rate(sim::kCpuConvFlops, conv);
+  r.conv_small_flops = rate(sim::kCpuSmallConvFlops, conv_small);
+  r.matmul_small_flops = rate(sim::kCpuSmallMatMulFlops, mm_small);
+  for (auto& [family, seconds] : families) r.element_rates[family] = rate(4800, seconds);
+  r.winograd_flops = winograd > 0 ? rate(2.0 * 64 * 64 * 9 * 56 * 56, winograd) : 0;
+  r.matmul_flops = rate(sim::kCpuMatMulFlops, mm);
   r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
   r.deconv_flops = rate(2.0 * 24 * 24 * 4 * 160 * 160, deconv);
   r.transcendental_per_s = rate(4096, exp);
   // Streaming bandwidth per level: a chain of relus over a ring of 4 tensors
   // spanning the level's capacity (DRAM: 4x L3); L2 is per core, so the
   // threads' shares add up. A node whose reads and writes fit a level's
-  // capacity gets its rate.
-  const double l2 = cache_bytes(2, 512 * 1024) * threads, l3 = cache_bytes(3, 8 << 20);
-  const std::vector<std::pair<std::string, double>> levels = {{"L2", l2}, {"L3", l3}, {"DRAM", 0}};
-  for (auto& [name, capacity] : levels) {
-    const double ring = capacity > 0 ? capacity : 4 * l3;
+  // capacity gets its rate. Each level's fixed costs: the tiny primitives
+  // after streaming twice the level before it. Fastest of the rounds, as above.
+  const double l1 = cache_bytes(0, 32 * 1024) * threads, l2 = cache_bytes(2, 512 * 1024) * threads,
+               l3 = cache_bytes(3, 8 << 20);
+  const TinyPrimitives tiny = tiny_primitives(e);
+  struct Level { std::string name; double capacity, evict; };
+  const std::vector<Level> levels = {{"L2", l2, 2 * l1}, {"L3", l3, 2 * l2}, {"DRAM", 0, 2 * l3}};
+  for (auto& level : levels) {
+    const double ring = level.capacity > 0 ? level.capacity : 4 * l3;
     const int64_t elements = int64_t(ring / 4 / sizeof(float));
-    r.levels.push_back({name, capacity, rate(2.0 * sizeof(float) * double(elements), chain_seconds(elements, 4, e, s, seconds))});
+    double chain = 1e30, binary = 1e30, conv = 1e30;
+    for (int round = 0; round < kRounds; ++round) {
+      chain = std::min(chain, chain_seconds(elements, 4, e, s, slice));
+      binary = std::min(binary, cold_seconds(tiny.binary, tiny.binary_args, level.evict, e, s, slice / 2));
+      conv = std::min(conv, cold_seconds(tiny.conv, tiny.conv_args, level.evict, e, s, slice / 2));
+    }
+    CpuLevel l{level.name, level.capacity, rate(2.0 * sizeof(float) * double(elements), chain)};
+    l.overhead_s = binary;
+    l.matrix_overhead_s = conv;
+    r.levels.push_back(l);
+  }
+  // Overlap of compute and memory: a 1x1 convolution 64 -> 64 whose working
+  // set sits in L2 (16x16) gives its compute rate; the same at a size that
+  // streams from L3 (a working set of half the L3, at least 4x L2) is timed
+  // against that compute time plus its bytes at the L3 bandwidth.
+  {
+    const int64_t c = 64;
+    const auto hw_for = [&](double bytes) { return std::max<int64_t>(16, int64_t(std::sqrt(bytes / (2.0 * c * sizeof(float))))); };
+    const int64_t small = 16, large = hw_for(std::max(0.5 * l3, 4 * l2));
+    double hot = 1e30, streamed = 1e30;
+    for (int round = 0; round < kRounds; ++round) {
+      hot = std::min(hot, conv1x1_seconds(c, small, e, s, slice / 2));
+      streamed = std::min(streamed, conv1x1_seconds(c, large, e, s, slice / 2));
+    }
+    const double scale = double(large * large) / double(small * small);
+    const double compute = std::max(hot - r.overhead_s, 0.25 * hot) * scale;
+    const double memory = 2.0 * c * large * large * sizeof(float) / r.levels[1].bytes_per_s;
+    const double t = std::max(streamed - r.overhead_s, 0.25 * streamed);
+    r.overlap = std::clamp((compute + memory - t) / std::min(compute, memory), 0.0, 1.0);
   }
   return r;
 }

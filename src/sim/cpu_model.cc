@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "duet/core/error.h"
 
@@ -32,6 +33,7 @@ CpuOpClass classify_cpu_op(const WorkItem& item) {
 const char* cpu_op_class_name(CpuOpClass c) {
   switch (c) {
     case CpuOpClass::Conv: return "conv";
+    case CpuOpClass::Winograd: return "winograd";
     case CpuOpClass::Deconv: return "deconv";
     case CpuOpClass::MatMul: return "matmul";
     case CpuOpClass::Depthwise: return "depthwise";
@@ -42,50 +44,176 @@ const char* cpu_op_class_name(CpuOpClass c) {
   return "other";
 }
 
+namespace {
+
+// A tiny primitive's fixed cost when one inference touches `footprint` bytes.
+// Its state sits in the first level that holds the footprint; a shared last
+// level keeps it the less surely the fuller it gets, so between the capacity
+// of the level before (the cost measured at this level) and this level's own
+// capacity (the cost at the next) the cost moves geometrically with the
+// footprint's logarithm. 0: the levels carry no measured costs.
+double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint, bool matrix) {
+  auto cost = [&](size_t i) { return matrix ? levels[i].matrix_overhead_s : levels[i].overhead_s; };
+  if (levels.empty() || cost(0) <= 0) return 0;
+  double below = 0;  // capacity of the level before
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const double cap = levels[i].capacity_bytes;
+    if (cap > 0 && footprint > cap) { below = cap; continue; }
+    if (i + 1 >= levels.size() || cap <= 0 || below <= 0 || footprint <= below || cost(i + 1) <= 0 || cost(i) <= 0)
+      return cost(i);
+    const double t = std::log(footprint / below) / std::log(cap / below);
+    return cost(i) * std::pow(cost(i + 1) / cost(i), t);
+  }
+  return cost(levels.size() - 1);
+}
+
+// A rate measured on a small and on a large problem, for `flops` between
+// them: geometric in the FLOPs' logarithm; outside, the nearer one.
+double size_rate(double small_flops, double small_rate, double large_flops, double large_rate, double flops) {
+  if (small_rate <= 0 || small_flops <= 0 || large_flops <= small_flops) return large_rate;
+  if (flops <= small_flops) return small_rate;
+  if (flops >= large_flops) return large_rate;
+  const double t = std::log(flops / small_flops) / std::log(large_flops / small_flops);
+  return small_rate * std::pow(large_rate / small_rate, t);
+}
+
+}  // namespace
+
+std::string cpu_op_family(const WorkItem& item) {
+  static const std::map<std::string, std::string> family = {
+      {"Add", "binary"}, {"Sub", "binary"}, {"Mul", "binary"}, {"Div", "binary"}, {"Max", "binary"}, {"Min", "binary"},
+      {"Relu", "eltwise"}, {"Clip", "eltwise"}, {"LeakyRelu", "eltwise"}, {"HardSigmoid", "eltwise"},
+      {"HardSwish", "eltwise"}, {"Abs", "eltwise"}, {"Neg", "eltwise"}, {"Sqrt", "eltwise"}, {"Cast", "eltwise"},
+      {"BatchNormalization", "eltwise"}, {"PRelu", "eltwise"},
+      {"Transpose", "copy"}, {"Concat", "copy"}, {"Slice", "copy"}, {"Split", "copy"}, {"Pad", "copy"},
+      {"Reshape", "copy"}, {"Squeeze", "copy"}, {"Unsqueeze", "copy"}, {"Flatten", "copy"}, {"Identity", "copy"},
+      {"Softmax", "softmax"}, {"LogSoftmax", "softmax"}, {"LayerNormalization", "layernorm"},
+      {"GlobalAveragePool", "pool"}, {"GlobalMaxPool", "pool"}, {"AveragePool", "pool"}, {"MaxPool", "pool"},
+      {"ReduceMean", "pool"}, {"ReduceSum", "pool"}, {"ReduceMax", "pool"}};
+  auto it = family.find(item.op);
+  return it == family.end() ? std::string() : it->second;
+}
+
+bool runs_winograd(const CpuWinogradRule& rule, const WorkItem& item) {
+  if (!item.conv || item.conv_kernel != std::vector<int64_t>{3, 3} || item.conv_strides != std::vector<int64_t>{1, 1} ||
+      item.conv_dilations != std::vector<int64_t>{1, 1} || item.conv_group != 1 || item.conv_output_spatial.size() != 2)
+    return false;
+  if (!(item.post_ops.empty() || (item.post_ops.size() == 1 && item.post_ops[0] == "Relu(0)"))) return false;
+  const int64_t in = item.conv_input_channels, out = item.output_channels.empty() ? 0 : item.output_channels.front();
+  return in % rule.channel_multiple == 0 && out % rule.channel_multiple == 0 && in >= rule.min_input_channels &&
+         item.conv_output_spatial[0] >= rule.min_output_size && item.conv_output_spatial[1] >= rule.min_output_size;
+}
+
 CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, double weight_bytes_per,
-                          double activation_bytes_per, int threads) {
+                          double activation_bytes_per, int threads, double footprint_bytes,
+                          const std::vector<int>& input_blocks) {
   const CpuKernelRates& r = model.rates(threads);
   CpuNodeCost c;
   c.op_class = classify_cpu_op(item);
-  c.overhead_s = r.overhead_s;
-  if (c.op_class == CpuOpClass::View) return c;  // metadata only
+  if (c.op_class == CpuOpClass::Conv && model.winograd && r.winograd_flops > 0 && weight_bytes_per == 4 &&
+      activation_bytes_per == 4 && runs_winograd(*model.winograd, item))
+    c.op_class = CpuOpClass::Winograd;
+  DUET_CHECK(!r.levels.empty(), "host CPU kernel model has no memory levels: run `duet calibrate-host`");
+  // The fixed cost, paid from the level holding the inference's footprint.
+  const CpuLevel* home = &r.levels.back();
+  for (auto& l : r.levels)
+    if (l.capacity_bytes <= 0 || footprint_bytes <= l.capacity_bytes) { home = &l; break; }
+  const bool matrix = c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Winograd || c.op_class == CpuOpClass::Deconv ||
+                      c.op_class == CpuOpClass::MatMul || c.op_class == CpuOpClass::Depthwise;
+  const double level_overhead = footprint_overhead(r.levels, footprint_bytes, matrix);
+  c.overhead_s = level_overhead > 0 ? level_overhead : r.overhead_s;
+  c.overlap = r.overlap;
 
-  // oneDNN keeps 4-d activations channel-blocked (nChw8c on AVX2): channels
-  // are padded to the SIMD width, in memory and in a convolution's work.
-  const double simd = std::max(1, model.simd_floats);
-  const bool blocked = c.op_class != CpuOpClass::Other || (item.op != "Transpose" && item.op != "Shape");
-  auto padded = [&](double elements, int64_t ch) {
-    return blocked && ch > 0 ? elements * std::ceil(double(ch) / simd) * simd / double(ch) : elements;
+  // 4-d activations are held channel-blocked (nChw8c: oneDNN on AVX2, the
+  // Winograd kernels) or channels-last (block 1: brgemm convolutions on
+  // AVX-512); channels are padded to the block, in memory and in a
+  // convolution's work. A convolution reorders an input held in another
+  // layout into its own first (the backend's as_layout); elementwise work
+  // keeps its input's layout; the rest writes plain tensors.
+  auto padded = [](double elements, int64_t ch, int block) {
+    return block > 1 && ch > 0 ? elements * std::ceil(double(ch) / block) * block / double(ch) : elements;
   };
+  auto input_block = [&](size_t i) { return i < input_blocks.size() && input_blocks[i] != 0 ? input_blocks[i] : model.block(); };
+  const bool convolution = c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Depthwise ||
+                           c.op_class == CpuOpClass::Winograd || c.op_class == CpuOpClass::Deconv;
+  int own = kCpuPlainLayout;  // the layout this node writes
+  if (c.op_class == CpuOpClass::Winograd) own = int(model.winograd->channel_multiple);
+  else if (c.op_class == CpuOpClass::Deconv) own = model.deconv_channel_block > 0 ? model.deconv_channel_block : model.block();
+  else if (convolution) own = model.block();
+  else if (c.op_class != CpuOpClass::MatMul && c.op_class != CpuOpClass::View && item.op != "Transpose" && item.op != "Shape")
+    own = item.input_channels.empty() || item.input_channels.front() <= 0 ? kCpuPlainLayout : input_block(0);
+  c.output_block = own;
   c.flops = item.flops;
   double rate = r.fma_flops;
-  if (c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Deconv) {
+  if (c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Deconv || c.op_class == CpuOpClass::Winograd) {
     const int64_t oc = item.output_channels.empty() ? 0 : item.output_channels.front();
-    c.flops = padded(item.flops, oc);
-    rate = c.op_class == CpuOpClass::Deconv && r.deconv_flops > 0 ? r.deconv_flops : r.conv_flops;
+    c.flops = padded(item.flops, oc, own);
+    rate = c.op_class == CpuOpClass::Deconv && r.deconv_flops > 0 ? r.deconv_flops
+           : c.op_class == CpuOpClass::Winograd                    ? r.winograd_flops
+                                                                   : size_rate(kCpuSmallConvFlops, r.conv_small_flops,
+                                                                               kCpuConvFlops, r.conv_flops, c.flops);
   } else if (c.op_class == CpuOpClass::MatMul) {
-    rate = r.matmul_flops;
+    rate = size_rate(kCpuSmallMatMulFlops, r.matmul_small_flops, kCpuMatMulFlops, r.matmul_flops, c.flops);
   } else if (c.op_class == CpuOpClass::Depthwise) {
     rate = r.depthwise_flops;
   }
   c.compute_s = rate > 0 ? c.flops / rate : 0;
   double out_elements = item.output_parts.empty() ? item.output_elements : 0;
   for (size_t i = 0; i < item.output_parts.size(); ++i)
-    out_elements += padded(item.output_parts[i], i < item.output_channels.size() ? item.output_channels[i] : 0);
+    out_elements += padded(item.output_parts[i], i < item.output_channels.size() ? item.output_channels[i] : 0, own);
   if (c.op_class == CpuOpClass::Transcendental && r.transcendental_per_s > 0)
     c.compute_s = std::max(c.compute_s, out_elements / r.transcendental_per_s);
+  // Elementwise and data-movement primitives: no faster than their family's
+  // measured element rate (pooling and reductions count what they read).
+  if (auto f = r.element_rates.find(cpu_op_family(item)); f != r.element_rates.end() && f->second > 0 && !convolution) {
+    double in_elements = 0;
+    for (size_t i = 0; i < item.producer_elements.size(); ++i)
+      in_elements += padded(item.producer_elements[i], i < item.input_channels.size() ? item.input_channels[i] : 0, input_block(i));
+    c.compute_s = std::max(c.compute_s, (f->first == "pool" ? in_elements : out_elements) / f->second);
+  }
 
   double activations = out_elements;
-  for (size_t i = 0; i < item.producer_elements.size(); ++i)
-    activations += padded(item.producer_elements[i], i < item.input_channels.size() ? item.input_channels[i] : 0);
-  c.bytes = item.weight_elements * weight_bytes_per + activations * activation_bytes_per;
-  DUET_CHECK(!r.levels.empty(), "host CPU kernel model has no memory levels: run `duet calibrate-host`");
-  const CpuLevel* level = &r.levels.back();
-  for (auto& l : r.levels)
-    if (l.capacity_bytes <= 0 || c.bytes <= l.capacity_bytes) { level = &l; break; }
-  c.level = level->name;
-  c.memory_s = level->bytes_per_s > 0 ? c.bytes / level->bytes_per_s : 0;
+  for (size_t i = 0; i < item.producer_elements.size(); ++i) {
+    const int64_t ch = i < item.input_channels.size() ? item.input_channels[i] : 0;
+    const int held = input_block(i);
+    activations += padded(item.producer_elements[i], ch, held);
+    // Reordered first: read as held, written and read again as wanted. A
+    // convolution wants its own layout; a view (a copy, in this backend) the plain one.
+    const int wanted = convolution ? own : kCpuPlainLayout;
+    if ((convolution || c.op_class == CpuOpClass::View) && ch > 0 && i == 0 && held != wanted)
+      activations += padded(item.producer_elements[i], ch, held) + 2 * padded(item.producer_elements[i], ch, wanted);
+  }
+  const double weight_bytes = item.weight_elements * weight_bytes_per;
+  c.bytes = weight_bytes + activations * activation_bytes_per;
+  size_t at = r.levels.size() - 1;
+  for (size_t i = 0; i < r.levels.size(); ++i)
+    if (r.levels[i].capacity_bytes <= 0 || c.bytes <= r.levels[i].capacity_bytes) { at = i; break; }
+  const CpuLevel* level = &r.levels[at];
+  // Weights stream from the farther of the node's level and the footprint's.
+  const CpuLevel* weights_from = home - r.levels.data() > std::ptrdiff_t(at) ? home : level;
+  c.level = (weights_from != level && weight_bytes > c.bytes - weight_bytes ? weights_from : level)->name;
+  c.memory_s = (c.bytes - weight_bytes) / level->bytes_per_s + weight_bytes / weights_from->bytes_per_s;
   return c;
+}
+
+double cpu_footprint_bytes(const Workload& w, double weight_bytes_per, double activation_bytes_per) {
+  // Each item's output lives from the item to its last reader.
+  std::vector<size_t> last(w.items.size());
+  for (size_t i = 0; i < w.items.size(); ++i) last[i] = i;
+  double weights = 0;
+  for (size_t i = 0; i < w.items.size(); ++i) {
+    weights += w.items[i].weight_elements;
+    for (int p : w.items[i].producers)
+      if (p >= 0 && size_t(p) < w.items.size()) last[size_t(p)] = std::max(last[size_t(p)], i);
+  }
+  std::vector<double> delta(w.items.size() + 1, 0);
+  for (size_t i = 0; i < w.items.size(); ++i) {
+    delta[i] += w.items[i].output_elements;
+    delta[last[i] + 1] -= w.items[i].output_elements;
+  }
+  double live = 0, peak = 0;
+  for (size_t i = 0; i < w.items.size(); ++i) peak = std::max(peak, live += delta[i]);
+  return weights * weight_bytes_per + peak * activation_bytes_per;
 }
 
 }  // namespace duet::sim

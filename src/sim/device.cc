@@ -281,7 +281,19 @@ Device decode(const toml::table& root, const std::string& origin) {
     const std::string w = origin + " [cpu_kernels]";
     CpuKernelModel m;
     m.simd_floats = int(num(*k, "simd_floats", 8, w));
+    m.channel_block = int(num(*k, "channel_block", 0, w));  // optional (older calibrations: simd_floats)
+    m.deconv_channel_block = int(num(*k, "deconv_channel_block", 0, w));
+    DUET_CHECK(m.simd_floats > 0 && m.channel_block >= 0, w, ": simd_floats must be positive and channel_block not negative");
     m.source = str(*k, "source");
+    if (auto* wt = (*k)["winograd"].as_table()) {
+      CpuWinogradRule rule;
+      rule.channel_multiple = int64_t(num(*wt, "channel_multiple", 8, w));
+      rule.min_input_channels = int64_t(num(*wt, "min_input_channels", 16, w));
+      rule.min_output_size = int64_t(num(*wt, "min_output_size", 12, w));
+      DUET_CHECK(rule.channel_multiple > 0 && rule.min_input_channels >= 0 && rule.min_output_size >= 0, w,
+                 ".winograd: channel_multiple must be positive, the minimums not negative");
+      m.winograd = rule;
+    }
     if (auto* arr = (*k)["rates"].as_array()) {
       for (auto& e : *arr) {
         auto* t = e.as_table();
@@ -293,6 +305,17 @@ Device decode(const toml::table& root, const std::string& origin) {
         r.matmul_flops = num(*t, "matmul_gflops", 0, w) * 1e9;
         r.depthwise_flops = num(*t, "depthwise_gflops", 0, w) * 1e9;
         r.deconv_flops = num(*t, "deconv_gflops", 0, w) * 1e9;  // optional (older calibrations)
+        r.winograd_flops = num(*t, "winograd_gflops", 0, w) * 1e9;  // optional: no Winograd kernels
+        r.conv_small_flops = num(*t, "conv_small_gflops", 0, w) * 1e9;      // optional (older calibrations)
+        r.matmul_small_flops = num(*t, "matmul_small_gflops", 0, w) * 1e9;  // optional
+        r.overlap = num(*t, "overlap", 1, w);                        // optional (older calibrations: roofline)
+        if (auto* er = (*t)["element_gelements_per_s"].as_table())  // optional
+          for (auto& [family, v] : *er) {
+            const double rate = num(*er, std::string(family.str()), 0, w);
+            DUET_CHECK(rate > 0, w, ": element_gelements_per_s.", family.str(), " must be positive");
+            r.element_rates[std::string(family.str())] = rate * 1e9;
+          }
+        DUET_CHECK(r.overlap >= 0 && r.overlap <= 1, w, ": overlap is a fraction in [0, 1]");
         r.overhead_s = num(*t, "overhead_us", 0, w) * 1e-6;
         r.transcendental_per_s = num(*t, "exp_gelements_per_s", 0, w) * 1e9;
         DUET_CHECK(r.threads > 0 && r.fma_flops > 0 && r.conv_flops > 0 && r.matmul_flops > 0 && r.depthwise_flops > 0,
@@ -302,7 +325,11 @@ Device decode(const toml::table& root, const std::string& origin) {
             auto* lt = le.as_table();
             DUET_CHECK(lt, w, ": levels entries must be tables");
             CpuLevel l{str(*lt, "name", "memory"), capacity(*lt, w), num(*lt, "bandwidth_gbs", 0, w) * 1e9};
+            // optional (older calibrations: the rates' overhead_us)
+            l.overhead_s = num(*lt, "overhead_us", 0, w) * 1e-6;
+            l.matrix_overhead_s = num(*lt, "matrix_overhead_us", 0, w) * 1e-6;
             DUET_CHECK(l.bytes_per_s > 0, w, ": level '", l.name, "' needs a positive bandwidth_gbs");
+            DUET_CHECK(l.overhead_s >= 0 && l.matrix_overhead_s >= 0, w, ": level '", l.name, "' has a negative overhead");
             r.levels.push_back(l);
           }
         DUET_CHECK(!r.levels.empty(), w, ": a rates entry lists no memory levels");

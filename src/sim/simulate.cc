@@ -116,10 +116,22 @@ bool view_op(const std::string& op) {
 }
 
 // A node on a CPU with measured kernel rates (sim/cpu_model.h).
-void cost_on_cpu(const Device& d, const WorkItem& item, const NodeFormat& f, const SimOptions& o, int64_t batch,
-                 NodeResult& r) {
+// What the host-CPU model carries from node to node: the inference's
+// footprint and the layout (channel block) each node wrote.
+struct CpuContext {
+  double footprint_bytes = 0;
+  std::vector<int> blocks;  // per work item
+};
+
+void cost_on_cpu(const Device& d, const WorkItem& item, size_t index, const NodeFormat& f, const SimOptions& o,
+                 int64_t batch, CpuContext& cpu, NodeResult& r) {
   const std::string& p = f.key;
-  const CpuNodeCost c = cpu_node_cost(*d.cpu, item, f.weight_bytes, f.activation_bytes, o.threads);
+  std::vector<int> input_blocks;
+  for (int j : item.producers)
+    input_blocks.push_back(j >= 0 && size_t(j) < cpu.blocks.size() ? cpu.blocks[size_t(j)] : kCpuPlainLayout);
+  const CpuNodeCost c = cpu_node_cost(*d.cpu, item, f.weight_bytes, f.activation_bytes, o.threads, cpu.footprint_bytes,
+                                      input_blocks);
+  if (index < cpu.blocks.size()) cpu.blocks[index] = c.output_block;
   const TechnologyTable& tech = d.energy;
   r.precision = f.text;
   r.flops = item.flops;
@@ -151,9 +163,9 @@ void cost_on_cpu(const Device& d, const WorkItem& item, const NodeFormat& f, con
 }
 
 // Node on one device at its format `f` (rate key, storage bytes, sparsity).
-void cost_on(const Device& d, const WorkItem& item, const NodeFormat& f, const SimOptions& o, int64_t batch,
-             NodeResult& r) {
-  if (d.cpu) return cost_on_cpu(d, item, f, o, batch, r);
+void cost_on(const Device& d, const WorkItem& item, size_t index, const NodeFormat& f, const SimOptions& o,
+             int64_t batch, CpuContext& cpu, NodeResult& r) {
+  if (d.cpu) return cost_on_cpu(d, item, index, f, o, batch, cpu, r);
   const std::string& p = f.key;
   const double bytes_per = f.activation_bytes;
   const bool sparse = f.sparse && d.matrix.sparsity_2to4_speedup > 1;
@@ -293,6 +305,9 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
   const bool device_is_host = host && host->id == device.id;
   const double link_bw = device.host_link_bytes_per_s > 0 ? device.host_link_bytes_per_s : 0;
 
+  const NodeFormat base_format = node_format(numerics::parse_precision(options.precision), true);
+  CpuContext cpu{cpu_footprint_bytes(w, base_format.weight_bytes, base_format.activation_bytes),
+                 std::vector<int>(w.items.size(), 0)};
   std::vector<bool> placed_on_host(w.items.size(), false);
   const bool fusing = device.efficiency && device.efficiency->fuse && !device.cpu;
   std::vector<bool> fused(w.items.size(), false);  // joined the kernel of a matrix node upstream
@@ -313,7 +328,7 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
     if (!p.empty() && p != wanted) format.key = format.text = p;
     const double bytes_per = format.activation_bytes;
     if (!p.empty()) {
-      cost_on(device, item, format, options, w.batch, r);
+      cost_on(device, item, i, format, options, w.batch, cpu, r);
       if (fusing) fuse_into_producer(device, w, i, placed_on_host, bytes_per, fused, r);
     } else {
       DUET_CHECK(host && host->calibrated, "node '", item.name, "' (", item.op, ") cannot run on ", device.id, " (", why,
@@ -323,7 +338,7 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
       if (hp.empty()) hp = runnable_precision(*host, item, "fp32", host_why);
       DUET_CHECK(!hp.empty(), "node '", item.name, "' (", item.op, ") runs neither on ", device.id, " (", why,
                  ") nor on the host (", host_why, ")");
-      cost_on(*host, item, hp == wanted ? wanted_format : plain_format(hp), options, w.batch, r);
+      cost_on(*host, item, i, hp == wanted ? wanted_format : plain_format(hp), options, w.batch, cpu, r);
       r.on_host = true;
       r.fallback_reason = why;
       placed_on_host[i] = true;

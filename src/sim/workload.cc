@@ -4,6 +4,7 @@
 
 #include "duet/core/error.h"
 #include "duet/numerics/precision.h"
+#include "duet/ops/post_ops.h"
 #include "duet/ops/registry.h"
 #include <algorithm>
 #include "duet/passes/shape_inference.h"
@@ -126,6 +127,24 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
       item.matrix = true;
       item.gemm = {gemm->m, gemm->n, gemm->k, gemm->groups};
       item.conv = traits->convolution;
+      const ir::Value* weight = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
+      const ir::Value* x = n.inputs.empty() ? nullptr : n.inputs[0];
+      const ir::Value* y = n.outputs.empty() ? nullptr : n.outputs[0];
+      if (item.conv && (n.op_type == "Conv" || n.op_type == "FusedConv") && weight && x && y &&
+          weight->type.shape.fully_known() && x->type.shape.fully_known() && y->type.shape.fully_known() &&
+          weight->type.shape.rank() >= 3) {
+        const size_t spatial = weight->type.shape.rank() - 2;
+        for (size_t i = 0; i < spatial; ++i) {
+          item.conv_kernel.push_back(weight->type.shape.dims[2 + i].value);
+          if (y->type.shape.rank() == spatial + 2) item.conv_output_spatial.push_back(y->type.shape.dims[2 + i].value);
+        }
+        item.conv_strides = n.attr_ints("strides", std::vector<int64_t>(spatial, 1));
+        item.conv_dilations = n.attr_ints("dilations", std::vector<int64_t>(spatial, 1));
+        item.conv_group = n.attr_int("group", 1);
+        if (x->type.shape.rank() >= 2) item.conv_input_channels = x->type.shape.dims[1].value;
+      }
+      if (n.domain == "com.duet")
+        for (const ops::PostOp& p : ops::read_post_ops(n)) item.post_ops.push_back(p.str());
     }
     if (item.matrix) item.flops = std::max(item.flops, 2 * item.gemm.macs());
     index[&n] = int(w.items.size());

@@ -32,8 +32,8 @@ Runner add_calibrate_host(CLI::App& app) {
               << " s); wrote " << o->out << "\n";
     for (auto& r : c.kernel_rates) {
       std::cout << "  oneDNN at " << r.threads << " thread" << (r.threads > 1 ? "s" : "") << ": FMA " << r.fma_flops / 1e9
-                << " GFLOP/s, conv " << r.conv_flops / 1e9 << ", matmul " << r.matmul_flops / 1e9 << ", depthwise "
-                << r.depthwise_flops / 1e9 << ", deconv " << r.deconv_flops / 1e9 << " GFLOP/s; exp " << r.transcendental_per_s / 1e9 << " Gelem/s; overhead " << r.overhead_s * 1e6 << " us; streaming";
+                << " GFLOP/s, conv " << r.conv_flops / 1e9 << ", winograd " << r.winograd_flops / 1e9 << ", matmul " << r.matmul_flops / 1e9 << ", depthwise "
+                << r.depthwise_flops / 1e9 << ", deconv " << r.deconv_flops / 1e9 << " GFLOP/s; exp " << r.transcendental_per_s / 1e9 << " Gelem/s; overhead " << r.overhead_s * 1e6 << " us; overlap " << r.overlap << "; streaming";
       for (auto& l : r.levels) std::cout << " " << l.name << " " << l.bytes_per_s / 1e9;
       std::cout << " GB/s\n";
     }

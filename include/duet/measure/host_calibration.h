@@ -19,14 +19,20 @@ struct HostCalibration {
   double cache_bytes_per_s = 0;     // triad over a 256 KiB working set per thread
   double dram_capacity_bytes = 0;   // physical memory
   int simd_floats = 8;              // FP32 lanes oneDNN's kernels use (AVX-512: 16)
+  int channel_block = 8;            // channels per block of oneDNN's convolution layout here (1: channels-last)
+  int deconv_channel_block = 8;     // the same for its deconvolution
   std::vector<CpuKernelRates> kernel_rates;  // oneDNN kernel rates at 1 and at all threads
   double seconds = 0;               // time the benchmarks took
 };
 
-// oneDNN microbenchmarks at `threads` threads (sim/calibrate_kernels.cc): FMA
+// oneDNN microbenchmarks at `threads` threads (measure/kernel_rates.cc): FMA
 // peak, conv / matmul / depthwise rates, per-primitive overhead, streaming
-// bandwidth per cache level.
+// bandwidth and a tiny primitive's fixed cost per cache level.
 CpuKernelRates measure_kernel_rates(int threads, double seconds_per_test);
+// The channel block of the layout oneDNN's convolution chooses for 24-channel
+// activations here (nChw8c: 8; channels-last or plain: 1).
+int conv_channel_block();
+int deconv_channel_block();  // the same for a 2x2 stride-2 deconvolution
 
 HostCalibration calibrate_host(double seconds_per_test = 0.3);
 std::string host_toml(const HostCalibration& c);  // devices/host.toml contents

@@ -5,17 +5,34 @@
 // ([cpu_kernels]); nothing in it is typed in or fitted to a model.
 //
 //   time = primitive overhead + max(compute, memory)
-//   compute: GEMM-shaped Conv/ConvTranspose at the measured oneDNN conv rate,
+//   overhead: a primitive's fixed cost where its code and data were last:
+//            in a network, between two runs of a node the whole inference
+//            runs, so they sit in the smallest level holding the inference's
+//            footprint (weights + peak live activations); measured per level
+//            for a tiny elementwise and a tiny convolution primitive after
+//            streaming a buffer that pushes them out to that level (on Zen 4:
+//            a 1x1 conv 0.5 us hot, 4 us after 32 MiB streamed)
+//   compute: GEMM-shaped Conv/ConvTranspose at the measured oneDNN conv rate
+//            (3x3 convolutions the backend's Winograd kernels take: at their
+//            measured rate, in direct-convolution FLOPs),
 //            MatMul/Gemm at the measured oneDNN matmul rate, output channels
 //            padded to the SIMD width (oneDNN's blocked layouts); depthwise /
 //            grouped convs at the measured depthwise rate; everything else at
-//            the measured FMA peak (its FLOPs are few: memory decides)
+//            the measured FMA peak (its FLOPs are few: memory decides), and
+//            no faster than its family's measured element rate on small
+//            tensors (binary, eltwise, copy, softmax, layernorm, pool)
 //   memory:  bytes read and written over the streaming bandwidth of the
 //            smallest cache level (L2 per thread, L3, DRAM) that holds the
 //            node's working set, measured with a chain of oneDNN eltwise
-//            primitives over a ring of tensors spanning that level
-//   view ops (Reshape, Squeeze, Unsqueeze, Flatten, Identity) move no bytes.
+//            primitives over a ring of tensors spanning that level; weights
+//            were last read one inference ago, so they stream from no nearer
+//            than the level holding the inference's footprint
+//   view ops (Reshape, Squeeze, Unsqueeze, Flatten, Identity): a copy into a
+//            plain tensor, as the cpu backend runs them (a 4-d input held
+//            blocked or channels-last is reordered to plain first).
 #pragma once
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +46,10 @@ struct CpuLevel {
   std::string name;
   double capacity_bytes = 0;  // 0: unbounded (DRAM)
   double bytes_per_s = 0;
+  // Fixed cost of a tiny primitive whose code and data were last in this
+  // level (0: not measured, the rates' hot overhead_s applies): elementwise
+  // (a binary Mul on 64 floats) and matrix (a 1x1 conv, 64 -> 64, on 1x1).
+  double overhead_s = 0, matrix_overhead_s = 0;
 };
 
 // Rates measured at one thread count.
@@ -37,25 +58,65 @@ struct CpuKernelRates {
   double fma_flops = 0;        // FP32 FMA loop (runtime/peaks.h)
   double conv_flops = 0;       // oneDNN 3x3 convolution, 64 -> 64 channels, 56x56
   double matmul_flops = 0;     // oneDNN matmul 512 x 512 x 512
+  // The same primitives on small problems (0: not measured): a 3x3 conv 32 ->
+  // 32 at 16x16 and a matmul 40x120 by 120x360 (a small transformer's). Rates
+  // between the two sizes follow the FLOPs geometrically.
+  double conv_small_flops = 0, matmul_small_flops = 0;
   double depthwise_flops = 0;  // oneDNN 3x3 depthwise convolution, 64 channels, 56x56
   double deconv_flops = 0;     // oneDNN 2x2 stride-2 deconvolution, 24 -> 24 channels, 160x160 (0: use conv_flops)
+  double winograd_flops = 0;   // the backend's Winograd 3x3 on the conv shape, direct-convolution FLOPs (0: none)
   double transcendental_per_s = 0;  // elements/s of a oneDNN logistic (exp-based) eltwise, L1-resident
+  // Part of the shorter of compute and memory time hidden under the longer: a
+  // 1x1 convolution streaming from L3 timed against its compute (conv rate)
+  // and its memory (L3 bandwidth) time; 1 where not measured (roofline).
+  double overlap = 1;
   double overhead_s = 0;       // oneDNN eltwise on 64 floats: execute + wait
+  // Elements per second oneDNN's primitives of each family reach on a small,
+  // L2-resident tensor (4800 elements: what a transformer's or an SE block's
+  // small nodes hold), net of the overhead; families: eltwise, binary, copy,
+  // softmax, layernorm, pool (cpu_op_family). Missing: bandwidth only.
+  std::map<std::string, double> element_rates;
   std::vector<CpuLevel> levels;  // nearest first; the last is DRAM
+};
+
+// Which convolutions the cpu backend runs with its Winograd F(2x2, 3x3)
+// kernels (backends/cpu/winograd.h, written by calibrate-host): 3x3, stride
+// 1, no dilation or groups, FP32, no post-op but ReLU, and these shapes.
+struct CpuWinogradRule {
+  int64_t channel_multiple = 8, min_input_channels = 16, min_output_size = 12;
 };
 
 struct CpuKernelModel {
   int simd_floats = 8;  // FP32 lanes of the vector unit oneDNN uses (8: AVX2, 16: AVX-512)
+  // Channels of the blocked layout oneDNN's convolutions choose here, to which
+  // 4-d activations are padded (8: nChw8c on AVX2; 1: channels-last, which
+  // its brgemm convolutions pick on AVX-512). 0: not measured, simd_floats.
+  int channel_block = 0;
+  int block() const { return channel_block > 0 ? channel_block : simd_floats; }
+  int deconv_channel_block = 0;  // the same for oneDNN's deconvolution (0: block())
+  std::optional<CpuWinogradRule> winograd;  // absent: the backend has no Winograd kernels here
   std::vector<CpuKernelRates> by_threads;  // ascending thread counts
   std::string source;
   // Rates measured at the largest thread count <= threads (the smallest when none is).
   const CpuKernelRates& rates(int threads) const;
 };
 
+// FLOPs of the problems the conv and matmul rates are measured on.
+constexpr double kCpuConvFlops = 2.0 * 64 * 64 * 9 * 56 * 56, kCpuSmallConvFlops = 2.0 * 32 * 32 * 9 * 16 * 16;
+constexpr double kCpuMatMulFlops = 2.0 * 512 * 512 * 512, kCpuSmallMatMulFlops = 2.0 * 40 * 120 * 360;
+
+// A tensor in the plain (row-major) layout, as CpuNodeCost::output_block.
+constexpr int kCpuPlainLayout = -1;
+
 // Which ceiling a node meets.
-enum class CpuOpClass { Conv, Deconv, MatMul, Depthwise, Transcendental, View, Other };
+enum class CpuOpClass { Conv, Winograd, Deconv, MatMul, Depthwise, Transcendental, View, Other };
 CpuOpClass classify_cpu_op(const WorkItem& item);
+// True where the backend runs `item` (FP32) with its Winograd kernels.
+bool runs_winograd(const CpuWinogradRule& rule, const WorkItem& item);
 const char* cpu_op_class_name(CpuOpClass c);
+// The family of elementwise and data-movement work whose element rate applies
+// to `item` (CpuKernelRates::element_rates), or "" for none.
+std::string cpu_op_family(const WorkItem& item);
 
 struct CpuNodeCost {
   CpuOpClass op_class = CpuOpClass::Other;
@@ -63,11 +124,27 @@ struct CpuNodeCost {
   double bytes = 0;        // read + written (weights, activations)
   std::string level;       // memory level holding the working set
   double compute_s = 0, memory_s = 0, overhead_s = 0;
-  double time_s() const { return overhead_s + (compute_s > memory_s ? compute_s : memory_s); }
+  // The part of the shorter of compute and memory that the longer hides
+  // (CpuKernelRates::overlap; 1: the plain roofline).
+  double overlap = 1;
+  int output_block = -1;   // the layout the node writes: a channel block, 1 channels-last, kCpuPlainLayout
+  double time_s() const {
+    const double longer = compute_s > memory_s ? compute_s : memory_s, shorter = compute_s > memory_s ? memory_s : compute_s;
+    return overhead_s + longer + (1 - overlap) * shorter;
+  }
 };
 
 // Storage size of one weight element and of one activation element (4 for FP32).
+// `footprint_bytes`: what one inference touches (cpu_footprint_bytes), which
+// decides the level a primitive's fixed cost is paid from. `input_blocks`:
+// the output_block of each activation input's producer (as item.producers;
+// kCpuPlainLayout for model inputs; missing or 0: the convolution layout).
 CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, double weight_bytes_per,
-                          double activation_bytes_per, int threads);
+                          double activation_bytes_per, int threads, double footprint_bytes = 0,
+                          const std::vector<int>& input_blocks = {});
+
+// Bytes one inference of `w` touches: all weights and the largest sum of
+// activations live at once (the backend's arena reuses the rest).
+double cpu_footprint_bytes(const Workload& w, double weight_bytes_per, double activation_bytes_per);
 
 }  // namespace duet::sim

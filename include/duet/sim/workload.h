@@ -31,6 +31,13 @@ struct WorkItem {
   std::vector<double> output_parts;
   std::vector<int64_t> output_channels;
   bool model_output = false;  // an output goes back to the host
+  // Convolutions (Conv, FusedConv): spatial kernel, strides, dilations, groups
+  // and the output's spatial size, for kernels that apply to some shapes only
+  // (the host CPU's Winograd 3x3). Empty for other nodes.
+  std::vector<int64_t> conv_kernel, conv_strides, conv_dilations, conv_output_spatial;
+  int64_t conv_group = 1;
+  int64_t conv_input_channels = 0;
+  std::vector<std::string> post_ops;  // a fused node's activation chain (ops::PostOp::str, e.g. "Relu(0)")
   // The node's own precision (numerics::Precision text, its annotation
   // kPrecisionAnnotation); empty: the simulation's default applies.
   std::string precision;

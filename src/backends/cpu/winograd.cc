@@ -137,8 +137,8 @@ DUET_AVX2_FMA void transform_output(const float* m, size_t position_stride, cons
 bool WinogradConv3x3::available() { return runtime::cpu_features().avx2_fma; }
 
 bool WinogradConv3x3::suits(const WinogradShape& s) {
-  return s.in_channels % 8 == 0 && s.out_channels % 8 == 0 && s.out_height >= 12 && s.out_width >= 12 &&
-         s.in_channels >= 16;
+  return s.in_channels % kChannelMultiple == 0 && s.out_channels % kChannelMultiple == 0 &&
+         s.out_height >= kMinOutputSize && s.out_width >= kMinOutputSize && s.in_channels >= kMinInputChannels;
 }
 
 WinogradConv3x3::WinogradConv3x3(const WinogradShape& shape, const float* weights, const float* bias, bool accumulate,

@@ -36,6 +36,10 @@ class WinogradConv3x3 {
  public:
   // True where the kernels can run: AVX2 and FMA.
   static bool available();
+  // Where the kernels apply: the numbers behind suits(), also written into
+  // devices/host.toml by calibrate-host, so the host-CPU model knows which
+  // convolutions run here and at which rate.
+  static constexpr int64_t kChannelMultiple = 8, kMinInputChannels = 16, kMinOutputSize = 12;
   // True where the shape fits the kernels (input channels a multiple of 8 and
   // at least 16, output channels a multiple of 8) and Winograd pays: outputs of at least 12x12
   // (smaller ones waste tile padding and stream 16/9 more weight bytes than

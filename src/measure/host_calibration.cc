@@ -138,6 +138,9 @@ std::string host_toml(const HostCalibration& c) {
         << "\noverlap = " << r.overlap << "\nelement_gelements_per_s = {";
       for (auto it = r.element_rates.begin(); it != r.element_rates.end(); ++it)
         o << (it == r.element_rates.begin() ? " " : ", ") << it->first << " = " << it->second / 1e9;
+      o << " }\nelement_fixed_us = {";
+      for (auto it = r.element_fixed_s.begin(); it != r.element_fixed_s.end(); ++it)
+        o << (it == r.element_fixed_s.begin() ? " " : ", ") << it->first << " = " << it->second * 1e6;
       o << " }" << "\nwinograd_gflops = " << r.winograd_flops / 1e9 << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\ndeconv_gflops = " << r.deconv_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
       for (auto& l : r.levels)
         o << "  { name = \"" << l.name << "\", capacity_bytes = " << std::fixed << std::setprecision(0) << l.capacity_bytes

@@ -99,14 +99,18 @@ double conv_seconds(int64_t c, int64_t hw, int64_t groups, const dnnl::engine& e
                         {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}}, seconds);
 }
 
-// Median seconds of one primitive of each element family on 4800 elements
-// ([1, 40, 120]: the size of a small transformer's or SE block's nodes),
-// L2-resident: eltwise (relu), binary (Mul of two such tensors), copy (a
-// transpose of the last two axes), softmax and layernorm (over the last
-// axis), pool (average of [1, 120, 5, 8] to [1, 120, 1, 1]).
-std::map<std::string, double> family_seconds(const dnnl::engine& e, dnnl::stream& s, double seconds) {
+// Median seconds of one primitive of each element family on `rows` x 120
+// elements, L2-resident: eltwise (relu on [1, rows, 120]), binary (Mul of two
+// such tensors), copy (a reorder into the same layout: what views, slices and
+// concatenations do), transpose (of their last two axes), softmax and
+// layernorm (over the last axis of [rows, 120]), pool (average of
+// [1, 120, rows / 8, 8] to [1, 120, 1, 1]). Rows 40 (4800 elements: a small
+// transformer's or an SE block's nodes) and 640 give each family a fixed cost
+// and a rate per element.
+std::map<std::string, double> family_seconds(int64_t rows, const dnnl::engine& e, dnnl::stream& s, double seconds) {
   std::map<std::string, double> t;
-  const memory::desc x({1, 40, 120}, dt::f32, tag::abc), xt({1, 40, 120}, dt::f32, tag::acb), x2({40, 120}, dt::f32, tag::ab);
+  const memory::desc x({1, rows, 120}, dt::f32, tag::abc), xt({1, rows, 120}, dt::f32, tag::acb),
+      x2({rows, 120}, dt::f32, tag::ab);
   {
     dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, x, 0.f, 0.f}, e);
     t["eltwise"] = median_seconds(dnnl::eltwise_forward(pd), s, {{DNNL_ARG_SRC, filled(x, e)}, {DNNL_ARG_DST, memory(x, e)}}, seconds);
@@ -118,6 +122,10 @@ std::map<std::string, double> family_seconds(const dnnl::engine& e, dnnl::stream
   }
   {
     memory from = filled(x, e), to(xt, e);
+    t["transpose"] = median_seconds(dnnl::reorder(from, to), s, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, seconds);
+  }
+  {
+    memory from = filled(x, e), to(x, e);
     t["copy"] = median_seconds(dnnl::reorder(from, to), s, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, seconds);
   }
   {
@@ -125,7 +133,7 @@ std::map<std::string, double> family_seconds(const dnnl::engine& e, dnnl::stream
     t["softmax"] = median_seconds(dnnl::softmax_forward(pd), s, {{DNNL_ARG_SRC, filled(x2, e)}, {DNNL_ARG_DST, memory(x2, e)}}, seconds);
   }
   {
-    const memory::desc stat({40}, dt::f32, tag::a), affine({120}, dt::f32, tag::a);
+    const memory::desc stat({rows}, dt::f32, tag::a), affine({120}, dt::f32, tag::a);
     dnnl::layer_normalization_forward::primitive_desc pd(
         dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_inference, x2, stat, 1e-5f,
                                                 dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift),
@@ -136,10 +144,10 @@ std::map<std::string, double> family_seconds(const dnnl::engine& e, dnnl::stream
                                     seconds);
   }
   {
-    const memory::desc in({1, 120, 5, 8}, dt::f32, tag::abcd), out({1, 120, 1, 1}, dt::f32, tag::abcd);
+    const memory::desc in({1, 120, rows / 8, 8}, dt::f32, tag::abcd), out({1, 120, 1, 1}, dt::f32, tag::abcd);
     dnnl::pooling_forward::primitive_desc pd(
         dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_avg_exclude_padding, in,
-                                    out, {1, 1}, {5, 8}, {0, 0}, {0, 0}),
+                                    out, {1, 1}, {rows / 8, 8}, {0, 0}, {0, 0}),
         e);
     t["pool"] = median_seconds(dnnl::pooling_forward(pd), s, {{DNNL_ARG_SRC, filled(pd.src_desc(), e)}, {DNNL_ARG_DST, memory(pd.dst_desc(), e)}},
                                seconds);
@@ -316,7 +324,8 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   constexpr int kRounds = 3;
   const double slice = seconds / kRounds;
   double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30, deconv = 1e30, winograd = 1e30;
-  std::map<std::string, double> families;
+  constexpr int64_t kSmallRows = 40, kLargeRows = 640;
+  std::map<std::pair<std::string, int64_t>, double> families;  // (family, rows) -> seconds
   double conv_small = 1e30, mm_small = 1e30;
   for (int round = 0; round < kRounds; ++round) {
     overhead = std::min(overhead, eltwise_seconds(64, e, s, slice));
@@ -328,8 +337,11 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
     dw = std::min(dw, conv_seconds(64, 56, 64, e, s, slice));
     deconv = std::min(deconv, deconv_seconds(24, 160, e, s, slice));
     exp = std::min(exp, eltwise_seconds(4096, e, s, slice, dnnl::algorithm::eltwise_logistic));
-    for (auto& [family, seconds] : family_seconds(e, s, slice / 3))
-      families[family] = families.count(family) ? std::min(families[family], seconds) : seconds;
+    for (int64_t rows : {kSmallRows, kLargeRows})
+      for (auto& [family, seconds] : family_seconds(rows, e, s, slice / 6)) {
+        auto& best = families[{family, rows}];
+        best = best > 0 ? std::min(best, seconds) : seconds;
+      }
   }
   r.overhead_s = overhead;
   // Rates net of the fixed overhead, as the model adds it back once per node.
@@ -337,7 +349,16 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   r.conv_flops = rate(sim::kCpuConvFlops, conv);
   r.conv_small_flops = rate(sim::kCpuSmallConvFlops, conv_small);
   r.matmul_small_flops = rate(sim::kCpuSmallMatMulFlops, mm_small);
-  for (auto& [family, seconds] : families) r.element_rates[family] = rate(4800, seconds);
+  // Per family: a rate per element from the two sizes, and what is left of the
+  // small one's time beyond the overhead and its elements at that rate.
+  for (auto& [key, small] : families) {
+    if (key.second != kSmallRows) continue;
+    const double large = families[{key.first, kLargeRows}];
+    const double n1 = 120.0 * kSmallRows, n2 = 120.0 * kLargeRows;
+    const double per_element = std::max((large - small) / (n2 - n1), 1e-13);
+    r.element_rates[key.first] = 1 / per_element;
+    r.element_fixed_s[key.first] = std::max(0.0, small - r.overhead_s - n1 * per_element);
+  }
   r.winograd_flops = winograd > 0 ? rate(2.0 * 64 * 64 * 9 * 56 * 56, winograd) : 0;
   r.matmul_flops = rate(sim::kCpuMatMulFlops, mm);
   r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
@@ -357,10 +378,14 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
     const double ring = level.capacity > 0 ? level.capacity : 4 * l3;
     const int64_t elements = int64_t(ring / 4 / sizeof(float));
     double chain = 1e30, binary = 1e30, conv = 1e30;
-    for (int round = 0; round < kRounds; ++round) {
-      chain = std::min(chain, chain_seconds(elements, 4, e, s, slice));
-      binary = std::min(binary, cold_seconds(tiny.binary, tiny.binary_args, level.evict, e, s, slice / 2));
-      conv = std::min(conv, cold_seconds(tiny.conv, tiny.conv_args, level.evict, e, s, slice / 2));
+    for (int round = 0; round < kRounds; ++round) chain = std::min(chain, chain_seconds(elements, 4, e, s, slice));
+    // The cold costs swing most with other tenants (a 1x1 conv after 64 MiB
+    // streamed: medians of 4 to 11 us between runs of a few seconds here):
+    // more, shorter rounds, the fastest kept.
+    constexpr int kColdRounds = 7;
+    for (int round = 0; round < kColdRounds; ++round) {
+      binary = std::min(binary, cold_seconds(tiny.binary, tiny.binary_args, level.evict, e, s, slice / 4));
+      conv = std::min(conv, cold_seconds(tiny.conv, tiny.conv_args, level.evict, e, s, slice / 4));
     }
     CpuLevel l{level.name, level.capacity, rate(2.0 * sizeof(float) * double(elements), chain)};
     l.overhead_s = binary;

@@ -85,7 +85,7 @@ std::string cpu_op_family(const WorkItem& item) {
       {"Relu", "eltwise"}, {"Clip", "eltwise"}, {"LeakyRelu", "eltwise"}, {"HardSigmoid", "eltwise"},
       {"HardSwish", "eltwise"}, {"Abs", "eltwise"}, {"Neg", "eltwise"}, {"Sqrt", "eltwise"}, {"Cast", "eltwise"},
       {"BatchNormalization", "eltwise"}, {"PRelu", "eltwise"},
-      {"Transpose", "copy"}, {"Concat", "copy"}, {"Slice", "copy"}, {"Split", "copy"}, {"Pad", "copy"},
+      {"Transpose", "transpose"}, {"Concat", "copy"}, {"Slice", "copy"}, {"Split", "copy"}, {"Pad", "copy"},
       {"Reshape", "copy"}, {"Squeeze", "copy"}, {"Unsqueeze", "copy"}, {"Flatten", "copy"}, {"Identity", "copy"},
       {"Softmax", "softmax"}, {"LogSoftmax", "softmax"}, {"LayerNormalization", "layernorm"},
       {"GlobalAveragePool", "pool"}, {"GlobalMaxPool", "pool"}, {"AveragePool", "pool"}, {"MaxPool", "pool"},
@@ -142,6 +142,14 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   else if (convolution) own = model.block();
   else if (c.op_class != CpuOpClass::MatMul && c.op_class != CpuOpClass::View && item.op != "Transpose" && item.op != "Shape")
     own = item.input_channels.empty() || item.input_channels.front() <= 0 ? kCpuPlainLayout : input_block(0);
+  // A unary elementwise primitive on a blocked tensor with fewer channels
+  // than the block (det's 1-channel head in nChw16c) gets oneDNN's reference
+  // code; the backend runs it on a plain copy instead.
+  const std::string family = cpu_op_family(item);
+  const bool unary = (family == "eltwise" || c.op_class == CpuOpClass::Transcendental) && item.producer_elements.size() == 1;
+  const int64_t ch0 = item.input_channels.empty() ? 0 : item.input_channels.front();
+  const bool to_plain = unary && ch0 > 0 && own > 1 && ch0 < own;
+  if (to_plain) own = kCpuPlainLayout;
   c.output_block = own;
   c.flops = item.flops;
   double rate = r.fma_flops;
@@ -169,7 +177,9 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     double in_elements = 0;
     for (size_t i = 0; i < item.producer_elements.size(); ++i)
       in_elements += padded(item.producer_elements[i], i < item.input_channels.size() ? item.input_channels[i] : 0, input_block(i));
-    c.compute_s = std::max(c.compute_s, (f->first == "pool" ? in_elements : out_elements) / f->second);
+    const auto fixed = r.element_fixed_s.find(f->first);
+    c.compute_s = std::max(c.compute_s, (fixed == r.element_fixed_s.end() ? 0.0 : fixed->second) +
+                                            (f->first == "pool" ? in_elements : out_elements) / f->second);
   }
 
   double activations = out_elements;
@@ -177,11 +187,15 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     const int64_t ch = i < item.input_channels.size() ? item.input_channels[i] : 0;
     const int held = input_block(i);
     activations += padded(item.producer_elements[i], ch, held);
-    // Reordered first: read as held, written and read again as wanted. A
-    // convolution wants its own layout; a view (a copy, in this backend) the plain one.
-    const int wanted = convolution ? own : kCpuPlainLayout;
-    if ((convolution || c.op_class == CpuOpClass::View) && ch > 0 && i == 0 && held != wanted)
-      activations += padded(item.producer_elements[i], ch, held) + 2 * padded(item.producer_elements[i], ch, wanted);
+    // Reordered first: read as held (counted above), written and read again
+    // as wanted. A convolution wants its own layout; a view (a copy, in this
+    // backend) and a unary op moved to plain, the plain one.
+    // A binary op takes its second operand in the first's layout.
+    const int wanted = convolution ? own : i == 1 && family == "binary" ? input_block(0) : kCpuPlainLayout;
+    const bool reordered = (convolution || c.op_class == CpuOpClass::View || to_plain) && i == 0;
+    const bool matched = i == 1 && family == "binary" && item.producer_elements.size() == 2 &&
+                         item.producer_elements[1] == item.producer_elements[0];
+    if ((reordered || matched) && ch > 0 && held != wanted) activations += 2 * padded(item.producer_elements[i], ch, wanted);
   }
   const double weight_bytes = item.weight_elements * weight_bytes_per;
   c.bytes = weight_bytes + activations * activation_bytes_per;

@@ -315,6 +315,12 @@ Device decode(const toml::table& root, const std::string& origin) {
             DUET_CHECK(rate > 0, w, ": element_gelements_per_s.", family.str(), " must be positive");
             r.element_rates[std::string(family.str())] = rate * 1e9;
           }
+        if (auto* ef = (*t)["element_fixed_us"].as_table())  // optional
+          for (auto& [family, v] : *ef) {
+            const double fixed = num(*ef, std::string(family.str()), 0, w);
+            DUET_CHECK(fixed >= 0, w, ": element_fixed_us.", family.str(), " must not be negative");
+            r.element_fixed_s[std::string(family.str())] = fixed * 1e-6;
+          }
         DUET_CHECK(r.overlap >= 0 && r.overlap <= 1, w, ": overlap is a fraction in [0, 1]");
         r.overhead_s = num(*t, "overhead_us", 0, w) * 1e-6;
         r.transcendental_per_s = num(*t, "exp_gelements_per_s", 0, w) * 1e9;

@@ -19,8 +19,8 @@
 //            padded to the SIMD width (oneDNN's blocked layouts); depthwise /
 //            grouped convs at the measured depthwise rate; everything else at
 //            the measured FMA peak (its FLOPs are few: memory decides), and
-//            no faster than its family's measured element rate on small
-//            tensors (binary, eltwise, copy, softmax, layernorm, pool)
+//            no faster than its family's measured primitive (binary, eltwise,
+//            copy, softmax, layernorm, pool): a fixed cost and a rate per element
 //   memory:  bytes read and written over the streaming bandwidth of the
 //            smallest cache level (L2 per thread, L3, DRAM) that holds the
 //            node's working set, measured with a chain of oneDNN eltwise
@@ -71,11 +71,11 @@ struct CpuKernelRates {
   // and its memory (L3 bandwidth) time; 1 where not measured (roofline).
   double overlap = 1;
   double overhead_s = 0;       // oneDNN eltwise on 64 floats: execute + wait
-  // Elements per second oneDNN's primitives of each family reach on a small,
-  // L2-resident tensor (4800 elements: what a transformer's or an SE block's
-  // small nodes hold), net of the overhead; families: eltwise, binary, copy,
-  // softmax, layernorm, pool (cpu_op_family). Missing: bandwidth only.
-  std::map<std::string, double> element_rates;
+  // oneDNN's primitives of each family (cpu_op_family: eltwise, binary, copy,
+  // transpose, softmax, layernorm, pool) on L2-resident tensors of 4800 and 76800
+  // elements: elements per second from the difference, and the fixed cost
+  // beyond overhead_s that is left at the small size. Missing: bandwidth only.
+  std::map<std::string, double> element_rates, element_fixed_s;
   std::vector<CpuLevel> levels;  // nearest first; the last is DRAM
 };
 

@@ -395,21 +395,25 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   // Overlap of compute and memory: a 1x1 convolution 64 -> 64 whose working
   // set sits in L2 (16x16) gives its compute rate; the same at a size that
   // streams from L3 (a working set of half the L3, at least 4x L2) is timed
-  // against that compute time plus its bytes at the L3 bandwidth.
+  // against that compute time plus its bytes at the L3 bandwidth. The
+  // estimate is a difference of times, so noise swings it (0 to 0.7 between
+  // calibrations here when taken once): the median of seven rounds' estimates.
   {
     const int64_t c = 64;
     const auto hw_for = [&](double bytes) { return std::max<int64_t>(16, int64_t(std::sqrt(bytes / (2.0 * c * sizeof(float))))); };
     const int64_t small = 16, large = hw_for(std::max(0.5 * l3, 4 * l2));
-    double hot = 1e30, streamed = 1e30;
-    for (int round = 0; round < kRounds; ++round) {
-      hot = std::min(hot, conv1x1_seconds(c, small, e, s, slice / 2));
-      streamed = std::min(streamed, conv1x1_seconds(c, large, e, s, slice / 2));
-    }
     const double scale = double(large * large) / double(small * small);
-    const double compute = std::max(hot - r.overhead_s, 0.25 * hot) * scale;
     const double memory = 2.0 * c * large * large * sizeof(float) / r.levels[1].bytes_per_s;
-    const double t = std::max(streamed - r.overhead_s, 0.25 * streamed);
-    r.overlap = std::clamp((compute + memory - t) / std::min(compute, memory), 0.0, 1.0);
+    std::vector<double> estimates;
+    for (int round = 0; round < 7; ++round) {
+      const double hot = conv1x1_seconds(c, small, e, s, slice / 4);
+      const double streamed = conv1x1_seconds(c, large, e, s, slice / 4);
+      const double compute = std::max(hot - r.overhead_s, 0.25 * hot) * scale;
+      const double t = std::max(streamed - r.overhead_s, 0.25 * streamed);
+      estimates.push_back(std::clamp((compute + memory - t) / std::min(compute, memory), 0.0, 1.0));
+    }
+    std::nth_element(estimates.begin(), estimates.begin() + 3, estimates.end());
+    r.overlap = estimates[3];
   }
   return r;
 }

@@ -153,6 +153,10 @@ TEST(SimCpuModel, FixedCostsFollowTheLevelHoldingTheInferencesFootprint) {
   // Between, geometric in the footprint's logarithm: halfway (in log) between 1 MB and 32 MB, halfway between 2 and 8 us.
   EXPECT_NEAR(cpu_node_cost(m, relu, 4, 4, 1, std::sqrt(1e6 * 32e6)).overhead_s, 4e-6, 1e-12);
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, conv_item(8, 8, 4, 1), 4, 4, 1, 100e6).overhead_s, 12e-6);  // matrix primitives' own
+  levels[2].copy_overhead_s = 3e-6;
+  WorkItem transpose = relu;
+  transpose.op = "Transpose";
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, transpose, 4, 4, 1, 100e6).overhead_s, 3e-6);  // copies and views: a reorder's
   // Without per-level costs (older calibrations): the rates' overhead.
   EXPECT_DOUBLE_EQ(cpu_node_cost(fixed_model(), relu, 4, 4, 1, 100e6).overhead_s, 2e-6);
 }
@@ -189,8 +193,7 @@ TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
 
 TEST(SimCpuModel, ElementwiseNodesRunNoFasterThanTheirFamilysMeasuredPrimitive) {
   auto m = fixed_model();
-  m.by_threads[0].element_rates = {{"layernorm", 2e9}, {"pool", 4e9}};
-  m.by_threads[0].element_fixed_s = {{"layernorm", 1e-6}};
+  m.by_threads[0].element_s = {{"layernorm", {3e-6, 39e-6}}, {"pool", {1.2e-6, 19.2e-6}}};
   WorkItem ln;
   ln.op = "LayerNormalization";
   ln.producer_elements = {4800};
@@ -199,12 +202,15 @@ TEST(SimCpuModel, ElementwiseNodesRunNoFasterThanTheirFamilysMeasuredPrimitive) 
   ln.output_channels = {0};
   ln.output_elements = 4800;
   EXPECT_EQ(cpu_op_family(ln), "layernorm");
-  EXPECT_DOUBLE_EQ(cpu_node_cost(m, ln, 4, 4, 1).compute_s, 1e-6 + 4800 / 2e9);
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, ln, 4, 4, 1).compute_s, 3e-6);  // measured at 4800 elements
+  EXPECT_DOUBLE_EQ(cpu_family_seconds({3e-6, 39e-6}, 2400), 1.5e-6);  // below: through zero
+  EXPECT_DOUBLE_EQ(cpu_family_seconds({3e-6, 39e-6}, 40800), 21e-6);  // between: linear
+  EXPECT_DOUBLE_EQ(cpu_family_seconds({3e-6, 39e-6}, 148800), 75e-6); // beyond: the last slope
   WorkItem gap = ln;
   gap.op = "GlobalAveragePool";
   gap.output_parts = {10};
   gap.output_elements = 10;
-  EXPECT_DOUBLE_EQ(cpu_node_cost(m, gap, 4, 4, 1).compute_s, 4800 / 4e9);  // what it reads
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, gap, 4, 4, 1).compute_s, 1.2e-6);  // what it reads
   gap.op = "Resize";
   EXPECT_EQ(cpu_op_family(gap), "");
 }
@@ -262,10 +268,9 @@ winograd_gflops = 300
 conv_small_gflops = 100
 matmul_small_gflops = 90
 overlap = 0.5
-element_gelements_per_s = { binary = 7, softmax = 1.5 }
-element_fixed_us = { binary = 0.5, softmax = 2 }
+element_us = { binary = [0.5, 8], softmax = [2, 30] }
 overhead_us = 1
-levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50, overhead_us = 0.3, matrix_overhead_us = 0.5 }, { name = "DRAM", capacity_bytes = 0, bandwidth_gbs = 10, overhead_us = 5, matrix_overhead_us = 6 } ]
+levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50, overhead_us = 0.3, matrix_overhead_us = 0.5, copy_overhead_us = 0.2 }, { name = "DRAM", capacity_bytes = 0, bandwidth_gbs = 10, overhead_us = 5, matrix_overhead_us = 6 } ]
 )";
   {
     std::string with_tables = current;
@@ -279,10 +284,9 @@ levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50, overhead
     const CpuKernelRates& r2 = d2.cpu->rates(2);
     EXPECT_DOUBLE_EQ(r2.winograd_flops, 300e9);
     EXPECT_DOUBLE_EQ(r2.overlap, 0.5);
-    EXPECT_DOUBLE_EQ(r2.element_rates.at("softmax"), 1.5e9);
-    EXPECT_DOUBLE_EQ(r2.element_fixed_s.at("softmax"), 2e-6);
+    EXPECT_DOUBLE_EQ(r2.element_s.at("softmax").second, 30e-6);
     EXPECT_DOUBLE_EQ(r2.levels.back().matrix_overhead_s, 6e-6);
-    EXPECT_THROW(parse_device_toml(current + "\n", "x.toml").cpu->rates(2).element_rates.at("pool"), std::out_of_range);
+    EXPECT_THROW(parse_device_toml(current + "\n", "x.toml").cpu->rates(2).element_s.at("pool"), std::out_of_range);
     std::string bad = current;
     bad.replace(bad.find("overlap = 0.5"), 13, "overlap = 1.5");
     EXPECT_THROW(parse_device_toml(bad, "bad.toml"), Error);

@@ -247,8 +247,8 @@ double cold_seconds(const dnnl::primitive& p, const std::unordered_map<int, memo
 // A tiny elementwise primitive (Mul of two [1,64,1,1]) and a tiny matrix one
 // (1x1 convolution 64 -> 64 on 1x1) with their arguments.
 struct TinyPrimitives {
-  dnnl::primitive binary, conv;
-  std::unordered_map<int, memory> binary_args, conv_args;
+  dnnl::primitive binary, conv, copy;
+  std::unordered_map<int, memory> binary_args, conv_args, copy_args;
 };
 
 TinyPrimitives tiny_primitives(const dnnl::engine& e) {
@@ -257,6 +257,9 @@ TinyPrimitives tiny_primitives(const dnnl::engine& e) {
   dnnl::binary::primitive_desc bpd({dnnl::algorithm::binary_mul, x, x, x}, e);
   t.binary = dnnl::binary(bpd);
   t.binary_args = {{DNNL_ARG_SRC_0, filled(x, e)}, {DNNL_ARG_SRC_1, filled(x, e)}, {DNNL_ARG_DST, memory(x, e)}};
+  memory from = filled(x, e), to(x, e);
+  t.copy = dnnl::reorder(from, to);
+  t.copy_args = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
   dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                        memory::desc({1, 64, 1, 1}, dt::f32, tag::any),
                                        memory::desc({64, 64, 1, 1}, dt::f32, tag::any), memory::desc({64}, dt::f32, tag::a),
@@ -349,16 +352,11 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   r.conv_flops = rate(sim::kCpuConvFlops, conv);
   r.conv_small_flops = rate(sim::kCpuSmallConvFlops, conv_small);
   r.matmul_small_flops = rate(sim::kCpuSmallMatMulFlops, mm_small);
-  // Per family: a rate per element from the two sizes, and what is left of the
-  // small one's time beyond the overhead and its elements at that rate.
-  for (auto& [key, small] : families) {
-    if (key.second != kSmallRows) continue;
-    const double large = families[{key.first, kLargeRows}];
-    const double n1 = 120.0 * kSmallRows, n2 = 120.0 * kLargeRows;
-    const double per_element = std::max((large - small) / (n2 - n1), 1e-13);
-    r.element_rates[key.first] = 1 / per_element;
-    r.element_fixed_s[key.first] = std::max(0.0, small - r.overhead_s - n1 * per_element);
-  }
+  static_assert(120 * kSmallRows == sim::kCpuFamilySmall && 120 * kLargeRows == sim::kCpuFamilyLarge);
+  for (auto& [key, small] : families)
+    if (key.second == kSmallRows)
+      r.element_s[key.first] = {std::max(0.0, small - r.overhead_s),
+                                std::max(0.0, families[{key.first, kLargeRows}] - r.overhead_s)};
   r.winograd_flops = winograd > 0 ? rate(2.0 * 64 * 64 * 9 * 56 * 56, winograd) : 0;
   r.matmul_flops = rate(sim::kCpuMatMulFlops, mm);
   r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
@@ -377,7 +375,7 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   for (auto& level : levels) {
     const double ring = level.capacity > 0 ? level.capacity : 4 * l3;
     const int64_t elements = int64_t(ring / 4 / sizeof(float));
-    double chain = 1e30, binary = 1e30, conv = 1e30;
+    double chain = 1e30, binary = 1e30, conv = 1e30, copy = 1e30;
     for (int round = 0; round < kRounds; ++round) chain = std::min(chain, chain_seconds(elements, 4, e, s, slice));
     // The cold costs swing most with other tenants (a 1x1 conv after 64 MiB
     // streamed: medians of 4 to 11 us between runs of a few seconds here):
@@ -386,10 +384,12 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
     for (int round = 0; round < kColdRounds; ++round) {
       binary = std::min(binary, cold_seconds(tiny.binary, tiny.binary_args, level.evict, e, s, slice / 4));
       conv = std::min(conv, cold_seconds(tiny.conv, tiny.conv_args, level.evict, e, s, slice / 4));
+      copy = std::min(copy, cold_seconds(tiny.copy, tiny.copy_args, level.evict, e, s, slice / 4));
     }
     CpuLevel l{level.name, level.capacity, rate(2.0 * sizeof(float) * double(elements), chain)};
     l.overhead_s = binary;
     l.matrix_overhead_s = conv;
+    l.copy_overhead_s = copy;
     r.levels.push_back(l);
   }
   // Overlap of compute and memory: a 1x1 convolution 64 -> 64 whose working

@@ -52,8 +52,15 @@ namespace {
 // of the level before (the cost measured at this level) and this level's own
 // capacity (the cost at the next) the cost moves geometrically with the
 // footprint's logarithm. 0: the levels carry no measured costs.
-double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint, bool matrix) {
-  auto cost = [&](size_t i) { return matrix ? levels[i].matrix_overhead_s : levels[i].overhead_s; };
+enum class CpuPrimitiveKind { Elementwise, Matrix, Copy };
+
+double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint, CpuPrimitiveKind kind) {
+  auto cost = [&](size_t i) {
+    const CpuLevel& l = levels[i];
+    return kind == CpuPrimitiveKind::Matrix ? l.matrix_overhead_s
+           : kind == CpuPrimitiveKind::Copy && l.copy_overhead_s > 0 ? l.copy_overhead_s
+                                                                    : l.overhead_s;
+  };
   if (levels.empty() || cost(0) <= 0) return 0;
   double below = 0;  // capacity of the level before
   for (size_t i = 0; i < levels.size(); ++i) {
@@ -78,6 +85,12 @@ double size_rate(double small_flops, double small_rate, double large_flops, doub
 }
 
 }  // namespace
+
+double cpu_family_seconds(const std::pair<double, double>& measured, double elements) {
+  const auto [small, large] = measured;
+  if (elements <= kCpuFamilySmall) return small * elements / kCpuFamilySmall;
+  return small + (elements - kCpuFamilySmall) * std::max(large - small, 0.0) / (kCpuFamilyLarge - kCpuFamilySmall);
+}
 
 std::string cpu_op_family(const WorkItem& item) {
   static const std::map<std::string, std::string> family = {
@@ -120,7 +133,12 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     if (l.capacity_bytes <= 0 || footprint_bytes <= l.capacity_bytes) { home = &l; break; }
   const bool matrix = c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Winograd || c.op_class == CpuOpClass::Deconv ||
                       c.op_class == CpuOpClass::MatMul || c.op_class == CpuOpClass::Depthwise;
-  const double level_overhead = footprint_overhead(r.levels, footprint_bytes, matrix);
+  const std::string family = cpu_op_family(item);
+  const CpuPrimitiveKind kind = matrix ? CpuPrimitiveKind::Matrix
+                                : family == "copy" || family == "transpose" || c.op_class == CpuOpClass::View
+                                    ? CpuPrimitiveKind::Copy
+                                    : CpuPrimitiveKind::Elementwise;
+  const double level_overhead = footprint_overhead(r.levels, footprint_bytes, kind);
   c.overhead_s = level_overhead > 0 ? level_overhead : r.overhead_s;
   c.overlap = r.overlap;
 
@@ -145,7 +163,6 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   // A unary elementwise primitive on a blocked tensor with fewer channels
   // than the block (det's 1-channel head in nChw16c) gets oneDNN's reference
   // code; the backend runs it on a plain copy instead.
-  const std::string family = cpu_op_family(item);
   const bool unary = (family == "eltwise" || c.op_class == CpuOpClass::Transcendental) && item.producer_elements.size() == 1;
   const int64_t ch0 = item.input_channels.empty() ? 0 : item.input_channels.front();
   const bool to_plain = unary && ch0 > 0 && own > 1 && ch0 < own;
@@ -171,15 +188,14 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     out_elements += padded(item.output_parts[i], i < item.output_channels.size() ? item.output_channels[i] : 0, own);
   if (c.op_class == CpuOpClass::Transcendental && r.transcendental_per_s > 0)
     c.compute_s = std::max(c.compute_s, out_elements / r.transcendental_per_s);
-  // Elementwise and data-movement primitives: no faster than their family's
-  // measured element rate (pooling and reductions count what they read).
-  if (auto f = r.element_rates.find(cpu_op_family(item)); f != r.element_rates.end() && f->second > 0 && !convolution) {
+  // Elementwise and data-movement primitives: their family's measured
+  // primitive (pooling and reductions count what they read).
+  if (auto f = r.element_s.find(family); f != r.element_s.end() && !convolution) {
     double in_elements = 0;
     for (size_t i = 0; i < item.producer_elements.size(); ++i)
       in_elements += padded(item.producer_elements[i], i < item.input_channels.size() ? item.input_channels[i] : 0, input_block(i));
-    const auto fixed = r.element_fixed_s.find(f->first);
-    c.compute_s = std::max(c.compute_s, (fixed == r.element_fixed_s.end() ? 0.0 : fixed->second) +
-                                            (f->first == "pool" ? in_elements : out_elements) / f->second);
+    c.compute_s = std::max(c.compute_s, cpu_family_seconds(f->second, family == "pool" ? in_elements : out_elements));
+    c.overlap = 1;  // the primitive streams as it computes: memory farther than L2 shows as the longer of the two
   }
 
   double activations = out_elements;

@@ -309,17 +309,14 @@ Device decode(const toml::table& root, const std::string& origin) {
         r.conv_small_flops = num(*t, "conv_small_gflops", 0, w) * 1e9;      // optional (older calibrations)
         r.matmul_small_flops = num(*t, "matmul_small_gflops", 0, w) * 1e9;  // optional
         r.overlap = num(*t, "overlap", 1, w);                        // optional (older calibrations: roofline)
-        if (auto* er = (*t)["element_gelements_per_s"].as_table())  // optional
-          for (auto& [family, v] : *er) {
-            const double rate = num(*er, std::string(family.str()), 0, w);
-            DUET_CHECK(rate > 0, w, ": element_gelements_per_s.", family.str(), " must be positive");
-            r.element_rates[std::string(family.str())] = rate * 1e9;
-          }
-        if (auto* ef = (*t)["element_fixed_us"].as_table())  // optional
-          for (auto& [family, v] : *ef) {
-            const double fixed = num(*ef, std::string(family.str()), 0, w);
-            DUET_CHECK(fixed >= 0, w, ": element_fixed_us.", family.str(), " must not be negative");
-            r.element_fixed_s[std::string(family.str())] = fixed * 1e-6;
+        if (auto* es = (*t)["element_us"].as_table())  // optional: per family, [small, large]
+          for (auto& [family, v] : *es) {
+            auto* pair = v.as_array();
+            DUET_CHECK(pair && pair->size() == 2 && (*pair)[0].value<double>() && (*pair)[1].value<double>(), w,
+                       ": element_us.", family.str(), " must be two numbers (microseconds at 4800 and 76800 elements)");
+            const double small = *(*pair)[0].value<double>(), large = *(*pair)[1].value<double>();
+            DUET_CHECK(small >= 0 && large >= 0, w, ": element_us.", family.str(), " must not be negative");
+            r.element_s[std::string(family.str())] = {small * 1e-6, large * 1e-6};
           }
         DUET_CHECK(r.overlap >= 0 && r.overlap <= 1, w, ": overlap is a fraction in [0, 1]");
         r.overhead_s = num(*t, "overhead_us", 0, w) * 1e-6;
@@ -334,8 +331,9 @@ Device decode(const toml::table& root, const std::string& origin) {
             // optional (older calibrations: the rates' overhead_us)
             l.overhead_s = num(*lt, "overhead_us", 0, w) * 1e-6;
             l.matrix_overhead_s = num(*lt, "matrix_overhead_us", 0, w) * 1e-6;
+            l.copy_overhead_s = num(*lt, "copy_overhead_us", 0, w) * 1e-6;
             DUET_CHECK(l.bytes_per_s > 0, w, ": level '", l.name, "' needs a positive bandwidth_gbs");
-            DUET_CHECK(l.overhead_s >= 0 && l.matrix_overhead_s >= 0, w, ": level '", l.name, "' has a negative overhead");
+            DUET_CHECK(l.overhead_s >= 0 && l.matrix_overhead_s >= 0 && l.copy_overhead_s >= 0, w, ": level '", l.name, "' has a negative overhead");
             r.levels.push_back(l);
           }
         DUET_CHECK(!r.levels.empty(), w, ": a rates entry lists no memory levels");

@@ -19,8 +19,9 @@
 //            padded to the SIMD width (oneDNN's blocked layouts); depthwise /
 //            grouped convs at the measured depthwise rate; everything else at
 //            the measured FMA peak (its FLOPs are few: memory decides), and
-//            no faster than its family's measured primitive (binary, eltwise,
-//            copy, softmax, layernorm, pool): a fixed cost and a rate per element
+//            as its family's measured primitive (binary, eltwise, copy,
+//            transpose, softmax, layernorm, pool) at two sizes, which already
+//            streams its data: no overlap to add when memory is farther
 //   memory:  bytes read and written over the streaming bandwidth of the
 //            smallest cache level (L2 per thread, L3, DRAM) that holds the
 //            node's working set, measured with a chain of oneDNN eltwise
@@ -48,8 +49,9 @@ struct CpuLevel {
   double bytes_per_s = 0;
   // Fixed cost of a tiny primitive whose code and data were last in this
   // level (0: not measured, the rates' hot overhead_s applies): elementwise
-  // (a binary Mul on 64 floats) and matrix (a 1x1 conv, 64 -> 64, on 1x1).
-  double overhead_s = 0, matrix_overhead_s = 0;
+  // (a binary Mul on 64 floats), matrix (a 1x1 conv, 64 -> 64, on 1x1) and
+  // copy (a reorder of 64 floats: views, slices, transposes).
+  double overhead_s = 0, matrix_overhead_s = 0, copy_overhead_s = 0;
 };
 
 // Rates measured at one thread count.
@@ -71,11 +73,11 @@ struct CpuKernelRates {
   // and its memory (L3 bandwidth) time; 1 where not measured (roofline).
   double overlap = 1;
   double overhead_s = 0;       // oneDNN eltwise on 64 floats: execute + wait
-  // oneDNN's primitives of each family (cpu_op_family: eltwise, binary, copy,
-  // transpose, softmax, layernorm, pool) on L2-resident tensors of 4800 and 76800
-  // elements: elements per second from the difference, and the fixed cost
-  // beyond overhead_s that is left at the small size. Missing: bandwidth only.
-  std::map<std::string, double> element_rates, element_fixed_s;
+  // Seconds of oneDNN's primitive of each family (cpu_op_family: eltwise,
+  // binary, copy, transpose, softmax, layernorm, pool) on L2-resident tensors
+  // of kCpuFamilySmall and kCpuFamilyLarge elements, net of overhead_s
+  // (cpu_family_seconds reads between them). Missing: bandwidth only.
+  std::map<std::string, std::pair<double, double>> element_s;
   std::vector<CpuLevel> levels;  // nearest first; the last is DRAM
 };
 
@@ -101,6 +103,12 @@ struct CpuKernelModel {
   const CpuKernelRates& rates(int threads) const;
 };
 
+// Elements of the two problems each element family is timed on.
+constexpr double kCpuFamilySmall = 4800, kCpuFamilyLarge = 76800;
+// A family's seconds on `elements`: piecewise linear through zero and its two
+// measured points, the last slope beyond (never falling).
+double cpu_family_seconds(const std::pair<double, double>& measured, double elements);
+
 // FLOPs of the problems the conv and matmul rates are measured on.
 constexpr double kCpuConvFlops = 2.0 * 64 * 64 * 9 * 56 * 56, kCpuSmallConvFlops = 2.0 * 32 * 32 * 9 * 16 * 16;
 constexpr double kCpuMatMulFlops = 2.0 * 512 * 512 * 512, kCpuSmallMatMulFlops = 2.0 * 40 * 120 * 360;
@@ -114,8 +122,8 @@ CpuOpClass classify_cpu_op(const WorkItem& item);
 // True where the backend runs `item` (FP32) with its Winograd kernels.
 bool runs_winograd(const CpuWinogradRule& rule, const WorkItem& item);
 const char* cpu_op_class_name(CpuOpClass c);
-// The family of elementwise and data-movement work whose element rate applies
-// to `item` (CpuKernelRates::element_rates), or "" for none.
+// The family of elementwise and data-movement work whose measured primitive
+// applies to `item` (CpuKernelRates::element_s), or "" for none.
 std::string cpu_op_family(const WorkItem& item);
 
 struct CpuNodeCost {

@@ -173,6 +173,10 @@ TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
   EXPECT_EQ(c.op_class, CpuOpClass::Winograd);
   EXPECT_DOUBLE_EQ(c.compute_s, w.flops / 200e9);
   EXPECT_EQ(c.output_block, 8);  // nChw8c
+  WorkItem narrow = conv_item(64, 24, 56, 1);  // 24 output channels: a panel of 16 and one of 8, as 32
+  narrow.conv_kernel = w.conv_kernel, narrow.conv_strides = w.conv_strides, narrow.conv_dilations = w.conv_dilations;
+  narrow.conv_output_spatial = w.conv_output_spatial, narrow.conv_input_channels = 64;
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, narrow, 4, 4, 1).compute_s, narrow.flops * 32 / 24 / 200e9);
   EXPECT_TRUE(runs_winograd(*m.winograd, w));
   WorkItem hardswish = w;
   hardswish.post_ops = {"HardSwish"};  // the kernels fuse ReLU only

@@ -130,7 +130,8 @@ std::string host_toml(const HostCalibration& c) {
       o << "\n# The cpu backend's Winograd F(2x2, 3x3) kernels take 3x3 stride-1 FP32 convolutions with these shapes.\n"
         << "[cpu_kernels.winograd]\nchannel_multiple = " << backends::cpu::WinogradConv3x3::kChannelMultiple
         << "\nmin_input_channels = " << backends::cpu::WinogradConv3x3::kMinInputChannels
-        << "\nmin_output_size = " << backends::cpu::WinogradConv3x3::kMinOutputSize << "\n";
+        << "\nmin_output_size = " << backends::cpu::WinogradConv3x3::kMinOutputSize
+        << "\npanel_channels = " << backends::cpu::WinogradConv3x3::kPanelChannels << "\n";
     for (auto& r : c.kernel_rates) {
       o << "\n[[cpu_kernels.rates]]\nthreads = " << r.threads << "\nfma_gflops = " << r.fma_flops / 1e9
         << "\nconv_gflops = " << r.conv_flops / 1e9 << "\nmatmul_gflops = " << r.matmul_flops / 1e9

@@ -172,7 +172,7 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   double rate = r.fma_flops;
   if (c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Deconv || c.op_class == CpuOpClass::Winograd) {
     const int64_t oc = item.output_channels.empty() ? 0 : item.output_channels.front();
-    c.flops = padded(item.flops, oc, own);
+    c.flops = padded(item.flops, oc, c.op_class == CpuOpClass::Winograd ? int(model.winograd->panel_channels) : own);
     rate = c.op_class == CpuOpClass::Deconv && r.deconv_flops > 0 ? r.deconv_flops
            : c.op_class == CpuOpClass::Winograd                    ? r.winograd_flops
                                                                    : size_rate(kCpuSmallConvFlops, r.conv_small_flops,

@@ -290,7 +290,8 @@ Device decode(const toml::table& root, const std::string& origin) {
       rule.channel_multiple = int64_t(num(*wt, "channel_multiple", 8, w));
       rule.min_input_channels = int64_t(num(*wt, "min_input_channels", 16, w));
       rule.min_output_size = int64_t(num(*wt, "min_output_size", 12, w));
-      DUET_CHECK(rule.channel_multiple > 0 && rule.min_input_channels >= 0 && rule.min_output_size >= 0, w,
+      rule.panel_channels = int64_t(num(*wt, "panel_channels", 16, w));
+      DUET_CHECK(rule.channel_multiple > 0 && rule.panel_channels > 0 && rule.min_input_channels >= 0 && rule.min_output_size >= 0, w,
                  ".winograd: channel_multiple must be positive, the minimums not negative");
       m.winograd = rule;
     }

@@ -86,6 +86,7 @@ struct CpuKernelRates {
 // 1, no dilation or groups, FP32, no post-op but ReLU, and these shapes.
 struct CpuWinogradRule {
   int64_t channel_multiple = 8, min_input_channels = 16, min_output_size = 12;
+  int64_t panel_channels = 16;  // output channels computed in panels this wide (work padded to it)
 };
 
 struct CpuKernelModel {

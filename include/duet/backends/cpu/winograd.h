@@ -40,6 +40,9 @@ class WinogradConv3x3 {
   // devices/host.toml by calibrate-host, so the host-CPU model knows which
   // convolutions run here and at which rate.
   static constexpr int64_t kChannelMultiple = 8, kMinInputChannels = 16, kMinOutputSize = 12;
+  // Output channels are computed in panels this wide (a last one of 8 runs
+  // at about half the rate: half the accumulators).
+  static constexpr int64_t kPanelChannels = 16;
   // True where the shape fits the kernels (input channels a multiple of 8 and
   // at least 16, output channels a multiple of 8) and Winograd pays: outputs of at least 12x12
   // (smaller ones waste tile padding and stream 16/9 more weight bytes than
@@ -58,7 +61,7 @@ class WinogradConv3x3 {
 
  private:
   void run_item(int64_t item, const float* src, float* dst) const;
-  int64_t panels() const { return (s_.out_channels + 15) / 16; }
+  int64_t panels() const { return (s_.out_channels + kPanelChannels - 1) / kPanelChannels; }
   int64_t panel_width(int64_t panel) const { return std::min<int64_t>(16, s_.out_channels - panel * 16); }
 
   WinogradShape s_;

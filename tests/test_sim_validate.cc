@@ -150,8 +150,8 @@ TEST(SimCpuModel, FixedCostsFollowTheLevelHoldingTheInferencesFootprint) {
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, relu, 4, 4, 1, 0.5e6).overhead_s, 1e-6);   // fits L2
   EXPECT_NEAR(cpu_node_cost(m, relu, 4, 4, 1, 1.000001e6).overhead_s, 2e-6, 1e-12);  // just past L2: in L3
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, relu, 4, 4, 1, 100e6).overhead_s, 8e-6);   // past L3: DRAM
-  // Between, geometric in the footprint's logarithm: halfway (in log) between 1 MB and 32 MB, halfway between 2 and 8 us.
-  EXPECT_NEAR(cpu_node_cost(m, relu, 4, 4, 1, std::sqrt(1e6 * 32e6)).overhead_s, 4e-6, 1e-12);
+  // Between, linear in the footprint: halfway between 1 MB and 32 MB, halfway between 2 and 8 us.
+  EXPECT_NEAR(cpu_node_cost(m, relu, 4, 4, 1, 16.5e6).overhead_s, 5e-6, 1e-12);
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, conv_item(8, 8, 4, 1), 4, 4, 1, 100e6).overhead_s, 12e-6);  // matrix primitives' own
   levels[2].copy_overhead_s = 3e-6;
   WorkItem transpose = relu;

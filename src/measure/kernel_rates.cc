@@ -395,20 +395,24 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   // Overlap of compute and memory: a 1x1 convolution 64 -> 64 whose working
   // set sits in L2 (16x16) gives its compute rate; the same at a size that
   // streams from L3 (a working set of half the L3, at least 4x L2) is timed
-  // against that compute time plus its bytes at the L3 bandwidth. The
-  // estimate is a difference of times, so noise swings it (0 to 0.7 between
-  // calibrations here when taken once): the median of seven rounds' estimates.
+  // against that compute time plus the time a relu takes to stream the same
+  // bytes, timed right after it. The estimate is a difference of times, so
+  // noise swings it (0 to 0.7 between calibrations here, with the memory time
+  // taken from the L3 bandwidth measured earlier, which itself swung 22 to 41
+  // GB/s): all three are timed back to back in each of seven rounds, and the
+  // median of the rounds' estimates kept.
   {
     const int64_t c = 64;
     const auto hw_for = [&](double bytes) { return std::max<int64_t>(16, int64_t(std::sqrt(bytes / (2.0 * c * sizeof(float))))); };
     const int64_t small = 16, large = hw_for(std::max(0.5 * l3, 4 * l2));
     const double scale = double(large * large) / double(small * small);
-    const double memory = 2.0 * c * large * large * sizeof(float) / r.levels[1].bytes_per_s;
     std::vector<double> estimates;
     for (int round = 0; round < 7; ++round) {
-      const double hot = conv1x1_seconds(c, small, e, s, slice / 4);
-      const double streamed = conv1x1_seconds(c, large, e, s, slice / 4);
+      const double hot = conv1x1_seconds(c, small, e, s, slice / 6);
+      const double streamed = conv1x1_seconds(c, large, e, s, slice / 6);
+      const double stream = eltwise_seconds(c * large * large, e, s, slice / 6);
       const double compute = std::max(hot - r.overhead_s, 0.25 * hot) * scale;
+      const double memory = std::max(stream - r.overhead_s, 0.25 * stream);
       const double t = std::max(streamed - r.overhead_s, 0.25 * streamed);
       estimates.push_back(std::clamp((compute + memory - t) / std::min(compute, memory), 0.0, 1.0));
     }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "duet/measure/host_calibration.h"
 #include "duet/sim/cpu_model.h"
 #include "duet/sim/device.h"
 #include "duet/sim/simulate.h"
@@ -225,6 +226,24 @@ TEST(SimCpuModel, OverlapHidesPartOfTheShorterOfComputeAndMemory) {
   EXPECT_DOUBLE_EQ(c.time_s(), 4e-6);  // overlap 1: the roofline
   c.overlap = 0.25;
   EXPECT_DOUBLE_EQ(c.time_s(), 1e-6 + 3e-6 + 0.75 * 2e-6);
+}
+
+TEST(SimCpuModel, TwoCalibrationsKeepTheBetterOfEachFigure) {
+  CpuKernelRates a = fixed_model().by_threads[0], b = a;
+  a.conv_flops = 70e9, b.conv_flops = 90e9;                 // a burst slowed the first
+  a.overhead_s = 1e-6, b.overhead_s = 3e-6;                 // ...and the second
+  a.levels[1].bytes_per_s = 30e9, b.levels[1].bytes_per_s = 40e9;
+  a.levels[2].overhead_s = 9e-6, b.levels[2].overhead_s = 6e-6;
+  a.element_s = {{"binary", {1e-6, 9e-6}}}, b.element_s = {{"binary", {0.8e-6, 10e-6}}};
+  a.overlap = 0.4, b.overlap = 0.1;
+  measure::keep_better(a, b);
+  EXPECT_DOUBLE_EQ(a.conv_flops, 90e9);
+  EXPECT_DOUBLE_EQ(a.overhead_s, 1e-6);
+  EXPECT_DOUBLE_EQ(a.levels[1].bytes_per_s, 40e9);
+  EXPECT_DOUBLE_EQ(a.levels[2].overhead_s, 6e-6);
+  EXPECT_DOUBLE_EQ(a.element_s.at("binary").first, 0.8e-6);
+  EXPECT_DOUBLE_EQ(a.element_s.at("binary").second, 9e-6);
+  EXPECT_DOUBLE_EQ(a.overlap, 0.1);
 }
 
 TEST(SimCpuModel, FootprintIsWeightsPlusThePeakOfLiveActivations) {

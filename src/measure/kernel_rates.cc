@@ -295,6 +295,33 @@ int channel_block_of(const dnnl_memory_desc_t& md) {
 
 }  // namespace
 
+void keep_better(CpuKernelRates& into, const CpuKernelRates& other) {
+  auto high = [](double& a, double b) { a = std::max(a, b); };
+  auto low = [](double& a, double b) { a = a > 0 && b > 0 ? std::min(a, b) : std::max(a, b); };
+  high(into.fma_flops, other.fma_flops);
+  high(into.conv_flops, other.conv_flops);
+  high(into.matmul_flops, other.matmul_flops);
+  high(into.conv_small_flops, other.conv_small_flops);
+  high(into.matmul_small_flops, other.matmul_small_flops);
+  high(into.depthwise_flops, other.depthwise_flops);
+  high(into.deconv_flops, other.deconv_flops);
+  high(into.winograd_flops, other.winograd_flops);
+  high(into.transcendental_per_s, other.transcendental_per_s);
+  low(into.overhead_s, other.overhead_s);
+  into.overlap = std::min(into.overlap, other.overlap);
+  for (auto& [family, s] : other.element_s)
+    if (auto it = into.element_s.find(family); it != into.element_s.end()) {
+      low(it->second.first, s.first);
+      low(it->second.second, s.second);
+    }
+  for (size_t i = 0; i < into.levels.size() && i < other.levels.size(); ++i) {
+    high(into.levels[i].bytes_per_s, other.levels[i].bytes_per_s);
+    low(into.levels[i].overhead_s, other.levels[i].overhead_s);
+    low(into.levels[i].matrix_overhead_s, other.levels[i].matrix_overhead_s);
+    low(into.levels[i].copy_overhead_s, other.levels[i].copy_overhead_s);
+  }
+}
+
 int conv_channel_block() {
   dnnl::engine e(dnnl::engine::kind::cpu, 0);
   const memory::dims x = {1, 24, 56, 56};

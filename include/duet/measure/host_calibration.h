@@ -29,6 +29,10 @@ struct HostCalibration {
 // peak, conv / matmul / depthwise rates, per-primitive overhead, streaming
 // bandwidth and a tiny primitive's fixed cost per cache level.
 CpuKernelRates measure_kernel_rates(int threads, double seconds_per_test);
+// Figure by figure, the better of two measurements at the same thread count
+// into `into`: the higher rate or bandwidth, the lower time or overhead, the
+// lower overlap (the estimate noise pushes up).
+void keep_better(CpuKernelRates& into, const CpuKernelRates& other);
 // The channel block of the layout oneDNN's convolution chooses for 24-channel
 // activations here (nChw8c: 8; channels-last or plain: 1).
 int conv_channel_block();

@@ -178,6 +178,11 @@ TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
   narrow.conv_kernel = w.conv_kernel, narrow.conv_strides = w.conv_strides, narrow.conv_dilations = w.conv_dilations;
   narrow.conv_output_spatial = w.conv_output_spatial, narrow.conv_input_channels = 64;
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, narrow, 4, 4, 1).compute_s, narrow.flops * 32 / 24 / 200e9);
+  // Fewer input channels, a shorter reduction per tile: linear between the rate at 16 and at 64.
+  m.by_threads[0].winograd_narrow_flops = 100e9;
+  WorkItem thin = w;
+  thin.conv_input_channels = 40;
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, thin, 4, 4, 1).compute_s, thin.flops / 150e9);
   EXPECT_TRUE(runs_winograd(*m.winograd, w));
   WorkItem hardswish = w;
   hardswish.post_ops = {"HardSwish"};  // the kernels fuse ReLU only
@@ -288,6 +293,7 @@ conv_gflops = 160
 matmul_gflops = 120
 depthwise_gflops = 40
 winograd_gflops = 300
+winograd_narrow_gflops = 150
 conv_small_gflops = 100
 matmul_small_gflops = 90
 overlap = 0.5

@@ -145,7 +145,7 @@ std::string host_toml(const HostCalibration& c) {
       o << "\n[[cpu_kernels.rates]]\nthreads = " << r.threads << "\nfma_gflops = " << r.fma_flops / 1e9
         << "\nconv_gflops = " << r.conv_flops / 1e9 << "\nmatmul_gflops = " << r.matmul_flops / 1e9
         << "\nconv_small_gflops = " << r.conv_small_flops / 1e9 << "\nmatmul_small_gflops = " << r.matmul_small_flops / 1e9
-        << "\noverlap = " << r.overlap << "\nelement_us = {";
+        << "\nwinograd_narrow_gflops = " << r.winograd_narrow_flops / 1e9 << "\noverlap = " << r.overlap << "\nelement_us = {";
       for (auto it = r.element_s.begin(); it != r.element_s.end(); ++it)
         o << (it == r.element_s.begin() ? " " : ", ") << it->first << " = [" << it->second.first * 1e6 << ", "
           << it->second.second * 1e6 << "]";

@@ -186,16 +186,17 @@ double deconv_seconds(int64_t c, int64_t hw, const dnnl::engine& e, dnnl::stream
 // Seconds of the cpu backend's own Winograd 3x3 convolution (pad 1) on
 // 1 x c x hw x hw, nChw8c in and out, as the backend runs it; 0 where the
 // kernels do not run on this CPU.
-double winograd_seconds(int64_t c, int64_t hw, double seconds) {
+double winograd_seconds(int64_t in, int64_t c, int64_t hw, double seconds) {
   using backends::cpu::WinogradConv3x3;
   using backends::cpu::WinogradShape;
   if (!WinogradConv3x3::available()) return 0;
   WinogradShape shape;
-  shape.in_channels = shape.out_channels = c;
+  shape.in_channels = in;
+  shape.out_channels = c;
   shape.height = shape.width = shape.out_height = shape.out_width = hw;
   shape.pad_top = shape.pad_left = 1;
-  std::vector<float> weights(static_cast<size_t>(c * c * 9)), bias(static_cast<size_t>(c)),
-      src(static_cast<size_t>(c * hw * hw)), dst(src.size());
+  std::vector<float> weights(static_cast<size_t>(c * in * 9)), bias(static_cast<size_t>(c)),
+      src(static_cast<size_t>(in * hw * hw)), dst(static_cast<size_t>(c * hw * hw));
   for (size_t i = 0; i < weights.size(); ++i) weights[i] = 0.01f * float(i % 97) - 0.3f;
   for (size_t i = 0; i < src.size(); ++i) src[i] = 0.01f * float(i % 89) - 0.4f;
   const WinogradConv3x3 conv(shape, weights.data(), bias.data(), false, false);
@@ -306,6 +307,7 @@ void keep_better(CpuKernelRates& into, const CpuKernelRates& other) {
   high(into.depthwise_flops, other.depthwise_flops);
   high(into.deconv_flops, other.deconv_flops);
   high(into.winograd_flops, other.winograd_flops);
+  high(into.winograd_narrow_flops, other.winograd_narrow_flops);
   high(into.transcendental_per_s, other.transcendental_per_s);
   low(into.overhead_s, other.overhead_s);
   into.overlap = std::min(into.overlap, other.overlap);
@@ -356,11 +358,12 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30, deconv = 1e30, winograd = 1e30;
   constexpr int64_t kSmallRows = 40, kLargeRows = 640;
   std::map<std::pair<std::string, int64_t>, double> families;  // (family, rows) -> seconds
-  double conv_small = 1e30, mm_small = 1e30;
+  double conv_small = 1e30, mm_small = 1e30, winograd_narrow = 1e30;
   for (int round = 0; round < kRounds; ++round) {
     overhead = std::min(overhead, eltwise_seconds(64, e, s, slice));
     conv = std::min(conv, conv_seconds(64, 56, 1, e, s, slice));
-    winograd = std::min(winograd, winograd_seconds(64, 56, slice));
+    winograd = std::min(winograd, winograd_seconds(64, 64, 56, slice));
+    winograd_narrow = std::min(winograd_narrow, winograd_seconds(16, 64, 56, slice / 3));
     mm = std::min(mm, matmul_seconds(512, 512, 512, e, s, slice));
     conv_small = std::min(conv_small, conv_seconds(32, 16, 1, e, s, slice / 3));
     mm_small = std::min(mm_small, matmul_seconds(40, 120, 360, e, s, slice / 3));
@@ -385,6 +388,7 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
       r.element_s[key.first] = {std::max(0.0, small - r.overhead_s),
                                 std::max(0.0, families[{key.first, kLargeRows}] - r.overhead_s)};
   r.winograd_flops = winograd > 0 ? rate(2.0 * 64 * 64 * 9 * 56 * 56, winograd) : 0;
+  r.winograd_narrow_flops = winograd_narrow > 0 ? rate(2.0 * 16 * 64 * 9 * 56 * 56, winograd_narrow) : 0;
   r.matmul_flops = rate(sim::kCpuMatMulFlops, mm);
   r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
   r.deconv_flops = rate(2.0 * 24 * 24 * 4 * 160 * 160, deconv);

@@ -96,6 +96,12 @@ double cpu_family_seconds(const std::pair<double, double>& measured, double elem
   return small + (elements - kCpuFamilySmall) * std::max(large - small, 0.0) / (kCpuFamilyLarge - kCpuFamilySmall);
 }
 
+static double winograd_rate(const CpuKernelRates& r, int64_t input_channels) {
+  if (r.winograd_narrow_flops <= 0) return r.winograd_flops;
+  const double t = std::clamp((double(input_channels) - 16) / (64 - 16), 0.0, 1.0);
+  return r.winograd_narrow_flops + t * (r.winograd_flops - r.winograd_narrow_flops);
+}
+
 std::string cpu_op_family(const WorkItem& item) {
   static const std::map<std::string, std::string> family = {
       {"Add", "binary"}, {"Sub", "binary"}, {"Mul", "binary"}, {"Div", "binary"}, {"Max", "binary"}, {"Min", "binary"},
@@ -178,7 +184,7 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     const int64_t oc = item.output_channels.empty() ? 0 : item.output_channels.front();
     c.flops = padded(item.flops, oc, c.op_class == CpuOpClass::Winograd ? int(model.winograd->panel_channels) : own);
     rate = c.op_class == CpuOpClass::Deconv && r.deconv_flops > 0 ? r.deconv_flops
-           : c.op_class == CpuOpClass::Winograd                    ? r.winograd_flops
+           : c.op_class == CpuOpClass::Winograd                    ? winograd_rate(r, item.conv_input_channels)
                                                                    : size_rate(kCpuSmallConvFlops, r.conv_small_flops,
                                                                                kCpuConvFlops, r.conv_flops, c.flops);
   } else if (c.op_class == CpuOpClass::MatMul) {

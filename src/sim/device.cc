@@ -308,6 +308,7 @@ Device decode(const toml::table& root, const std::string& origin) {
         r.deconv_flops = num(*t, "deconv_gflops", 0, w) * 1e9;  // optional (older calibrations)
         r.winograd_flops = num(*t, "winograd_gflops", 0, w) * 1e9;  // optional: no Winograd kernels
         r.conv_small_flops = num(*t, "conv_small_gflops", 0, w) * 1e9;      // optional (older calibrations)
+        r.winograd_narrow_flops = num(*t, "winograd_narrow_gflops", 0, w) * 1e9;  // optional
         r.matmul_small_flops = num(*t, "matmul_small_gflops", 0, w) * 1e9;  // optional
         r.overlap = num(*t, "overlap", 1, w);                        // optional (older calibrations: roofline)
         if (auto* es = (*t)["element_us"].as_table())  // optional: per family, [small, large]

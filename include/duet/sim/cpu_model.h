@@ -69,6 +69,10 @@ struct CpuKernelRates {
   double depthwise_flops = 0;  // oneDNN 3x3 depthwise convolution, 64 channels, 56x56
   double deconv_flops = 0;     // oneDNN 2x2 stride-2 deconvolution, 24 -> 24 channels, 160x160 (0: use conv_flops)
   double winograd_flops = 0;   // the backend's Winograd 3x3 on the conv shape, direct-convolution FLOPs (0: none)
+  // The same with 16 input channels (the fewest it takes; 0: not measured):
+  // a short reduction per transformed tile. Linear in the input channels
+  // between 16 and 64.
+  double winograd_narrow_flops = 0;
   double transcendental_per_s = 0;  // elements/s of a oneDNN logistic (exp-based) eltwise, L1-resident
   // Part of the shorter of compute and memory time hidden under the longer: a
   // 1x1 convolution streaming from L3 timed against its compute (conv rate)

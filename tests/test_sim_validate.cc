@@ -52,6 +52,19 @@ WorkItem conv_item(int64_t cin, int64_t cout, int64_t hw, int64_t groups) {
   return w;
 }
 
+// An elementwise node reading one tensor per entry of `inputs` (elements) and
+// writing `out` elements; `channels` of each (0: not 4-d).
+WorkItem elementwise_item(const std::string& op, std::vector<double> inputs, double out, int64_t channels) {
+  WorkItem w;
+  w.op = op;
+  w.producer_elements = inputs;
+  w.input_channels.assign(inputs.size(), channels);
+  w.output_parts = {out};
+  w.output_channels = {channels};
+  w.output_elements = out;
+  return w;
+}
+
 TEST(SimCpuModel, GemmShapedConvRunsAtTheConvRateWithOutputChannelsPaddedToTheSimdWidth) {
   const auto m = fixed_model();
   const WorkItem w = conv_item(64, 12, 56, 1);  // 12 output channels compute as 16
@@ -96,13 +109,7 @@ TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsAreCopiesIntoPlainTen
   EXPECT_EQ(classify_cpu_op(sigmoid), CpuOpClass::Transcendental);
   EXPECT_GE(cpu_node_cost(m, sigmoid, 4, 4, 1).compute_s, 8.0 * 640 * 640 / 1e9);
   // The cpu backend copies a view's tensor into a plain one: read + write.
-  WorkItem view;
-  view.op = "Reshape";
-  view.producer_elements = {1000};
-  view.input_channels = {0};
-  view.output_parts = {1000};
-  view.output_channels = {0};
-  view.output_elements = 1000;
+  WorkItem view = elementwise_item("Reshape", {1000}, 1000, 0);
   const CpuNodeCost v = cpu_node_cost(m, view, 4, 4, 1, 0, {kCpuPlainLayout});
   EXPECT_DOUBLE_EQ(v.bytes, 2000.0 * 4);
   EXPECT_DOUBLE_EQ(v.time_s(), 2e-6 + v.bytes / 50e9);
@@ -116,24 +123,12 @@ TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsAreCopiesIntoPlainTen
 TEST(SimCpuModel, LayoutsMeetAsTheBackendMakesThemMeet) {
   const auto m = fixed_model();
   // Add of two same-shape tensors in different layouts: the second is reordered to the first's.
-  WorkItem add;
-  add.op = "Add";
-  add.producer_elements = {16.0 * 100, 16.0 * 100};
-  add.input_channels = {16, 16};
-  add.output_parts = {16.0 * 100};
-  add.output_channels = {16};
-  add.output_elements = 16.0 * 100;
+  const WorkItem add = elementwise_item("Add", {16.0 * 100, 16.0 * 100}, 16.0 * 100, 16);
   const double same = cpu_node_cost(m, add, 4, 4, 1, 0, {8, 8}).bytes;
   EXPECT_DOUBLE_EQ(same, 3 * 1600.0 * 4);
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, add, 4, 4, 1, 0, {8, 1}).bytes, same + 2 * 1600.0 * 4);
   // A sigmoid of one channel held in 16-channel blocks runs on a plain copy.
-  WorkItem sigmoid;
-  sigmoid.op = "Sigmoid";
-  sigmoid.producer_elements = {1000};
-  sigmoid.input_channels = {1};
-  sigmoid.output_parts = {1000};
-  sigmoid.output_channels = {1};
-  sigmoid.output_elements = 1000;
+  const WorkItem sigmoid = elementwise_item("Sigmoid", {1000}, 1000, 1);
   const CpuNodeCost s = cpu_node_cost(m, sigmoid, 4, 4, 1, 0, {16});
   EXPECT_EQ(s.output_block, kCpuPlainLayout);
   EXPECT_DOUBLE_EQ(s.bytes, (16000.0 + 2 * 1000 + 1000) * 4);  // read padded, copy written and read, result written
@@ -204,13 +199,7 @@ TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
 TEST(SimCpuModel, ElementwiseNodesRunNoFasterThanTheirFamilysMeasuredPrimitive) {
   auto m = fixed_model();
   m.by_threads[0].element_s = {{"layernorm", {3e-6, 39e-6}}, {"pool", {1.2e-6, 19.2e-6}}};
-  WorkItem ln;
-  ln.op = "LayerNormalization";
-  ln.producer_elements = {4800};
-  ln.input_channels = {0};
-  ln.output_parts = {4800};
-  ln.output_channels = {0};
-  ln.output_elements = 4800;
+  const WorkItem ln = elementwise_item("LayerNormalization", {4800}, 4800, 0);
   EXPECT_EQ(cpu_op_family(ln), "layernorm");
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, ln, 4, 4, 1).compute_s, 3e-6);  // measured at 4800 elements
   EXPECT_DOUBLE_EQ(cpu_family_seconds({3e-6, 39e-6}, 2400), 1.5e-6);  // below: through zero

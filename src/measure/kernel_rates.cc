@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
@@ -29,14 +30,16 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 using Clock = std::chrono::steady_clock;
 
-// Median seconds of one execution over about `seconds` (at least 5 runs) after two warm-ups.
+// Median seconds of one execution over about `seconds` (at least `runs` runs)
+// after two warm-ups; `before`, when given, runs untimed before each one.
 double median_seconds(const dnnl::primitive& p, dnnl::stream& s, const std::unordered_map<int, memory>& args,
-                      double seconds) {
+                      double seconds, size_t runs = 5, const std::function<void()>& before = {}) {
   for (int i = 0; i < 2; ++i) p.execute(s, args);
   s.wait();
   std::vector<double> t;
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
-  while (t.size() < 5 || (Clock::now() < end && t.size() < 100000)) {
+  while (t.size() < runs || (Clock::now() < end && t.size() < 100000)) {
+    if (before) before();
     const auto t0 = Clock::now();
     p.execute(s, args);
     s.wait();
@@ -231,18 +234,10 @@ double cold_seconds(const dnnl::primitive& p, const std::unordered_map<int, memo
   dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, md, 0.f, 0.f}, e);
   dnnl::eltwise_forward relu(pd);
   memory src = filled(md, e), dst(md, e);
-  std::vector<double> t;
-  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
-  while (t.size() < 15 || (Clock::now() < end && t.size() < 100000)) {
+  return median_seconds(p, s, args, seconds, 15, [&] {
     relu.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
     s.wait();
-    const auto t0 = Clock::now();
-    p.execute(s, args);
-    s.wait();
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  });
 }
 
 // A tiny elementwise primitive (Mul of two [1,64,1,1]) and a tiny matrix one

@@ -164,19 +164,18 @@ TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
   m.by_threads[0].winograd_flops = 200e9;
   WorkItem w = conv_item(64, 64, 56, 1);
   w.conv_kernel = {3, 3}, w.conv_strides = {1, 1}, w.conv_dilations = {1, 1}, w.conv_output_spatial = {56, 56};
-  w.conv_input_channels = 64;
   const CpuNodeCost c = cpu_node_cost(m, w, 4, 4, 1, 0, {8});
   EXPECT_EQ(c.op_class, CpuOpClass::Winograd);
   EXPECT_DOUBLE_EQ(c.compute_s, w.flops / 200e9);
   EXPECT_EQ(c.output_block, 8);  // nChw8c
   WorkItem narrow = conv_item(64, 24, 56, 1);  // 24 output channels: a panel of 16 and one of 8, as 32
   narrow.conv_kernel = w.conv_kernel, narrow.conv_strides = w.conv_strides, narrow.conv_dilations = w.conv_dilations;
-  narrow.conv_output_spatial = w.conv_output_spatial, narrow.conv_input_channels = 64;
+  narrow.conv_output_spatial = w.conv_output_spatial;
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, narrow, 4, 4, 1).compute_s, narrow.flops * 32 / 24 / 200e9);
   // Fewer input channels, a shorter reduction per tile: linear between the rate at 16 and at 64.
   m.by_threads[0].winograd_narrow_flops = 100e9;
   WorkItem thin = w;
-  thin.conv_input_channels = 40;
+  thin.input_channels = {40};
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, thin, 4, 4, 1).compute_s, thin.flops / 150e9);
   EXPECT_TRUE(runs_winograd(*m.winograd, w));
   WorkItem hardswish = w;
@@ -186,7 +185,7 @@ TEST(SimCpuModel, TheBackendsWinogradConvolutionsRunAtTheirOwnRateAndLayout) {
   strided.conv_strides = {2, 2};
   EXPECT_FALSE(runs_winograd(*m.winograd, strided));
   WorkItem few = w;
-  few.conv_input_channels = 8;  // fewer than 16 input channels
+  few.input_channels = {8};  // fewer than 16 input channels
   EXPECT_FALSE(runs_winograd(*m.winograd, few));
   EXPECT_EQ(cpu_node_cost(m, w, 2, 2, 1).op_class, CpuOpClass::Conv);  // FP32 only
   // A channels-last convolution reading the Winograd output reorders it first:

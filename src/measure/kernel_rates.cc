@@ -30,23 +30,32 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 using Clock = std::chrono::steady_clock;
 
-// Median seconds of one execution over about `seconds` (at least `runs` runs)
+// Median seconds of one `run` over about `seconds` (at least `runs` runs)
 // after two warm-ups; `before`, when given, runs untimed before each one.
-double median_seconds(const dnnl::primitive& p, dnnl::stream& s, const std::unordered_map<int, memory>& args,
-                      double seconds, size_t runs = 5, const std::function<void()>& before = {}) {
-  for (int i = 0; i < 2; ++i) p.execute(s, args);
-  s.wait();
+double median_run_seconds(const std::function<void()>& run, double seconds, size_t runs = 5,
+                          const std::function<void()>& before = {}) {
+  for (int i = 0; i < 2; ++i) run();
   std::vector<double> t;
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   while (t.size() < runs || (Clock::now() < end && t.size() < 100000)) {
     if (before) before();
     const auto t0 = Clock::now();
-    p.execute(s, args);
-    s.wait();
+    run();
     t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
   return t[t.size() / 2];
+}
+
+// The same for a oneDNN primitive: execute + wait, as `duet bench --profile` times a node.
+double median_seconds(const dnnl::primitive& p, dnnl::stream& s, const std::unordered_map<int, memory>& args,
+                      double seconds, size_t runs = 5, const std::function<void()>& before = {}) {
+  return median_run_seconds(
+      [&] {
+        p.execute(s, args);
+        s.wait();
+      },
+      seconds, runs, before);
 }
 
 memory filled(const memory::desc& md, const dnnl::engine& e) {
@@ -203,16 +212,7 @@ double winograd_seconds(int64_t in, int64_t c, int64_t hw, double seconds) {
   for (size_t i = 0; i < weights.size(); ++i) weights[i] = 0.01f * float(i % 97) - 0.3f;
   for (size_t i = 0; i < src.size(); ++i) src[i] = 0.01f * float(i % 89) - 0.4f;
   const WinogradConv3x3 conv(shape, weights.data(), bias.data(), false, false);
-  for (int i = 0; i < 2; ++i) conv.run(src.data(), dst.data());
-  std::vector<double> t;
-  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
-  while (t.size() < 5 || (Clock::now() < end && t.size() < 100000)) {
-    const auto t0 = Clock::now();
-    conv.run(src.data(), dst.data());
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  return median_run_seconds([&] { conv.run(src.data(), dst.data()); }, seconds);
 }
 
 double matmul_seconds(int64_t m, int64_t k, int64_t n, const dnnl::engine& e, dnnl::stream& s, double seconds) {
@@ -357,8 +357,8 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   for (int round = 0; round < kRounds; ++round) {
     overhead = std::min(overhead, eltwise_seconds(64, e, s, slice));
     conv = std::min(conv, conv_seconds(64, 56, 1, e, s, slice));
-    winograd = std::min(winograd, winograd_seconds(64, 64, 56, slice));
-    winograd_narrow = std::min(winograd_narrow, winograd_seconds(16, 64, 56, slice / 3));
+    winograd = std::min(winograd, winograd_seconds(sim::kCpuWinogradInputs, 64, 56, slice));
+    winograd_narrow = std::min(winograd_narrow, winograd_seconds(sim::kCpuWinogradNarrowInputs, 64, 56, slice / 3));
     mm = std::min(mm, matmul_seconds(512, 512, 512, e, s, slice));
     conv_small = std::min(conv_small, conv_seconds(32, 16, 1, e, s, slice / 3));
     mm_small = std::min(mm_small, matmul_seconds(40, 120, 360, e, s, slice / 3));
@@ -382,8 +382,9 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
     if (key.second == kSmallRows)
       r.element_s[key.first] = {std::max(0.0, small - r.overhead_s),
                                 std::max(0.0, families[{key.first, kLargeRows}] - r.overhead_s)};
-  r.winograd_flops = winograd > 0 ? rate(2.0 * 64 * 64 * 9 * 56 * 56, winograd) : 0;
-  r.winograd_narrow_flops = winograd_narrow > 0 ? rate(2.0 * 16 * 64 * 9 * 56 * 56, winograd_narrow) : 0;
+  r.winograd_flops = winograd > 0 ? rate(sim::winograd_calibration_flops(sim::kCpuWinogradInputs), winograd) : 0;
+  r.winograd_narrow_flops =
+      winograd_narrow > 0 ? rate(sim::winograd_calibration_flops(sim::kCpuWinogradNarrowInputs), winograd_narrow) : 0;
   r.matmul_flops = rate(sim::kCpuMatMulFlops, mm);
   r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
   r.deconv_flops = rate(2.0 * 24 * 24 * 4 * 160 * 160, deconv);

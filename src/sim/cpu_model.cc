@@ -46,6 +46,13 @@ const char* cpu_op_class_name(CpuOpClass c) {
 
 namespace {
 
+// The first level (nearest first) whose capacity holds `bytes`; the last (DRAM) otherwise.
+size_t level_holding(const std::vector<CpuLevel>& levels, double bytes) {
+  for (size_t i = 0; i < levels.size(); ++i)
+    if (levels[i].capacity_bytes <= 0 || bytes <= levels[i].capacity_bytes) return i;
+  return levels.size() - 1;
+}
+
 // A tiny primitive's fixed cost when one inference touches `footprint` bytes.
 // Its state sits in the first level that holds the footprint, but that level
 // is shared (the last level cache with other cores and tenants): taking the
@@ -66,16 +73,12 @@ double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint,
                                                                     : l.overhead_s;
   };
   if (levels.empty() || cost(0) <= 0) return 0;
-  double below = 0;  // capacity of the level before
-  for (size_t i = 0; i < levels.size(); ++i) {
-    const double cap = levels[i].capacity_bytes;
-    if (cap > 0 && footprint > cap) { below = cap; continue; }
-    if (i + 1 >= levels.size() || cap <= 0 || below <= 0 || footprint <= below || cost(i + 1) <= 0 || cost(i) <= 0)
-      return cost(i);
-    const double t = (footprint - below) / (cap - below);
-    return cost(i) + t * (cost(i + 1) - cost(i));
-  }
-  return cost(levels.size() - 1);
+  const size_t i = level_holding(levels, footprint);
+  const double below = i > 0 ? levels[i - 1].capacity_bytes : 0, cap = levels[i].capacity_bytes;
+  if (i + 1 >= levels.size() || cap <= 0 || below <= 0 || footprint <= below || cost(i + 1) <= 0 || cost(i) <= 0)
+    return cost(i);
+  const double t = (footprint - below) / (cap - below);
+  return cost(i) + t * (cost(i + 1) - cost(i));
 }
 
 // A rate measured on a small and on a large problem, for `flops` between
@@ -88,18 +91,19 @@ double size_rate(double small_flops, double small_rate, double large_flops, doub
   return small_rate * std::pow(large_rate / small_rate, t);
 }
 
+double winograd_rate(const CpuKernelRates& r, int64_t input_channels) {
+  if (r.winograd_narrow_flops <= 0) return r.winograd_flops;
+  const double t = std::clamp(double(input_channels - kCpuWinogradNarrowInputs) / double(kCpuWinogradInputs - kCpuWinogradNarrowInputs),
+                              0.0, 1.0);
+  return r.winograd_narrow_flops + t * (r.winograd_flops - r.winograd_narrow_flops);
+}
+
 }  // namespace
 
 double cpu_family_seconds(const std::pair<double, double>& measured, double elements) {
   const auto [small, large] = measured;
   if (elements <= kCpuFamilySmall) return small * elements / kCpuFamilySmall;
   return small + (elements - kCpuFamilySmall) * std::max(large - small, 0.0) / (kCpuFamilyLarge - kCpuFamilySmall);
-}
-
-static double winograd_rate(const CpuKernelRates& r, int64_t input_channels) {
-  if (r.winograd_narrow_flops <= 0) return r.winograd_flops;
-  const double t = std::clamp((double(input_channels) - 16) / (64 - 16), 0.0, 1.0);
-  return r.winograd_narrow_flops + t * (r.winograd_flops - r.winograd_narrow_flops);
 }
 
 std::string cpu_op_family(const WorkItem& item) {
@@ -122,7 +126,8 @@ bool runs_winograd(const CpuWinogradRule& rule, const WorkItem& item) {
       item.conv_dilations != std::vector<int64_t>{1, 1} || item.conv_group != 1 || item.conv_output_spatial.size() != 2)
     return false;
   if (!(item.post_ops.empty() || (item.post_ops.size() == 1 && item.post_ops[0] == "Relu(0)"))) return false;
-  const int64_t in = item.conv_input_channels, out = item.output_channels.empty() ? 0 : item.output_channels.front();
+  const int64_t in = item.input_channels.empty() ? 0 : item.input_channels.front();
+  const int64_t out = item.output_channels.empty() ? 0 : item.output_channels.front();
   return in % rule.channel_multiple == 0 && out % rule.channel_multiple == 0 && in >= rule.min_input_channels &&
          item.conv_output_spatial[0] >= rule.min_output_size && item.conv_output_spatial[1] >= rule.min_output_size;
 }
@@ -137,12 +142,9 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
       activation_bytes_per == 4 && runs_winograd(*model.winograd, item))
     c.op_class = CpuOpClass::Winograd;
   DUET_CHECK(!r.levels.empty(), "host CPU kernel model has no memory levels: run `duet calibrate-host`");
-  // The fixed cost, paid from the level holding the inference's footprint.
-  const CpuLevel* home = &r.levels.back();
-  for (auto& l : r.levels)
-    if (l.capacity_bytes <= 0 || footprint_bytes <= l.capacity_bytes) { home = &l; break; }
-  const bool matrix = c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Winograd || c.op_class == CpuOpClass::Deconv ||
-                      c.op_class == CpuOpClass::MatMul || c.op_class == CpuOpClass::Depthwise;
+  const bool convolution = c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Depthwise ||
+                           c.op_class == CpuOpClass::Winograd || c.op_class == CpuOpClass::Deconv;
+  const bool matrix = convolution || c.op_class == CpuOpClass::MatMul;
   const std::string family = cpu_op_family(item);
   const CpuPrimitiveKind kind = matrix ? CpuPrimitiveKind::Matrix
                                 : family == "copy" || family == "transpose" || c.op_class == CpuOpClass::View
@@ -162,8 +164,6 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     return block > 1 && ch > 0 ? elements * std::ceil(double(ch) / block) * block / double(ch) : elements;
   };
   auto input_block = [&](size_t i) { return i < input_blocks.size() && input_blocks[i] != 0 ? input_blocks[i] : model.block(); };
-  const bool convolution = c.op_class == CpuOpClass::Conv || c.op_class == CpuOpClass::Depthwise ||
-                           c.op_class == CpuOpClass::Winograd || c.op_class == CpuOpClass::Deconv;
   int own = kCpuPlainLayout;  // the layout this node writes
   if (c.op_class == CpuOpClass::Winograd) own = int(model.winograd->channel_multiple);
   else if (c.op_class == CpuOpClass::Deconv) own = model.deconv_channel_block > 0 ? model.deconv_channel_block : model.block();
@@ -184,7 +184,7 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     const int64_t oc = item.output_channels.empty() ? 0 : item.output_channels.front();
     c.flops = padded(item.flops, oc, c.op_class == CpuOpClass::Winograd ? int(model.winograd->panel_channels) : own);
     rate = c.op_class == CpuOpClass::Deconv && r.deconv_flops > 0 ? r.deconv_flops
-           : c.op_class == CpuOpClass::Winograd                    ? winograd_rate(r, item.conv_input_channels)
+           : c.op_class == CpuOpClass::Winograd                    ? winograd_rate(r, ch0)
                                                                    : size_rate(kCpuSmallConvFlops, r.conv_small_flops,
                                                                                kCpuConvFlops, r.conv_flops, c.flops);
   } else if (c.op_class == CpuOpClass::MatMul) {
@@ -225,12 +225,10 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   }
   const double weight_bytes = item.weight_elements * weight_bytes_per;
   c.bytes = weight_bytes + activations * activation_bytes_per;
-  size_t at = r.levels.size() - 1;
-  for (size_t i = 0; i < r.levels.size(); ++i)
-    if (r.levels[i].capacity_bytes <= 0 || c.bytes <= r.levels[i].capacity_bytes) { at = i; break; }
+  const size_t at = level_holding(r.levels, c.bytes);
   const CpuLevel* level = &r.levels[at];
   // Weights stream from the farther of the node's level and the footprint's.
-  const CpuLevel* weights_from = home - r.levels.data() > std::ptrdiff_t(at) ? home : level;
+  const CpuLevel* weights_from = &r.levels[std::max(at, level_holding(r.levels, footprint_bytes))];
   c.level = (weights_from != level && weight_bytes > c.bytes - weight_bytes ? weights_from : level)->name;
   c.memory_s = (c.bytes - weight_bytes) / level->bytes_per_s + weight_bytes / weights_from->bytes_per_s;
   return c;

@@ -305,9 +305,12 @@ SimResult simulate(const Workload& w, const Device& device, const Device* host, 
   const bool device_is_host = host && host->id == device.id;
   const double link_bw = device.host_link_bytes_per_s > 0 ? device.host_link_bytes_per_s : 0;
 
-  const NodeFormat base_format = node_format(numerics::parse_precision(options.precision), true);
-  CpuContext cpu{cpu_footprint_bytes(w, base_format.weight_bytes, base_format.activation_bytes),
-                 std::vector<int>(w.items.size(), 0)};
+  // Only a host-CPU model (the device's, or the host's for fallbacks) reads it.
+  CpuContext cpu;
+  if (device.cpu || (host && host->cpu)) {
+    const NodeFormat base = node_format(numerics::parse_precision(options.precision), true);
+    cpu = {cpu_footprint_bytes(w, base.weight_bytes, base.activation_bytes), std::vector<int>(w.items.size(), 0)};
+  }
   std::vector<bool> placed_on_host(w.items.size(), false);
   const bool fusing = device.efficiency && device.efficiency->fuse && !device.cpu;
   std::vector<bool> fused(w.items.size(), false);  // joined the kernel of a matrix node upstream

@@ -141,7 +141,6 @@ Workload workload_from_model(ir::Model& model, int64_t batch, const std::map<std
         item.conv_strides = n.attr_ints("strides", std::vector<int64_t>(spatial, 1));
         item.conv_dilations = n.attr_ints("dilations", std::vector<int64_t>(spatial, 1));
         item.conv_group = n.attr_int("group", 1);
-        if (x->type.shape.rank() >= 2) item.conv_input_channels = x->type.shape.dims[1].value;
       }
       if (n.domain == "com.duet")
         for (const ops::PostOp& p : ops::read_post_ops(n)) item.post_ops.push_back(p.str());

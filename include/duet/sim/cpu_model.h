@@ -69,9 +69,9 @@ struct CpuKernelRates {
   double depthwise_flops = 0;  // oneDNN 3x3 depthwise convolution, 64 channels, 56x56
   double deconv_flops = 0;     // oneDNN 2x2 stride-2 deconvolution, 24 -> 24 channels, 160x160 (0: use conv_flops)
   double winograd_flops = 0;   // the backend's Winograd 3x3 on the conv shape, direct-convolution FLOPs (0: none)
-  // The same with 16 input channels (the fewest it takes; 0: not measured):
-  // a short reduction per transformed tile. Linear in the input channels
-  // between 16 and 64.
+  // The same with 16 input channels (kCpuWinogradNarrowInputs, the fewest it
+  // takes; 0: not measured): a short reduction per transformed tile. Linear
+  // in the input channels between 16 and 64.
   double winograd_narrow_flops = 0;
   double transcendental_per_s = 0;  // elements/s of a oneDNN logistic (exp-based) eltwise, L1-resident
   // Part of the shorter of compute and memory time hidden under the longer: a
@@ -119,6 +119,9 @@ double cpu_family_seconds(const std::pair<double, double>& measured, double elem
 // FLOPs of the problems the conv and matmul rates are measured on.
 constexpr double kCpuConvFlops = 2.0 * 64 * 64 * 9 * 56 * 56, kCpuSmallConvFlops = 2.0 * 32 * 32 * 9 * 16 * 16;
 constexpr double kCpuMatMulFlops = 2.0 * 512 * 512 * 512, kCpuSmallMatMulFlops = 2.0 * 40 * 120 * 360;
+// Input channels of the two Winograd problems (3x3, 64 outputs, 56x56), and their FLOPs.
+constexpr int64_t kCpuWinogradInputs = 64, kCpuWinogradNarrowInputs = 16;
+constexpr double winograd_calibration_flops(int64_t inputs) { return 2.0 * double(inputs) * 64 * 9 * 56 * 56; }
 
 // A tensor in the plain (row-major) layout, as CpuNodeCost::output_block.
 constexpr int kCpuPlainLayout = -1;

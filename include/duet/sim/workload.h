@@ -36,7 +36,6 @@ struct WorkItem {
   // (the host CPU's Winograd 3x3). Empty for other nodes.
   std::vector<int64_t> conv_kernel, conv_strides, conv_dilations, conv_output_spatial;
   int64_t conv_group = 1;
-  int64_t conv_input_channels = 0;
   std::vector<std::string> post_ops;  // a fused node's activation chain (ops::PostOp::str, e.g. "Relu(0)")
   // The node's own precision (numerics::Precision text, its annotation
   // kPrecisionAnnotation); empty: the simulation's default applies.

@@ -79,17 +79,47 @@ TEST(SimCpuModel, GemmShapedConvRunsAtTheConvRateWithOutputChannelsPaddedToTheSi
   EXPECT_DOUBLE_EQ(cpu_node_cost(m, w, 4, 4, 8).compute_s, w.flops * 16 / 12 / 160e9);  // largest measured <= 8
 }
 
-TEST(SimCpuModel, DepthwiseConvIsBandwidthBoundAtTheLevelHoldingItsWorkingSet) {
-  const auto m = fixed_model();
+TEST(SimCpuModel, StreamingSlowsFromALevelsBandwidthToTheNextAsTheWorkingSetFillsTheLevel) {
+  const auto m = fixed_model();  // L2 1 MB at 50 GB/s, L3 32 MB at 20 GB/s, DRAM at 10 GB/s
   const WorkItem w = conv_item(16, 16, 320, 16);  // 6.5 MB in, 6.5 MB out: L3
   const CpuNodeCost c = cpu_node_cost(m, w, 4, 4, 1);
   EXPECT_EQ(c.op_class, CpuOpClass::Depthwise);
   EXPECT_EQ(c.level, "L3");
   EXPECT_DOUBLE_EQ(c.bytes, (16.0 * 9 + 2.0 * 16 * 320 * 320) * 4);
-  EXPECT_DOUBLE_EQ(c.memory_s, c.bytes / 20e9);
-  EXPECT_GT(c.memory_s, c.compute_s);
+  // Surely in L3 just past L2's capacity, surely not at L3's own: between, the
+  // time per byte moves linearly from L3's to DRAM's.
+  const double filled = (c.bytes - 1e6) / (32e6 - 1e6);
+  EXPECT_DOUBLE_EQ(c.memory_s, c.bytes * ((1 - filled) / 20e9 + filled / 10e9));
+  EXPECT_GT(c.memory_s, c.bytes / 20e9);
   const WorkItem big = conv_item(64, 64, 320, 64);  // 52 MB: DRAM
-  EXPECT_EQ(cpu_node_cost(m, big, 4, 4, 1).level, "DRAM");
+  const CpuNodeCost b = cpu_node_cost(m, big, 4, 4, 1);
+  EXPECT_EQ(b.level, "DRAM");
+  EXPECT_DOUBLE_EQ(b.memory_s, b.bytes / 10e9);
+  const WorkItem small = conv_item(16, 16, 40, 16);  // 205 KB: L2
+  const CpuNodeCost s = cpu_node_cost(m, small, 4, 4, 1);
+  EXPECT_DOUBLE_EQ(s.memory_s, s.bytes / 50e9);
+}
+
+TEST(SimCpuModel, DepthwiseConvPaysPerTapPerOutputAndPerFusedPostOp) {
+  auto m = fixed_model();
+  CpuKernelRates& r = m.by_threads[0];
+  r.depthwise_flops = 80e9;         // taps: two FLOPs each
+  r.depthwise_output_s = 0.05e-9;   // per output, on vectors of 8 channels
+  r.depthwise_overlap = 0.5;
+  r.overlap = 0;
+  r.post_op_s = {{"HardSwish", 0.08e-9}, {"Linear", 0.03e-9}};
+  WorkItem dw = conv_item(12, 12, 28, 12);  // 12 channels run as 16
+  dw.post_ops = {"HardSwish", "Linear(0.5, 0.01)"};
+  const CpuNodeCost c = cpu_node_cost(m, dw, 4, 4, 1);
+  const double outputs = 16.0 * 28 * 28;
+  EXPECT_DOUBLE_EQ(c.compute_s, dw.flops / 80e9 + outputs * (0.05e-9 + 0.08e-9 + 0.03e-9));
+  EXPECT_DOUBLE_EQ(c.overlap, 0.5);  // measured on its own
+  // A GEMM-shaped convolution's post-ops hide under its memory time.
+  WorkItem conv = conv_item(64, 64, 28, 1);
+  const double plain = cpu_node_cost(m, conv, 4, 4, 1).compute_s;
+  conv.post_ops = {"HardSwish"};
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, conv, 4, 4, 1).compute_s, plain);
+  EXPECT_DOUBLE_EQ(cpu_node_cost(m, conv, 4, 4, 1).overlap, 0);
 }
 
 TEST(SimCpuModel, BlockedLayoutsPadChannelsInMemoryAndViewsAreCopiesIntoPlainTensors) {
@@ -229,6 +259,9 @@ TEST(SimCpuModel, TwoCalibrationsKeepTheBetterOfEachFigure) {
   a.levels[2].overhead_s = 9e-6, b.levels[2].overhead_s = 6e-6;
   a.element_s = {{"binary", {1e-6, 9e-6}}}, b.element_s = {{"binary", {0.8e-6, 10e-6}}};
   a.overlap = 0.4, b.overlap = 0.1;
+  a.depthwise_overlap = 0.9, b.depthwise_overlap = 0.6;
+  a.depthwise_output_s = 0.05e-9, b.depthwise_output_s = 0.04e-9;
+  a.post_op_s = {{"Relu", 0.03e-9}}, b.post_op_s = {{"Relu", 0.02e-9}};
   measure::keep_better(a, b);
   EXPECT_DOUBLE_EQ(a.conv_flops, 90e9);
   EXPECT_DOUBLE_EQ(a.overhead_s, 1e-6);
@@ -237,6 +270,9 @@ TEST(SimCpuModel, TwoCalibrationsKeepTheBetterOfEachFigure) {
   EXPECT_DOUBLE_EQ(a.element_s.at("binary").first, 0.8e-6);
   EXPECT_DOUBLE_EQ(a.element_s.at("binary").second, 9e-6);
   EXPECT_DOUBLE_EQ(a.overlap, 0.1);
+  EXPECT_DOUBLE_EQ(a.depthwise_overlap, 0.6);
+  EXPECT_DOUBLE_EQ(a.depthwise_output_s, 0.04e-9);
+  EXPECT_DOUBLE_EQ(a.post_op_s.at("Relu"), 0.02e-9);
 }
 
 TEST(SimCpuModel, FootprintIsWeightsPlusThePeakOfLiveActivations) {
@@ -285,6 +321,9 @@ winograd_narrow_gflops = 150
 conv_small_gflops = 100
 matmul_small_gflops = 90
 overlap = 0.5
+depthwise_overlap = 0.75
+depthwise_output_ns = 0.04
+post_op_ns = { HardSwish = 0.08, Relu = 0.02 }
 element_us = { binary = [0.5, 8], softmax = [2, 30] }
 overhead_us = 1
 levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50, overhead_us = 0.3, matrix_overhead_us = 0.5, copy_overhead_us = 0.2 }, { name = "DRAM", capacity_bytes = 0, bandwidth_gbs = 10, overhead_us = 5, matrix_overhead_us = 6 } ]
@@ -301,12 +340,24 @@ levels = [ { name = "L2", capacity_bytes = 1000000, bandwidth_gbs = 50, overhead
     const CpuKernelRates& r2 = d2.cpu->rates(2);
     EXPECT_DOUBLE_EQ(r2.winograd_flops, 300e9);
     EXPECT_DOUBLE_EQ(r2.overlap, 0.5);
+    EXPECT_DOUBLE_EQ(r2.depthwise_overlap, 0.75);
+    EXPECT_DOUBLE_EQ(r2.depthwise_output_s, 0.04e-9);
+    EXPECT_DOUBLE_EQ(r2.post_op_s.at("HardSwish"), 0.08e-9);
+    EXPECT_DOUBLE_EQ(d2.cpu->rates(1).depthwise_overlap, 1);  // older calibrations: the roofline
+    EXPECT_TRUE(d2.cpu->rates(1).post_op_s.empty());
     EXPECT_DOUBLE_EQ(r2.element_s.at("softmax").second, 30e-6);
     EXPECT_DOUBLE_EQ(r2.levels.back().matrix_overhead_s, 6e-6);
     EXPECT_THROW(parse_device_toml(current + "\n", "x.toml").cpu->rates(2).element_s.at("pool"), std::out_of_range);
     std::string bad = current;
     bad.replace(bad.find("overlap = 0.5"), 13, "overlap = 1.5");
     EXPECT_THROW(parse_device_toml(bad, "bad.toml"), Error);
+    for (auto [from, to] : {std::pair<std::string, std::string>{"depthwise_overlap = 0.75", "depthwise_overlap = -1"},
+                            {"HardSwish = 0.08", "HardSwish = -0.08"}, {"HardSwish = 0.08", "HardSwish = \"fast\""},
+                            {"depthwise_output_ns = 0.04", "depthwise_output_ns = -1"}}) {
+      std::string wrong = current;
+      wrong.replace(wrong.find(from), from.size(), to);
+      EXPECT_THROW(parse_device_toml(wrong, "bad.toml"), Error) << to;
+    }
   }
   const Device d = parse_device_toml(toml, "host.toml");
   ASSERT_TRUE(d.cpu);

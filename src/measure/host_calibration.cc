@@ -133,7 +133,7 @@ std::string host_toml(const HostCalibration& c) {
       << "# a tiny primitive's fixed cost when its code and data were pushed out to that level.\n"
       << "[cpu_kernels]\nsimd_floats = " << c.simd_floats << "\nchannel_block = " << c.channel_block
       << "\ndeconv_channel_block = " << c.deconv_channel_block << "\n"
-      << "source = \"" << measured << "; oneDNN 3x3 conv 64->64 56x56, matmul 512^3, 3x3 depthwise 64ch 56x56, "
+      << "source = \"" << measured << "; oneDNN 3x3 conv 64->64 56x56, matmul 512^3, 3x3 and 5x5 depthwise 64ch 28x28 (per output and per tap) with and without each post-op, "
       << "logistic on 4096 floats (exp), relu on 64 floats (overhead), relu chains over rings of 4 tensors spanning L2 / L3 / 4x L3 (bandwidth), a Mul on 64 floats, a 1x1 conv 64->64 on 1x1 and a copy of 64 floats after streaming 2x L1 / 2x L2 / 2x L3 (per-level overheads)\"\n";
     if (backends::cpu::WinogradConv3x3::available())
       o << "\n# The cpu backend's Winograd F(2x2, 3x3) kernels take 3x3 stride-1 FP32 convolutions with these shapes.\n"
@@ -145,11 +145,15 @@ std::string host_toml(const HostCalibration& c) {
       o << "\n[[cpu_kernels.rates]]\nthreads = " << r.threads << "\nfma_gflops = " << r.fma_flops / 1e9
         << "\nconv_gflops = " << r.conv_flops / 1e9 << "\nmatmul_gflops = " << r.matmul_flops / 1e9
         << "\nconv_small_gflops = " << r.conv_small_flops / 1e9 << "\nmatmul_small_gflops = " << r.matmul_small_flops / 1e9
-        << "\nwinograd_narrow_gflops = " << r.winograd_narrow_flops / 1e9 << "\noverlap = " << r.overlap << "\nelement_us = {";
+        << "\nwinograd_narrow_gflops = " << r.winograd_narrow_flops / 1e9 << "\noverlap = " << r.overlap << "\ndepthwise_overlap = " << r.depthwise_overlap << "\nelement_us = {";
       for (auto it = r.element_s.begin(); it != r.element_s.end(); ++it)
         o << (it == r.element_s.begin() ? " " : ", ") << it->first << " = [" << it->second.first * 1e6 << ", "
           << it->second.second * 1e6 << "]";
-      o << " }" << "\nwinograd_gflops = " << r.winograd_flops / 1e9 << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9 << "\ndeconv_gflops = " << r.deconv_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
+      o << " }\npost_op_ns = {";
+      for (auto it = r.post_op_s.begin(); it != r.post_op_s.end(); ++it)
+        o << (it == r.post_op_s.begin() ? " " : ", ") << it->first << " = " << it->second * 1e9;
+      o << " }" << "\nwinograd_gflops = " << r.winograd_flops / 1e9 << "\ndepthwise_gflops = " << r.depthwise_flops / 1e9
+        << "\ndepthwise_output_ns = " << r.depthwise_output_s * 1e9 << "\ndeconv_gflops = " << r.deconv_flops / 1e9 << "\nexp_gelements_per_s = " << r.transcendental_per_s / 1e9 << "\noverhead_us = " << r.overhead_s * 1e6 << "\nlevels = [\n";
       for (auto& l : r.levels)
         o << "  { name = \"" << l.name << "\", capacity_bytes = " << std::fixed << std::setprecision(0) << l.capacity_bytes
           << std::defaultfloat << std::setprecision(6) << ", bandwidth_gbs = " << l.bytes_per_s / 1e9

@@ -13,6 +13,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
+#include "backends/cpu/dnnl_common.h"
 #include "duet/backends/cpu/winograd.h"
 #include "duet/measure/host_calibration.h"
 #include "duet/runtime/peaks.h"
@@ -96,19 +97,29 @@ double chain_seconds(int64_t elements, int buffers, const dnnl::engine& e, dnnl:
   return t[t.size() / 2];
 }
 
-// Seconds of a 3x3 convolution (pad 1) on 1 x c x hw x hw; groups == c: depthwise.
-double conv_seconds(int64_t c, int64_t hw, int64_t groups, const dnnl::engine& e, dnnl::stream& s, double seconds) {
+// Seconds of a k x k convolution (pad k / 2) on 1 x c x hw x hw with the
+// post-ops `post` fused as the cpu backend fuses them; groups == c: depthwise.
+double conv_seconds(int64_t c, int64_t hw, int64_t groups, const dnnl::engine& e, dnnl::stream& s, double seconds,
+                    int64_t k = 3, const std::vector<ops::PostOp>& post = {}) {
   const memory::dims x = {1, c, hw, hw};
-  const memory::dims w = groups > 1 ? memory::dims{groups, c / groups, c / groups, 3, 3} : memory::dims{c, c, 3, 3};
+  const memory::dims w = groups > 1 ? memory::dims{groups, c / groups, c / groups, k, k} : memory::dims{c, c, k, k};
   dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                        memory::desc(x, dt::f32, tag::any), memory::desc(w, dt::f32, tag::any),
                                        memory::desc({c}, dt::f32, tag::a), memory::desc(x, dt::f32, tag::any), {1, 1},
-                                       {0, 0}, {1, 1}, {1, 1});
-  dnnl::convolution_forward::primitive_desc pd(desc, e);
+                                       {0, 0}, {k / 2, k / 2}, {k / 2, k / 2});
+  std::vector<runtime::dnnl_detail::EltwiseStep> rest;
+  dnnl::convolution_forward::primitive_desc pd(desc, runtime::dnnl_detail::post_op_attr(post, false, rest), e);
   memory src = filled(pd.src_desc(), e), wei = filled(pd.weights_desc(), e), bias = filled(memory::desc({c}, dt::f32, tag::a), e);
   memory dst(pd.dst_desc(), e);
   return median_seconds(dnnl::convolution_forward(pd), s,
                         {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}}, seconds);
+}
+
+// One post-op of each kind the cpu backend fuses, with typical parameters.
+std::vector<ops::PostOp> post_op_kinds() {
+  using K = ops::PostOpKind;
+  return {{K::Relu, 0, 0},   {K::Clip, 0, 6},      {K::HardSigmoid, 0.2f, 0.5f}, {K::HardSwish}, {K::Sigmoid},
+          {K::Tanh},         {K::Silu},            {K::GeluErf},                 {K::GeluTanh},  {K::Linear, 0.5f, 0.01f}};
 }
 
 // Median seconds of one primitive of each element family on `rows` x 120
@@ -165,19 +176,6 @@ std::map<std::string, double> family_seconds(int64_t rows, const dnnl::engine& e
                                seconds);
   }
   return t;
-}
-
-// Seconds of a 1x1 convolution c -> c on 1 x c x hw x hw (its working set:
-// 2 c hw^2 floats).
-double conv1x1_seconds(int64_t c, int64_t hw, const dnnl::engine& e, dnnl::stream& s, double seconds) {
-  const memory::dims x = {1, c, hw, hw};
-  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                       memory::desc(x, dt::f32, tag::any), memory::desc({c, c, 1, 1}, dt::f32, tag::any),
-                                       memory::desc(x, dt::f32, tag::any), {1, 1}, {0, 0}, {0, 0});
-  dnnl::convolution_forward::primitive_desc pd(desc, e);
-  memory src = filled(pd.src_desc(), e), wei = filled(pd.weights_desc(), e), dst(pd.dst_desc(), e);
-  return median_seconds(dnnl::convolution_forward(pd), s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}},
-                        seconds);
 }
 
 // Seconds of a 2x2 stride-2 deconvolution (upsampling head) on 1 x c x hw x hw.
@@ -300,12 +298,16 @@ void keep_better(CpuKernelRates& into, const CpuKernelRates& other) {
   high(into.conv_small_flops, other.conv_small_flops);
   high(into.matmul_small_flops, other.matmul_small_flops);
   high(into.depthwise_flops, other.depthwise_flops);
+  low(into.depthwise_output_s, other.depthwise_output_s);
+  for (auto& [kind, s] : other.post_op_s)
+    if (auto it = into.post_op_s.find(kind); it != into.post_op_s.end()) it->second = std::min(it->second, s);
   high(into.deconv_flops, other.deconv_flops);
   high(into.winograd_flops, other.winograd_flops);
   high(into.winograd_narrow_flops, other.winograd_narrow_flops);
   high(into.transcendental_per_s, other.transcendental_per_s);
   low(into.overhead_s, other.overhead_s);
   into.overlap = std::min(into.overlap, other.overlap);
+  into.depthwise_overlap = std::min(into.depthwise_overlap, other.depthwise_overlap);
   for (auto& [family, s] : other.element_s)
     if (auto it = into.element_s.find(family); it != into.element_s.end()) {
       low(it->second.first, s.first);
@@ -350,7 +352,13 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   // (measured here: single-round conv rates ranged 37-64 GFLOP/s between runs).
   constexpr int kRounds = 3;
   const double slice = seconds / kRounds;
-  double overhead = 1e30, conv = 1e30, mm = 1e30, dw = 1e30, exp = 1e30, deconv = 1e30, winograd = 1e30;
+  double overhead = 1e30, conv = 1e30, mm = 1e30, dw3 = 1e30, dw5 = 1e30, exp = 1e30, deconv = 1e30, winograd = 1e30;
+  // Depthwise convolutions on 64 channels, 28x28 (L2-resident on any x86 of
+  // the last decade): a 3x3 and a 5x5 give the cost per output and per tap;
+  // the 3x3 with each post-op kind, what that kind adds per output.
+  constexpr int64_t kDwChannels = 64, kDwSize = 28;
+  const std::vector<ops::PostOp> kinds = post_op_kinds();
+  std::vector<double> dw_post(kinds.size(), 1e30);
   constexpr int64_t kSmallRows = 40, kLargeRows = 640;
   std::map<std::pair<std::string, int64_t>, double> families;  // (family, rows) -> seconds
   double conv_small = 1e30, mm_small = 1e30, winograd_narrow = 1e30;
@@ -362,7 +370,10 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
     mm = std::min(mm, matmul_seconds(512, 512, 512, e, s, slice));
     conv_small = std::min(conv_small, conv_seconds(32, 16, 1, e, s, slice / 3));
     mm_small = std::min(mm_small, matmul_seconds(40, 120, 360, e, s, slice / 3));
-    dw = std::min(dw, conv_seconds(64, 56, 64, e, s, slice));
+    dw3 = std::min(dw3, conv_seconds(kDwChannels, kDwSize, kDwChannels, e, s, slice / 2, 3));
+    dw5 = std::min(dw5, conv_seconds(kDwChannels, kDwSize, kDwChannels, e, s, slice / 2, 5));
+    for (size_t i = 0; i < kinds.size(); ++i)
+      dw_post[i] = std::min(dw_post[i], conv_seconds(kDwChannels, kDwSize, kDwChannels, e, s, slice / 8, 3, {kinds[i]}));
     deconv = std::min(deconv, deconv_seconds(24, 160, e, s, slice));
     exp = std::min(exp, eltwise_seconds(4096, e, s, slice, dnnl::algorithm::eltwise_logistic));
     for (int64_t rows : {kSmallRows, kLargeRows})
@@ -386,7 +397,16 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
   r.winograd_narrow_flops =
       winograd_narrow > 0 ? rate(sim::winograd_calibration_flops(sim::kCpuWinogradNarrowInputs), winograd_narrow) : 0;
   r.matmul_flops = rate(sim::kCpuMatMulFlops, mm);
-  r.depthwise_flops = rate(2.0 * 64 * 9 * 56 * 56, dw);
+  {
+    const double outputs = double(kDwChannels * kDwSize * kDwSize);
+    const double t3 = std::max(dw3 - r.overhead_s, 0.25 * dw3), t5 = std::max(dw5 - r.overhead_s, 0.25 * dw5);
+    // Per tap: the 16 taps the 5x5 has more; floored at the FMA peak's pace.
+    const double tap = std::max((t5 - t3) / (16 * outputs), 2.0 / r.fma_flops);
+    r.depthwise_flops = 2.0 / tap;
+    r.depthwise_output_s = std::max(0.0, t3 / outputs - 9 * tap);
+    for (size_t i = 0; i < kinds.size(); ++i)
+      r.post_op_s[ops::post_op_name(kinds[i].kind)] = std::max(0.0, (dw_post[i] - dw3) / outputs);
+  }
   r.deconv_flops = rate(2.0 * 24 * 24 * 4 * 160 * 160, deconv);
   r.transcendental_per_s = rate(4096, exp);
   // Streaming bandwidth per level: a chain of relus over a ring of 4 tensors
@@ -419,24 +439,27 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
     l.copy_overhead_s = copy;
     r.levels.push_back(l);
   }
-  // Overlap of compute and memory: a 1x1 convolution 64 -> 64 whose working
-  // set sits in L2 (16x16) gives its compute rate; the same at a size that
-  // streams from L3 (a working set of half the L3, at least 4x L2) is timed
-  // against that compute time plus the time a relu takes to stream the same
-  // bytes, timed right after it. The estimate is a difference of times, so
-  // noise swings it (0 to 0.7 between calibrations here, with the memory time
-  // taken from the L3 bandwidth measured earlier, which itself swung 22 to 41
-  // GB/s): all three are timed back to back in each of seven rounds, and the
-  // median of the rounds' estimates kept.
-  {
+  // Overlap of compute and memory, for a GEMM-shaped and a depthwise kernel:
+  // a 1x1 convolution 64 -> 64 (a 3x3 depthwise on 64 channels) whose
+  // working set sits in L2 (16x16; 28x28) gives its compute rate; the same
+  // at a size that streams from L3 (a working set of half the L3, at least
+  // 4x L2) is timed against that compute time plus the time a relu takes to
+  // stream the same bytes, timed right after it. The estimate is a
+  // difference of times, so noise swings it (0 to 0.7 between calibrations
+  // here, with the memory time taken from the L3 bandwidth measured earlier,
+  // which itself swung 22 to 41 GB/s): all three are timed back to back in
+  // each of seven rounds, and the median of the rounds' estimates kept.
+  // (Measured on Zen 4: the 1x1 convolution hides nothing, the depthwise
+  // all: at 28x28 and 56x56 it ran at the same rate.)
+  const auto overlap = [&](int64_t groups, int64_t k, int64_t small) {
     const int64_t c = 64;
-    const auto hw_for = [&](double bytes) { return std::max<int64_t>(16, int64_t(std::sqrt(bytes / (2.0 * c * sizeof(float))))); };
-    const int64_t small = 16, large = hw_for(std::max(0.5 * l3, 4 * l2));
+    const auto hw_for = [&](double bytes) { return std::max<int64_t>(small, int64_t(std::sqrt(bytes / (2.0 * c * sizeof(float))))); };
+    const int64_t large = hw_for(std::max(0.5 * l3, 4 * l2));
     const double scale = double(large * large) / double(small * small);
     std::vector<double> estimates;
     for (int round = 0; round < 7; ++round) {
-      const double hot = conv1x1_seconds(c, small, e, s, slice / 6);
-      const double streamed = conv1x1_seconds(c, large, e, s, slice / 6);
+      const double hot = conv_seconds(c, small, groups, e, s, slice / 6, k);
+      const double streamed = conv_seconds(c, large, groups, e, s, slice / 6, k);
       const double stream = eltwise_seconds(c * large * large, e, s, slice / 6);
       const double compute = std::max(hot - r.overhead_s, 0.25 * hot) * scale;
       const double memory = std::max(stream - r.overhead_s, 0.25 * stream);
@@ -444,8 +467,10 @@ CpuKernelRates measure_kernel_rates(int threads, double seconds) {
       estimates.push_back(std::clamp((compute + memory - t) / std::min(compute, memory), 0.0, 1.0));
     }
     std::nth_element(estimates.begin(), estimates.begin() + 3, estimates.end());
-    r.overlap = estimates[3];
-  }
+    return estimates[3];
+  };
+  r.overlap = overlap(1, 1, 16);
+  r.depthwise_overlap = overlap(kDwChannels, 3, kDwSize);
   return r;
 }
 

@@ -65,6 +65,20 @@ size_t level_holding(const std::vector<CpuLevel>& levels, double bytes) {
 // 25.1%, 23.8%.) 0: the levels carry no measured costs.
 enum class CpuPrimitiveKind { Elementwise, Matrix, Copy };
 
+// Seconds per byte streamed by a primitive whose working set is `bytes`. As
+// with the fixed costs, a shared level holds the data surely at the level
+// before's capacity (this level's bandwidth) and less surely as the working
+// set fills it: the time per byte moves linearly to the next level's.
+double seconds_per_byte(const std::vector<CpuLevel>& levels, double bytes) {
+  const size_t i = level_holding(levels, bytes);
+  const double here = 1 / levels[i].bytes_per_s;
+  if (i == 0 || i + 1 >= levels.size()) return here;
+  const double below = levels[i - 1].capacity_bytes, cap = levels[i].capacity_bytes;
+  if (cap <= below) return here;
+  const double t = std::clamp((bytes - below) / (cap - below), 0.0, 1.0);
+  return (1 - t) * here + t / levels[i + 1].bytes_per_s;
+}
+
 double footprint_overhead(const std::vector<CpuLevel>& levels, double footprint, CpuPrimitiveKind kind) {
   auto cost = [&](size_t i) {
     const CpuLevel& l = levels[i];
@@ -152,7 +166,7 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
                                     : CpuPrimitiveKind::Elementwise;
   const double level_overhead = footprint_overhead(r.levels, footprint_bytes, kind);
   c.overhead_s = level_overhead > 0 ? level_overhead : r.overhead_s;
-  c.overlap = r.overlap;
+  c.overlap = c.op_class == CpuOpClass::Depthwise ? r.depthwise_overlap : r.overlap;
 
   // 4-d activations are held channel-blocked (nChw8c: oneDNN on AVX2, the
   // Winograd kernels) or channels-last (block 1: brgemm convolutions on
@@ -193,6 +207,18 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
     rate = r.depthwise_flops;
   }
   c.compute_s = rate > 0 ? c.flops / rate : 0;
+  if (c.op_class == CpuOpClass::Depthwise) {
+    // Besides its taps (the rate above), a depthwise kernel pays per output
+    // (store, bias, loop) and per fused post-op, on vectors of simd_floats
+    // channels. GEMM-shaped convolutions get no post-op cost: it hides under
+    // the memory time the model adds to them in full (with it, rec's and
+    // det's 1x1 convolutions came out 6-23% above their measured times).
+    double per_output = r.depthwise_output_s;
+    for (const std::string& op : item.post_ops)
+      if (auto p = r.post_op_s.find(op.substr(0, op.find('('))); p != r.post_op_s.end()) per_output += p->second;
+    c.compute_s += padded(item.output_elements, item.output_channels.empty() ? 0 : item.output_channels.front(), model.simd_floats) *
+                   per_output;
+  }
   double out_elements = item.output_parts.empty() ? item.output_elements : 0;
   for (size_t i = 0; i < item.output_parts.size(); ++i)
     out_elements += padded(item.output_parts[i], i < item.output_channels.size() ? item.output_channels[i] : 0, own);
@@ -230,7 +256,8 @@ CpuNodeCost cpu_node_cost(const CpuKernelModel& model, const WorkItem& item, dou
   // Weights stream from the farther of the node's level and the footprint's.
   const CpuLevel* weights_from = &r.levels[std::max(at, level_holding(r.levels, footprint_bytes))];
   c.level = (weights_from != level && weight_bytes > c.bytes - weight_bytes ? weights_from : level)->name;
-  c.memory_s = (c.bytes - weight_bytes) / level->bytes_per_s + weight_bytes / weights_from->bytes_per_s;
+  c.memory_s = (c.bytes - weight_bytes) * seconds_per_byte(r.levels, c.bytes) +
+               weight_bytes * seconds_per_byte(r.levels, std::max(c.bytes, footprint_bytes));
   return c;
 }
 

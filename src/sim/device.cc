@@ -305,12 +305,15 @@ Device decode(const toml::table& root, const std::string& origin) {
         r.conv_flops = num(*t, "conv_gflops", 0, w) * 1e9;
         r.matmul_flops = num(*t, "matmul_gflops", 0, w) * 1e9;
         r.depthwise_flops = num(*t, "depthwise_gflops", 0, w) * 1e9;
+        r.depthwise_output_s = num(*t, "depthwise_output_ns", 0, w) * 1e-9;  // optional (older calibrations)
+        DUET_CHECK(r.depthwise_output_s >= 0, w, ": depthwise_output_ns must not be negative");
         r.deconv_flops = num(*t, "deconv_gflops", 0, w) * 1e9;  // optional (older calibrations)
         r.winograd_flops = num(*t, "winograd_gflops", 0, w) * 1e9;  // optional: no Winograd kernels
         r.conv_small_flops = num(*t, "conv_small_gflops", 0, w) * 1e9;      // optional (older calibrations)
         r.winograd_narrow_flops = num(*t, "winograd_narrow_gflops", 0, w) * 1e9;  // optional
         r.matmul_small_flops = num(*t, "matmul_small_gflops", 0, w) * 1e9;  // optional
         r.overlap = num(*t, "overlap", 1, w);                        // optional (older calibrations: roofline)
+        r.depthwise_overlap = num(*t, "depthwise_overlap", 1, w);    // optional (older calibrations: roofline)
         if (auto* es = (*t)["element_us"].as_table())  // optional: per family, [small, large]
           for (auto& [family, v] : *es) {
             auto* pair = v.as_array();
@@ -320,7 +323,14 @@ Device decode(const toml::table& root, const std::string& origin) {
             DUET_CHECK(small >= 0 && large >= 0, w, ": element_us.", family.str(), " must not be negative");
             r.element_s[std::string(family.str())] = {small * 1e-6, large * 1e-6};
           }
-        DUET_CHECK(r.overlap >= 0 && r.overlap <= 1, w, ": overlap is a fraction in [0, 1]");
+        if (auto* ps = (*t)["post_op_ns"].as_table())  // optional: per post-op kind, ns per output element
+          for (auto& [kind, v] : *ps) {
+            auto ns = v.value<double>();
+            DUET_CHECK(ns && *ns >= 0, w, ": post_op_ns.", kind.str(), " must be a number, not negative");
+            r.post_op_s[std::string(kind.str())] = *ns * 1e-9;
+          }
+        DUET_CHECK(r.overlap >= 0 && r.overlap <= 1 && r.depthwise_overlap >= 0 && r.depthwise_overlap <= 1, w,
+                   ": overlap and depthwise_overlap are fractions in [0, 1]");
         r.overhead_s = num(*t, "overhead_us", 0, w) * 1e-6;
         r.transcendental_per_s = num(*t, "exp_gelements_per_s", 0, w) * 1e9;
         DUET_CHECK(r.threads > 0 && r.fma_flops > 0 && r.conv_flops > 0 && r.matmul_flops > 0 && r.depthwise_flops > 0,

@@ -19,7 +19,10 @@
 //            measured rate, in direct-convolution FLOPs),
 //            MatMul/Gemm at the measured oneDNN matmul rate, output channels
 //            padded to the SIMD width (oneDNN's blocked layouts); depthwise /
-//            grouped convs at the measured depthwise rate; everything else at
+//            grouped convs: their taps at the measured depthwise tap rate,
+//            plus a measured cost per output and per fused post-op kind on
+//            vectors of simd_floats channels, with their own measured
+//            compute/memory overlap; everything else at
 //            the measured FMA peak (its FLOPs are few: memory decides), and
 //            as its family's measured primitive (binary, eltwise, copy,
 //            transpose, softmax, layernorm, pool) at two sizes, which already
@@ -27,9 +30,13 @@
 //   memory:  bytes read and written over the streaming bandwidth of the
 //            smallest cache level (L2 per thread, L3, DRAM) that holds the
 //            node's working set, measured with a chain of oneDNN eltwise
-//            primitives over a ring of tensors spanning that level; weights
-//            were last read one inference ago, so they stream from no nearer
-//            than the level holding the inference's footprint
+//            primitives over a ring of tensors spanning that level; as with
+//            the fixed costs, a shared level holds the data less surely as
+//            the working set fills it, so the time per byte moves linearly
+//            from the level's to the next level's between the capacity of
+//            the level before and its own; weights were last read one
+//            inference ago, so they stream as from a working set no smaller
+//            than the inference's footprint
 //   view ops (Reshape, Squeeze, Unsqueeze, Flatten, Identity): a copy into a
 //            plain tensor, as the cpu backend runs them (a 4-d input held
 //            blocked or channels-last is reordered to plain first).
@@ -66,7 +73,12 @@ struct CpuKernelRates {
   // 32 at 16x16 and a matmul 40x120 by 120x360 (a small transformer's). Rates
   // between the two sizes follow the FLOPs geometrically.
   double conv_small_flops = 0, matmul_small_flops = 0;
-  double depthwise_flops = 0;  // oneDNN 3x3 depthwise convolution, 64 channels, 56x56
+  // Depthwise convolutions (oneDNN, 64 channels, 28x28, L2-resident): seconds
+  // per output element beyond its kernel taps, and the rate of the taps (two
+  // FLOPs each), from a 3x3 and a 5x5 timed alike. Older calibrations: no
+  // per-output part, and the rate of a 3x3 on 56x56 as a whole.
+  double depthwise_flops = 0;
+  double depthwise_output_s = 0;
   double deconv_flops = 0;     // oneDNN 2x2 stride-2 deconvolution, 24 -> 24 channels, 160x160 (0: use conv_flops)
   double winograd_flops = 0;   // the backend's Winograd 3x3 on the conv shape, direct-convolution FLOPs (0: none)
   // The same with 16 input channels (kCpuWinogradNarrowInputs, the fewest it
@@ -78,12 +90,18 @@ struct CpuKernelRates {
   // 1x1 convolution streaming from L3 timed against its compute (conv rate)
   // and its memory (L3 bandwidth) time; 1 where not measured (roofline).
   double overlap = 1;
+  // The same for a depthwise convolution (a 3x3 on 64 channels; 1 where not measured).
+  double depthwise_overlap = 1;
   double overhead_s = 0;       // oneDNN eltwise on 64 floats: execute + wait
   // Seconds of oneDNN's primitive of each family (cpu_op_family: eltwise,
   // binary, copy, transpose, softmax, layernorm, pool) on L2-resident tensors
   // of kCpuFamilySmall and kCpuFamilyLarge elements, net of overhead_s
   // (cpu_family_seconds reads between them). Missing: bandwidth only.
   std::map<std::string, std::pair<double, double>> element_s;
+  // Seconds per output element that each post-op kind (ops::post_op_name)
+  // adds to the primitive it is fused into: a depthwise convolution timed with
+  // and without it (missing: free).
+  std::map<std::string, double> post_op_s;
   std::vector<CpuLevel> levels;  // nearest first; the last is DRAM
 };
 

@@ -1,9 +1,11 @@
 // Bad input gives one clear line naming the problem and a non-zero exit.
 #include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "duet/io/tensor_file.h"
 #include "duet/onnx/onnx_io.h"
 #include "test_util.h"
 
@@ -192,4 +194,64 @@ TEST(Cli, ValidateDevicesSetsModelledBesidePublishedAndNeedsAModel) {
   EXPECT_NE(r.output.find("modelled: duet's simulator"), std::string::npos) << r.output;
   expect_one_line_error(run_command(cli() + " validate-devices --points " + (dir / "nope.csv").string()),
                         "cannot open published measurements");
+}
+
+TEST(CliErrors, AnOutputThatWouldDestroyAnInputOrAnotherOutputIsRefusedBeforeAnyWork) {
+  const fs::path dir = scratch() / "outputs";
+  fs::create_directories(dir);
+  const fs::path model = dir / "model.onnx", link = dir / "link.onnx";
+  fs::copy_file(kModel, model, fs::copy_options::overwrite_existing);
+  fs::remove(link);
+  fs::create_symlink(model, link);
+  std::ifstream in(model, std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(in)), {});
+  auto model_unchanged = [&] {
+    std::ifstream again(model, std::ios::binary);
+    EXPECT_EQ(std::string((std::istreambuf_iterator<char>(again)), {}), before);
+  };
+  expect_one_line_error(run_command(cli() + " optimize-graph " + model.string() + " -o " + model.string()), "would destroy it");
+  model_unchanged();
+  expect_one_line_error(run_command(cli() + " optimize-graph " + link.string() + " -o " + model.string()), "would destroy it");
+  model_unchanged();
+  expect_one_line_error(run_command(cli() + " quantize " + model.string() + " --calib " + dir.string() + " -o " +
+                                    (dir / "q.html").string() + " --report " + (dir / "q.html").string()),
+                        "one would overwrite the other");
+  expect_one_line_error(run_command(cli() + " optimize-graph " + model.string() + " -o " + (dir / "missing" / "m.onnx").string()),
+                        "does not exist");
+  EXPECT_FALSE(fs::exists(dir / "missing"));
+}
+
+TEST(Cli, RunGivesOutputsWhoseNamesMeetInOneFileNameAFileEach) {
+  const fs::path dir = scratch() / "collide";
+  fs::create_directories(dir);
+  onnx::ModelProto mp;
+  mp.set_ir_version(8);
+  mp.add_opset_import()->set_version(17);
+  auto* g = mp.mutable_graph();
+  g->set_name("g");
+  auto typed = [](onnx::ValueInfoProto* v, const char* name) {
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_value(2);
+  };
+  typed(g->add_input(), "x");
+  for (const char* out : {"y:0", "y_0"}) {
+    auto* n = g->add_node();
+    n->set_op_type(std::string(out) == "y:0" ? "Identity" : "Neg");
+    n->add_input("x");
+    n->add_output(out);
+    typed(g->add_output(), out);
+  }
+  std::ofstream(dir / "two.onnx", std::ios::binary) << mp.SerializeAsString();
+  duet::Tensor x = duet::Tensor::zeros(duet::DType::Float32, {2});
+  x.data<float>()[0] = 1, x.data<float>()[1] = 2;
+  duet::io::save_npy(x, (dir / "x.npy").string());
+  auto r = run_command(cli() + " run " + (dir / "two.onnx").string() + " --input x=" + (dir / "x.npy").string() +
+                       " --output-dir " + (dir / "out").string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const duet::Tensor y = duet::io::load_npy((dir / "out" / "y_0.0.npy").string());
+  const duet::Tensor neg = duet::io::load_npy((dir / "out" / "y_0.1.npy").string());
+  EXPECT_EQ(y.data<float>()[1], 2.0f);
+  EXPECT_EQ(neg.data<float>()[1], -2.0f);
 }

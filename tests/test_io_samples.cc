@@ -4,6 +4,11 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
@@ -13,6 +18,7 @@
 
 #include "duet/train/data.h"
 #include "duet/core/error.h"
+#include "duet/io/file.h"
 #include "duet/io/image.h"
 #include "duet/io/preprocess.h"
 #include "duet/io/samples.h"
@@ -606,4 +612,90 @@ TEST(ImageFolder, ClassesInNameOrderAndGreyPixelsScaled) {
   EXPECT_THROW(train::load_image_folder(dir.string(), "resize=4x4", 1), Error);
   EXPECT_THROW(train::load_image_folder((dir / "nope").string(), "", 1), Error);
   fs::remove_all(dir);
+}
+
+// ---- Writing files: never half of one (io/file.h) ----
+
+namespace {
+
+std::string read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Files in `dir` other than `keep`: temporaries a writer left behind.
+std::vector<std::string> others_in(const fs::path& dir, const std::string& keep) {
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().filename() != keep) names.push_back(e.path().filename().string());
+  return names;
+}
+
+// Runs `write` in a child process whose files may not grow past `limit`
+// bytes; `die` leaves SIGXFSZ at its default (the writer is killed mid-write)
+// instead of ignored (the write fails with EFBIG). Returns the child's wait status.
+template <typename F>
+int write_limited(rlim_t limit, bool die, F&& write) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::signal(SIGXFSZ, die ? SIG_DFL : SIG_IGN);
+    rlimit r{limit, limit};
+    ::setrlimit(RLIMIT_FSIZE, &r);
+    try {
+      write();
+    } catch (const Error& e) {
+      std::string m = e.what();
+      ::_exit(m.find("File too large") != std::string::npos ? 3 : 4);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+}  // namespace
+
+TEST(AtomicWrite, ReplacesTheFileWholeAndLeavesNothingBeside) {
+  const fs::path dir = temp_dir("atomic");
+  const fs::path p = dir / "out.bin";
+  io::write_file_atomically(p.string(), "first", "file");
+  io::write_file_atomically(p.string(), "second, longer", "file");
+  EXPECT_EQ(read_all(p), "second, longer");
+  EXPECT_TRUE(others_in(dir, "out.bin").empty());
+  EXPECT_NE(error_of([&] { io::write_file_atomically(dir.string(), "x", "report"); }).find("not a regular file"), std::string::npos);
+  EXPECT_NE(error_of([&] { io::write_file_atomically((dir / "no" / "x").string(), "x", "model"); })
+                .find("cannot write the model"),
+            std::string::npos);
+}
+
+TEST(AtomicWrite, ASizeLimitedOrKilledWriterLeavesThePreviousModelIntact) {
+  const fs::path dir = temp_dir("atomic_limit");
+  const fs::path p = dir / "model.onnx";
+  ir::Model m;
+  m.graph = std::make_unique<ir::Graph>();
+  m.graph->initializers["w"] = Tensor::zeros(DType::Float32, {64, 1024});  // 256 KiB of weights
+  onnx_io::save_model(m, p.string());
+  const std::string before = read_all(p);
+  ASSERT_GT(before.size(), 200000u);
+  m.graph->initializers["w2"] = Tensor::zeros(DType::Float32, {64, 1024});
+  // The write fails (EFBIG): one clear error, the old model in place, no temporary left.
+  int status = write_limited(100000, false, [&] { onnx_io::save_model(m, p.string()); });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3) << "the error names the system's reason";
+  EXPECT_EQ(read_all(p), before);
+  EXPECT_TRUE(others_in(dir, "model.onnx").empty());
+  // The writer is killed mid-write (SIGXFSZ): the old model is still whole.
+  status = write_limited(100000, true, [&] { onnx_io::save_model(m, p.string()); });
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGXFSZ);
+  EXPECT_EQ(read_all(p), before);
+  // .npy tensors go the same way.
+  const fs::path t = dir / "t.npy";
+  io::save_npy(Tensor::zeros(DType::Float32, {4}), t.string());
+  const std::string small = read_all(t);
+  status = write_limited(1000, false, [&] { io::save_npy(Tensor::zeros(DType::Float32, {100000}), t.string()); });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_EQ(read_all(t), small);
 }

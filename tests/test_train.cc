@@ -2,9 +2,11 @@
 // machine, datasets, the Trainer on the digits (checkpoints, autocast, loss
 // scaling) and `duet train` end to end.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "duet/io/tensor_file.h"
@@ -356,6 +358,63 @@ TEST(Trainer, CheckpointResumesBitForBit) {
   resumed.train_epoch(train_set, nullptr);
   for (size_t i = 0; i < straight.parameters().size(); ++i)
     EXPECT_TRUE(straight.parameters()[i].same_bits(resumed.parameters()[i])) << straight.parameter_names()[i];
+}
+
+TEST(Trainer, ACheckpointIsReplacedWholeAndAForgedOneIsOneClearError) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("mlp:16", {1, 8, 8}, 10, 3);
+  train::TrainConfig cfg;
+  cfg.batch = 64;
+  const fs::path dir = scratch("ckpt_whole");
+  train::Trainer t(*model, cfg);
+  t.train_epoch(train_set, nullptr);
+  t.save_checkpoint(dir.string());
+  const fs::path torn = scratch("ckpt_torn");
+  fs::copy(dir, torn, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  t.train_epoch(train_set, nullptr);
+  t.save_checkpoint(dir.string());
+  // The second save replaced the first: one set of tensors, the second epoch's.
+  size_t npy = 0;
+  for (auto& e : fs::directory_iterator(dir)) npy += e.path().extension() == ".npy";
+  EXPECT_EQ(npy, t.parameters().size() + 2 * t.parameters().size());  // parameters, Adam's two moments each
+  // A save killed before its checkpoint.json: the second save's tensors sit
+  // beside the first's listing, which still resumes the first epoch.
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".npy") fs::copy_file(e.path(), torn / e.path().filename(), fs::copy_options::overwrite_existing);
+  train::Trainer resumed(*model, cfg);
+  resumed.load_checkpoint(torn.string());
+  EXPECT_EQ(resumed.epoch(), 1);
+  // Forged listings: each one clear error, the trainer left as it was.
+  auto forged = [&](const std::function<void(nlohmann::json&)>& edit) {
+    const fs::path f = scratch("ckpt_forged");
+    fs::remove_all(f);
+    fs::copy(dir, f, fs::copy_options::recursive);
+    std::ifstream in(f / "checkpoint.json");
+    nlohmann::json meta = nlohmann::json::parse(in);
+    edit(meta);
+    std::ofstream(f / "checkpoint.json") << meta.dump();
+    train::Trainer victim(*model, cfg);
+    try {
+      victim.load_checkpoint(f.string());
+    } catch (const Error& e) {
+      EXPECT_EQ(victim.epoch(), 0);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(forged([](nlohmann::json& m) { m["files"]["optimizer_state"][0] = m["files"]["parameters"][1]; }).find("optimizer state 0 is"),
+            std::string::npos);
+  EXPECT_NE(forged([](nlohmann::json& m) {
+              m["optimizer_state"] = 1;
+              m["files"]["optimizer_state"] = {m["files"]["optimizer_state"][0]};
+            }).find("keeps 2 per parameter"),
+            std::string::npos);
+  EXPECT_NE(forged([](nlohmann::json& m) { m["optimizer_state"] = 99; }).find("lists"), std::string::npos);
+  EXPECT_NE(forged([](nlohmann::json& m) { m.erase("epoch"); }).find("missing a field"), std::string::npos);
+  EXPECT_NE(forged([](nlohmann::json& m) { m["files"]["parameters"][0] = "../../etc/passwd"; }).find("not a file name"),
+            std::string::npos);
+  EXPECT_NE(forged([](nlohmann::json& m) { m["loss_scale"] = -1; }).find("loss scale"), std::string::npos);
 }
 
 TEST(TrainCli, TrainsExportsAndReportsJson) {

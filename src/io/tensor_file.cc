@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "duet/io/file.h"
 #include "duet/onnx/onnx_io.h"
 
 namespace duet::io {
@@ -104,15 +105,13 @@ void save_npy(const Tensor& t, const std::string& path) {
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  DUET_CHECK(out, "cannot write ", path);
-  out.write("\x93NUMPY\x01\x00", 8);
   const uint16_t len = static_cast<uint16_t>(header.size());
-  const char lb[2] = {static_cast<char>(len & 0xFF), static_cast<char>(len >> 8)};
-  out.write(lb, 2);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(static_cast<const char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
-  DUET_CHECK(out, "failed writing ", path);
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(len & 0xFF);
+  bytes += static_cast<char>(len >> 8);
+  bytes += header;
+  bytes.append(static_cast<const char*>(t.raw()), t.nbytes());
+  io::write_file_atomically(path, bytes, "tensor");
 }
 
 static bool is_npy(const std::string& path) {

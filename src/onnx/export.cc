@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 
+#include "duet/io/file.h"
 #include "duet/onnx/onnx_io.h"
 #include "proto_tensor.h"
 
@@ -148,21 +149,13 @@ std::string serialize_model(const ir::Model& m) {
 }
 
 void save_model(const ir::Model& m, const std::string& path) {
-  std::ofstream out(path, std::ios::binary);
-  DUET_CHECK(out, "cannot write ", path);
-  const std::string bytes = serialize_model(m);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  DUET_CHECK(out, "failed writing ", path);
+  io::write_file_atomically(path, serialize_model(m), "model");
 }
 
 void save_tensor_pb(const Tensor& t, const std::string& name, const std::string& path) {
   onnx::TensorProto p;
   tensor_to_proto(t, name, p);
-  std::ofstream out(path, std::ios::binary);
-  DUET_CHECK(out, "cannot write ", path);
-  const std::string bytes = p.SerializeAsString();
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  DUET_CHECK(out, "failed writing ", path);
+  io::write_file_atomically(path, p.SerializeAsString(), "tensor");
 }
 
 std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "duet/core/error.h"
+#include "duet/io/file.h"
 #include "duet/core/html.h"
 
 namespace duet::report {
@@ -294,17 +295,8 @@ nlohmann::json values(const std::vector<double>& v) {
   return a;
 }
 
-// Why a file could not be opened, when the system said.
-std::string reason() { return errno ? std::string(": ") + std::strerror(errno) : ""; }
 
-void write_file(const std::string& path, const std::string& text, const char* what) {
-  errno = 0;
-  std::ofstream f(path, std::ios::binary);
-  DUET_CHECK(f, "cannot write the ", what, " '", path, "'", reason());
-  f << text;
-  f.close();
-  DUET_CHECK(f, "cannot write the ", what, " '", path, "'", reason());
-}
+void write_file(const std::string& path, const std::string& text, const char* what) { io::write_file_atomically(path, text, what); }
 
 }  // namespace
 

@@ -44,6 +44,21 @@ Optimizer::Optimizer(OptimizerConfig config) : config_(std::move(config)) {
   }
 }
 
+void Optimizer::restore_state(std::vector<Tensor> state, const std::vector<Tensor>& params) {
+  const size_t per = config_.kind == "sgd" ? 1 : 2;
+  if (!state.empty()) {
+    if (state.size() != per * params.size())
+      fail("optimizer state: ", state.size(), " tensors, but ", config_.kind, " keeps ", per, " per parameter (",
+           per * params.size(), " for ", params.size(), " parameters)");
+    for (size_t i = 0; i < state.size(); ++i) {
+      const Tensor& p = params[i / per];
+      if (state[i].dtype() != DType::Float32 || state[i].dims() != p.dims())
+        fail("optimizer state ", i, " is ", state[i].describe(), ", its parameter is ", p.describe());
+    }
+  }
+  state_ = std::move(state);
+}
+
 void Optimizer::step(std::vector<Tensor>& params, const std::vector<Tensor>& grads, double lr_d) {
   if (params.size() != grads.size()) fail("optimizer: ", params.size(), " parameters but ", grads.size(), " gradients");
   const bool adam = config_.kind != "sgd";

@@ -6,11 +6,13 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "duet/core/error.h"
+#include "duet/io/file.h"
 #include "duet/io/tensor_file.h"
 #include "duet/numerics/format.h"
 #include "duet/numerics/precision.h"
@@ -540,6 +542,42 @@ static nlohmann::json standardization_of(const ir::Model& m) {
   return {{"mean", mean->second.get_double(0)}, {"inv_std", scale->second.get_double(0)}};
 }
 
+// A checkpoint is a folder: checkpoint.json and one .npy per tensor. Each
+// save writes its tensors under names carrying its step count, then replaces
+// checkpoint.json (which lists them) in one rename, then removes the tensors
+// of earlier saves: a save killed at any point leaves the previous checkpoint
+// whole, never a mix of two.
+namespace {
+
+const char* const kCheckpointGroups[] = {"parameters", "optimizer_state", "running_statistics"};
+
+// Each group's tensor files start with its prefix.
+std::string group_prefix(const std::string& group) {
+  return group == "parameters" ? "param_" : group == "optimizer_state" ? "state_" : "running_";
+}
+
+std::string checkpoint_file(const char* group, size_t i, int64_t steps) {
+  return group_prefix(group) + std::to_string(i) + ".step" + std::to_string(steps) + ".npy";
+}
+
+// The tensor file names a checkpoint.json lists for `group`; older
+// checkpoints (without "files") named them PREFIX_I.npy.
+std::vector<std::string> listed_files(const nlohmann::json& meta, const char* group, size_t count, const std::string& dir) {
+  std::vector<std::string> names;
+  if (meta.contains("files")) {
+    names = meta.at("files").at(group).get<std::vector<std::string>>();
+    for (auto& n : names)
+      if (n.empty() || n.find('/') != std::string::npos || n == "." || n == "..")
+        fail("checkpoint '", dir, "': '", n, "' is not a file name in the checkpoint's folder");
+  } else {
+    for (size_t i = 0; i < count; ++i) names.push_back(group_prefix(group) + std::to_string(i) + ".npy");
+  }
+  if (names.size() != count) fail("checkpoint '", dir, "' lists ", names.size(), " ", group, " files for ", count, " tensors");
+  return names;
+}
+
+}  // namespace
+
 void Trainer::save_checkpoint(const std::string& dir) const {
   const Impl& s = *impl_;
   std::filesystem::create_directories(dir);
@@ -551,14 +589,29 @@ void Trainer::save_checkpoint(const std::string& dir) const {
   meta["loss_scale"] = s.scaler.scale();
   meta["growth_tracker"] = s.scaler.growth_tracker();
   meta["parameters"] = s.names;
-  for (size_t i = 0; i < s.params.size(); ++i) io::save_npy(s.params[i], dir + "/param_" + std::to_string(i) + ".npy");
-  auto& state = const_cast<Optimizer&>(s.optimizer).state();
-  meta["optimizer_state"] = state.size();
-  for (size_t i = 0; i < state.size(); ++i) io::save_npy(state[i], dir + "/state_" + std::to_string(i) + ".npy");
+  meta["optimizer_state"] = s.optimizer.state().size();
   meta["running_statistics"] = s.state_names;
-  for (size_t i = 0; i < s.state.size(); ++i) io::save_npy(s.state[i], dir + "/running_" + std::to_string(i) + ".npy");
   meta["standardization"] = standardization_of(*s.forward);
-  std::ofstream(dir + "/checkpoint.json") << meta.dump(2) << "\n";
+  const std::vector<Tensor>* tensors[] = {&s.params, &s.optimizer.state(), &s.state};
+  std::set<std::string> written;
+  for (size_t g = 0; g < 3; ++g) {
+    nlohmann::json names = nlohmann::json::array();
+    for (size_t i = 0; i < tensors[g]->size(); ++i) {
+      const std::string name = checkpoint_file(kCheckpointGroups[g], i, s.steps);
+      io::save_npy((*tensors[g])[i], dir + "/" + name);
+      names.push_back(name);
+      written.insert(name);
+    }
+    meta["files"][kCheckpointGroups[g]] = names;
+  }
+  io::write_file_atomically(dir + "/checkpoint.json", meta.dump(2) + "\n", "checkpoint");
+  // The earlier saves' tensors, now that nothing lists them.
+  for (auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    bool ours = false;
+    for (const char* group : kCheckpointGroups) ours |= name.ends_with(".npy") && name.starts_with(group_prefix(group));
+    if (ours && !written.count(name)) std::filesystem::remove(entry.path());
+  }
 }
 
 void Trainer::load_checkpoint(const std::string& dir) {
@@ -571,30 +624,50 @@ void Trainer::load_checkpoint(const std::string& dir) {
   } catch (const std::exception& e) {
     fail("checkpoint '", dir, "/checkpoint.json' is not valid JSON: ", e.what());
   }
-  if (meta.value("format", "") != "duet-checkpoint-1") fail("checkpoint '", dir, "' has an unknown format");
-  if (meta["parameters"].get<std::vector<std::string>>() != s.names)
-    fail("checkpoint '", dir, "' holds the parameters of another model");
-  for (size_t i = 0; i < s.params.size(); ++i) {
-    Tensor t = io::load_npy(dir + "/param_" + std::to_string(i) + ".npy");
-    if (t.dims() != s.params[i].dims() || t.dtype() != DType::Float32)
-      fail("checkpoint '", dir, "': parameter ", s.names[i], " is ", t.describe(), ", expected ", s.params[i].describe());
-    s.params[i] = t;
+  if (!meta.is_object() || meta.value("format", "") != "duet-checkpoint-1") fail("checkpoint '", dir, "' has an unknown format");
+  // Everything is read and checked before anything of this trainer changes.
+  try {
+    if (meta.at("parameters").get<std::vector<std::string>>() != s.names)
+      fail("checkpoint '", dir, "' holds the parameters of another model");
+    if (meta.value("running_statistics", std::vector<std::string>{}) != s.state_names)
+      fail("checkpoint '", dir, "' holds the running statistics of another model");
+    const nlohmann::json want = meta.value("standardization", nlohmann::json()), have = standardization_of(*s.forward);
+    if (want != have)
+      fail("checkpoint '", dir, "' was trained with input standardization ", want.is_null() ? "off" : want.dump(),
+           ", this run has ", have.is_null() ? "none" : have.dump(), " (same --standardize and data as the first run)");
+    const auto load = [&](const char* group, size_t count, const std::vector<Tensor>* like, const std::vector<std::string>& names) {
+      std::vector<Tensor> out;
+      const std::vector<std::string> files = listed_files(meta, group, count, dir);
+      for (size_t i = 0; i < files.size(); ++i) {
+        Tensor t = io::load_npy(dir + "/" + files[i]);
+        if (like && (t.dims() != (*like)[i].dims() || t.dtype() != (*like)[i].dtype()))
+          fail("checkpoint '", dir, "': ", names[i], " is ", t.describe(), ", expected ", (*like)[i].describe());
+        out.push_back(std::move(t));
+      }
+      return out;
+    };
+    std::vector<Tensor> params = load("parameters", s.params.size(), &s.params, s.names);
+    std::vector<Tensor> state = load("optimizer_state", meta.at("optimizer_state").get<size_t>(), nullptr, {});
+    std::vector<Tensor> running = load("running_statistics", s.state.size(), &s.state, s.state_names);
+    const int64_t optimizer_steps = meta.at("optimizer_steps").get<int64_t>(), steps = meta.at("steps").get<int64_t>(),
+                  epoch = meta.at("epoch").get<int64_t>(), growth = meta.at("growth_tracker").get<int64_t>();
+    const double loss_scale = meta.at("loss_scale").get<double>();
+    if (steps < 0 || epoch < 0 || optimizer_steps < 0 || growth < 0 || !(loss_scale > 0) || !std::isfinite(loss_scale))
+      fail("checkpoint '", dir, "' has a negative count or a loss scale that is not a positive number");
+    try {
+      s.optimizer.restore_state(std::move(state), params);
+    } catch (const Error& e) {
+      fail("checkpoint '", dir, "': ", e.what());
+    }
+    s.params = std::move(params);
+    s.state = std::move(running);
+    s.optimizer.set_steps(optimizer_steps);
+    s.steps = steps;
+    s.epoch = epoch;
+    s.scaler.restore(loss_scale, growth);
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint '", dir, "/checkpoint.json' is missing a field or has one of the wrong type (", e.what(), ")");
   }
-  auto& state = s.optimizer.state();
-  state.clear();
-  for (size_t i = 0; i < meta["optimizer_state"].get<size_t>(); ++i)
-    state.push_back(io::load_npy(dir + "/state_" + std::to_string(i) + ".npy"));
-  if (meta.value("running_statistics", std::vector<std::string>{}) != s.state_names)
-    fail("checkpoint '", dir, "' holds the running statistics of another model");
-  for (size_t i = 0; i < s.state.size(); ++i) s.state[i] = io::load_npy(dir + "/running_" + std::to_string(i) + ".npy");
-  const nlohmann::json want = meta.value("standardization", nlohmann::json()), have = standardization_of(*s.forward);
-  if (want != have)
-    fail("checkpoint '", dir, "' was trained with input standardization ", want.is_null() ? "off" : want.dump(),
-         ", this run has ", have.is_null() ? "none" : have.dump(), " (same --standardize and data as the first run)");
-  s.optimizer.set_steps(meta["optimizer_steps"].get<int64_t>());
-  s.steps = meta["steps"].get<int64_t>();
-  s.epoch = meta["epoch"].get<int64_t>();
-  s.scaler.restore(meta["loss_scale"].get<double>(), meta["growth_tracker"].get<int64_t>());
 }
 
 }  // namespace duet::train

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "duet/core/error.h"
+#include "duet/io/file.h"
 #include "duet/measure/host_calibration.h"
 #include "duet/sim/device.h"
 
@@ -24,9 +25,7 @@ Runner add_calibrate_host(CLI::App& app) {
     auto c = measure::calibrate_host(o->seconds);
     const std::string text = measure::host_toml(c);
     sim::parse_device_toml(text, o->out);  // what we write must load
-    std::ofstream f(o->out);
-    DUET_CHECK(f.good(), "cannot write '", o->out, "'");
-    f << text;
+    io::write_file_atomically(o->out, text, "device file");
     std::cout << "host: " << c.cpu_model << ", " << c.threads << " threads: FP32 " << c.fp32_flops / 1e9 << " GFLOP/s, cache "
               << c.cache_bytes_per_s / 1e9 << " GB/s, DRAM " << c.dram_bytes_per_s / 1e9 << " GB/s (" << c.seconds
               << " s); wrote " << o->out << "\n";

@@ -92,7 +92,11 @@ Runner add_run(CLI::App& app) {
       j["partitions"] = placement;
       j["refused"] = refused;
     }
-    for (auto& out : outputs) {
+    // Output names that map to one file name (y:0 and y_0) get their position appended, so none overwrites another.
+    std::map<std::string, int> uses;
+    for (auto& out : outputs) ++uses[safe_filename(out.name)];
+    for (size_t index = 0; index < outputs.size(); ++index) {
+      auto& out = outputs[index];
       nlohmann::json jo = {{"name", out.name}};
       if (out.tensor.is_sequence()) {
         jo["type"] = "sequence";
@@ -108,7 +112,9 @@ Runner add_run(CLI::App& app) {
           jo["argmax"] = std::max_element(values.begin(), values.end()) - values.begin();
         }
         if (!o->output_dir.empty()) {
-          const std::string path = (std::filesystem::path(o->output_dir) / (safe_filename(out.name) + (npy ? ".npy" : ".pb"))).string();
+          std::string stem = safe_filename(out.name);
+          if (uses[stem] > 1) stem += "." + std::to_string(index);
+          const std::string path = (std::filesystem::path(o->output_dir) / (stem + (npy ? ".npy" : ".pb"))).string();
           io::save_tensor_file(out.tensor, out.name, path);
           jo["file"] = path;
         }

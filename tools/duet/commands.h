@@ -74,6 +74,13 @@ Runner add_train(CLI::App& app);
 Runner add_plan(CLI::App& app);
 Runner add_validate_devices(CLI::App& app);
 
+// Refuses, before the command runs, an output file (-o/--output, --out,
+// --report, --save-init, run's --output-dir) that is one of the files the
+// command reads (writing it would destroy the input), two outputs naming one
+// file, and a file output whose folder is missing or not writable (found
+// before the work, not after the first of several files was written).
+void check_outputs(const CLI::App& cmd);
+
 // The subcommand being run (main.cc sets it once parsing succeeded).
 const CLI::App*& active_command();
 // What produced an output: {"version", "command", "options": every option of

@@ -51,7 +51,12 @@ class Optimizer {
   int64_t steps() const { return steps_; }
   const OptimizerConfig& config() const { return config_; }
   // State tensors (momentum / first and second moments) for checkpoints.
-  std::vector<Tensor>& state() { return state_; }
+  const std::vector<Tensor>& state() const { return state_; }
+  // Restores the state saved from an optimizer of the same kind over
+  // `params`: none (it had not stepped) or one tensor per moment per
+  // parameter, each float32 of its parameter's shape; throws naming the first
+  // that is not, leaving the state unchanged.
+  void restore_state(std::vector<Tensor> state, const std::vector<Tensor>& params);
   void set_steps(int64_t s) { steps_ = s; }
 
  private:

@@ -1,0 +1,64 @@
+// Checks on a command's output files before it runs (commands.h).
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "commands.h"
+#include "duet/io/file.h"
+
+namespace duet::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Options that name a file the command writes (run's --output-dir and plan's
+// -o name folders; they are checked as any output is, against the inputs).
+bool writes(const CLI::Option* o) {
+  static const std::set<std::string> kOutputs = {"output", "out", "report", "save-init", "output-dir"};
+  for (const std::string& n : o->get_lnames())
+    if (kOutputs.count(n)) return true;
+  return false;
+}
+
+std::string label(const CLI::Option* o) {
+  return o->get_lnames().empty() ? o->get_name() : "--" + o->get_lnames().front();
+}
+
+fs::path normal(const std::string& p) {
+  std::error_code ec;
+  fs::path n = fs::weakly_canonical(fs::absolute(p), ec);
+  return ec ? fs::path(p).lexically_normal() : n;
+}
+
+}  // namespace
+
+void check_outputs(const CLI::App& cmd) {
+  std::vector<std::pair<const CLI::Option*, std::string>> outputs, inputs;
+  for (const CLI::Option* o : cmd.get_options()) {
+    if (o->count() == 0) continue;
+    for (const std::string& value : o->results())
+      if (!value.empty()) (writes(o) ? outputs : inputs).push_back({o, value});
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const auto& [opt, path] = outputs[i];
+    for (const auto& [in, value] : inputs)
+      if (io::same_file(path, value) || (fs::exists(value) && normal(path) == normal(value)))
+        fail(label(opt), " '", path, "' is the ", label(in), " '", value,
+             "' this command reads: writing it would destroy it; choose another path");
+    for (size_t j = 0; j < i; ++j)
+      if (normal(path) == normal(outputs[j].second))
+        fail(label(opt), " and ", label(outputs[j].first), " both name '", path, "': one would overwrite the other");
+    // A file output needs an existing, writable folder: found now, not after the work.
+    const std::string name = opt->get_lnames().empty() ? "" : opt->get_lnames().front();
+    if (name != "output-dir" && !(cmd.get_name() == "plan" && name == "output")) {
+      const fs::path folder = fs::absolute(path).parent_path();
+      if (!fs::is_directory(folder)) fail(label(opt), " '", path, "': the folder '", folder.string(), "' does not exist");
+      if (::access(folder.c_str(), W_OK) != 0) fail(label(opt), " '", path, "': the folder '", folder.string(), "' is not writable");
+      if (fs::is_directory(path)) fail(label(opt), " '", path, "' is a folder; name a file");
+    }
+  }
+}
+
+}  // namespace duet::cli

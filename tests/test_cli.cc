@@ -196,6 +196,13 @@ TEST(Cli, ValidateDevicesSetsModelledBesidePublishedAndNeedsAModel) {
                         "cannot open published measurements");
 }
 
+TEST(CliErrors, ShapesWhoseElementCountOverflowsAreOneClearError) {
+  for (const char* cmd : {" bench ", " info ", " simulate "})
+    expect_one_line_error(run_command(cli() + cmd + kModel + " --shape x=288230376151711744x3x48x192" +
+                                      (std::string(cmd) == " simulate " ? " --device t4" : "")),
+                          "more elements than a 64-bit count holds");
+}
+
 TEST(CliErrors, AnOutputThatWouldDestroyAnInputOrAnotherOutputIsRefusedBeforeAnyWork) {
   const fs::path dir = scratch() / "outputs";
   fs::create_directories(dir);

@@ -42,6 +42,16 @@ TEST(Shape, ParsesDimsAndRejectsGarbage) {
   EXPECT_THROW(parse_dims("1x-3"), Error);
 }
 
+TEST(Shape, ElementCountsThatOverflowAreOneClearErrorNotAWrappedCount) {
+  // 2^32 x 2^32 elements wrapped to 0 and 2^58 x 64 to 0: kernels then read
+  // past buffers or divided by zero.
+  EXPECT_THROW(numel({1, 1, int64_t(1) << 32, int64_t(1) << 32}), Error);
+  EXPECT_THROW(Tensor(DType::Float32, {int64_t(1) << 58, 1, 8, 8}), Error);
+  EXPECT_THROW(Tensor(DType::Float32, {int64_t(1) << 40, int64_t(1) << 20}), Error);  // 2^60 floats: more than a petabyte
+  EXPECT_EQ(numel({0, int64_t(1) << 62, 4}), 0);  // an empty batch of anything is empty
+  EXPECT_EQ(numel({3, 4}), 12);
+}
+
 TEST(Verifier, NamesTheFirstNodeThatUsesAnUndefinedValue) {
   ir::Graph g;
   ir::Value* x = g.value("x");

@@ -207,3 +207,19 @@ TEST(Placement, BackendListsAndRegistryErrorsAreOneClearLine) {
 
 }  // namespace
 }  // namespace duet::runtime
+
+TEST(Session, AnEmptyBatchRunsOnTheCpuBackendToEmptyOutputs) {
+  // oneDNN divided by the batch (SIGFPE); partitions whose inputs are empty run on the reference kernels.
+  auto model = bundled();
+  runtime::SessionOptions o;
+  o.backend = "cpu";
+  runtime::prepare_model(*model, o);
+  runtime::Session s(model, o);
+  const Tensor empty = Tensor::zeros(DType::Float32, {0, 3, 48, 192});
+  auto out = s.run({{"x", empty}});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].tensor.dims(), (Dims{0, 2}));
+  // The same session still runs a real sample on oneDNN afterwards.
+  auto real = s.run({{"x", sample()}});
+  EXPECT_EQ(real[0].tensor.dims(), (Dims{1, 2}));
+}

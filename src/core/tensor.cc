@@ -59,7 +59,10 @@ std::string Shape::str() const {
 
 int64_t numel(const Dims& d) {
   int64_t n = 1;
-  for (auto v : d) n *= v;
+  for (auto v : d)
+    if (v == 0) return 0;
+  for (auto v : d)
+    DUET_CHECK(!__builtin_mul_overflow(n, v, &n), "shape ", dims_str(d), " has more elements than a 64-bit count holds");
   return n;
 }
 
@@ -86,17 +89,22 @@ Dims parse_dims(const std::string& s) {
 }
 
 Tensor::Tensor(DType dtype, Dims dims, Allocator* alloc) : dtype_(dtype), dims_(std::move(dims)) {
-  numel_ = 1;
-  for (auto v : dims_) {
-    DUET_CHECK(v >= 0, "negative dimension in shape ", dims_str(dims_));
-    numel_ *= v;
-  }
+  for (auto v : dims_) DUET_CHECK(v >= 0, "negative dimension in shape ", dims_str(dims_));
+  numel_ = ::duet::numel(dims_);
   if (dtype_ == DType::String) {
     strings_ = std::make_shared<std::vector<std::string>>(numel_);
     return;
   }
   DUET_CHECK(dtype_ != DType::Undefined, "tensor of undefined type");
-  buffer_ = (alloc ? *alloc : default_allocator()).allocate(nbytes());
+  int64_t bits = 0;
+  DUET_CHECK(!__builtin_mul_overflow(numel_, int64_t(dtype_bits(dtype_)), &bits) && bits / 8 < (int64_t(1) << 50),
+             "a ", dtype_name(dtype_), " tensor of shape ", dims_str(dims_), " would take more than a petabyte");
+  try {
+    buffer_ = (alloc ? *alloc : default_allocator()).allocate(nbytes());
+  } catch (const std::bad_alloc&) {
+    fail("out of memory for a ", dtype_name(dtype_), " tensor of shape ", dims_str(dims_), " (",
+         double(nbytes()) / double(1 << 30), " GiB)");
+  }
 }
 
 Tensor Tensor::zeros(DType dtype, Dims dims) {

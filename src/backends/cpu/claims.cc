@@ -91,13 +91,22 @@ bool claims_quantized_binary(const ir::Graph& g, const ir::Node& n) {
   return op != "Sub" && b_full && broadcasts_into(in(0)->type.shape, out);
 }
 
+// A value with a dimension known to be 0.
+bool zero_size(const ir::Value* v) {
+  for (auto& d : v->type.shape.dims)
+    if (d.known() && d.value == 0) return true;
+  return false;
+}
+
 bool claims_node(const ir::Model& model, const ir::Node& n) {
   const ir::Graph& g = *model.graph;
   if (!op_allowed(n.op_type)) return false;
   // Every computed operand must have a known rank from 1 to 6 (oneDNN has no
   // 0-d memory; plain layouts are spelled up to 6-d here).
+  // Nor a zero-size one: oneDNN divides by its dimensions (SIGFPE); the
+  // reference kernels run it.
   auto rank_ok = [](const ir::Value* v) {
-    return v->type.shape.rank_known && v->type.shape.rank() >= 1 && v->type.shape.rank() <= 6;
+    return v->type.shape.rank_known && v->type.shape.rank() >= 1 && v->type.shape.rank() <= 6 && !zero_size(v);
   };
   for (auto* v : n.inputs)
     if (v && !constant_of(g, v) && !rank_ok(v)) return false;
@@ -315,6 +324,11 @@ Claim claim_node(const ir::Model& model, const ir::Node& n) {
       return Claim::no("input '" + v->name + "' has " +
                        (v->type.shape.rank_known ? "rank " + std::to_string(v->type.shape.rank()) : std::string("an unknown rank")) +
                        " (oneDNN takes ranks 1 to 6)");
+  for (auto* v : n.inputs)
+    if (v && !constant_of(*model.graph, v) && zero_size(v))
+      return Claim::no("input '" + v->name + "' has no elements (a zero-size dimension)");
+  for (auto* v : n.outputs)
+    if (v && zero_size(v)) return Claim::no("output '" + v->name + "' has no elements (a zero-size dimension)");
   if (const char* form = lowered_form(n.op_type)) return Claim::no(std::string("the oneDNN backend ") + form);
   if (n.domain.empty() && ops::activation_post_op(n, model.opset_or_latest(""), [](const ir::Value*) { return nullptr; }))
     return Claim::no("an eltwise activation of float32 rank 1-5 only");

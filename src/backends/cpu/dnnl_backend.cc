@@ -91,6 +91,14 @@ class Plan {
     }
     for (auto* n : spec.nodes) {
       current_ = n;
+      // oneDNN divides by dimensions (SIGFPE on 0): a value that became empty
+      // inside the partition is one clear error (Session runs partitions whose
+      // inputs are empty on the reference kernels).
+      for (auto* v : n->inputs)
+        if (auto it = v ? value_.find(v->name) : value_.end(); it != value_.end())
+          for (auto d : slots_[it->second].md.dims())
+            DUET_CHECK(d != 0, "oneDNN backend: ", n->label(), " reads '", v->name,
+                       "', which has no elements; run this input with --backend reference");
       lower(*n);
     }
     for (auto* out : spec.outputs) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -197,7 +199,7 @@ TEST(ImageDecode, JpegRgbAndGreyDecodeCloseToTheSource) {
 TEST(ImageDecode, MissingOrCorruptFilesThrowNamingTheFile) {
   const fs::path dir = temp_dir("bad_images");
   const std::string missing = (dir / "missing.png").string();
-  EXPECT_ERROR_CONTAINS(io::load_image(missing), "cannot open image " + missing);
+  EXPECT_ERROR_CONTAINS(io::load_image(missing), "file not found: " + missing);
 
   write_bytes(dir / "text.png", "hello, not an image");
   EXPECT_ERROR_CONTAINS(io::load_image((dir / "text.png").string()), (dir / "text.png").string() + ": not a PNG or JPEG image");
@@ -698,4 +700,54 @@ TEST(AtomicWrite, ASizeLimitedOrKilledWriterLeavesThePreviousModelIntact) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 3);
   EXPECT_EQ(read_all(t), small);
+}
+
+// ---- Reading: what a careless or hostile input cannot do ----
+
+TEST(Reading, FifosDevicesAndFoldersAreRefusedNotReadForever) {
+  const fs::path dir = temp_dir("reading");
+  const fs::path fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {fifo.string(), std::string("/dev/zero")}) {
+    EXPECT_NE(error_of([&] { io::load_tensor_file(path); }).find("not a regular file"), std::string::npos) << path;
+    EXPECT_NE(error_of([&] { onnx_io::load_model(path); }).find("not a regular file"), std::string::npos) << path;
+    EXPECT_NE(error_of([&] { io::load_image(path); }).find("not a regular file"), std::string::npos) << path;
+  }
+}
+
+TEST(Reading, NpyHeadersAreParsedStrictlyAndCheckedAgainstTheFileBeforeAllocating) {
+  const fs::path dir = temp_dir("npy_strict");
+  auto npy = [&](const std::string& name, const std::string& shape, size_t payload) {
+    std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    h.append((64 - (10 + h.size() + 1) % 64) % 64, ' ');
+    h += '\n';
+    std::ofstream f(dir / name, std::ios::binary);
+    f.write("\x93NUMPY\x01\x00", 8);
+    f.put(char(h.size() & 0xFF)).put(char(h.size() >> 8));
+    f << h << std::string(payload, '\0');
+    return (dir / name).string();
+  };
+  EXPECT_EQ(io::load_npy(npy("ok.npy", "(2, 3)", 24)).dims(), (Dims{2, 3}));
+  EXPECT_EQ(io::load_npy(npy("vec.npy", "(4,)", 16)).dims(), (Dims{4}));
+  EXPECT_EQ(io::load_npy(npy("scalar.npy", "()", 4)).dims(), (Dims{}));
+  EXPECT_NE(error_of([&] { io::load_npy(npy("neg.npy", "(-1, 4)", 16)); }).find("malformed .npy shape"), std::string::npos);
+  EXPECT_NE(error_of([&] { io::load_npy(npy("space.npy", "(1 4)", 16)); }).find("separated by commas"), std::string::npos);
+  // A 128-byte file claiming 2 GB: refused from the file's size, nothing allocated.
+  EXPECT_NE(error_of([&] { io::load_npy(npy("claim.npy", "(1, 3, 48, 3640000)", 0)); }).find("truncated .npy data"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { io::load_npy(npy("short.npy", "(2, 3)", 20)); }).find("the file holds 20"), std::string::npos);
+}
+
+TEST(Reading, AnImageClaimingHugeDimensionsIsRefusedBeforeItsPixelsAreAllocated) {
+  const fs::path dir = temp_dir("huge_png");
+  // IHDR of 30000x30000 RGB and an empty IDAT: 69 bytes that would decode into 2.7 GB.
+  auto be32 = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    const std::string body = type + data;
+    return be32(uint32_t(data.size())) + body + be32(uint32_t(crc32(0, reinterpret_cast<const Bytef*>(body.data()), uInt(body.size()))));
+  };
+  const std::string ihdr = be32(30000) + be32(30000) + std::string{8, 2, 0, 0, 0};
+  const std::string idat("\x78\x9c\x03\x00\x00\x00\x00\x01", 8);
+  std::ofstream(dir / "huge.png", std::ios::binary) << std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", idat) + chunk("IEND", "");
+  EXPECT_NE(error_of([&] { io::load_image((dir / "huge.png").string()); }).find("larger than 16384 a side"), std::string::npos);
 }

@@ -93,7 +93,31 @@ TEST(OnnxIO, ReadsExternalDataRelativeToTheModel) {
     f << mp.SerializeAsString();
   }
   EXPECT_THROW(onnx_io::load_model((dir / "bad.onnx").string()), Error);
+  // So is a symlink beside the model that leads out of its folder...
+  const fs::path outside = temp_dir("external_outside");
+  fs::copy_file(dir / "weights.bin", outside / "secret.bin");
+  fs::create_symlink(outside / "secret.bin", dir / "link.bin");
+  auto save_with = [&](const char* location, const char* file) {
+    init->mutable_external_data()->Clear();
+    add_kv("location", location);
+    add_kv("offset", "8");
+    add_kv("length", "16");
+    std::ofstream f(dir / file, std::ios::binary);
+    f << mp.SerializeAsString();
+  };
+  save_with("link.bin", "linked.onnx");
+  try {
+    onnx_io::load_model((dir / "linked.onnx").string());
+    ADD_FAILURE() << "a symlink out of the model's folder was followed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("leads out of the model's folder"), std::string::npos) << e.what();
+  }
+  // ...while a name with two dots in it is just a name.
+  fs::copy_file(dir / "weights.bin", dir / "w..bin");
+  save_with("w..bin", "dots.onnx");
+  EXPECT_EQ(onnx_io::load_model((dir / "dots.onnx").string())->graph->initializers.at("w").data<float>()[2], 3.25f);
   fs::remove_all(dir);
+  fs::remove_all(outside);
 }
 
 TEST(OnnxIO, TypedFieldsAndPackedInt4Decode) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "duet/core/error.h"
+#include "duet/io/file.h"
 
 namespace duet::io {
 
@@ -29,9 +30,22 @@ struct FileCloser {
 using File = std::unique_ptr<FILE, FileCloser>;
 
 File open_image(const std::string& path) {
+  InputFile(path, "image");  // a regular file: not a FIFO or device
   File f(std::fopen(path.c_str(), "rb"));
   DUET_CHECK(f, "cannot open image ", path, ": ", std::strerror(errno));
   return f;
+}
+
+// Calibration and evaluation images larger than this a side are refused
+// before their pixels are allocated (a 69-byte PNG may claim 30000x30000:
+// 2.7 GB).
+constexpr uint32_t kMaxImageSide = 16384;
+
+bool too_large(uint32_t width, uint32_t height, char* message, size_t size) {
+  if (width <= kMaxImageSide && height <= kMaxImageSide) return false;
+  std::snprintf(message, size, "%ux%u pixels: larger than %u a side, Duet's limit for input images", unsigned(width),
+                unsigned(height), unsigned(kMaxImageSide));
+  return true;
 }
 
 // ---- PNG ----
@@ -59,6 +73,8 @@ bool png_decode_rgb8(FILE* file, png_structp png, png_infop info, PngErrorState*
   if (setjmp(state->jump)) return false;
   png_init_io(png, file);
   png_read_info(png, info);
+  if (too_large(png_get_image_width(png, info), png_get_image_height(png, info), state->message, sizeof state->message))
+    return false;
   const int bit_depth = png_get_bit_depth(png, info);
   const int color = png_get_color_type(png, info);
   // Normalize every PNG flavour to 8-bit RGB: palette and low-bit grey expand
@@ -94,6 +110,7 @@ Tensor load_png(const std::string& path) {
   PngDecoded decoded;
   const bool ok = info && png_decode_rgb8(file.get(), png, info, &state, &decoded);
   png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+  if (!ok && std::strstr(state.message, "Duet's limit")) fail(path, ": ", state.message);
   if (!ok) fail(path, ": corrupt PNG (", state.message[0] ? state.message : "out of memory", ")");
   Tensor t(DType::UInt8, {static_cast<int64_t>(decoded.height), static_cast<int64_t>(decoded.width), 3});
   std::memcpy(t.raw(), decoded.pixels.data(), decoded.pixels.size());
@@ -130,6 +147,10 @@ bool jpeg_decode_rgb8(FILE* file, jpeg_decompress_struct* cinfo, JpegErrorState*
   jpeg_create_decompress(cinfo);
   jpeg_stdio_src(cinfo, file);
   jpeg_read_header(cinfo, TRUE);
+  if (too_large(cinfo->image_width, cinfo->image_height, state->message, sizeof state->message)) {
+    jpeg_abort_decompress(cinfo);
+    return false;
+  }
   cinfo->out_color_space = JCS_RGB;  // grey and YCbCr convert; CMYK is refused with a message
   jpeg_start_decompress(cinfo);
   out->width = cinfo->output_width;
@@ -154,6 +175,7 @@ Tensor load_jpeg(const std::string& path) {
   JpegDecoded decoded;
   const bool ok = jpeg_decode_rgb8(file.get(), &cinfo, &state, &decoded);
   jpeg_destroy_decompress(&cinfo);
+  if (!ok && std::strstr(state.message, "Duet's limit")) fail(path, ": ", state.message);
   if (!ok) fail(path, ": corrupt JPEG (", state.message, ")");
   Tensor t(DType::UInt8, {static_cast<int64_t>(decoded.height), static_cast<int64_t>(decoded.width), 3});
   std::memcpy(t.raw(), decoded.pixels.data(), decoded.pixels.size());

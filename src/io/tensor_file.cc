@@ -44,29 +44,55 @@ std::string header_field(const std::string& header, const std::string& key, cons
   return header.substr(v, e - v);
 }
 
+// The shape tuple of a .npy header, as NumPy writes it: "()", "(4,)",
+// "(1, 3, 48, 320)"; anything else (a negative, a missing comma) is refused.
+Dims parse_npy_shape(const std::string& shape, const std::string& path) {
+  DUET_CHECK(shape.size() >= 2 && shape.front() == '(' && shape.back() == ')', path, ": malformed .npy shape '", shape, "'");
+  Dims dims;
+  size_t i = 1;
+  const auto skip = [&] { while (i < shape.size() && shape[i] == ' ') ++i; };
+  skip();
+  while (shape[i] != ')') {
+    const size_t start = i;
+    while (i < shape.size() && shape[i] >= '0' && shape[i] <= '9') ++i;
+    DUET_CHECK(i > start && i - start <= 18, path, ": malformed .npy shape '", shape, "' (dimensions are non-negative integers)");
+    dims.push_back(std::stoll(shape.substr(start, i - start)));
+    skip();
+    if (shape[i] == ',') {
+      ++i;
+      skip();
+    } else {
+      DUET_CHECK(shape[i] == ')', path, ": malformed .npy shape '", shape, "' (dimensions are separated by commas)");
+    }
+  }
+  DUET_CHECK(i + 1 == shape.size(), path, ": malformed .npy shape '", shape, "'");
+  return dims;
+}
+
 }  // namespace
 
 Tensor load_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  DUET_CHECK(in, "file not found: ", path);
-  char magic[8] = {};
-  in.read(magic, 8);
-  DUET_CHECK(in && std::memcmp(magic, "\x93NUMPY", 6) == 0, path, ": not a .npy file (bad magic)");
+  const InputFile in(path, ".npy file");
+  char magic[10] = {};
+  DUET_CHECK(in.size() >= 10, path, ": not a .npy file (", in.size(), " bytes)");
+  in.read_at(0, magic, 10);
+  DUET_CHECK(std::memcmp(magic, "\x93NUMPY", 6) == 0, path, ": not a .npy file (bad magic)");
   const int major = static_cast<uint8_t>(magic[6]);
+  DUET_CHECK(major >= 1 && major <= 3, path, ": .npy format version ", major, " is not one NumPy writes (1 to 3)");
   uint32_t header_len = 0;
+  int64_t offset = 10;
   if (major == 1) {
-    uint8_t b[2];
-    in.read(reinterpret_cast<char*>(b), 2);
-    header_len = b[0] | (b[1] << 8);
+    header_len = static_cast<uint8_t>(magic[8]) | (static_cast<uint8_t>(magic[9]) << 8);
   } else {
     uint8_t b[4];
-    in.read(reinterpret_cast<char*>(b), 4);
+    in.read_at(8, b, 4);
     header_len = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
+    offset = 12;
   }
-  DUET_CHECK(in && header_len < (1u << 20), path, ": malformed .npy header");
+  DUET_CHECK(header_len < (1u << 20), path, ": malformed .npy header");
   std::string header(header_len, '\0');
-  in.read(header.data(), header_len);
-  DUET_CHECK(in, path, ": truncated .npy header");
+  in.read_at(offset, header.data(), header_len);
+  offset += header_len;
   const std::string descr = header_field(header, "descr", path);
   const std::string fortran = header_field(header, "fortran_order", path);
   DUET_CHECK(fortran.find("False") != std::string::npos, path, ": Fortran-order .npy arrays are not supported");
@@ -74,21 +100,13 @@ Tensor load_npy(const std::string& path) {
   for (auto& t : kNpyTypes) if (descr == t.descr) dt = t.dtype;
   if (descr == "<b1" ) dt = DType::Bool;
   DUET_CHECK(dt != DType::Undefined, path, ": unsupported .npy dtype '", descr, "' (big-endian or object arrays?)");
-  std::string shape = header_field(header, "shape", path);
-  Dims dims;
-  std::string cur;
-  for (char c : shape) {
-    if (c >= '0' && c <= '9') cur += c;
-    else if (c == ',' || c == ')') {
-      if (!cur.empty()) dims.push_back(std::stoll(cur));
-      cur.clear();
-    }
-  }
-  for (auto d : dims) DUET_CHECK(d >= 0 && d < (int64_t{1} << 40), path, ": bad .npy shape");
+  const Dims dims = parse_npy_shape(header_field(header, "shape", path), path);
+  // The data must be there before anything is allocated for it.
+  const int64_t count = numel(dims), bytes = int64_t(dtype_storage_bytes(dt, count));
+  DUET_CHECK(count < (int64_t{1} << 40) && bytes <= in.size() - offset, path, ": truncated .npy data (its header says ",
+             dims_str(dims), ", ", bytes, " bytes; the file holds ", in.size() - offset, ")");
   Tensor t(dt, dims);
-  in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
-  DUET_CHECK(in.gcount() == static_cast<std::streamsize>(t.nbytes()), path, ": truncated .npy data (expected ", t.nbytes(),
-             " bytes for ", t.describe(), ")");
+  in.read_at(offset, t.raw(), static_cast<int64_t>(t.nbytes()));
   return t;
 }
 

@@ -3,11 +3,13 @@
 #include <onnx/onnx-data.pb.h>
 
 #include <charconv>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "duet/io/file.h"
 #include "duet/onnx/onnx_io.h"
 #include "proto_tensor.h"
 
@@ -15,16 +17,7 @@ namespace duet::onnx_io {
 
 namespace fs = std::filesystem;
 
-std::string read_file(const std::string& path) {
-  std::error_code ec;
-  DUET_CHECK(fs::exists(path, ec), "file not found: ", path);
-  DUET_CHECK(!fs::is_directory(path, ec), path, " is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
-  DUET_CHECK(in, "cannot open ", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_file(const std::string& path) { return io::read_file(path); }
 
 namespace {
 
@@ -55,21 +48,27 @@ std::string read_external(const onnx::TensorProto& p, const std::string& base_di
     else if (kv.key() == "length") length = parse_external_int(kv.value(), "length", what);
   }
   DUET_CHECK(!location.empty(), what, ": external data without a location");
-  fs::path loc(location);
-  DUET_CHECK(!loc.is_absolute() && location.find("..") == std::string::npos, what,
-             ": external data location '", location, "' must be relative to the model and stay beside it");
-  const fs::path full = fs::path(base_dir.empty() ? "." : base_dir) / loc;
-  std::ifstream in(full, std::ios::binary);
-  DUET_CHECK(in, what, ": external data file not found: ", full.string());
-  in.seekg(0, std::ios::end);
-  const int64_t file_size = in.tellg();
+  const fs::path loc(location);
+  bool climbs = false;
+  for (auto& part : loc) climbs |= part == "..";
+  DUET_CHECK(!loc.is_absolute() && !climbs, what, ": external data location '", location,
+             "' must be relative to the model and stay beside it");
+  const fs::path dir = base_dir.empty() ? "." : base_dir, full = dir / loc;
+  std::error_code ec;
+  DUET_CHECK(fs::exists(full, ec), what, ": external data file not found: ", full.string());
+  // Through symlinks too: the file must lie in the model's folder.
+  const fs::path real = fs::canonical(full, ec), home = fs::canonical(dir, ec);
+  const auto rel = real.lexically_relative(home);
+  DUET_CHECK(!ec && !rel.empty() && *rel.begin() != "..", what, ": external data '", location, "' leads out of the model's folder (to ",
+             real.string(), ")");
+  const io::InputFile in(full.string(), "external data file");
+  const int64_t file_size = in.size();
   DUET_CHECK(offset >= 0 && offset <= file_size, what, ": external data offset ", offset, " is past the end of ", full.string());
   if (length < 0) length = file_size - offset;
-  DUET_CHECK(offset + length <= file_size, what, ": external data (offset ", offset, ", length ", length,
+  DUET_CHECK(length <= file_size - offset, what, ": external data (offset ", offset, ", length ", length,
              ") runs past the end of ", full.string());
   std::string bytes(static_cast<size_t>(length), '\0');
-  in.seekg(offset);
-  in.read(bytes.data(), length);
+  in.read_at(offset, bytes.data(), length);
   return bytes;
 }
 
@@ -272,6 +271,8 @@ void graph_from_proto(const onnx::GraphProto& gp, ir::Graph& g, const std::strin
 
 std::unique_ptr<ir::Model> parse_model(const void* data, size_t size, const std::string& base_dir) {
   onnx::ModelProto mp;
+  DUET_CHECK(size < size_t(INT32_MAX), "model is ", size, " bytes: protobuf reads at most 2 GiB; models that large keep their "
+             "weights as external data (onnx.save_model(..., save_as_external_data=True))");
   google::protobuf::io::CodedInputStream stream(static_cast<const uint8_t*>(data), static_cast<int>(size));
   stream.SetRecursionLimit(64);
   DUET_CHECK(size > 0, "model is empty (0 bytes)");

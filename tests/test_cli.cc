@@ -228,29 +228,48 @@ TEST(CliErrors, AnOutputThatWouldDestroyAnInputOrAnotherOutputIsRefusedBeforeAny
   EXPECT_FALSE(fs::exists(dir / "missing"));
 }
 
-TEST(Cli, RunGivesOutputsWhoseNamesMeetInOneFileNameAFileEach) {
-  const fs::path dir = scratch() / "collide";
-  fs::create_directories(dir);
+// A model of Identity/Neg/Log nodes from one input x (float [2]) to outputs of the given names.
+static void write_unary_model(const fs::path& path, const std::vector<std::pair<std::string, std::string>>& op_and_output) {
   onnx::ModelProto mp;
   mp.set_ir_version(8);
   mp.add_opset_import()->set_version(17);
   auto* g = mp.mutable_graph();
   g->set_name("g");
-  auto typed = [](onnx::ValueInfoProto* v, const char* name) {
+  auto typed = [](onnx::ValueInfoProto* v, const std::string& name) {
     v->set_name(name);
     auto* t = v->mutable_type()->mutable_tensor_type();
     t->set_elem_type(onnx::TensorProto::FLOAT);
     t->mutable_shape()->add_dim()->set_dim_value(2);
   };
   typed(g->add_input(), "x");
-  for (const char* out : {"y:0", "y_0"}) {
+  for (auto& [op, out] : op_and_output) {
     auto* n = g->add_node();
-    n->set_op_type(std::string(out) == "y:0" ? "Identity" : "Neg");
+    n->set_op_type(op);
     n->add_input("x");
     n->add_output(out);
     typed(g->add_output(), out);
   }
-  std::ofstream(dir / "two.onnx", std::ios::binary) << mp.SerializeAsString();
+  std::ofstream(path, std::ios::binary) << mp.SerializeAsString();
+}
+
+TEST(Cli, RunJsonSpellsNanAndInfinityAsPythonReadsThem) {
+  const fs::path dir = scratch() / "nan";
+  fs::create_directories(dir);
+  write_unary_model(dir / "log.onnx", {{"Log", "y"}});
+  duet::Tensor x = duet::Tensor::zeros(duet::DType::Float32, {2});
+  x.data<float>()[0] = -1;  // log(-1) = NaN, log(0) = -inf
+  duet::io::save_npy(x, (dir / "x.npy").string());
+  auto r = run_command(cli() + " run " + (dir / "log.onnx").string() + " --input x=" + (dir / "x.npy").string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"NaN\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"-Infinity\""), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("null"), std::string::npos) << r.output;
+}
+
+TEST(Cli, RunGivesOutputsWhoseNamesMeetInOneFileNameAFileEach) {
+  const fs::path dir = scratch() / "collide";
+  fs::create_directories(dir);
+  write_unary_model(dir / "two.onnx", {{"Identity", "y:0"}, {"Neg", "y_0"}});
   duet::Tensor x = duet::Tensor::zeros(duet::DType::Float32, {2});
   x.data<float>()[0] = 1, x.data<float>()[1] = 2;
   duet::io::save_npy(x, (dir / "x.npy").string());

@@ -52,6 +52,19 @@ TEST(Shape, ElementCountsThatOverflowAreOneClearErrorNotAWrappedCount) {
   EXPECT_EQ(numel({3, 4}), 12);
 }
 
+TEST(Verifier, AGraphInputOrOutputListedTwiceIsRefused) {
+  ir::Graph g;
+  ir::Value* x = g.value("x");
+  g.inputs = {x, x};
+  g.add_node("Relu", {x}, {g.value("y")});
+  g.outputs = {g.value("y")};
+  EXPECT_THROW(ir::verify(g), Error);
+  g.inputs = {x};
+  ir::verify(g);
+  g.outputs = {g.value("y"), g.value("y")};
+  EXPECT_THROW(ir::verify(g), Error);
+}
+
 TEST(Verifier, NamesTheFirstNodeThatUsesAnUndefinedValue) {
   ir::Graph g;
   ir::Value* x = g.value("x");

@@ -64,6 +64,26 @@ TEST(SimDevices, OverridesReachEveryParameter) {
   EXPECT_THROW(parse_device_toml("[matrix]\nmodel = \"magic\"\n", "bad.toml"), Error);
 }
 
+TEST(SimDevices, OverridesThatChangeNothingOrCannotBeTrueAreOneClearError) {
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/devices";
+  auto error_of = [&](const std::string& set) {
+    try {
+      find_device(dir, "tpu-v1", {parse_override(set)});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("matrix.row=128").find("has no parameter 'matrix.row'"), std::string::npos);  // a typo of rows
+  EXPECT_NE(error_of("memory.1.bandwidth_gbs=0").find("needs a positive bandwidth_gbs"), std::string::npos);
+  EXPECT_NE(error_of("memory.1.bandwidth_gbs=-1").find("must not be negative"), std::string::npos);
+  EXPECT_NE(error_of("memory.1.bandwidth_gbs=nan").find("finite"), std::string::npos);
+  EXPECT_NE(error_of("matrix.rows=1.5").find("whole number"), std::string::npos);
+  EXPECT_NE(error_of("power.tdp_w=-5").find("must not be negative"), std::string::npos);
+  EXPECT_EQ(find_device(dir, "tpu-v1", {parse_override("matrix.rows=128")}).matrix.rows, 128);
+  EXPECT_DOUBLE_EQ(find_device(dir, "tpu-v1", {parse_override("efficiency.kernel_us=2")}).efficiency->kernel_s, 2e-6);  // a new table
+}
+
 TEST(SimSimulate, SystolicDeviceReproducesTheGoldenCycles) {
   auto d = find_device(kDevices, "generic-systolic");
   auto w = workload_from_topology(read_topology_csv(kData + "alexnet_conv1.csv"), 1);

@@ -458,6 +458,23 @@ TEST(TrainCli, BadInputGivesOneClearError) {
   r = run_command(cli() + " train mlp --data " + (dir / "huge.csv").string() + " --test-fraction 0");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("training diverged at step 1: the loss is nan"), std::string::npos) << r.output;
+  // Options that would train to nothing and still exit 0.
+  std::ofstream(dir / "one.csv") << "1,2,3\n3,4,3\n1,2,3\n3,4,3\n";
+  for (auto [args, needle] : std::vector<std::pair<std::string, std::string>>{
+           {" --scale nan", "--scale: must be positive, got nan"},
+           {" --lr inf", "--lr: Value inf not in range"},
+           {" --init-scale 0", "--init-scale: must be positive"},
+           {" --clip-norm -1", "--clip-norm: must not be negative"},
+           {" --warmup -5", "--warmup: must not be negative"},
+           {" --step-size 0", "--step-size: must be positive"}}) {
+    r = run_command(cli() + " train mlp --data " + (dir / "d.csv").string() + args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << args << ": " << r.output;
+  }
+  r = run_command(cli() + " train mlp --data " + (dir / "one.csv").string() + " --test-fraction 0 -o " + (dir / "one.onnx").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("one class only (label 3)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "one.onnx"));
 }
 
 TEST(Qat, FakeQuantizeIsWhatTheExportedQdqModelComputes) {

@@ -236,8 +236,11 @@ int64_t Model::opset_or_latest(const std::string& domain) const {
 
 namespace {
 void verify_graph(const Graph& g, const std::unordered_set<std::string>& outer) {
-  std::unordered_set<std::string> defined = outer;
-  for (auto* v : g.inputs) defined.insert(v->name);
+  std::unordered_set<std::string> defined = outer, inputs;
+  for (auto* v : g.inputs) {
+    DUET_CHECK(inputs.insert(v->name).second, "graph input '", v->name, "' is listed twice");
+    defined.insert(v->name);
+  }
   for (auto& [n, t] : g.initializers) defined.insert(n);
   std::unordered_set<std::string> produced;
   for (auto& node : g.nodes) {
@@ -256,7 +259,6 @@ void verify_graph(const Graph& g, const std::unordered_set<std::string>& outer) 
       if (!out) continue;
       DUET_CHECK(produced.insert(out->name).second, node->label(), ": output '", out->name,
                  "' is already produced by another node");
-      DUET_CHECK(!g.initializers.count(out->name) || true, "");
       defined.insert(out->name);
     }
   }
@@ -266,7 +268,12 @@ void verify_graph(const Graph& g, const std::unordered_set<std::string>& outer) 
 }
 }  // namespace
 
-void verify(const Graph& graph) { verify_graph(graph, {}); }
+void verify(const Graph& graph) {
+  verify_graph(graph, {});
+  // Each output is one result (one file, one name in a session's answer).
+  std::unordered_set<std::string> outputs;
+  for (auto* out : graph.outputs) DUET_CHECK(outputs.insert(out->name).second, "graph output '", out->name, "' is listed twice");
+}
 
 namespace {
 

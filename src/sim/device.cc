@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 #include <sstream>
+#include <unordered_set>
 
 #include "duet/core/error.h"
 
@@ -121,20 +123,59 @@ void apply_override(toml::table& root, const Override& o, const std::string& ori
   assign(*t, parts.back(), o.value);
 }
 
-double num(const toml::table& t, const std::string& key, double def, const std::string& where) {
+// The values decode() read (parse_device_toml checks each --set key names one).
+thread_local std::unordered_set<const toml::node*>* g_read = nullptr;
+
+const toml::node* read(const toml::table& t, const std::string& key) {
   const toml::node* n = t.get(key);
+  if (g_read && n) g_read->insert(n);
+  return n;
+}
+
+// Every value of a table decode() reads as a whole (per-format energies, ...).
+void read_all(const toml::table* t) {
+  if (g_read && t)
+    for (auto& [k, v] : *t) g_read->insert(&v);
+}
+
+double num(const toml::table& t, const std::string& key, double def, const std::string& where) {
+  const toml::node* n = read(t, key);
   if (!n) return def;
-  if (auto v = n->value<double>()) return *v;
+  if (auto v = n->value<double>()) {
+    DUET_CHECK(std::isfinite(*v), where, ": '", key, "' must be a finite number, got ", *v);
+    return *v;
+  }
   fail(where, ": '", key, "' must be a number");
 }
 
+// A number that must be a whole number (a count, a size in elements).
+int64_t whole(const toml::table& t, const std::string& key, double def, const std::string& where) {
+  const double v = num(t, key, def, where);
+  DUET_CHECK(v == std::floor(v) && std::fabs(v) < 9e15, where, ": '", key, "' must be a whole number, got ", v);
+  return int64_t(v);
+}
+
+// A number that must not be negative.
+double nonneg(const toml::table& t, const std::string& key, double def, const std::string& where) {
+  const double v = num(t, key, def, where);
+  DUET_CHECK(v >= 0, where, ": '", key, "' must not be negative, got ", v);
+  return v;
+}
+
+bool flag(const toml::table& t, const std::string& key, bool def) {
+  const toml::node* n = read(t, key);
+  return n ? n->value_or(def) : def;
+}
+
 std::string str(const toml::table& t, const std::string& key, const std::string& def = "") {
-  if (auto v = t[key].value<std::string>()) return *v;
+  if (const toml::node* n = read(t, key))
+    if (auto v = n->value<std::string>()) return *v;
   return def;
 }
 
 std::vector<std::string> strings(const toml::table& t, const std::string& key) {
   std::vector<std::string> out;
+  read(t, key);
   if (auto* a = t[key].as_array())
     for (auto& e : *a)
       if (auto s = e.value<std::string>()) out.push_back(*s);
@@ -144,6 +185,7 @@ std::vector<std::string> strings(const toml::table& t, const std::string& key) {
 std::map<std::string, double> peaks(const toml::table* t, const std::string& where) {
   std::map<std::string, double> out;
   if (!t) return out;
+  read_all(t);
   for (auto& [k, v] : *t) {
     const std::string key(k.str());
     if (key == "source") continue;
@@ -172,27 +214,29 @@ Device decode(const toml::table& root, const std::string& origin) {
   d.kind = str(root, "kind", "accelerator");
   d.source = str(root, "source");
   d.note = str(root, "note");
-  d.calibrated = root["calibrated"].value_or(true);
+  d.calibrated = flag(root, "calibrated", true);
 
   if (auto* m = root["matrix"].as_table()) {
     const std::string w = origin + " [matrix]";
     d.matrix.model = str(*m, "model", "roofline");
     DUET_CHECK(d.matrix.model == "roofline" || d.matrix.model == "systolic", w, ": model must be roofline or systolic, got '",
                d.matrix.model, "'");
-    d.matrix.rows = int64_t(num(*m, "rows", 0, w));
-    d.matrix.cols = int64_t(num(*m, "cols", 0, w));
-    d.matrix.count = int64_t(num(*m, "count", 1, w));
-    d.matrix.clock_hz = num(*m, "clock_ghz", 0, w) * 1e9;
+    d.matrix.rows = whole(*m, "rows", 0, w);
+    d.matrix.cols = whole(*m, "cols", 0, w);
+    d.matrix.count = whole(*m, "count", 1, w);
+    d.matrix.clock_hz = nonneg(*m, "clock_ghz", 0, w) * 1e9;
+    DUET_CHECK(d.matrix.rows >= 0 && d.matrix.cols >= 0 && d.matrix.count >= 1, w, ": rows and cols must not be negative, count at least 1");
     d.matrix.dataflows = strings(*m, "dataflows");
     for (auto& f : d.matrix.dataflows) parse_dataflow(f);
-    if (auto df = (*m)["dataflow"].value<std::string>()) {  // --set matrix.dataflow=os picks the default
+    if (auto df = read(*m, "dataflow") ? (*m)["dataflow"].value<std::string>() : std::nullopt) {  // --set matrix.dataflow=os picks the default
       parse_dataflow(*df);
       d.matrix.dataflows.insert(d.matrix.dataflows.begin(), *df);
     }
     d.matrix.sparsity_2to4_speedup = num(*m, "sparsity_2to4_speedup", 1, w);
-    d.matrix.sram.ifmap_bytes = num(*m, "ifmap_sram_kib", 64, w) * 1024;
-    d.matrix.sram.filter_bytes = num(*m, "filter_sram_kib", 64, w) * 1024;
-    d.matrix.sram.ofmap_bytes = num(*m, "ofmap_sram_kib", 64, w) * 1024;
+    DUET_CHECK(d.matrix.sparsity_2to4_speedup >= 1, w, ": sparsity_2to4_speedup is a speedup, at least 1");
+    d.matrix.sram.ifmap_bytes = nonneg(*m, "ifmap_sram_kib", 64, w) * 1024;
+    d.matrix.sram.filter_bytes = nonneg(*m, "filter_sram_kib", 64, w) * 1024;
+    d.matrix.sram.ofmap_bytes = nonneg(*m, "ofmap_sram_kib", 64, w) * 1024;
     d.matrix.peak_flops = peaks((*m)["peak_tflops"].as_table(), w);
     d.matrix.source = str(*m, "source");
     if (d.matrix.model == "systolic") {
@@ -214,27 +258,30 @@ Device decode(const toml::table& root, const std::string& origin) {
       MemoryLevel level;
       level.name = str(*t, "name", "memory");
       const std::string w = origin + " [[memory]] " + level.name;
-      level.on_chip = (*t)["on_chip"].value_or(false);
+      level.on_chip = flag(*t, "on_chip", false);
       level.capacity_bytes = capacity(*t, w);
-      level.bandwidth_bytes_per_s = num(*t, "bandwidth_gbs", 0, w) * 1e9;
+      DUET_CHECK(level.capacity_bytes >= 0, w, ": a capacity must not be negative");
+      level.bandwidth_bytes_per_s = nonneg(*t, "bandwidth_gbs", 0, w) * 1e9;  // on chip, 0: not modelled
+      DUET_CHECK(level.on_chip || level.bandwidth_bytes_per_s > 0, w, ": an off-chip level needs a positive bandwidth_gbs");
       level.energy_pj_per_byte = num(*t, "energy_pj_per_byte", -1, w);
+      DUET_CHECK(level.energy_pj_per_byte >= 0 || !t->contains("energy_pj_per_byte"), w, ": energy_pj_per_byte must not be negative");
       level.source = str(*t, "source");
       d.memory.push_back(level);
     }
   }
   if (auto* h = root["host_link"].as_table()) {
-    d.host_link_bytes_per_s = num(*h, "bandwidth_gbs", 0, origin) * 1e9;
-    d.host_link_latency_s = num(*h, "latency_us", 0, origin) * 1e-6;
+    d.host_link_bytes_per_s = nonneg(*h, "bandwidth_gbs", 0, origin + " [host_link]") * 1e9;
+    d.host_link_latency_s = nonneg(*h, "latency_us", 0, origin + " [host_link]") * 1e-6;
     d.host_link_source = str(*h, "source");
   }
   if (auto* p = root["power"].as_table()) {
-    d.tdp_w = num(*p, "tdp_w", 0, origin);
-    d.idle_w = num(*p, "idle_w", 0, origin);
+    d.tdp_w = nonneg(*p, "tdp_w", 0, origin + " [power]");
+    d.idle_w = nonneg(*p, "idle_w", 0, origin + " [power]");
     d.power_source = str(*p, "source");
     d.power_as_of = str(*p, "as_of");
   }
   if (auto* c = root["cloud"].as_table()) {
-    if (c->contains("price_per_hour_usd")) d.price_per_hour_usd = num(*c, "price_per_hour_usd", 0, origin);
+    if (c->contains("price_per_hour_usd")) d.price_per_hour_usd = nonneg(*c, "price_per_hour_usd", 0, origin + " [cloud]");
     d.cloud_instance = str(*c, "instance");
     d.cloud_source = str(*c, "source");
     d.cloud_as_of = str(*c, "as_of");
@@ -254,10 +301,15 @@ Device decode(const toml::table& root, const std::string& origin) {
     tt.sram_8k_pj_per_byte = num(*e, "sram_8k_pj_per_byte", tt.sram_8k_pj_per_byte, w);
     tt.sram_32k_pj_per_byte = num(*e, "sram_32k_pj_per_byte", tt.sram_32k_pj_per_byte, w);
     tt.sram_1m_pj_per_byte = num(*e, "sram_1m_pj_per_byte", tt.sram_1m_pj_per_byte, w);
-    if (auto* mul = (*e)["mul_pj"].as_table())
-      for (auto& [k, v] : *mul) tt.mul_pj[std::string(k.str())] = v.value_or(0.0);
-    if (auto* add = (*e)["add_pj"].as_table())
-      for (auto& [k, v] : *add) tt.add_pj[std::string(k.str())] = v.value_or(0.0);
+    for (const char* table : {"mul_pj", "add_pj"})
+      if (auto* pj = (*e)[table].as_table()) {
+        read_all(pj);
+        for (auto& [k, v] : *pj) {
+          const auto x = v.value<double>();
+          DUET_CHECK(x && *x >= 0 && std::isfinite(*x), w, ": ", table, ".", k.str(), " must be a number, not negative");
+          (table == std::string("mul_pj") ? tt.mul_pj : tt.add_pj)[std::string(k.str())] = *x;
+        }
+      }
   }
   if (auto* e = root["efficiency"].as_table()) {
     const std::string w = origin + " [efficiency]";
@@ -265,10 +317,10 @@ Device decode(const toml::table& root, const std::string& origin) {
     f.kernel_s = num(*e, "kernel_us", 0, w) * 1e-6;
     f.matrix_fraction = num(*e, "matrix_fraction", 1, w);
     f.bandwidth_fraction = num(*e, "bandwidth_fraction", 1, w);
-    f.units = int64_t(num(*e, "units", 0, w));
-    f.tile_m = int64_t(num(*e, "tile_m", 0, w));
-    f.tile_n = int64_t(num(*e, "tile_n", 0, w));
-    f.fuse = (*e)["fuse"].value_or(false);
+    f.units = whole(*e, "units", 0, w);
+    f.tile_m = whole(*e, "tile_m", 0, w);
+    f.tile_n = whole(*e, "tile_n", 0, w);
+    f.fuse = flag(*e, "fuse", false);
     f.source = str(*e, "source");
     DUET_CHECK(f.kernel_s >= 0, w, ": kernel_us must not be negative");
     DUET_CHECK(f.matrix_fraction > 0 && f.matrix_fraction <= 1 && f.bandwidth_fraction > 0 && f.bandwidth_fraction <= 1, w,
@@ -280,9 +332,9 @@ Device decode(const toml::table& root, const std::string& origin) {
   if (auto* k = root["cpu_kernels"].as_table()) {
     const std::string w = origin + " [cpu_kernels]";
     CpuKernelModel m;
-    m.simd_floats = int(num(*k, "simd_floats", 8, w));
-    m.channel_block = int(num(*k, "channel_block", 0, w));  // optional (older calibrations: simd_floats)
-    m.deconv_channel_block = int(num(*k, "deconv_channel_block", 0, w));
+    m.simd_floats = int(whole(*k, "simd_floats", 8, w));
+    m.channel_block = int(whole(*k, "channel_block", 0, w));  // optional (older calibrations: simd_floats)
+    m.deconv_channel_block = int(whole(*k, "deconv_channel_block", 0, w));
     DUET_CHECK(m.simd_floats > 0 && m.channel_block >= 0, w, ": simd_floats must be positive and channel_block not negative");
     m.source = str(*k, "source");
     if (auto* wt = (*k)["winograd"].as_table()) {
@@ -300,7 +352,7 @@ Device decode(const toml::table& root, const std::string& origin) {
         auto* t = e.as_table();
         DUET_CHECK(t, w, ": rates entries must be tables");
         CpuKernelRates r;
-        r.threads = int(num(*t, "threads", 1, w));
+        r.threads = int(whole(*t, "threads", 1, w));
         r.fma_flops = num(*t, "fma_gflops", 0, w) * 1e9;
         r.conv_flops = num(*t, "conv_gflops", 0, w) * 1e9;
         r.matmul_flops = num(*t, "matmul_gflops", 0, w) * 1e9;
@@ -314,6 +366,8 @@ Device decode(const toml::table& root, const std::string& origin) {
         r.matmul_small_flops = num(*t, "matmul_small_gflops", 0, w) * 1e9;  // optional
         r.overlap = num(*t, "overlap", 1, w);                        // optional (older calibrations: roofline)
         r.depthwise_overlap = num(*t, "depthwise_overlap", 1, w);    // optional (older calibrations: roofline)
+        read_all((*t)["element_us"].as_table());
+        read_all((*t)["post_op_ns"].as_table());
         if (auto* es = (*t)["element_us"].as_table())  // optional: per family, [small, large]
           for (auto& [family, v] : *es) {
             auto* pair = v.as_array();
@@ -374,7 +428,29 @@ Device parse_device_toml(const std::string& text, const std::string& origin, con
     fail(origin, ":", e.source().begin.line, ": ", e.description());
   }
   for (auto& o : overrides) apply_override(root, o, origin);
-  return decode(root, origin);
+  std::unordered_set<const toml::node*> read_nodes;
+  g_read = &read_nodes;
+  Device d;
+  try {
+    d = decode(root, origin);
+  } catch (...) {
+    g_read = nullptr;
+    throw;
+  }
+  g_read = nullptr;
+  // A --set key the device model does not read would change nothing: refused
+  // (matrix.row=128 for matrix.rows was silently ignored).
+  for (auto& o : overrides) {
+    const toml::node* n = &root;
+    for (const std::string& part : split_key(o.key)) {
+      if (auto* t = n ? n->as_table() : nullptr) n = t->get(part);
+      else if (auto* a = n ? n->as_array() : nullptr) n = all_digits(part) && std::stoul(part) < a->size() ? a->get(std::stoul(part)) : nullptr;
+      else n = nullptr;
+    }
+    DUET_CHECK(n && read_nodes.count(n), "--set ", o.key, ": ", origin, " has no parameter '", o.key,
+               "' that the device model reads (see docs/devices.md for the keys)");
+  }
+  return d;
 }
 
 Device load_device_file(const std::string& path, const std::vector<Override>& overrides) {

@@ -1,5 +1,8 @@
 #include "duet/train/fit.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "duet/core/error.h"
 
 namespace duet::train {
@@ -24,6 +27,13 @@ void fit_to_input(Dataset& d, const ir::Model& model, const std::string& what) {
 
 FitResult fit(const ir::Model& model, const Dataset& train, const Dataset* test, const TrainConfig& cfg,
               const FitOptions& options) {
+  // A classifier needs two classes to learn anything (one trained to exit 0 with nothing learnt).
+  DUET_CHECK(train.size() > 0, "the training data holds no samples");
+  {
+    const int64_t* y = train.labels.data<int64_t>();
+    const auto [lo, hi] = std::minmax_element(y, y + train.size());
+    DUET_CHECK(*lo != *hi, "the training data holds one class only (label ", *lo, "): a classifier has nothing to learn");
+  }
   Trainer trainer(model, cfg);
   if (!options.resume.empty()) trainer.load_checkpoint(options.resume);
   FitResult r;
@@ -33,6 +43,13 @@ FitResult fit(const ir::Model& model, const Dataset& train, const Dataset* test,
   for (int64_t e = trainer.epoch(); e < cfg.epochs && !(cfg.max_steps > 0 && trainer.steps() >= cfg.max_steps); ++e) {
     const auto progress = options.progress ? options.progress(e) : std::function<void(int64_t, int64_t)>{};
     r.epochs.push_back(trainer.train_epoch(train, held_out, progress));
+    const EpochResult& last = r.epochs.back();
+    // A run that cannot learn stops with the reason, not with a model and exit 0.
+    DUET_CHECK(last.steps == 0 || last.skipped_steps < last.steps, "epoch ", e + 1, ": every one of its ", last.steps,
+               " optimizer steps was skipped (gradients not finite at loss scale ", last.loss_scale,
+               "): lower --init-scale or check the data for NaN and Inf");
+    DUET_CHECK(std::isfinite(last.train_loss), "epoch ", e + 1, ": the training loss is ", last.train_loss,
+               " (the data, --scale or --lr gave non-finite values)");
     if (!options.checkpoint.empty() && r.root) trainer.save_checkpoint(options.checkpoint);
     if (options.on_epoch) options.on_epoch(e, r.epochs.back(), trainer);
   }

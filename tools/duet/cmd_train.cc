@@ -63,11 +63,11 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--preprocess", o->preprocess, "Image folders: preprocessing spec, e.g. resize=32x32,scale=1/255 (io/preprocess.h)");
   cmd->add_option("--channels", o->channels, "Image folders: 1 (grey) or 3 (RGB, default)")->check(CLI::IsMember({1, 3}));
   cmd->add_option("--sample-shape", o->sample_shape, "Shape of one sample for builders, e.g. 1x8x8 (default: flat)");
-  cmd->add_option("--scale", o->scale, "Multiply CSV features by this (digits: 0.0625)");
+  cmd->add_option("--scale", o->scale, "Multiply CSV features by this (digits: 0.0625)")->check(positive());
   cmd->add_flag("--standardize", o->standardize,
                 "Standardize inputs with the training split's mean and standard deviation, baked into the model "
                 "(Sub/Mul before the first layer: the exported model takes the data as given)");
-  cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)");
+  cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)")->check(CLI::Range(int64_t{2}, int64_t{1} << 24));
   cmd->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(int64_t{1}, int64_t{100000}));
   cmd->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam or adamw (default)")->check(CLI::IsMember({"sgd", "adam", "adamw"}));
@@ -77,9 +77,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_flag("--nesterov", o->nesterov, "SGD with Nesterov momentum");
   cmd->add_option("--schedule", o->schedule, "Learning-rate schedule: constant, step or cosine")
       ->check(CLI::IsMember({"constant", "step", "cosine"}));
-  cmd->add_option("--warmup", o->warmup, "Linear warm-up steps");
-  cmd->add_option("--step-size", o->step_size, "step schedule: steps between decays (x0.1)");
-  cmd->add_option("--clip-norm", o->clip_norm, "Clip the global gradient norm to this (0: off)");
+  cmd->add_option("--warmup", o->warmup, "Linear warm-up steps")->check(non_negative());
+  cmd->add_option("--step-size", o->step_size, "step schedule: steps between decays (x0.1)")->check(positive());
+  cmd->add_option("--clip-norm", o->clip_norm, "Clip the global gradient norm to this (0: off)")->check(non_negative());
   cmd->add_option("--amp", o->amp, "Mixed precision for Conv/MatMul/Gemm: off, bf16, fp16, or any float format (tf32, e4m3fn, e5m2, ...)");
   cmd->add_option("--fp8-history", o->fp8_history, "--amp fp8: amax history length of the delayed scaling")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -87,9 +87,10 @@ Runner add_train(CLI::App& app) {
   cmd->add_flag("--tf32", o->tf32, "TF32 inputs for the matrix ops while the rest stays FP32 (with --amp off)");
   cmd->add_option("--loss-scaling", o->loss_scaling, "Dynamic loss scaling: auto (on for fp16), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--init-scale", o->init_scale, "Loss scaler's initial scale (PyTorch: 65536)");
-  cmd->add_option("--growth-interval", o->growth_interval, "Finite steps before the scale doubles (PyTorch: 2000)");
-  cmd->add_option("--min-scale", o->min_scale, "Floor for the loss scale (0: none)");
+  cmd->add_option("--init-scale", o->init_scale, "Loss scaler's initial scale (PyTorch: 65536)")->check(positive());
+  cmd->add_option("--growth-interval", o->growth_interval, "Finite steps before the scale doubles (PyTorch: 2000)")
+      ->check(positive());
+  cmd->add_option("--min-scale", o->min_scale, "Floor for the loss scale (0: none)")->check(non_negative());
   cmd->add_option("--qat", o->qat, "Quantization-aware training: off, int8 (INT8 weights + UINT8 activations) or int4 "
                   "(INT4 weights); -o writes a QDQ model")->check(CLI::IsMember({"off", "int8", "int4"}));
   cmd->add_flag("--qat-per-tensor", o->qat_per_tensor, "QAT: one weight scale per tensor (default: per output channel)");
@@ -102,7 +103,8 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   add_backend_option(cmd, o->backend, "cpu (default: oneDNN where it runs the node, reference kernels elsewhere) or reference");
-  cmd->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps in all (0: run every epoch)");
+  cmd->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps in all (0: run every epoch)")
+      ->check(non_negative());
   cmd->add_option("--allreduce", o->allreduce, "Under mpirun: gradients travel as fp32 (default) or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--checkpoint", o->checkpoint, "Write a checkpoint folder after every epoch");

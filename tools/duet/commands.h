@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -30,6 +31,25 @@ inline CLI::Option* add_backend_option(CLI::App* cmd, std::string& backend, cons
         }
         return {};
       });
+}
+
+// Checks for numeric options with one-line messages (CLI11's PositiveNumber
+// prints its range up to DBL_MAX in full).
+inline CLI::Validator positive() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        const double x = std::strtod(v.c_str(), nullptr);
+        return x > 0 ? std::string() : "must be positive, got " + v;
+      },
+      "POSITIVE");
+}
+inline CLI::Validator non_negative() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        const double x = std::strtod(v.c_str(), nullptr);
+        return x >= 0 ? std::string() : "must not be negative, got " + v;
+      },
+      "NON-NEGATIVE");
 }
 
 // Whether the preference list names the cpu backend.
@@ -80,6 +100,9 @@ Runner add_validate_devices(CLI::App& app);
 // file, and a file output whose folder is missing or not writable (found
 // before the work, not after the first of several files was written).
 void check_outputs(const CLI::App& cmd);
+// Refuses NaN and infinities given to any floating-point option (CLI11's range
+// checks let NaN through: --scale nan trained a model on NaNs to exit 0).
+void check_numbers(const CLI::App& cmd);
 
 // The subcommand being run (main.cc sets it once parsing succeeded).
 const CLI::App*& active_command();

@@ -1,5 +1,6 @@
 // The envelope of every --json output: Duet's version and the command's
 // effective options beside the results.
+#include <cmath>
 #include <iostream>
 
 #include "commands.h"
@@ -37,8 +38,25 @@ nlohmann::json invocation() {
   return j;
 }
 
+namespace {
+
+// JSON has no NaN or infinity (nlohmann writes them as null, which reads as
+// "absent"): they are written as the strings Python's json module reads back,
+// "NaN", "Infinity" and "-Infinity".
+void spell_non_finite(nlohmann::json& j) {
+  if (j.is_number_float() && !std::isfinite(j.get<double>())) {
+    const double v = j.get<double>();
+    j = std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+  } else if (j.is_structured()) {
+    for (auto& e : j) spell_non_finite(e);
+  }
+}
+
+}  // namespace
+
 void print_json(const nlohmann::json& j, int indent) {
   nlohmann::json out = j.is_object() ? j : nlohmann::json{{"items", j}};
+  spell_non_finite(out);
   out["duet"] = invocation();
   std::cout << out.dump(indent) << "\n";
 }

@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
           if (child->parsed()) active = child, deeper = true;
       }
       duet::cli::active_command() = active;
+      duet::cli::check_numbers(*active);
       duet::cli::check_outputs(*active);
       return run();
     }

@@ -1,6 +1,8 @@
 // Checks on a command's output files before it runs (commands.h).
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -57,6 +59,17 @@ void check_outputs(const CLI::App& cmd) {
       if (!fs::is_directory(folder)) fail(label(opt), " '", path, "': the folder '", folder.string(), "' does not exist");
       if (::access(folder.c_str(), W_OK) != 0) fail(label(opt), " '", path, "': the folder '", folder.string(), "' is not writable");
       if (fs::is_directory(path)) fail(label(opt), " '", path, "' is a folder; name a file");
+    }
+  }
+}
+
+void check_numbers(const CLI::App& cmd) {
+  for (const CLI::Option* o : cmd.get_options()) {
+    if (o->count() == 0 || o->get_type_name().rfind("FLOAT", 0) != 0) continue;
+    for (const std::string& value : o->results()) {
+      char* end = nullptr;
+      const double v = std::strtod(value.c_str(), &end);
+      if (end != value.c_str() && !std::isfinite(v)) fail(label(o), ": '", value, "' is not a finite number");
     }
   }
 }

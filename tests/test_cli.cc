@@ -266,6 +266,26 @@ TEST(Cli, RunJsonSpellsNanAndInfinityAsPythonReadsThem) {
   EXPECT_EQ(r.output.find("null"), std::string::npos) << r.output;
 }
 
+TEST(CliErrors, LibraryTextsDoNotReachTheUser) {
+  const fs::path dir = scratch() / "library";
+  fs::create_directories(dir);
+  // A name that is not UTF-8: --json replaces the bytes (was json.exception.type_error.316).
+  onnx::ModelProto mp;
+  {
+    std::ifstream in(kModel, std::ios::binary);
+    ASSERT_TRUE(mp.ParseFromIstream(&in));
+  }
+  mp.set_producer_name("\xff\xfe\xfd");
+  std::ofstream(dir / "latin.onnx", std::ios::binary) << mp.SerializeAsString();
+  auto r = run_command(cli() + " info " + (dir / "latin.onnx").string() + " --json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("type_error"), std::string::npos) << r.output;
+  // A folder that cannot be made: the reason and the path, without "filesystem error".
+  r = run_command(cli() + " run " + kModel + " --input x=" + kSample + " --output-dir /proc/duet_cannot_exist");
+  expect_one_line_error(r, "cannot create directories");
+  EXPECT_EQ(r.output.find("filesystem error"), std::string::npos) << r.output;
+}
+
 TEST(Cli, RunGivesOutputsWhoseNamesMeetInOneFileNameAFileEach) {
   const fs::path dir = scratch() / "collide";
   fs::create_directories(dir);

@@ -44,8 +44,9 @@ std::vector<std::string> split(const std::string& line) {
   return fields;
 }
 
+// A layer dimension: digits, at most 12 of them (a larger one is not a layer).
 bool is_integer(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+  return !s.empty() && s.size() <= 12 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
 std::string lower(std::string s) {

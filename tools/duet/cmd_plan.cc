@@ -321,7 +321,7 @@ int run_plan(const Options& o) {
     if (!result.plans[result.chosen].measured_latency)  // the host's plan is the model itself at a precision
       onnx_io::save_model(*plan::emulated_model(result, result.plans[result.chosen]),
                           (std::filesystem::path(o.output) / "plan.emulated.onnx").string());
-    io::write_file_atomically((std::filesystem::path(o.output) / "plan.json").string(), j.dump(2) + "\n", "plan");
+    io::write_file_atomically((std::filesystem::path(o.output) / "plan.json").string(), j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", "plan");
   }
   if (!o.report.empty()) {
     report::write_report(o.report, report_html(o, result), report::data(std::vector<report::Chart>{front_chart(result), sensitivity_chart(result)}));

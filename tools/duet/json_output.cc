@@ -58,7 +58,8 @@ void print_json(const nlohmann::json& j, int indent) {
   nlohmann::json out = j.is_object() ? j : nlohmann::json{{"items", j}};
   spell_non_finite(out);
   out["duet"] = invocation();
-  std::cout << out.dump(indent) << "\n";
+  // Names from a model may hold bytes that are not UTF-8: replaced, not an exception.
+  std::cout << out.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
 }  // namespace duet::cli

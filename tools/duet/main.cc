@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <vector>
@@ -93,8 +94,24 @@ int main(int argc, char** argv) {
       duet::cli::check_outputs(*active);
       return run();
     }
-  } catch (const std::exception& e) {
+  } catch (const duet::Error& e) {
     std::cerr << "duet: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "duet: error: out of memory\n";
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // "filesystem error: cannot create directories: Permission denied [x]", without the library's prefix.
+    std::string what = e.what();
+    if (what.rfind("filesystem error: ", 0) == 0) what = what.substr(18);
+    std::cerr << "duet: error: " << what << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    // A library's own text (nlohmann, the standard library): one line still, said to be internal.
+    std::string what = e.what();
+    for (char& c : what)
+      if (c == '\n') c = ' ';
+    std::cerr << "duet: error: internal: " << what << "\n";
     return 1;
   }
   return 0;

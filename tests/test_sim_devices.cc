@@ -1,6 +1,9 @@
 // Device catalog, per-node simulation (roofline, systolic, energy, fallback)
 // and the `duet devices` / `duet simulate` commands.
 #include <gtest/gtest.h>
+#include <cstdlib>
+#include <fstream>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -82,6 +85,29 @@ TEST(SimDevices, OverridesThatChangeNothingOrCannotBeTrueAreOneClearError) {
   EXPECT_NE(error_of("power.tdp_w=-5").find("must not be negative"), std::string::npos);
   EXPECT_EQ(find_device(dir, "tpu-v1", {parse_override("matrix.rows=128")}).matrix.rows, 128);
   EXPECT_DOUBLE_EQ(find_device(dir, "tpu-v1", {parse_override("efficiency.kernel_us=2")}).efficiency->kernel_s, 2e-6);  // a new table
+}
+
+TEST(SimDevices, ThisMachinesOwnCalibrationIsReadInsteadOfTheShippedHostFile) {
+  const std::filesystem::path config = std::filesystem::temp_directory_path() / ("duet_xdg_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(config);
+  const char* saved = std::getenv("XDG_CONFIG_HOME");
+  const std::string before = saved ? saved : "";
+  ::setenv("XDG_CONFIG_HOME", config.c_str(), 1);
+  EXPECT_EQ(user_host_file(), (config / "duet" / "host.toml").string());
+  const std::string shipped = find_device(default_devices_dir(), "host").name;
+  std::filesystem::create_directories(config / "duet");
+  std::ifstream in(default_devices_dir() + "/host.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  text.replace(text.find("name = \""), 8, "name = \"this machine, calibrated: ");
+  std::ofstream(config / "duet" / "host.toml") << text;
+  EXPECT_EQ(find_device(default_devices_dir(), "host").name.rfind("this machine, calibrated: ", 0), 0u);
+  bool listed = false;
+  for (const Device& d : load_catalog(default_devices_dir())) listed |= d.id == "host" && d.name.rfind("this machine", 0) == 0;
+  EXPECT_TRUE(listed);
+  std::filesystem::remove_all(config);
+  EXPECT_EQ(find_device(default_devices_dir(), "host").name, shipped);
+  if (saved) ::setenv("XDG_CONFIG_HOME", before.c_str(), 1);
+  else ::unsetenv("XDG_CONFIG_HOME");
 }
 
 TEST(SimSimulate, SystolicDeviceReproducesTheGoldenCycles) {

@@ -461,6 +461,27 @@ Device load_device_file(const std::string& path, const std::vector<Override>& ov
   return parse_device_toml(ss.str(), path, overrides);
 }
 
+std::string user_host_file() {
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg) return std::string(xdg) + "/duet/host.toml";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.config/duet/host.toml";
+  return "";
+}
+
+namespace {
+
+// The file a device of the catalog `dir` is read from: this machine's own
+// calibration for "host" in the default catalog, where there is one.
+std::filesystem::path device_file(const std::string& dir, const std::string& id) {
+  if (id == "host" && dir == default_devices_dir()) {
+    const std::string own = user_host_file();
+    std::error_code ec;
+    if (!own.empty() && std::filesystem::is_regular_file(own, ec)) return own;
+  }
+  return std::filesystem::path(dir) / (id + ".toml");
+}
+
+}  // namespace
+
 std::vector<Device> load_catalog(const std::string& dir) {
   DUET_CHECK(std::filesystem::is_directory(dir), "device catalog '", dir, "' is not a folder");
   std::vector<std::string> files;
@@ -468,12 +489,12 @@ std::vector<Device> load_catalog(const std::string& dir) {
     if (e.path().extension() == ".toml") files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
   std::vector<Device> out;
-  for (auto& f : files) out.push_back(load_device_file(f));
+  for (auto& f : files) out.push_back(load_device_file(device_file(dir, std::filesystem::path(f).stem().string()).string()));
   return out;
 }
 
 Device find_device(const std::string& dir, const std::string& id, const std::vector<Override>& overrides) {
-  const auto path = std::filesystem::path(dir) / (id + ".toml");
+  const auto path = device_file(dir, id);
   if (!std::filesystem::exists(path)) {
     std::string known;
     if (std::filesystem::is_directory(dir))

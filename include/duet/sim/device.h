@@ -104,6 +104,11 @@ struct Override {
 Override parse_override(const std::string& spec);  // KEY=VALUE
 
 std::string default_devices_dir();  // $DUET_DEVICES, else the source tree's devices/
+// Where `duet calibrate-host` writes this machine's host model by default:
+// $XDG_CONFIG_HOME/duet/host.toml, else ~/.config/duet/host.toml ("" when
+// neither is set). Where it exists, the default catalog's "host" is read from
+// it instead of the shipped devices/host.toml (which stays as shipped).
+std::string user_host_file();
 Device load_device_file(const std::string& path, const std::vector<Override>& overrides = {});
 Device parse_device_toml(const std::string& text, const std::string& origin,
                          const std::vector<Override>& overrides = {});

@@ -1,6 +1,7 @@
 // Bad input gives one clear line naming the problem and a non-zero exit.
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -300,4 +301,41 @@ TEST(Cli, RunGivesOutputsWhoseNamesMeetInOneFileNameAFileEach) {
   const duet::Tensor neg = duet::io::load_npy((dir / "out" / "y_0.1.npy").string());
   EXPECT_EQ(y.data<float>()[1], 2.0f);
   EXPECT_EQ(neg.data<float>()[1], -2.0f);
+}
+
+TEST(Cli, BenchJsonCarriesPercentilesAndEveryRunOnRealInputs) {
+  const fs::path dir = scratch() / "bench";
+  fs::create_directories(dir);
+  auto r = run_command(cli() + " bench " + kModel + " --input x=" + kSample + " --runs 7 --warmup 1 --export-times " +
+                       (dir / "times.json").string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["runs"], 7);
+  EXPECT_EQ(j["times_ms"].size(), 7u);
+  for (const char* k : {"mean_ms", "stddev_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"}) EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_LE(j["min_ms"].get<double>(), j["p50_ms"].get<double>());
+  EXPECT_LE(j["p50_ms"].get<double>(), j["p90_ms"].get<double>());
+  EXPECT_LE(j["p99_ms"].get<double>(), j["max_ms"].get<double>());
+  EXPECT_TRUE(j["real_inputs"].get<bool>());
+  EXPECT_FALSE(j["cpu"].get<std::string>().empty());
+  std::ifstream times(dir / "times.json");
+  EXPECT_EQ(nlohmann::json::parse(times).size(), 7u);
+}
+
+TEST(Cli, ConfigWrittenByOneRunRepeatsItsOptions) {
+  const fs::path dir = scratch() / "config";
+  fs::create_directories(dir);
+  const std::string config = (dir / "simulate.toml").string();
+  auto first = run_command(cli() + " --write-config " + config + " simulate " + kModel +
+                           " --device t4,a100 --batch 1,8 --shape x=1x3x48x192 --json");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto again = run_command(cli() + " --config " + config + " simulate --json");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  const auto a = nlohmann::json::parse(first.output), b = nlohmann::json::parse(again.output);
+  EXPECT_EQ(a["duet"]["options"], b["duet"]["options"]);
+  EXPECT_EQ(a["items"].size(), b["items"].size());
+  // The command line still wins over the file.
+  auto changed = run_command(cli() + " --config " + config + " simulate --batch 4 --json");
+  ASSERT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_EQ(nlohmann::json::parse(changed.output)["duet"]["options"]["--batch"], nlohmann::json({"4"}));
 }

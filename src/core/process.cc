@@ -16,4 +16,12 @@ double peak_rss_mb() {
   return r.ru_maxrss / 1024.0;
 }
 
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
 }  // namespace duet

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "duet/backends/cpu/winograd.h"
+#include "duet/core/process.h"
 #include "duet/runtime/peaks.h"
 
 namespace duet::measure {
@@ -55,14 +56,6 @@ double on_all_threads(int threads, F f) {
   double sum = 0;
   for (double r : rates) sum += r;
   return sum;
-}
-
-std::string cpu_model_name() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
 }
 
 }  // namespace

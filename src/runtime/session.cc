@@ -345,10 +345,17 @@ Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options)
 
 Session::~Session() = default;
 
-std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes) {
+std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes,
+                                           const std::map<std::string, Tensor>& given) {
   std::map<std::string, Tensor> feeds;
+  for (auto& [name, t] : given) {
+    bool input = false;
+    for (auto* v : graph.inputs) input |= v->name == name;
+    DUET_CHECK(input, "'", name, "' is not an input of the model");
+    feeds[name] = t;
+  }
   for (auto* v : graph.inputs) {
-    if (graph.initializers.count(v->name)) continue;
+    if (graph.initializers.count(v->name) || given.count(v->name)) continue;
     Dims dims;
     if (auto it = shapes.find(v->name); it != shapes.end()) {
       dims = it->second;

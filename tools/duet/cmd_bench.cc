@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cmath>
 #include <chrono>
 #include <fstream>
 #include <iomanip>
@@ -14,6 +16,8 @@
 #include <set>
 
 #include "commands.h"
+#include "duet/io/tensor_file.h"
+#include "duet/io/file.h"
 #include "duet/core/process.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/runtime/session.h"
@@ -30,6 +34,9 @@ Runner add_bench(CLI::App& app) {
     std::string backend = "cpu";
     std::string precision = "fp32";
     int threads = 1, runs = 20, warmup = 3;
+    double duration = 0;
+    std::vector<std::string> inputs;
+    std::string export_times;
     int64_t m = 1024, n = 1024, k = 1024;
     std::string dtype = "fp32";
     bool json = false, profile = false;
@@ -49,6 +56,10 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--runs", o->runs, "Timed runs")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000));
+  cmd->add_option("--duration", o->duration, "Keep timing until this many seconds have passed too (at least --runs runs)")
+      ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("-i,--input", o->inputs, "Time on real inputs, NAME=FILE (.npy or .pb; repeatable); the rest are seeded");
+  cmd->add_option("--export-times", o->export_times, "Write every timed run's milliseconds as JSON to this file");
   cmd->add_flag("--profile", o->profile, "Also time every node: per-node time and the share per op type");
   cmd->add_flag("--json", o->json, "Print as JSON");
   return [o]() {
@@ -60,7 +71,14 @@ Runner add_bench(CLI::App& app) {
     options.precision = parse_precision(o->precision, o->backend, *model->graph);
     options.profile = o->profile;
     const auto shapes = parse_shape_bindings(o->shapes);
-    const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes);
+    std::map<std::string, Tensor> given;
+    for (const std::string& spec : o->inputs) {
+      const auto eq = spec.find('=');
+      DUET_CHECK(eq != std::string::npos && eq > 0, "--input expects NAME=FILE, got '", spec, "'");
+      DUET_CHECK(given.emplace(spec.substr(0, eq), io::load_tensor_file(spec.substr(eq + 1))).second, "input '",
+                 spec.substr(0, eq), "' given twice");
+    }
+    const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes, given);
     const auto t0 = std::chrono::steady_clock::now();
     runtime::prepare_model(*model, options);
     runtime::Session session(model, options);
@@ -68,15 +86,28 @@ Runner add_bench(CLI::App& app) {
     for (int i = 0; i < o->warmup; ++i) session.run(feeds);
     session.reset_node_times();
     std::vector<double> ms;
-    for (int i = 0; i < o->runs; ++i) {
+    const auto timing = std::chrono::steady_clock::now();
+    while (int(ms.size()) < o->runs ||
+           (std::chrono::duration<double>(std::chrono::steady_clock::now() - timing).count() < o->duration && ms.size() < 1000000)) {
       const auto s = std::chrono::steady_clock::now();
       session.run(feeds);
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
     }
+    const int runs = int(ms.size());
     std::vector<double> sorted = ms;
     std::sort(sorted.begin(), sorted.end());
-    const double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
-                                            : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    // Percentiles between order statistics (NumPy's default, linear).
+    auto percentile = [&](double p) {
+      const double at = p / 100 * double(sorted.size() - 1);
+      const size_t lo = size_t(at), hi = std::min(lo + 1, sorted.size() - 1);
+      return sorted[lo] + (at - double(lo)) * (sorted[hi] - sorted[lo]);
+    };
+    const double median = percentile(50);
+    double mean = 0, var = 0;
+    for (double t : ms) mean += t / runs;
+    for (double t : ms) var += (t - mean) * (t - mean) / std::max(runs - 1, 1);
+    const double stddev = std::sqrt(var);
+    if (!o->export_times.empty()) io::write_file_atomically(o->export_times, nlohmann::json(ms).dump() + "\n", "run times");
     const size_t partitions = session.partitions().size();
     size_t claimed = 0;
     std::set<const ir::Node*> in_partition;
@@ -101,7 +132,7 @@ Runner add_bench(CLI::App& app) {
     std::map<std::string, double> per_op;
     double profiled = 0;
     for (auto& [node, total] : session.node_times()) {
-      const double ms_per_run = total / o->runs;
+      const double ms_per_run = total / runs;
       rows.push_back({node->label(), node->op_type, ms_per_run});
       per_op[node->op_type] += ms_per_run;
       profiled += ms_per_run;
@@ -109,8 +140,12 @@ Runner add_bench(CLI::App& app) {
     std::sort(rows.begin(), rows.end(), [](const NodeRow& a, const NodeRow& b) { return a.ms > b.ms; });
     if (o->json) {
       nlohmann::json j = {{"model", o->model}, {"backend", o->backend}, {"precision", o->precision}, {"threads", o->threads},
-                          {"runs", o->runs}, {"median_ms", median}, {"min_ms", sorted.front()},
-                          {"max_ms", sorted.back()}, {"throughput_per_s", 1000.0 / median},
+                          {"runs", runs}, {"median_ms", median}, {"min_ms", sorted.front()},
+                          {"max_ms", sorted.back()}, {"mean_ms", mean}, {"stddev_ms", stddev},
+                          {"p50_ms", median}, {"p90_ms", percentile(90)}, {"p95_ms", percentile(95)}, {"p99_ms", percentile(99)},
+                          {"times_ms", ms}, {"throughput_per_s", 1000.0 / median},
+                          {"cpu", cpu_model_name()}, {"real_inputs", !given.empty()},
+                          {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "default"},
                           {"setup_ms", setup_ms}, {"peak_rss_mb", peak_rss_mb()}, {"nodes", model->graph->nodes.size()},
                           {"partitions", partitions}, {"nodes_in_partitions", claimed},
                           {"reference_ops", on_reference}, {"reference_reasons", why},
@@ -127,7 +162,9 @@ Runner add_bench(CLI::App& app) {
               << (o->precision != "fp32" ? o->precision + " precision, " : "") << o->threads
               << " thread" << (o->threads > 1 ? "s" : "") << ", measured)\n"
               << "  latency median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back()
-              << " ms over " << o->runs << " runs\n"
+              << " ms over " << runs << " runs\n"
+              << "  mean " << mean << " ms, sd " << stddev << " ms; p90 " << percentile(90) << " ms, p95 " << percentile(95)
+              << " ms, p99 " << percentile(99) << " ms" << (given.empty() ? " (seeded inputs)" : " (real inputs)") << "\n"
               << "  throughput " << 1000.0 / median << " inferences/s\n"
               << "  setup " << setup_ms << " ms; peak RSS " << peak_rss_mb() << " MB\n"
               << "  " << model->graph->nodes.size() << " nodes after optimization, " << claimed << " in " << partitions

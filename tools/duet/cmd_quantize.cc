@@ -159,8 +159,14 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--exclude-nodes", o->exclude_nodes, "Node names to leave in FP32");
   cmd->add_option("--override", o->overrides, "Fix a tensor's range instead of calibrating it: NAME=LO:HI (repeatable)");
   cmd->add_option("--accuracy-budget", o->budget,
-                  "Largest relative L2 output error allowed (e.g. 0.02): the most sensitive nodes stay FP32 until it holds")
-      ->check(CLI::Range(0.0, 10.0));
+                  "Largest relative L2 output error allowed (e.g. 0.02): the most sensitive nodes stay FP32 until it holds "
+                  "(-1, the default: no budget)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            const double b = std::strtod(v.c_str(), nullptr);
+            return b == -1 || (b >= 0 && b <= 10) ? std::string() : "must be from 0 to 10 (or -1: none), got " + v;
+          },
+          "BUDGET"));
   cmd->add_option("--budget-metric", o->metric,
                   "What --accuracy-budget bounds: l2 (relative L2 output error, default) or argmax (share of output rows "
                   "whose argmax changes: classifiers, CTC recognizers)")

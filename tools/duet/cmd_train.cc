@@ -67,7 +67,13 @@ Runner add_train(CLI::App& app) {
   cmd->add_flag("--standardize", o->standardize,
                 "Standardize inputs with the training split's mean and standard deviation, baked into the model "
                 "(Sub/Mul before the first layer: the exported model takes the data as given)");
-  cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)")->check(CLI::Range(int64_t{2}, int64_t{1} << 24));
+  cmd->add_option("--classes", o->classes, "Classes for builders (default: max label + 1)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            const long long c = std::strtoll(v.c_str(), nullptr, 10);
+            return c == 0 || (c >= 2 && c <= (1 << 24)) ? std::string() : "must be 0 (from the data) or at least 2, got " + v;
+          },
+          "CLASSES"));
   cmd->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(int64_t{1}, int64_t{100000}));
   cmd->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam or adamw (default)")->check(CLI::IsMember({"sgd", "adam", "adamw"}));

@@ -103,6 +103,14 @@ void check_outputs(const CLI::App& cmd);
 // Refuses NaN and infinities given to any floating-point option (CLI11's range
 // checks let NaN through: --scale nan trained a model on NaNs to exit 0).
 void check_numbers(const CLI::App& cmd);
+// Writes the parsed command's effective options as TOML (CLI11's config
+// format, the subcommand's options in its own section), for --config.
+void write_config(const CLI::App& app, const std::string& path);
+
+// An option's values as the command sees them: given, else its default
+// (a list default "[a,b]" as its items).
+bool list_option(const CLI::Option& opt);
+std::vector<std::string> effective_values(const CLI::Option& opt);
 
 // The subcommand being run (main.cc sets it once parsing succeeded).
 const CLI::App*& active_command();

@@ -2,6 +2,7 @@
 // effective options beside the results.
 #include <cmath>
 #include <iostream>
+#include <sstream>
 
 #include "commands.h"
 #include "duet/core/version.h"
@@ -12,6 +13,21 @@ const CLI::App*& active_command() {
   static const CLI::App* command = nullptr;
   return command;
 }
+
+std::vector<std::string> effective_values(const CLI::Option& opt) {
+  if (opt.count() > 0) return opt.results();
+  const std::string d = opt.get_default_str();
+  std::vector<std::string> values;
+  if (list_option(opt) && d.size() >= 2 && d.front() == '[' && d.back() == ']') {  // a list default, "[a,b]"
+    std::istringstream items(d.substr(1, d.size() - 2));
+    for (std::string item; std::getline(items, item, ',');) values.push_back(item);
+  } else {
+    values.push_back(d);
+  }
+  return values;
+}
+
+bool list_option(const CLI::Option& opt) { return opt.get_expected_max() > 1 || opt.get_items_expected_max() > 1; }
 
 nlohmann::json invocation() {
   nlohmann::json j = {{"version", version()}};
@@ -27,11 +43,9 @@ nlohmann::json invocation() {
     const bool flag = opt->get_expected_max() == 0 || opt->get_items_expected_max() == 0;
     if (flag) {
       options[key] = opt->count() > 0;
-    } else if (opt->count() > 0) {
-      const auto& given = opt->results();
-      options[key] = given.size() == 1 ? nlohmann::json(given.front()) : nlohmann::json(given);
     } else {
-      options[key] = opt->get_default_str();
+      const std::vector<std::string> values = effective_values(*opt);
+      options[key] = list_option(*opt) ? nlohmann::json(values) : values.empty() ? nlohmann::json("") : nlohmann::json(values.back());
     }
   }
   j["options"] = options;

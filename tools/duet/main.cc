@@ -53,6 +53,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("duet ") + duet::version());
   app.option_defaults()->always_capture_default();  // --json outputs report every effective option
+  // A run's options as a file, and back: --write-config writes every option
+  // of the command (given or default) as TOML; --config reads such a file
+  // (the command line still wins), so a run can be repeated exactly.
+  app.set_config("--config", "", "Read the command's options from a TOML file (as --write-config writes it)");
+  std::string write_config;
+  app.add_option("--write-config", write_config,
+                 "Write the command's effective options (given and default) to this TOML file, then run");
   std::map<CLI::App*, duet::cli::Runner> runners;
   auto add = [&](duet::cli::Runner (*fn)(CLI::App&)) {
     const size_t before = app.get_subcommands({}).size();
@@ -92,6 +99,7 @@ int main(int argc, char** argv) {
       duet::cli::active_command() = active;
       duet::cli::check_numbers(*active);
       duet::cli::check_outputs(*active);
+      if (!write_config.empty()) duet::cli::write_config(app, write_config);
       return run();
     }
   } catch (const duet::Error& e) {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <sstream>
 
 #include "commands.h"
 #include "duet/io/file.h"
@@ -72,6 +73,46 @@ void check_numbers(const CLI::App& cmd) {
       if (end != value.c_str() && !std::isfinite(v)) fail(label(o), ": '", value, "' is not a finite number");
     }
   }
+}
+
+void write_config(const CLI::App& app, const std::string& path) {
+  // The innermost parsed command and its section name (formats.convert).
+  const CLI::App* cmd = &app;
+  std::string section;
+  for (bool deeper = true; deeper;) {
+    deeper = false;
+    for (const CLI::App* child : cmd->get_subcommands())
+      if (child->parsed()) cmd = child, deeper = true, section += (section.empty() ? "" : ".") + child->get_name();
+  }
+  DUET_CHECK(cmd != &app, "--write-config needs a command to write the options of");
+  auto quoted = [](const std::string& v) {
+    std::string q = "\"";
+    for (char c : v) q += c == '"' || c == '\\' ? std::string("\\") + c : std::string(1, c);
+    return q + "\"";
+  };
+  std::ostringstream out;
+  out << "# duet " << section << " options, written by --write-config; run again with: duet --config " << path << "\n["
+      << section << "]\n";
+  for (const CLI::Option* o : cmd->get_options()) {
+    const std::string name = o->get_lnames().empty() ? o->get_name() : o->get_lnames().front();
+    if (name.empty() || name == "help" || o->get_configurable() == false) continue;
+    // A default of an option that excludes or needs others would, read back as given, trip those rules.
+    if (o->count() == 0 && (!o->get_excludes().empty() || !o->get_needs().empty())) continue;
+    const std::vector<std::string> values = effective_values(*o);
+    const bool flag = o->get_expected_max() == 0 || o->get_items_expected_max() == 0;
+    if (flag) {
+      // Only flags that are on: CLI11 counts a flag read as false as given.
+      if (o->count() > 0 || (!values.empty() && values.front() == "true")) out << name << " = true\n";
+    } else if (list_option(*o)) {
+      if (values.empty()) continue;  // an empty list reads back as one missing value
+      out << name << " = [";
+      for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << quoted(values[i]);
+      out << "]\n";
+    } else if (!values.empty()) {
+      out << name << " = " << quoted(values.back()) << "\n";
+    }
+  }
+  io::write_file_atomically(path, out.str(), "config");
 }
 
 }  // namespace duet::cli

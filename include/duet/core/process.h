@@ -1,5 +1,6 @@
 // Facts about this process that reports measure.
 #pragma once
+#include <string>
 
 namespace duet {
 
@@ -8,5 +9,8 @@ namespace duet {
 // exec, so a child of a big parent, a Python benchmark driver, reports the
 // parent's peak).
 double peak_rss_mb();
+
+// The CPU's model name (/proc/cpuinfo), "unknown CPU" where it says none.
+std::string cpu_model_name();
 
 }  // namespace duet

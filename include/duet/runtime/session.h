@@ -69,7 +69,9 @@ class Session {
 // that are not initializers), shaped by `shapes` or by the declared shape;
 // throws naming an input whose shape is not known ("bind it with --shape").
 // For benchmarks and model validation, where the values do not matter.
-std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes);
+// `given` tensors are used as they are (each must name an input); the rest are seeded.
+std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes,
+                                           const std::map<std::string, Tensor>& given = {});
 
 // Readies a model for a session with these options: the cpu backend gets the
 // graph optimizer's passes (types inferred, fusions formed) first.

@@ -339,3 +339,33 @@ TEST(Cli, ConfigWrittenByOneRunRepeatsItsOptions) {
   ASSERT_EQ(changed.exit_code, 0) << changed.output;
   EXPECT_EQ(nlohmann::json::parse(changed.output)["duet"]["options"]["--batch"], nlohmann::json({"4"}));
 }
+
+TEST(CliErrors, ExitCodesFollowTheDocumentedTable) {
+  // README "Exit codes": 0 ok, 1 error, 2 usage, 3 unsupported, 4 a check that failed.
+  EXPECT_EQ(run_command(cli() + " info " + kModel).exit_code, 0);
+  EXPECT_EQ(run_command(cli() + " info /nonexistent/model.onnx").exit_code, 1);
+  EXPECT_EQ(run_command(cli() + " info " + kModel + " --no-such-option").exit_code, 2);
+  EXPECT_EQ(run_command(cli() + " bench " + kModel + " --runs 0").exit_code, 2);
+  duet::ir::Model model;
+  model.opset_imports.push_back({"", 17});
+  auto& g = *model.graph;
+  g.inputs.push_back(g.value("x"));
+  g.add_node("FrobnicateV2", {g.value("x")}, {g.value("y")}, "frob");
+  g.outputs.push_back(g.value("y"));
+  const std::string unknown = (scratch() / "exit_unknown_op.onnx").string();
+  duet::onnx_io::save_model(model, unknown);
+  EXPECT_EQ(run_command(cli() + " run " + unknown).exit_code, 3);
+  // conform: a failing case fails the run (4) unless failures are allowed.
+  const fs::path suite = scratch() / "exit_conform" / "test_relu_wrong";
+  fs::create_directories(suite / "test_data_set_0");
+  write_unary_model(suite / "model.onnx", {{"Relu", "y"}});
+  duet::Tensor x = duet::Tensor::zeros(duet::DType::Float32, {2}), wrong = x;
+  x.data<float>()[0] = 1;
+  wrong = duet::Tensor::zeros(duet::DType::Float32, {2});  // Relu(1) is 1, not 0
+  duet::onnx_io::save_tensor_pb(x, "x", (suite / "test_data_set_0" / "input_0.pb").string());
+  duet::onnx_io::save_tensor_pb(wrong, "y", (suite / "test_data_set_0" / "output_0.pb").string());
+  auto r = run_command(cli() + " conform " + suite.string());
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("1 conformance case failed"), std::string::npos) << r.output;
+  EXPECT_EQ(run_command(cli() + " conform " + suite.string() + " --allow-failures").exit_code, 0);
+}

@@ -354,7 +354,7 @@ int run_plan(const Options& o) {
                     fmt(j["chosen"]["deployable"]["accuracy_held_out"]["value"].get<double>()) + " held out, measured)")
                 << "\n";
   }
-  if (result.chosen < 0) fail(result.infeasible);
+  if (result.chosen < 0) throw CheckFailed(result.infeasible);
   return 0;
 }
 

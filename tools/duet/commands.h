@@ -15,6 +15,15 @@ namespace duet::cli {
 
 using Runner = std::function<int()>;
 
+// duet's exit codes (README "Exit codes"; asserted in tests/test_cli.cc).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitError = 1,        // bad input or a failed run: one "duet: error:" line names it
+  kExitUsage = 2,        // the command line: an unknown option, a missing or malformed value
+  kExitUnsupported = 3,  // an op, opset, data type or precision Duet cannot run
+  kExitCheckFailed = 4,  // what was asked did not hold: a conformance case failed, no plan meets the request
+};
+
 // --backend of every command that runs models: "reference", a registered
 // backend, or an ordered preference of them ("cuda,cpu"), checked against
 // runtime::BackendRegistry::builtin().

@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);  // prints the message (or the help / version asked for)
+    return code == 0 ? duet::cli::kExitOk : duet::cli::kExitUsage;
   }
   try {
     for (auto& [sub, run] : runners) {
@@ -102,9 +103,15 @@ int main(int argc, char** argv) {
       if (!write_config.empty()) duet::cli::write_config(app, write_config);
       return run();
     }
+  } catch (const duet::Unsupported& e) {
+    std::cerr << "duet: error: " << e.what() << "\n";
+    return duet::cli::kExitUnsupported;
+  } catch (const duet::CheckFailed& e) {
+    std::cerr << "duet: error: " << e.what() << "\n";
+    return duet::cli::kExitCheckFailed;
   } catch (const duet::Error& e) {
     std::cerr << "duet: error: " << e.what() << "\n";
-    return 1;
+    return duet::cli::kExitError;
   } catch (const std::bad_alloc&) {
     std::cerr << "duet: error: out of memory\n";
     return 1;

@@ -28,6 +28,13 @@ std::string concat(Args&&... args) {
 }
 }  // namespace detail
 
+// A check the user asked for did not hold (a conformance case failed, no plan
+// meets the request): the command's own result, exit code 4.
+class CheckFailed : public Error {
+ public:
+  explicit CheckFailed(const std::string& message) : Error(message) {}
+};
+
 template <typename... Args>
 [[noreturn]] void fail(Args&&... args) {
   throw Error(detail::concat(std::forward<Args>(args)...));

@@ -369,3 +369,63 @@ TEST(CliErrors, ExitCodesFollowTheDocumentedTable) {
   EXPECT_NE(r.output.find("1 conformance case failed"), std::string::npos) << r.output;
   EXPECT_EQ(run_command(cli() + " conform " + suite.string() + " --allow-failures").exit_code, 0);
 }
+
+TEST(CliErrors, ALoopThatWouldRunForeverIsOneClearError) {
+  const fs::path dir = scratch() / "loop";
+  fs::create_directories(dir);
+  auto typed = [](onnx::ValueInfoProto* v, const std::string& name, int type, bool vector) {
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(type);
+    auto* shape = t->mutable_shape();
+    if (vector) shape->add_dim()->set_dim_value(2);
+  };
+  auto identity = [](onnx::GraphProto* g, const std::string& in, const std::string& out) {
+    auto* n = g->add_node();
+    n->set_op_type("Identity");
+    n->add_input(in);
+    n->add_output(out);
+  };
+  for (auto [name, trip] : std::vector<std::pair<std::string, bool>>{{"trip.onnx", true}, {"cond.onnx", false}}) {
+    onnx::ModelProto mp;
+    mp.set_ir_version(8);
+    mp.add_opset_import()->set_version(17);
+    auto* g = mp.mutable_graph();
+    g->set_name("g");
+    typed(g->add_input(), "x", onnx::TensorProto::FLOAT, true);
+    auto* m = g->add_initializer();
+    m->set_name("M");
+    m->set_data_type(onnx::TensorProto::INT64);
+    m->add_int64_data(int64_t(1) << 62);
+    auto* c = g->add_initializer();
+    c->set_name("c");
+    c->set_data_type(onnx::TensorProto::BOOL);
+    c->add_int32_data(1);
+    auto* loop = g->add_node();
+    loop->set_op_type("Loop");
+    loop->add_input(trip ? "M" : "");
+    loop->add_input("c");
+    loop->add_input("x");
+    loop->add_output("y");
+    auto* a = loop->add_attribute();
+    a->set_name("body");
+    a->set_type(onnx::AttributeProto::GRAPH);
+    auto* body = a->mutable_g();
+    body->set_name("body");
+    typed(body->add_input(), "i", onnx::TensorProto::INT64, false);
+    typed(body->add_input(), "cond", onnx::TensorProto::BOOL, false);
+    typed(body->add_input(), "x_in", onnx::TensorProto::FLOAT, true);
+    identity(body, "cond", "cond_out");
+    identity(body, "x_in", "x_out");
+    typed(body->add_output(), "cond_out", onnx::TensorProto::BOOL, false);
+    typed(body->add_output(), "x_out", onnx::TensorProto::FLOAT, true);
+    typed(g->add_output(), "y", onnx::TensorProto::FLOAT, true);
+    std::ofstream(dir / name, std::ios::binary) << mp.SerializeAsString();
+  }
+  duet::io::save_npy(duet::Tensor::zeros(duet::DType::Float32, {2}), (dir / "x.npy").string());
+  expect_one_line_error(run_command(cli() + " run " + (dir / "trip.onnx").string() + " --input x=" + (dir / "x.npy").string()),
+                        "over the limit");
+  expect_one_line_error(run_command("DUET_MAX_LOOP_ITERATIONS=1000 " + cli() + " run " + (dir / "cond.onnx").string() +
+                                    " --input x=" + (dir / "x.npy").string()),
+                        "still holds after 1000 iterations");
+}

@@ -407,7 +407,7 @@ TEST(Trainer, ACheckpointIsReplacedWholeAndAForgedOneIsOneClearError) {
             std::string::npos);
   EXPECT_NE(forged([](nlohmann::json& m) {
               m["optimizer_state"] = 1;
-              m["files"]["optimizer_state"] = {m["files"]["optimizer_state"][0]};
+              m["files"]["optimizer_state"] = nlohmann::json::array({m["files"]["optimizer_state"][0]});
             }).find("keeps 2 per parameter"),
             std::string::npos);
   EXPECT_NE(forged([](nlohmann::json& m) { m["optimizer_state"] = 99; }).find("lists"), std::string::npos);

@@ -85,6 +85,7 @@ Dims parse_dims(const std::string& s) {
       cur += c;
     }
   }
+  numel(d);  // a shape whose element count overflows is refused here, before any product of it
   return d;
 }
 

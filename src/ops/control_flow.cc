@@ -1,5 +1,6 @@
 // If, Loop, Scan: bodies run through the session's SubgraphRunner, which
 // resolves names the body captures from the enclosing scopes.
+#include <cstdlib>
 #include <cstring>
 
 #include "duet/ops/kernel_util.h"
@@ -79,6 +80,16 @@ Tensor take(const Tensor& t, int64_t axis, int64_t index) {
 
 DType declared_dtype(const ir::Value* v) { return v ? v->type.dtype : DType::Undefined; }
 
+// At most this many Loop iterations: $DUET_MAX_LOOP_ITERATIONS, else 2^24.
+int64_t max_loop_iterations() {
+  static const int64_t most = [] {
+    const char* env = std::getenv("DUET_MAX_LOOP_ITERATIONS");
+    const long long v = env ? std::strtoll(env, nullptr, 10) : 0;
+    return v > 0 ? int64_t(v) : int64_t{1} << 24;
+  }();
+  return most;
+}
+
 void loop_kernel(KernelContext& ctx) {
   const ir::Graph* body = ctx.node.attr_graph("body");
   DUET_CHECK(body, ctx.node.label(), ": missing body");
@@ -86,6 +97,11 @@ void loop_kernel(KernelContext& ctx) {
   const Tensor* cond_in = ctx.optional_input(1);
   const int64_t trip_limit = max_trip ? max_trip->get_int(0) : INT64_MAX;
   bool cond = cond_in ? truth(*cond_in, ctx.node) : true;
+  // A bound on the iterations, so that a trip count of 2^62 (or a condition
+  // that never turns false) ends in one error line instead of running forever.
+  const int64_t most = max_loop_iterations();
+  DUET_CHECK(!max_trip || trip_limit <= most || !cond, ctx.node.label(), ": trip count ", trip_limit, " is over the limit of ", most,
+             " iterations (DUET_MAX_LOOP_ITERATIONS raises it)");
   const size_t n_carried = ctx.num_inputs() >= 2 ? ctx.num_inputs() - 2 : 0;
   std::vector<Tensor> carried;
   for (size_t i = 0; i < n_carried; ++i) carried.push_back(ctx.input(2 + i));
@@ -94,6 +110,8 @@ void loop_kernel(KernelContext& ctx) {
              " outputs, expected ", 1 + n_carried + n_scan);
   std::vector<std::vector<Tensor>> scans(n_scan);
   for (int64_t it = 0; it < trip_limit && cond; ++it) {
+    DUET_CHECK(it < most, ctx.node.label(), ": the loop condition still holds after ", most,
+               " iterations (DUET_MAX_LOOP_ITERATIONS raises the limit)");
     std::vector<Tensor> args{Tensor::scalar<int64_t>(it), Tensor::scalar<bool>(cond)};
     args.insert(args.end(), carried.begin(), carried.end());
     auto outs = ctx.subgraphs->run(*body, args);

@@ -199,7 +199,8 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allow_
     }
     DUET_CHECK(s >= 0, node.label(), ": invalid shape entry ", s);
     out[i] = s;
-    known *= s;
+    DUET_CHECK(!__builtin_mul_overflow(known, s, &known), node.label(), ": shape ", dims_str(shape),
+               " has more elements than a 64-bit count holds");
   }
   const int64_t n = numel(in);
   if (infer_at >= 0) {

@@ -15,7 +15,7 @@ TEST(NumericsCli, FormatsListsPropertiesAsTextAndJson) {
   ASSERT_EQ(json.exit_code, 0) << json.output;
   const auto out = nlohmann::json::parse(json.output);
   EXPECT_FALSE(out["duet"]["version"].get<std::string>().empty());  // every --json output says what produced it
-  EXPECT_EQ(out["duet"]["options"]["--spec"], nlohmann::json({"fp(1,5,10)"}));  // a list option: always a list
+  EXPECT_EQ(out["duet"]["options"]["--spec"], nlohmann::json::array({"fp(1,5,10)"}));  // a list option: always a list
   const auto& j = out["items"];
   bool found = false;
   for (const auto& f : j) {

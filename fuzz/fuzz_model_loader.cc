@@ -1,14 +1,12 @@
-// Fuzzes the model loader: any bytes must either load (then verify and pass
-// the support check without crashing) or raise duet::Error — never crash or
-// hang. Shape inference is not fuzzed yet: infer functions index their inputs
-// by position, and check_supported judges arity by libonnx's schemas only up
-// to the opset that library knows (17 on Debian 12), so later opsets could
-// reach an infer function with too few inputs.
+// Fuzzes the model loader: any bytes must either load (then verify, pass the
+// support check and go through shape inference and the cost model without
+// crashing) or raise duet::Error — never crash or hang.
 #include <cstddef>
 #include <cstdint>
 
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/passes/shape_inference.h"
 #include "duet/runtime/session.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -16,6 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto model = duet::onnx_io::parse_model(data, size, "/nonexistent-fuzz-dir");
     duet::ir::verify(*model->graph);
     duet::runtime::check_supported(*model);
+    duet::passes::infer_shapes(*model);
+    duet::passes::node_costs(*model);
   } catch (const duet::Error&) {
   } catch (const std::bad_alloc&) {
   }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "duet/onnx/onnx_io.h"
+#include "duet/passes/shape_inference.h"
 #include "duet/runtime/session.h"
 #include "duet/train/graph_builder.h"
 #include "test_util.h"
@@ -61,6 +62,35 @@ TEST(Session, RejectsANodeWithMoreInputsThanItsOpReads) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("has 3 inputs, but MatMul-13 takes 2 inputs"), std::string::npos) << e.what();
   }
+}
+
+// Shape inference meets whatever a model file says; found by the model-loader fuzzer.
+TEST(Session, ShapeInferenceRefusesRanksThatDisagreeAndAxesOfScalars) {
+  auto error_of = [](const char* op, std::vector<Dims> shapes) -> std::string {
+    auto model = std::make_shared<ir::Model>();
+    model->opset_imports.push_back({"", 13});
+    ir::Graph& g = *model->graph;
+    std::vector<ir::Value*> ins;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      ir::Value* v = g.value("x" + std::to_string(i));
+      v->type = {ir::ValueType::Kind::Tensor, i == 1 && std::string(op) == "Gather" ? DType::Int64 : DType::Float32,
+                 Shape::from(shapes[i])};
+      g.inputs.push_back(v);
+      ins.push_back(v);
+    }
+    ir::Node* n = g.add_node(op, ins, {g.value("y")}, "n");
+    n->attributes.push_back({.name = "axis", .type = ir::AttrType::Int, .i = 0});
+    g.outputs.push_back(g.value("y"));
+    try {
+      passes::infer_shapes(*model);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("Concat", {{2, 3}, {2}}).find("inputs of rank 1 and 2"), std::string::npos);
+  EXPECT_NE(error_of("Gather", {{}, {2}}).find("axis 0 is out of range for rank 0"), std::string::npos);
+  EXPECT_EQ(error_of("Concat", {{2, 3}, {2, 3}}), "");
 }
 
 TEST(Session, RejectsUnknownOpAtCreationNamingIt) {

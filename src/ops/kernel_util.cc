@@ -4,7 +4,7 @@ namespace duet::ops {
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const ir::Node& node) {
   const int64_t a = axis < 0 ? axis + rank : axis;
-  DUET_CHECK(a >= 0 && a < std::max<int64_t>(rank, 1), node.label(), ": axis ", axis,
+  DUET_CHECK(a >= 0 && a < rank, node.label(), ": axis ", axis,
              " is out of range for rank ", rank);
   return a;
 }

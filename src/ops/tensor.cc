@@ -329,6 +329,7 @@ std::vector<ir::ValueType> concat_infer(InferContext& ctx) {
   bool sum_known = true;
   for (auto& t : ctx.inputs) {
     if (!t.shape.rank_known) { sum_known = false; continue; }
+    DUET_CHECK(t.shape.rank() == rank, ctx.node.label(), ": inputs of rank ", rank, " and ", t.shape.rank());
     for (size_t d = 0; d < rank; ++d) {
       if (static_cast<int64_t>(d) == axis) continue;
       if (first || (!out[d].known() && t.shape.dims[d].known())) out[d] = t.shape.dims[d];

@@ -50,7 +50,7 @@ using namespace dnnl_detail;
 // Plans.
 
 struct Slot {
-  memory::desc md;
+  const memory::desc& md;  // interned: slots of one layout share a descriptor (696 bytes each)
   memory mem;
   int def = -1, last = -1;  // steps that write it first and read it last
   size_t offset = 0;
@@ -149,8 +149,18 @@ class Plan {
     steps_[i].kernel(args_[i]);
   }
   int new_slot(const memory::desc& md) {
-    slots_.push_back({md});
+    slots_.push_back({intern(md)});
     return static_cast<int>(slots_.size()) - 1;
+  }
+  // The one stored copy of md: a long graph has few distinct layouts.
+  const memory::desc& intern(const memory::desc& md) {
+    size_t key = md.get_size() ^ static_cast<size_t>(md.data_type());
+    for (auto d : md.dims()) key = key * 1000003 ^ static_cast<size_t>(d);
+    auto [lo, hi] = desc_index_.equal_range(key);
+    for (auto it = lo; it != hi; ++it)
+      if (*it->second == md) return *it->second;
+    descs_.push_back(md);
+    return *desc_index_.emplace(key, &descs_.back())->second;
   }
   int slot_of(const ir::Value* v) {
     auto it = value_.find(v->name);
@@ -233,20 +243,42 @@ class Plan {
   // Eltwise primitives for steps, starting from slot s; returns the last slot.
   int eltwise(int s, const std::vector<EltwiseStep>& steps) {
     for (auto [alg, alpha, beta] : steps) {
-      dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, slots_[s].md, alpha, beta},
-                                               engine_);
+      const EltwisePrimitive* e = &eltwise_primitive(alg, alpha, beta, slots_[s].md);
       // A blocked layout with few channels (det's 1-channel head) gets oneDNN
       // 2.6's reference eltwise; the plain layout gets the jit kernel.
-      if (std::string(pd.impl_info_str()).find("ref") != std::string::npos) {
+      if (e->reference) {
         s = plain(s);
-        pd = dnnl::eltwise_forward::primitive_desc({dnnl::prop_kind::forward_inference, alg, slots_[s].md, alpha, beta},
-                                                   engine_);
+        e = &eltwise_primitive(alg, alpha, beta, slots_[s].md);
       }
-      const int d = new_slot(pd.dst_desc());
-      add_step(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+      const int d = new_slot(e->dst);
+      add_step(e->prim, {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
       s = d;
     }
     return s;
+  }
+
+  // One eltwise primitive per (algorithm, alpha, beta, source layout), shared
+  // by every step that needs it (a primitive runs with any arguments): a
+  // 10^5-node activation chain creates a few primitives, not 10^5.
+  struct EltwisePrimitive {
+    dnnl::algorithm alg;
+    float alpha, beta;
+    memory::desc src, dst;
+    dnnl::primitive prim;
+    bool reference = false;  // oneDNN chose its reference (slow) implementation
+  };
+  const EltwisePrimitive& eltwise_primitive(dnnl::algorithm alg, float alpha, float beta, const memory::desc& src) {
+    size_t key = std::hash<int>()(static_cast<int>(alg)) ^ (std::hash<float>()(alpha) * 31) ^
+                 (std::hash<float>()(beta) * 131) ^ (src.get_size() * 7);
+    for (auto d : src.dims()) key = key * 1000003 ^ static_cast<size_t>(d);
+    auto [lo, hi] = eltwise_cache_.equal_range(key);
+    for (auto it = lo; it != hi; ++it)
+      if (it->second.alg == alg && it->second.alpha == alpha && it->second.beta == beta && it->second.src == src)
+        return it->second;
+    dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, src, alpha, beta}, engine_);
+    EltwisePrimitive e{alg, alpha, beta, src, pd.dst_desc(), dnnl::eltwise_forward(pd),
+                       std::string(pd.impl_info_str()).find("ref") != std::string::npos};
+    return eltwise_cache_.emplace(key, std::move(e))->second;
   }
 
   void lower(const ir::Node& n) {
@@ -1360,9 +1392,20 @@ class Plan {
     }
     arena_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, std::max<size_t>(total, 64))));
     arena_bytes_ = total;
+    // Placed slots of one layout at one offset share a memory object (their
+    // handles never change); partition inputs, outputs and constants get their
+    // own, as their handles are set per run.
+    std::map<std::pair<const memory::desc*, size_t>, memory> placed;
     for (auto& slot : slots_) {
-      slot.mem = slot.external ? memory(slot.md, engine_, DNNL_MEMORY_NONE)
-                               : memory(slot.md, engine_, arena_.get() + slot.offset);
+      if (slot.external) {
+        slot.mem = memory(slot.md, engine_, DNNL_MEMORY_NONE);
+      } else if (slot.def < 0) {
+        slot.mem = memory(slot.md, engine_, arena_.get() + slot.offset);
+      } else {
+        auto [it, fresh] = placed.try_emplace({&slot.md, slot.offset});
+        if (fresh) it->second = memory(slot.md, engine_, arena_.get() + slot.offset);
+        slot.mem = it->second;
+      }
     }
     for (auto& step : steps_) {
       std::unordered_map<int, memory> args = step.constants;
@@ -1398,9 +1441,12 @@ class Plan {
   }
   dnnl::engine& engine_;
   dnnl::stream stream_;
+  std::deque<memory::desc> descs_;  // interned descriptors (deque: references stay valid)
+  std::unordered_multimap<size_t, const memory::desc*> desc_index_;
   std::deque<Slot> slots_;  // deque: references stay valid as slots are added
   std::vector<Step> steps_;
   std::vector<std::unordered_map<int, memory>> args_;
+  std::unordered_multimap<size_t, EltwisePrimitive> eltwise_cache_;
   std::unordered_map<std::string, int> value_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<Dims> output_dims_;

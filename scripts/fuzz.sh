@@ -1,9 +1,10 @@
 #!/bin/bash
 # Builds the libFuzzer targets with clang and fuzzes for N seconds in all (default
 # 120): half on the model loader (seeded with the bundled model and a few suite
-# models), half on every other parser a user feeds (fuzz_inputs: .npy, .pb, PNG,
-# JPEG, device TOML, topology CSV, format / precision / preprocessing /
-# accumulator specs; seeded with one valid input of each).
+# models; each model that loads goes through shape inference and the cost model), half
+# on every other parser a user feeds (fuzz_inputs: .npy, .pb, PNG, JPEG, device TOML,
+# topology CSV, format / precision / preprocessing / accumulator specs, training
+# checkpoints; seeded with one valid input of each).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-120}
@@ -54,6 +55,7 @@ printf 'e4m3fn' | seed 06
 printf 'int8' | seed 07
 printf 'resize=48x320,keep_ratio,pad=right,scale=1/255,mean=0.5:0.5:0.5,std=0.5:0.5:0.5,order=bgr' | seed 08
 printf 'hopper:13:32' | seed 09
+printf '\x00{"format": "duet-checkpoint-1", "steps": 0, "epoch": 0, "optimizer_steps": 0, "loss_scale": 1.0, "growth_tracker": 0}' | seed 0a
 TMPDIR="$build" "$build/fuzz/fuzz_inputs" "$inputs" -max_total_time="$(( seconds - half ))" -max_len=65536 -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -15
 echo "fuzz: ${seconds}s without a crash (model loader ${half}s, other parsers $(( seconds - half ))s)"

@@ -411,6 +411,10 @@ TEST(Trainer, ACheckpointIsReplacedWholeAndAForgedOneIsOneClearError) {
             }).find("keeps 2 per parameter"),
             std::string::npos);
   EXPECT_NE(forged([](nlohmann::json& m) { m["optimizer_state"] = 99; }).find("lists"), std::string::npos);
+  // Found by fuzzing: a count that would list 2^50 files, a format that is not a string.
+  EXPECT_NE(forged([](nlohmann::json& m) { m["optimizer_state"] = int64_t(1) << 50; }).find("optimizer state tensors for"),
+            std::string::npos);
+  EXPECT_NE(forged([](nlohmann::json& m) { m["format"] = 3; }).find("unknown format"), std::string::npos);
   EXPECT_NE(forged([](nlohmann::json& m) { m.erase("epoch"); }).find("missing a field"), std::string::npos);
   EXPECT_NE(forged([](nlohmann::json& m) { m["files"]["parameters"][0] = "../../etc/passwd"; }).find("not a file name"),
             std::string::npos);

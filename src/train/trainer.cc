@@ -616,15 +616,16 @@ void Trainer::save_checkpoint(const std::string& dir) const {
 
 void Trainer::load_checkpoint(const std::string& dir) {
   Impl& s = *impl_;
-  std::ifstream f(dir + "/checkpoint.json");
-  if (!f) fail("checkpoint '", dir, "' has no checkpoint.json");
+  if (!std::filesystem::exists(dir + "/checkpoint.json")) fail("checkpoint '", dir, "' has no checkpoint.json");
+  const std::string text = io::read_file(dir + "/checkpoint.json", "checkpoint");  // regular files only
   nlohmann::json meta;
   try {
-    meta = nlohmann::json::parse(f);
+    meta = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     fail("checkpoint '", dir, "/checkpoint.json' is not valid JSON: ", e.what());
   }
-  if (!meta.is_object() || meta.value("format", "") != "duet-checkpoint-1") fail("checkpoint '", dir, "' has an unknown format");
+  if (!meta.is_object() || !meta.contains("format") || meta.at("format") != "duet-checkpoint-1")
+    fail("checkpoint '", dir, "' has an unknown format");
   // Everything is read and checked before anything of this trainer changes.
   try {
     if (meta.at("parameters").get<std::vector<std::string>>() != s.names)
@@ -647,7 +648,12 @@ void Trainer::load_checkpoint(const std::string& dir) {
       return out;
     };
     std::vector<Tensor> params = load("parameters", s.params.size(), &s.params, s.names);
-    std::vector<Tensor> state = load("optimizer_state", meta.at("optimizer_state").get<size_t>(), nullptr, {});
+    // Bounded before anything is listed: no optimizer keeps more than two tensors per parameter
+    // (restore_state checks the exact count for this run's optimizer).
+    const size_t state_count = meta.at("optimizer_state").get<size_t>();
+    if (state_count > 2 * s.params.size())
+      fail("checkpoint '", dir, "' lists ", state_count, " optimizer state tensors for ", s.params.size(), " parameters");
+    std::vector<Tensor> state = load("optimizer_state", state_count, nullptr, {});
     std::vector<Tensor> running = load("running_statistics", s.state.size(), &s.state, s.state_names);
     const int64_t optimizer_steps = meta.at("optimizer_steps").get<int64_t>(), steps = meta.at("steps").get<int64_t>(),
                   epoch = meta.at("epoch").get<int64_t>(), growth = meta.at("growth_tracker").get<int64_t>();

@@ -25,7 +25,7 @@ struct QdqBuilder {
   ir::Graph& g = *model->graph;
   std::mt19937 rng{11};
 
-  QdqBuilder() { model->opset_imports.push_back({"", 13}); }
+  QdqBuilder() { model->opset_imports.push_back({"", 14}); }  // 14: HardSwish
 
   ir::Value* constant(const std::string& base, Tensor t) {
     const std::string name = base + "_" + std::to_string(g.initializers.size());

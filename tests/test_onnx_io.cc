@@ -197,6 +197,8 @@ TEST(OnnxIO, NodeArityComesFromTheOnnxSchemas) {
   // bounds (later versions add optional inputs); Duet's own domain is not judged here.
   EXPECT_EQ(onnx_io::arity_problem("", "Pad", 28, 4, 1), "");
   EXPECT_EQ(onnx_io::arity_problem("", "LSTM", 22, 2, 1), "has 2 inputs, but LSTM takes at least 3");
+  EXPECT_EQ(onnx_io::arity_problem("", "Compress", 28, 0, 1), "has 0 inputs, but Compress takes at least 2");
+  EXPECT_EQ(onnx_io::arity_problem("", "Compress", 1, 2, 1), "Compress is not part of opset 1 (it first appears in opset 9)");
   EXPECT_EQ(onnx_io::arity_problem("", "OptionalHasElement", 18, 0, 1), "");  // its input became optional in 18
   EXPECT_EQ(onnx_io::arity_problem("com.duet", "FusedConv", 1, 7, 1), "");
 }

@@ -39,7 +39,14 @@ std::string arity_problem(const std::string& domain, const std::string& op_type,
   if (newer && op_type == "OptionalHasElement") return "";
   const onnx::OpSchema* schema =
       onnx::OpSchemaRegistry::Schema(op_type, static_cast<int>(newer ? range->second.second : opset), d);
-  if (!schema) return "";
+  if (!schema) {
+    // An op the model's opset predates (Compress under opset 1) has no definition to run by.
+    for (int v = static_cast<int>(opset) + 1; v <= range->second.second; ++v)
+      if (onnx::OpSchemaRegistry::Schema(op_type, v, d))
+        return op_type + " is not part of opset " + std::to_string(opset) + " (it first appears in opset " +
+               std::to_string(v) + ")";
+    return "";
+  }
   const int in = static_cast<int>(inputs), out = static_cast<int>(outputs);
   std::ostringstream s;
   if (newer) {

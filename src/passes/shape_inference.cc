@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "duet/core/error.h"
+#include "duet/onnx/onnx_io.h"
 
 namespace duet::passes {
 
@@ -106,6 +108,12 @@ ShapeInferenceResult infer_shapes(ir::Model& model, const ShapeInferenceOptions&
       continue;
     }
     const int64_t opset = model.opset(node.domain) ? model.opset(node.domain) : ir::kMaxOnnxOpset;
+    // Kernels and infer functions index their inputs by position: a node with
+    // fewer than its op takes is refused here too (`duet info` infers without
+    // the session's support check).
+    const std::string arity =
+        onnx_io::arity_problem(node.domain, node.op_type, opset, node.inputs.size(), node.outputs.size());
+    DUET_CHECK(arity.empty(), node.label(), ": ", arity);
     if (fold_from_type(node, result)) continue;
     bool all_constant = !has_subgraph(node);
     int64_t elements = 0;

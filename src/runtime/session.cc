@@ -88,7 +88,8 @@ void check_graph_supported(const ir::Graph& g, const ir::Model& model, const ops
       unsupported("unknown op '", node->op_type, "' (domain ", domain, ", opset ", model.opset(node->domain), ") at ",
                   node->label());
     }
-    const std::string arity = onnx_io::arity_problem(node->domain, node->op_type, model.opset(node->domain),
+    // Judged at the opset it runs under (a model that imports no default-domain opset runs at the latest).
+    const std::string arity = onnx_io::arity_problem(node->domain, node->op_type, model.opset_or_latest(node->domain),
                                                      node->inputs.size(), node->outputs.size());
     DUET_CHECK(arity.empty(), node->label(), ": ", arity);
     for (auto& a : node->attributes) {

@@ -340,6 +340,32 @@ TEST(Cli, ConfigWrittenByOneRunRepeatsItsOptions) {
   EXPECT_EQ(nlohmann::json::parse(changed.output).at("duet").at("options").at("--batch"), nlohmann::json::array({"4"}));
 }
 
+TEST(Cli, ProgressGoesToStderrWithRateAndEtaAndQuietSilencesIt) {
+  const fs::path out = scratch() / "progress.json", err = scratch() / "progress.txt";
+  auto text = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  auto bench = [&](const std::string& options) {
+    return run_command("(" + cli() + " " + options + " > " + out.string() + " 2> " + err.string() + ")").exit_code;
+  };
+  // --progress draws though stderr is a file here; options of duet itself may follow the command.
+  const std::string model = kModel + " --input x=" + kSample;
+  ASSERT_EQ(bench("bench " + model + " --duration 1.5 --progress --json"), 0) << text(err);
+  const std::string lines = text(err);
+  EXPECT_NE(lines.find("bench: timed runs"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("/s  elapsed"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("ETA"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("100%"), std::string::npos) << lines;
+  EXPECT_NO_THROW(nlohmann::json::parse(text(out)));  // stdout holds the JSON alone
+  ASSERT_EQ(bench("bench " + model + " --duration 1 --progress --quiet --json"), 0);
+  EXPECT_EQ(text(err), "");
+  ASSERT_EQ(bench("--log-level warning bench " + model + " --duration 1 --progress"), 0);
+  EXPECT_EQ(text(err), "");
+  EXPECT_NE(bench("bench " + model + " --log-level chatty"), 0);
+  EXPECT_NE(text(err).find("chatty not in"), std::string::npos) << text(err);
+}
+
 TEST(CliErrors, ExitCodesFollowTheDocumentedTable) {
   // README "Exit codes": 0 ok, 1 error, 2 usage, 3 unsupported, 4 a check that failed.
   EXPECT_EQ(run_command(cli() + " info " + kModel).exit_code, 0);

@@ -60,22 +60,32 @@ double on_all_threads(int threads, F f) {
 
 }  // namespace
 
-HostCalibration calibrate_host(double seconds_per_test) {
+HostCalibration calibrate_host(double seconds_per_test, const Progress& progress) {
   HostCalibration c;
   auto t0 = Clock::now();
   c.cpu_model = cpu_model_name();
   c.threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  const size_t steps = 4 + 2 * (c.threads != 1 ? 2 : 1);  // peak, DRAM, cache, blocks; kernel rates per count, twice
+  size_t step = 0;
+  auto advance = [&] {
+    if (progress) progress("measuring", step, steps);
+    ++step;
+  };
+  advance();
   // The one FMA loop (runtime/peaks.h): this file's own 8-wide loop, rolled
   // at -O2, measured 68 GFLOP/s on two Zen 4 cores that do 2 x 118.
   const numerics::Format fp32 = numerics::parse_format("fp32");
   c.fp32_flops = std::max(runtime::measure_peak(fp32, 1, seconds_per_test).ops_per_s,
                           runtime::measure_peak(fp32, c.threads, seconds_per_test).ops_per_s);
   const size_t big = size_t(16) << 20;  // 3 x 64 MiB per thread
+  advance();
   c.dram_bytes_per_s = std::max(triad_rate(big, seconds_per_test),
                                 on_all_threads(c.threads, [&] { return triad_rate(big, seconds_per_test); }));
+  advance();
   c.cache_bytes_per_s = on_all_threads(c.threads, [&] { return triad_rate(size_t(256 * 1024 / 12), seconds_per_test); });
   c.dram_capacity_bytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   c.simd_floats = runtime::cpu_features().avx512 ? 16 : 8;
+  advance();
   c.channel_block = conv_channel_block();
   c.deconv_channel_block = deconv_channel_block();
   // Each thread count is measured twice, the counts alternating, and the
@@ -87,10 +97,12 @@ HostCalibration calibrate_host(double seconds_per_test) {
   if (c.threads != 1) counts.push_back(c.threads);
   for (int repeat = 0; repeat < 2; ++repeat)
     for (size_t i = 0; i < counts.size(); ++i) {
+      advance();
       CpuKernelRates r = measure_kernel_rates(counts[i], seconds_per_test);
       if (repeat == 0) c.kernel_rates.push_back(std::move(r));
       else keep_better(c.kernel_rates[i], r);
     }
+  if (progress) progress("measuring", steps, steps);
   c.seconds = elapsed(t0);
   return c;
 }

@@ -36,7 +36,7 @@ EmulationResult emulate_precisions(const ir::Model& input, const EmulationReques
   EmulationResult out;
   out.samples = eval.samples();
   for (size_t i = 0; i < precisions.size(); ++i) {
-    if (request.progress) request.progress(i, precisions.size(), precisions[i].str());
+    if (request.progress) request.progress(precisions[i].str(), i, precisions.size());
     EmulatedPrecision r;
     r.precision = precisions[i];
     std::unique_ptr<ir::Model> emulated = onnx_io::clone_model(*model);
@@ -48,6 +48,7 @@ EmulationResult emulate_precisions(const ir::Model& input, const EmulationReques
     if (request.keep_models) r.model = std::move(emulated);
     out.precisions.push_back(std::move(r));
   }
+  if (request.progress && !precisions.empty()) request.progress(precisions.back().str(), precisions.size(), precisions.size());
   return out;
 }
 

@@ -16,7 +16,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::function<void(size_t, size_t)> stage(const Recipe& r, const std::string& name) {
-  return r.progress ? r.progress(name) : std::function<void(size_t, size_t)>{};
+  if (!r.progress) return {};
+  return [progress = r.progress, name](size_t done, size_t total) { progress(name, done, total); };
 }
 
 // AWQ: per input channel s = mean|x|^alpha (normalized); the alpha with the

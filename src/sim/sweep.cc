@@ -34,6 +34,7 @@ Sweep run(const SweepRequest& r, std::vector<Device> devices, WorkloadsFor&& wor
   std::optional<Device> host;
   if (std::filesystem::exists(std::filesystem::path(r.catalog_dir) / "host.toml")) host = find_device(r.catalog_dir, "host");
   s.has_host = host && host->calibrated;
+  const size_t total = s.devices.size() * r.precisions.size() * r.batches.size();
   for (size_t d = 0; d < s.devices.size(); ++d) {
     const std::vector<Workload>& workloads = workloads_for(s.devices[d]);
     for (const std::string& p : r.precisions) {
@@ -41,11 +42,13 @@ Sweep run(const SweepRequest& r, std::vector<Device> devices, WorkloadsFor&& wor
       o.precision = p;
       for (size_t b = 0; b < r.batches.size(); ++b) {
         const Workload& w = workloads[b];
+        if (r.progress) r.progress("simulating", s.points.size(), total);
         s.points.push_back({d, p, r.batches[b], simulate(w, s.devices[d], host ? &*host : nullptr, o), int(w.items.size()),
                             w.unknown_cost_nodes});
       }
     }
   }
+  if (r.progress) r.progress("simulating", total, total);
   return s;
 }
 
@@ -74,16 +77,22 @@ Sweep sweep_model(const ir::Model& model, const SweepRequest& r) {
   std::vector<Workload> as_given, optimized;
   bool need_given = false, need_optimized = false;
   for (const Device& d : devices) (d.cpu ? need_optimized : need_given) = true;
+  const size_t total = r.batches.size() * (size_t(need_given) + size_t(need_optimized));
+  auto workload = [&](const ir::Model& m, int64_t batch) {
+    if (r.progress) r.progress("workloads", as_given.size() + optimized.size(), total);
+    return workload_from_model(*ir::clone_sharing_initializers(m), batch, r.input_shapes);
+  };
   if (need_given) {
     auto m = onnx_io::clone_model(model);
     passes::annotate_qdq_precision(*m);  // a QDQ model is costed at the precisions it was quantized to
-    for (int64_t b : r.batches) as_given.push_back(workload_from_model(*ir::clone_sharing_initializers(*m), b, r.input_shapes));
+    for (int64_t b : r.batches) as_given.push_back(workload(*m, b));
   }
   if (need_optimized) {
     auto m = onnx_io::clone_model(model);
     passes::optimize(*m);
-    for (int64_t b : r.batches) optimized.push_back(workload_from_model(*ir::clone_sharing_initializers(*m), b, r.input_shapes));
+    for (int64_t b : r.batches) optimized.push_back(workload(*m, b));
   }
+  if (r.progress) r.progress("workloads", total, total);
   return run(r, std::move(devices),
              [&](const Device& d) -> const std::vector<Workload>& { return d.cpu ? optimized : as_given; });
 }

@@ -41,7 +41,11 @@ FitResult fit(const ir::Model& model, const Dataset& train, const Dataset* test,
   if (options.on_start) options.on_start(trainer);
   const Dataset* held_out = test && test->size() ? test : nullptr;
   for (int64_t e = trainer.epoch(); e < cfg.epochs && !(cfg.max_steps > 0 && trainer.steps() >= cfg.max_steps); ++e) {
-    const auto progress = options.progress ? options.progress(e) : std::function<void(int64_t, int64_t)>{};
+    std::function<void(int64_t, int64_t)> progress;
+    if (options.progress)
+      progress = [&options, stage = "epoch " + std::to_string(e + 1)](int64_t done, int64_t total) {
+        options.progress(stage, static_cast<size_t>(done), static_cast<size_t>(total));
+      };
     r.epochs.push_back(trainer.train_epoch(train, held_out, progress));
     const EpochResult& last = r.epochs.back();
     // A run that cannot learn stops with the reason, not with a model and exit 0.

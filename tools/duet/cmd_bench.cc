@@ -86,13 +86,20 @@ Runner add_bench(CLI::App& app) {
     for (int i = 0; i < o->warmup; ++i) session.run(feeds);
     session.reset_node_times();
     std::vector<double> ms;
+    const Progress progress = progress_display("bench");
     const auto timing = std::chrono::steady_clock::now();
     while (int(ms.size()) < o->runs ||
            (std::chrono::duration<double>(std::chrono::steady_clock::now() - timing).count() < o->duration && ms.size() < 1000000)) {
       const auto s = std::chrono::steady_clock::now();
       session.run(feeds);
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+      if (progress) {  // the runs planned: --runs, or as many as --duration's remaining time holds at the rate so far
+        const double so_far = std::chrono::duration<double>(std::chrono::steady_clock::now() - timing).count();
+        const double more = o->duration > so_far ? (o->duration - so_far) / (so_far / double(ms.size())) : 0;
+        progress("timed runs", ms.size(), std::max<size_t>(size_t(o->runs), ms.size() + size_t(more)));
+      }
     }
+    if (progress) progress("timed runs", ms.size(), ms.size());
     const int runs = int(ms.size());
     std::vector<double> sorted = ms;
     std::sort(sorted.begin(), sorted.end());

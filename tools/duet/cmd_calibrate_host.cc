@@ -25,7 +25,7 @@ Runner add_calibrate_host(CLI::App& app) {
                   "shipped devices/host.toml)");
   cmd->add_option("--seconds", o->seconds, "Seconds per microbenchmark")->check(CLI::Range(0.01, 60.0));
   return [o]() {
-    auto c = measure::calibrate_host(o->seconds);
+    auto c = measure::calibrate_host(o->seconds, progress_display("calibrate-host"));
     const std::string text = measure::host_toml(c);
     sim::parse_device_toml(text, o->out);  // what we write must load
     DUET_CHECK(!o->out.empty(), "calibrate-host: neither XDG_CONFIG_HOME nor HOME is set; give --out FILE");

@@ -43,14 +43,17 @@ Runner add_conform(CLI::App& app) {
     }
     std::map<conformance::Status, int> counts;
     nlohmann::json jcases = nlohmann::json::array();
-    for (auto& c : cases) {
-      auto r = conformance::run_case(c, o->threads, o->backend);
+    const Progress progress = progress_display("conform");
+    for (size_t i = 0; i < cases.size(); ++i) {
+      if (progress) progress("cases", i, cases.size());
+      auto r = conformance::run_case(cases[i], o->threads, o->backend);
       counts[r.status]++;
       nlohmann::json j = {{"name", r.name}, {"status", conformance::status_name(r.status)}};
       if (!r.detail.empty()) j["detail"] = r.detail;
       if (r.status != conformance::Status::Unsupported) j["max_abs_error"] = r.max_abs_error;
       j["seconds"] = r.seconds;
       jcases.push_back(j);
+      if (progress && i + 1 == cases.size()) progress("cases", cases.size(), cases.size());
       if (!o->json && (o->verbose && r.status != conformance::Status::Passed)) {
         std::cout << std::left << std::setw(12) << conformance::status_name(r.status) << r.name << ": " << r.detail << "\n";
       }

@@ -34,7 +34,7 @@ struct Options {
   size_t max_samples = 8;
   int threads = 1;
   std::string backend = "cpu";
-  bool json = false, list = false, progress = false;
+  bool json = false, list = false;
 };
 
 using Result = quant::EmulatedPrecision;
@@ -125,14 +125,11 @@ int run(const Options& o) {
   request.run.threads = o.threads;
   request.run.backend = o.backend;
   request.keep_models = !o.output.empty();
-  if (o.progress)
-    request.progress = [](size_t i, size_t n, const std::string& p) {
-      std::cerr << "emulate: " << p << " (" << i + 1 << "/" << n << ")\n";
-    };
+  request.progress = progress_display("emulate");
   std::shared_ptr<ir::Model> model = onnx_io::load_model(o.model);
   const quant::SampleSource data = o.data.empty() ? quant::seeded_samples(*model->graph, parse_shape_bindings(o.shapes))
                                                   : quant::sample_folder(o.data, *model->graph, o.preprocess);
-  if (o.progress) std::cerr << "emulate: FP32 reference outputs\n";
+  if (progress_shown()) note("emulate", "FP32 reference outputs");
   quant::EmulationResult emulation = quant::emulate_precisions(*model, request, data);
   const std::vector<Result>& results = emulation.precisions;
   if (!o.output.empty()) onnx_io::save_model(*results.front().model, o.output);
@@ -212,7 +209,6 @@ Runner add_emulate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--report", o->report, "Write a self-contained HTML report");
   cmd->add_option("-o,--output", o->output, "Write the emulated model (com.duet Emulated* nodes; one --datapath)");
-  cmd->add_flag("--progress", o->progress, "Progress on stderr");
   cmd->add_flag("--json", o->json, "Print the results as JSON");
   return [o] { return run(*o); };
 }

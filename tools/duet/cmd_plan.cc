@@ -31,7 +31,7 @@ struct Options {
   std::vector<std::string> devices = {"all"}, precisions = {"fp32", "bf16", "fp16", "fp8", "int8"}, shapes, limits;
   std::vector<int64_t> batches = {1};
   double max_drop = 1.0, max_latency_ms = 0, min_throughput = 0, max_power = 0, max_cost = 0, arrival_rate = 0, percentile = 99;
-  bool sparsity = false, json = false, progress = false;
+  bool sparsity = false, json = false;
   size_t max_samples = 16, max_held_out = 0, refine = 16;
   int threads = 1;
 };
@@ -258,21 +258,15 @@ int run_plan(const Options& o) {
   r.refine = o.refine;
   r.input_shapes = parse_shape_bindings(o.shapes);
   r.threads = o.threads;
-  if (o.progress)
-    r.progress = [last = std::string(), shown = -1](const std::string& stage, size_t done, size_t total) mutable {
-      const int tenth = total ? static_cast<int>(10 * done / total) : 10;
-      if (stage == last && tenth == shown) return;
-      last = stage, shown = tenth;
-      std::cerr << "plan: " << stage << " " << done << "/" << total << "\n";
-    };
+  r.progress = progress_display("plan");
   std::shared_ptr<ir::Model> model = onnx_io::load_model(o.model);
   const quant::SampleSource data = quant::sample_folder(o.data, *model->graph, o.preprocess);
   const plan::PlanResult result = plan::plan_model(*model, r, data);
   // Under mpirun every rank holds the same result; rank 0 speaks for them.
   if (train::Communicator* comm = train::mpi_world(); comm && comm->rank() != 0) return result.chosen >= 0 ? 0 : 1;
-  if (o.progress)
-    std::cerr << "plan: " << fmt(result.search_s, 3) << " s (of which measuring accuracy " << fmt(result.measure_s, 3)
-              << " s, " << result.emulated_models << " whole-model emulations)\n";
+  if (progress_shown())
+    note("plan", fmt(result.search_s, 3) + " s (of which measuring accuracy " + fmt(result.measure_s, 3) + " s, " +
+                     std::to_string(result.emulated_models) + " whole-model emulations)");
 
   nlohmann::json j = {{"model", o.model},
                       {"data", o.data},
@@ -410,7 +404,6 @@ Runner add_plan(CLI::App& app) {
   cmd->add_option("--minimize", o->minimize, "--solve: the column to minimize")->capture_default_str();
   cmd->add_option("--limit", o->limits, "--solve: COLUMN=VALUE, the most a column's sum may be (repeatable)");
   cmd->add_option("--trade-off", o->trade_off, "--solve: print the exact front of this column against --minimize");
-  cmd->add_flag("--progress", o->progress, "Progress on stderr");
   cmd->add_flag("--json", o->json, "Print the results as JSON");
   return [o] { return o->solve.empty() ? run_plan(*o) : run_solve(*o); };
 }

@@ -95,22 +95,11 @@ std::string precision_of_flags(const std::string& weights, const std::string& ac
 
 }  // namespace
 
-// A progress bar on stderr (only when stderr is a terminal or --progress).
-std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled) {
-  if (!enabled) return {};
-  return [what](size_t done, size_t total) {
-    const int width = 30, filled = static_cast<int>(width * done / std::max<size_t>(total, 1));
-    std::cerr << "\r" << what << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
-              << std::flush;
-    if (done == total) std::cerr << "\n";
-  };
-}
-
 Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
     std::string backend = "cpu", metric = "l2", precision;
-    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false, progress = false;
+    bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
     double budget = -1, percentile = 99.999, smooth = 0;
     int block_size = 32, threads = 2;
@@ -179,7 +168,6 @@ Runner add_quantize(CLI::App& app) {
   add_backend_option(cmd, o->backend, "Backend for calibration and evaluation runs: cpu (default) or reference");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   cmd->add_option("--report", o->report, "Write an HTML report (plots of sensitivity, SQNR and the output comparison)");
-  cmd->add_flag("--progress", o->progress, "Show progress bars even when stderr is not a terminal");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   return [o, block_size]() {
     const auto t_start = std::chrono::steady_clock::now();
@@ -221,8 +209,7 @@ Runner add_quantize(CLI::App& app) {
     recipe.max_eval = o->max_eval;
     recipe.run.threads = o->threads;
     recipe.run.backend = o->backend;
-    const bool show = o->progress || isatty(2);
-    recipe.progress = [show](const std::string& stage) { return progress_bar(stage, show); };
+    recipe.progress = progress_display("quantize");
 
     quant::SampleSource calib = quant::sample_folder(o->calib, *model->graph, o->preprocess);
     if (o->max_calib && calib.count > o->max_calib) calib.count = o->max_calib;

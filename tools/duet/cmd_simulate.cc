@@ -116,6 +116,7 @@ Runner add_simulate(CLI::App& app) {
     for (auto& s : o->sets) request.overrides.push_back(sim::parse_override(s));
     request.options = o->sim;
     request.input_shapes = parse_shape_bindings(o->shapes);
+    request.progress = progress_display("simulate");
     const bool onnx = !ends_with(o->input, ".csv");
     const sim::Sweep sweep = onnx ? sim::sweep_model(*[&] {
       auto model = onnx_io::load_model(o->input);

@@ -48,7 +48,7 @@ Runner add_train(CLI::App& app) {
     bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
     uint64_t seed = 0;
     int threads = 2;
-    bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false, progress = false;
+    bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false;
     std::vector<std::string> freeze;
   };
   auto o = std::make_shared<Options>();
@@ -118,7 +118,6 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--save-init", o->save_init, "Also write the model as initialized, before training (.onnx)");
   cmd->add_option("--report", o->report, "Write an HTML report (loss, accuracy and step-time curves; measured)");
   cmd->add_flag("--profile", o->profile, "Time every node of the training graph and print the time per op type (measured)");
-  cmd->add_flag("--progress", o->progress, "Show a progress bar even when stderr is not a terminal");
   cmd->add_flag("--json", o->json, "Print the results as JSON");
   return [o]() {
     train::CsvOptions csv;
@@ -182,7 +181,6 @@ Runner add_train(CLI::App& app) {
     cfg.comm = train::mpi_world();
     cfg.bf16_allreduce = o->allreduce == "bf16";
     const bool root = !cfg.comm || cfg.comm->rank() == 0;  // rank 0 prints and writes
-    const bool show = root && (o->progress || isatty(2));
     nlohmann::json epochs = nlohmann::json::array();
     train::TrainingReport report;
     report.title = "duet train " + o->model;
@@ -198,11 +196,7 @@ Runner add_train(CLI::App& app) {
                 << (cfg.comm ? ", data parallel over " + std::to_string(cfg.comm->size()) + " MPI ranks" : std::string())
                 << "\n";
     };
-    fo.progress = [&](int64_t e) -> std::function<void(int64_t, int64_t)> {
-      auto bar = progress_bar("epoch " + std::to_string(e + 1), show && !o->json);
-      if (!bar) return {};
-      return [bar](int64_t d, int64_t t) { bar(static_cast<size_t>(d), static_cast<size_t>(t)); };
-    };
+    if (root) fo.progress = progress_display("train");
     fo.on_epoch = [&](int64_t e, const train::EpochResult& last, const train::Trainer& trainer) {
       nlohmann::json j = {{"epoch", e + 1},
                           {"train_loss", last.train_loss},

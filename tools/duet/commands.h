@@ -8,6 +8,7 @@
 #include <string>
 
 #include "duet/core/error.h"
+#include "duet/core/progress.h"
 #include "duet/ir/graph.h"
 #include "duet/runtime/backend.h"
 
@@ -130,7 +131,21 @@ nlohmann::json invocation();
 // invocation(); an array is wrapped as {"duet": ..., "items": [...]}.
 void print_json(const nlohmann::json& j, int indent = 2);
 
-// A progress bar on stderr: done/total, or nothing when not enabled (cmd_quantize.cc).
-std::function<void(size_t, size_t)> progress_bar(const std::string& what, bool enabled);
+// What reaches stderr besides errors (progress.cc): -q/--quiet is --log-level
+// error; warning adds warnings; info (default) adds progress, drawn when stderr
+// is a terminal or with --progress; debug draws progress always.
+enum class LogLevel { Error = 0, Warning, Info, Debug };
+struct Logging {
+  LogLevel level = LogLevel::Info;
+  bool progress = false;  // --progress: draw it even when stderr is not a terminal
+};
+Logging& logging();
+bool shows(LogLevel level);
+bool progress_shown();
+// A duet::Progress drawing "COMMAND: stage done/total percent rate elapsed ETA" on
+// stderr, or an empty one when progress is not shown.
+Progress progress_display(const std::string& command);
+// One line on stderr, "COMMAND: text" ("COMMAND: warning: text"), when the level shows.
+void note(const std::string& command, const std::string& text, LogLevel level = LogLevel::Info);
 
 }  // namespace duet::cli

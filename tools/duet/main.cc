@@ -51,6 +51,16 @@ int main(int argc, char** argv) {
   choose_openmp_wait_policy(argv);
   CLI::App app{"Duet: hardware/algorithm co-design toolkit for neural networks"};
   app.require_subcommand(1);
+  // Options of duet itself may also follow the command (duet conform --quiet DIR):
+  // subcommands pass what they do not know up to here.
+  app.fallthrough();
+  bool quiet = false;
+  std::string log_level = "info";
+  app.add_flag("-q,--quiet", quiet, "Errors only on stderr (the same as --log-level error)");
+  app.add_option("--log-level", log_level, "What reaches stderr besides errors: error, warning, info (progress), debug")
+      ->check(CLI::IsMember({"error", "warning", "info", "debug"}));
+  app.add_flag("--progress", duet::cli::logging().progress,
+               "Draw progress (rate, ETA) on stderr even when it is not a terminal (logs, CI)");
   app.set_version_flag("--version", std::string("duet ") + duet::version());
   app.option_defaults()->always_capture_default();  // --json outputs report every effective option
   // A run's options as a file, and back: --write-config writes every option
@@ -98,6 +108,12 @@ int main(int argc, char** argv) {
           if (child->parsed()) active = child, deeper = true;
       }
       duet::cli::active_command() = active;
+      using duet::cli::LogLevel;
+      duet::cli::logging().level = quiet                   ? LogLevel::Error
+                                   : log_level == "error"   ? LogLevel::Error
+                                   : log_level == "warning" ? LogLevel::Warning
+                                   : log_level == "debug"   ? LogLevel::Debug
+                                                            : LogLevel::Info;
       duet::cli::check_numbers(*active);
       duet::cli::check_outputs(*active);
       if (!write_config.empty()) duet::cli::write_config(app, write_config);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/core/progress.h"
 #include "duet/sim/cpu_model.h"
 
 namespace duet::measure {
@@ -38,7 +39,8 @@ void keep_better(CpuKernelRates& into, const CpuKernelRates& other);
 int conv_channel_block();
 int deconv_channel_block();  // the same for a 2x2 stride-2 deconvolution
 
-HostCalibration calibrate_host(double seconds_per_test = 0.3);
+// progress: stages "measuring" (the peak, bandwidths, blocks, then each thread count's kernel rates, twice).
+HostCalibration calibrate_host(double seconds_per_test = 0.3, const Progress& progress = {});
 std::string host_toml(const HostCalibration& c);  // devices/host.toml contents
 
 }  // namespace duet::measure

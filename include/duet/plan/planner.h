@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/core/progress.h"
 #include "duet/eval/metrics.h"
 #include "duet/ir/graph.h"
 #include "duet/quant/calibrate.h"
@@ -96,7 +97,7 @@ struct PlanRequest {
   std::map<std::string, Dims> input_shapes;  // bind unknown non-batch input dims for the simulator
   std::string catalog_dir = sim::default_devices_dir();
   int threads = 1;
-  std::function<void(const std::string& stage, size_t done, size_t total)> progress;
+  Progress progress;  // stages: loading samples, sensitivity, costing, planning, host
 };
 
 struct Figures {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/core/progress.h"
 #include "duet/numerics/precision.h"
 #include "duet/passes/emulate.h"
 #include "duet/quant/calibrate.h"
@@ -31,7 +32,7 @@ struct EmulationRequest {
   size_t max_samples = 8;
   RunOptions run;                  // executor of the FP32 parts
   bool keep_models = false;        // keep each emulated model (EmulatedPrecision::model)
-  std::function<void(size_t index, size_t count, const std::string& precision)> progress;
+  Progress progress;  // stage: the precision being emulated; done of total precisions
 };
 
 struct EmulatedPrecision {

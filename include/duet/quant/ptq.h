@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/core/progress.h"
 #include "duet/quant/calibrate.h"
 #include "duet/quant/quantize.h"
 #include "duet/quant/report.h"
@@ -39,8 +40,7 @@ struct Recipe {
   Metric budget_metric = Metric::L2;
   size_t max_eval = 16;                // evaluation samples for the choices and the comparison
   RunOptions run;                      // threads, backend of the calibration and evaluation runs
-  // Progress of a named stage ("calibrating", "sensitivity"...); may be empty.
-  std::function<std::function<void(size_t, size_t)>(const std::string& stage)> progress;
+  Progress progress;  // stages: channel statistics, channel means, calibrating, sensitivity...
 };
 
 struct PtqResult {

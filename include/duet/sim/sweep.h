@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/core/progress.h"
 #include "duet/ir/graph.h"
 #include "duet/sim/device.h"
 #include "duet/sim/simulate.h"
@@ -33,6 +34,7 @@ struct SweepRequest {
   std::vector<std::string> precisions = {"fp32"};  // numerics::Precision texts
   SimOptions options;                       // its precision is replaced by each point's
   std::map<std::string, Dims> input_shapes; // binds unknown non-batch input dimensions
+  Progress progress;                        // stages: workloads (one per batch and graph form), simulating (points)
 };
 
 struct SweepPoint {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/core/progress.h"
 #include "duet/ir/graph.h"
 #include "duet/train/data.h"
 #include "duet/train/trainer.h"
@@ -28,10 +29,11 @@ struct FitOptions {
   std::string resume;      // checkpoint folder to continue from (same model, data and options)
   std::string checkpoint;  // folder written after every epoch (rank 0)
   // Called once the Trainer is built (before the first epoch), after each
-  // epoch, and for the progress of each epoch's steps; any may be empty.
+  // epoch, and for the progress of each epoch's steps (stage "epoch N", steps
+  // done of the epoch's); any may be empty.
   std::function<void(const Trainer&)> on_start;
   std::function<void(int64_t epoch, const EpochResult&, const Trainer&)> on_epoch;
-  std::function<std::function<void(int64_t done, int64_t total)>(int64_t epoch)> progress;
+  Progress progress;
 };
 
 struct FitResult {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/runtime/session.h"
@@ -91,6 +93,38 @@ TEST(Session, ShapeInferenceRefusesRanksThatDisagreeAndAxesOfScalars) {
   EXPECT_NE(error_of("Concat", {{2, 3}, {2}}).find("inputs of rank 1 and 2"), std::string::npos);
   EXPECT_NE(error_of("Gather", {{}, {2}}).find("axis 0 is out of range for rank 0"), std::string::npos);
   EXPECT_EQ(error_of("Concat", {{2, 3}, {2, 3}}), "");
+}
+
+TEST(Session, SeededFeedsGiveTokenIdsWithinTheEmbeddingAndMasksInZeroOne) {
+  // ids (int64) index a 5-row embedding; mask (int32) is used elsewhere.
+  auto model = std::make_shared<ir::Model>();
+  model->opset_imports.push_back({"", 13});
+  ir::Graph& g = *model->graph;
+  ir::Value* ids = g.value("ids");
+  ids->type = {ir::ValueType::Kind::Tensor, DType::Int64, Shape::from({2, 64})};
+  ir::Value* mask = g.value("mask");
+  mask->type = {ir::ValueType::Kind::Tensor, DType::Int32, Shape::from({2, 64})};
+  g.inputs = {ids, mask};
+  g.initializers["table"] = Tensor::zeros(DType::Float32, {5, 4});
+  g.add_node("Gather", {g.value("table"), ids}, {g.value("emb")}, "embed");
+  g.add_node("Cast", {mask}, {g.value("m")}, "cast")->attributes.push_back({.name = "to", .type = ir::AttrType::Int, .i = 1});
+  g.outputs = {g.value("emb"), g.value("m")};
+  auto range_of = [](const Tensor& t) {
+    std::vector<int64_t> v;
+    for (int64_t i = 0; i < t.numel(); ++i)
+      v.push_back(t.dtype() == DType::Int64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i]);
+    return std::make_pair(*std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
+  };
+  auto feeds = runtime::seeded_feeds(g, {});
+  EXPECT_EQ(feeds.at("ids").dtype(), DType::Int64);
+  EXPECT_EQ(range_of(feeds.at("ids")), std::make_pair(int64_t{0}, int64_t{4}));
+  EXPECT_EQ(range_of(feeds.at("mask")), std::make_pair(int64_t{0}, int64_t{1}));
+  runtime::Session session(model);
+  EXPECT_NO_THROW(session.run(feeds));
+  feeds = runtime::seeded_feeds(g, {}, {}, {{"mask", {3, 7}}});
+  EXPECT_EQ(range_of(feeds.at("mask")), std::make_pair(int64_t{3}, int64_t{6}));
+  EXPECT_THROW(runtime::seeded_feeds(g, {}, {}, {{"mask", {3, 3}}}), Error);
+  EXPECT_THROW(runtime::seeded_feeds(g, {}, {}, {{"nope", {0, 1}}}), Error);
 }
 
 TEST(Session, RejectsUnknownOpAtCreationNamingIt) {

@@ -1,6 +1,7 @@
 #include "duet/runtime/session.h"
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -346,14 +347,45 @@ Session::Session(std::shared_ptr<const ir::Model> model, SessionOptions options)
 
 Session::~Session() = default;
 
+namespace {
+
+// The values an integer input can take without making the model fail: the
+// rows of the table it indexes (token ids into an embedding Gather), else
+// [0, 2) (masks, flags).
+std::pair<double, double> seeded_range(const ir::Graph& graph, const ir::Value& v) {
+  if (v.type.dtype == DType::Float32 || v.type.dtype == DType::Float64 || v.type.dtype == DType::Float16 ||
+      v.type.dtype == DType::BFloat16)
+    return {0.0, 1.0};
+  for (auto& n : graph.nodes) {
+    if (n->op_type != "Gather" || !n->domain.empty() || n->inputs.size() < 2 || n->inputs[1] != &v) continue;
+    auto table = n->inputs[0] ? graph.initializers.find(n->inputs[0]->name) : graph.initializers.end();
+    if (table == graph.initializers.end() || table->second.rank() == 0) continue;
+    int64_t axis = n->attr_int("axis", 0);
+    if (axis < 0) axis += static_cast<int64_t>(table->second.rank());
+    if (axis >= 0 && axis < static_cast<int64_t>(table->second.rank()))
+      return {0.0, static_cast<double>(table->second.dims()[static_cast<size_t>(axis)])};
+  }
+  return {0.0, 2.0};
+}
+
+}  // namespace
+
 std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes,
-                                           const std::map<std::string, Tensor>& given) {
+                                           const std::map<std::string, Tensor>& given,
+                                           const std::map<std::string, std::pair<double, double>>& ranges) {
   std::map<std::string, Tensor> feeds;
   for (auto& [name, t] : given) {
     bool input = false;
     for (auto* v : graph.inputs) input |= v->name == name;
     DUET_CHECK(input, "'", name, "' is not an input of the model");
     feeds[name] = t;
+  }
+  for (auto& [name, range] : ranges) {
+    bool input = false;
+    for (auto* v : graph.inputs) input |= v->name == name;
+    DUET_CHECK(input, "--range: '", name, "' is not an input of the model");
+    DUET_CHECK(range.first < range.second, "--range ", name, ": the range [", range.first, ", ", range.second,
+               ") is empty");
   }
   for (auto* v : graph.inputs) {
     if (graph.initializers.count(v->name) || given.count(v->name)) continue;
@@ -365,12 +397,28 @@ std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::ma
         fail("input '", v->name, "' has shape ", v->type.shape.str(), "; bind it with --shape ", v->name, "=DIMS");
       dims = v->type.shape.concrete();
     }
-    if (v->type.dtype != DType::Float32)
-      unsupported("input '", v->name, "' is ", dtype_name(v->type.dtype), "; seeded inputs are float32 only");
-    Tensor t(DType::Float32, dims);
+    const DType dt = v->type.dtype;
+    const bool floating = dt == DType::Float32 || dt == DType::Float64 || dt == DType::Float16 || dt == DType::BFloat16;
+    const bool integral = dt == DType::Int8 || dt == DType::UInt8 || dt == DType::Int16 || dt == DType::UInt16 ||
+                          dt == DType::Int32 || dt == DType::UInt32 || dt == DType::Int64 || dt == DType::UInt64 ||
+                          dt == DType::Bool;
+    if (!floating && !integral)
+      unsupported("input '", v->name, "' is ", dtype_name(dt), "; seeded inputs are numbers (give it with --input)");
+    auto r = ranges.find(v->name);
+    const auto [lo, hi] = r != ranges.end() ? r->second : seeded_range(graph, *v);
+    Tensor t(dt, dims);
     std::mt19937 rng(42);
-    std::uniform_real_distribution<float> u(0.0f, 1.0f);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+    dispatch_numeric(dt, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* out = t.data<T>();
+      if (floating) {
+        std::uniform_real_distribution<double> u(lo, hi);
+        for (int64_t i = 0; i < t.numel(); ++i) out[i] = static_cast<T>(static_cast<float>(u(rng)));
+      } else {
+        std::uniform_int_distribution<int64_t> u(static_cast<int64_t>(std::ceil(lo)), static_cast<int64_t>(std::ceil(hi)) - 1);
+        for (int64_t i = 0; i < t.numel(); ++i) out[i] = static_cast<T>(u(rng));
+      }
+    });
     feeds[v->name] = std::move(t);
   }
   return feeds;

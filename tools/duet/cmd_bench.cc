@@ -35,7 +35,7 @@ Runner add_bench(CLI::App& app) {
     std::string precision = "fp32";
     int threads = 1, runs = 20, warmup = 3;
     double duration = 0;
-    std::vector<std::string> inputs;
+    std::vector<std::string> inputs, ranges;
     std::string export_times;
     int64_t m = 1024, n = 1024, k = 1024;
     std::string dtype = "fp32";
@@ -59,6 +59,9 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--duration", o->duration, "Keep timing until this many seconds have passed too (at least --runs runs)")
       ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option("-i,--input", o->inputs, "Time on real inputs, NAME=FILE (.npy or .pb; repeatable); the rest are seeded");
+  cmd->add_option("--range", o->ranges,
+                  "Seed this input in [LO, HI), NAME=LO:HI (repeatable; default [0, 1) for floats, [0, rows) for token ids "
+                  "that index an embedding, else [0, 2))");
   cmd->add_option("--export-times", o->export_times, "Write every timed run's milliseconds as JSON to this file");
   cmd->add_flag("--profile", o->profile, "Also time every node: per-node time and the share per op type");
   cmd->add_flag("--json", o->json, "Print as JSON");
@@ -78,7 +81,26 @@ Runner add_bench(CLI::App& app) {
       DUET_CHECK(given.emplace(spec.substr(0, eq), io::load_tensor_file(spec.substr(eq + 1))).second, "input '",
                  spec.substr(0, eq), "' given twice");
     }
-    const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes, given);
+    std::map<std::string, std::pair<double, double>> ranges;
+    for (const std::string& spec : o->ranges) {
+      const auto eq = spec.find('='), colon = spec.find(':', eq == std::string::npos ? 0 : eq);
+      double lo = 0, hi = 0;
+      size_t used_lo = 0, used_hi = 0;
+      try {
+        if (eq != std::string::npos && colon != std::string::npos) {
+          const std::string a = spec.substr(eq + 1, colon - eq - 1), b = spec.substr(colon + 1);
+          lo = std::stod(a, &used_lo), hi = std::stod(b, &used_hi);
+          used_lo = used_lo == a.size(), used_hi = used_hi == b.size();
+        }
+      } catch (const std::exception&) {
+        used_lo = used_hi = 0;
+      }
+      DUET_CHECK(eq > 0 && eq != std::string::npos && used_lo && used_hi && std::isfinite(lo) && std::isfinite(hi),
+                 "--range expects NAME=LO:HI with finite numbers, got '", spec, "'");
+      DUET_CHECK(ranges.emplace(spec.substr(0, eq), std::make_pair(lo, hi)).second, "--range: '", spec.substr(0, eq),
+                 "' given twice");
+    }
+    const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes, given, ranges);
     const auto t0 = std::chrono::steady_clock::now();
     runtime::prepare_model(*model, options);
     runtime::Session session(model, options);

@@ -65,13 +65,17 @@ class Session {
   std::unique_ptr<Impl> impl_;
 };
 
-// Seeded uniform [0, 1) float32 feeds for every formal input of `graph` (those
-// that are not initializers), shaped by `shapes` or by the declared shape;
-// throws naming an input whose shape is not known ("bind it with --shape").
-// For benchmarks and model validation, where the values do not matter.
-// `given` tensors are used as they are (each must name an input); the rest are seeded.
+// Seeded uniform feeds for every formal input of `graph` (those that are not
+// initializers), shaped by `shapes` or by the declared shape; throws naming an
+// input whose shape is not known ("bind it with --shape"). For benchmarks and
+// model validation, where the values do not matter as long as the model runs:
+// floating-point inputs in [0, 1); integer and bool inputs in [0, rows) when
+// they index a constant table through Gather (token ids into an embedding),
+// else [0, 2) (masks, flags). `ranges` sets [lo, hi) per input; `given`
+// tensors are used as they are (each must name an input).
 std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::map<std::string, Dims>& shapes,
-                                           const std::map<std::string, Tensor>& given = {});
+                                           const std::map<std::string, Tensor>& given = {},
+                                           const std::map<std::string, std::pair<double, double>>& ranges = {});
 
 // Readies a model for a session with these options: the cpu backend gets the
 // graph optimizer's passes (types inferred, fusions formed) first.

@@ -131,7 +131,8 @@ struct Match {
 };
 
 // x·f(x) patterns over value a (two readers): x·Sigmoid(x), x·HardSigmoid(x)
-// with the HardSwish constants, and x·Clip(x+3, 0, 6)/6 in either order.
+// with the HardSwish constants, x·Clip(x+3, 0, 6)/6 in either order, and
+// GELU's erf form (0.5·x·(1 + erf(x/√2))).
 std::optional<Match> gated_match(const Graph& g, const Uses& uses, const Value* a, int64_t opset) {
   const auto& rs = uses.of(a);
   if (rs.size() != 2 || uses.pinned.count(a)) return std::nullopt;
@@ -148,6 +149,26 @@ std::optional<Match> gated_match(const Graph& g, const Uses& uses, const Value* 
     if (is(gate, "HardSigmoid") && uses.sole_reader(s) == mul && mul_reads(s) &&
         std::fabs(gate->attr_float("alpha", 0.2f) - 1.0f / 6) < 1e-6 && gate->attr_float("beta", 0.5f) == 0.5f)
       return Match{{PostOp{PostOpKind::HardSwish}}, nullptr, {gate, mul}, mul->outputs[0]};
+    // GELU as PyTorch exports it: Div(a, √2) -> Erf -> Add 1 -> Mul(a, .) -> Mul 0.5,
+    // or with a·0.5 taken first: Mul(a, 0.5) -> Mul(., Erf(a/√2) + 1).
+    if (is_scale_by(g, gate, a, 0.70710678118654752)) {
+      Node* erf = uses.sole_reader(s);
+      Node* one = is(erf, "Erf") ? uses.sole_reader(erf->outputs[0]) : nullptr;
+      auto plus = affine_post_op(g, one, erf ? erf->outputs[0] : nullptr);
+      if (one && plus && plus->a == 1 && plus->b == 1) {
+        Value* e1 = one->outputs[0];
+        Node* last = uses.sole_reader(e1);
+        if (last == mul && mul_reads(e1)) {
+          Node* half = uses.sole_reader(mul->outputs[0]);
+          if (is_scale_by(g, half, mul->outputs[0], 0.5))
+            return Match{{PostOp{PostOpKind::GeluErf}}, nullptr, {gate, erf, one, mul, half}, half->outputs[0]};
+        } else if (is(last, "Mul") && is_scale_by(g, mul, a, 0.5) && uses.sole_reader(mul->outputs[0]) == last &&
+                   ((last->inputs[0] == mul->outputs[0] && last->inputs[1] == e1) ||
+                    (last->inputs[1] == mul->outputs[0] && last->inputs[0] == e1))) {
+          return Match{{PostOp{PostOpKind::GeluErf}}, nullptr, {gate, erf, one, mul, last}, last->outputs[0]};
+        }
+      }
+    }
     // Add(a, 3) -> Clip(0, 6) -> [ /6 ] -> Mul(a, .) -> [ /6 ]
     auto shift = affine_post_op(g, gate, a);
     if (!shift || shift->a != 1 || shift->b != 3) continue;

@@ -160,7 +160,7 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
   }
   if ((onnx && op == "MatMul") || (duet && op == "FusedMatMul")) {
     const Tensor* b = constant_of(g, in(1));
-    const bool a_ok = rank_is(in(0), 2) || rank_is(in(0), 3);
+    const bool a_ok = in(0) && in(0)->type.shape.rank_known && in(0)->type.shape.rank() >= 2 && in(0)->type.shape.rank() <= 6;
     if (!a_ok || !b || b->rank() != 2 || b->dtype() != DType::Float32) return false;
     if (n.has_input(2) && !constant_of(g, in(2))) return false;
     return !n.has_input(3) || (in(3)->type.shape.rank_known && in(3)->type.shape.rank() == in(0)->type.shape.rank());
@@ -277,8 +277,8 @@ const char* lowered_form(const std::string& op) {
       {"Conv", "takes a 4-D float32 input with constant 4-D float32 weights and a constant bias (computed weights: group 1, no residual)"},
       {"FusedConv", "takes a 4-D float32 input with constant 4-D float32 weights, a constant bias and a 4-D residual"},
       {"ConvTranspose", "takes a 4-D input, constant 4-D float32 weights and bias, no output_padding, output_shape or auto_pad"},
-      {"MatMul", "takes a 2-D/3-D float32 input times constant 2-D float32 weights, or two computed 3-D/4-D float32 operands"},
-      {"FusedMatMul", "takes a 2-D/3-D float32 input times constant 2-D float32 weights with a constant bias"},
+      {"MatMul", "takes a 2-D to 6-D float32 input times constant 2-D float32 weights, or two computed 3-D/4-D float32 operands"},
+      {"FusedMatMul", "takes a 2-D to 6-D float32 input times constant 2-D float32 weights with a constant bias"},
       {"ConvGrad", "takes 4-D float32 operands and group 1"},
       {"BatchNormalization", "takes inference mode on a 4-D input with constant float32 statistics and one output"},
       {"GlobalAveragePool", "takes a 4-D input"},

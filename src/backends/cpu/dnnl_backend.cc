@@ -924,15 +924,17 @@ class Plan {
     const Tensor* b = &constant(n, 1);
     const int64_t k = b->dim(0), cols = b->dim(1);
     if (ad.back() != k) fail(n.label(), ": A has ", ad.back(), " columns, B has ", k, " rows");
-    const bool batched = ad.size() == 3;
-    const memory::dims bd = batched ? memory::dims{1, k, cols} : memory::dims{k, cols};
+    // Any rank from 2: the weights and bias broadcast over A's leading dims
+    // (ConvNeXt's and transformers' 4-D channels-last MLPs).
+    memory::dims bd(ad.size(), 1), bias_dims(ad.size(), 1);
+    bd[ad.size() - 2] = k, bd.back() = cols, bias_dims.back() = cols;
     memory::dims od = ad;
     od.back() = cols;
     int a = as_layout(a0, memory::desc(ad, dt::f32, plain_tag(ad.size())));
     const auto chain = n.op_type == "FusedMatMul" ? ops::read_post_ops(n) : std::vector<PostOp>{};
     const bool has_bias = n.has_input(2), has_sum = n.has_input(3);
     memory::desc bias_md;
-    if (has_bias) bias_md = memory::desc(batched ? memory::dims{1, 1, cols} : memory::dims{1, cols}, dt::f32, plain_tag(ad.size()));
+    if (has_bias) bias_md = memory::desc(bias_dims, dt::f32, plain_tag(ad.size()));
     memory::desc dst_md(od, dt::f32, plain_tag(od.size()));
     std::vector<EltwiseStep> rest;
     auto primitive = [&](dt in) {  // throws dnnl::error where oneDNN has no such matmul

@@ -211,6 +211,36 @@ TEST(Optimize, FusesErfGeluIntoFourDimensionalMatMulsTheCpuBackendRuns) {
   }
 }
 
+// Reductions run on the cpu backend (ShuffleNet's global mean, transformers' norms):
+// mean over H and W, a sum over a constant axes input, with and without the
+// reduced axes kept; each matches the reference kernels. (Max and min stay on
+// the reference kernels: see claims.cc.)
+TEST(CpuBackend, ReductionsRunOnOneDnnAndMatchTheReference) {
+  for (const char* op : {"ReduceMean", "ReduceSum"}) {
+    for (bool keep : {false, true}) {
+      Builder b;
+      ir::Value* x = b.input("x", {2, 8, 5, 6});
+      std::vector<ir::Attribute> attrs = {Builder::integer("keepdims", keep)};
+      ir::Value* y;
+      if (std::string(op) == "ReduceSum") {
+        y = b.op(op, {x, b.constant("axes", Tensor::from_vector<int64_t>({-1, 2}, {2}))}, attrs);
+      } else {
+        attrs.push_back(Builder::ints("axes", {2, 3}));
+        y = b.op(op, {x}, attrs);
+      }
+      b.output(b.op("Relu", {y}));
+      b.model->opset_imports[0].version = 13;
+      runtime::SessionOptions options;
+      options.backend = "cpu";
+      runtime::prepare_model(*b.model, options);
+      runtime::Session session(b.model, options);
+      EXPECT_TRUE(session.refusals().empty()) << op << " keepdims " << keep;
+      const Tensor input = random_tensor({2, 8, 5, 6}, 3);
+      EXPECT_LE(max_diff(run(b.model, input), session.run({{"x", input}}).at(0).tensor), 1e-5) << op << " keepdims " << keep;
+    }
+  }
+}
+
 // A classifier head: Gemm(transB, bias) -> Relu -> Gemm becomes two
 // FusedMatMul (bias and Relu fused), which the cpu backend claims.
 TEST(Optimize, GemmHeadsBecomeFusedMatMul) {

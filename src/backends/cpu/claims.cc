@@ -200,6 +200,13 @@ bool claims_node(const ir::Model& model, const ir::Node& n) {
       if (!rank_is(v, rank) || v->type.dtype != n.outputs[0]->type.dtype || constant_of(g, v)) return false;
     return true;
   }
+  // ReduceMean/ReduceSum only: oneDNN's max and min start from the lowest finite
+  // value, so a row of -inf (a fully masked attention row) reads -FLT_MAX, not
+  // -inf, and the NaN guards of expanded attention no longer fire (conformance).
+  if (onnx && (op == "ReduceMean" || op == "ReduceSum")) {
+    if (!is_f32(in(0)) || n.attr_int("noop_with_empty_axes", 0)) return false;
+    return !n.has_input(1) || constant_of(g, in(1));
+  }
   if (onnx && (op == "Add" || op == "Mul" || op == "Sub" || op == "Div")) {
     const ir::Value* out_v = n.outputs[0];
     if (n.inputs.size() != 2 || !out_v->type.shape.rank_known) return false;
@@ -298,6 +305,8 @@ const char* lowered_form(const std::string& op) {
       {"Flatten", "takes a float32 input"},
       {"Slice", "takes float32 with constant starts, ends and axes, steps of 1, opset >= 10"},
       {"Softmax", "takes float32 of rank 1-5 over the last axis"},
+      {"ReduceMean", "takes float32 with constant axes (noop_with_empty_axes 0) and an output of rank 1-6"},
+      {"ReduceSum", "takes float32 with constant axes (noop_with_empty_axes 0) and an output of rank 1-6"},
       {"Transpose", "takes float32 of rank 2-6"},
       {"QuantizeLinear", "takes float32 <-> 8-bit codes with a constant scalar scale and zero point, no block_size"},
       {"DequantizeLinear", "takes float32 <-> 8-bit codes with a constant scalar scale and zero point, no block_size"},

@@ -304,6 +304,7 @@ class Plan {
     if (op == "Resize") return resize(n);
     if (op == "Concat") return concat(n);
     if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return binary(n);
+    if (op == "ReduceMean" || op == "ReduceSum") return reduce(n);
     auto post = ops::activation_post_op(n, model_.opset_or_latest(""),
                                         [&](const ir::Value* v) { return constant_of(g_, v); });
     if (!post) unsupported("oneDNN backend: ", n.label(), " is not supported");
@@ -1137,6 +1138,36 @@ class Plan {
     if (out_total != total || od.empty() || od.size() > 6)
       fail(n.label(), ": cannot reshape ", dims_str(Dims(xd.begin(), xd.end())), " to ", dims_str(Dims(od.begin(), od.end())));
     define(n, copy_through_view(x, slots_[x].md.reshape(od)));
+  }
+
+  // ReduceMean/ReduceSum over constant axes (every axis when none are given):
+  // oneDNN's reduction primitive on the plain layout; keepdims 0 then drops the
+  // reduced axes through a view of the (small) result.
+  void reduce(const ir::Node& n) {
+    const int x = plain(slot_of(n.inputs[0]));
+    const memory::dims xd = slots_[x].md.dims();
+    const int64_t rank = static_cast<int64_t>(xd.size());
+    std::vector<int64_t> axes = n.has_input(1) ? constant(n, 1).to_int_vector() : n.attr_ints("axes");
+    std::vector<bool> reduced(xd.size(), axes.empty());
+    for (int64_t a : axes) {
+      const int64_t k = a < 0 ? a + rank : a;
+      if (k < 0 || k >= rank) fail(n.label(), ": axis ", a, " is out of range for rank ", rank);
+      reduced[size_t(k)] = true;
+    }
+    memory::dims kept = xd, dropped;
+    for (size_t i = 0; i < xd.size(); ++i) {
+      if (reduced[i]) kept[i] = 1;
+      else dropped.push_back(xd[i]);
+    }
+    const std::string& op = n.op_type;
+    const dnnl::algorithm alg = op == "ReduceMean" ? dnnl::algorithm::reduction_mean : dnnl::algorithm::reduction_sum;
+    dnnl::reduction::primitive_desc pd(
+        {alg, slots_[x].md, memory::desc(kept, dt::f32, plain_tag(kept.size())), 0.f, 0.f}, engine_);
+    const int dst = new_slot(pd.dst_desc());
+    add_step(dnnl::reduction(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, dst}});
+    if (n.attr_int("keepdims", 1) || dropped == kept) return define(n, dst);
+    if (dropped.empty()) fail(n.label(), ": reduces to a scalar, which oneDNN memories do not hold");
+    define(n, copy_through_view(dst, slots_[dst].md.reshape(dropped)));
   }
 
   void batchnorm(const ir::Node& n) {

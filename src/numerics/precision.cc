@@ -236,6 +236,27 @@ Precision parse_precision(const std::string& text) {
   return d;
 }
 
+bool is_relative_precision(const std::string& annotation) {
+  if (annotation.empty()) return false;
+  const std::vector<std::string> parts = split_top_level(annotation);
+  if (parts.front().find('=') == std::string::npos) return false;  // a preset
+  for (const std::string& part : parts)
+    if (part.rfind("x=", 0) == 0) return false;
+  return true;
+}
+
+Precision resolve_precision(const std::string& annotation, const Precision& base) {
+  if (!is_relative_precision(annotation)) return parse_precision(annotation);
+  std::set<std::string> given;
+  for (const std::string& part : split_top_level(annotation)) given.insert(part.substr(0, part.find('=')));
+  std::string joined;
+  for (const std::string& part : split_top_level(base.spec()))
+    if (!given.count(part.substr(0, part.find('=')))) joined += (joined.empty() ? "" : ",") + part;
+  Precision p = parse_precision(joined + "," + annotation);
+  p.name = "custom";
+  return p;
+}
+
 const std::vector<Precision>& precision_presets() {
   static const std::vector<Precision> presets = [] {
     return std::vector<Precision>{

@@ -62,7 +62,10 @@ int annotate_qdq_precision(ir::Model& model) {
   for (auto& up : model.graph->nodes) {
     ir::Node& n = *up;
     const ops::MatrixTraits* traits = ops::matrix_traits(n);
-    if (!traits || n.annotations.count(numerics::kPrecisionAnnotation) || n.inputs.size() <= traits->weight_input) continue;
+    // A full annotation stands; a relative one (sparsity=2:4 from duet sparsify) is read over the QDQ precision.
+    auto own = n.annotations.find(numerics::kPrecisionAnnotation);
+    const bool relative = own != n.annotations.end() && numerics::is_relative_precision(own->second);
+    if (!traits || (own != n.annotations.end() && !relative) || n.inputs.size() <= traits->weight_input) continue;
     const auto x = dequantized(n.inputs[0]), w = dequantized(n.inputs[traits->weight_input]);
     if (!x && !w) continue;
     const bool integer_x = x && x->format.rfind("int", 0) == 0, integer_w = w && w->format.rfind("int", 0) == 0;
@@ -78,7 +81,9 @@ int annotate_qdq_precision(ir::Model& model) {
     } else {
       continue;  // one side quantized to a float format, or only the activations: computed in float
     }
-    n.annotations[numerics::kPrecisionAnnotation] = numerics::parse_precision(text).str();
+    n.annotations[numerics::kPrecisionAnnotation] =
+        relative ? numerics::resolve_precision(own->second, numerics::parse_precision(text)).str()
+                 : numerics::parse_precision(text).str();
     ++annotated;
   }
   return annotated;

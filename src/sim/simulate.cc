@@ -58,10 +58,9 @@ NodeFormat plain_format(const std::string& key) {
 // The node's own annotation, else the auto-cast rule, else the default;
 // --sparse-2-4 makes every matrix op with weights 2:4.
 numerics::Precision node_precision(const WorkItem& item, const SimOptions& o) {
-  numerics::Precision p = numerics::parse_precision(
-      !item.precision.empty() ? item.precision
-      : (o.auto_cast == "all" || (o.auto_cast == "matmul" && item.matrix)) ? o.auto_cast_type
-                                                                             : o.precision);
+  const numerics::Precision fallback = numerics::parse_precision(
+      (o.auto_cast == "all" || (o.auto_cast == "matmul" && item.matrix)) ? o.auto_cast_type : o.precision);
+  numerics::Precision p = item.precision.empty() ? fallback : numerics::resolve_precision(item.precision, fallback);
   if (o.sparse_2to4 && p.sparsity == numerics::Sparsity::Dense) {
     p.sparsity = numerics::Sparsity::TwoOfFour;
     p.name = "custom";

@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_emu_gemm);
   add(duet::cli::add_emulate);
   add(duet::cli::add_quantize);
+  add(duet::cli::add_sparsify);
   add(duet::cli::add_train);
   add(duet::cli::add_plan);
   add(duet::cli::add_validate_devices);

@@ -80,6 +80,15 @@ struct Precision {
 Precision parse_precision(const std::string& text);
 const std::vector<Precision>& precision_presets();
 
+// A node's precision annotation read over the precision the node would have
+// without it (the run's default, an auto-cast rule): a full text (a preset, or
+// keys with x=) stands alone; keys alone ("sparsity=2:4", what duet sparsify
+// writes: a property of the weights, not a choice of formats) change only those
+// keys of `base`.
+Precision resolve_precision(const std::string& annotation, const Precision& base);
+// Whether `annotation` is such a relative text (keys without x= or a preset).
+bool is_relative_precision(const std::string& annotation);
+
 const char* scaling_name(emu::Scaling s);
 
 // Dynamic symmetric scales for one GEMM operand, laid out as emu::Operand wants

@@ -1467,10 +1467,14 @@ class Plan {
   const ir::Graph& g_;
   BackendOptions options_;
   bool default_bf16_ = false;
-  // A matrix node's math: its own precision annotation, else the default.
+  // A matrix node's math: its own precision annotation (read over the default), else the default.
+  // Sparsity is a property of the weights, which run as stored (duet sparsify stores them pruned).
   bool bf16_math(const ir::Node& n) const {
     auto it = n.annotations.find(numerics::kPrecisionAnnotation);
-    return it == n.annotations.end() ? default_bf16_ : is_bf16_math(numerics::parse_precision(it->second));
+    if (it == n.annotations.end()) return default_bf16_;
+    numerics::Precision p = numerics::resolve_precision(it->second, numerics::parse_precision(options_.precision));
+    p.sparsity = numerics::Sparsity::Dense;
+    return is_bf16_math(p);
   }
   dnnl::engine& engine_;
   dnnl::stream stream_;

@@ -275,6 +275,46 @@ TEST(Trainer, DigitsCnnReachesPyTorchAccuracy) {
   EXPECT_LT(r.train_loss, kSanitized ? 1.0 : 0.06);
 }
 
+// 2:4 sparse training (issue 20): the matrix weights are pruned first and stay
+// 2:4 through every update; the exported model records the pattern per node.
+// (Measured with duet train: dense digits CNN 98.51% over seeds 0-2, pruned
+// without fine-tuning 97.21%, 2:4 fine-tuned five epochs 98.89%.)
+TEST(Trainer, SparseTrainingKeepsTwoOfFourAndExportsThePattern) {
+  DUET_REQUIRE_SHARED();
+  auto [train_set, test_set] = train::split(digits(), 0.2, 0);
+  auto model = train::build_model("cnn", {1, 8, 8}, 10, 0);
+  train::TrainConfig cfg;
+  cfg.sparsity = "2:4";
+  train::Trainer t(*model, cfg);
+  train::EpochResult r;
+  for (int e = 0; e < 3; ++e) r = t.train_epoch(train_set, &test_set);
+  EXPECT_GE(r.test.accuracy, 0.8);  // it learns (three epochs from scratch, half the weights zero: 0.87 here)
+  auto trained = t.trained_model();
+  int sparse = 0;
+  for (auto& n : trained->graph->nodes) {
+    auto a = n->annotations.find("precision");
+    if (a == n->annotations.end()) continue;
+    EXPECT_EQ(a->second, "sparsity=2:4");
+    const Tensor& w = trained->graph->initializers.at(n->inputs[1]->name);
+    // Conv [O, I, kh, kw] along I; Gemm/MatMul weights: every 4 consecutive along K (as stored by the builder).
+    const bool conv = n->op_type == "Conv";
+    const int64_t K = conv ? w.dim(1) : (n->attr_int("transB", 0) ? w.dim(1) : w.dim(0));
+    const int64_t after = conv ? w.dim(2) * w.dim(3) : (n->attr_int("transB", 0) ? 1 : w.dim(1));
+    const int64_t before = w.numel() / (K * after);
+    for (int64_t b = 0; b < before; ++b)
+      for (int64_t a2 = 0; a2 < after; ++a2)
+        for (int64_t k0 = 0; k0 < K; k0 += 4) {
+          int nonzero = 0;
+          for (int64_t k = k0; k < k0 + 4; ++k) nonzero += w.data<float>()[(b * K + k) * after + a2] != 0.0f;
+          ASSERT_LE(nonzero, 2) << n->name;
+        }
+    ++sparse;
+  }
+  EXPECT_GE(sparse, 2);
+  cfg.sparsity = "1:4";
+  EXPECT_THROW(train::Trainer(*model, cfg), Unsupported);
+}
+
 // Inputs standardized with the training split's statistics (baked into the
 // model as Sub/Mul): the issue's anchor recipe (AdamW 1e-3, batch 64, 15
 // epochs) then reaches 99.16% on this split (8 seeds: mean 98.54%; PyTorch

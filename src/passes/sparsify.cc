@@ -87,6 +87,7 @@ SparsifyReport sparsify(ir::Model& model, const SparsifyOptions& options) {
     } else {
       const ops::WeightAxes axes = traits->weight_axes(n, static_cast<int64_t>(w->rank()));
       c.item.weights = w->numel();
+      c.item.weight = wv->name;
       if (axes.reduce < 0) {
         c.item.reason = "its weights have no reduction axis";
       } else {

@@ -18,6 +18,7 @@
 #include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/passes/shape_inference.h"
+#include "duet/passes/sparsify.h"
 #include "duet/passes/upgrade_opset.h"
 #include "duet/train/autocast.h"
 #include "duet/train/autodiff.h"
@@ -200,6 +201,8 @@ struct Trainer::Impl {
   // QAT: the fake-quantized tensors and the activations' moving-average ranges.
   std::vector<QatTensor> qat;
   std::map<std::string, std::pair<float, float>> act_range;
+  // 2:4 training: (parameter index, mask) of the pruned weights, applied after every update.
+  std::vector<std::pair<size_t, Tensor>> masks;
 
   Impl(const ir::Model& fwd, TrainConfig cfg)
       : config(std::move(cfg)), forward(onnx_io::clone_model(fwd)), optimizer(config.optimizer), scaler(config.scaler) {
@@ -216,6 +219,12 @@ struct Trainer::Impl {
     std::erase_if(g.inputs, [&](ir::Value* v) { return g.initializers.count(v->name) > 0; });
     input = data_inputs[0]->name;
     logits = g.outputs[0]->name;
+    std::set<std::string> pruned;
+    if (config.sparsity != "dense") {
+      passes::check_sparsity_pattern(config.sparsity);
+      for (const passes::SparsifiedNode& n : passes::sparsify(*forward).nodes)
+        if (n.pruned) pruned.insert(n.weight);
+    }
     if (config.qat != "off") {
       if (config.qat != "int8" && config.qat != "int4") fail("train: --qat must be off, int8 or int4, got '", config.qat, "'");
       QatOptions qo = config.qat_options;
@@ -228,6 +237,12 @@ struct Trainer::Impl {
     names = trainable_initializers(g, config.frozen);
     if (names.empty()) fail("train: the model has no trainable float32 initializers");
     for (auto& n : names) params.push_back(g.initializers.at(n).clone());
+    for (size_t i = 0; i < names.size(); ++i)
+      if (pruned.count(names[i])) {  // 1 where the pruned weights are non-zero
+        Tensor m(DType::Float32, params[i].dims());
+        for (int64_t k = 0; k < m.numel(); ++k) m.data<float>()[k] = params[i].data<float>()[k] != 0.0f;
+        masks.emplace_back(i, std::move(m));
+      }
     state_names = running_statistics(g);
     for (auto& n : state_names) state.push_back(g.initializers.at(n).clone());
     if (config.comm)  // every rank starts from rank 0's weights
@@ -428,6 +443,11 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
   if (s.config.clip_norm > 0) clip_grad_norm(grads, s.config.clip_norm);
   const double lr = scheduled_lr(s.config.schedule, s.config.optimizer.lr, s.optimizer.steps());
   s.optimizer.step(s.params, grads, lr);
+  for (auto& [i, m] : s.masks) {
+    float* w = s.params[i].data<float>();
+    const float* keep = m.data<float>();
+    for (int64_t k = 0; k < m.numel(); ++k) w[k] *= keep[k];
+  }
   return loss;
 }
 

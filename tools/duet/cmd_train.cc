@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "duet/passes/sparsify.h"
 #include "duet/core/error.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/report/chart.h"
@@ -42,7 +43,7 @@ Runner add_train(CLI::App& app) {
     int64_t epochs = 15, batch = 64, warmup = 0, step_size = 1000, classes = 0, growth_interval = 2000, max_steps = 0;
     int64_t fp8_history = 16;
     int fp8_margin = 0;
-    std::string allreduce = "fp32", qat = "off", preprocess;
+    std::string allreduce = "fp32", qat = "off", preprocess, sparsity = "dense";
     int64_t channels = 3;
     bool profile = false, standardize = false;
     bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
@@ -109,6 +110,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   add_backend_option(cmd, o->backend, "cpu (default: oneDNN where it runs the node, reference kernels elsewhere) or reference");
+  cmd->add_option("--sparsity", o->sparsity,
+                  "dense, or 2:4: prune the matrix ops' weights 2:4 first (as duet sparsify) and keep them 2:4 through "
+                  "training (masked updates); the model written records the pattern");
   cmd->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps in all (0: run every epoch)")
       ->check(non_negative());
   cmd->add_option("--allreduce", o->allreduce, "Under mpirun: gradients travel as fp32 (default) or bf16")
@@ -172,6 +176,8 @@ Runner add_train(CLI::App& app) {
     cfg.backend = o->backend;
     cfg.frozen = o->freeze;
     cfg.max_steps = o->max_steps;
+    if (o->sparsity != "dense") passes::check_sparsity_pattern(o->sparsity);
+    cfg.sparsity = o->sparsity;
     cfg.qat = o->qat;
     cfg.profile = o->profile;
     cfg.qat_options.per_channel = !o->qat_per_tensor;

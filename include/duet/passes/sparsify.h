@@ -29,6 +29,7 @@ struct SparsifyOptions {
 
 struct SparsifiedNode {
   std::string node, op;
+  std::string weight;         // the weight initializer's name
   bool pruned = false;
   std::string reason;         // why it stayed dense
   int64_t k = 0;              // length of the reduction axis

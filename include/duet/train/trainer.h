@@ -53,6 +53,9 @@ struct TrainConfig {
   std::optional<bool> qat_activations;
   bool profile = false;          // time every node of the training graph (Trainer::profile)
   int64_t max_steps = 0;         // > 0: stop an epoch once this many steps were taken in all
+  // "2:4": the matrix ops' weights pruned 2:4 at the start (passes::sparsify) and
+  // kept so through training (each update masked); the exported model records it.
+  std::string sparsity = "dense";
   // Data parallel: each rank trains on its slice of every global batch and the
   // gradients are summed across ranks (train/distributed.h); null: one process.
   Communicator* comm = nullptr;

@@ -29,11 +29,26 @@ struct FileCloser {
 };
 using File = std::unique_ptr<FILE, FileCloser>;
 
-File open_image(const std::string& path) {
-  InputFile(path, "image");  // a regular file: not a FIFO or device
-  File f(std::fopen(path.c_str(), "rb"));
-  DUET_CHECK(f, "cannot open image ", path, ": ", std::strerror(errno));
-  return f;
+// An image file read once, through InputFile (a regular file: not a FIFO or
+// device; no window between that check and the read), and decoded from memory.
+struct ImageFile {
+  std::string bytes;
+  File file;  // reads `bytes`
+};
+
+// Larger image files are refused before they are read (the decoded pixels
+// have their own limit, kMaxImageSide).
+constexpr int64_t kMaxImageFileBytes = int64_t(1) << 30;
+
+// On the heap: the FILE points into `bytes`, which must not move.
+std::unique_ptr<ImageFile> open_image(const std::string& path) {
+  InputFile in(path, "image");
+  DUET_CHECK(in.size() <= kMaxImageFileBytes, path, ": ", in.size(), " bytes, larger than Duet reads as an image (1 GiB)");
+  auto image = std::make_unique<ImageFile>();
+  image->bytes = in.read_all();
+  if (!image->bytes.empty()) image->file.reset(fmemopen(image->bytes.data(), image->bytes.size(), "rb"));
+  DUET_CHECK(image->bytes.empty() || image->file, "cannot read image ", path, ": ", std::strerror(errno));
+  return image;
 }
 
 // Calibration and evaluation images larger than this a side are refused
@@ -101,8 +116,8 @@ bool png_decode_rgb8(FILE* file, png_structp png, png_infop info, PngErrorState*
   return true;
 }
 
-Tensor load_png(const std::string& path) {
-  File file = open_image(path);
+Tensor load_png(const std::string& path, const ImageFile& image) {
+  const File& file = image.file;
   PngErrorState state;
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_fatal, png_warning_ignored);
   DUET_CHECK(png, "out of memory decoding ", path);
@@ -165,8 +180,8 @@ bool jpeg_decode_rgb8(FILE* file, jpeg_decompress_struct* cinfo, JpegErrorState*
   return true;
 }
 
-Tensor load_jpeg(const std::string& path) {
-  File file = open_image(path);
+Tensor load_jpeg(const std::string& path, const ImageFile& image) {
+  const File& file = image.file;
   jpeg_decompress_struct cinfo;
   JpegErrorState state;
   cinfo.err = jpeg_std_error(&state.mgr);
@@ -199,15 +214,12 @@ bool is_image_file(const std::string& path) {
 }
 
 Tensor load_image(const std::string& path) {
-  unsigned char magic[8] = {};
-  size_t got = 0;
-  {
-    File f = open_image(path);
-    got = std::fread(magic, 1, sizeof(magic), f.get());
-  }
+  const std::unique_ptr<ImageFile> image = open_image(path);
+  const auto* magic = reinterpret_cast<const unsigned char*>(image->bytes.data());
+  const size_t got = image->bytes.size();
   static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (got == 8 && std::memcmp(magic, kPngSignature, 8) == 0) return load_png(path);
-  if (got >= 3 && magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF) return load_jpeg(path);
+  if (got >= 8 && std::memcmp(magic, kPngSignature, 8) == 0) return load_png(path, *image);
+  if (got >= 3 && magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF) return load_jpeg(path, *image);
   fail(path, ": not a PNG or JPEG image", got == 0 ? " (empty file)" : "");
 }
 

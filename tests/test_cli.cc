@@ -51,15 +51,21 @@ TEST(CliErrors, GarbageModel) {
   expect_one_line_error(run_command(cli() + " run " + (dir / "garbage.onnx").string()), "not a valid ONNX model");
 }
 
-TEST(CliErrors, UnknownOp) {
+// x -> FrobnicateV2 -> y: an op no one defines.
+static std::string write_unknown_op_model(const std::string& name) {
   duet::ir::Model model;
   model.opset_imports.push_back({"", 17});
   auto& g = *model.graph;
   g.inputs.push_back(g.value("x"));
   g.add_node("FrobnicateV2", {g.value("x")}, {g.value("y")}, "frob");
   g.outputs.push_back(g.value("y"));
-  const std::string path = (scratch() / "unknown_op.onnx").string();
+  const std::string path = (scratch() / name).string();
   duet::onnx_io::save_model(model, path);
+  return path;
+}
+
+TEST(CliErrors, UnknownOp) {
+  const std::string path = write_unknown_op_model("unknown_op.onnx");
   expect_one_line_error(run_command(cli() + " run " + path), "unknown op 'FrobnicateV2'");
 }
 
@@ -372,15 +378,7 @@ TEST(CliErrors, ExitCodesFollowTheDocumentedTable) {
   EXPECT_EQ(run_command(cli() + " info /nonexistent/model.onnx").exit_code, 1);
   EXPECT_EQ(run_command(cli() + " info " + kModel + " --no-such-option").exit_code, 2);
   EXPECT_EQ(run_command(cli() + " bench " + kModel + " --runs 0").exit_code, 2);
-  duet::ir::Model model;
-  model.opset_imports.push_back({"", 17});
-  auto& g = *model.graph;
-  g.inputs.push_back(g.value("x"));
-  g.add_node("FrobnicateV2", {g.value("x")}, {g.value("y")}, "frob");
-  g.outputs.push_back(g.value("y"));
-  const std::string unknown = (scratch() / "exit_unknown_op.onnx").string();
-  duet::onnx_io::save_model(model, unknown);
-  EXPECT_EQ(run_command(cli() + " run " + unknown).exit_code, 3);
+  EXPECT_EQ(run_command(cli() + " run " + write_unknown_op_model("exit_unknown_op.onnx")).exit_code, 3);
   // conform: a failing case fails the run (4) unless failures are allowed.
   const fs::path suite = scratch() / "exit_conform" / "test_relu_wrong";
   fs::create_directories(suite / "test_data_set_0");

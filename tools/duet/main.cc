@@ -120,14 +120,11 @@ int main(int argc, char** argv) {
       if (!write_config.empty()) duet::cli::write_config(app, write_config);
       return run();
     }
-  } catch (const duet::Unsupported& e) {
-    std::cerr << "duet: error: " << e.what() << "\n";
-    return duet::cli::kExitUnsupported;
-  } catch (const duet::CheckFailed& e) {
-    std::cerr << "duet: error: " << e.what() << "\n";
-    return duet::cli::kExitCheckFailed;
   } catch (const duet::Error& e) {
+    // The exit-code table (commands.h): what Duet cannot run, a check that did not hold, anything else.
     std::cerr << "duet: error: " << e.what() << "\n";
+    if (dynamic_cast<const duet::Unsupported*>(&e)) return duet::cli::kExitUnsupported;
+    if (dynamic_cast<const duet::CheckFailed*>(&e)) return duet::cli::kExitCheckFailed;
     return duet::cli::kExitError;
   } catch (const std::bad_alloc&) {
     std::cerr << "duet: error: out of memory\n";

@@ -76,11 +76,13 @@ std::vector<Case> cases() {
   std::vector<Case> all;
   const std::vector<Dims> shapes = {{7}, {3, 5}, {2, 3, 4, 5}, {1, 16, 7, 9}, {2, 3, 2, 5, 3}};
   // Activations (eltwise primitives).
-  for (auto [op, attrs] : std::vector<std::pair<std::string, std::vector<ir::Attribute>>>{
+  for (const auto& activation : std::vector<std::pair<std::string, std::vector<ir::Attribute>>>{
            {"Relu", {}}, {"Sigmoid", {}}, {"Tanh", {}}, {"LeakyRelu", {attr_float("alpha", 0.1f)}},
            {"HardSigmoid", {attr_float("alpha", 0.25f), attr_float("beta", 0.4f)}}, {"HardSwish", {}}})
     for (const Dims& d : shapes)
-      all.push_back({op + " " + dims_str(d), {d}, [op, attrs](GraphBuilder& b, auto xs) { return b.node(op, {xs[0]}, attrs); }});
+      all.push_back({activation.first + " " + dims_str(d), {d}, [activation](GraphBuilder& b, auto xs) {
+                       return b.node(activation.first, {xs[0]}, activation.second);
+                     }});
   for (const Dims& d : shapes)
     all.push_back({"Clip " + dims_str(d), {d}, [](GraphBuilder& b, auto xs) {
                      return b.node("Clip", {xs[0], b.initializer("lo", Tensor::from_vector<float>({-0.3f}, {})),

@@ -720,7 +720,7 @@ TEST(NumericsFormats, ParsesRunTimeSpecs) {
   EXPECT_EQ(parse_format("int24").bits(), 24);
   EXPECT_EQ(parse_format(" bf16 ").name, "bf16");
 
-  for (const char* bad : {"", "fp(", "fp(2,5,10)", "fp(1,5)", "fp(1,12,10)", "fp(1,8,30)", "fp(e=4,m=3,foo)",
+  for (const char* bad : {"", "fp(", "fp(2,5,10)", "fp(1,5)", "fp(1,0,3)", "fp(e=0,m=2)", "fp(1,12,10)", "fp(1,8,30)", "fp(e=4,m=3,foo)",
                           "int(1)", "int(33)", "e4m3xx", "float7", "fp(e=x,m=3)"}) {
     EXPECT_THROW(parse_format(bad), duet::Error) << bad;
   }

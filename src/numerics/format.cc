@@ -111,7 +111,8 @@ Format parse_fp_call(const std::string& spec, const std::string& args) {
     }
   }
   DUET_CHECK(e >= 0 && m >= 0, "format '", spec, "': needs exponent and mantissa bits, e.g. fp(1,5,10) or fp(e=4,m=3)");
-  if (bias == INT32_MIN) bias = (1 << (std::min(e, 11) - 1)) - 1;
+  // The default bias after the range checks' inputs are known sane (e = 0 would shift by -1; found by fuzzing).
+  if (bias == INT32_MIN) bias = e >= 1 ? (1 << (std::min(e, 11) - 1)) - 1 : 0;
   return make_float_spec(spec, e, m, bias, specials, saturate);
 }
 

@@ -405,7 +405,8 @@ std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::ma
     if (!floating && !integral)
       unsupported("input '", v->name, "' is ", dtype_name(dt), "; seeded inputs are numbers (give it with --input)");
     auto r = ranges.find(v->name);
-    const auto [lo, hi] = r != ranges.end() ? r->second : seeded_range(graph, *v);
+    const std::pair<double, double> range = r != ranges.end() ? r->second : seeded_range(graph, *v);
+    const double lo = range.first, hi = range.second;  // not a structured binding: lambdas capture it (clang 14)
     Tensor t(dt, dims);
     std::mt19937 rng(42);
     dispatch_numeric(dt, [&](auto tag) {

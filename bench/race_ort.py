@@ -52,7 +52,8 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="timed runs per round")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--zoo", help="also race zoo models from this folder (tests/zoo_test.sh makes them: build/zoo)")
-    ap.add_argument("--models", default="det,rec,cls,resnet18,mobilenet_v2", help="which models, comma-separated")
+    ap.add_argument("--models", default="det,rec,cls,resnet18,mobilenet_v2",
+                    help="which models, comma-separated ('all': the PaddleOCR three and every zoo model)")
     a = ap.parse_args()
     if not os.path.isdir(SHARED):
         sys.exit(f"race_ort: {SHARED} is not present (the PaddleOCR models live there)")
@@ -62,13 +63,16 @@ def main():
         runner = f.name
     import onnxruntime
     models = [(name, os.path.join(SHARED, rel), shape) for name, rel, shape in MODELS]
-    if a.zoo:
-        for name in ("resnet18", "mobilenet_v2"):
-            models.append((name, os.path.join(a.zoo, f"test_zoo_{name}", "model.onnx"), (1, 3, 224, 224)))
+    if a.zoo:  # every image model tools/python/make_zoo.py made (the token-input encoder is timed by duet bench alone)
+        for folder in sorted(os.listdir(a.zoo)):
+            name = folder[len("test_zoo_"):]
+            if folder.startswith("test_zoo_") and name != "transformer_encoder":
+                side = 299 if name == "inception_v3" else 224
+                models.append((name, os.path.join(a.zoo, folder, "model.onnx"), (1, 3, side, side)))
     wanted = set(a.models.split(","))
     results = []
     for name, model, shape in models:
-        if name not in wanted or not os.path.exists(model):
+        if ("all" not in wanted and name not in wanted) or not os.path.exists(model):
             continue
         dims = "x".join(map(str, shape))
         input_name = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"]).get_inputs()[0].name

@@ -65,7 +65,9 @@ HostCalibration calibrate_host(double seconds_per_test, const Progress& progress
   auto t0 = Clock::now();
   c.cpu_model = cpu_model_name();
   c.threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  const size_t steps = 4 + 2 * (c.threads != 1 ? 2 : 1);  // peak, DRAM, cache, blocks; kernel rates per count, twice
+  std::vector<int> counts = {1};  // the thread counts whose kernel rates are measured
+  if (c.threads != 1) counts.push_back(c.threads);
+  const size_t steps = 4 + 2 * counts.size();  // peak, DRAM, cache, blocks; kernel rates per count, twice
   size_t step = 0;
   auto advance = [&] {
     if (progress) progress("measuring", step, steps);
@@ -93,8 +95,6 @@ HostCalibration calibrate_host(double seconds_per_test, const Progress& progress
   // or more (the rounds inside one measurement are shorter) slowed a whole
   // one-thread measurement here (Winograd 155 against 190 GFLOP/s, L3 29
   // against 35-41 GB/s) and the model then read 20% slow.
-  std::vector<int> counts = {1};
-  if (c.threads != 1) counts.push_back(c.threads);
   for (int repeat = 0; repeat < 2; ++repeat)
     for (size_t i = 0; i < counts.size(); ++i) {
       advance();

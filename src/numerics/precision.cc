@@ -32,6 +32,24 @@ std::vector<std::string> split_top_level(const std::string& s) {
   return parts;
 }
 
+// `base` (a full spec) with the key=value parts `given` in place of its own:
+// the text a preset with overrides, or a relative annotation over a run's
+// precision, stands for. block and seed go with the scaling and rounding they
+// belong to, so they leave with them.
+std::string override_keys(const std::string& base, const std::vector<std::string>& given) {
+  std::set<std::string> keys;
+  for (const std::string& part : given) keys.insert(part.substr(0, part.find('=')));
+  std::string joined;
+  auto add = [&](const std::string& part) { joined += (joined.empty() ? "" : ",") + part; };
+  for (const std::string& part : split_top_level(base)) {
+    const std::string key = part.substr(0, part.find('='));
+    const bool dependent = (key == "block" && (keys.count("x") || keys.count("w"))) || (key == "seed" && keys.count("round"));
+    if (!keys.count(key) && !dependent) add(part);
+  }
+  for (const std::string& part : given) add(part);
+  return joined;
+}
+
 Scaling parse_scaling(const std::string& s, const std::string& spec) {
   if (s == "none") return Scaling::None;
   if (s == "tensor") return Scaling::Tensor;
@@ -130,21 +148,8 @@ Precision parse_precision(const std::string& text) {
       fail("unknown precision '", parts.front(), "' (presets: ", names, "; or a spec like x=bf16,acc=fp32)");
     }
     if (parts.size() == 1) return *base;
-    std::vector<std::string> merged;
-    std::set<std::string> given;
-    for (size_t i = 1; i < parts.size(); ++i) given.insert(parts[i].substr(0, parts[i].find('=')));
-    for (const std::string& part : split_top_level(base->spec())) {
-      const std::string key = part.substr(0, part.find('='));
-      // block and seed go with the scaling and rounding they belong to
-      const bool dependent = (key == "block" && (given.count("x") || given.count("w"))) ||
-                             (key == "seed" && given.count("round"));
-      if (!given.count(key) && !dependent) merged.push_back(part);
-    }
-    for (size_t i = 1; i < parts.size(); ++i) merged.push_back(parts[i]);
-    std::string joined;
-    for (const std::string& m : merged) joined += (joined.empty() ? "" : ",") + m;
     try {
-      Precision d = parse_precision(joined);
+      Precision d = parse_precision(override_keys(base->spec(), {parts.begin() + 1, parts.end()}));
       d.name = spec;
       d.devices = base->devices;
       return d;
@@ -247,12 +252,7 @@ bool is_relative_precision(const std::string& annotation) {
 
 Precision resolve_precision(const std::string& annotation, const Precision& base) {
   if (!is_relative_precision(annotation)) return parse_precision(annotation);
-  std::set<std::string> given;
-  for (const std::string& part : split_top_level(annotation)) given.insert(part.substr(0, part.find('=')));
-  std::string joined;
-  for (const std::string& part : split_top_level(base.spec()))
-    if (!given.count(part.substr(0, part.find('=')))) joined += (joined.empty() ? "" : ",") + part;
-  Precision p = parse_precision(joined + "," + annotation);
+  Precision p = parse_precision(override_keys(base.spec(), split_top_level(annotation)));
   p.name = "custom";
   return p;
 }

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "duet/core/error.h"
+#include "duet/ir/edit.h"
 #include "duet/numerics/precision.h"
 #include "duet/ops/registry.h"
 #include "duet/passes/optimize.h"
@@ -24,15 +25,6 @@ void check_sparsity_pattern(const std::string& pattern) {
 }
 
 namespace {
-
-// Every reader of each value, so shared weights are seen.
-std::map<const ir::Value*, std::vector<const ir::Node*>> readers_of(const ir::Graph& g) {
-  std::map<const ir::Value*, std::vector<const ir::Node*>> r;
-  for (auto& n : g.nodes)
-    for (auto* in : n->inputs)
-      if (in) r[in].push_back(n.get());
-  return r;
-}
 
 // Zeroes the two smallest of every four along `axis` (groups across the other axes).
 int64_t prune_along(Tensor& w, int64_t axis) {
@@ -60,12 +52,13 @@ SparsifyReport sparsify(ir::Model& model, const SparsifyOptions& options) {
   check_sparsity_pattern(options.pattern);
   fold_constants(model);  // weights written as Constant nodes (PaddleOCR's exports) become initializers
   ir::Graph& g = *model.graph;
-  const auto readers = readers_of(g);
+  const ir::edit::Uses uses(g);  // who else reads a weight (subgraph captures and graph outputs pinned)
   SparsifyReport report;
   // First decide, then prune: a shared initializer is pruned only when every reader is.
   struct Choice {
     ir::Node* node;
     SparsifiedNode item;
+    const ir::Value* weight = nullptr;
     int64_t axis = -1;
   };
   std::vector<Choice> choices;
@@ -96,6 +89,7 @@ SparsifyReport sparsify(ir::Model& model, const SparsifyOptions& options) {
           c.item.reason = "K = " + std::to_string(c.item.k) + " is not a multiple of 4";
         } else {
           c.axis = axes.reduce;
+          c.weight = wv;
           ++chosen_readers[wv];
         }
       }
@@ -105,8 +99,8 @@ SparsifyReport sparsify(ir::Model& model, const SparsifyOptions& options) {
   std::map<const ir::Value*, int64_t> pruned_axis;  // a shared tensor is pruned once
   for (Choice& c : choices) {
     if (c.axis >= 0) {
-      const ir::Value* wv = c.node->inputs[ops::matrix_traits(*c.node)->weight_input];
-      if (chosen_readers[wv] != static_cast<int>(readers.at(wv).size())) {
+      const ir::Value* wv = c.weight;
+      if (uses.pinned.count(wv) || chosen_readers[wv] != static_cast<int>(uses.count(wv))) {
         c.item.reason = "its weights are shared with a node that is not pruned";
         c.axis = -1;
       } else if (auto it = pruned_axis.find(wv); it != pruned_axis.end() && it->second != c.axis) {

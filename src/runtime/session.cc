@@ -352,10 +352,7 @@ namespace {
 // The values an integer input can take without making the model fail: the
 // rows of the table it indexes (token ids into an embedding Gather), else
 // [0, 2) (masks, flags).
-std::pair<double, double> seeded_range(const ir::Graph& graph, const ir::Value& v) {
-  if (v.type.dtype == DType::Float32 || v.type.dtype == DType::Float64 || v.type.dtype == DType::Float16 ||
-      v.type.dtype == DType::BFloat16)
-    return {0.0, 1.0};
+std::pair<double, double> integer_range(const ir::Graph& graph, const ir::Value& v) {
   for (auto& n : graph.nodes) {
     if (n->op_type != "Gather" || !n->domain.empty() || n->inputs.size() < 2 || n->inputs[1] != &v) continue;
     auto table = n->inputs[0] ? graph.initializers.find(n->inputs[0]->name) : graph.initializers.end();
@@ -398,14 +395,14 @@ std::map<std::string, Tensor> seeded_feeds(const ir::Graph& graph, const std::ma
       dims = v->type.shape.concrete();
     }
     const DType dt = v->type.dtype;
-    const bool floating = dt == DType::Float32 || dt == DType::Float64 || dt == DType::Float16 || dt == DType::BFloat16;
-    const bool integral = dt == DType::Int8 || dt == DType::UInt8 || dt == DType::Int16 || dt == DType::UInt16 ||
-                          dt == DType::Int32 || dt == DType::UInt32 || dt == DType::Int64 || dt == DType::UInt64 ||
-                          dt == DType::Bool;
+    const bool floating = dtype_is_float(dt) && !dtype_is_subbyte(dt);
+    const bool integral = (dtype_is_integer(dt) && !dtype_is_subbyte(dt)) || dt == DType::Bool;
     if (!floating && !integral)
       unsupported("input '", v->name, "' is ", dtype_name(dt), "; seeded inputs are numbers (give it with --input)");
     auto r = ranges.find(v->name);
-    const std::pair<double, double> range = r != ranges.end() ? r->second : seeded_range(graph, *v);
+    const std::pair<double, double> range = r != ranges.end() ? r->second
+                                            : floating        ? std::make_pair(0.0, 1.0)
+                                                              : integer_range(graph, *v);
     const double lo = range.first, hi = range.second;  // not a structured binding: lambdas capture it (clang 14)
     Tensor t(dt, dims);
     std::mt19937 rng(42);

@@ -221,8 +221,9 @@ struct Trainer::Impl {
     logits = g.outputs[0]->name;
     std::set<std::string> pruned;
     if (config.sparsity != "dense") {
-      passes::check_sparsity_pattern(config.sparsity);
-      for (const passes::SparsifiedNode& n : passes::sparsify(*forward).nodes)
+      passes::SparsifyOptions so;
+      so.pattern = config.sparsity;  // checked there
+      for (const passes::SparsifiedNode& n : passes::sparsify(*forward, so).nodes)
         if (n.pruned) pruned.insert(n.weight);
     }
     if (config.qat != "off") {

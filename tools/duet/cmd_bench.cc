@@ -83,22 +83,8 @@ Runner add_bench(CLI::App& app) {
     }
     std::map<std::string, std::pair<double, double>> ranges;
     for (const std::string& spec : o->ranges) {
-      const auto eq = spec.find('='), colon = spec.find(':', eq == std::string::npos ? 0 : eq);
-      double lo = 0, hi = 0;
-      size_t used_lo = 0, used_hi = 0;
-      try {
-        if (eq != std::string::npos && colon != std::string::npos) {
-          const std::string a = spec.substr(eq + 1, colon - eq - 1), b = spec.substr(colon + 1);
-          lo = std::stod(a, &used_lo), hi = std::stod(b, &used_hi);
-          used_lo = used_lo == a.size(), used_hi = used_hi == b.size();
-        }
-      } catch (const std::exception&) {
-        used_lo = used_hi = 0;
-      }
-      DUET_CHECK(eq > 0 && eq != std::string::npos && used_lo && used_hi && std::isfinite(lo) && std::isfinite(hi),
-                 "--range expects NAME=LO:HI with finite numbers, got '", spec, "'");
-      DUET_CHECK(ranges.emplace(spec.substr(0, eq), std::make_pair(lo, hi)).second, "--range: '", spec.substr(0, eq),
-                 "' given twice");
+      const NamedRange r = parse_named_range("--range", spec);
+      DUET_CHECK(ranges.emplace(r.name, std::make_pair(r.lo, r.hi)).second, "--range: '", r.name, "' given twice");
     }
     const std::map<std::string, Tensor> feeds = runtime::seeded_feeds(*model->graph, shapes, given, ranges);
     const auto t0 = std::chrono::steady_clock::now();

@@ -188,17 +188,12 @@ Runner add_quantize(CLI::App& app) {
     qo.exclude_op_types = split_list(o->exclude);
     qo.exclude_nodes = split_list(o->exclude_nodes);
     for (const auto& spec : o->overrides) {
-      const size_t eq = spec.rfind('='), colon = spec.rfind(':');
-      DUET_CHECK(eq != std::string::npos && colon != std::string::npos && colon > eq, "--override '", spec, "': expected NAME=LO:HI");
+      const NamedRange given = parse_named_range("--override", spec);
       quant::Range r;
-      try {
-        r.lo = std::stof(spec.substr(eq + 1, colon - eq - 1));
-        r.hi = std::stof(spec.substr(colon + 1));
-      } catch (const std::exception&) {
-        fail("--override '", spec, "': LO and HI must be numbers");
-      }
+      r.lo = static_cast<float>(given.lo);
+      r.hi = static_cast<float>(given.hi);
       DUET_CHECK(r.lo <= 0 && r.hi >= 0 && r.lo < r.hi, "--override '", spec, "': the range must contain 0 (LO <= 0 <= HI, LO < HI)");
-      qo.overrides[spec.substr(0, eq)] = r;
+      qo.overrides[given.name] = r;
     }
     recipe.smooth = o->smooth;
     recipe.awq = o->awq;

@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -60,6 +61,29 @@ inline CLI::Validator non_negative() {
         return x >= 0 ? std::string() : "must not be negative, got " + v;
       },
       "NON-NEGATIVE");
+}
+
+// NAME=LO:HI, the value range an option gives one tensor or input (quantize
+// --override, bench --range): NAME is what precedes the last '=', LO and HI
+// whole finite numbers; one error line naming the option otherwise.
+struct NamedRange {
+  std::string name;
+  double lo = 0, hi = 0;
+};
+inline NamedRange parse_named_range(const std::string& option, const std::string& spec) {
+  const size_t eq = spec.rfind('=');
+  const size_t colon = eq == std::string::npos ? std::string::npos : spec.find(':', eq + 1);
+  auto number = [&](const std::string& text, double& into) {
+    char* end = nullptr;
+    into = std::strtod(text.c_str(), &end);
+    return !text.empty() && end == text.c_str() + text.size() && std::isfinite(into);
+  };
+  NamedRange r;
+  const bool ok = eq != std::string::npos && eq > 0 && colon != std::string::npos &&
+                  number(spec.substr(eq + 1, colon - eq - 1), r.lo) && number(spec.substr(colon + 1), r.hi);
+  DUET_CHECK(ok, option, " '", spec, "': expected NAME=LO:HI with finite numbers");
+  r.name = spec.substr(0, eq);
+  return r;
 }
 
 // Whether the preference list names the cpu backend.

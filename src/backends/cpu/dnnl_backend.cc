@@ -20,6 +20,7 @@
 // whose lifetimes do not overlap share bytes), so a run allocates only the
 // output Tensors, from the session's pool.
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -27,6 +28,7 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
 #include <unordered_map>
 
 #include "../../ops/conv_util.h"
@@ -78,7 +80,7 @@ class Plan {
   Plan(const ir::Model& model, const PartitionSpec& spec, const std::vector<const Tensor*>& inputs,
        const BackendOptions& options, dnnl::engine& engine)
       : model_(model), g_(*model.graph), options_(options),
-        default_bf16_(is_bf16_math(numerics::parse_precision(options.precision))), engine_(engine), stream_(engine) {
+        default_precision_(numerics::parse_precision(options.precision)), engine_(engine), stream_(engine) {
     for (size_t i = 0; i < spec.inputs.size(); ++i) {
       const Tensor& t = *inputs[i];
       if (t.dtype() != DType::Float32 && !is_8bit(t.dtype()))
@@ -259,26 +261,20 @@ class Plan {
 
   // One eltwise primitive per (algorithm, alpha, beta, source layout), shared
   // by every step that needs it (a primitive runs with any arguments): a
-  // 10^5-node activation chain creates a few primitives, not 10^5.
+  // 10^5-node activation chain creates a few primitives, not 10^5. Slot
+  // descriptors are interned, so the layout is known by its address.
   struct EltwisePrimitive {
-    dnnl::algorithm alg;
-    float alpha, beta;
-    memory::desc src, dst;
+    memory::desc dst;
     dnnl::primitive prim;
     bool reference = false;  // oneDNN chose its reference (slow) implementation
   };
+  using EltwiseKey = std::tuple<int, uint32_t, uint32_t, const memory::desc*>;  // alpha and beta by their bits
   const EltwisePrimitive& eltwise_primitive(dnnl::algorithm alg, float alpha, float beta, const memory::desc& src) {
-    size_t key = std::hash<int>()(static_cast<int>(alg)) ^ (std::hash<float>()(alpha) * 31) ^
-                 (std::hash<float>()(beta) * 131) ^ (src.get_size() * 7);
-    for (auto d : src.dims()) key = key * 1000003 ^ static_cast<size_t>(d);
-    auto [lo, hi] = eltwise_cache_.equal_range(key);
-    for (auto it = lo; it != hi; ++it)
-      if (it->second.alg == alg && it->second.alpha == alpha && it->second.beta == beta && it->second.src == src)
-        return it->second;
+    const EltwiseKey key{static_cast<int>(alg), std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta), &intern(src)};
+    if (auto it = eltwise_cache_.find(key); it != eltwise_cache_.end()) return it->second;
     dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, src, alpha, beta}, engine_);
-    EltwisePrimitive e{alg, alpha, beta, src, pd.dst_desc(), dnnl::eltwise_forward(pd),
-                       std::string(pd.impl_info_str()).find("ref") != std::string::npos};
-    return eltwise_cache_.emplace(key, std::move(e))->second;
+    EltwisePrimitive e{pd.dst_desc(), dnnl::eltwise_forward(pd), std::string(pd.impl_info_str()).find("ref") != std::string::npos};
+    return eltwise_cache_.emplace(key, std::move(e)).first->second;
   }
 
   void lower(const ir::Node& n) {
@@ -1466,13 +1462,13 @@ class Plan {
   const ir::Model& model_;
   const ir::Graph& g_;
   BackendOptions options_;
-  bool default_bf16_ = false;
+  numerics::Precision default_precision_;  // of the nodes without their own annotation
   // A matrix node's math: its own precision annotation (read over the default), else the default.
   // Sparsity is a property of the weights, which run as stored (duet sparsify stores them pruned).
   bool bf16_math(const ir::Node& n) const {
     auto it = n.annotations.find(numerics::kPrecisionAnnotation);
-    if (it == n.annotations.end()) return default_bf16_;
-    numerics::Precision p = numerics::resolve_precision(it->second, numerics::parse_precision(options_.precision));
+    if (it == n.annotations.end()) return is_bf16_math(default_precision_);
+    numerics::Precision p = numerics::resolve_precision(it->second, default_precision_);
     p.sparsity = numerics::Sparsity::Dense;
     return is_bf16_math(p);
   }
@@ -1483,7 +1479,7 @@ class Plan {
   std::deque<Slot> slots_;  // deque: references stay valid as slots are added
   std::vector<Step> steps_;
   std::vector<std::unordered_map<int, memory>> args_;
-  std::unordered_multimap<size_t, EltwisePrimitive> eltwise_cache_;
+  std::map<EltwiseKey, EltwisePrimitive> eltwise_cache_;
   std::unordered_map<std::string, int> value_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<Dims> output_dims_;

@@ -1,5 +1,4 @@
-// Task metrics (eval/metrics.h), per-node emulation of a mixed plan, and the
-// planner end to end on the bundled digits CNN (plan/planner.h).
+// Per-node emulation of a mixed plan, and the planner end to end on the bundled digits CNN (plan/planner.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,14 +19,6 @@ namespace {
 
 std::string source(const std::string& rel) { return std::string(DUET_SOURCE_DIR) + "/" + rel; }
 
-Tensor scores(const std::vector<std::vector<float>>& rows) {
-  Tensor t(DType::Float32, {1, static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
-  float* p = t.data<float>();
-  for (const auto& r : rows)
-    for (float v : r) *p++ = v;
-  return t;
-}
-
 plan::PlanRequest digits_request() {
   plan::PlanRequest r;
   r.metric = eval::parse_metric("top1");
@@ -38,67 +29,6 @@ plan::PlanRequest digits_request() {
 }
 
 }  // namespace
-
-TEST(TaskMetrics, EditDistanceCountsCodePointsNotBytes) {
-  EXPECT_EQ(eval::edit_distance("kitten", "sitting"), 3);
-  EXPECT_EQ(eval::edit_distance("", "abc"), 3);
-  EXPECT_EQ(eval::edit_distance("数据", "数掘"), 1);  // one Chinese character, three UTF-8 bytes
-  EXPECT_EQ(eval::code_points("数据 ok"), 5);
-}
-
-TEST(TaskMetrics, CtcGreedyDecodeDropsRepeatsAndBlanks) {
-  // Classes: blank, 'a', 'b', space (keys a, b).
-  const std::vector<std::string> keys = {"a", "b"};
-  const Tensor t = scores({{0, 1, 0, 0}, {0, 1, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 0, 1}, {0, 0, 1, 0}});
-  EXPECT_EQ(eval::ctc_greedy_decode(t, keys), "aa b");
-  EXPECT_THROW(eval::ctc_greedy_decode(t, {"a"}), Error);  // 4 classes need 2 keys
-}
-
-TEST(TaskMetrics, CerTop1AndAgreementAccumulateOverSamples) {
-  const std::string keys_file = testing::TempDir() + "/keys.txt";
-  std::ofstream(keys_file) << "a\nb\n";
-  eval::Accumulator cer(eval::parse_metric("cer,keys=" + keys_file));
-  cer.add({scores({{0, 1, 0, 0}, {0, 0, 1, 0}})}, {}, "ab");  // "ab": 0 edits of 2
-  cer.add({scores({{0, 1, 0, 0}, {1, 0, 0, 0}})}, {}, "ab");  // "a": 1 edit of 2
-  EXPECT_DOUBLE_EQ(cer.value(), 0.25);
-  EXPECT_DOUBLE_EQ(cer.score(), 0.75);
-
-  eval::Accumulator top1(eval::parse_metric("top1,labels=0,180"));
-  Tensor up(DType::Float32, {1, 2});
-  up.data<float>()[0] = 0.9f, up.data<float>()[1] = 0.1f;
-  top1.add({up}, {}, "0");
-  top1.add({up}, {}, "180");
-  EXPECT_DOUBLE_EQ(top1.value(), 0.5);
-  EXPECT_THROW(top1.add({up}, {}, "90"), Error);
-
-  eval::Accumulator agree(eval::parse_metric("agreement"));
-  Tensor down = up.clone();
-  down.data<float>()[0] = 0.1f, down.data<float>()[1] = 0.9f;
-  agree.add({up}, {up}, "");
-  agree.add({down}, {up}, "");
-  EXPECT_DOUBLE_EQ(agree.value(), 0.5);
-}
-
-TEST(TaskMetrics, ParseNamesWhatIsWrong) {
-  auto message = [](const std::string& text) {
-    try {
-      eval::parse_metric(text);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  EXPECT_NE(message("wer").find("unknown metric 'wer'"), std::string::npos);
-  EXPECT_NE(message("cer").find("needs keys=FILE"), std::string::npos);
-  EXPECT_NE(message("cer,keys=/nonexistent").find("cannot read the keys file"), std::string::npos);
-  EXPECT_NE(message("agreement,labels=1").find("unknown option"), std::string::npos);
-  EXPECT_NE(message("top1,keys=x").find("unknown option"), std::string::npos);
-}
-
-TEST(TaskMetrics, ReferenceTextSitsBesideTheSample) {
-  EXPECT_EQ(eval::reference_text(source("data/samples/digits/digit_00_label5.npy")), "5");
-  EXPECT_THROW(eval::reference_text(source("data/models/digits_cnn.onnx")), Error);
-}
 
 TEST(EmulateNodes, RewritesOnlyTheNamedNodesAtTheirOwnPrecision) {
   auto model = onnx_io::load_model(source("data/models/digits_cnn.onnx"));

@@ -2,6 +2,8 @@
 // and `duet quantize` end to end (on the bundled classifier).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -506,6 +508,33 @@ TEST(QuantizeCli, QuantizesTheBundledClassifierAndOnnxRuntimeCanLoadIt) {
     auto ort = run_command("python3 -c \"import onnxruntime as o; o.InferenceSession('" + out + "', providers=['CPUExecutionProvider'])\"");
     EXPECT_EQ(ort.exit_code, 0) << ort.output;
   }
+}
+
+TEST(QuantizeCli, JudgesTheQuantizedModelByItsTaskOnHeldOutSamples) {
+  // The bundled classifier's samples carry their labels (sample_N.txt: 0 or 180): top-1 of FP32 and of the
+  // quantized model on the evaluation samples, and again on held-out samples no choice saw.
+  const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+  const std::string samples = source_dir() + "/data/samples/cls";
+  const fs::path dir = scratch("task");
+  const std::string out = (dir / "q.onnx").string();
+  auto r = run_command(cli() + " quantize " + model + " --calib " + samples + " --held-out " + samples +
+                       " --metric top1,labels=0,180 --max-accuracy-drop 0 -o " + out + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j.at("task_metric").at("metric"), "top1");
+  EXPECT_DOUBLE_EQ(j.at("task_metric").at("fp32").get<double>(), 1.0);  // FP32 reads all three right
+  EXPECT_LE(j.at("task_metric").at("drop_points").get<double>(), 0.0);  // the budget: no point lost
+  EXPECT_EQ(j.at("task_metric").at("held_out").at("samples"), 3);
+  EXPECT_LE(j.at("task_metric").at("held_out").at("drop_points").get<double>(), 0.0);
+  EXPECT_EQ(j.at("accuracy_budget").at("budget"), 0.0);
+  // A metric that reads references the samples lack is one clear error, before a model is written.
+  const fs::path bare = dir / "bare";
+  fs::create_directories(bare);
+  fs::copy(samples + "/sample_0.pb", bare / "sample_0.pb");
+  r = run_command(cli() + " quantize " + model + " --calib " + bare.string() + " --metric top1 -o " + (dir / "q2.onnx").string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("has no reference"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "q2.onnx"));
 }
 
 TEST(QuantizeCli, BadCalibrationInputIsOneClearError) {

@@ -48,12 +48,14 @@ int64_t argmax(const float* v, int64_t n) {
 }  // namespace
 
 std::string TaskMetric::name() const {
-  return kind == MetricKind::Top1 ? "top1" : kind == MetricKind::Cer ? "cer" : "agreement";
+  return kind == MetricKind::Top1 ? "top1" : kind == MetricKind::Cer ? "cer" : kind == MetricKind::Boxes ? "boxes" : "agreement";
 }
 
 std::string TaskMetric::description() const {
   return kind == MetricKind::Top1  ? "top-1 accuracy against the labels"
-         : kind == MetricKind::Cer ? "character error rate against the reference text"
+         : kind == MetricKind::Cer ? (ignore_spaces ? "character error rate against the reference text (spaces ignored)"
+                                                    : "character error rate against the reference text")
+         : kind == MetricKind::Boxes ? "box F1 against the reference boxes"
                                    : "agreement with FP32";
 }
 
@@ -65,7 +67,8 @@ TaskMetric parse_metric(const std::string& text) {
   if (kind == "agreement") m.kind = MetricKind::Agreement;
   else if (kind == "top1") m.kind = MetricKind::Top1;
   else if (kind == "cer") m.kind = MetricKind::Cer;
-  else fail("unknown metric '", kind, "': agreement, top1[,labels=A,B,...] or cer,keys=FILE");
+  else if (kind == "boxes") m.kind = MetricKind::Boxes;
+  else fail("unknown metric '", kind, "': agreement, top1[,labels=A,B,...], cer,keys=FILE or boxes");
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string p = trim(parts[i]);
     if (m.kind == MetricKind::Top1 && p.rfind("labels=", 0) == 0) {
@@ -75,9 +78,25 @@ TaskMetric parse_metric(const std::string& text) {
     } else if (m.kind == MetricKind::Cer && p.rfind("keys=", 0) == 0) {
       m.keys_path = p.substr(5);
       m.labels = read_keys(m.keys_path);
+    } else if (m.kind == MetricKind::Cer && (p == "spaces=ignore" || p == "spaces=keep")) {
+      m.ignore_spaces = p == "spaces=ignore";
+    } else if (m.kind == MetricKind::Boxes && p.find('=') != std::string::npos) {
+      const std::string key = p.substr(0, p.find('=')), text = p.substr(p.find('=') + 1);
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      DUET_CHECK(!text.empty() && end && *end == '\0' && std::isfinite(v) && v >= 0, "metric boxes: ", key,
+                 " must be a number >= 0, got '", text, "'");
+      if (key == "threshold" && v <= 1) m.threshold = v;
+      else if (key == "box_threshold" && v <= 1) m.box_threshold = v;
+      else if (key == "unclip") m.unclip_ratio = v;
+      else if (key == "iou" && v > 0 && v <= 1) m.iou = v;
+      else fail("metric boxes: unknown option or value out of range '", p, "' (threshold, box_threshold, iou in [0, 1]; unclip)");
     } else {
       fail("metric ", kind, ": unknown option '", p, "'",
-           kind == "top1" ? " (labels=A,B,...)" : kind == "cer" ? " (keys=FILE)" : " (it takes none)");
+           kind == "top1"    ? " (labels=A,B,...)"
+           : kind == "cer"   ? " (keys=FILE, spaces=ignore|keep)"
+           : kind == "boxes" ? " (threshold=, box_threshold=, unclip=, iou=)"
+                             : " (it takes none)");
     }
   }
   DUET_CHECK(m.kind != MetricKind::Cer || !m.labels.empty(), "metric cer needs keys=FILE (the recognizer's character list)");
@@ -184,9 +203,21 @@ void Accumulator::add(const std::vector<Tensor>& outputs, const std::vector<Tens
       break;
     }
     case MetricKind::Cer: {
-      const std::string decoded = ctc_greedy_decode(y, metric_.labels);
-      num_ += static_cast<double>(edit_distance(decoded, text));
-      den_ += static_cast<double>(std::max<int64_t>(1, code_points(text)));
+      std::string decoded = ctc_greedy_decode(y, metric_.labels), reference = text;
+      if (metric_.ignore_spaces)
+        for (std::string* t : {&decoded, &reference}) t->erase(std::remove(t->begin(), t->end(), ' '), t->end());
+      num_ += static_cast<double>(edit_distance(decoded, reference));
+      den_ += static_cast<double>(std::max<int64_t>(1, code_points(reference)));
+      break;
+    }
+    case MetricKind::Boxes: {
+      const std::vector<Box> got = detect_boxes(y, metric_), want = parse_boxes(text);
+      const int64_t m = match_boxes(got, want, metric_.iou);
+      matched_ += m;
+      predicted_ += static_cast<int64_t>(got.size());
+      references_ += static_cast<int64_t>(want.size());
+      num_ += 2.0 * static_cast<double>(m);
+      den_ += static_cast<double>(got.size() + want.size());
       break;
     }
     case MetricKind::Agreement: {

@@ -175,18 +175,24 @@ std::map<std::string, Range> choose_ranges_by_error(const ir::Model& prepared, c
   return best;
 }
 
-Evaluator::Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run, Metric metric)
-    : run_(std::move(run)), metric_(metric) {
+Evaluator::Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run, Metric metric,
+                     eval::TaskMetric task)
+    : run_(std::move(run)), metric_(metric), task_(std::move(task)) {
   const size_t n = std::min(max_samples, data.count);
   DUET_CHECK(n > 0, "evaluation needs at least one sample");
   Runner runner(fp32, {}, run_);
   for (auto* v : fp32.graph->outputs) output_names_.push_back(v->name);
+  eval::Accumulator acc(task_);
   for (size_t i = 0; i < n; ++i) {
     feeds_.push_back(data.load(i));
+    texts_.push_back(task_.needs_references() ? eval::reference_text(data.name(i)) : "");
     std::vector<Tensor> outs;
     for (auto& nt : runner.run_ordered(feeds_.back())) outs.push_back(nt.tensor);
+    acc.add(outs, outs, texts_.back());
     reference_.push_back(std::move(outs));
   }
+  fp32_value_ = acc.value();
+  fp32_score_ = acc.score();
 }
 
 Comparison Evaluator::compare(const ir::Model& candidate) const {
@@ -196,11 +202,14 @@ Comparison Evaluator::compare(const ir::Model& candidate) const {
   c.outputs.resize(nout);
   std::vector<double> signal(nout, 0), noise(nout, 0);
   std::vector<int64_t> agree(nout, 0);
+  eval::Accumulator task(task_);
   for (size_t s = 0; s < feeds_.size(); ++s) {
-    auto outs = runner.run_ordered(feeds_[s]);
+    std::vector<Tensor> outs;
+    for (auto& nt : runner.run_ordered(feeds_[s])) outs.push_back(nt.tensor);
+    task.add(outs, reference_[s], texts_[s]);
     for (size_t k = 0; k < nout; ++k) {
       const Tensor& ref = reference_[s][k];
-      const Tensor& got = outs.at(k).tensor;
+      const Tensor& got = outs.at(k);
       OutputComparison& oc = c.outputs[k];
       oc.name = output_names_[k];
       if (ref.dtype() != DType::Float32 || got.dtype() != DType::Float32 || ref.numel() != got.numel()) continue;
@@ -235,7 +244,11 @@ Comparison Evaluator::compare(const ir::Model& candidate) const {
   int64_t rows = 0, changed = 0;
   for (auto& oc : c.outputs) rows += oc.rows, changed += oc.rows - std::llround(oc.argmax_agree * oc.rows);
   c.argmax_changed = rows ? static_cast<double>(changed) / static_cast<double>(rows) : 0.0;
-  c.error = metric_ == Metric::Argmax ? c.argmax_changed + 1e-3 * c.rel_l2 : c.rel_l2;
+  c.task_value = task.value();
+  c.task_drop_points = 100 * (fp32_score_ - task.score());
+  c.error = metric_ == Metric::Argmax ? c.argmax_changed + 1e-3 * c.rel_l2
+            : metric_ == Metric::Task ? c.task_drop_points + 1e-3 * c.rel_l2
+                                      : c.rel_l2;
   return c;
 }
 

@@ -32,9 +32,10 @@ EmulationResult emulate_precisions(const ir::Model& input, const EmulationReques
   fold.fuse = false;
   passes::optimize(*model, fold);
 
-  Evaluator eval(*model, data, request.max_samples, request.run);
+  Evaluator eval(*model, data, request.max_samples, request.run, Metric::L2, request.task);
   EmulationResult out;
   out.samples = eval.samples();
+  out.fp32_task_value = eval.fp32_task_value();
   for (size_t i = 0; i < precisions.size(); ++i) {
     if (request.progress) request.progress(precisions[i].str(), i, precisions.size());
     EmulatedPrecision r;

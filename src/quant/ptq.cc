@@ -42,7 +42,8 @@ std::unique_ptr<ir::Model> search_awq(const ir::Model& prepared, const Plan& pla
 
 }  // namespace
 
-PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const SampleSource& calib, const SampleSource* eval_in) {
+PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const SampleSource& calib, const SampleSource* eval_in,
+                                 const SampleSource* held_out) {
   QuantizeOptions qo = r.options;
   check_quantizable(qo.precision);  // before any work: one clear error
   DUET_CHECK(!r.awq || scheme::int4_weights(qo.precision),
@@ -96,8 +97,12 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
   }
   report.peak_rss_mb = peak_rss_mb();
 
-  Evaluator eval(*prepared, eval_data, r.max_eval, r.run, r.budget_metric);
+  Evaluator eval(*prepared, eval_data, r.max_eval, r.run, r.budget_metric, r.task);
   report.evaluation_samples = eval.samples();
+  report.task_metric = r.task.name();
+  report.task_description = r.task.description();
+  report.task_lower_is_better = r.task.lower_is_better();
+  report.fp32_task_value = eval.fp32_task_value();
   if (r.auto_method && !out.observers.empty())
     ranges = choose_ranges_by_error(*prepared, plan, out.observers, qo, eval, &report.chosen_method, stage(r, "choosing ranges"));
   std::set<std::string>& keep_float = out.kept_float;
@@ -105,7 +110,9 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
     report.sensitivity = sensitivity(*prepared, plan, ranges, qo, eval, stage(r, "sensitivity"));
     if (r.accuracy_budget) {
       report.budget = r.accuracy_budget;
-      report.budget_metric = r.budget_metric == Metric::Argmax ? "argmax" : "l2";
+      report.budget_metric = r.budget_metric == Metric::Argmax ? "argmax"
+                             : r.budget_metric == Metric::Task ? r.task.name() + " drop in points"
+                                                               : "l2";
       keep_float = choose_float_nodes(*prepared, plan, ranges, qo, eval, report.sensitivity, *r.accuracy_budget,
                                       &report.budget_error, &report.budget_trace);
     }
@@ -115,6 +122,12 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
   report.ranges = ranges;
   report.comparison = eval.compare(*out.quantized.model);
   if (!ranges.empty()) report.sqnr = eval.tensor_sqnr(*prepared, out.quantized, ranges, qo);
+  if (held_out) {
+    Evaluator measure(*prepared, *held_out, held_out->count, r.run, Metric::L2, r.task);
+    report.held_out = measure.compare(*out.quantized.model);
+    report.held_out_samples = measure.samples();
+    report.fp32_held_out_value = measure.fp32_task_value();
+  }
   return out;
 }
 

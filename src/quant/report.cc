@@ -102,6 +102,18 @@ nlohmann::json to_json(const QuantReport& r) {
   for (auto& s : r.sqnr)
     j["tensor_sqnr_db"].push_back({{"tensor", s.tensor}, {"isolated", finite_or_null(s.isolated_db)}, {"accumulated", finite_or_null(s.accumulated_db)}});
   if (r.comparison) {
+    j["task_metric"] = {{"metric", r.task_metric},
+                        {"description", r.task_description},
+                        {"fp32", r.fp32_task_value},
+                        {"quantized", r.comparison->task_value},
+                        {"drop_points", r.comparison->task_drop_points},
+                        {"samples", r.evaluation_samples}};
+    if (r.held_out)
+      j["task_metric"]["held_out"] = {{"fp32", r.fp32_held_out_value},
+                                      {"quantized", r.held_out->task_value},
+                                      {"drop_points", r.held_out->task_drop_points},
+                                      {"rel_l2", r.held_out->rel_l2},
+                                      {"samples", r.held_out_samples}};
     j["comparison"]["error"] = r.comparison->error;
     j["comparison"]["rel_l2"] = r.comparison->rel_l2;
     j["comparison"]["argmax_changed"] = r.comparison->argmax_changed;
@@ -137,6 +149,15 @@ std::string html_report(const QuantReport& r) {
       << " with " << r.precision.size() - quantized << " node(s) in FP32</td></tr>";
   o << "</table>";
   if (r.comparison) {
+    o << "<h2>Task metric (measured)</h2><table><tr><th>metric</th><th>FP32</th><th>quantized</th><th>drop (points)</th></tr><tr><td>"
+      << esc(r.task_description) << " (%, " << r.evaluation_samples << " evaluation samples)</td><td>" << fmt(100 * r.fp32_task_value)
+      << "</td><td>" << fmt(100 * r.comparison->task_value) << "</td><td>" << fmt(r.comparison->task_drop_points, 3)
+      << "</td></tr>";
+    if (r.held_out)
+      o << "<tr><td>the same on " << r.held_out_samples << " held-out samples (no choice saw them)</td><td>"
+        << fmt(100 * r.fp32_held_out_value) << "</td><td>" << fmt(100 * r.held_out->task_value) << "</td><td>"
+        << fmt(r.held_out->task_drop_points, 3) << "</td></tr>";
+    o << "</table>";
     o << "<h2>FP32 vs quantized outputs (measured)</h2><table><tr><th>output</th><th>relative L2 error</th><th>SQNR dB</th>"
          "<th>max |error|</th><th>argmax agreement (last axis)</th></tr>";
     for (auto& c : r.comparison->outputs)

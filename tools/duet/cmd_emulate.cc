@@ -29,7 +29,7 @@ std::map<std::string, Dims> parse_shape_bindings(const std::vector<std::string>&
 namespace {
 
 struct Options {
-  std::string model, data, preprocess, report, output;
+  std::string model, data, preprocess, report, output, metric = "agreement";
   std::vector<std::string> datapaths, shapes, exclude_ops, exclude_nodes;
   size_t max_samples = 8;
   int threads = 1;
@@ -122,6 +122,9 @@ int run(const Options& o) {
   request.rewrite.exclude_op_types.insert(o.exclude_ops.begin(), o.exclude_ops.end());
   request.rewrite.exclude_nodes.insert(o.exclude_nodes.begin(), o.exclude_nodes.end());
   request.max_samples = o.max_samples;
+  request.task = eval::parse_metric(o.metric);
+  DUET_CHECK(!request.task.needs_references() || !o.data.empty(), "emulate: --metric ", request.task.name(),
+             " reads the reference beside each sample: give --data");
   request.run.threads = o.threads;
   request.run.backend = o.backend;
   request.keep_models = !o.output.empty();
@@ -139,13 +142,18 @@ int run(const Options& o) {
     nlohmann::json j = {{"model", o.model},
                         {"samples", emulation.samples},
                         {"data", o.data.empty() ? "seeded random inputs" : o.data},
-                        {"figures", "measured (bit-exact emulation on this CPU)"}};
+                        {"figures", "measured (bit-exact emulation on this CPU)"},
+                        {"task_metric", {{"metric", request.task.name()},
+                                         {"description", request.task.description()},
+                                         {"fp32", emulation.fp32_task_value}}}};
     for (const auto& r : results) {
       nlohmann::json d = {{"datapath", r.precision.name},
                           {"spec", r.precision.spec()},
                           {"emulated_nodes", r.rewrite.emulated},
                           {"rel_l2", r.comparison.rel_l2},
                           {"argmax_changed", r.comparison.argmax_changed},
+                          {"task_value", r.comparison.task_value},
+                          {"task_drop_points", r.comparison.task_drop_points},
                           {"measured_ms_per_sample", r.ms_per_sample}};
       for (const auto& [node, why] : r.rewrite.kept_fp32) d["kept_fp32"].push_back({{"node", node}, {"reason", why}});
       for (const auto& oc : r.comparison.outputs)
@@ -172,6 +180,10 @@ int run(const Options& o) {
                   r.rewrite.emulated, r.rewrite.kept_fp32.size(), oc.rel_l2, oc.sqnr_db, oc.max_abs,
                   100 * oc.argmax_agree, r.ms_per_sample, oc.name.c_str());
     }
+    if (request.task.kind != eval::MetricKind::Agreement)
+      std::cout << "    " << request.task.description() << ": " << format_number(100 * r.comparison.task_value) << "% (FP32 "
+                << format_number(100 * emulation.fp32_task_value) << "%, drop "
+                << format_number(r.comparison.task_drop_points, 3) << " points)\n";
     // Kept nodes grouped by reason (--json lists every one).
     std::map<std::string, std::vector<std::string>> by_reason;
     for (const auto& [node, why] : r.rewrite.kept_fp32) by_reason[why].push_back(node);
@@ -201,6 +213,9 @@ Runner add_emulate(CLI::App& app) {
   cmd->add_option("--data", o->data, "Samples: test_data_set_*/input_*.pb folders, .npy/.pb files or images (default: one seeded random input)");
   cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec (as duet quantize)");
   cmd->add_option("--shape", o->shapes, "Bind an input shape for random inputs, NAME=1x3x48x320 (repeatable)");
+  cmd->add_option("--metric", o->metric,
+                  "Task metric beside the output error: agreement (default), top1[,labels=A,B,...], "
+                  "cer,keys=FILE[,spaces=ignore] or boxes (references beside the --data samples)");
   cmd->add_option("--max-samples", o->max_samples, "Use at most this many samples")->capture_default_str();
   cmd->add_option("--exclude-op", o->exclude_ops, "Keep every node of this op type (Conv, MatMul, Gemm) in FP32 (repeatable)");
   cmd->add_option("--exclude-node", o->exclude_nodes, "Keep this node in FP32 (repeatable)");

@@ -363,7 +363,7 @@ Runner add_plan(CLI::App& app) {
   cmd->add_option("--data", o->data, "Samples (test_data_set_*/input_*.pb folders, .npy/.pb files or images), with their "
                                      "labels or text beside them for task metrics; even-numbered ones search, odd ones are held out");
   cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec (as duet quantize)");
-  cmd->add_option("--metric", o->metric, "Task metric: agreement (with FP32), top1[,labels=A,B,...] or cer,keys=FILE")
+  cmd->add_option("--metric", o->metric, "Task metric: agreement (with FP32), top1[,labels=A,B,...], cer,keys=FILE[,spaces=ignore] or boxes (text detectors)")
       ->capture_default_str();
   cmd->add_option("--objective", o->objective, "latency | cost | energy | throughput | accuracy")->capture_default_str();
   cmd->add_option("--max-accuracy-drop", o->max_drop, "Points of the task metric the plan may lose against FP32")

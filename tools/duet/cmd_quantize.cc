@@ -16,6 +16,8 @@
 
 #include "commands.h"
 #include "duet/core/error.h"
+#include "duet/core/html.h"
+#include "duet/eval/metrics.h"
 #include "duet/onnx/onnx_io.h"
 #include "duet/quant/ptq.h"
 #include "duet/quant/report.h"
@@ -97,11 +99,11 @@ std::string precision_of_flags(const std::string& weights, const std::string& ac
 
 Runner add_quantize(CLI::App& app) {
   struct Options {
-    std::string model, calib, eval, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
-    std::string backend = "cpu", metric = "l2", precision;
+    std::string model, calib, eval, held_out, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
+    std::string backend = "cpu", metric = "l2", task = "agreement", precision;
     bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
-    double budget = -1, percentile = 99.999, smooth = 0;
+    double budget = -1, max_drop = -1, percentile = 99.999, smooth = 0;
     int block_size = 32, threads = 2;
     size_t max_calib = 0, max_eval = 16;
   };
@@ -160,8 +162,19 @@ Runner add_quantize(CLI::App& app) {
                   "What --accuracy-budget bounds: l2 (relative L2 output error, default) or argmax (share of output rows "
                   "whose argmax changes: classifiers, CTC recognizers)")
       ->check(CLI::IsMember({"l2", "argmax"}));
+  cmd->add_option("--metric", o->task,
+                  "Task metric measured on the evaluation samples, FP32 beside quantized: agreement (with FP32, default), "
+                  "top1[,labels=A,B,...] (labels beside the samples), cer,keys=FILE[,spaces=ignore] (CTC recognizers; reference text "
+                  "beside the samples) or boxes (text detectors: box F1 against the \"x y w h\" lines beside the samples)");
+  cmd->add_option("--max-accuracy-drop", o->max_drop,
+                  "Points of --metric the quantized model may lose against FP32: the most sensitive nodes stay FP32 until "
+                  "it holds")
+      ->check(CLI::Range(0.0, 100.0))
+      ->excludes("--accuracy-budget");
   cmd->add_flag("--sensitivity", o->sensitivity, "Rank nodes by the output error when quantized alone (implied by --accuracy-budget)");
   cmd->add_option("--eval", o->eval, "Evaluation samples (default: the first calibration samples)");
+  cmd->add_option("--held-out", o->held_out,
+                  "Held-out samples: the final model measured on all of them (task metric and L2), no choice made on them");
   cmd->add_option("--max-calib", o->max_calib, "Use at most this many calibration samples (0: all)");
   cmd->add_option("--max-eval", o->max_eval, "Evaluation samples used for sensitivity and the comparison");
   cmd->add_option("--preprocess", o->preprocess, "Image preprocessing spec for image folders, e.g. resize=48x320,keep_ratio,pad=right,scale=1/255,mean=0.5,std=0.5,order=bgr (io/preprocess.h)");
@@ -199,8 +212,13 @@ Runner add_quantize(CLI::App& app) {
     recipe.awq = o->awq;
     recipe.bias_correction = o->bias_correction;
     recipe.sensitivity = o->sensitivity;
+    recipe.task = eval::parse_metric(o->task);
     if (o->budget >= 0) recipe.accuracy_budget = o->budget;
     recipe.budget_metric = o->metric == "argmax" ? quant::Metric::Argmax : quant::Metric::L2;
+    if (o->max_drop >= 0) {
+      recipe.accuracy_budget = o->max_drop;
+      recipe.budget_metric = quant::Metric::Task;
+    }
     recipe.max_eval = o->max_eval;
     recipe.run.threads = o->threads;
     recipe.run.backend = o->backend;
@@ -210,7 +228,10 @@ Runner add_quantize(CLI::App& app) {
     if (o->max_calib && calib.count > o->max_calib) calib.count = o->max_calib;
     std::optional<quant::SampleSource> eval;
     if (!o->eval.empty()) eval = quant::sample_folder(o->eval, *model->graph, o->preprocess);
-    quant::PtqResult result = quant::quantize_post_training(*model, recipe, calib, eval ? &*eval : nullptr);
+    std::optional<quant::SampleSource> held_out;
+    if (!o->held_out.empty()) held_out = quant::sample_folder(o->held_out, *model->graph, o->preprocess);
+    quant::PtqResult result =
+        quant::quantize_post_training(*model, recipe, calib, eval ? &*eval : nullptr, held_out ? &*held_out : nullptr);
     quant::QuantReport& report = result.report;
     report.model = o->model;
     report.output = o->output;
@@ -234,9 +255,20 @@ Runner add_quantize(CLI::App& app) {
     for (auto& c : report.comparison->outputs)
       std::cout << "  " << c.name << ": relative L2 error " << c.rel_l2 << ", SQNR " << c.sqnr_db << " dB, argmax agreement "
                 << 100 * c.argmax_agree << "% of " << c.rows << " rows\n";
+    if (recipe.task.kind != eval::MetricKind::Agreement) {
+      const double fp32 = 100 * report.fp32_task_value, got = 100 * report.comparison->task_value;
+      std::cout << "  " << report.task_description << ": FP32 " << format_number(fp32) << "%, quantized " << format_number(got) << "% (drop "
+                << format_number(report.comparison->task_drop_points, 3) << " points)\n";
+    }
+    if (report.held_out)
+      std::cout << "held out, " << report.held_out_samples << " samples: " << report.task_description << ": FP32 "
+                << format_number(100 * report.fp32_held_out_value) << "%, quantized "
+                << format_number(100 * report.held_out->task_value) << "% (drop "
+                << format_number(report.held_out->task_drop_points, 3) << " points); relative L2 "
+                << format_number(report.held_out->rel_l2, 3) << "\n";
     if (report.budget)
-      std::cout << "accuracy budget " << *report.budget << " (" << o->metric << "): error " << report.budget_error << " with "
-                << result.kept_float.size() << " node(s) kept in FP32\n";
+      std::cout << "accuracy budget " << *report.budget << " (" << report.budget_metric << "): error " << report.budget_error
+                << " with " << result.kept_float.size() << " node(s) kept in FP32\n";
     if (!report.sensitivity.empty()) {
       std::cout << "most sensitive nodes:";
       for (size_t i = 0; i < std::min<size_t>(5, report.sensitivity.size()); ++i)

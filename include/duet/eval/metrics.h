@@ -9,7 +9,16 @@
 //              the sample's reference text: edit distance / reference length,
 //              summed over samples (keys=FILE: one character per line, index 0
 //              is the CTC blank and the last index a space, as PaddleOCR's
-//              ppocr_keys_v1.txt is read).
+//              ppocr_keys_v1.txt is read); spaces=ignore drops spaces from
+//              both texts first.
+//   boxes      a text detector's probability map ([1, 1, H, W]) after the
+//              standard DB post-processing — threshold the map, 8-connected
+//              components, each one's axis-aligned box kept when its mean
+//              probability reaches box_threshold, expanded by the unclip
+//              offset area x ratio / perimeter — matched one to one at IoU >=
+//              iou against the reference boxes (one "x y w h [text]" line per
+//              box): F1 of the matches, summed over samples (precision and
+//              recall from the same counts).
 //   agreement  with FP32: for outputs with several classes on the last axis the
 //              share of rows whose argmax is FP32's; otherwise 1 - mean relative L2.
 //
@@ -28,12 +37,15 @@
 
 namespace duet::eval {
 
-enum class MetricKind { Agreement, Top1, Cer };
+enum class MetricKind { Agreement, Top1, Cer, Boxes };
 
 struct TaskMetric {
   MetricKind kind = MetricKind::Agreement;
   std::vector<std::string> labels;  // top1: class names in output order; cer: the CTC keys (index 1..)
   std::string keys_path;            // cer: where the keys came from
+  bool ignore_spaces = false;       // cer,spaces=ignore: spaces removed from both texts before the edit distance
+  // boxes: DB post-processing (PaddleOCR's defaults) and the match threshold.
+  double threshold = 0.3, box_threshold = 0.6, unclip_ratio = 1.5, iou = 0.5;
 
   std::string name() const;          // "top1", "cer", "agreement"
   bool needs_references() const { return kind != MetricKind::Agreement; }
@@ -42,7 +54,10 @@ struct TaskMetric {
   bool lower_is_better() const { return kind == MetricKind::Cer; }
 };
 
-// "agreement" | "top1[,labels=A,B,...]" | "cer,keys=FILE". One clear error otherwise.
+// "agreement" | "top1[,labels=A,B,...]" | "cer,keys=FILE[,spaces=ignore]" |
+// "boxes[,threshold=T,box_threshold=B,unclip=R,iou=I]". One clear error otherwise.
+// spaces=ignore: for recognizers that drop or add the spaces between words
+// (PP-OCR's Chinese recognizer on Latin text), whose CER would count them.
 TaskMetric parse_metric(const std::string& text);
 
 // The reference text of a sample (see above); throws naming the file when absent.
@@ -50,6 +65,18 @@ std::string reference_text(const std::string& sample_path);
 
 // CTC greedy decode of one [1, T, C] (or [T, C]) probability/logit tensor.
 std::string ctc_greedy_decode(const Tensor& scores, const std::vector<std::string>& keys);
+
+// Text boxes, axis-aligned, in pixels of the probability map.
+struct Box {
+  double x = 0, y = 0, w = 0, h = 0;
+};
+double iou(const Box& a, const Box& b);
+// DB post-processing of one probability map ([1, 1, H, W], [1, H, W] or [H, W]).
+std::vector<Box> detect_boxes(const Tensor& probability, const TaskMetric& metric);
+// Reference boxes: one "x y w h [text]" line per box (what the renderer writes for pages).
+std::vector<Box> parse_boxes(const std::string& text);
+// Greedy one-to-one matching by IoU (largest first) at >= threshold: the number matched.
+int64_t match_boxes(const std::vector<Box>& predicted, const std::vector<Box>& reference, double threshold);
 
 // Levenshtein distance between the UTF-8 code point sequences of a and b.
 int64_t edit_distance(const std::string& a, const std::string& b);
@@ -63,13 +90,18 @@ class Accumulator {
   // (agreement) — may be empty for the others; text: the sample's reference (top1, cer).
   void add(const std::vector<Tensor>& outputs, const std::vector<Tensor>& reference, const std::string& text);
   size_t samples() const { return samples_; }
-  double value() const;  // top1: accuracy; cer: CER; agreement: the agreement
+  double value() const;  // top1: accuracy; cer: CER; boxes: F1; agreement: the agreement
   double score() const;  // higher is better: value, or 1 - CER
+  // boxes: the counts behind F1 (matched, predicted, reference boxes).
+  int64_t matched() const { return matched_; }
+  int64_t predicted() const { return predicted_; }
+  int64_t references() const { return references_; }
 
  private:
   TaskMetric metric_;
   size_t samples_ = 0;
   double num_ = 0, den_ = 0;
+  int64_t matched_ = 0, predicted_ = 0, references_ = 0;
 };
 
 }  // namespace duet::eval

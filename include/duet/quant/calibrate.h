@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "duet/core/tensor.h"
+#include "duet/eval/metrics.h"
 #include "duet/ir/graph.h"
 #include "duet/quant/observer.h"
 #include "duet/quant/quantize.h"
@@ -77,19 +78,29 @@ struct OutputComparison {
 // What accuracy budgets bound. L2: mean relative L2 error over outputs.
 // Argmax: share of rows (last axis, outputs with more than one column) whose
 // argmax changed, plus 1e-3 x the L2 figure to order nodes that change none
-// (classifiers, CTC recognizers: the decision is the argmax).
-enum class Metric { L2, Argmax };
+// (classifiers, CTC recognizers: the decision is the argmax). Task: the drop
+// of the evaluator's task metric (eval/metrics.h: top-1 against labels, CER
+// against reference text) in points against FP32, plus 1e-3 x the L2 figure.
+enum class Metric { L2, Argmax, Task };
 
 struct Comparison {
   std::vector<OutputComparison> outputs;
   double error = 0;  // by the evaluator's metric: the number accuracy budgets bound
   double rel_l2 = 0, argmax_changed = 0;
+  // The evaluator's task metric on these outputs: its value (accuracy, CER or
+  // agreement), and the drop of its score against FP32 in points (x100).
+  double task_value = 0, task_drop_points = 0;
 };
 
 class Evaluator {
  public:
-  Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run, Metric metric = Metric::L2);
+  // `task`: what the comparisons also measure (agreement with FP32 unless a
+  // metric that reads each sample's reference, whose absence is one error).
+  Evaluator(const ir::Model& fp32, const SampleSource& data, size_t max_samples, RunOptions run, Metric metric = Metric::L2,
+            eval::TaskMetric task = {});
   size_t samples() const { return feeds_.size(); }
+  const eval::TaskMetric& task() const { return task_; }
+  double fp32_task_value() const { return fp32_value_; }  // the task metric of FP32 itself
   Comparison compare(const ir::Model& candidate) const;
 
   // SQNR (dB) per activation tensor of the plan: "isolated" = the tensor's own
@@ -107,6 +118,9 @@ class Evaluator {
                                              const std::map<std::string, Tensor>& feeds) const;
   RunOptions run_;
   Metric metric_;
+  eval::TaskMetric task_;
+  double fp32_value_ = 0, fp32_score_ = 0;
+  std::vector<std::string> texts_;  // each sample's reference (task metrics that read one)
   std::vector<std::map<std::string, Tensor>> feeds_;
   std::vector<std::vector<Tensor>> reference_;  // FP32 outputs per sample
   std::vector<std::string> output_names_;

@@ -30,6 +30,7 @@ struct EmulationRequest {
   std::vector<std::string> precisions = {"bf16", "fp16", "fp8", "int8"};  // numerics::Precision texts
   passes::EmulateOptions rewrite;  // op types / nodes kept in FP32 (op types: matrix ops with an emulated form)
   size_t max_samples = 8;
+  eval::TaskMetric task;           // measured beside FP32's (Comparison::task_value); agreement by default
   RunOptions run;                  // executor of the FP32 parts
   bool keep_models = false;        // keep each emulated model (EmulatedPrecision::model)
   Progress progress;  // stage: the precision being emulated; done of total precisions
@@ -45,6 +46,7 @@ struct EmulatedPrecision {
 
 struct EmulationResult {
   size_t samples = 0;
+  double fp32_task_value = 1;  // the request's task metric of FP32 on the samples
   std::vector<EmulatedPrecision> precisions;
 };
 

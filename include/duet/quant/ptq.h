@@ -36,8 +36,9 @@ struct Recipe {
   std::vector<double> awq_alphas = {0.0, 0.25, 0.5, 0.75, 1.0};
   bool bias_correction = false;        // Conv biases absorb the mean shift of their weight rounding
   bool sensitivity = false;            // rank nodes by their error when quantized alone (implied by a budget)
-  std::optional<double> accuracy_budget;
+  std::optional<double> accuracy_budget;  // in the unit of budget_metric (Task: points of `task`)
   Metric budget_metric = Metric::L2;
+  eval::TaskMetric task;               // measured on the evaluation samples beside FP32 (agreement by default)
   size_t max_eval = 16;                // evaluation samples for the choices and the comparison
   RunOptions run;                      // threads, backend of the calibration and evaluation runs
   Progress progress;  // stages: channel statistics, channel means, calibrating, sensitivity...
@@ -50,12 +51,15 @@ struct PtqResult {
   std::set<std::string> kept_float;           // planned nodes the accuracy budget kept in float
 };
 
-// `eval`: evaluation samples (nullptr: the first calibration samples). Throws
+// `eval`: evaluation samples (nullptr: the first calibration samples), which
+// the choices (auto ranges, AWQ, the budget) are made on; `held_out`: samples
+// no choice sees, all of them measured once on the final model (the figure to
+// quote). Throws
 // duet::Error with one line for a recipe that cannot apply (a precision a
 // QDQ model cannot state (check_quantizable), AWQ without INT4 weights,
 // nothing to quantize, an override naming a tensor that is not quantized).
 PtqResult quantize_post_training(const ir::Model& model, const Recipe& recipe, const SampleSource& calibration,
-                                 const SampleSource* eval = nullptr);
+                                 const SampleSource* eval = nullptr, const SampleSource* held_out = nullptr);
 
 
 }  // namespace duet::quant

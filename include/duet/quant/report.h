@@ -32,7 +32,14 @@ struct QuantReport {
   double budget_error = 0;
   std::vector<std::pair<size_t, double>> budget_trace;  // (nodes kept float, error)
   std::vector<Evaluator::TensorSqnr> sqnr;
-  std::optional<Comparison> comparison;
+  std::optional<Comparison> comparison;  // its task_value is the quantized model's task metric
+  std::string task_metric = "agreement", task_description = "agreement with FP32";
+  bool task_lower_is_better = false;
+  double fp32_task_value = 1;  // the task metric of the FP32 model on the evaluation samples
+  // Held-out samples (no choice saw them): the final model measured on all of them.
+  std::optional<Comparison> held_out;
+  size_t held_out_samples = 0;
+  double fp32_held_out_value = 1;
 };
 
 nlohmann::json to_json(const QuantReport& r);

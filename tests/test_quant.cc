@@ -472,7 +472,7 @@ TEST(QuantizeCli, TakesAPrecisionTextAndSaysWhatRanInItsJson) {
   const auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["duet"]["command"], "quantize");
   EXPECT_EQ(j["duet"]["options"]["--precision"], "w8a16");
-  EXPECT_EQ(j["duet"]["options"]["--method"], "entropy");  // defaults are reported too
+  EXPECT_EQ(j["duet"]["options"]["--method"], "percentile");  // defaults are reported too
   r = run_command(cli() + " quantize " + model + " --calib " + source_dir() + "/data/samples/cls -o " + out +
                   " --precision bf16");
   EXPECT_NE(r.exit_code, 0);

@@ -136,7 +136,8 @@ std::map<std::string, Range> choose_ranges_by_error(const ir::Model& prepared, c
                                                     const QuantizeOptions& options, const Evaluator& eval,
                                                     std::map<std::string, std::string>* chosen,
                                                     const std::function<void(size_t, size_t)>& progress) {
-  const std::vector<Method> methods = {Method::Entropy, Method::Mse, Method::Percentile, Method::MinMax};
+  // The walk starts from the default (percentile) ranges and keeps a tensor's start unless another measures better.
+  const std::vector<Method> methods = {Method::Percentile, Method::Mse, Method::Entropy, Method::MinMax};
   std::map<Method, std::map<std::string, Range>> candidates;
   for (Method m : methods) {
     QuantizeOptions o = options;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 #include <memory>
+#include <sstream>
 
 #include "duet/core/error.h"
 #include "duet/core/process.h"
@@ -38,6 +39,30 @@ std::unique_ptr<ir::Model> search_awq(const ir::Model& prepared, const Plan& pla
     if (e < best) best = e, report.smooth_alpha = alpha, best_model = std::move(candidate), report.smoothed = n;
   }
   return best_model;
+}
+
+// A loss against FP32 beyond what a user would accept unknowingly: more than
+// one point of a task metric, or five of plain agreement (a CTC recognizer's
+// frames move by a few percent while its text stays right). Names the
+// activation ranges that cost the most on their own.
+void warn_if_large_loss(QuantReport& report) {
+  if (!report.comparison) return;
+  const Comparison& c = report.held_out ? *report.held_out : *report.comparison;
+  const bool task = report.task_metric != "agreement";
+  if (c.task_drop_points <= (task ? 1.0 : 5.0)) return;
+  std::vector<Evaluator::TensorSqnr> weakest = report.sqnr;
+  std::sort(weakest.begin(), weakest.end(), [](auto& a, auto& b) { return a.isolated_db < b.isolated_db; });
+  std::ostringstream w;
+  w.precision(3);
+  w << "the quantized model loses " << c.task_drop_points << " points of " << report.task_description << " against FP32 (measured on "
+    << (report.held_out ? report.held_out_samples : report.evaluation_samples) << " samples)";
+  if (!weakest.empty()) {
+    w << "; the activation ranges that cost the most alone:";
+    for (size_t i = 0; i < std::min<size_t>(3, weakest.size()); ++i)
+      w << (i ? ", " : " ") << weakest[i].tensor << " (" << weakest[i].isolated_db << " dB)";
+  }
+  w << "; try another --method, --max-accuracy-drop or --exclude-nodes";
+  report.warnings.push_back(w.str());
 }
 
 }  // namespace
@@ -128,6 +153,7 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
     report.held_out_samples = measure.samples();
     report.fp32_held_out_value = measure.fp32_task_value();
   }
+  warn_if_large_loss(report);
   return out;
 }
 

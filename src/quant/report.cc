@@ -101,6 +101,7 @@ nlohmann::json to_json(const QuantReport& r) {
   }
   for (auto& s : r.sqnr)
     j["tensor_sqnr_db"].push_back({{"tensor", s.tensor}, {"isolated", finite_or_null(s.isolated_db)}, {"accumulated", finite_or_null(s.accumulated_db)}});
+  j["warnings"] = r.warnings;
   if (r.comparison) {
     j["task_metric"] = {{"metric", r.task_metric},
                         {"description", r.task_description},
@@ -148,6 +149,7 @@ std::string html_report(const QuantReport& r) {
     o << "<tr><th>accuracy budget</th><td>output error (" << esc(r.budget_metric) << ") &le; " << fmt(*r.budget) << ": reached " << fmt(r.budget_error)
       << " with " << r.precision.size() - quantized << " node(s) in FP32</td></tr>";
   o << "</table>";
+  for (const auto& w : r.warnings) o << "<p><b>Warning:</b> " << esc(w) << "</p>";
   if (r.comparison) {
     o << "<h2>Task metric (measured)</h2><table><tr><th>metric</th><th>FP32</th><th>quantized</th><th>drop (points)</th></tr><tr><td>"
       << esc(r.task_description) << " (%, " << r.evaluation_samples << " evaluation samples)</td><td>" << fmt(100 * r.fp32_task_value)

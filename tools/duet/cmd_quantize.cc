@@ -99,7 +99,7 @@ std::string precision_of_flags(const std::string& weights, const std::string& ac
 
 Runner add_quantize(CLI::App& app) {
   struct Options {
-    std::string model, calib, eval, held_out, output, report, preprocess, method = "entropy", weights = "int8", activations = "int8";
+    std::string model, calib, eval, held_out, output, report, preprocess, method = "percentile", weights = "int8", activations = "int8";
     std::string backend = "cpu", metric = "l2", task = "agreement", precision;
     bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
@@ -112,8 +112,9 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("model", o->model, "ONNX model (FP32)")->required();
   cmd->add_option("--calib", o->calib, "Calibration samples: test_data_set_*/input_*.pb folders, .npy/.pb files or images")->required();
   cmd->add_option("-o,--output", o->output, "Quantized model to write (.onnx)")->required();
-  cmd->add_option("--method", o->method, "Calibration: minmax, ema, percentile, entropy (TensorRT KL, default), mse, or auto (per tensor, the "
-                  "candidate with the smallest measured output error on the evaluation samples)")
+  cmd->add_option("--method", o->method, "Calibration: percentile (default: --percentile of the values inside the range), minmax, ema, entropy "
+                  "(TensorRT KL), mse, or auto (per tensor, the candidate with the smallest measured output error on the "
+                  "evaluation samples)")
       ->check(CLI::IsMember({"minmax", "ema", "percentile", "entropy", "mse", "auto"}));
   cmd->add_option("--percentile", o->percentile, "percentile method: share of values kept inside the range, in %")
       ->check(CLI::Range(50.0, 100.0));
@@ -192,7 +193,7 @@ Runner add_quantize(CLI::App& app) {
     quant::check_quantizable(qo.precision);  // before the model and the samples load
     auto model = onnx_io::load_model(o->model);
     recipe.auto_method = o->method == "auto";
-    qo.calibration.method = recipe.auto_method ? quant::Method::Entropy : quant::parse_method(o->method);
+    qo.calibration.method = recipe.auto_method ? quant::Method::Percentile : quant::parse_method(o->method);
     qo.calibration.percentile = o->percentile;
     qo.symmetric_activations = o->symmetric;
     qo.quantize_outputs = o->quantize_outputs;
@@ -238,6 +239,7 @@ Runner add_quantize(CLI::App& app) {
     const quant::QuantizedModel& q = result.quantized;
     onnx_io::save_model(*q.model, o->output);
     if (!o->report.empty()) duet::report::write_report(o->report, quant::html_report(report), quant::report_data(report));
+    for (const auto& w : report.warnings) note("quantize", w, LogLevel::Warning);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     if (o->json) {
       auto j = quant::to_json(report);

@@ -40,6 +40,9 @@ struct QuantReport {
   std::optional<Comparison> held_out;
   size_t held_out_samples = 0;
   double fp32_held_out_value = 1;
+  // Measured trouble worth a user's attention (a large loss against FP32 and
+  // the tensors it likely comes from), one line each.
+  std::vector<std::string> warnings;
 };
 
 nlohmann::json to_json(const QuantReport& r);

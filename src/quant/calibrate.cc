@@ -122,6 +122,41 @@ std::map<std::string, std::vector<float>> channel_statistics(const ir::Model& pr
   return amax;
 }
 
+std::map<std::string, std::vector<double>> input_gram(const ir::Model& prepared, const std::map<std::string, int64_t>& tensors,
+                                                      const SampleSource& data, const RunOptions& run) {
+  std::vector<std::string> names;
+  for (auto& [name, _] : tensors) names.push_back(name);
+  Runner runner(prepared, names, run);
+  std::map<std::string, std::vector<double>> grams;
+  for (auto& [name, k] : tensors) grams[name].assign(static_cast<size_t>(k * k), 0.0);
+  for (size_t s = 0; s < data.count; ++s) {
+    const auto outputs = runner.run(data.load(s));
+    for (auto& [name, k] : tensors) {
+      const Tensor& t = outputs.at(name);
+      DUET_CHECK(t.dtype() == DType::Float32 && t.rank() >= 1 && t.dim(-1) == k, "GPTQ: tensor '", name, "' is ",
+                 t.describe(), ", expected float rows of ", k);
+      std::vector<double>& g = grams[name];
+      const float* x = t.data<float>();
+      for (int64_t row = 0; row < t.numel() / k; ++row) {
+        const float* v = x + row * k;
+        for (int64_t i = 0; i < k; ++i) {
+          const double vi = v[i];
+          if (vi == 0) continue;
+          double* gi = g.data() + i * k;
+          for (int64_t j = 0; j <= i; ++j) gi[j] += vi * v[j];
+        }
+      }
+    }
+    if (run.progress) run.progress(s + 1, data.count);
+  }
+  for (auto& [name, k] : tensors) {  // the upper triangle from the lower
+    std::vector<double>& g = grams[name];
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = i + 1; j < k; ++j) g[i * k + j] = g[j * k + i];
+  }
+  return grams;
+}
+
 std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& o) {
   RangeOptions ro = o.calibration;
   // FP8 and symmetric INT8 ranges are symmetric about 0: signed level counts.

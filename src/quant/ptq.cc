@@ -8,6 +8,7 @@
 
 #include "duet/core/error.h"
 #include "duet/core/process.h"
+#include "duet/ops/registry.h"
 #include "scheme.h"
 
 namespace duet::quant {
@@ -105,6 +106,25 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
     pass.progress = stage(r, "channel means");
     qo.input_means = channel_statistics(*prepared, smoothable_tensors(*prepared, plan), calib, pass, ChannelStat::Mean);
   }
+  if (r.gptq) {  // X^T X of each MatMul/Gemm data input with a constant 2-D weight, after any smoothing
+    std::map<std::string, int64_t> inputs;
+    for (const auto& name : plan.nodes) {
+      const ir::Node* n = nullptr;
+      for (auto& node : prepared->graph->nodes)
+        if (node->name == name) n = node.get();
+      if (!n || (n->op_type != "MatMul" && n->op_type != "Gemm") || n->attr_int("transA", 0) != 0) continue;
+      const ops::MatrixTraits* traits = ops::matrix_traits(*n);
+      const Tensor* w = n->inputs.size() > 1 ? prepared->graph->constant(n->inputs[1]) : nullptr;
+      if (!traits || traits->weight_input != 1 || !w || w->rank() != 2) continue;
+      const ops::WeightAxes axes = traits->weight_axes(*n, 2);
+      if (axes.reduce >= 0) inputs[n->inputs[0]->name] = w->dim(static_cast<int>(axes.reduce));
+    }
+    DUET_CHECK(!inputs.empty(), "--rounding gptq rounds MatMul/Gemm weights; the plan has no MatMul or Gemm with a constant 2-D weight");
+    RunOptions pass = r.run;
+    pass.progress = stage(r, "GPTQ statistics");
+    qo.gptq_grams = input_gram(*prepared, inputs, calib, pass);
+    report.rounding = "gptq";
+  }
   for (auto& [name, _] : qo.overrides)
     DUET_CHECK(std::find(plan.activations.begin(), plan.activations.end(), name) != plan.activations.end(), "--override: '",
                name, "' is not an activation tensor that gets quantized");
@@ -144,6 +164,7 @@ PtqResult quantize_post_training(const ir::Model& model, const Recipe& r, const 
   }
   out.quantized = quantize_model(*prepared, plan, ranges, qo, {}, keep_float);
   report.precision = out.quantized.precision;
+  report.rounding_error = out.quantized.rounding;
   report.ranges = ranges;
   report.comparison = eval.compare(*out.quantized.model);
   if (!ranges.empty()) report.sqnr = eval.tensor_sqnr(*prepared, out.quantized, ranges, qo);

@@ -15,6 +15,7 @@
 #include "duet/passes/precision.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/upgrade_opset.h"
+#include "duet/quant/gptq.h"
 #include "scheme.h"
 
 namespace duet::quant {
@@ -349,6 +350,58 @@ std::vector<float> channel_amax(const Tensor& w, int axis) {
   return amax;
 }
 
+// GPTQ rounding of a 2-D INT8 or INT4 weight against its input's X^T X:
+// the same scale layouts as round-to-nearest below.
+QuantWeight quantize_weight_gptq(const Tensor& w, const WeightSlot& slot, const QuantizeOptions& options,
+                                 const std::vector<double>& gram, QuantizedModel::Rounding* figure) {
+  const numerics::Precision& p = options.precision;
+  const auto& d = w.dims();
+  const int64_t k = d[slot.reduce_axis], n = d[slot.axis];
+  const float* x = w.data<float>();
+  std::vector<float> rows(static_cast<size_t>(n * k));  // [N][K]
+  for (int64_t c = 0; c < n; ++c)
+    for (int64_t i = 0; i < k; ++i) rows[c * k + i] = slot.reduce_axis == 0 ? x[i * n + c] : x[c * k + i];
+  GptqOptions go;
+  const bool int4 = scheme::int4_weights(p);
+  if (int4) {
+    go.qmin = -8, go.qmax = 7, go.block = p.block;
+  } else {
+    go.qmax = options.reduce_range ? 63.0f : 127.0f;
+    go.qmin = -go.qmax;
+    go.per_tensor = !scheme::per_channel_weights(p);
+  }
+  const GptqResult g = gptq_round(rows.data(), n, k, gram, go);
+  if (figure) *figure = {g.nearest_relative_error, g.relative_error};
+  QuantWeight r;
+  std::vector<int8_t> q(static_cast<size_t>(w.numel()));
+  for (int64_t c = 0; c < n; ++c)
+    for (int64_t i = 0; i < k; ++i) q[slot.reduce_axis == 0 ? i * n + c : c * k + i] = g.q[c * k + i];
+  if (int4) {
+    const int64_t blocks = (k + p.block - 1) / p.block;
+    Dims sd = d;
+    sd[slot.reduce_axis] = blocks;
+    r.scale = Tensor(DType::Float32, sd);
+    for (int64_t c = 0; c < n; ++c)
+      for (int64_t b = 0; b < blocks; ++b)
+        r.scale.data<float>()[slot.reduce_axis == 0 ? b * n + c : c * blocks + b] = g.scales[c * blocks + b];
+    r.q = Tensor(DType::Int4, d);
+    numerics::pack_int4(q.data(), q.size(), r.q.data<uint8_t>());
+    r.axis = slot.reduce_axis;
+    r.block_size = p.block;
+    return r;
+  }
+  r.q = Tensor(DType::Int8, d);
+  std::copy(q.begin(), q.end(), r.q.data<int8_t>());
+  r.scales = g.scales;
+  if (go.per_tensor) {
+    r.scale = Tensor::scalar<float>(r.scales[0]);
+  } else {
+    r.scale = Tensor::from_vector<float>(r.scales, {n});
+    r.axis = slot.axis;
+  }
+  return r;
+}
+
 QuantWeight quantize_weight(const Tensor& w, const WeightSlot& slot, const QuantizeOptions& options) {
   QuantWeight r;
   const auto& d = w.dims();
@@ -553,7 +606,12 @@ QuantizedModel quantize_model(const ir::Model& prepared, const Plan& plan, const
     const std::string key = wv->name + "/" + std::to_string(slot->axis) + "/" + std::to_string(slot->reduce_axis);
     auto it = weights.find(key);
     if (it == weights.end()) {
-      QuantWeight qw = quantize_weight(*constant(g, wv), *slot, o);
+      const Tensor& wt = *constant(g, wv);
+      const auto data_in = original.find(n->inputs[0]);
+      const auto gram = o.gptq_grams.find(data_in != original.end() ? data_in->second : n->inputs[0]->name);
+      const bool gptq = gram != o.gptq_grams.end() && wt.rank() == 2 && !scheme::fp8_weights(p);
+      QuantWeight qw = gptq ? quantize_weight_gptq(wt, *slot, o, gram->second, &result.rounding[n->name])
+                            : quantize_weight(wt, *slot, o);
       Value* q = add_initializer(g, wv->name + "_quantized", qw.q);
       Value* scale = add_initializer(g, wv->name + "_scale", qw.scale);
       Value* zp = nullptr;

@@ -102,6 +102,9 @@ nlohmann::json to_json(const QuantReport& r) {
   for (auto& s : r.sqnr)
     j["tensor_sqnr_db"].push_back({{"tensor", s.tensor}, {"isolated", finite_or_null(s.isolated_db)}, {"accumulated", finite_or_null(s.accumulated_db)}});
   j["warnings"] = r.warnings;
+  j["rounding"]["method"] = r.rounding;
+  for (auto& [node, e] : r.rounding_error)
+    j["rounding"]["layers"].push_back({{"node", node}, {"nearest_rel_error", e.nearest}, {"gptq_rel_error", e.gptq}});
   if (r.comparison) {
     j["task_metric"] = {{"metric", r.task_metric},
                         {"description", r.task_description},
@@ -165,6 +168,14 @@ std::string html_report(const QuantReport& r) {
     for (auto& c : r.comparison->outputs)
       o << "<tr><td>" << esc(c.name) << "</td><td>" << fmt(c.rel_l2) << "</td><td>" << fmt(c.sqnr_db, 3) << "</td><td>"
         << fmt(c.max_abs) << "</td><td>" << fmt(100 * c.argmax_agree, 4) << "% of " << c.rows << "</td></tr>";
+    o << "</table>";
+  }
+  if (!r.rounding_error.empty()) {
+    o << "<h2>Weight rounding: GPTQ against round-to-nearest (measured)</h2><p>Each layer's output error on the "
+         "calibration inputs relative to its output, ||(W<sub>q</sub> &minus; W) X|| / ||W X||.</p><table><tr><th>node</th>"
+         "<th>round to nearest</th><th>GPTQ</th></tr>";
+    for (auto& [node, e] : r.rounding_error)
+      o << "<tr><td>" << esc(node) << "</td><td>" << fmt(e.nearest) << "</td><td>" << fmt(e.gptq) << "</td></tr>";
     o << "</table>";
   }
   if (!r.sensitivity.empty()) o << "<h2>Sensitivity: output error with only this node quantized</h2>" << report::svg(sensitivity_chart(r));

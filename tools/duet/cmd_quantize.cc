@@ -100,7 +100,7 @@ std::string precision_of_flags(const std::string& weights, const std::string& ac
 Runner add_quantize(CLI::App& app) {
   struct Options {
     std::string model, calib, eval, held_out, output, report, preprocess, method = "percentile", weights = "int8", activations = "int8";
-    std::string backend = "cpu", metric = "l2", task = "agreement", precision;
+    std::string backend = "cpu", metric = "l2", task = "agreement", precision, rounding = "nearest";
     bool per_tensor = false, symmetric = false, quantize_outputs = false, reduce_range = false, awq = false, bias_correction = false, json = false, sensitivity = false;
     std::vector<std::string> exclude, exclude_nodes, op_types, overrides;
     double budget = -1, max_drop = -1, percentile = 99.999, smooth = 0;
@@ -141,6 +141,10 @@ Runner add_quantize(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--bias-correction", o->bias_correction,
                  "Correct each Conv's bias for the mean output shift its weight rounding causes (per-channel input means)");
+  cmd->add_option("--rounding", o->rounding,
+                  "Weight rounding: nearest (default) or gptq (MatMul/Gemm weights, INT8 or INT4: second-order error "
+                  "compensation against the layer's inputs on the calibration data; per-layer error in the report)")
+      ->check(CLI::IsMember({"nearest", "gptq"}));
   cmd->add_flag("--awq", o->awq,
                  "INT4: activation-aware scales (AWQ-style): search alpha in s = mean|x|^alpha by measured output error");
   cmd->add_flag("--reduce-range", o->reduce_range,
@@ -212,6 +216,7 @@ Runner add_quantize(CLI::App& app) {
     recipe.smooth = o->smooth;
     recipe.awq = o->awq;
     recipe.bias_correction = o->bias_correction;
+    recipe.gptq = o->rounding == "gptq";
     recipe.sensitivity = o->sensitivity;
     recipe.task = eval::parse_metric(o->task);
     if (o->budget >= 0) recipe.accuracy_budget = o->budget;
@@ -261,6 +266,14 @@ Runner add_quantize(CLI::App& app) {
       const double fp32 = 100 * report.fp32_task_value, got = 100 * report.comparison->task_value;
       std::cout << "  " << report.task_description << ": FP32 " << format_number(fp32) << "%, quantized " << format_number(got) << "% (drop "
                 << format_number(report.comparison->task_drop_points, 3) << " points)\n";
+    }
+    if (!report.rounding_error.empty()) {
+      double nearest = 0, gptq = 0;
+      for (auto& [_, e] : report.rounding_error) nearest += e.nearest, gptq += e.gptq;
+      const double n = static_cast<double>(report.rounding_error.size());
+      std::cout << "GPTQ rounding of " << report.rounding_error.size() << " layer(s): mean relative output error "
+                << format_number(nearest / n, 3) << " to nearest -> " << format_number(gptq / n, 3)
+                << " (each layer on the calibration inputs)\n";
     }
     if (report.held_out)
       std::cout << "held out, " << report.held_out_samples << " samples: " << report.task_description << ": FP32 "

@@ -50,6 +50,13 @@ std::map<std::string, std::vector<float>> channel_statistics(const ir::Model& pr
 
 // Ranges per tensor by the options' method, with the level counts the
 // activation format implies.
+// X^T X of each tensor's rows (the last axis, of length K, is one input
+// vector; every other index is a row), summed over the samples: K x K,
+// row-major — the Hessian GPTQ rounds a reader's weights against (gptq.h).
+// Memory: K^2 doubles per tensor, flat in the sample count.
+std::map<std::string, std::vector<double>> input_gram(const ir::Model& prepared, const std::map<std::string, int64_t>& tensors,
+                                                      const SampleSource& data, const RunOptions& run = {});
+
 std::map<std::string, Range> choose_ranges(const std::map<std::string, Observer>& observers, const QuantizeOptions& options);
 
 class Evaluator;

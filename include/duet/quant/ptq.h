@@ -35,6 +35,7 @@ struct Recipe {
   bool awq = false;                    // INT4: activation-aware scales, alpha searched by measured error
   std::vector<double> awq_alphas = {0.0, 0.25, 0.5, 0.75, 1.0};
   bool bias_correction = false;        // Conv biases absorb the mean shift of their weight rounding
+  bool gptq = false;                   // MatMul/Gemm weights rounded by GPTQ against their inputs' X^T X (gptq.h)
   bool sensitivity = false;            // rank nodes by their error when quantized alone (implied by a budget)
   std::optional<double> accuracy_budget;  // in the unit of budget_metric (Task: points of `task`)
   Metric budget_metric = Metric::L2;

@@ -77,6 +77,10 @@ struct QuantizeOptions {
   // data tensor (name -> values); the Conv's bias absorbs -sum_c (W_q - W) mu_c,
   // the mean shift its INT8 weight rounding causes.
   std::map<std::string, std::vector<float>> input_means;
+  // GPTQ rounding (gptq.h): a MatMul/Gemm data tensor -> X^T X over the
+  // calibration data (input_gram); the 2-D INT8 or INT4 weights of the nodes
+  // reading it are rounded by GPTQ against it instead of to nearest.
+  std::map<std::string, std::vector<double>> gptq_grams;
 };
 
 // Standard-ONNX clean-up that quantization wants (constant folding, no-op
@@ -120,6 +124,12 @@ struct QuantizedModel {
   // copy in the quantized model (what quantized readers see).
   std::map<std::string, std::string> dequantized;
   std::map<std::string, std::string> precision;  // node name -> its numerics::Precision text ("int8", ...) or "fp32"
+  // GPTQ-rounded nodes: the layer's relative output error on the calibration
+  // inputs, ||(W_q - W) X|| / ||W X||, rounded to nearest and by GPTQ.
+  struct Rounding {
+    double nearest = 0, gptq = 0;
+  };
+  std::map<std::string, Rounding> rounding;
 };
 
 // The integer grid an activation range maps to (INT8 symmetric or UINT8

@@ -43,6 +43,9 @@ struct QuantReport {
   // Measured trouble worth a user's attention (a large loss against FP32 and
   // the tensors it likely comes from), one line each.
   std::vector<std::string> warnings;
+  // Weight rounding: "nearest", or "gptq" with each GPTQ-rounded layer's output error both ways.
+  std::string rounding = "nearest";
+  std::map<std::string, QuantizedModel::Rounding> rounding_error;
 };
 
 nlohmann::json to_json(const QuantReport& r);

@@ -8,10 +8,14 @@
 #include <functional>
 #include <random>
 
+#include "duet/onnx/onnx_io.h"
+#include "duet/passes/optimize.h"
 #include "duet/passes/shape_inference.h"
+#include "duet/passes/upgrade_opset.h"
 #include "duet/runtime/session.h"
 #include "duet/train/autodiff.h"
 #include "duet/train/graph_builder.h"
+#include "test_util.h"
 
 using namespace duet;
 using train::attr_float;
@@ -130,6 +134,70 @@ TEST(Autodiff, Activations) {
   check_gradients(unary("LeakyRelu", {attr_float("alpha", 0.2f)}), {{"x", x}});
   check_gradients(unary("Log"), {{"x", random_double({3, 5}, 4, 0.5, 3)}});
   check_gradients(unary("Sqrt"), {{"x", random_double({3, 5}, 4, 0.5, 3)}});
+}
+
+TEST(Autodiff, PiecewiseLinearActivationsOfMobileNetsAndPaddleOcr) {
+  const Tensor x = random_double({3, 5}, 31, -4, 4);
+  check_gradients(unary("HardSigmoid", {attr_float("alpha", 0.2f), attr_float("beta", 0.5f)}), {{"x", x}});
+  check_gradients(unary("HardSwish"), {{"x", x}}, 17);
+  // Clip with both bounds, and with the lower one only (gradients need opset 13: bounds are inputs).
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Clip", {v[0], b.initializer("lo", Tensor::scalar<double>(-1.5)), b.initializer("hi", Tensor::scalar<double>(2.0))});
+      },
+      {{"x", x}});
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Clip", {v[0], b.initializer("lo", Tensor::scalar<double>(0.0))});
+      },
+      {{"x", x}});
+}
+
+TEST(Autodiff, ConvTransposeWithStridesPadsGroupsAndOutputPadding) {
+  // PP-OCR's detector upsamples by 2 with 2x2 kernels; here odd sizes, pads, dilation and groups too.
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("ConvTranspose", {v[0], v[1], v[2]},
+                      {attr_ints("strides", {2, 2}), attr_ints("pads", {1, 0, 0, 1}), attr_ints("output_padding", {1, 0}),
+                       attr_int("group", 2)});
+      },
+      {{"x", random_double({2, 4, 3, 4}, 33)}, {"w", random_double({4, 3, 3, 2}, 34)}, {"b", random_double({6}, 35)}});
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("ConvTranspose", {v[0], v[1]}, {attr_ints("strides", {2, 2}), attr_ints("kernel_shape", {2, 2})});
+      },
+      {{"x", random_double({1, 3, 4, 5}, 36)}, {"w", random_double({3, 2, 2, 2}, 37)}});
+}
+
+TEST(Autodiff, ResizeNearestAndLinearUpAndDown) {
+  auto resize = [](std::vector<ir::Attribute> attrs, std::vector<float> scales, std::vector<int64_t> sizes = {}) {
+    return [=](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+      ir::Value* roi = b.initializer("roi", Tensor(DType::Float32, {0}));
+      ir::Value* sc = b.initializer("scales", scales.empty() ? Tensor(DType::Float32, {0})
+                                                             : Tensor::from_vector<float>(scales, {static_cast<int64_t>(scales.size())}));
+      std::vector<ir::Value*> in{v[0], roi, sc};
+      if (!sizes.empty()) in.push_back(b.initializer("sizes", Tensor::from_vector<int64_t>(sizes, {static_cast<int64_t>(sizes.size())})));
+      return b.node("Resize", in, attrs);
+    };
+  };
+  const Tensor x = random_double({1, 2, 3, 4}, 38);
+  // PP-OCR's detector: nearest, asymmetric coordinates, floor, x2.
+  check_gradients(resize({train::attr_string("mode", "nearest"), train::attr_string("coordinate_transformation_mode", "asymmetric"),
+                          train::attr_string("nearest_mode", "floor")},
+                         {1, 1, 2, 2}),
+                  {{"x", x}});
+  check_gradients(resize({train::attr_string("mode", "linear")}, {1, 1, 1.5f, 2}), {{"x", x}});
+  check_gradients(resize({train::attr_string("mode", "linear"), train::attr_string("coordinate_transformation_mode", "align_corners")},
+                         {}, {1, 2, 2, 3}),
+                  {{"x", x}});
+}
+
+TEST(Autodiff, ConstantPadSlicesThePaddingOff) {
+  check_gradients(
+      [](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+        return b.node("Pad", {v[0], b.initializer("pads", Tensor::from_vector<int64_t>({0, 1, 2, 0, 0, 3}, {6}))});
+      },
+      {{"x", random_double({2, 3, 4}, 39)}});
 }
 
 TEST(Autodiff, PowWithConstantExponent) {
@@ -393,5 +461,60 @@ TEST(AutodiffCpuBackend, ConvAndConvGradMatchTheReferenceKernels) {
     std::printf("%s max abs difference %.3g (scale %.3g)\n", got[i].name.c_str(), err, scale);
     EXPECT_LE(err, 1e-5 * std::max(1.0, scale)) << got[i].name << " first values " << a.get_double(0) << " "
                                                 << a.get_double(1) << " vs " << e.get_double(0) << " " << e.get_double(1);
+  }
+}
+
+// Fine-tuning a real model needs a rule on every path from its weights to its output: each PaddleOCR model
+// (opset raised as the trainer does) gets the gradient of every float initializer of every Conv, MatMul and
+// ConvTranspose, and one training step's gradients are finite. (Each rule is checked by finite differences above.)
+TEST(Autodiff, EveryWeightOfThePaddleOcrModelsGetsAGradient) {
+  DUET_REQUIRE_SHARED();
+  const std::filesystem::path root = std::filesystem::path(testutil::shared_dir()) / "models/paddleocr";
+  const std::vector<std::pair<const char*, Dims>> models = {{"ch_ppocr_mobile_v2.0_cls_infer.onnx", {2, 3, 48, 192}},
+                                                            {"ch_PP-OCRv4_rec_infer.onnx", {2, 3, 48, 320}},
+                                                            {"ch_PP-OCRv4_det_infer.onnx", {1, 3, 64, 96}}};
+  for (const auto& [file, dims] : models) {
+    SCOPED_TRACE(file);
+    std::shared_ptr<ir::Model> m = onnx_io::load_model((root / file).string());
+    m->graph->inputs[0]->type.shape = Shape::from(dims);  // a training batch has its shape, as the trainer binds it
+    passes::upgrade_opset(*m, 13);
+    passes::fold_constants(*m);  // PaddleOCR's weights are Constant nodes
+    passes::infer_shapes(*m);
+    // loss = sum of the squared first output (a stand-in for the task loss; a plain sum of softmax rows is constant)
+    auto& g = *m->graph;
+    ir::Value* y = g.outputs[0];
+    ir::Value* y2 = g.value("test_square");
+    y2->producer = g.add_node("Mul", {y, y}, {y2}, "test_square_node");
+    ir::Value* loss = g.value("test_loss");
+    ir::Node* sum = g.add_node("ReduceSum", {y2}, {loss}, "test_loss_node");
+    sum->attributes.push_back(attr_int("keepdims", 0));
+    loss->producer = sum;
+    g.outputs = {loss};
+    passes::infer_shapes(*m);
+    train::GradientRequest req;
+    req.loss = "test_loss";
+    for (auto& n : g.nodes)
+      if ((n->op_type == "Conv" || n->op_type == "MatMul" || n->op_type == "ConvTranspose") && n->inputs.size() > 1 &&
+          g.initializers.count(n->inputs[1]->name))
+        req.wrt.push_back(n->inputs[1]->name);
+    ASSERT_FALSE(req.wrt.empty());
+    const auto names = train::add_gradients(*m, req);
+    EXPECT_EQ(names.size(), req.wrt.size());
+    // One backward pass on an input in the models' range: every weight gradient is finite and some are not zero.
+    Tensor x(DType::Float32, dims);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::sin(0.37f * static_cast<float>(i));
+    std::shared_ptr<const ir::Model> graded = m;
+    runtime::Session session(graded);
+    size_t nonzero = 0;
+    for (const auto& out : session.run({{g.inputs[0]->name, x}})) {
+      if (out.name == "test_loss") continue;
+      bool any = false;
+      for (int64_t i = 0; i < out.tensor.numel(); ++i) {
+        ASSERT_TRUE(std::isfinite(out.tensor.data<float>()[i])) << out.name;
+        any = any || out.tensor.data<float>()[i] != 0;
+      }
+      nonzero += any;
+    }
+    EXPECT_GT(nonzero, req.wrt.size() / 2);
   }
 }

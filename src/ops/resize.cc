@@ -116,9 +116,8 @@ ResizeConfig legacy_config(const ir::Node& node, const std::string& mode) {
   return c;
 }
 
-ResizeConfig resize_config(const KernelContext& ctx) {
-  const ir::Node& n = ctx.node;
-  if (ctx.opset < 11) return legacy_config(n, n.attr_string("mode", "nearest"));
+ResizeConfig resize_config(const ir::Node& n, int64_t opset) {
+  if (opset < 11) return legacy_config(n, n.attr_string("mode", "nearest"));
   ResizeConfig c;
   c.mode = parse_mode(n, n.attr_string("mode", "nearest"));
   c.coord = parse_coord(n, n.attr_string("coordinate_transformation_mode", "half_pixel"));
@@ -433,43 +432,57 @@ std::vector<int64_t> resize_axes(const ir::Node& node, int64_t opset, size_t ran
   return axes;
 }
 
+// Every axis's plan and the output shape, once scales/sizes/roi are known (all per listed axis).
+struct ResizePlans {
+  std::vector<AxisPlan> plans;
+  Dims out;
+};
+
+ResizePlans plan_resize(const ir::Node& node, const Dims& x_dims, const ResizeConfig& cfg, const std::vector<int64_t>& axes,
+                        const std::vector<double>* scales_in, const std::vector<int64_t>* sizes_in,
+                        const std::vector<double>& roi_in, const std::string& policy) {
+  const size_t rank = x_dims.size();
+  const size_t na = axes.size();
+  std::vector<double> scales;
+  std::vector<int64_t> sizes;
+  if (scales_in) {
+    if (scales_in->size() != na)
+      fail(node.label(), ": scales has ", scales_in->size(), " values, expected ", na);
+    scales = expand_to_rank(*scales_in, axes, rank, std::vector<double>(rank, 1.0));
+  } else {
+    if (sizes_in->size() != na) fail(node.label(), ": sizes has ", sizes_in->size(), " values, expected ", na);
+    sizes = expand_to_rank(*sizes_in, axes, rank, x_dims);
+  }
+  std::vector<double> roi_lo(rank, 0.0), roi_hi(rank, 1.0);
+  if (cfg.coord == Coord::TfCropAndResize && !roi_in.empty()) {
+    if (roi_in.size() != 2 * na)
+      fail(node.label(), ": roi has ", roi_in.size(), " values, expected ", 2 * na);
+    for (size_t i = 0; i < na; ++i) {
+      roi_lo[static_cast<size_t>(axes[i])] = roi_in[i];
+      roi_hi[static_cast<size_t>(axes[i])] = roi_in[na + i];
+    }
+  }
+  const ResizeShape rs = resolve_shape(node, x_dims, scales_in ? &scales : nullptr, scales_in ? nullptr : &sizes, axes, policy);
+  ResizePlans r;
+  r.out = rs.out;
+  for (size_t a = 0; a < rank; ++a) {
+    if (x_dims[a] == 0 && rs.out[a] != 0) fail(node.label(), ": cannot resize an empty axis ", a, " to ", rs.out[a]);
+    r.plans.push_back(rs.out[a] == 0 || x_dims[a] == 0
+                          ? make_identity_plan(rs.out[a])
+                          : make_axis_plan(cfg, x_dims[a], rs.out[a], rs.scale[a], roi_lo[a], roi_hi[a]));
+  }
+  return r;
+}
+
 // The shared resize driver once scales/sizes/roi are known (all per listed axis).
 void run_resize(KernelContext& ctx, const ResizeConfig& cfg, const std::vector<int64_t>& axes,
                 const std::vector<double>* scales_in, const std::vector<int64_t>* sizes_in,
                 const std::vector<double>& roi_in, const std::string& policy) {
   const Tensor& x = ctx.input(0);
   const size_t rank = x.rank();
-  const size_t na = axes.size();
-  std::vector<double> scales;
-  std::vector<int64_t> sizes;
-  if (scales_in) {
-    if (scales_in->size() != na)
-      fail(ctx.node.label(), ": scales has ", scales_in->size(), " values, expected ", na);
-    scales = expand_to_rank(*scales_in, axes, rank, std::vector<double>(rank, 1.0));
-  } else {
-    if (sizes_in->size() != na) fail(ctx.node.label(), ": sizes has ", sizes_in->size(), " values, expected ", na);
-    sizes = expand_to_rank(*sizes_in, axes, rank, x.dims());
-  }
-  std::vector<double> roi_lo(rank, 0.0), roi_hi(rank, 1.0);
-  if (cfg.coord == Coord::TfCropAndResize && !roi_in.empty()) {
-    if (roi_in.size() != 2 * na)
-      fail(ctx.node.label(), ": roi has ", roi_in.size(), " values, expected ", 2 * na);
-    for (size_t i = 0; i < na; ++i) {
-      roi_lo[static_cast<size_t>(axes[i])] = roi_in[i];
-      roi_hi[static_cast<size_t>(axes[i])] = roi_in[na + i];
-    }
-  }
-  const ResizeShape rs = resolve_shape(ctx.node, x.dims(), scales_in ? &scales : nullptr,
-                                       scales_in ? nullptr : &sizes, axes, policy);
-  std::vector<AxisPlan> plans;
-  for (size_t a = 0; a < rank; ++a) {
-    if (x.dims()[a] == 0 && rs.out[a] != 0)
-      fail(ctx.node.label(), ": cannot resize an empty axis ", a, " to ", rs.out[a]);
-    plans.push_back(rs.out[a] == 0 || x.dims()[a] == 0
-                        ? make_identity_plan(rs.out[a])
-                        : make_axis_plan(cfg, x.dims()[a], rs.out[a], rs.scale[a], roi_lo[a], roi_hi[a]));
-  }
-  Tensor& y = ctx.allocate_output(0, x.dtype(), rs.out);
+  const ResizePlans rp = plan_resize(ctx.node, x.dims(), cfg, axes, scales_in, sizes_in, roi_in, policy);
+  const std::vector<AxisPlan>& plans = rp.plans;
+  Tensor& y = ctx.allocate_output(0, x.dtype(), rp.out);
   if (y.numel() == 0) return;
 
   bool planar = x.dtype() == DType::Float32 && rank >= 2;
@@ -497,26 +510,27 @@ struct ResizeInputs {
   const Tensor* sizes = nullptr;
 };
 
-ResizeInputs resize_inputs(const KernelContext& ctx) {
+// `first`: where roi (or scales, before opset 11) sits — 1 for Resize, 2 for ResizeGrad.
+ResizeInputs resize_inputs(const KernelContext& ctx, int64_t opset, size_t first = 1) {
   ResizeInputs r;
   auto present = [&](size_t i) -> const Tensor* {
     const Tensor* t = ctx.optional_input(i);
     return t && t->numel() > 0 ? t : nullptr;
   };
-  if (ctx.opset < 11) {
-    r.scales = present(1);
+  if (opset < 11) {
+    r.scales = present(first);
   } else {
-    r.roi = present(1);
-    r.scales = present(2);
-    r.sizes = present(3);
+    r.roi = present(first);
+    r.scales = present(first + 1);
+    r.sizes = present(first + 2);
   }
   return r;
 }
 
 void resize_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  const ResizeConfig cfg = resize_config(ctx);
-  const ResizeInputs in = resize_inputs(ctx);
+  const ResizeConfig cfg = resize_config(ctx.node, ctx.opset);
+  const ResizeInputs in = resize_inputs(ctx, ctx.opset);
   if (in.scales && in.sizes) fail(ctx.node.label(), ": only one of scales and sizes may be given");
   if (!in.scales && !in.sizes) fail(ctx.node.label(), ": one of scales and sizes must be given");
   const std::vector<int64_t> axes = resize_axes(ctx.node, ctx.opset, x.rank());
@@ -530,6 +544,66 @@ void resize_kernel(KernelContext& ctx) {
   } else {
     const std::vector<int64_t> s = in.sizes->to_int_vector();
     run_resize(ctx, cfg, axes, nullptr, &s, roi, policy);
+  }
+}
+
+// ResizeGrad (com.duet, written by train::add_gradients): inputs dY, X (for
+// its shape), then Resize's roi, scales and sizes, with Resize's attributes;
+// output dX. Resize is linear in X, one separable pass per axis: dX runs the
+// passes backwards, each scattering dY[y] * w into the taps' input indices
+// (the transpose of the gather). Extrapolated outputs take no gradient.
+void resize_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.input(0);
+  const Tensor& x = ctx.input(1);
+  DUET_CHECK(dy.dtype() == DType::Float32 || dy.dtype() == DType::Float64, ctx.node.label(), ": ResizeGrad takes float gradients");
+  // Gradients need opset 13 or later, whose Resize differs from the latest only by attributes that are
+  // absent below 18 (axes, keep_aspect_ratio_policy, antialias): read as the latest.
+  const int64_t opset = 19;
+  const ResizeConfig cfg = resize_config(ctx.node, opset);
+  if (cfg.antialias) unsupported(ctx.node.label(), ": gradient of an antialiased Resize");
+  const ResizeInputs in = resize_inputs(ctx, opset, 2);
+  const std::vector<int64_t> axes = resize_axes(ctx.node, opset, x.rank());
+  const std::vector<double> roi = in.roi ? float_values(*in.roi) : std::vector<double>{};
+  const std::string policy = ctx.node.attr_string("keep_aspect_ratio_policy", "stretch");
+  DUET_CHECK(in.scales || in.sizes, ctx.node.label(), ": one of scales and sizes must be given");
+  ResizePlans rp;
+  if (in.scales) {
+    const std::vector<double> sc = float_values(*in.scales);
+    rp = plan_resize(ctx.node, x.dims(), cfg, axes, &sc, nullptr, roi, policy);
+  } else {
+    const std::vector<int64_t> sz = in.sizes->to_int_vector();
+    rp = plan_resize(ctx.node, x.dims(), cfg, axes, nullptr, &sz, roi, policy);
+  }
+  DUET_CHECK(rp.out == dy.dims(), ctx.node.label(), ": dY is ", dy.describe(), ", not the shape Resize gives X");
+  std::vector<double> cur(static_cast<size_t>(dy.numel()));
+  for (int64_t i = 0; i < dy.numel(); ++i) cur[static_cast<size_t>(i)] = dy.get_double(i);
+  Dims shape = rp.out;
+  std::vector<double> next;
+  for (size_t a = rp.plans.size(); a-- > 0;) {
+    const AxisPlan& p = rp.plans[a];
+    if (p.identity) continue;
+    int64_t outer = 1, inner = 1;
+    for (size_t i = 0; i < a; ++i) outer *= shape[i];
+    for (size_t i = a + 1; i < shape.size(); ++i) inner *= shape[i];
+    next.assign(static_cast<size_t>(outer * p.in * inner), 0.0);
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t yy = 0; yy < p.out; ++yy) {
+        if (p.outside[static_cast<size_t>(yy)]) continue;
+        const double* g = cur.data() + (o * p.out + yy) * inner;
+        for (int64_t k = 0; k < p.taps; ++k) {
+          const double w = p.weight[static_cast<size_t>(yy * p.taps + k)];
+          if (w == 0) continue;
+          double* d = next.data() + (o * p.in + p.index[static_cast<size_t>(yy * p.taps + k)]) * inner;
+          for (int64_t i = 0; i < inner; ++i) d[i] += w * g[i];
+        }
+      }
+    cur.swap(next);
+    shape[a] = p.in;
+  }
+  Tensor& dx = ctx.allocate_output(0, dy.dtype(), x.dims());
+  for (int64_t i = 0; i < dx.numel(); ++i) {
+    if (dx.dtype() == DType::Float32) dx.data<float>()[i] = static_cast<float>(cur[static_cast<size_t>(i)]);
+    else dx.data<double>()[i] = cur[static_cast<size_t>(i)];
   }
 }
 
@@ -887,6 +961,9 @@ std::vector<ir::ValueType> affine_grid_infer(InferContext& ctx) {
 void register_resize(Registry& r) {
   r.add({.name = "Resize", .kernel = resize_kernel,
          .infer = [](InferContext& c) { return resize_infer(c, false); }, .cost = resize_cost});
+  r.add({.domain = "com.duet", .name = "ResizeGrad", .kernel = resize_grad_kernel,
+         .infer = [](InferContext& c) { return std::vector<ir::ValueType>{tensor_type(c.inputs.at(0).dtype, c.inputs.at(1).shape)}; },
+         .cost = resize_cost});
   r.add({.name = "Upsample", .kernel = upsample_kernel,
          .infer = [](InferContext& c) { return resize_infer(c, true); }, .cost = resize_cost});
   r.add({.name = "GridSample", .kernel = grid_sample_kernel, .infer = grid_sample_infer,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -204,6 +205,33 @@ std::map<std::string, Rule> build_rules() {
     Value* one_minus = c.b.op("Sub", {c.b.scalar(1, c.dtype()), c.out(0)});
     return std::vector<Value*>{c.b.op("Mul", {c.dy[0], c.b.op("Mul", {c.out(0), one_minus})})};
   };
+  // Clip passes dy where min < x < max (bounds are inputs 1 and 2 at the opsets gradients need).
+  r["Clip"] = [](GradContext& c) {
+    Value* x = c.in(0);
+    Value* inside = nullptr;
+    auto bound = [&](size_t i, const char* cmp) -> Value* { return c.node.has_input(i) ? c.b.op(cmp, {x, c.in(i)}) : nullptr; };
+    for (Value* t : {bound(1, "Greater"), bound(2, "Less")})
+      if (t) inside = inside ? c.b.op("And", {inside, t}) : t;
+    Value* dx = inside ? c.b.op("Where", {inside, c.dy[0], c.b.scalar(0, c.dtype())}) : c.dy[0];
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = dx;
+    return g;
+  };
+  // HardSigmoid: alpha where 0 < alpha x + beta < 1 (read off the output), else 0.
+  r["HardSigmoid"] = [](GradContext& c) {
+    Value* y = c.out(0);
+    Value* inside = c.b.op("And", {c.b.op("Greater", {y, c.b.scalar(0, c.dtype())}), c.b.op("Less", {y, c.b.scalar(1, c.dtype())})});
+    Value* slope = c.b.op("Mul", {c.dy[0], c.b.scalar(c.node.attr_float("alpha", 0.2f), c.dtype())});
+    return std::vector<Value*>{c.b.op("Where", {inside, slope, c.b.scalar(0, c.dtype())})};
+  };
+  // HardSwish x * clip(x/6 + 1/2, 0, 1): 0 below -3, 1 above 3, x/3 + 1/2 between.
+  r["HardSwish"] = [](GradContext& c) {
+    Value* x = c.in(0);
+    Value* mid = c.b.op("Add", {c.b.op("Div", {x, c.b.scalar(3, c.dtype())}), c.b.scalar(0.5, c.dtype())});
+    Value* d = c.b.op("Where", {c.b.op("Less", {x, c.b.scalar(-3, c.dtype())}), c.b.scalar(0, c.dtype()),
+                                c.b.op("Where", {c.b.op("Greater", {x, c.b.scalar(3, c.dtype())}), c.b.scalar(1, c.dtype()), mid})});
+    return std::vector<Value*>{c.b.op("Mul", {c.dy[0], d})};
+  };
   r["Tanh"] = [](GradContext& c) {
     Value* one_minus = c.b.op("Sub", {c.b.scalar(1, c.dtype()), c.b.op("Mul", {c.out(0), c.out(0)})});
     return std::vector<Value*>{c.b.op("Mul", {c.dy[0], one_minus})};
@@ -352,6 +380,55 @@ std::map<std::string, Rule> build_rules() {
     g.resize(c.node.num_inputs());
     return g;
   };
+  // y = ConvTranspose(x, W) is the input gradient of a Conv with weight W (same strides, pads, dilations,
+  // groups): so dx = Conv(dy, W), and dW is that Conv's weight gradient with x as its dY and dy as its X.
+  r["ConvTranspose"] = [](GradContext& c) {
+    if (!c.node.attr_string("auto_pad", "NOTSET").empty() && c.node.attr_string("auto_pad", "NOTSET") != "NOTSET")
+      unsupported(c.node.label(), ": gradient with auto_pad (give explicit pads)");
+    if (!c.node.attr_ints("output_shape").empty())
+      unsupported(c.node.label(), ": gradient with output_shape (give explicit pads)");
+    std::vector<Attribute> conv_attrs;
+    for (const auto& a : c.node.attributes)
+      if (a.name == "strides" || a.name == "pads" || a.name == "dilations" || a.name == "group" || a.name == "kernel_shape")
+        conv_attrs.push_back(a);
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    if (c.need[0]) g[0] = c.b.op("Conv", {c.dy[0], c.in(1)}, conv_attrs);
+    if (c.need[1]) g[1] = c.b.ops("ConvGrad", {c.in(0), c.dy[0], c.in(1)}, {false, true, false}, conv_attrs, "com.duet")[1];
+    if (c.node.num_inputs() > 2 && c.need[2]) {
+      std::vector<int64_t> axes = {0};
+      for (int64_t d = 2; d < c.rank(0); ++d) axes.push_back(d);
+      g[2] = c.b.op("ReduceSum", {c.dy[0], c.b.ints(axes)}, {attr_int("keepdims", 0)});
+    }
+    return g;
+  };
+  // Pad (constant mode, pads >= 0): dx is dy with the padding sliced off (ends counted from the end, so no shapes).
+  r["Pad"] = [](GradContext& c) {
+    if (c.node.attr_string("mode", "constant") != "constant") unsupported(c.node.label(), ": gradient of a non-constant Pad");
+    std::vector<int64_t> pads = c.constant_ints(1);
+    const int64_t rank = c.rank(0);
+    std::vector<int64_t> axes;
+    if (c.node.has_input(3)) axes = c.constant_ints(3);
+    else for (int64_t a = 0; a < rank; ++a) axes.push_back(a);
+    const size_t n = axes.size();
+    if (pads.size() != 2 * n) unsupported(c.node.label(), ": pads and axes disagree");
+    std::vector<int64_t> starts, ends;
+    for (size_t i = 0; i < n; ++i) {
+      if (pads[i] < 0 || pads[n + i] < 0) unsupported(c.node.label(), ": gradient of a Pad that crops (negative pads)");
+      starts.push_back(pads[i]);
+      ends.push_back(pads[n + i] > 0 ? -pads[n + i] : std::numeric_limits<int64_t>::max());
+    }
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("Slice", {c.dy[0], c.b.ints(starts), c.b.ints(ends), c.b.ints(axes)});
+    return g;
+  };
+  // Resize is linear in X: ResizeGrad scatters dy back through the same taps (roi, scales, sizes as given).
+  r["Resize"] = [](GradContext& c) {
+    std::vector<Value*> inputs{c.dy[0], c.in(0)};
+    for (size_t i = 1; i < c.node.num_inputs(); ++i) inputs.push_back(c.node.inputs[i]);
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("ResizeGrad", inputs, c.forward_attrs(), "com.duet");
+    return g;
+  };
   r["MaxPool"] = [](GradContext& c) {
     if (c.node.outputs.size() > 1 && c.dy.size() > 1 && c.dy[1]) unsupported(c.node.label(), ": gradient of Indices");
     return std::vector<Value*>{c.b.op("MaxPoolGrad", {c.dy[0], c.in(0)}, c.forward_attrs(), "com.duet")};
@@ -359,10 +436,12 @@ std::map<std::string, Rule> build_rules() {
   r["AveragePool"] = [](GradContext& c) {
     return std::vector<Value*>{c.b.op("AveragePoolGrad", {c.dy[0], c.in(0)}, c.forward_attrs(), "com.duet")};
   };
+  // dy / (the spatial size), spread over it; the size read from x's shape at run time (a recognizer's width varies).
   r["GlobalAveragePool"] = [](GradContext& c) {
-    int64_t count = 1;
-    for (int64_t d = 2; d < c.rank(0); ++d) count *= c.dim(0, d);
-    Value* g = c.b.op("Mul", {c.dy[0], c.b.scalar(1.0 / static_cast<double>(count), c.dtype())});
+    Value* spatial = c.b.op("Slice", {c.b.shape_of(c.in(0)), c.b.ints({2}), c.b.ints({std::numeric_limits<int64_t>::max()})});
+    Value* count = c.b.op("ReduceProd", {spatial}, {attr_int("keepdims", 0)});
+    count = c.b.op("Cast", {count}, {attr_int("to", static_cast<int64_t>(c.dtype()))});
+    Value* g = c.b.op("Div", {c.dy[0], count});
     return std::vector<Value*>{c.b.op("Expand", {g, c.b.shape_of(c.in(0))})};
   };
   r["ReduceSum"] = [](GradContext& c) {

@@ -4,7 +4,7 @@
 //
 // Gradients are ordinary graph nodes: standard ONNX ops where they suffice
 // (MatMul, Gemm, Mul, Transpose, ReduceSum, ...), and com.duet gradient ops
-// with reference kernels where they do not (ConvGrad, MaxPoolGrad,
+// with reference kernels where they do not (ConvGrad, ResizeGrad, MaxPoolGrad,
 // AveragePoolGrad, ReluGrad, BatchNormalizationGrad, LayerNormalizationGrad,
 // SoftmaxCrossEntropyLossGrad, SumToShape). So a training graph runs on any
 // Duet backend, and every rule is checked against finite differences

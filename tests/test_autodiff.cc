@@ -200,6 +200,67 @@ TEST(Autodiff, ConstantPadSlicesThePaddingOff) {
       {{"x", random_double({2, 3, 4}, 39)}});
 }
 
+// CTC by brute force: the probability of a target is the sum over every path of T symbols that collapses to it
+// (repeats merged, then blanks dropped).
+double ctc_brute_force_nll(const Tensor& scores, int64_t n, const std::vector<int64_t>& target) {
+  const int64_t T = scores.dim(1), C = scores.dim(2);
+  std::vector<double> p(T * C);
+  for (int64_t t = 0; t < T; ++t) {
+    double sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(scores.data<double>()[(n * T + t) * C + c]);
+    for (int64_t c = 0; c < C; ++c) p[t * C + c] = std::exp(scores.data<double>()[(n * T + t) * C + c]) / sum;
+  }
+  double total = 0;
+  std::vector<int64_t> path(T, 0);
+  for (int64_t code = 0; code < static_cast<int64_t>(std::pow(C, T)); ++code) {
+    int64_t v = code;
+    double prob = 1;
+    for (int64_t t = 0; t < T; ++t) path[t] = v % C, v /= C, prob *= p[t * C + path[t]];
+    std::vector<int64_t> collapsed;
+    for (int64_t t = 0; t < T; ++t)
+      if (path[t] != 0 && (t == 0 || path[t] != path[t - 1])) collapsed.push_back(path[t]);
+    if (collapsed == target) total += prob;
+  }
+  return -std::log(total);
+}
+
+TEST(Autodiff, CtcLossIsPyTorchsDefinitionAndItsGradientChecks) {
+  const Tensor scores = random_double({3, 5, 3}, 40, -2, 2);
+  // Targets padded with -1: "1 2", "1 1" (a repeat needs a blank between), "" (all blank).
+  const Tensor targets = Tensor::from_vector<int64_t>({1, 2, 1, 1, -1, -1}, {3, 2});
+  const std::vector<std::vector<int64_t>> seqs = {{1, 2}, {1, 1}, {}};
+  auto ctc = [](const std::string& reduction) {
+    return [=](GraphBuilder& b, const std::vector<ir::Value*>& v) {
+      return b.node("CtcLoss", {v[0], v[1]}, {train::attr_string("reduction", reduction)}, "com.duet");
+    };
+  };
+  // Values: "none" per sample; "mean" averages nll / target length (length 0 counts as 1), as PyTorch does.
+  std::shared_ptr<ir::Model> none = [&] {
+    GraphBuilder b(17);
+    ir::Value* y = ctc("none")(b, {b.input("s", DType::Float64, {3, 5, 3}), b.input("t", DType::Int64, {3, 2})});
+    b.output(y, "y");
+    return std::shared_ptr<ir::Model>(b.finish());
+  }();
+  const Tensor nll = runtime::Session(none).run({{"s", scores}, {"t", targets}}).at(0).tensor;
+  double mean = 0;
+  for (int64_t n = 0; n < 3; ++n) {
+    const double want = ctc_brute_force_nll(scores, n, seqs[n]);
+    EXPECT_NEAR(nll.data<double>()[n], want, 1e-12 * std::max(1.0, want)) << "sample " << n;
+    mean += want / std::max<size_t>(1, seqs[n].size()) / 3;
+  }
+  std::shared_ptr<ir::Model> mean_model = [&] {
+    GraphBuilder b(17);
+    ir::Value* y = ctc("mean")(b, {b.input("s", DType::Float64, {3, 5, 3}), b.input("t", DType::Int64, {3, 2})});
+    b.output(y, "y");
+    return std::shared_ptr<ir::Model>(b.finish());
+  }();
+  EXPECT_NEAR(runtime::Session(mean_model).run({{"s", scores}, {"t", targets}}).at(0).tensor.data<double>()[0], mean, 1e-12);
+  for (const char* reduction : {"mean", "sum", "none"}) {
+    SCOPED_TRACE(reduction);
+    check_gradients(ctc(reduction), {{"s", scores}, {"t", targets, false}});
+  }
+}
+
 TEST(Autodiff, PowWithConstantExponent) {
   check_gradients(
       [](GraphBuilder& b, const std::vector<ir::Value*>& v) {

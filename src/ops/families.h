@@ -24,7 +24,7 @@ void register_normalization(Registry&);  // normalization.cc: BatchNorm, LayerNo
 void register_resize(Registry&);         // resize.cc: Resize, Upsample, GridSample
 void register_matmul(Registry&);         // matmul.cc: MatMul, Gemm, Einsum
 void register_quantize(Registry&);       // quantize.cc: Q/DQ and integer ops
-void register_loss(Registry&);           // loss.cc: SoftmaxCrossEntropyLoss, NLL
+void register_loss(Registry&);           // loss.cc: SoftmaxCrossEntropyLoss, NLL, CtcLoss
 void register_attention(Registry&);      // attention.cc: Attention, RotaryEmbedding
 void register_control_flow(Registry&);   // control_flow.cc: If, Loop, Scan
 void register_sequence(Registry&);       // sequence.cc: Sequence*, SplitToSequence, Optional*

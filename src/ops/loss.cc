@@ -1,11 +1,15 @@
-// Loss ops: SoftmaxCrossEntropyLoss and NegativeLogLikelihoodLoss.
+// Loss ops: SoftmaxCrossEntropyLoss and NegativeLogLikelihoodLoss; CtcLoss
+// and its gradient (com.duet, below).
 //
 // Both take scores shaped (N, C, D1, ..., Dk) and integer labels shaped
 // (N, D1, ..., Dk). The per-element loss is -w[label] * logp[n, label, d];
 // labels equal to ignore_index contribute nothing (weight 0). "mean" divides
 // the weighted sum by the sum of the weights that were used. Arithmetic is in
 // double; results round once to the score type.
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "duet/ops/kernel_util.h"
 #include "families.h"
@@ -244,6 +248,210 @@ void softmax_cross_entropy_grad_kernel(KernelContext& ctx) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// CtcLoss (com.duet): connectionist temporal classification (Graves et al.
+// 2006) with PyTorch's ctc_loss definition. Inputs: scores [N, T, C]
+// (unnormalized: log-softmax over C is taken inside, so the gradient is the
+// stable softmax - posterior) and targets [N, S] int64, each row a label
+// sequence padded with -1 (the blank, attribute `blank` = 0, never appears in
+// a target). Every sample uses all T steps. Per sample nll = -log p(target |
+// scores); reduction "mean" (default): the mean over samples of nll / max(1,
+// target length); "sum": the sum of nll; "none": nll per sample [N].
+// zero_infinity = 1: an impossible alignment (target longer than T allows)
+// counts 0 and gives no gradient, else it is +inf. Double arithmetic.
+// CtcLossGrad (com.duet): from dLoss, scores and targets, dScores.
+
+struct CtcSample {
+  std::vector<int64_t> extended;  // blank, l1, blank, l2, ..., blank
+  int64_t length = 0;             // target length
+};
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+double log_add(double a, double b) {
+  if (a == kNegInf) return b;
+  if (b == kNegInf) return a;
+  const double m = std::max(a, b);
+  return m + std::log1p(std::exp(-std::fabs(a - b)));
+}
+
+CtcSample ctc_sample(const ir::Node& node, const Tensor& targets, int64_t n, int64_t classes, int64_t blank) {
+  CtcSample s;
+  const int64_t width = targets.rank() == 2 ? targets.dim(1) : 0;
+  s.extended.push_back(blank);
+  for (int64_t k = 0; k < width; ++k) {
+    const int64_t label = targets.get_int(n * width + k);
+    if (label < 0) break;
+    if (label >= classes || label == blank)
+      fail(node.label(), ": target ", label, " of sample ", n, " is the blank or outside [0, ", classes, ")");
+    s.extended.push_back(label);
+    s.extended.push_back(blank);
+    ++s.length;
+  }
+  return s;
+}
+
+// log-softmax of one sample's scores [T, C] into lp.
+template <typename T>
+void log_softmax_rows(const T* x, int64_t steps, int64_t classes, std::vector<double>& lp) {
+  lp.resize(static_cast<size_t>(steps * classes));
+  for (int64_t t = 0; t < steps; ++t) {
+    const T* row = x + t * classes;
+    double mx = kNegInf, sum = 0;
+    for (int64_t c = 0; c < classes; ++c) mx = std::max(mx, as_double(row[c]));
+    for (int64_t c = 0; c < classes; ++c) sum += std::exp(as_double(row[c]) - mx);
+    const double lse = mx + std::log(sum);
+    for (int64_t c = 0; c < classes; ++c) lp[t * classes + c] = as_double(row[c]) - lse;
+  }
+}
+
+// Forward variables log alpha [T, S'] (emission at t included) and, when
+// `beta` is given, log beta' [T, S'] (the rest after t, emission at t not
+// included): sum_s alpha_t(s) beta'_t(s) = p at every t. Returns log p.
+double ctc_forward_backward(const CtcSample& s, const std::vector<double>& lp, int64_t steps, int64_t classes,
+                            std::vector<double>& alpha, std::vector<double>* beta) {
+  const int64_t L = static_cast<int64_t>(s.extended.size());
+  const auto& e = s.extended;
+  auto skip_allowed = [&](int64_t i) { return i >= 2 && e[i] != e[0] && e[i] != e[i - 2]; };
+  alpha.assign(static_cast<size_t>(steps * L), kNegInf);
+  alpha[0] = lp[e[0]];
+  if (L > 1) alpha[1] = lp[e[1]];
+  for (int64_t t = 1; t < steps; ++t)
+    for (int64_t i = 0; i < L; ++i) {
+      double a = alpha[(t - 1) * L + i];
+      if (i >= 1) a = log_add(a, alpha[(t - 1) * L + i - 1]);
+      if (skip_allowed(i)) a = log_add(a, alpha[(t - 1) * L + i - 2]);
+      alpha[t * L + i] = a == kNegInf ? kNegInf : a + lp[t * classes + e[i]];
+    }
+  double logp = alpha[(steps - 1) * L + L - 1];
+  if (L > 1) logp = log_add(logp, alpha[(steps - 1) * L + L - 2]);
+  if (beta) {
+    std::vector<double>& b = *beta;
+    b.assign(static_cast<size_t>(steps * L), kNegInf);
+    b[(steps - 1) * L + L - 1] = 0;
+    if (L > 1) b[(steps - 1) * L + L - 2] = 0;
+    for (int64_t t = steps - 2; t >= 0; --t)
+      for (int64_t i = 0; i < L; ++i) {
+        double v = kNegInf;
+        for (int64_t j = i; j <= std::min(L - 1, i + 2); ++j) {
+          if (j == i + 2 && !skip_allowed(j)) continue;
+          const double next = b[(t + 1) * L + j];
+          if (next != kNegInf) v = log_add(v, next + lp[(t + 1) * classes + e[j]]);
+        }
+        b[t * L + i] = v;
+      }
+  }
+  return logp;
+}
+
+struct CtcShape {
+  int64_t n = 0, steps = 0, classes = 0;
+};
+
+CtcShape ctc_shape(const ir::Node& node, const Tensor& scores, const Tensor& targets) {
+  if (scores.rank() != 3) fail(node.label(), ": scores must be [N, T, C], got ", scores.describe());
+  if (!(targets.rank() == 2 || (targets.rank() == 1 && targets.dim(0) == scores.dim(0))) || targets.dim(0) != scores.dim(0) ||
+      !dtype_is_integer(targets.dtype()))
+    fail(node.label(), ": targets must be integer [N, S] beside scores ", scores.describe(), ", got ", targets.describe());
+  const CtcShape s{scores.dim(0), scores.dim(1), scores.dim(2)};
+  if (s.steps < 1 || s.classes < 2) fail(node.label(), ": scores need at least one step and two classes, got ", scores.describe());
+  return s;
+}
+
+template <typename T>
+void ctc_loss_typed(KernelContext& ctx, const CtcShape& sh, Reduction reduction, bool zero_infinity, int64_t blank) {
+  const T* x = ctx.input(0).template data<T>();
+  const Tensor& targets = ctx.input(1);
+  std::vector<double> nll(static_cast<size_t>(sh.n)), weight(static_cast<size_t>(sh.n));
+  ctx.parallel_for(sh.n, [&](int64_t begin, int64_t end) {
+    std::vector<double> lp, alpha;
+    for (int64_t n = begin; n < end; ++n) {
+      const CtcSample s = ctc_sample(ctx.node, targets, n, sh.classes, blank);
+      log_softmax_rows(x + n * sh.steps * sh.classes, sh.steps, sh.classes, lp);
+      double v = -ctc_forward_backward(s, lp, sh.steps, sh.classes, alpha, nullptr);
+      if (zero_infinity && !std::isfinite(v)) v = 0;
+      nll[n] = v;
+      weight[n] = 1.0 / static_cast<double>(std::max<int64_t>(1, s.length));
+    }
+  });
+  if (reduction == Reduction::None) {
+    T* y = ctx.allocate_output(0, dtype_of<T>::value, {sh.n}).template data<T>();
+    for (int64_t n = 0; n < sh.n; ++n) y[n] = from_double<T>(nll[n]);
+    return;
+  }
+  double total = 0;
+  for (int64_t n = 0; n < sh.n; ++n) total += reduction == Reduction::Mean ? nll[n] * weight[n] : nll[n];
+  if (reduction == Reduction::Mean) total /= static_cast<double>(std::max<int64_t>(1, sh.n));
+  ctx.allocate_output(0, dtype_of<T>::value, {}).template data<T>()[0] = from_double<T>(total);
+}
+
+template <typename T>
+void ctc_loss_grad_typed(KernelContext& ctx, const CtcShape& sh, Reduction reduction, bool zero_infinity, int64_t blank) {
+  const Tensor& dloss = ctx.input(0);
+  const T* x = ctx.input(1).template data<T>();
+  const Tensor& targets = ctx.input(2);
+  const Dims expected = reduction == Reduction::None ? Dims{sh.n} : Dims{};
+  if (dloss.dims() != expected || dloss.dtype() != dtype_of<T>::value)
+    fail(ctx.node.label(), ": dLoss ", dloss.describe(), " does not match the loss shape");
+  T* dx = ctx.allocate_output(0, dtype_of<T>::value, ctx.input(1).dims()).template data<T>();
+  ctx.parallel_for(sh.n, [&](int64_t begin, int64_t end) {
+    std::vector<double> lp, alpha, beta, post(static_cast<size_t>(sh.classes));
+    for (int64_t n = begin; n < end; ++n) {
+      const CtcSample s = ctc_sample(ctx.node, targets, n, sh.classes, blank);
+      const T* xs = x + n * sh.steps * sh.classes;
+      T* ds = dx + n * sh.steps * sh.classes;
+      log_softmax_rows(xs, sh.steps, sh.classes, lp);
+      const double logp = ctc_forward_backward(s, lp, sh.steps, sh.classes, alpha, &beta);
+      double g = as_double(dloss.template data<T>()[reduction == Reduction::None ? n : 0]);
+      if (reduction == Reduction::Mean)
+        g /= static_cast<double>(std::max<int64_t>(1, sh.n)) * static_cast<double>(std::max<int64_t>(1, s.length));
+      if (!std::isfinite(logp)) {  // impossible alignment: no gradient with zero_infinity, else NaN as PyTorch gives
+        const double v = zero_infinity ? 0.0 : std::numeric_limits<double>::quiet_NaN();
+        for (int64_t k = 0; k < sh.steps * sh.classes; ++k) ds[k] = from_double<T>(v);
+        continue;
+      }
+      const int64_t L = static_cast<int64_t>(s.extended.size());
+      for (int64_t t = 0; t < sh.steps; ++t) {
+        std::fill(post.begin(), post.end(), kNegInf);
+        for (int64_t i = 0; i < L; ++i) {
+          const double a = alpha[t * L + i], b = beta[t * L + i];
+          if (a != kNegInf && b != kNegInf) post[s.extended[i]] = log_add(post[s.extended[i]], a + b);
+        }
+        // d nll / d score = softmax - posterior of the class at t.
+        for (int64_t c = 0; c < sh.classes; ++c) {
+          const double gamma = post[c] == kNegInf ? 0.0 : std::exp(post[c] - logp);
+          ds[t * sh.classes + c] = from_double<T>(g * (std::exp(lp[t * sh.classes + c]) - gamma));
+        }
+      }
+    }
+  });
+}
+
+void ctc_loss_kernel(KernelContext& ctx) {
+  const CtcShape sh = ctc_shape(ctx.node, ctx.input(0), ctx.input(1));
+  const Reduction red = reduction_of(ctx.node);
+  const bool zi = ctx.node.attr_int("zero_infinity", 0) != 0;
+  const int64_t blank = ctx.node.attr_int("blank", 0);
+  if (blank < 0 || blank >= sh.classes) fail(ctx.node.label(), ": blank ", blank, " outside [0, ", sh.classes, ")");
+  dispatch_float(ctx.input(0).dtype(), [&](auto tag) { ctc_loss_typed<typename decltype(tag)::type>(ctx, sh, red, zi, blank); });
+}
+
+void ctc_loss_grad_kernel(KernelContext& ctx) {
+  const CtcShape sh = ctc_shape(ctx.node, ctx.input(1), ctx.input(2));
+  const int64_t blank = ctx.node.attr_int("blank", 0);
+  if (blank < 0 || blank >= sh.classes) fail(ctx.node.label(), ": blank ", blank, " outside [0, ", sh.classes, ")");
+  dispatch_float(ctx.input(1).dtype(), [&](auto tag) {
+    ctc_loss_grad_typed<typename decltype(tag)::type>(ctx, sh, reduction_of(ctx.node), ctx.node.attr_int("zero_infinity", 0) != 0, blank);
+  });
+}
+
+std::vector<ir::ValueType> ctc_loss_infer(InferContext& ctx) {
+  const ir::ValueType& scores = ctx.inputs.at(0);
+  if (reduction_of(ctx.node) != Reduction::None) return {tensor_type(scores.dtype, Shape(std::vector<Dim>{}))};
+  const Dim n = scores.shape.rank_known && scores.shape.rank() > 0 ? scores.shape.dims[0] : Dim::named("N");
+  return {tensor_type(scores.dtype, Shape(std::vector<Dim>{n}))};
+}
+
 }  // namespace
 
 void register_loss(Registry& r) {
@@ -254,6 +462,11 @@ void register_loss(Registry& r) {
          .infer = loss_infer, .cost = default_cost, .family = {}});
   r.add({.domain = "com.duet", .name = "SoftmaxCrossEntropyLossGrad", .kernel = softmax_cross_entropy_grad_kernel,
          .infer = infer_same_as(1)});
+  // CTC: per step and extended label, a few log-adds forward and backward; priced per score like the others.
+  r.add({.domain = "com.duet", .name = "CtcLoss", .kernel = ctc_loss_kernel, .infer = ctc_loss_infer,
+         .cost = [](const CostContext& c) { return loss_cost(c, 8); }});
+  r.add({.domain = "com.duet", .name = "CtcLossGrad", .kernel = ctc_loss_grad_kernel, .infer = infer_same_as(1),
+         .cost = [](const CostContext& c) { return loss_cost(c, 16); }});
 }
 
 }  // namespace duet::ops

@@ -514,6 +514,11 @@ std::map<std::string, Rule> build_rules() {
     g[0] = c.b.op("SoftmaxCrossEntropyLossGrad", inputs, c.forward_attrs(), "com.duet");
     return g;
   };
+  r["com.duet:CtcLoss"] = [](GradContext& c) {
+    std::vector<Value*> g(c.node.num_inputs(), nullptr);
+    g[0] = c.b.op("CtcLossGrad", {c.dy[0], c.in(0), c.in(1)}, c.forward_attrs(), "com.duet");
+    return g;
+  };
   r["BatchNormalization"] = [](GradContext& c) {
     std::vector<Value*> g(c.node.num_inputs(), nullptr);
     const float eps = c.node.attr_float("epsilon", 1e-5f);

@@ -155,6 +155,23 @@ Value* expand_reduced(GradContext& c, const std::vector<int64_t>& axes) {
   return c.b.op("Expand", {g, c.b.shape_of(c.in(0))});
 }
 
+// Whether input i's dims along these axes are known when the gradient graph is built.
+bool known_dims(GradContext& c, size_t i, const std::vector<int64_t>& axes) {
+  const Shape& s = c.in(i)->type.shape;
+  if (!s.rank_known) return false;
+  for (int64_t a : axes)
+    if (a >= static_cast<int64_t>(s.rank()) || !s.dims[static_cast<size_t>(a)].known()) return false;
+  return true;
+}
+
+// The number of elements of x along these axes, as a scalar of the gradient's type computed from x's shape at
+// run time (a recognizer's width, a reshape that depends on the batch).
+Value* element_count(GradContext& c, Value* x, const std::vector<int64_t>& axes) {
+  Value* dims = c.b.op("Gather", {c.b.shape_of(x), c.b.ints(axes)});
+  Value* count = c.b.op("ReduceProd", {dims}, {attr_int("keepdims", 0)});
+  return c.b.op("Cast", {count}, {attr_int("to", static_cast<int64_t>(c.dtype()))});
+}
+
 // Softmax-family axis (opset 13 semantics: one axis, default -1).
 int64_t softmax_axis(GradContext& c) {
   const int64_t r = c.rank(0);
@@ -308,16 +325,44 @@ std::map<std::string, Rule> build_rules() {
     if (c.node.num_inputs() > 4 && c.node.has_input(4))
       for (int64_t st : c.constant_ints(4))
         if (st != 1) unsupported(c.node.label(), ": gradient of Slice with step ", st, " (only 1)");
-    std::vector<int64_t> pads(static_cast<size_t>(2 * rank), 0);
-    for (size_t i = 0; i < axes.size(); ++i) {
-      const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i], dim = c.dim(0, a);
-      auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim); };
-      const int64_t b = clamp(starts[i]), e = std::max(b, clamp(ends[i]));
-      pads[static_cast<size_t>(a)] = b;
-      pads[static_cast<size_t>(a + rank)] = dim - e;
+    bool known = c.in(0)->type.shape.rank_known;
+    for (size_t i = 0; known && i < axes.size(); ++i) {
+      const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+      known = c.in(0)->type.shape.dims[static_cast<size_t>(a)].known();
     }
     std::vector<Value*> g(c.node.num_inputs(), nullptr);
-    g[0] = c.b.op("Pad", {c.dy[0], c.b.ints(pads)});
+    if (known) {
+      std::vector<int64_t> pads(static_cast<size_t>(2 * rank), 0);
+      for (size_t i = 0; i < axes.size(); ++i) {
+        const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i], dim = c.dim(0, a);
+        auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim); };
+        const int64_t b = clamp(starts[i]), e = std::max(b, clamp(ends[i]));
+        pads[static_cast<size_t>(a)] = b;
+        pads[static_cast<size_t>(a + rank)] = dim - e;
+      }
+      g[0] = c.b.op("Pad", {c.dy[0], c.b.ints(pads)});
+      return g;
+    }
+    // A sliced dimension known only at run time (a batch-dependent reshape upstream): the same pads computed
+    // from x's shape by int64 graph ops.
+    std::vector<Value*> begin(static_cast<size_t>(rank), nullptr), end(static_cast<size_t>(rank), nullptr);
+    Value* zero = c.b.ints({0});
+    for (size_t i = 0; i < axes.size(); ++i) {
+      const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+      Value* dim = c.b.op("Gather", {c.b.shape_of(c.in(0)), c.b.ints({a})});
+      auto clamp = [&](int64_t v) {
+        Value* at = v < 0 ? c.b.op("Add", {dim, c.b.ints({v})}) : c.b.ints({v});
+        return c.b.op("Min", {c.b.op("Max", {at, zero}), dim});
+      };
+      Value* b = clamp(starts[i]);
+      Value* e = c.b.op("Max", {b, clamp(ends[i])});
+      begin[static_cast<size_t>(a)] = b;
+      end[static_cast<size_t>(a)] = c.b.op("Sub", {dim, e});
+    }
+    std::vector<Value*> parts;
+    for (auto* side : {&begin, &end})
+      for (Value* v : *side) parts.push_back(v ? v : zero);
+    g[0] = c.b.op("Pad", {c.dy[0], c.b.op("Concat", parts, {attr_int("axis", 0)})});
     return g;
   };
   r["Gather"] = [](GradContext& c) {
@@ -438,10 +483,9 @@ std::map<std::string, Rule> build_rules() {
   };
   // dy / (the spatial size), spread over it; the size read from x's shape at run time (a recognizer's width varies).
   r["GlobalAveragePool"] = [](GradContext& c) {
-    Value* spatial = c.b.op("Slice", {c.b.shape_of(c.in(0)), c.b.ints({2}), c.b.ints({std::numeric_limits<int64_t>::max()})});
-    Value* count = c.b.op("ReduceProd", {spatial}, {attr_int("keepdims", 0)});
-    count = c.b.op("Cast", {count}, {attr_int("to", static_cast<int64_t>(c.dtype()))});
-    Value* g = c.b.op("Div", {c.dy[0], count});
+    std::vector<int64_t> spatial;
+    for (int64_t d = 2; d < c.rank(0); ++d) spatial.push_back(d);
+    Value* g = c.b.op("Div", {c.dy[0], element_count(c, c.in(0), spatial)});
     return std::vector<Value*>{c.b.op("Expand", {g, c.b.shape_of(c.in(0))})};
   };
   r["ReduceSum"] = [](GradContext& c) {
@@ -452,10 +496,14 @@ std::map<std::string, Rule> build_rules() {
   };
   r["ReduceMean"] = [](GradContext& c) {
     const auto axes = reduce_axes(c);
-    int64_t count = 1;
-    for (int64_t a : axes) count *= c.dim(0, a);
     std::vector<Value*> g(c.node.num_inputs(), nullptr);
-    g[0] = c.b.op("Mul", {expand_reduced(c, axes), c.b.scalar(1.0 / static_cast<double>(count), c.dtype())});
+    if (known_dims(c, 0, axes)) {
+      int64_t count = 1;
+      for (int64_t a : axes) count *= c.dim(0, a);
+      g[0] = c.b.op("Mul", {expand_reduced(c, axes), c.b.scalar(1.0 / static_cast<double>(count), c.dtype())});
+    } else {  // the reduced size read from x's shape at run time
+      g[0] = c.b.op("Div", {expand_reduced(c, axes), element_count(c, c.in(0), axes)});
+    }
     return g;
   };
   auto reshape_back = [](GradContext& c) {
@@ -480,10 +528,20 @@ std::map<std::string, Rule> build_rules() {
     const int64_t rank = c.rank(0);
     int64_t axis = c.node.attr_int("axis", 0);
     if (axis < 0) axis += rank;
-    std::vector<int64_t> sizes;
-    for (size_t i = 0; i < c.node.num_inputs(); ++i) sizes.push_back(c.dim(i, axis));
+    bool known = true;
+    for (size_t i = 0; i < c.node.num_inputs(); ++i) known = known && known_dims(c, i, {axis});
+    Value* split;
+    if (known) {
+      std::vector<int64_t> sizes;
+      for (size_t i = 0; i < c.node.num_inputs(); ++i) sizes.push_back(c.dim(i, axis));
+      split = c.b.ints(sizes);
+    } else {  // each input's size along the axis, read from its shape at run time
+      std::vector<Value*> sizes;
+      for (size_t i = 0; i < c.node.num_inputs(); ++i) sizes.push_back(c.b.op("Gather", {c.b.shape_of(c.in(i)), c.b.ints({axis})}));
+      split = c.b.op("Concat", sizes, {attr_int("axis", 0)});
+    }
     std::vector<bool> want(c.node.num_inputs(), true);
-    return c.b.ops("Split", {c.dy[0], c.b.ints(sizes)}, want, {attr_int("axis", axis)});
+    return c.b.ops("Split", {c.dy[0], split}, want, {attr_int("axis", axis)});
   };
   r["Split"] = [](GradContext& c) {
     int64_t axis = c.node.attr_int("axis", 0);
@@ -528,13 +586,20 @@ std::map<std::string, Rule> build_rules() {
       g[0] = d[0], g[1] = d[1], g[2] = d[2];
       return g;
     }
-    // Inference mode: a per-channel affine map with the running statistics.
-    if (c.need[1] || c.need[2] || c.need[3] || c.need[4])
-      unsupported(c.node.label(), ": parameter gradients of BatchNormalization need training_mode=1");
-    std::vector<int64_t> bshape{-1};
-    for (int64_t d = 2; d < c.rank(0); ++d) bshape.push_back(1);
-    Value* inv = c.b.op("Div", {c.in(1), c.b.op("Sqrt", {c.b.op("Add", {c.in(4), c.b.scalar(eps, c.dtype())})})});
-    g[0] = c.b.op("Mul", {c.dy[0], c.b.op("Reshape", {inv, c.b.ints(bshape)})});
+    // Inference mode (a frozen BatchNormalization): a per-channel affine map with the running statistics,
+    // y = x_hat * scale + bias with x_hat = (x - mean) / sqrt(var + eps); scale and bias still learn.
+    if (c.need[3] || c.need[4])
+      unsupported(c.node.label(), ": gradients of BatchNormalization's running statistics (they are not parameters)");
+    std::vector<int64_t> bshape{-1}, axes{0};
+    for (int64_t d = 2; d < c.rank(0); ++d) bshape.push_back(1), axes.push_back(d);
+    Value* inv_std = c.b.op("Div", {c.b.scalar(1, c.dtype()), c.b.op("Sqrt", {c.b.op("Add", {c.in(4), c.b.scalar(eps, c.dtype())})})});
+    if (c.need[0]) g[0] = c.b.op("Mul", {c.dy[0], c.b.op("Reshape", {c.b.op("Mul", {c.in(1), inv_std}), c.b.ints(bshape)})});
+    if (c.need[1]) {
+      Value* centred = c.b.op("Sub", {c.in(0), c.b.op("Reshape", {c.in(3), c.b.ints(bshape)})});
+      Value* x_hat = c.b.op("Mul", {centred, c.b.op("Reshape", {inv_std, c.b.ints(bshape)})});
+      g[1] = c.b.op("ReduceSum", {c.b.op("Mul", {c.dy[0], x_hat}), c.b.ints(axes)}, {attr_int("keepdims", 0)});
+    }
+    if (c.need[2]) g[2] = c.b.op("ReduceSum", {c.dy[0], c.b.ints(axes)}, {attr_int("keepdims", 0)});
     return g;
   };
   auto layer_norm = [](GradContext& c) {

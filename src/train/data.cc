@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "duet/core/error.h"
+#include "duet/eval/metrics.h"
 #include "duet/io/image.h"
 #include "duet/io/preprocess.h"
 #include "duet/io/tensor_file.h"
@@ -17,7 +19,7 @@ namespace duet::train {
 
 int64_t Dataset::classes() const {
   int64_t m = -1;
-  for (int64_t i = 0; i < size(); ++i) m = std::max(m, labels.data<int64_t>()[i]);
+  for (int64_t i = 0; labels.defined() && i < labels.numel(); ++i) m = std::max(m, labels.data<int64_t>()[i]);
   return m + 1;
 }
 
@@ -42,12 +44,15 @@ Dataset Dataset::gather(const std::vector<int64_t>& indices) const {
   const int64_t per = size() > 0 ? features.numel() / size() : 0;
   Dims fd = features.dims();
   fd[0] = static_cast<int64_t>(indices.size());
-  Dataset out{Tensor(DType::Float32, fd), Tensor(DType::Int64, {static_cast<int64_t>(indices.size())})};
+  Dims ld = labels.dims();
+  ld[0] = static_cast<int64_t>(indices.size());
+  const int64_t width = sequences() ? labels.dim(1) : 1;
+  Dataset out{Tensor(DType::Float32, fd), Tensor(DType::Int64, ld)};
   for (size_t i = 0; i < indices.size(); ++i) {
     const int64_t k = indices[i];
     if (k < 0 || k >= size()) fail("dataset: index ", k, " is outside [0, ", size(), ")");
     std::memcpy(out.features.data<float>() + i * per, features.data<float>() + k * per, per * sizeof(float));
-    out.labels.data<int64_t>()[i] = labels.data<int64_t>()[k];
+    std::memcpy(out.labels.data<int64_t>() + i * width, labels.data<int64_t>() + k * width, width * sizeof(int64_t));
   }
   return out;
 }
@@ -189,6 +194,67 @@ Dataset load_image_folder(const std::string& dir, const std::string& preprocess,
   dims.insert(dims.end(), sample.begin(), sample.end());
   d.features = Tensor::from_vector<float>(values, dims);
   d.labels = Tensor::from_vector<int64_t>(labels, {static_cast<int64_t>(labels.size())});
+  return d;
+}
+
+Dataset load_text_lines(const std::string& dir, const std::string& keys_path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) fail("text-line folder '", dir, "' does not exist");
+  const std::vector<std::string> keys = eval::parse_metric("cer,keys=" + keys_path).labels;
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < keys.size(); ++i) index.emplace(keys[i], static_cast<int64_t>(i) + 1);
+  const int64_t space = static_cast<int64_t>(keys.size()) + 1;
+  std::vector<std::pair<int64_t, fs::path>> folders;
+  for (auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("test_data_set_", 0) == 0) {
+      const std::string tail = name.substr(14);
+      int64_t n = 0;
+      const auto [end, ec] = std::from_chars(tail.data(), tail.data() + tail.size(), n);
+      if (ec == std::errc() && end == tail.data() + tail.size()) folders.emplace_back(n, e.path());
+    }
+  }
+  std::sort(folders.begin(), folders.end());
+  if (folders.empty()) fail("text-line folder '", dir, "' has no test_data_set_* samples");
+  std::vector<float> values;
+  std::vector<std::vector<int64_t>> sequences;
+  Dims sample;
+  size_t longest = 0;
+  for (auto& [_, folder] : folders) {
+    const Tensor x = io::load_tensor_file((folder / "input_0.pb").string());
+    if (x.dtype() != DType::Float32 || x.rank() != 4 || x.dim(0) != 1)
+      fail(folder.string(), "/input_0.pb: a text line is float32 [1, C, H, W], got ", x.describe());
+    const Dims dims{x.dim(1), x.dim(2), x.dim(3)};
+    if (sample.empty()) sample = dims;
+    if (dims != sample) fail(folder.string(), ": ", x.describe(), " but earlier lines were [1, ", dims_str(sample), "]");
+    values.insert(values.end(), x.data<float>(), x.data<float>() + x.numel());
+    const std::string text = eval::reference_text(folder.string());
+    std::vector<int64_t> seq;
+    for (size_t i = 0; i < text.size();) {  // one UTF-8 code point at a time
+      const unsigned char c = static_cast<unsigned char>(text[i]);
+      const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+      const std::string ch = text.substr(i, len);
+      i += len;
+      if (ch == " ") {
+        seq.push_back(space);
+        continue;
+      }
+      const auto it = index.find(ch);
+      if (it == index.end()) fail(folder.string(), "/text.txt: character '", ch, "' is not in the keys file ", keys_path);
+      seq.push_back(it->second);
+    }
+    longest = std::max(longest, seq.size());
+    sequences.push_back(std::move(seq));
+  }
+  const int64_t n = static_cast<int64_t>(sequences.size());
+  Dataset d;
+  Dims dims{n};
+  dims.insert(dims.end(), sample.begin(), sample.end());
+  d.features = Tensor::from_vector<float>(values, dims);
+  d.labels = Tensor(DType::Int64, {n, static_cast<int64_t>(std::max<size_t>(1, longest))});
+  std::fill(d.labels.data<int64_t>(), d.labels.data<int64_t>() + d.labels.numel(), int64_t{-1});
+  for (int64_t i = 0; i < n; ++i)
+    std::copy(sequences[i].begin(), sequences[i].end(), d.labels.data<int64_t>() + i * d.labels.dim(1));
   return d;
 }
 

@@ -29,12 +29,17 @@ FitResult fit(const ir::Model& model, const Dataset& train, const Dataset* test,
               const FitOptions& options) {
   // A classifier needs two classes to learn anything (one trained to exit 0 with nothing learnt).
   DUET_CHECK(train.size() > 0, "the training data holds no samples");
-  {
+  if (!train.sequences()) {
     const int64_t* y = train.labels.data<int64_t>();
     const auto [lo, hi] = std::minmax_element(y, y + train.size());
     DUET_CHECK(*lo != *hi, "the training data holds one class only (label ", *lo, "): a classifier has nothing to learn");
   }
-  Trainer trainer(model, cfg);
+  DUET_CHECK(!test || !test->size() || test->sequences() == train.sequences(),
+             "the test data's labels are ", test && test->sequences() ? "sequences" : "classes", " but the training data's are not");
+  TrainConfig config = cfg;
+  if (train.sequences()) config.loss = "ctc";  // label sequences: a CTC recognizer
+  if (config.sample_shape.empty()) config.sample_shape = Dims(train.features.dims().begin() + 1, train.features.dims().end());
+  Trainer trainer(model, config);
   if (!options.resume.empty()) trainer.load_checkpoint(options.resume);
   FitResult r;
   r.root = !cfg.comm || cfg.comm->rank() == 0;

@@ -17,6 +17,7 @@
 #include "duet/numerics/format.h"
 #include "duet/numerics/precision.h"
 #include "duet/onnx/onnx_io.h"
+#include "duet/passes/optimize.h"
 #include "duet/passes/shape_inference.h"
 #include "duet/passes/sparsify.h"
 #include "duet/passes/upgrade_opset.h"
@@ -82,13 +83,24 @@ std::vector<std::string> trainable_initializers(const ir::Graph& g, const std::v
   for (auto& name : running_statistics(g)) excluded.insert(name);
   excluded.insert(kStandardizeMean);
   excluded.insert(kStandardizeScale);
+  // Constants an imported graph computes with, not parameters: scalars (HardSwish's 3 and 6, epsilons, Pow's
+  // exponent) and the inputs no gradient flows to (Pow's exponent, Clip's bounds, Resize's roi and scales).
+  auto operand = [](const ir::Node& n, size_t i) {
+    if (n.op_type == "Pow" || n.op_type == "Clip" || n.op_type == "Resize" || n.op_type == "Pad") return i == 0;
+    return true;
+  };
+  std::unordered_set<std::string> parameter_use;
   for (auto& n : g.nodes)
-    for (auto* in : n->inputs)
-      if (in) read.insert(in->name);
+    for (size_t i = 0; i < n->inputs.size(); ++i)
+      if (n->inputs[i]) {
+        read.insert(n->inputs[i]->name);
+        if (operand(*n, i)) parameter_use.insert(n->inputs[i]->name);
+      }
   std::vector<std::string> names;
   for (auto& name : g.initializer_order) {
     const auto it = g.initializers.find(name);
     if (it == g.initializers.end() || it->second.dtype() != DType::Float32) continue;
+    if (it->second.numel() <= 1 || !parameter_use.count(name)) continue;
     if (read.count(name) && !excluded.count(name)) names.push_back(name);
   }
   return names;
@@ -115,7 +127,7 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
   }
   // Training: BatchNormalization uses batch statistics and outputs the updated
   // running statistics as "<running stat>.next" (the trainer carries them).
-  if (training)
+  if (training && !config.freeze_batchnorm)
     for (auto& n : g.nodes) {
       if (n->op_type != "BatchNormalization" || !(n->domain.empty() || n->domain == "ai.onnx")) continue;
       ir::edit::set_attr(*n, "training_mode", int64_t{1});
@@ -132,6 +144,13 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
   std::erase_if(g.outputs, [&](ir::Value* v) {
     return v != g.outputs[0] && v->name.rfind(kQatMinPrefix, 0) != 0 && v->name.rfind(kQatMaxPrefix, 0) != 0;
   });
+  // Scores, not probabilities: a final Softmax over the last axis is left out (the losses apply their own).
+  if (const ir::Node* p = g.outputs[0]->producer; p && p->op_type == "Softmax" && p->domain.empty() && p->inputs[0] &&
+                                                  p->inputs[0]->type.shape.rank_known) {
+    const int64_t rank = static_cast<int64_t>(p->inputs[0]->type.shape.rank());
+    const int64_t axis = p->attr_int("axis", -1);
+    if (axis == -1 || axis == rank - 1) g.outputs[0] = p->inputs[0];
+  }
   if (training)
     for (auto& name : state) g.outputs.push_back(g.find_value(name + ".next"));
   for (ir::Value* v : {g.inputs[0], g.outputs[0]})
@@ -173,6 +192,62 @@ std::pair<double, int64_t> score(const Tensor& logits, const Tensor& labels) {
   return {loss, correct};
 }
 
+// CTC: greedy decode of scores [N, T, C] (argmax, repeats merged, blanks 0 dropped) against label sequences
+// [N, S] (-1 padded): lines decoded exactly, label edits, label length.
+struct CtcCounts {
+  int64_t exact = 0;
+  double edits = 0, length = 0;
+};
+
+CtcCounts ctc_counts(const Tensor& scores, const Tensor& labels) {
+  CtcCounts r;
+  const int64_t n = scores.dim(0), steps = scores.dim(1), classes = scores.dim(2), width = labels.dim(1);
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> decoded, target;
+    int64_t prev = -1;
+    for (int64_t t = 0; t < steps; ++t) {
+      const float* row = scores.data<float>() + (i * steps + t) * classes;
+      const int64_t best = std::max_element(row, row + classes) - row;
+      if (best != 0 && best != prev) decoded.push_back(best);
+      prev = best;
+    }
+    for (int64_t k = 0; k < width && labels.data<int64_t>()[i * width + k] >= 0; ++k) target.push_back(labels.data<int64_t>()[i * width + k]);
+    r.exact += decoded == target;
+    // Levenshtein distance over label ids.
+    std::vector<int64_t> row(target.size() + 1);
+    for (size_t j = 0; j <= target.size(); ++j) row[j] = static_cast<int64_t>(j);
+    for (size_t a = 1; a <= decoded.size(); ++a) {
+      int64_t diag = row[0];
+      row[0] = static_cast<int64_t>(a);
+      for (size_t b = 1; b <= target.size(); ++b) {
+        const int64_t up = row[b];
+        row[b] = std::min({row[b] + 1, row[b - 1] + 1, diag + (decoded[a - 1] != target[b - 1])});
+        diag = up;
+      }
+    }
+    r.edits += static_cast<double>(row[target.size()]);
+    r.length += static_cast<double>(std::max<size_t>(1, target.size()));
+  }
+  return r;
+}
+
+// The training loss node on the scores: SoftmaxCrossEntropyLoss (labels [N]) or CtcLoss (labels [N, S]).
+ir::Value* add_loss(ir::Model& m, ir::Value* scores, ir::Value* labels, const std::string& kind) {
+  ir::Graph& g = *m.graph;
+  ir::Value* loss = g.value(kLoss);
+  if (kind == "ctc") {
+    if (m.opset("com.duet") == 0) m.opset_imports.push_back({"com.duet", 1});
+    ir::Node* n = g.add_node("CtcLoss", {scores, labels}, {loss}, "loss");
+    n->domain = "com.duet";
+    n->attributes.push_back({.name = "reduction", .type = ir::AttrType::String, .s = "mean"});
+    ir::edit::set_attr(*n, "zero_infinity", int64_t{1});
+  } else {
+    ir::Node* n = g.add_node("SoftmaxCrossEntropyLoss", {scores, labels}, {loss}, "loss");
+    n->attributes.push_back({.name = "reduction", .type = ir::AttrType::String, .s = "mean"});
+  }
+  return loss;
+}
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -206,6 +281,9 @@ struct Trainer::Impl {
 
   Impl(const ir::Model& fwd, TrainConfig cfg)
       : config(std::move(cfg)), forward(onnx_io::clone_model(fwd)), optimizer(config.optimizer), scaler(config.scaler) {
+    if (config.loss != "cross_entropy" && config.loss != "ctc")
+      fail("train: the loss must be cross_entropy or ctc, got '", config.loss, "'");
+    passes::fold_constants(*forward);  // weights written as Constant nodes (PaddleOCR's exports) become parameters
     ir::Graph& g = *forward->graph;
     std::vector<ir::Value*> data_inputs;
     for (auto* v : g.inputs)
@@ -218,6 +296,21 @@ struct Trainer::Impl {
     // Graph inputs that are also initializers would be fed; keep them constant instead.
     std::erase_if(g.inputs, [&](ir::Value* v) { return g.initializers.count(v->name) > 0; });
     input = data_inputs[0]->name;
+    bool open = !data_inputs[0]->type.shape.rank_known;
+    for (size_t i = 1; !open && i < data_inputs[0]->type.shape.rank(); ++i) open = !data_inputs[0]->type.shape.dims[i].known();
+    if (!config.sample_shape.empty() && open) {  // bind what the model leaves open; a known dim must agree
+      Shape& shape = data_inputs[0]->type.shape;
+      if (!shape.rank_known) shape = Shape::from(Dims(config.sample_shape.size() + 1, 1)), shape.dims[0] = Dim::named("N");
+      if (shape.rank() != config.sample_shape.size() + 1)
+        fail("train: samples are ", dims_str(config.sample_shape), " but the model input '", input, "' is ", shape.str());
+      for (size_t i = 0; i < config.sample_shape.size(); ++i) {
+        Dim& d = shape.dims[i + 1];
+        if (d.known() && d.value != config.sample_shape[i])
+          fail("train: samples are ", dims_str(config.sample_shape), " but the model input '", input, "' is ", shape.str());
+        d = Dim(config.sample_shape[i]);
+      }
+      passes::infer_shapes(*forward);
+    }
     logits = g.outputs[0]->name;
     std::set<std::string> pruned;
     if (config.sparsity != "dense") {
@@ -244,7 +337,7 @@ struct Trainer::Impl {
         for (int64_t k = 0; k < m.numel(); ++k) m.data<float>()[k] = params[i].data<float>()[k] != 0.0f;
         masks.emplace_back(i, std::move(m));
       }
-    state_names = running_statistics(g);
+    if (!config.freeze_batchnorm) state_names = running_statistics(g);
     for (auto& n : state_names) state.push_back(g.initializers.at(n).clone());
     if (config.comm)  // every rank starts from rank 0's weights
       for (auto& p : params) config.comm->broadcast(p.data<float>(), static_cast<size_t>(p.numel()), 0);
@@ -253,24 +346,32 @@ struct Trainer::Impl {
     // Training graph: forward + loss + backward.
     auto tm = forward_with_parameter_inputs(*forward, names, state_names, true, config, &autocast_nodes);
     ir::Graph& tg = *tm->graph;
-    ir::Value* labels = tg.value(kLabels);
-    labels->type.dtype = DType::Int64;
-    labels->type.shape = Shape({Dim::named("N")});
-    tg.inputs.push_back(labels);
+    const bool ctc = config.loss == "ctc";
+    auto labels_input = [&](ir::Graph& graph) {
+      ir::Value* labels = graph.value(kLabels);
+      labels->type.dtype = DType::Int64;
+      labels->type.shape = ctc ? Shape({Dim::named("N"), Dim::named("S")}) : Shape({Dim::named("N")});
+      graph.inputs.push_back(labels);
+      return labels;
+    };
+    ir::Value* labels = labels_input(tg);
     ir::Value* seed = tg.value(kLossScale);
     seed->type.dtype = DType::Float32;
     seed->type.shape = Shape(std::vector<Dim>{});
     tg.inputs.push_back(seed);
-    ir::Value* loss = tg.value(kLoss);
-    ir::Node* sce = tg.add_node("SoftmaxCrossEntropyLoss", {tg.outputs[0], labels}, {loss}, "loss");
-    sce->attributes.push_back({.name = "reduction", .type = ir::AttrType::String, .s = "mean"});
-    tg.outputs.insert(tg.outputs.begin(), loss);
+    logits = tg.outputs[0]->name;  // the scores (a final Softmax left out)
+    tg.outputs.insert(tg.outputs.begin(), add_loss(*tm, tg.outputs[0], labels, config.loss));
     passes::infer_shapes(*tm);
     GradientRequest req{.loss = kLoss, .wrt = names, .seed = kLossScale};
     const auto grads = add_gradients(*tm, req);
     for (auto& n : names) grad_outputs.push_back(grads.at(n));
     train_model = std::move(tm);
     eval_model = forward_with_parameter_inputs(*forward, names, state_names, false, config, nullptr);
+    if (ctc) {  // evaluation measures the loss too: it needs the labels
+      ir::Graph& eg = *eval_model->graph;
+      eg.outputs.push_back(add_loss(*eval_model, eg.outputs[0], labels_input(eg), config.loss));
+      passes::infer_shapes(*eval_model);
+    }
 
     runtime::SessionOptions so;
     so.threads = config.threads;
@@ -411,7 +512,7 @@ double Trainer::step(const Tensor& features, const Tensor& labels) {
     std::map<std::string, Tensor> by_name;
     for (auto& o : outs) by_name[o.name] = o.tensor;
     loss = by_name.at(kLoss).get_double(0);
-    s.last_correct = score(by_name.at(s.logits), y).second;
+    s.last_correct = s.config.loss == "ctc" ? ctc_counts(by_name.at(s.logits), y).exact : score(by_name.at(s.logits), y).second;
     for (auto& g : s.grad_outputs) grads.push_back(by_name.at(g).clone());
     s.update_fp8(by_name);
     s.observe_activations(by_name);
@@ -498,17 +599,29 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   Impl& s = *impl_;
   Evaluation e;
   const int64_t bs = std::max<int64_t>(s.config.batch, 256);
-  double loss = 0;
+  double loss = 0, edits = 0, length = 0;
   int64_t correct = 0;
+  const bool ctc = s.config.loss == "ctc";
+  DUET_CHECK(data.sequences() == ctc, "evaluate: ", ctc ? "CTC training takes label sequences" : "labels are one class per sample");
   for (int64_t lo = 0; lo < data.size(); lo += bs) {
     std::vector<int64_t> idx;
     for (int64_t i = lo; i < std::min(data.size(), lo + bs); ++i) idx.push_back(i);
     const Dataset batch = data.gather(idx);
-    auto outs = s.eval_session->run(s.feeds(batch.features, *s.eval_model));
-    auto [l, c] = score(outs.at(0).tensor, batch.labels);
-    loss += l;
-    correct += c;
+    auto feeds = s.feeds(batch.features, *s.eval_model);
+    if (ctc) feeds[kLabels] = batch.labels;
+    auto outs = s.eval_session->run(feeds);
+    if (ctc) {
+      const CtcCounts k = ctc_counts(outs.at(0).tensor, batch.labels);
+      loss += outs.at(1).tensor.get_double(0) * static_cast<double>(batch.size());  // the batch's mean
+      correct += k.exact;
+      edits += k.edits, length += k.length;
+    } else {
+      auto [l, c] = score(outs.at(0).tensor, batch.labels);
+      loss += l;
+      correct += c;
+    }
   }
+  if (ctc) e.cer = length > 0 ? edits / length : 0;
   e.samples = data.size();
   e.loss = data.size() ? loss / static_cast<double>(data.size()) : 0;
   e.accuracy = data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0;

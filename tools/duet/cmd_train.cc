@@ -36,7 +36,7 @@ std::string pct(double v) {
 
 Runner add_train(CLI::App& app) {
   struct Options {
-    std::string model, data, test, output, sample_shape, amp = "off", optimizer = "adamw", schedule = "constant";
+    std::string model, data, test, keys, output, sample_shape, amp = "off", optimizer = "adamw", schedule = "constant";
     std::string loss_scaling = "auto", weight_format, checkpoint, resume, backend = "cpu", save_init, report;
     double test_fraction = 0.2, scale = 1.0, lr = 1e-3, weight_decay = 0.01, momentum = 0.0, clip_norm = 0;
     double init_scale = 65536.0, min_scale = 0;
@@ -49,7 +49,7 @@ Runner add_train(CLI::App& app) {
     bool qat_per_tensor = false, lsq = false, qat_activations = false, qat_weights_only = false;
     uint64_t seed = 0;
     int threads = 2;
-    bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false;
+    bool tf32 = false, stochastic_rounding = false, nesterov = false, json = false, freeze_batchnorm = false;
     std::vector<std::string> freeze;
   };
   auto o = std::make_shared<Options>();
@@ -58,6 +58,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--data", o->data, "Training data: CSV (.csv/.csv.gz, label last), a folder with x.npy and y.npy, or an "
                   "image folder DIR/<class>/<image>.png|jpg")->required();
   cmd->add_option("-o,--output", o->output, "Trained model to write (.onnx)");
+  cmd->add_option("--keys", o->keys,
+                  "Text lines for a CTC recognizer: --data and --test are test_data_set_* folders with text.txt beside each "
+                  "input, read through this keys file (one character per line; blank 0, space last); loss CTC, CER per epoch");
   cmd->add_option("--test", o->test, "Test data (default: a seeded --test-fraction split of --data)");
   cmd->add_option("--test-fraction", o->test_fraction, "Share of --data held out for testing when --test is absent")
       ->check(CLI::Range(0.0, 0.9));
@@ -107,6 +110,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--weight-format", o->weight_format, "Store weights in this format after each update (e.g. bf16): no FP32 master copy");
   cmd->add_flag("--stochastic-rounding", o->stochastic_rounding, "Round weight updates stochastically (with --weight-format, default bf16)");
   cmd->add_option("--freeze", o->freeze, "Initializers to keep constant");
+  cmd->add_flag("--freeze-batchnorm", o->freeze_batchnorm,
+                "BatchNormalization keeps its running statistics (inference mode; scale and shift still train): "
+                "fine-tuning a pretrained model on small batches");
   cmd->add_option("--seed", o->seed, "Seed for initialization, the split and shuffling");
   cmd->add_option("--threads", o->threads, "Intra-op threads")->check(CLI::Range(1, 256));
   add_backend_option(cmd, o->backend, "cpu (default: oneDNN where it runs the node, reference kernels elsewhere) or reference");
@@ -127,8 +133,11 @@ Runner add_train(CLI::App& app) {
     train::CsvOptions csv;
     csv.scale = static_cast<float>(o->scale);
     if (!o->sample_shape.empty()) csv.sample_shape = parse_dims(o->sample_shape);
-    train::Dataset data = train::load_dataset(o->data, csv, o->preprocess, o->channels), test;
-    if (!o->test.empty()) test = train::load_dataset(o->test, csv, o->preprocess, o->channels);
+    auto load = [&](const std::string& path) {
+      return o->keys.empty() ? train::load_dataset(path, csv, o->preprocess, o->channels) : train::load_text_lines(path, o->keys);
+    };
+    train::Dataset data = load(o->data), test;
+    if (!o->test.empty()) test = load(o->test);
     else std::tie(data, test) = train::split(data, o->test_fraction, o->seed);
 
     std::unique_ptr<ir::Model> model;
@@ -175,6 +184,7 @@ Runner add_train(CLI::App& app) {
     cfg.threads = o->threads;
     cfg.backend = o->backend;
     cfg.frozen = o->freeze;
+    cfg.freeze_batchnorm = o->freeze_batchnorm;
     cfg.max_steps = o->max_steps;
     if (o->sparsity != "dense") passes::check_sparsity_pattern(o->sparsity);
     cfg.sparsity = o->sparsity;
@@ -210,6 +220,7 @@ Runner add_train(CLI::App& app) {
                           {"train_accuracy", last.train_accuracy},
                           {"test_loss", last.test.loss},
                           {"test_accuracy", last.test.accuracy},
+                          {"test_cer", std::isnan(last.test.cer) ? nlohmann::json(nullptr) : nlohmann::json(last.test.cer)},
                           {"steps", last.steps},
                           {"skipped_steps", last.skipped_steps},
                           {"loss_scale", last.loss_scale},
@@ -225,6 +236,7 @@ Runner add_train(CLI::App& app) {
                       static_cast<long long>(e + 1), static_cast<long long>(cfg.epochs), last.train_loss,
                       pct(last.train_accuracy).c_str(), last.test.loss, pct(last.test.accuracy).c_str(), last.ms_per_step);
         std::cout << line;
+        if (!std::isnan(last.test.cer)) std::cout << "  test CER " << pct(last.test.cer);
         if (trainer.loss_scale() != 1.0 || last.skipped_steps)
           std::cout << "  scale " << last.loss_scale << " skipped " << last.skipped_steps;
         std::cout << "\n";
@@ -282,6 +294,7 @@ Runner add_train(CLI::App& app) {
                             {"steps", fitted.steps},
                             {"epochs", epochs},
                             {"test_accuracy", last.test.accuracy},
+                          {"test_cer", std::isnan(last.test.cer) ? nlohmann::json(nullptr) : nlohmann::json(last.test.cer)},
                             {"output", o->output}};
       if (o->profile) out["profile_ms_per_step"] = profile;
       print_json(out, 2);

@@ -15,9 +15,10 @@ namespace duet::train {
 
 struct Dataset {
   Tensor features;  // float32 [N, ...]
-  Tensor labels;    // int64 [N]
+  Tensor labels;    // int64 [N], or [N, S] label sequences padded with -1 (CTC: load_text_lines)
   std::vector<std::string> class_names;  // image folders: label i is class_names[i]
   int64_t size() const { return labels.defined() ? labels.dim(0) : 0; }
+  bool sequences() const { return labels.defined() && labels.rank() == 2; }
   int64_t classes() const;  // max label + 1
   // The samples at these indices, in this order.
   Dataset gather(const std::vector<int64_t>& indices) const;
@@ -39,6 +40,14 @@ Dataset load_npy_pair(const std::string& dir);
 // [N, channels, H, W]; channels 1 converts to grey first (PIL's "L": ITU-R
 // 601 luma). Throws naming an unreadable image or a size mismatch.
 Dataset load_image_folder(const std::string& dir, const std::string& preprocess, int64_t channels = 3);
+
+// Text-line images for a CTC recognizer: DIR/test_data_set_*/input_0.pb
+// (float32 [1, C, H, W], one size for all) with text.txt beside each (what
+// ../shared/tools/render_ocr_inputs.py writes). Each character becomes its
+// 1-based line in the keys file (0 is the CTC blank), a space the class after
+// the last key — PaddleOCR's reading of ppocr_keys_v1.txt. Labels [N, S],
+// padded with -1. A character the keys lack is one error naming it.
+Dataset load_text_lines(const std::string& dir, const std::string& keys_path);
 
 // A CSV file (.csv / .csv.gz), a folder with x.npy / y.npy, or an image
 // folder (DIR/<class>/<image>): whichever `path` is.

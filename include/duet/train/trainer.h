@@ -6,6 +6,7 @@
 // runtime::Sessions, and updates float32 master weights with an Optimizer
 // (loss scaling with a GradScaler for low-precision formats).
 #pragma once
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -46,6 +47,9 @@ struct TrainConfig {
   int threads = 2;
   std::string backend = "reference";
   std::vector<std::string> frozen;  // initializers kept constant
+  // BatchNormalization as in inference (running statistics, not updated; its
+  // scale and shift still train): how pretrained models are fine-tuned on small batches.
+  bool freeze_batchnorm = false;
   // Quantization-aware training: "off", "int8" (INT8 weights and UINT8
   // activations) or "int4" (INT4 weights; activations only with qat_activations).
   std::string qat = "off";
@@ -60,11 +64,19 @@ struct TrainConfig {
   // gradients are summed across ranks (train/distributed.h); null: one process.
   Communicator* comm = nullptr;
   bool bf16_allreduce = false;   // gradients travel as BF16
+  // "cross_entropy" (labels [N]) or "ctc" (label sequences [N, S] padded with
+  // -1: CtcLoss, blank 0, mean over nll / target length). A model whose output
+  // is a Softmax over its last axis is trained on the Softmax's input either way.
+  std::string loss = "cross_entropy";
+  // Per-sample input dims to bind where the model leaves them open (a
+  // recognizer's [?, 3, 48, ?]): gradients need them known. Empty: as the model says.
+  Dims sample_shape;
 };
 
 struct Evaluation {
   double loss = 0;
-  double accuracy = 0;  // fraction of argmax == label
+  double accuracy = 0;  // fraction of argmax == label; ctc: of lines decoded exactly
+  double cer = std::nan("");  // ctc: character error rate of the greedy decode (label edits / label length)
   int64_t samples = 0;
 };
 

@@ -632,3 +632,84 @@ TEST(Trainer, TransformerEncoderLearnsDigitRowsAsTokens) {
   EXPECT_LT(r.train_loss, 0.8 * first.train_loss);
   EXPECT_GT(r.test.accuracy, 0.6);
 }
+
+namespace {
+
+// A text-line folder: test_data_set_i/input_0.pb (float32 [1, 1, 2, 4]) and text.txt.
+fs::path text_line_folder(const std::string& name, const std::vector<std::string>& texts) {
+  const fs::path dir = scratch(name);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const fs::path s = dir / ("test_data_set_" + std::to_string(i));
+    fs::create_directories(s);
+    io::save_tensor_file(Tensor::zeros(DType::Float32, {1, 1, 2, 4}), "x", (s / "input_0.pb").string());
+    std::ofstream(s / "text.txt") << texts[i] << "\n";
+  }
+  return dir;
+}
+
+}  // namespace
+
+TEST(TrainData, TextLinesBecomeLabelSequencesThroughTheKeys) {
+  const fs::path dir = text_line_folder("lines", {"ab", "b a", "aa"});
+  const std::string keys = (dir / "keys.txt").string();
+  std::ofstream(keys) << "a\nb\n";
+  const train::Dataset d = train::load_text_lines(dir.string(), keys);
+  ASSERT_TRUE(d.sequences());
+  EXPECT_EQ(d.features.dims(), (Dims{3, 1, 2, 4}));
+  // a = 1, b = 2 (0 is the CTC blank), space = 3; rows padded with -1.
+  EXPECT_EQ(d.labels.to_int_vector(), (std::vector<int64_t>{1, 2, -1, 2, 3, 1, 1, 1, -1}));
+  const train::Dataset two = d.gather({2, 0});
+  EXPECT_EQ(two.labels.to_int_vector(), (std::vector<int64_t>{1, 1, -1, 1, 2, -1}));
+  // A character the keys lack is one error naming it and the sample.
+  const fs::path bad = text_line_folder("lines_bad", {"ab", "abc"});
+  try {
+    train::load_text_lines(bad.string(), keys);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("character 'c' is not in the keys file"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("test_data_set_1"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, CtcRecognizerLearnsToReadSyntheticLines) {
+  // Lines of up to three symbols from {1, 2}, each symbol shown for two of eight steps with blanks around it;
+  // a linear map of each step's features (plus noise) to four classes under a Softmax must learn to read them.
+  const int64_t T = 8, F = 4, C = 4, n = 256;
+  auto make = [&](uint64_t seed) {
+    train::Dataset d{Tensor(DType::Float32, {n, T, F}), Tensor(DType::Int64, {n, 3})};
+    uint64_t state = seed;
+    auto next = [&]() { state = state * 6364136223846793005ull + 1442695040888963407ull; return state >> 33; };
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t len = 1 + static_cast<int64_t>(next() % 3);
+      std::vector<int64_t> frame(T, 0);
+      for (int64_t k = 0; k < 3; ++k) d.labels.data<int64_t>()[i * 3 + k] = -1;
+      for (int64_t k = 0; k < len; ++k) {
+        const int64_t sym = 1 + static_cast<int64_t>(next() % 2);
+        d.labels.data<int64_t>()[i * 3 + k] = sym;
+        frame[1 + 2 * k] = frame[2 + 2 * k] = sym;  // steps 1-2, 3-4, 5-6; 0 and 7 blank
+        if (k > 0 && frame[2 * k] == sym) frame[1 + 2 * k] = 0;  // a repeat needs a blank between
+      }
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t f = 0; f < F; ++f)
+          d.features.data<float>()[(i * T + t) * F + f] = (f == frame[t] ? 1.0f : 0.0f) + 0.1f * (static_cast<float>(next() % 1000) / 1000 - 0.5f);
+    }
+    return d;
+  };
+  const train::Dataset train_set = make(1), test_set = make(2);
+  train::GraphBuilder b(17);
+  ir::Value* x = b.input("x", DType::Float32, {n, T, F});
+  ir::Value* scores = b.node("Add", {b.node("MatMul", {x, b.weight("w", {F, C}, F)}), b.initializer("bias", Tensor::zeros(DType::Float32, {C}))});
+  b.output(b.node("Softmax", {scores}, {train::attr_int("axis", -1)}), "probabilities");
+  auto model = b.finish();
+  train::TrainConfig cfg;
+  cfg.epochs = 30;
+  cfg.batch = 32;
+  cfg.optimizer.lr = 0.05;
+  const train::FitResult r = train::fit(*model, train_set, &test_set, cfg);
+  ASSERT_EQ(r.epochs.size(), 30u);
+  EXPECT_LT(r.epochs.back().train_loss, 0.3 * r.epochs.front().train_loss);
+  EXPECT_LT(r.epochs.back().test.cer, 0.05);
+  EXPECT_GT(r.epochs.back().test.accuracy, 0.9);  // lines read exactly
+  // The exported model keeps its Softmax (the loss was taken on the scores under it).
+  EXPECT_EQ(r.trained->graph->outputs[0]->producer->inputs[0]->producer->op_type, "Softmax");
+}

@@ -145,11 +145,12 @@ std::unique_ptr<ir::Model> forward_with_parameter_inputs(const ir::Model& forwar
     return v != g.outputs[0] && v->name.rfind(kQatMinPrefix, 0) != 0 && v->name.rfind(kQatMaxPrefix, 0) != 0;
   });
   // Scores, not probabilities: a final Softmax over the last axis is left out (the losses apply their own).
-  if (const ir::Node* p = g.outputs[0]->producer; p && p->op_type == "Softmax" && p->domain.empty() && p->inputs[0] &&
-                                                  p->inputs[0]->type.shape.rank_known) {
-    const int64_t rank = static_cast<int64_t>(p->inputs[0]->type.shape.rank());
+  const ir::Node* p = g.outputs[0]->producer;
+  while (p && p->op_type == "Identity" && p->inputs[0]) p = p->inputs[0]->producer;
+  if (p && p->op_type == "Softmax" && p->domain.empty() && p->inputs[0]) {
+    const Shape& in = p->inputs[0]->type.shape;
     const int64_t axis = p->attr_int("axis", -1);
-    if (axis == -1 || axis == rank - 1) g.outputs[0] = p->inputs[0];
+    if (axis == -1 || (in.rank_known && axis == static_cast<int64_t>(in.rank()) - 1)) g.outputs[0] = p->inputs[0];
   }
   if (training)
     for (auto& name : state) g.outputs.push_back(g.find_value(name + ".next"));

@@ -713,3 +713,21 @@ TEST(Trainer, CtcRecognizerLearnsToReadSyntheticLines) {
   // The exported model keeps its Softmax (the loss was taken on the scores under it).
   EXPECT_EQ(r.trained->graph->outputs[0]->producer->inputs[0]->producer->op_type, "Softmax");
 }
+
+TEST(Trainer, LabelsTheModelCannotScoreAreOneClearError) {
+  // A recognizer scoring 4 classes (blank, two keys, space) and lines read through a longer keys file.
+  train::GraphBuilder b(17);
+  ir::Value* x = b.input("x", DType::Float32, {2, 8, 4});
+  b.output(b.node("MatMul", {x, b.weight("w", {4, 4}, 4)}), "scores");
+  auto model = b.finish();
+  train::Dataset d{Tensor::zeros(DType::Float32, {2, 8, 4}), Tensor::from_vector<int64_t>({1, 5, 2, -1}, {2, 2})};
+  train::TrainConfig cfg;
+  cfg.epochs = 1;
+  try {
+    train::fit(*model, d, nullptr, cfg);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("labels reach 5 but the model scores 4 classes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("keys file is not the model's"), std::string::npos) << e.what();
+  }
+}

@@ -40,6 +40,12 @@ FitResult fit(const ir::Model& model, const Dataset& train, const Dataset* test,
   if (train.sequences()) config.loss = "ctc";  // label sequences: a CTC recognizer
   if (config.sample_shape.empty()) config.sample_shape = Dims(train.features.dims().begin() + 1, train.features.dims().end());
   Trainer trainer(model, config);
+  // Labels the model cannot score: another keys file, or class indices beyond the model's classes.
+  if (const int64_t classes = trainer.classes(); classes > 0)
+    for (const Dataset* d : {&train, test && test->size() ? test : nullptr})
+      if (d && d->classes() > classes)
+        fail(d == &train ? "the training" : "the test", " data's labels reach ", d->classes() - 1, " but the model scores ",
+             classes, " classes", train.sequences() ? " (blank, the keys, space): the keys file is not the model's" : "");
   if (!options.resume.empty()) trainer.load_checkpoint(options.resume);
   FitResult r;
   r.root = !cfg.comm || cfg.comm->rank() == 0;

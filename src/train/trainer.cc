@@ -659,6 +659,11 @@ int64_t Trainer::steps() const { return impl_->steps; }
 int64_t Trainer::epoch() const { return impl_->epoch; }
 double Trainer::loss_scale() const { return impl_->scaling ? impl_->scaler.scale() : 1.0; }
 int Trainer::autocast_nodes() const { return impl_->autocast_nodes; }
+int64_t Trainer::classes() const {
+  const ir::Value* scores = impl_->train_model->graph->find_value(impl_->logits);
+  const Shape& s = scores->type.shape;
+  return s.rank_known && s.rank() > 0 && s.dims.back().known() ? s.dims.back().value : 0;
+}
 const ir::Model& Trainer::training_graph() const { return *impl_->train_model; }
 
 std::map<std::string, double> Trainer::profile() const {

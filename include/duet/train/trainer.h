@@ -115,6 +115,7 @@ class Trainer {
   int64_t epoch() const;
   double loss_scale() const;
   int autocast_nodes() const;  // matrix ops in the low precision
+  int64_t classes() const;     // the scores' last dimension (classes), 0 where the model leaves it open
   const ir::Model& training_graph() const;
   // With config.profile: measured milliseconds per training step by op type
   // ("domain:op" for com.duet ops), averaged over the steps run so far.

@@ -613,7 +613,9 @@ Evaluation Trainer::evaluate(const Dataset& data) {
     auto outs = s.eval_session->run(feeds);
     if (ctc) {
       const CtcCounts k = ctc_counts(outs.at(0).tensor, batch.labels);
-      loss += outs.at(1).tensor.get_double(0) * static_cast<double>(batch.size());  // the batch's mean
+      const auto mean = std::find_if(outs.begin(), outs.end(), [](const runtime::NamedTensor& o) { return o.name == kLoss; });
+      DUET_CHECK(mean != outs.end(), "evaluate: the evaluation graph lost its loss output");
+      loss += mean->tensor.get_double(0) * static_cast<double>(batch.size());  // the batch's mean
       correct += k.exact;
       edits += k.edits, length += k.length;
     } else {

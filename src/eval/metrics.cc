@@ -40,6 +40,9 @@ std::vector<std::string> read_keys(const std::string& path) {
   return keys;
 }
 
+// Bytes of the UTF-8 sequence a lead byte starts (1 for a stray continuation byte).
+size_t utf8_length(unsigned char c) { return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1; }
+
 // Index of the largest of n values.
 int64_t argmax(const float* v, int64_t n) {
   return static_cast<int64_t>(std::max_element(v, v + n) - v);
@@ -129,23 +132,38 @@ std::string ctc_greedy_decode(const Tensor& scores, const std::vector<std::strin
   DUET_CHECK(classes == static_cast<int64_t>(keys.size()) + 2, "the recognizer has ", classes,
              " classes; the keys file gives ", keys.size(), " characters + blank + space = ", keys.size() + 2);
   std::string text;
+  for (int64_t c : ctc_greedy_path(scores.data<float>(), steps, classes)) text += c == classes - 1 ? " " : keys[c - 1];
+  return text;
+}
+
+std::vector<int64_t> ctc_greedy_path(const float* scores, int64_t steps, int64_t classes) {
+  std::vector<int64_t> path;
   int64_t prev = -1;
-  const float* v = scores.data<float>();
   for (int64_t t = 0; t < steps; ++t) {
-    const int64_t best = argmax(v + t * classes, classes);
-    if (best != 0 && best != prev) text += best == classes - 1 ? " " : keys[best - 1];
+    const int64_t best = argmax(scores + t * classes, classes);
+    if (best != 0 && best != prev) path.push_back(best);
     prev = best;
   }
-  return text;
+  return path;
+}
+
+std::vector<std::string> utf8_characters(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = utf8_length(static_cast<unsigned char>(s[i]));
+    out.push_back(s.substr(i, len));
+    i += len;
+  }
+  return out;
 }
 
 namespace {
 
-std::vector<uint32_t> decode_utf8(const std::string& s) {
-  std::vector<uint32_t> cps;
+std::vector<int64_t> decode_utf8(const std::string& s) {
+  std::vector<int64_t> cps;
   for (size_t i = 0; i < s.size();) {
     const unsigned char c = s[i];
-    const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    const int len = static_cast<int>(utf8_length(c));
     uint32_t cp = len == 1 ? c : c & (0x7f >> len);
     for (int k = 1; k < len && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
     cps.push_back(cp);
@@ -158,8 +176,9 @@ std::vector<uint32_t> decode_utf8(const std::string& s) {
 
 int64_t code_points(const std::string& s) { return static_cast<int64_t>(decode_utf8(s).size()); }
 
-int64_t edit_distance(const std::string& a, const std::string& b) {
-  const auto x = decode_utf8(a), y = decode_utf8(b);
+int64_t edit_distance(const std::string& a, const std::string& b) { return edit_distance(decode_utf8(a), decode_utf8(b)); }
+
+int64_t edit_distance(const std::vector<int64_t>& x, const std::vector<int64_t>& y) {
   std::vector<int64_t> row(y.size() + 1);
   for (size_t j = 0; j <= y.size(); ++j) row[j] = static_cast<int64_t>(j);
   for (size_t i = 1; i <= x.size(); ++i) {

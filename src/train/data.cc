@@ -230,11 +230,7 @@ Dataset load_text_lines(const std::string& dir, const std::string& keys_path) {
     values.insert(values.end(), x.data<float>(), x.data<float>() + x.numel());
     const std::string text = eval::reference_text(folder.string());
     std::vector<int64_t> seq;
-    for (size_t i = 0; i < text.size();) {  // one UTF-8 code point at a time
-      const unsigned char c = static_cast<unsigned char>(text[i]);
-      const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-      const std::string ch = text.substr(i, len);
-      i += len;
+    for (const std::string& ch : eval::utf8_characters(text)) {
       if (ch == " ") {
         seq.push_back(space);
         continue;

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "duet/core/error.h"
+#include "duet/eval/metrics.h"
 #include "duet/io/file.h"
 #include "duet/io/tensor_file.h"
 #include "duet/numerics/format.h"
@@ -204,29 +205,11 @@ CtcCounts ctc_counts(const Tensor& scores, const Tensor& labels) {
   CtcCounts r;
   const int64_t n = scores.dim(0), steps = scores.dim(1), classes = scores.dim(2), width = labels.dim(1);
   for (int64_t i = 0; i < n; ++i) {
-    std::vector<int64_t> decoded, target;
-    int64_t prev = -1;
-    for (int64_t t = 0; t < steps; ++t) {
-      const float* row = scores.data<float>() + (i * steps + t) * classes;
-      const int64_t best = std::max_element(row, row + classes) - row;
-      if (best != 0 && best != prev) decoded.push_back(best);
-      prev = best;
-    }
+    const std::vector<int64_t> decoded = eval::ctc_greedy_path(scores.data<float>() + i * steps * classes, steps, classes);
+    std::vector<int64_t> target;
     for (int64_t k = 0; k < width && labels.data<int64_t>()[i * width + k] >= 0; ++k) target.push_back(labels.data<int64_t>()[i * width + k]);
     r.exact += decoded == target;
-    // Levenshtein distance over label ids.
-    std::vector<int64_t> row(target.size() + 1);
-    for (size_t j = 0; j <= target.size(); ++j) row[j] = static_cast<int64_t>(j);
-    for (size_t a = 1; a <= decoded.size(); ++a) {
-      int64_t diag = row[0];
-      row[0] = static_cast<int64_t>(a);
-      for (size_t b = 1; b <= target.size(); ++b) {
-        const int64_t up = row[b];
-        row[b] = std::min({row[b] + 1, row[b - 1] + 1, diag + (decoded[a - 1] != target[b - 1])});
-        diag = up;
-      }
-    }
-    r.edits += static_cast<double>(row[target.size()]);
+    r.edits += static_cast<double>(eval::edit_distance(decoded, target));
     r.length += static_cast<double>(std::max<size_t>(1, target.size()));
   }
   return r;

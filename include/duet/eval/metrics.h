@@ -78,8 +78,17 @@ std::vector<Box> parse_boxes(const std::string& text);
 // Greedy one-to-one matching by IoU (largest first) at >= threshold: the number matched.
 int64_t match_boxes(const std::vector<Box>& predicted, const std::vector<Box>& reference, double threshold);
 
-// Levenshtein distance between the UTF-8 code point sequences of a and b.
+// The classes a CTC greedy decode emits from scores [T, C] (row-major):
+// each step's argmax, repeats merged, blanks (0) dropped.
+std::vector<int64_t> ctc_greedy_path(const float* scores, int64_t steps, int64_t classes);
+
+// The characters (UTF-8 sequences) of a string, in order.
+std::vector<std::string> utf8_characters(const std::string& s);
+
+// Levenshtein distance between the UTF-8 code point sequences of a and b, or
+// between two sequences of labels.
 int64_t edit_distance(const std::string& a, const std::string& b);
+int64_t edit_distance(const std::vector<int64_t>& a, const std::vector<int64_t>& b);
 int64_t code_points(const std::string& s);
 
 // Accumulates a metric over samples; one Accumulator per model evaluated.

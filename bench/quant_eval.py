@@ -1,21 +1,20 @@
 #!/usr/bin/env python3
 """Post-training quantization of the PaddleOCR models, Duet vs ONNX Runtime (a benchmark, not a test).
 
-Renders calibration and evaluation text (different seeds, so different lines) with
-../shared/tools/render_ocr_inputs.py, quantizes each model with `duet quantize` and with
-ONNX Runtime's quantize_static (MinMax and Entropy, the same calibration data, per-channel
-INT8 weights, UINT8 activations, QDQ, the same op types), runs every model with ONNX Runtime
-on the evaluation data and prints the figures of the PTQ issue:
-  rec: CTC greedy decode identical to FP32 (% of lines) and character agreement (1 - edits/chars)
-  cls: same class as FP32 (%)
-  det: IoU of the probability maps thresholded at 0.3, FP32 vs quantized (mean over pages)
-Accuracy is measured with ONNX Runtime's graph optimizations off (QDQ executed as defined, which is
-what Duet computes); the figures under 'ort_int_kernels' use ONNX Runtime's fused U8S8 kernels, which
-saturate on x86 CPUs without VNNI (see run_ort). It also checks that ONNX Runtime and Duet compute the
-same integers for Duet's QDQ model: every QuantizeLinear output compared, largest difference in LSB.
+Renders calibration and held-out evaluation sets (different seeds, so different lines and pages) with
+../shared/tools/render_ocr_inputs.py, quantizes each model with `duet quantize` (its defaults, and any
+--methods) and with ONNX Runtime's quantize_static (MinMax, Entropy and Percentile on the same calibration
+data, per-channel INT8 weights, UINT8 activations, QDQ, the same op types), and judges every model by its
+task on the held-out set with `duet evaluate` (one definition of each metric, eval/metrics.h):
+  rec: character error rate against the rendered text (spaces ignored: the recognizer drops them)
+  cls: top-1 against the rendered orientation (0 / 180)
+  det: box F1 after DB post-processing against the rendered line boxes (IoU >= 0.5)
+beside FP32's figure on the same samples. QDQ models run as defined (float Q/DQ around float ops), which is
+what ONNX Runtime computes with its graph optimizations off. It also checks that ONNX Runtime and Duet
+compute the same integers for Duet's QDQ model: every QuantizeLinear output compared, largest difference in LSB.
 
 usage: bench/quant_eval.py [--work DIR] [--duet build/duet] [--models rec,cls,det]
-       [--calib N] [--eval N] [--det-calib N] [--det-eval N]
+       [--calib N] [--eval N] [--det-calib N] [--det-eval N] [--methods default,auto] [--json]
 """
 import argparse, json, os, subprocess, sys, time
 import numpy as np
@@ -39,7 +38,11 @@ def ensure_python_deps():
 
 
 def render(out, seed, count, kinds):
-    done = os.path.join(out, f'.done-{kinds}-{count}')
+    # The marker names the renderer's content: sets made by an older renderer (its fonts changed) are redone.
+    import hashlib
+    script = os.path.join(SHARED, 'tools', 'render_ocr_inputs.py')
+    version = hashlib.sha1(open(script, 'rb').read()).hexdigest()[:10]
+    done = os.path.join(out, f'.done-{kinds}-{count}-{version}')
     if os.path.exists(done):
         return
     env = dict(os.environ, KINDS=kinds)
@@ -79,76 +82,35 @@ def ort_quantize(model, out, calib, method, work):
             x = next(self.it, None)
             return None if x is None else {name: x}
 
+    calibrate_method = {'minmax': CalibrationMethod.MinMax, 'entropy': CalibrationMethod.Entropy,
+                        'percentile': CalibrationMethod.Percentile}[method]
     quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.Entropy if method == 'entropy' else CalibrationMethod.MinMax)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate_method)
 
 
-def run_ort(model, inputs, exact=False):
-    """exact: graph optimizations off, so QDQ runs as its definition (float Q/DQ around float ops).
-    With them on, ONNX Runtime fuses QDQ into U8S8 integer kernels, which on x86 without VNNI use
-    VPMADDUBSW and can saturate (ONNX Runtime's documentation advises reduce_range or U8U8 there)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    if exact:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    s = ort.InferenceSession(model, so, providers=['CPUExecutionProvider'])
-    name = s.get_inputs()[0].name
-    return [s.run(None, {name: x})[0] for x in inputs]
+def task_metric(kind):
+    keys = os.path.join(SHARED, 'models', 'paddleocr', 'ppocr_keys_v1.txt')
+    return {'rec': f'cer,keys={keys},spaces=ignore', 'cls': 'top1,labels=0,180', 'det': 'boxes'}[kind]
 
 
-def run_duet_bf16(duet, model, inputs, work):
-    """The FP32 model on Duet's cpu backend with --precision bf16 (Conv/MatMul inputs and weights in BF16,
-    FP32 accumulation), one `duet run` per input (.npy in, .npy out)."""
-    outs = []
-    folder = os.path.join(work, 'bf16_run')
-    os.makedirs(folder, exist_ok=True)
-    for i, x in enumerate(inputs):
-        src, out = os.path.join(folder, f'in_{i}.npy'), os.path.join(folder, f'out_{i}')
-        np.save(src, x)
-        subprocess.run([duet, 'run', model, '--input', 'x=' + src, '--backend', 'cpu', '--precision', 'bf16',
-                        '--threads', '2', '--output-dir', out], check=True, capture_output=True)
-        outs.append(np.load(os.path.join(out, sorted(os.listdir(out))[0])))
-    return outs
+def evaluate(duet, model, reference, data, kind):
+    """`duet evaluate`: the model's task metric on the held-out samples, and FP32's beside it."""
+    r = subprocess.run([duet, 'evaluate', model, '--data', data, '--reference', reference, '--metric', task_metric(kind),
+                        '--json'], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f'duet evaluate {model}: {r.stderr.strip()}')
+    j = json.loads(r.stdout)
+    return {'metric': j['description'], 'value_pct': round(100 * j['value'], 3),
+            'fp32_pct': round(100 * j['reference']['value'], 3), 'drop_points': round(j['reference']['drop_points'], 3),
+            'rel_l2': round(j['reference']['rel_l2'], 4), 'samples': j['samples']}
 
 
-def ctc_decode(prob, keys):
-    idx = prob[0].argmax(-1)
-    out, prev = [], -1
-    for i in idx:
-        if i != prev and i != 0:
-            out.append(keys[i - 1] if i - 1 < len(keys) else ' ')
-        prev = i
-    return ''.join(out)
-
-
-def edit_distance(a, b):
-    d = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, d[0] = d[0], i
-        for j, cb in enumerate(b, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ca != cb))
-    return d[len(b)]
-
-
-def metrics(kind, ref, got, keys):
-    if kind == 'rec':
-        a = [ctc_decode(r, keys) for r in ref]
-        b = [ctc_decode(g, keys) for g in got]
-        same = sum(x == y for x, y in zip(a, b))
-        edits = sum(edit_distance(x, y) for x, y in zip(a, b))
-        chars = sum(max(len(x), 1) for x in a)
-        return {'decode_identical_pct': 100.0 * same / len(a), 'char_agreement_pct': 100.0 * (1 - edits / chars), 'lines': len(a)}
-    if kind == 'cls':
-        same = sum(int(r.argmax() == g.argmax()) for r, g in zip(ref, got))
-        return {'same_class_pct': 100.0 * same / len(ref), 'samples': len(ref)}
-    ious = []
-    for r, g in zip(ref, got):
-        a, b = r > 0.3, g > 0.3
-        union = np.logical_or(a, b).sum()
-        ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
-    return {'iou_mean': float(np.mean(ious)), 'iou_min': float(np.min(ious)), 'pages': len(ious)}
+def quantized_share(model):
+    import onnx
+    m = onnx.load(model)
+    dq_inputs = {n.output[0] for n in m.graph.node if n.op_type == 'DequantizeLinear'}
+    matrix = [n for n in m.graph.node if n.op_type in OP_TYPES]
+    return sum(any(i in dq_inputs for i in n.input) for n in matrix), len(matrix)
 
 
 def lsb_check(duet, model, x, work):
@@ -206,18 +168,14 @@ def main():
     ap.add_argument('--calib', type=int, default=100)
     ap.add_argument('--eval', type=int, default=200)
     ap.add_argument('--det-calib', type=int, default=16)
-    ap.add_argument('--det-eval', type=int, default=20)
-    ap.add_argument('--methods', default='entropy,mse', help='Duet methods to run')
-    ap.add_argument('--skip-ort', action='store_true', help='leave out ONNX Runtime quantize_static')
-    ap.add_argument('--duet-args', default='', help='extra arguments for duet quantize, e.g. "--accuracy-budget 0.03"')
-    ap.add_argument('--bf16-baseline', action='store_true',
-                    help='also run the FP32 model with `duet run --backend cpu --precision bf16` on the evaluation '
-                         'data: how far the same metrics move under BF16, the format accelerators treat as safe')
+    ap.add_argument('--det-eval', type=int, default=40)
+    ap.add_argument('--methods', default='default', help='Duet methods to run ("default": no --method flag)')
+    ap.add_argument('--ort-methods', default='minmax,entropy,percentile', help='ONNX Runtime quantize_static methods ("" for none)')
+    ap.add_argument('--duet-args', default='', help='extra arguments for duet quantize, e.g. "--max-accuracy-drop 0.5"')
     ap.add_argument('--json', action='store_true')
     a = ap.parse_args()
     ensure_python_deps()
     os.makedirs(a.work, exist_ok=True)
-    keys = [l.rstrip('\n') for l in open(os.path.join(SHARED, 'models', 'paddleocr', 'ppocr_keys_v1.txt'), encoding='utf-8')]
     results = {}
     for kind in a.models.split(','):
         ncal, nev = (a.det_calib, a.det_eval) if kind == 'det' else (a.calib, a.eval)
@@ -225,34 +183,33 @@ def main():
         render(cal_dir, 1234, ncal, kind)
         render(ev_dir, 5678, nev, kind)
         model = os.path.join(SHARED, 'models', 'paddleocr', MODELS[kind])
-        calib, evals = load_set(os.path.join(cal_dir, kind))[:ncal], load_set(os.path.join(ev_dir, kind))[:nev]
-        ref = run_ort(model, evals)
-        res = results[kind] = {'calibration_samples': len(calib), 'evaluation_samples': len(evals)}
-        if a.bf16_baseline:
-            res['duet_bf16_precision'] = metrics(kind, ref, run_duet_bf16(a.duet, model, evals, a.work), keys)
+        held_out = os.path.join(ev_dir, kind)
+        res = results[kind] = {'calibration_samples': ncal, 'held_out_samples': nev}
         for method in [m for m in a.methods.split(',') if m]:
             out = os.path.join(a.work, f'{kind}_duet_{method}.onnx')
             t0 = time.time()
             r = subprocess.run([a.duet, 'quantize', model, '--calib', os.path.join(cal_dir, kind), '--max-calib', str(ncal),
-                                '--method', method, '-o', out, '--json'] + ([] if '--max-eval' in a.duet_args else ['--max-eval', '4']) + [
-                                '--report', out.replace('.onnx', '.html')] + a.duet_args.split(), capture_output=True, text=True)
+                                '-o', out, '--json', '--report', out.replace('.onnx', '.html'), '--metric', task_metric(kind)] +
+                               ([] if method == 'default' else ['--method', method]) + a.duet_args.split(),
+                               capture_output=True, text=True)
             if r.returncode != 0:
-                print(r.stderr, file=sys.stderr)
-                sys.exit(1)
+                sys.exit(r.stderr)
             rep = json.loads(r.stdout)
-            res[f'duet_{method}'] = dict(metrics(kind, ref, run_ort(out, evals, exact=True), keys), seconds=round(time.time() - t0, 1),
-                                         calib_peak_rss_mb=rep['calibration']['peak_rss_mb'],
+            res[f'duet_{method}'] = dict(evaluate(a.duet, out, model, held_out, kind), seconds=round(time.time() - t0, 1),
+                                         calib_peak_rss_mb=round(rep['calibration']['peak_rss_mb'], 1),
                                          nodes_quantized=rep['nodes_quantized'], nodes_float=rep['nodes_float'])
-            res[f'duet_{method}']['ort_int_kernels'] = metrics(kind, ref, run_ort(out, evals), keys)
-        for method in ([] if a.skip_ort else ['minmax', 'entropy']):
+        for method in [m for m in a.ort_methods.split(',') if m]:
             out = os.path.join(a.work, f'{kind}_ort_{method}.onnx')
             t0 = time.time()
+            calib = load_set(os.path.join(cal_dir, kind))[:ncal]
             ort_quantize(model, out, calib, method, a.work)
-            res[f'ort_{method}'] = dict(metrics(kind, ref, run_ort(out, evals, exact=True), keys), seconds=round(time.time() - t0, 1))
-            res[f'ort_{method}']['ort_int_kernels'] = metrics(kind, ref, run_ort(out, evals), keys)
-        first = a.methods.split(',')[0]
-        if first:  # --methods "" with --bf16-baseline: no Duet QDQ model to compare
-            res['ort_vs_duet_integers'] = lsb_check(a.duet, os.path.join(a.work, f'{kind}_duet_{first}.onnx'), evals[0], a.work)
+            q, n = quantized_share(out)
+            res[f'ort_{method}'] = dict(evaluate(a.duet, out, model, held_out, kind), seconds=round(time.time() - t0, 1),
+                                        nodes_quantized=q, nodes_float=n - q)
+        first = [m for m in a.methods.split(',') if m]
+        if first:
+            x = load_set(held_out)[0]
+            res['ort_vs_duet_integers'] = lsb_check(a.duet, os.path.join(a.work, f'{kind}_duet_{first[0]}.onnx'), x, a.work)
         if not a.json:
             print(kind, json.dumps(res, indent=1), flush=True)
     if a.json:

@@ -123,6 +123,7 @@ Runner add_simulate(CLI::App& app);
 Runner add_calibrate_host(CLI::App& app);
 Runner add_emu_gemm(CLI::App& app);
 Runner add_emulate(CLI::App& app);
+Runner add_evaluate(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_sparsify(CLI::App& app);
 Runner add_train(CLI::App& app);

@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   add(duet::cli::add_calibrate_host);
   add(duet::cli::add_emu_gemm);
   add(duet::cli::add_emulate);
+  add(duet::cli::add_evaluate);
   add(duet::cli::add_quantize);
   add(duet::cli::add_sparsify);
   add(duet::cli::add_train);

@@ -538,6 +538,26 @@ TEST(QuantizeCli, JudgesTheQuantizedModelByItsTaskOnHeldOutSamples) {
   EXPECT_FALSE(fs::exists(dir / "q2.onnx"));
 }
 
+TEST(EvaluateCli, MeasuresAModelsTaskBesideItsReference) {
+  const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
+  const std::string samples = source_dir() + "/data/samples/cls";
+  auto r = run_command(cli() + " evaluate " + model + " --data " + samples + " --metric top1,labels=0,180 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j.at("samples"), 3);
+  EXPECT_DOUBLE_EQ(j.at("value").get<double>(), 1.0);
+  // Against itself as the reference: the same figure, no drop, no output error.
+  r = run_command(cli() + " evaluate " + model + " --data " + samples + " --metric top1,labels=0,180 --reference " + model + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = nlohmann::json::parse(r.output);
+  EXPECT_DOUBLE_EQ(j.at("reference").at("drop_points").get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j.at("reference").at("rel_l2").get<double>(), 0.0);
+  // Agreement needs something to agree with: one clear error.
+  r = run_command(cli() + " evaluate " + model + " --data " + samples);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--metric agreement compares with a --reference model"), std::string::npos) << r.output;
+}
+
 TEST(QuantizeCli, BadCalibrationInputIsOneClearError) {
   const std::string model = source_dir() + "/data/models/ppocr_cls_mobile_v2.0.onnx";
   const fs::path dir = scratch("bad");

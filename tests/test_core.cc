@@ -15,6 +15,13 @@ TEST(DType, NamesRoundTripAndOnnxSpellingsAreAccepted) {
   EXPECT_THROW(dtype_from_name("float7"), Error);
 }
 
+TEST(DType, StorageBytesRefuseCountsBeyondSixtyFourBits) {
+  EXPECT_EQ(dtype_storage_bytes(DType::Int4, 3), 2u);
+  EXPECT_EQ(dtype_storage_bytes(DType::Float32, int64_t{1} << 40), size_t{1} << 42);
+  // 427832823819238141 float32 values: a shape the fuzzer declared; one clear error, not an overflow.
+  EXPECT_THROW(dtype_storage_bytes(DType::Float32, 427832823819238141), Error);
+}
+
 TEST(Tensor, Int4PacksTwoPerByteLowNibbleFirst) {
   Tensor t(DType::Int4, {3});
   subbyte_set(t, 0, -8);

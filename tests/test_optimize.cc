@@ -8,6 +8,7 @@
 
 #include "duet/ops/post_ops.h"
 #include "duet/passes/optimize.h"
+#include "duet/passes/shape_inference.h"
 #include "duet/runtime/session.h"
 
 using namespace duet;
@@ -325,4 +326,23 @@ TEST(CpuBackend, ReplansForANewInputShape) {
     const Tensor x = random_tensor(dims, 5);
     EXPECT_LE(max_diff(slow.run({{"x", x}}).at(0).tensor, fast.run({{"x", x}}).at(0).tensor), 1e-4);
   }
+}
+
+// A model may declare a shape whose bytes overflow a 64-bit count (the fuzzer's 427832823819238141 float32
+// values): its cost is still an estimate in double, with no undefined arithmetic.
+TEST(NodeCosts, AShapeBeyondSixtyFourBitsOfBytesIsCostedInDouble) {
+  ir::Model m;
+  m.opset_imports = {{"", 17}};
+  auto& g = *m.graph;
+  ir::Value* x = g.value("x");
+  x->type.dtype = DType::Float32;
+  x->type.shape = Shape::from({427832823819238141});
+  g.inputs.push_back(x);
+  g.add_node("Add", {x, x}, {g.value("y")}, "add");
+  g.outputs.push_back(g.value("y"));
+  passes::infer_shapes(m);
+  const auto costs = passes::node_costs(m);
+  ASSERT_EQ(costs.size(), 1u);
+  ASSERT_TRUE(costs[0].known);
+  EXPECT_NEAR(costs[0].cost.input_bytes.at(0), 427832823819238141.0 * 4, 1e3);
 }

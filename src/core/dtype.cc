@@ -4,6 +4,9 @@
 #include <array>
 #include <bit>
 #include <cctype>
+#include <cstdint>
+
+#include "duet/core/error.h"
 
 namespace duet {
 
@@ -94,8 +97,11 @@ bool dtype_is_integer(DType t) {
 bool dtype_is_subbyte(DType t) { return dtype_bits(t) > 0 && dtype_bits(t) < 8; }
 
 size_t dtype_storage_bytes(DType t, int64_t n) {
-  const int bits = dtype_bits(t);
-  return static_cast<size_t>((n * bits + 7) / 8);
+  const int64_t bits = dtype_bits(t);
+  int64_t total = 0;
+  DUET_CHECK(n >= 0 && !__builtin_mul_overflow(n, bits, &total) && total <= INT64_MAX - 7, n, " ", dtype_name(t),
+             " elements take more bytes than a 64-bit count holds");
+  return static_cast<size_t>((total + 7) / 8);
 }
 
 float fp16_bits_to_float(uint16_t h) {

@@ -1,5 +1,7 @@
 #include "duet/ops/registry.h"
 
+#include <cmath>
+
 #include "families.h"
 
 namespace duet::ops {
@@ -98,9 +100,10 @@ const Registry& Registry::builtin() {
   return registry;
 }
 
+// In double: a cost is an estimate, and a declared shape may hold more bytes than a 64-bit count (found by fuzzing).
 double value_bytes(const ir::ValueType& t) {
   if (t.kind != ir::ValueType::Kind::Tensor || !t.shape.fully_known()) return 0;
-  return static_cast<double>(dtype_storage_bytes(t.dtype, numel(t.shape.concrete())));
+  return std::ceil(static_cast<double>(numel(t.shape.concrete())) * dtype_bits(t.dtype) / 8);
 }
 
 Cost default_cost(const CostContext& ctx) {
